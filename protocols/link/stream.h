@@ -1,0 +1,79 @@
+/* Byte-stream link: a tty (UART, USB-CDC) or an in-memory pipe to a device model.
+ * Katapult serial, AN3155 and BGAPI engines see only st_stream. */
+#ifndef STATION_PROTOCOLS_LINK_STREAM_H
+#define STATION_PROTOCOLS_LINK_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "station/core/err.h"
+#include "station/core/log.h"
+
+typedef struct st_stream st_stream;
+
+/* Line settings; parity 'N', 'E' or 'O'. */
+typedef struct st_stream_line {
+    uint32_t baud;
+    uint8_t data_bits;
+    char parity;
+    uint8_t stop_bits;
+} st_stream_line;
+
+typedef struct st_stream_ops {
+    /* Write all n bytes before the timeout; returns n or < 0. */
+    int (*write)(st_stream *s, const uint8_t *buf, size_t n, unsigned timeout_ms, st_err *err);
+    /* Read up to cap bytes; returns > 0 bytes, 0 on timeout, < 0 on error
+     * (ST_ERR_DISCONNECT when the device went away). */
+    int (*read)(st_stream *s, uint8_t *buf, size_t cap, unsigned timeout_ms, st_err *err);
+    /* Apply line settings; ST_ERR_UNSUPPORTED with a clear message when the device cannot
+     * keep them (a pty drops parity). */
+    int (*set_line)(st_stream *s, const st_stream_line *line, st_err *err);
+    /* Modem lines: each of dtr/rts is 0, 1, or -1 to leave it. */
+    int (*set_modem)(st_stream *s, int dtr, int rts, st_err *err);
+    /* Discard pending input. */
+    int (*flush_input)(st_stream *s, st_err *err);
+    void (*close)(st_stream *s);
+} st_stream_ops;
+
+struct st_stream {
+    const st_stream_ops *ops;
+    char name[64]; /* for messages: "/dev/ttyACM0", "mem:katapult" */
+};
+
+/* Dispatchers (stream.c). */
+int st_stream_write(st_stream *s, const uint8_t *buf, size_t n, unsigned timeout_ms, st_err *err);
+int st_stream_read(st_stream *s, uint8_t *buf, size_t cap, unsigned timeout_ms, st_err *err);
+/* Read exactly n bytes before the deadline (timeout_ms for the whole read). */
+int st_stream_read_exact(st_stream *s, uint8_t *buf, size_t n, unsigned timeout_ms, st_err *err);
+int st_stream_set_line(st_stream *s, const st_stream_line *line, st_err *err);
+int st_stream_set_modem(st_stream *s, int dtr, int rts, st_err *err);
+int st_stream_flush_input(st_stream *s, st_err *err);
+void st_stream_close(st_stream *s);
+
+/* termios backend (stream_tty.c). */
+int st_stream_tty_open(const char *path, const st_stream_line *line, st_stream **out,
+                       st_err *err);
+
+/* Device side of a byte stream: what a byte-stream device model implements. The in-memory
+ * stream (stream_mem.c) and the pty server drive it. All calls come from one thread at a
+ * time; now_us is st_now_us(). */
+typedef struct st_stream_model st_stream_model;
+typedef struct st_stream_model_ops {
+    /* Bytes from the host. */
+    void (*rx)(st_stream_model *m, const uint8_t *buf, size_t n, uint64_t now_us);
+    /* Bytes for the host that are ready by now_us; returns the count (0 = none yet). */
+    size_t (*tx)(st_stream_model *m, uint8_t *buf, size_t cap, uint64_t now_us);
+    /* Earliest time something will happen without new input (UINT64_MAX = never). */
+    uint64_t (*next_event_us)(st_stream_model *m);
+    /* Host changed line settings / modem lines (may be NULL). */
+    void (*line)(st_stream_model *m, const st_stream_line *line, int dtr, int rts);
+} st_stream_model_ops;
+
+struct st_stream_model {
+    const st_stream_model_ops *ops;
+};
+
+/* In-memory stream to a model (not owned). */
+int st_stream_mem_open(st_stream_model *m, const char *name, st_stream **out, st_err *err);
+
+#endif

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Station needs to build and test. Idempotent; run as root
+# (or with sudo). STATION_SETUP_RIG=1 also installs the kernel-driver rig's packages.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config
+  libgpiod-dev          # GPIO lines for BOOT0/RESET/power (libgpiod 1.6, v1 API)
+  libusb-1.0-0-dev      # USB DFU transfers
+  libsocketcan-dev      # CAN bitrate / interface state
+  libyaml-dev           # fixture/job parsing and report writing
+  zlib1g-dev            # CRC-32 of DfuSe .dfu file suffixes
+  libssl-dev            # SHA-1 / SHA-256 (OpenSSL libcrypto EVP)
+  libcmocka-dev         # unit tests
+)
+peers=(dfu-util stm32flash can-utils)
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+
+missing=()
+for p in "${pkgs[@]}" "${peers[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi

@@ -1,0 +1,89 @@
+/* Error values with context: see err.h for the convention. */
+#include "err.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *st_strerror(int code)
+{
+    switch (code) {
+    case ST_OK: return "ok";
+    case ST_ERR_INVAL: return "invalid input";
+    case ST_ERR_NOMEM: return "out of memory";
+    case ST_ERR_IO: return "I/O error";
+    case ST_ERR_TIMEOUT: return "timeout";
+    case ST_ERR_PROTO: return "protocol error";
+    case ST_ERR_DEVICE: return "device reported an error";
+    case ST_ERR_VERIFY: return "verify failed";
+    case ST_ERR_NOTFOUND: return "not found";
+    case ST_ERR_DISCONNECT: return "device disconnected";
+    case ST_ERR_STALL: return "request stalled";
+    case ST_ERR_BUSY: return "busy";
+    case ST_ERR_UNSUPPORTED: return "not supported";
+    case ST_ERR_MISMATCH: return "mismatch";
+    case ST_ERR_PERM: return "permission denied";
+    case ST_ERR_CANCELLED: return "cancelled";
+    default: return "unknown error";
+    }
+}
+
+int st_err_set(st_err *err, int code, const char *fmt, ...)
+{
+    if (!err)
+        return code;
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int st_err_prefix(st_err *err, const char *fmt, ...)
+{
+    if (!err)
+        return ST_ERR_IO;
+    char head[ST_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(head, sizeof head, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return err->code;
+    /* Truncation keeps the outer steps, which name the unit and step. */
+    char joined[2 * ST_ERR_MSG_MAX + 2];
+    snprintf(joined, sizeof joined, "%s: %s", head,
+             err->msg[0] ? err->msg : st_strerror(err->code));
+    memcpy(err->msg, joined, sizeof err->msg - 1);
+    err->msg[sizeof err->msg - 1] = '\0';
+    if (err->code == ST_OK)
+        err->code = ST_ERR_IO;
+    return err->code;
+}
+
+void st_err_clear(st_err *err)
+{
+    if (err) {
+        err->code = ST_OK;
+        err->msg[0] = '\0';
+    }
+}
+
+int st_err_from_errno(int errnum)
+{
+    switch (errnum) {
+    case 0: return ST_OK;
+    case ENOMEM: return ST_ERR_NOMEM;
+    case ETIMEDOUT: case EAGAIN: return ST_ERR_TIMEOUT;
+    case ENOENT: case ENODEV: case ENXIO: return ST_ERR_NOTFOUND;
+    case EACCES: case EPERM: return ST_ERR_PERM;
+    case EBUSY: return ST_ERR_BUSY;
+    case EINVAL: return ST_ERR_INVAL;
+    case ENOTSUP: return ST_ERR_UNSUPPORTED;
+    case EPIPE: return ST_ERR_STALL;
+    case ECANCELED: case EINTR: return ST_ERR_CANCELLED;
+    default: return ST_ERR_IO;
+    }
+}

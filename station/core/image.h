@@ -1,0 +1,48 @@
+/* Firmware images: load a raw .bin (load address from the job) or a DfuSe .dfu container
+ * (addresses from the file), and validate before any unit is touched. */
+#ifndef STATION_CORE_IMAGE_H
+#define STATION_CORE_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "digest.h"
+#include "err.h"
+#include "mcu.h"
+
+typedef struct st_image {
+    char *path;          /* as given; owned */
+    uint8_t *data;       /* owned, size bytes */
+    size_t size;
+    uint32_t load_addr;  /* address of data[0] on the target */
+    uint8_t sha256[ST_SHA256_LEN]; /* of data as loaded (the file for .bin) */
+    char sha256_hex[2 * ST_SHA256_LEN + 1];
+    char format[8];      /* "bin" or "dfu" */
+} st_image;
+
+/* Load a file. For .bin, load_addr is where it goes. For .dfu (recognised by its "DfuSe"
+ * prefix), the elements' addresses are used and load_addr must be 0 or equal the first
+ * element's address; elements are merged into one block with 0xFF gaps (gap <= 64 KiB).
+ * On success *out is a new image (free with st_image_free). */
+int st_image_load(const char *path, uint32_t load_addr, st_image **out, st_err *err);
+
+/* Build an image from memory (copied); path is a label for messages. */
+int st_image_from_memory(const char *label, const void *data, size_t size, uint32_t load_addr,
+                         st_image **out, st_err *err);
+
+void st_image_free(st_image *img);
+
+/* Compare the image's SHA-256 with a pinned 64-hex-digit string. */
+int st_image_check_digest(const st_image *img, const char *pinned_hex, st_err *err);
+
+/* The image lies wholly inside [start, start+size). */
+int st_image_check_fit(const st_image *img, uint32_t start, uint32_t size, st_err *err);
+
+/* Cortex-M vector table at the image start: initial SP inside the MCU's SRAM (top
+ * included) and word-aligned; reset vector has the Thumb bit and points inside the image. */
+int st_image_check_vectors(const st_image *img, const st_mcu *mcu, st_err *err);
+
+/* All three checks for an image bound for mcu's main flash. */
+int st_image_validate(const st_image *img, const st_mcu *mcu, const char *pinned_hex, st_err *err);
+
+#endif

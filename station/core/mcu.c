@@ -1,0 +1,42 @@
+/* The MCU table. Figures: STM32G431 datasheet flash table (typical) and
+ * shared/reference/protocols.md section 1.7. */
+#include "mcu.h"
+
+#include <stddef.h>
+#include <strings.h>
+#include <string.h>
+
+static const st_mcu mcus[] = {
+    {
+        .name = "stm32g431xx",
+        .flash_start = 0x08000000u, .flash_size = 128u * 1024u, .page_size = 2048u,
+        .sram_start = 0x20000000u, .sram_size = 0x8000u,
+        .optbytes_start = 0x1FFF7800u, .optbytes_size = 40u,
+        .otp_start = 0x1FFF7000u, .otp_size = 1024u,
+        .sysmem_start = 0x1FFF0000u,
+        .usart_pid = 0x468,
+        .katapult_app_offset = 0x2000u,
+        .page_erase_us = 22000u, .dword_program_us = 82u, .mass_erase_us = 22000u,
+    },
+    { .name = NULL },
+};
+
+const st_mcu *st_mcu_table(void)
+{
+    return mcus;
+}
+
+const st_mcu *st_mcu_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (const st_mcu *m = mcus; m->name; m++) {
+        if (strcasecmp(m->name, name) == 0)
+            return m;
+        /* "stm32g431" matches "stm32g431xx" */
+        size_t n = strlen(name);
+        if (n >= 9 && strncasecmp(m->name, name, n) == 0)
+            return m;
+    }
+    return NULL;
+}

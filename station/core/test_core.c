@@ -1,0 +1,236 @@
+/* Unit tests for station core: errors, text safety, digests, images. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <cmocka.h>
+
+#include "station/core/digest.h"
+#include "station/core/err.h"
+#include "station/core/image.h"
+#include "station/core/mcu.h"
+#include "station/core/text.h"
+
+static void test_err_prefix_chain(void **state)
+{
+    st_err e;
+    st_err_clear(&e);
+    assert_int_equal(st_err_set(&e, ST_ERR_DEVICE, "device reported errPROG"), ST_ERR_DEVICE);
+    st_err_prefix(&e, "write 0x%08x", 0x08004000u);
+    st_err_prefix(&e, "dfu");
+    assert_string_equal(e.msg, "dfu: write 0x08004000: device reported errPROG");
+    assert_int_equal(e.code, ST_ERR_DEVICE);
+    assert_int_equal(st_err_prefix(NULL, "x"), ST_ERR_IO);
+    assert_string_equal(st_strerror(ST_ERR_VERIFY), "verify failed");
+}
+
+static void test_text(void **state)
+{
+    char out[64];
+    assert_string_equal(st_text_filename("../../x\n: y", out, sizeof out), "_._.._x___y");
+    assert_string_equal(st_text_filename("", out, sizeof out), "unknown");
+    assert_string_equal(st_text_filename(".hidden", out, sizeof out), "_hidden");
+    assert_string_equal(st_text_printable("a\x1b[2Jb\xff", out, sizeof out), "a?[2Jb?");
+    assert_string_equal(st_text_filename("208A31574253", out, 8), "208A315");
+}
+
+static void test_digest_vectors(void **state)
+{
+    uint8_t d[32];
+    char hex[65];
+    st_sha256("abc", 3, d);
+    st_hex(d, 32, false, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    st_sha1("abc", 3, d);
+    st_hex(d, 20, true, hex);
+    assert_string_equal(hex, "A9993E364706816ABA3E25717850C26C9CD0D89D");
+    st_digest *g = st_digest_new(ST_DIGEST_SHA256);
+    st_digest_update(g, "a", 1);
+    st_digest_update(g, "bc", 2);
+    uint8_t d2[32];
+    assert_int_equal(st_digest_final(g, d2), 32);
+    st_sha256("abc", 3, d);
+    assert_memory_equal(d, d2, 32);
+    st_digest_free(g);
+    uint8_t b[2];
+    assert_true(st_unhex("aB", b, 1));
+    assert_false(st_unhex("zz", b, 1));
+    assert_false(st_unhex("abc", b, 1));
+}
+
+/* A minimal valid G431 image: SP at SRAM top, reset vector inside, Thumb bit. */
+static uint8_t *make_image(size_t n)
+{
+    uint8_t *p = malloc(n);
+    memset(p, 0xA5, n);
+    uint32_t sp = 0x20008000u, rv = 0x08000101u;
+    memcpy(p, &sp, 4);
+    memcpy(p + 4, &rv, 4);
+    return p;
+}
+
+static char *write_tmp(const void *data, size_t n)
+{
+    char *path = strdup("/tmp/st-core-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, n), (ssize_t)n);
+    close(fd);
+    return path;
+}
+
+static void test_image_bin_validate(void **state)
+{
+    const st_mcu *g4 = st_mcu_find("STM32G431");
+    assert_non_null(g4);
+    uint8_t *raw = make_image(1024);
+    char *path = write_tmp(raw, 1024);
+    st_image *img = NULL;
+    st_err e;
+    assert_int_equal(st_image_load(path, 0x08000000u, &img, &e), 0);
+    assert_int_equal(img->size, 1024);
+    assert_string_equal(img->format, "bin");
+    assert_int_equal(st_image_validate(img, g4, img->sha256_hex, &e), 0);
+
+    /* wrong pin */
+    char bad[65];
+    memcpy(bad, img->sha256_hex, 65);
+    bad[0] = bad[0] == '0' ? '1' : '0';
+    assert_int_equal(st_image_check_digest(img, bad, &e), ST_ERR_MISMATCH);
+    assert_non_null(strstr(e.msg, "the job pins"));
+    assert_int_equal(st_image_check_digest(img, "nothex", &e), ST_ERR_INVAL);
+
+    /* does not fit */
+    img->load_addr = 0x0801FF00u;
+    assert_int_equal(st_image_check_fit(img, g4->flash_start, g4->flash_size, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "do not fit"));
+    img->load_addr = 0x08000000u;
+
+    /* SP outside SRAM */
+    uint32_t sp = 0x10000000u;
+    memcpy(img->data, &sp, 4);
+    assert_int_equal(st_image_check_vectors(img, g4, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "initial stack pointer"));
+    sp = 0x20008000u;
+    memcpy(img->data, &sp, 4);
+    /* no Thumb bit */
+    uint32_t rv = 0x08000100u;
+    memcpy(img->data + 4, &rv, 4);
+    assert_int_equal(st_image_check_vectors(img, g4, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "Thumb"));
+    /* points past the image */
+    rv = 0x08010001u;
+    memcpy(img->data + 4, &rv, 4);
+    assert_int_equal(st_image_check_vectors(img, g4, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "outside the image"));
+
+    st_image_free(img);
+    unlink(path);
+    free(path);
+    free(raw);
+
+    assert_int_equal(st_image_load("/nonexistent/x.bin", 0, &img, &e), ST_ERR_NOTFOUND);
+    assert_non_null(strstr(e.msg, "/nonexistent/x.bin"));
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* Build a DfuSe file with two elements and a 16-byte gap between them. */
+static size_t make_dfuse(uint8_t *f, int corrupt_crc)
+{
+    size_t o = 0;
+    memcpy(f, "DfuSe", 5);
+    f[5] = 1;
+    f[10] = 1;
+    o = 11;
+    uint8_t *t = f + o;
+    memset(t, 0, 274);
+    memcpy(t, "Target", 6);
+    put32(t + 270, 2);
+    o += 274;
+    uint8_t a[16], b[8];
+    memset(a, 0x11, sizeof a);
+    memset(b, 0x22, sizeof b);
+    put32(f + o, 0x08000000u);
+    put32(f + o + 4, sizeof a);
+    memcpy(f + o + 8, a, sizeof a);
+    o += 8 + sizeof a;
+    put32(f + o, 0x08000020u);
+    put32(f + o + 4, sizeof b);
+    memcpy(f + o + 8, b, sizeof b);
+    o += 8 + sizeof b;
+    put32(f + 6, (uint32_t)o); /* prefix image size (unchecked) */
+    uint8_t *s = f + o;
+    memset(s, 0, 16);
+    s[6] = 0x1A;
+    s[7] = 0x01;
+    memcpy(s + 8, "UFD", 3);
+    s[11] = 16;
+    o += 16;
+    uint32_t crc = ~(uint32_t)crc32(0L, f, (uInt)(o - 4));
+    put32(f + o - 4, corrupt_crc ? crc ^ 1 : crc);
+    return o;
+}
+
+static void test_image_dfuse(void **state)
+{
+    uint8_t f[512];
+    size_t n = make_dfuse(f, 0);
+    char *path = write_tmp(f, n);
+    st_image *img = NULL;
+    st_err e;
+    assert_int_equal(st_image_load(path, 0, &img, &e), 0);
+    assert_string_equal(img->format, "dfu");
+    assert_int_equal(img->load_addr, 0x08000000u);
+    assert_int_equal(img->size, 0x28);
+    assert_int_equal(img->data[0], 0x11);
+    assert_int_equal(img->data[0x10], 0xFF);
+    assert_int_equal(img->data[0x20], 0x22);
+    st_image_free(img);
+    assert_int_equal(st_image_load(path, 0x08004000u, &img, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "load address"));
+    unlink(path);
+    free(path);
+
+    n = make_dfuse(f, 1);
+    path = write_tmp(f, n);
+    assert_int_equal(st_image_load(path, 0, &img, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "CRC"));
+    unlink(path);
+    free(path);
+}
+
+static void test_real_firmware(void **state)
+{
+    const char *p = STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/Katapult_plus_CartographerV4_6.0.0__USB_lite.bin";
+    if (access(p, R_OK) != 0)
+        skip();
+    st_image *img = NULL;
+    st_err e;
+    assert_int_equal(st_image_load(p, 0x08000000u, &img, &e), 0);
+    assert_string_equal(img->sha256_hex,
+                        "fec0c7c54d10b71da32f06b658c5c28ec616701f084334874ffc1c3291a9936c");
+    assert_int_equal(st_image_validate(img, st_mcu_find("stm32g431xx"), img->sha256_hex, &e), 0);
+    st_image_free(img);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_err_prefix_chain), cmocka_unit_test(test_text),
+        cmocka_unit_test(test_digest_vectors),   cmocka_unit_test(test_image_bin_validate),
+        cmocka_unit_test(test_image_dfuse),      cmocka_unit_test(test_real_firmware),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
