@@ -1,0 +1,1120 @@
+/* Per-unit YAML reports: document model, libyaml emitter/parser, atomic write, file
+ * names. Validation and rendering live in report_check.c. See report.h. */
+#include "reports/report.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#include "station/core/clock.h"
+#include "station/core/text.h"
+
+/* Reports are a few KiB; anything past this on load is not a report. */
+#define REPORT_FILE_MAX (16u * 1024u * 1024u)
+/* Longest identity kept in a file name, so the name stays far below NAME_MAX (255). */
+#define IDENTITY_NAME_MAX 64
+
+struct st_rnode {
+    st_rtype type;
+    bool plain;      /* scalar emitted as a plain scalar (numbers, trusted formats) */
+    bool oom;        /* root only: an allocation failed while building */
+    char *key;       /* key in the parent map, NULL otherwise */
+    char *text;      /* scalar text */
+    st_rnode *parent;
+    st_rnode **kids;
+    size_t n, cap;
+};
+
+/* ---- untrusted text ------------------------------------------------------------------ */
+
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF), or 0 if s does not start one. s is NUL-terminated, so the
+ * continuation checks stop at the terminator. */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned char lo = 0x80, hi = 0xbf;
+        if (c == 0xe0)
+            lo = 0xa0; /* overlong */
+        if (c == 0xed)
+            hi = 0x9f; /* surrogates */
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80)
+            return 0;
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned char lo = 0x80, hi = 0xbf;
+        if (c == 0xf0)
+            lo = 0x90; /* overlong */
+        if (c == 0xf4)
+            hi = 0x8f; /* above U+10FFFF */
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+/* Copy s as valid UTF-8 (bad bytes become '?'), at most ST_REPORT_STR_MAX bytes. */
+static char *clean_dup(const char *s)
+{
+    if (!s)
+        s = "";
+    size_t in_len = strnlen(s, ST_REPORT_STR_MAX * 4u);
+    size_t cap = in_len < ST_REPORT_STR_MAX ? in_len : ST_REPORT_STR_MAX;
+    char *out = malloc(cap + 1);
+    if (!out)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    while (i < in_len) {
+        size_t l = utf8_len(p + i);
+        if (l == 0 || i + l > in_len) {
+            if (o + 1 > cap)
+                break;
+            out[o++] = '?';
+            i++;
+            continue;
+        }
+        if (o + l > cap)
+            break;
+        memcpy(out + o, p + i, l);
+        o += l;
+        i += l;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* ---- nodes --------------------------------------------------------------------------- */
+
+static st_rnode *node_new(st_rtype type)
+{
+    st_rnode *n = calloc(1, sizeof(*n));
+    if (n)
+        n->type = type;
+    return n;
+}
+
+static void node_free(st_rnode *n)
+{
+    if (!n)
+        return;
+    for (size_t i = 0; i < n->n; i++)
+        node_free(n->kids[i]);
+    free(n->kids);
+    free(n->key);
+    free(n->text);
+    free(n);
+}
+
+static void mark_oom(st_rnode *n)
+{
+    while (n && n->parent)
+        n = n->parent;
+    if (n)
+        n->oom = true;
+}
+
+static bool is_container(const st_rnode *n)
+{
+    return n && (n->type == ST_RMAP || n->type == ST_RSEQ);
+}
+
+static int node_append(st_rnode *parent, st_rnode *child)
+{
+    if (parent->n == parent->cap) {
+        size_t cap = parent->cap ? parent->cap * 2 : 8;
+        st_rnode **k = realloc(parent->kids, cap * sizeof(*k));
+        if (!k)
+            return ST_ERR_NOMEM;
+        parent->kids = k;
+        parent->cap = cap;
+    }
+    parent->kids[parent->n++] = child;
+    child->parent = parent;
+    return 0;
+}
+
+static long map_index(const st_rnode *map, const char *key, size_t key_len)
+{
+    for (size_t i = 0; i < map->n; i++) {
+        const char *k = map->kids[i]->key;
+        if (k && strlen(k) == key_len && memcmp(k, key, key_len) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+/* Put child at key (replacing any old child in its position); takes child. */
+static st_rnode *map_put(st_rnode *map, const char *key, st_rnode *child)
+{
+    char *k = clean_dup(key);
+    if (!k) {
+        node_free(child);
+        mark_oom(map);
+        return NULL;
+    }
+    long at = map_index(map, k, strlen(k));
+    child->key = k;
+    if (at >= 0) {
+        node_free(map->kids[at]);
+        map->kids[at] = child;
+        child->parent = map;
+        return child;
+    }
+    if (node_append(map, child) != 0) {
+        node_free(child);
+        mark_oom(map);
+        return NULL;
+    }
+    return child;
+}
+
+static st_rnode *map_child(st_rnode *map, const char *key)
+{
+    char *k = clean_dup(key);
+    if (!k) {
+        mark_oom(map);
+        return NULL;
+    }
+    long at = map_index(map, k, strlen(k));
+    free(k);
+    return at >= 0 ? map->kids[at] : NULL;
+}
+
+static st_rnode *get_or_create(st_rnode *map, const char *key, st_rtype type)
+{
+    if (!map || map->type != ST_RMAP)
+        return NULL;
+    st_rnode *old = map_child(map, key);
+    if (old && old->type == type)
+        return old;
+    st_rnode *n = node_new(type);
+    if (!n) {
+        mark_oom(map);
+        return NULL;
+    }
+    return map_put(map, key, n);
+}
+
+st_rnode *st_rmap_map(st_rnode *map, const char *key)
+{
+    return get_or_create(map, key, ST_RMAP);
+}
+
+st_rnode *st_rmap_seq(st_rnode *map, const char *key)
+{
+    return get_or_create(map, key, ST_RSEQ);
+}
+
+st_rnode *st_rseq_add_map(st_rnode *seq)
+{
+    if (!seq || seq->type != ST_RSEQ)
+        return NULL;
+    st_rnode *n = node_new(ST_RMAP);
+    if (!n || node_append(seq, n) != 0) {
+        free(n);
+        mark_oom(seq);
+        return NULL;
+    }
+    return n;
+}
+
+static st_rnode *scalar_new(st_rtype type, bool plain, const char *text)
+{
+    st_rnode *n = node_new(type);
+    if (!n)
+        return NULL;
+    n->plain = plain;
+    n->text = clean_dup(text);
+    if (!n->text) {
+        free(n);
+        return NULL;
+    }
+    return n;
+}
+
+void st_rseq_add_str(st_rnode *seq, const char *v)
+{
+    if (!seq || seq->type != ST_RSEQ)
+        return;
+    st_rnode *n = scalar_new(ST_RSTR, false, v);
+    if (!n || node_append(seq, n) != 0) {
+        node_free(n);
+        mark_oom(seq);
+    }
+}
+
+static void set_scalar(st_rnode *map, const char *key, st_rtype type, bool plain,
+                       const char *text)
+{
+    if (!map || map->type != ST_RMAP)
+        return;
+    st_rnode *n = scalar_new(type, plain, text);
+    if (!n) {
+        mark_oom(map);
+        return;
+    }
+    map_put(map, key, n);
+}
+
+void st_rmap_str(st_rnode *map, const char *key, const char *v)
+{
+    if (!v) {
+        st_rmap_del(map, key);
+        return;
+    }
+    set_scalar(map, key, ST_RSTR, false, v);
+}
+
+void st_rmap_fmt(st_rnode *map, const char *key, const char *fmt, ...)
+{
+    if (!map)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int r = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (r < 0) {
+        mark_oom(map);
+        return;
+    }
+    set_scalar(map, key, ST_RSTR, false, s);
+    free(s);
+}
+
+void st_rmap_int(st_rnode *map, const char *key, long long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%lld", v);
+    set_scalar(map, key, ST_RINT, true, buf);
+}
+
+void st_rmap_uint(st_rnode *map, const char *key, unsigned long long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%llu", v);
+    set_scalar(map, key, ST_RINT, true, buf);
+}
+
+void st_rmap_bool(st_rnode *map, const char *key, bool v)
+{
+    set_scalar(map, key, ST_RBOOL, true, v ? "true" : "false");
+}
+
+void st_rmap_hex32(st_rnode *map, const char *key, uint32_t v)
+{
+    char buf[16];
+    snprintf(buf, sizeof(buf), "0x%08" PRIX32, v);
+    set_scalar(map, key, ST_RINT, true, buf);
+}
+
+void st_rmap_time(st_rnode *map, const char *key, uint64_t wall_us)
+{
+    char buf[32];
+    st_format_utc(wall_us, buf, sizeof(buf));
+    set_scalar(map, key, ST_RSTR, true, buf);
+}
+
+void st_rmap_ms(st_rnode *map, const char *key, uint64_t us)
+{
+    char buf[40];
+    snprintf(buf, sizeof(buf), "%llu.%03u", (unsigned long long)(us / 1000u),
+             (unsigned)(us % 1000u));
+    set_scalar(map, key, ST_RFLOAT, true, buf);
+}
+
+void st_rmap_del(st_rnode *map, const char *key)
+{
+    if (!map || map->type != ST_RMAP)
+        return;
+    char *k = clean_dup(key);
+    if (!k) {
+        mark_oom(map);
+        return;
+    }
+    long at = map_index(map, k, strlen(k));
+    free(k);
+    if (at < 0)
+        return;
+    node_free(map->kids[at]);
+    memmove(&map->kids[at], &map->kids[at + 1], (map->n - (size_t)at - 1) * sizeof(*map->kids));
+    map->n--;
+}
+
+st_rnode *st_report_new(void)
+{
+    st_rnode *root = node_new(ST_RMAP);
+    if (!root)
+        return NULL;
+    st_rmap_int(root, "schema", ST_REPORT_SCHEMA);
+    if (root->oom) {
+        node_free(root);
+        return NULL;
+    }
+    return root;
+}
+
+void st_report_free(st_rnode *doc)
+{
+    node_free(doc);
+}
+
+/* ---- reading the model --------------------------------------------------------------- */
+
+/* Walk a path already cleaned like the keys it is compared with. */
+static st_rnode *find_clean(st_rnode *root, const char *p)
+{
+    st_rnode *n = root;
+    if (!*p)
+        return n;
+    while (n) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (n->type == ST_RMAP) {
+            long at = map_index(n, p, len);
+            n = at >= 0 ? n->kids[at] : NULL;
+        } else if (n->type == ST_RSEQ) {
+            if (len == 0 || len > 9 || strspn(p, "0123456789") < len)
+                return NULL;
+            size_t idx = 0;
+            for (size_t i = 0; i < len; i++)
+                idx = idx * 10 + (size_t)(p[i] - '0');
+            n = idx < n->n ? n->kids[idx] : NULL;
+        } else {
+            return NULL;
+        }
+        if (!dot)
+            return n;
+        p = dot + 1;
+    }
+    return NULL;
+}
+
+st_rnode *st_rfind(st_rnode *root, const char *path)
+{
+    if (!root)
+        return NULL;
+    char *p = clean_dup(path);
+    if (!p)
+        return NULL;
+    st_rnode *n = find_clean(root, p);
+    free(p);
+    return n;
+}
+
+const st_rnode *st_rget(const st_rnode *root, const char *path)
+{
+    return st_rfind((st_rnode *)root, path);
+}
+
+const char *st_rget_str(const st_rnode *root, const char *path)
+{
+    const st_rnode *n = st_rget(root, path);
+    return n && !is_container(n) ? n->text : NULL;
+}
+
+static int parse_int(const char *t, long long *out)
+{
+    const char *p = t;
+    bool neg = false;
+    if (*p == '+' || *p == '-')
+        neg = *p++ == '-';
+    int base = 10;
+    if (p[0] == '0' && p[1] == 'x') {
+        base = 16;
+        p += 2;
+    } else if (p[0] == '0' && p[1] == 'o') {
+        base = 8;
+        p += 2;
+    }
+    if (!*p || *p == '+' || *p == '-' || *p == ' ')
+        return ST_ERR_INVAL;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long u = strtoull(p, &end, base);
+    if (errno || *end)
+        return ST_ERR_INVAL;
+    if (!neg && u > (unsigned long long)LLONG_MAX)
+        return ST_ERR_INVAL;
+    if (neg && u > (unsigned long long)LLONG_MAX + 1u)
+        return ST_ERR_INVAL;
+    if (neg)
+        *out = u == (unsigned long long)LLONG_MAX + 1u ? LLONG_MIN : -(long long)u;
+    else
+        *out = (long long)u;
+    return 0;
+}
+
+int st_rget_int(const st_rnode *root, const char *path, long long *out)
+{
+    const st_rnode *n = st_rget(root, path);
+    if (!n)
+        return ST_ERR_NOTFOUND;
+    if (n->type != ST_RINT)
+        return ST_ERR_INVAL;
+    long long v;
+    if (parse_int(n->text, &v) != 0)
+        return ST_ERR_INVAL;
+    if (out)
+        *out = v;
+    return 0;
+}
+
+int st_rget_num(const st_rnode *root, const char *path, double *out)
+{
+    const st_rnode *n = st_rget(root, path);
+    if (!n)
+        return ST_ERR_NOTFOUND;
+    double v;
+    if (n->type == ST_RINT) {
+        long long i;
+        if (parse_int(n->text, &i) != 0)
+            return ST_ERR_INVAL;
+        v = (double)i;
+    } else if (n->type == ST_RFLOAT) {
+        const char *t = n->text;
+        const char *u = (*t == '+' || *t == '-') ? t + 1 : t;
+        if (u[0] == '.' && (u[1] == 'i' || u[1] == 'I'))
+            v = *t == '-' ? -HUGE_VAL : HUGE_VAL;
+        else if (u[0] == '.' && (u[1] == 'n' || u[1] == 'N'))
+            v = NAN;
+        else {
+            char *end = NULL;
+            errno = 0;
+            v = strtod(t, &end);
+            if (*end)
+                return ST_ERR_INVAL;
+        }
+    } else {
+        return ST_ERR_INVAL;
+    }
+    if (out)
+        *out = v;
+    return 0;
+}
+
+st_rtype st_rnode_type(const st_rnode *n)
+{
+    return n ? n->type : ST_RNULL;
+}
+
+size_t st_rnode_len(const st_rnode *n)
+{
+    return is_container(n) ? n->n : 0;
+}
+
+const st_rnode *st_rnode_child(const st_rnode *n, size_t i)
+{
+    return is_container(n) && i < n->n ? n->kids[i] : NULL;
+}
+
+const char *st_rnode_key(const st_rnode *n)
+{
+    return n ? n->key : NULL;
+}
+
+const char *st_rnode_text(const st_rnode *n)
+{
+    return n && !is_container(n) ? n->text : NULL;
+}
+
+/* ---- YAML 1.2 core-schema resolution of plain scalars ---------------------------------- */
+
+static bool all_of(const char *s, const char *set)
+{
+    return *s && strspn(s, set) == strlen(s);
+}
+
+static bool is_float_text(const char *t)
+{
+    const char *p = (*t == '+' || *t == '-') ? t + 1 : t;
+    if (!strcmp(p, ".inf") || !strcmp(p, ".Inf") || !strcmp(p, ".INF"))
+        return true;
+    if (p == t && (!strcmp(t, ".nan") || !strcmp(t, ".NaN") || !strcmp(t, ".NAN")))
+        return true;
+    size_t intd = strspn(p, "0123456789");
+    p += intd;
+    size_t fracd = 0;
+    if (*p == '.') {
+        p++;
+        fracd = strspn(p, "0123456789");
+        p += fracd;
+    } else if (intd == 0) {
+        return false;
+    }
+    if (intd == 0 && fracd == 0)
+        return false;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        size_t ed = strspn(p, "0123456789");
+        if (!ed)
+            return false;
+        p += ed;
+    }
+    return *p == '\0';
+}
+
+static st_rtype resolve_plain(const char *t)
+{
+    if (!*t || !strcmp(t, "~") || !strcmp(t, "null") || !strcmp(t, "Null") ||
+        !strcmp(t, "NULL"))
+        return ST_RNULL;
+    if (!strcmp(t, "true") || !strcmp(t, "True") || !strcmp(t, "TRUE") ||
+        !strcmp(t, "false") || !strcmp(t, "False") || !strcmp(t, "FALSE"))
+        return ST_RBOOL;
+    const char *p = (*t == '+' || *t == '-') ? t + 1 : t;
+    if (all_of(p, "0123456789"))
+        return ST_RINT;
+    if (t[0] == '0' && t[1] == 'x' && all_of(t + 2, "0123456789abcdefABCDEF"))
+        return ST_RINT;
+    if (t[0] == '0' && t[1] == 'o' && all_of(t + 2, "01234567"))
+        return ST_RINT;
+    if (is_float_text(t))
+        return ST_RFLOAT;
+    return ST_RSTR;
+}
+
+/* A string that a YAML 1.1 or 1.2 reader could take for something else when plain
+ * (numbers, sexagesimals, timestamps, yes/no/on/off, null) must be quoted. */
+static bool needs_quotes(const char *t)
+{
+    static const char *const words[] = { "y", "n", "yes", "no", "on", "off", "true",
+                                         "false", "null" };
+    if (!*t || strchr("0123456789+-.~", t[0]))
+        return true;
+    if (resolve_plain(t) != ST_RSTR)
+        return true;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (!strcasecmp(t, words[i]))
+            return true;
+    return false;
+}
+
+/* ---- emitting -------------------------------------------------------------------------- */
+
+struct membuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static int membuf_write(void *data, unsigned char *buf, size_t size)
+{
+    struct membuf *m = data;
+    if (m->len + size + 1 > m->cap) {
+        size_t cap = m->cap ? m->cap : 4096;
+        while (cap < m->len + size + 1)
+            cap *= 2;
+        char *p = realloc(m->p, cap);
+        if (!p) {
+            m->oom = true;
+            return 0;
+        }
+        m->p = p;
+        m->cap = cap;
+    }
+    memcpy(m->p + m->len, buf, size);
+    m->len += size;
+    m->p[m->len] = '\0';
+    return 1;
+}
+
+static int emit_scalar(yaml_emitter_t *em, const char *text, bool plain)
+{
+    yaml_event_t ev;
+    int quote = !plain && needs_quotes(text);
+    /* plain_implicit=0 makes libyaml quote the scalar; quoted_implicit=1 lets it pick
+     * single or double quotes (double, with escapes, for control bytes and non-ASCII). */
+    if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, (int)strlen(text),
+                                      !quote, 1, YAML_ANY_SCALAR_STYLE))
+        return -1;
+    return yaml_emitter_emit(em, &ev) ? 0 : -1;
+}
+
+static int emit_node(yaml_emitter_t *em, const st_rnode *n)
+{
+    yaml_event_t ev;
+    if (n->type == ST_RMAP) {
+        if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) ||
+            !yaml_emitter_emit(em, &ev))
+            return -1;
+        for (size_t i = 0; i < n->n; i++) {
+            if (emit_scalar(em, n->kids[i]->key ? n->kids[i]->key : "", false) != 0 ||
+                emit_node(em, n->kids[i]) != 0)
+                return -1;
+        }
+        if (!yaml_mapping_end_event_initialize(&ev) || !yaml_emitter_emit(em, &ev))
+            return -1;
+        return 0;
+    }
+    if (n->type == ST_RSEQ) {
+        if (!yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+                                                  YAML_BLOCK_SEQUENCE_STYLE) ||
+            !yaml_emitter_emit(em, &ev))
+            return -1;
+        for (size_t i = 0; i < n->n; i++)
+            if (emit_node(em, n->kids[i]) != 0)
+                return -1;
+        if (!yaml_sequence_end_event_initialize(&ev) || !yaml_emitter_emit(em, &ev))
+            return -1;
+        return 0;
+    }
+    return emit_scalar(em, n->text ? n->text : "", n->plain);
+}
+
+int st_report_emit(const st_rnode *doc, char **out, size_t *len, st_err *err)
+{
+    if (!doc || !out || doc->type != ST_RMAP)
+        return st_err_set(err, ST_ERR_INVAL, "report: no document to write");
+    if (doc->oom)
+        return st_err_set(err, ST_ERR_NOMEM,
+                          "report: out of memory while building the report");
+    struct membuf m = { 0 };
+    yaml_emitter_t em;
+    yaml_event_t ev;
+    if (!yaml_emitter_initialize(&em))
+        return st_err_set(err, ST_ERR_NOMEM, "report: cannot start the YAML emitter");
+    yaml_emitter_set_output(&em, membuf_write, &m);
+    yaml_emitter_set_unicode(&em, 0); /* escape all non-ASCII: reports stay ASCII */
+    yaml_emitter_set_width(&em, -1);  /* no folding of long values */
+    yaml_emitter_set_indent(&em, 2);
+    int ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) &&
+             yaml_emitter_emit(&em, &ev) &&
+             yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) &&
+             yaml_emitter_emit(&em, &ev) && emit_node(&em, doc) == 0 &&
+             yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&em, &ev) &&
+             yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&em, &ev) &&
+             yaml_emitter_flush(&em);
+    int rc = 0;
+    if (!ok) {
+        rc = m.oom || em.error == YAML_MEMORY_ERROR
+                 ? st_err_set(err, ST_ERR_NOMEM, "report: out of memory while emitting YAML")
+                 : st_err_set(err, ST_ERR_INVAL, "report: YAML emitter: %s",
+                              em.problem ? em.problem : "unknown error");
+        free(m.p);
+    } else {
+        *out = m.p;
+        if (len)
+            *len = m.len;
+    }
+    yaml_emitter_delete(&em);
+    return rc;
+}
+
+/* ---- atomic write ---------------------------------------------------------------------- */
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int fsync_dir_of(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        st_strlcpy(dir, ".", sizeof(dir));
+    else if (slash == path)
+        st_strlcpy(dir, "/", sizeof(dir));
+    else {
+        size_t n = (size_t)(slash - path);
+        if (n >= sizeof(dir)) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    /* Some file systems cannot fsync a directory; the rename is still as durable as the
+     * file system allows. */
+    return (r < 0 && errno != EINVAL && errno != EROFS) ? -1 : 0;
+}
+
+int st_report_write_atomic(const st_rnode *doc, const char *path, st_err *err)
+{
+    if (!path || !*path)
+        return st_err_set(err, ST_ERR_INVAL, "report: no path");
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = st_report_emit(doc, &buf, &len, err);
+    if (rc != 0)
+        return st_err_prefix(err, "%s", path);
+
+    char tmp[PATH_MAX];
+    int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        free(buf);
+        return st_err_set(err, ST_ERR_INVAL, "%s: path too long", path);
+    }
+    const char *what = "create";
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == EEXIST) {
+        /* A stale temp file of a dead process that had our pid: ours to replace. */
+        unlink(tmp);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
+    if (fd < 0)
+        goto fail_noclean;
+    what = "write";
+    if (write_all(fd, buf, len) != 0)
+        goto fail;
+    what = "fsync";
+    if (fsync(fd) != 0)
+        goto fail;
+    what = "close";
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    what = "rename";
+    if (rename(tmp, path) != 0)
+        goto fail;
+    free(buf);
+    if (fsync_dir_of(path) != 0) {
+        int e = errno;
+        return st_err_set(err, st_err_from_errno(e), "%s: fsync directory: %s", path,
+                          strerror(e));
+    }
+    return 0;
+
+fail: {
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    errno = e;
+}
+fail_noclean: {
+    int e = errno;
+    free(buf);
+    return st_err_set(err, st_err_from_errno(e), "%s: %s %s: %s", path, what, tmp,
+                      strerror(e));
+}
+}
+
+/* ---- parsing --------------------------------------------------------------------------- */
+
+struct pframe {
+    st_rnode *node;
+    char *pending_key; /* map: key read, value not yet */
+};
+
+/* "<name>:<line>:<col>: <what>"; libyaml marks count from 0. */
+static int perr(st_err *err, const char *name, yaml_mark_t m, int code, const char *what)
+{
+    return st_err_set(err, code, "%s:%zu:%zu: %s", name, m.line + 1, m.column + 1, what);
+}
+
+static void frames_free(struct pframe *st, size_t depth)
+{
+    for (size_t i = 0; i < depth; i++)
+        free(st[i].pending_key);
+}
+
+/* Attach a finished value to the container on top of the stack. */
+static int attach(struct pframe *top, st_rnode *v)
+{
+    if (top->node->type == ST_RSEQ)
+        return node_append(top->node, v);
+    v->key = top->pending_key;
+    top->pending_key = NULL;
+    return node_append(top->node, v);
+}
+
+int st_report_parse(const char *buf, size_t len, const char *name, st_rnode **out,
+                    st_err *err)
+{
+    if (!name)
+        name = "<report>";
+    *out = NULL;
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return st_err_set(err, ST_ERR_NOMEM, "%s: cannot start the YAML parser", name);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+
+    struct pframe st[ST_REPORT_DEPTH_MAX + 1];
+    size_t depth = 0;
+    st_rnode *root = NULL;
+    int docs = 0;
+    int rc = 0;
+    bool done = false;
+
+    while (!done) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            yaml_mark_t m = parser.problem_mark;
+            char msg[200];
+            snprintf(msg, sizeof(msg), "%s%s%s", parser.problem ? parser.problem : "syntax error",
+                     parser.context ? " " : "", parser.context ? parser.context : "");
+            rc = perr(err, name, m,
+                      parser.error == YAML_MEMORY_ERROR ? ST_ERR_NOMEM : ST_ERR_INVAL, msg);
+            break;
+        }
+        yaml_mark_t at = ev.start_mark;
+        struct pframe *top = depth ? &st[depth - 1] : NULL;
+        bool want_key = top && top->node->type == ST_RMAP && !top->pending_key;
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++docs > 1)
+                rc = perr(err, name, at, ST_ERR_INVAL, "more than one YAML document");
+            break;
+        case YAML_ALIAS_EVENT:
+            rc = perr(err, name, at, ST_ERR_INVAL, "aliases are not allowed in a report");
+            break;
+        case YAML_SCALAR_EVENT: {
+            char *text = clean_dup((const char *)ev.data.scalar.value);
+            if (!text) {
+                rc = perr(err, name, at, ST_ERR_NOMEM, "out of memory");
+                break;
+            }
+            if (!top) {
+                free(text);
+                rc = perr(err, name, at, ST_ERR_INVAL, "the report must be a map");
+                break;
+            }
+            if (want_key) {
+                if (map_index(top->node, text, strlen(text)) >= 0) {
+                    char safe[96], msg[128];
+                    st_text_printable(text, safe, sizeof(safe));
+                    snprintf(msg, sizeof(msg), "duplicate key '%s'", safe);
+                    rc = perr(err, name, at, ST_ERR_INVAL, msg);
+                    free(text);
+                    break;
+                }
+                top->pending_key = text;
+                break;
+            }
+            bool quoted = ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+                          (ev.data.scalar.tag &&
+                           !strcmp((const char *)ev.data.scalar.tag, YAML_STR_TAG));
+            st_rnode *v = node_new(quoted ? ST_RSTR : resolve_plain(text));
+            if (!v) {
+                free(text);
+                rc = perr(err, name, at, ST_ERR_NOMEM, "out of memory");
+                break;
+            }
+            v->text = text;
+            v->plain = !quoted;
+            if (attach(top, v) != 0) {
+                node_free(v);
+                rc = perr(err, name, at, ST_ERR_NOMEM, "out of memory");
+            }
+            break;
+        }
+        case YAML_MAPPING_START_EVENT:
+        case YAML_SEQUENCE_START_EVENT: {
+            bool is_map = ev.type == YAML_MAPPING_START_EVENT;
+            if (want_key) {
+                rc = perr(err, name, at, ST_ERR_INVAL, "a key must be a plain string");
+                break;
+            }
+            if (!top && (root || !is_map)) {
+                rc = perr(err, name, at, ST_ERR_INVAL, "the report must be a map");
+                break;
+            }
+            if (depth >= ST_REPORT_DEPTH_MAX) {
+                rc = perr(err, name, at, ST_ERR_INVAL, "nested too deeply");
+                break;
+            }
+            st_rnode *v = node_new(is_map ? ST_RMAP : ST_RSEQ);
+            if (!v || (top && attach(top, v) != 0)) {
+                node_free(v);
+                rc = perr(err, name, at, ST_ERR_NOMEM, "out of memory");
+                break;
+            }
+            if (!top)
+                root = v;
+            st[depth].node = v;
+            st[depth].pending_key = NULL;
+            depth++;
+            break;
+        }
+        case YAML_MAPPING_END_EVENT:
+        case YAML_SEQUENCE_END_EVENT:
+            if (depth) {
+                depth--;
+                free(st[depth].pending_key);
+            }
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+        if (rc != 0)
+            break;
+    }
+    frames_free(st, depth);
+    yaml_parser_delete(&parser);
+    if (rc == 0 && !root)
+        rc = st_err_set(err, ST_ERR_INVAL, "%s: empty: no YAML document", name);
+    if (rc != 0) {
+        node_free(root);
+        return rc;
+    }
+    *out = root;
+    return 0;
+}
+
+int st_report_load(const char *path, st_rnode **out, st_err *err)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return st_err_set(err, st_err_from_errno(errno), "%s: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 16384;
+            if (ncap > REPORT_FILE_MAX + 1)
+                ncap = REPORT_FILE_MAX + 1;
+            if (ncap == cap) {
+                rc = st_err_set(err, ST_ERR_INVAL, "%s: larger than %u bytes, not a report",
+                                path, REPORT_FILE_MAX);
+                break;
+            }
+            char *p = realloc(buf, ncap);
+            if (!p) {
+                rc = st_err_set(err, ST_ERR_NOMEM, "%s: out of memory", path);
+                break;
+            }
+            buf = p;
+            cap = ncap;
+        }
+        size_t r = fread(buf + len, 1, cap - len, f);
+        len += r;
+        if (r == 0) {
+            if (ferror(f))
+                rc = st_err_set(err, ST_ERR_IO, "%s: read error", path);
+            break;
+        }
+    }
+    fclose(f);
+    if (rc == 0)
+        rc = st_report_parse(buf ? buf : "", len, path, out, err);
+    free(buf);
+    return rc;
+}
+
+/* ---- file names ------------------------------------------------------------------------ */
+
+static int mkdir_p(const char *dir, st_err *err)
+{
+    char p[PATH_MAX];
+    if (strlen(dir) >= sizeof(p))
+        return st_err_set(err, ST_ERR_INVAL, "%s: path too long", dir);
+    st_strlcpy(p, dir, sizeof(p));
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST)
+                return st_err_set(err, st_err_from_errno(errno), "create directory %s: %s", p,
+                                  strerror(errno));
+            *s = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return st_err_set(err, ST_ERR_IO, "%s: not a directory", dir);
+    return 0;
+}
+
+int st_report_make_path(const char *dir, const char *unit_identity, int slot,
+                        uint64_t wall_us, char *out, size_t cap, st_err *err)
+{
+    if (!dir || !*dir || !out || cap == 0 || slot < 0)
+        return st_err_set(err, ST_ERR_INVAL, "report path: bad arguments");
+    out[0] = '\0';
+    char d[PATH_MAX];
+    size_t dl = strlen(dir);
+    if (dl >= sizeof(d))
+        return st_err_set(err, ST_ERR_INVAL, "report path: directory name too long");
+    memcpy(d, dir, dl + 1);
+    while (dl > 1 && d[dl - 1] == '/')
+        d[--dl] = '\0';
+    int rc = mkdir_p(d, err);
+    if (rc != 0)
+        return st_err_prefix(err, "report path");
+
+    char ident[IDENTITY_NAME_MAX + 1];
+    st_text_filename(unit_identity, ident, sizeof(ident));
+    time_t secs = (time_t)(wall_us / 1000000u);
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm))
+        return st_err_set(err, ST_ERR_INVAL, "report path: bad time");
+    char stamp[48];
+    snprintf(stamp, sizeof(stamp), "%04d%02d%02dT%02d%02d%02d.%03uZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (unsigned)((wall_us / 1000u) % 1000u));
+    const char *sep = (dl == 1 && d[0] == '/') ? "" : "/";
+    for (int k = 0; k < 1000; k++) {
+        char suffix[16] = "";
+        if (k)
+            snprintf(suffix, sizeof(suffix), "-%d", k);
+        int n = snprintf(out, cap, "%s%s%s_slot%d_%s%s.yaml", d, sep, ident, slot, stamp,
+                         suffix);
+        if (n < 0 || (size_t)n >= cap) {
+            out[0] = '\0';
+            return st_err_set(err, ST_ERR_INVAL, "report path: name longer than %zu bytes",
+                              cap - 1);
+        }
+        struct stat sb;
+        if (lstat(out, &sb) != 0) {
+            if (errno == ENOENT)
+                return 0;
+            int e = errno;
+            out[0] = '\0';
+            return st_err_set(err, st_err_from_errno(e), "report path: %s: %s", d,
+                              strerror(e));
+        }
+    }
+    out[0] = '\0';
+    return st_err_set(err, ST_ERR_BUSY, "report path: 1000 reports with the same name in %s",
+                      d);
+}
