@@ -1,0 +1,234 @@
+/* CAN byte-stream tests: host st_stream over a CAN link against a stream node hosting an
+ * echo st_stream_model, and the node's Katapult admin behaviour (query, set, clear,
+ * id conflicts), all on the in-memory bus. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "protocols/link/can_model.h"
+
+/* Echo model: every byte received is sent back. */
+typedef struct echo_model {
+    st_stream_model base;
+    uint8_t buf[4096];
+    size_t head, count;
+} echo_model;
+
+static void em_rx(st_stream_model *m, const uint8_t *b, size_t n, uint64_t now)
+{
+    echo_model *e = (echo_model *)m;
+    for (size_t i = 0; i < n && e->count < sizeof e->buf; i++)
+        e->buf[(e->head + e->count++) % sizeof e->buf] = b[i];
+}
+
+static size_t em_tx(st_stream_model *m, uint8_t *b, size_t cap, uint64_t now)
+{
+    echo_model *e = (echo_model *)m;
+    size_t k = 0;
+    while (k < cap && e->count) {
+        b[k++] = e->buf[e->head];
+        e->head = (e->head + 1) % sizeof e->buf;
+        e->count--;
+    }
+    return k;
+}
+
+static uint64_t em_next(st_stream_model *m)
+{
+    return ((echo_model *)m)->count ? 0 : UINT64_MAX;
+}
+
+static const st_stream_model_ops em_ops = { em_rx, em_tx, em_next, NULL };
+
+typedef struct fx {
+    st_vcan_bus *bus;
+    st_can_iface *ifc;
+    st_can_link *admin; /* sends on 0x3F0, hears 0x3F1 */
+    st_can_link *sniff; /* hears everything */
+} fx;
+
+static void fx_open(fx *x)
+{
+    x->bus = st_vcan_bus_new(1000000, ST_TIMING_NONE);
+    assert_non_null(x->bus);
+    assert_int_equal(st_can_iface_mem_new(x->bus, NULL, NULL, &x->ifc, NULL), 0);
+    assert_int_equal(x->ifc->ops->open_link(x->ifc, &x->admin, NULL), 0);
+    assert_int_equal(x->ifc->ops->open_link(x->ifc, &x->sniff, NULL), 0);
+    uint32_t resp = 0x3F1;
+    assert_int_equal(st_can_set_filter(x->admin, &resp, 1, NULL), 0);
+}
+
+static void fx_close(fx *x)
+{
+    st_can_link_close(x->admin);
+    st_can_link_close(x->sniff);
+    x->ifc->ops->free(x->ifc);
+    st_vcan_bus_free(x->bus);
+}
+
+static void admin_send(fx *x, const uint8_t *d, uint8_t len)
+{
+    st_can_frame f = { .id = 0x3F0, .len = len };
+    memcpy(f.data, d, len);
+    assert_int_equal(st_can_send(x->admin, &f, 100, NULL), 0);
+}
+
+static const uint8_t UUID_A[6] = { 0x1a, 0x2b, 0x3c, 0x4d, 0x5e, 0x6f };
+static const uint8_t UUID_B[6] = { 0xc0, 0xff, 0xee, 0x00, 0x01, 0x02 };
+
+static void test_query_set_clear(void **state)
+{
+    fx x;
+    fx_open(&x);
+    st_can_stream_node_cfg cfg = { .app = 0x11 };
+    memcpy(cfg.uuid, UUID_A, 6);
+    st_can_stream_node *n = st_can_stream_node_new(NULL, &cfg);
+    assert_int_equal(st_vcan_attach(x.bus, st_can_stream_node_base(n), NULL), 0);
+
+    static const uint8_t query[1] = { 0x00 };
+    admin_send(&x, query, 1);
+    st_can_frame r;
+    assert_int_equal(st_can_recv(x.admin, &r, 100, NULL), 1);
+    static const uint8_t need[8] = { 0x20, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e, 0x6f, 0x11 };
+    assert_int_equal(r.id, 0x3F1);
+    assert_int_equal(r.len, 8);
+    assert_memory_equal(r.data, need, 8);
+
+    /* SET_CANBOOT_NODEID for another UUID: ignored. For ours: adopted. */
+    uint8_t set[8] = { 0x11, 0xc0, 0xff, 0xee, 0x00, 0x01, 0x02, 129 };
+    admin_send(&x, set, 8);
+    assert_int_equal(st_can_stream_node_nodeid(n), -1);
+    memcpy(set + 1, UUID_A, 6);
+    admin_send(&x, set, 8);
+    assert_int_equal(st_can_stream_node_nodeid(n), 129);
+    /* A Klipper SET (0x01) is not Katapult's command. */
+    uint8_t kset[8] = { 0x01, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e, 0x6f, 7 };
+    admin_send(&x, kset, 8);
+    assert_int_equal(st_can_stream_node_nodeid(n), 129);
+
+    /* Assigned: silent on QUERY. */
+    admin_send(&x, query, 1);
+    assert_int_equal(st_can_recv(x.admin, &r, 20, NULL), 0);
+
+    static const uint8_t clear[1] = { 0x12 };
+    admin_send(&x, clear, 1);
+    assert_int_equal(st_can_stream_node_nodeid(n), -1);
+    admin_send(&x, query, 1);
+    assert_int_equal(st_can_recv(x.admin, &r, 100, NULL), 1);
+    assert_memory_equal(r.data, need, 8);
+
+    st_vcan_detach(x.bus, st_can_stream_node_base(n));
+    st_can_stream_node_free(n);
+    fx_close(&x);
+}
+
+static void test_id_conflicts(void **state)
+{
+    fx x;
+    fx_open(&x);
+    st_can_stream_node_cfg ca = { .app = 0x11 }, cb = { .app = 0x11 };
+    memcpy(ca.uuid, UUID_A, 6);
+    memcpy(cb.uuid, UUID_B, 6);
+    st_can_stream_node *a = st_can_stream_node_new(NULL, &ca);
+    st_can_stream_node *b = st_can_stream_node_new(NULL, &cb);
+    assert_int_equal(st_vcan_attach(x.bus, st_can_stream_node_base(a), NULL), 0);
+    assert_int_equal(st_vcan_attach(x.bus, st_can_stream_node_base(b), NULL), 0);
+    uint8_t set[8] = { 0x11, 0, 0, 0, 0, 0, 0, 5 };
+    memcpy(set + 1, UUID_A, 6);
+    admin_send(&x, set, 8);
+    assert_int_equal(st_can_stream_node_nodeid(a), 5);
+    /* The same id handed to B: A gives it up. */
+    memcpy(set + 1, UUID_B, 6);
+    admin_send(&x, set, 8);
+    assert_int_equal(st_can_stream_node_nodeid(a), -1);
+    assert_int_equal(st_can_stream_node_conflicts(a), 1);
+    assert_int_equal(st_can_stream_node_nodeid(b), 5);
+    /* Someone else transmitting on B's reply id (5*2+0x101): B drops its id. */
+    st_can_frame f = { .id = 0x10B, .len = 1, .data = { 0x55 } };
+    assert_int_equal(st_can_send(x.sniff, &f, 100, NULL), 0);
+    assert_int_equal(st_can_stream_node_nodeid(b), -1);
+    assert_int_equal(st_can_stream_node_conflicts(b), 1);
+    st_vcan_detach(x.bus, st_can_stream_node_base(a));
+    st_vcan_detach(x.bus, st_can_stream_node_base(b));
+    st_can_stream_node_free(a);
+    st_can_stream_node_free(b);
+    fx_close(&x);
+}
+
+static void test_stream_round_trip(void **state)
+{
+    fx x;
+    fx_open(&x);
+    echo_model em = { .base.ops = &em_ops };
+    st_can_stream_node_cfg cfg = { .app = 0x11 };
+    memcpy(cfg.uuid, UUID_A, 6);
+    st_can_stream_node *n = st_can_stream_node_new(&em.base, &cfg);
+    assert_int_equal(st_vcan_attach(x.bus, st_can_stream_node_base(n), NULL), 0);
+    uint8_t set[8] = { 0x11, 0, 0, 0, 0, 0, 0, 129 };
+    memcpy(set + 1, UUID_A, 6);
+    admin_send(&x, set, 8);
+
+    st_can_link *data;
+    assert_int_equal(x.ifc->ops->open_link(x.ifc, &data, NULL), 0);
+    st_stream *s;
+    assert_int_equal(st_can_stream_open(data, 0x202, 0x203, &s, NULL), 0);
+    uint8_t out[100], in[100];
+    for (size_t i = 0; i < sizeof out; i++)
+        out[i] = (uint8_t)(i * 37 + 1);
+    assert_int_equal(st_stream_write(s, out, sizeof out, 500, NULL), 100);
+    assert_int_equal(st_stream_read_exact(s, in, sizeof in, 500, NULL), 100);
+    assert_memory_equal(in, out, sizeof out);
+
+    /* On the wire: 100 bytes host->node as 12 frames of 8 and one of 4 on 0x202, the echo
+     * back on 0x203. */
+    unsigned to_node = 0, from_node = 0, bytes_to = 0;
+    st_can_frame r;
+    while (st_can_recv(x.sniff, &r, 0, NULL) == 1) {
+        if (r.id == 0x202) {
+            assert_int_equal(r.len, to_node < 12 ? 8 : 4);
+            to_node++;
+            bytes_to += r.len;
+        } else if (r.id == 0x203) {
+            from_node++;
+        }
+    }
+    assert_int_equal(to_node, 13);
+    assert_int_equal(bytes_to, 100);
+    assert_true(from_node >= 13);
+
+    /* Short reads keep the rest of a frame for the next read. */
+    static const uint8_t hello[5] = { 'h', 'e', 'l', 'l', 'o' };
+    assert_int_equal(st_stream_write(s, hello, 5, 500, NULL), 5);
+    uint8_t two[2];
+    assert_int_equal(st_stream_read_exact(s, two, 2, 500, NULL), 2);
+    assert_memory_equal(two, "he", 2);
+    assert_int_equal(st_stream_read_exact(s, two, 2, 500, NULL), 2);
+    assert_memory_equal(two, "ll", 2);
+    assert_int_equal(st_stream_flush_input(s, NULL), 0);
+    assert_int_equal(st_stream_read(s, two, 2, 20, NULL), 0);
+
+    /* Unassigned: the node ignores its old data id, nothing comes back. */
+    static const uint8_t clear[1] = { 0x12 };
+    admin_send(&x, clear, 1);
+    assert_int_equal(st_stream_write(s, hello, 5, 500, NULL), 5);
+    assert_int_equal(st_stream_read(s, two, 2, 20, NULL), 0);
+
+    st_stream_close(s);
+    st_can_link_close(data);
+    st_vcan_detach(x.bus, st_can_stream_node_base(n));
+    st_can_stream_node_free(n);
+    fx_close(&x);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_query_set_clear),
+        cmocka_unit_test(test_id_conflicts),
+        cmocka_unit_test(test_stream_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
