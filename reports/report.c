@@ -646,8 +646,15 @@ static int emit_scalar(yaml_emitter_t *em, const char *text, bool plain)
     int quote = !plain && needs_quotes(text);
     /* plain_implicit=0 makes libyaml quote the scalar; quoted_implicit=1 lets it pick
      * single or double quotes (double, with escapes, for control bytes and non-ASCII). */
+    /* Line breaks and control bytes go double-quoted as escapes, so every value stays on
+     * its key's line (libyaml would otherwise fold them into a multi-line single-quoted
+     * scalar: valid, but it defeats grep). */
+    yaml_scalar_style_t style = YAML_ANY_SCALAR_STYLE;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            style = YAML_DOUBLE_QUOTED_SCALAR_STYLE;
     if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, (int)strlen(text),
-                                      !quote, 1, YAML_ANY_SCALAR_STYLE))
+                                      !quote, 1, style))
         return -1;
     return yaml_emitter_emit(em, &ev) ? 0 : -1;
 }

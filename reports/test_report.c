@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -442,6 +443,35 @@ static void test_make_path(void **state)
     free(dir);
 }
 
+/* Writing into a read-only directory must fail with ST_ERR_PERM, name the file, leave
+ * the old report byte-for-byte and no temp file. Returns 0 or the failing check's number
+ * (it may run in a forked child, so it does not use cmocka asserts). */
+static int readonly_check(const st_rnode *doc, const char *path, const char *dir,
+                          const char *before, size_t before_len)
+{
+    st_err err = { 0 };
+    if (st_report_write_atomic(doc, path, &err) != ST_ERR_PERM)
+        return 1;
+    if (!strstr(err.msg, "unit.yaml"))
+        return 2;
+    size_t after_len = 0;
+    char *after = slurp(path, &after_len);
+    int rc = 0;
+    if (!after || after_len != before_len || memcmp(before, after, before_len) != 0)
+        rc = 4;
+    free(after);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d)))
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    if (d)
+        closedir(d);
+    if (n != 2)
+        rc = 5;
+    return rc;
+}
+
 static void test_atomic_write(void **state)
 {
     (void)state;
@@ -482,22 +512,35 @@ static void test_atomic_write(void **state)
     assert_int_equal(count_entries(blocked), 1);
 
     /* Read-only directory: the write fails cleanly and the old report is intact. Root
-     * ignores directory permissions, so this part needs an ordinary user. */
+     * ignores directory permissions, so as root the check runs in a child that has
+     * dropped to nobody. */
+    assert_int_equal(chmod(dir, 0555), 0);
+    st_rmap_str(doc, "verdict", "pass");
     if (geteuid() != 0) {
-        assert_int_equal(chmod(dir, 0555), 0);
-        st_rmap_str(doc, "verdict", "pass");
-        rc = st_report_write_atomic(doc, path, &err);
-        assert_int_equal(rc, ST_ERR_PERM);
-        assert_non_null(strstr(err.msg, "unit.yaml"));
-        assert_int_equal(chmod(dir, 0755), 0);
-        size_t after_len;
-        char *after = slurp(path, &after_len);
-        assert_non_null(after);
-        assert_int_equal(before_len, after_len);
-        assert_memory_equal(before, after, before_len);
-        free(after);
-        assert_int_equal(count_entries(dir), 2);
+        assert_int_equal(readonly_check(doc, path, dir, before, before_len), 0);
+    } else {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            if (setgid(65534) != 0 || setuid(65534) != 0)
+                _exit(3);
+            _exit(readonly_check(doc, path, dir, before, before_len));
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) != 0)
+            fail_msg("read-only directory check failed in the child: step %d",
+                     WEXITSTATUS(status));
     }
+    assert_int_equal(chmod(dir, 0755), 0);
+    size_t after_len;
+    char *after = slurp(path, &after_len);
+    assert_non_null(after);
+    assert_int_equal(before_len, after_len);
+    assert_memory_equal(before, after, before_len);
+    free(after);
+    assert_int_equal(count_entries(dir), 2);
 
     /* A missing directory fails and creates nothing. */
     char missing[PATH_MAX];
@@ -805,6 +848,68 @@ static void test_incremental_run(void **state)
     free(dir);
 }
 
+/* Damaged files (bytes flipped, inserted, deleted, cut) must never crash the reader; what
+ * it accepts must survive emit + parse unchanged. Deterministic, so a failure repeats. */
+static void test_parse_mutations(void **state)
+{
+    (void)state;
+    size_t len;
+    char *orig = slurp(EXAMPLE, &len);
+    assert_non_null(orig);
+    char *buf = malloc(len + 64);
+    assert_non_null(buf);
+    static const char alphabet[] = ":-?#&*![]{}'\"\\\n\t |>%@`,.0x\x01\xc3\xff";
+    uint32_t seed = 12345u;
+    int accepted = 0;
+    for (int round = 0; round < 3000; round++) {
+        memcpy(buf, orig, len);
+        size_t n = len;
+        int edits = 1 + round % 4;
+        for (int e = 0; e < edits && n > 1; e++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t at = (seed >> 8) % n;
+            seed = seed * 1103515245u + 12345u;
+            char c = alphabet[(seed >> 8) % (sizeof(alphabet) - 1)];
+            switch ((seed >> 20) % 4) {
+            case 0: buf[at] = c; break;
+            case 1: memmove(buf + at + 1, buf + at, n - at); buf[at] = c; n++; break;
+            case 2: memmove(buf + at, buf + at + 1, n - at - 1); n--; break;
+            default: n = at + 1; break;
+            }
+        }
+        st_rnode *doc = NULL;
+        st_err err;
+        if (st_report_parse(buf, n, "m", &doc, &err) != 0) {
+            assert_null(doc);
+            assert_true(strncmp(err.msg, "m", 1) == 0);
+            continue;
+        }
+        accepted++;
+        (void)st_report_validate(doc, &err);
+        char *out = NULL;
+        size_t olen = 0;
+        if (st_report_emit(doc, &out, &olen, &err) != 0)
+            fail_msg("round %d: emit: %s", round, err.msg);
+        st_rnode *again = NULL;
+        if (st_report_parse(out, olen, "again", &again, &err) != 0)
+            fail_msg("round %d: re-parse: %s\n%s", round, err.msg, out);
+        assert_same_tree(doc, again, "");
+        char *shown = NULL;
+        size_t slen = 0;
+        FILE *f = open_memstream(&shown, &slen);
+        assert_non_null(f);
+        assert_int_equal(st_report_render(doc, f, round % 2), 0);
+        fclose(f);
+        free(shown);
+        st_report_free(again);
+        st_report_free(doc);
+        free(out);
+    }
+    assert_true(accepted > 100); /* the mutations do reach the emitter */
+    free(buf);
+    free(orig);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -818,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_incremental_run),
+        cmocka_unit_test(test_parse_mutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
