@@ -199,6 +199,28 @@ static void test_stream_round_trip(void **state)
     assert_int_equal(bytes_to, 100);
     assert_true(from_node >= 13);
 
+    /* PROTOCOL.md vector: Katapult CONNECT is exactly one frame on 0x202; a 76-byte
+     * SEND_BLOCK frame (64-byte block) is 9 frames of 8 and one of 4. */
+    static const uint8_t connect[8] = { 0x01, 0x88, 0x11, 0x00, 0xf1, 0x7c, 0x99, 0x03 };
+    assert_int_equal(st_stream_write(s, connect, 8, 500, NULL), 8);
+    uint8_t block[76] = { 0x01, 0x88, 0x12, 0x11 };
+    assert_int_equal(st_stream_write(s, block, 76, 500, NULL), 76);
+    unsigned k = 0;
+    while (st_can_recv(x.sniff, &r, 0, NULL) == 1) {
+        if (r.id != 0x202)
+            continue;
+        if (k == 0) {
+            assert_int_equal(r.len, 8);
+            assert_memory_equal(r.data, connect, 8);
+        } else {
+            assert_int_equal(r.len, k < 10 ? 8 : 4);
+        }
+        k++;
+    }
+    assert_int_equal(k, 11);
+    assert_int_equal(st_stream_read_exact(s, in, 84, 500, NULL), 84);
+    assert_memory_equal(in, connect, 8);
+
     /* Short reads keep the rest of a frame for the next read. */
     static const uint8_t hello[5] = { 'h', 'e', 'l', 'l', 'o' };
     assert_int_equal(st_stream_write(s, hello, 5, 500, NULL), 5);
