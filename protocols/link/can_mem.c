@@ -46,6 +46,8 @@ struct st_vcan_bus {
     uint32_t bitrate;
     st_timing_profile timing;
     bool bus_off;
+    bool down;           /* interface administratively down (fault) */
+    bool bitrate_locked; /* set_bitrate refused as without CAP_NET_ADMIN (fault) */
     node_slot *nodes;
     size_t nnodes, capnodes;
     mem_link **links;
@@ -164,6 +166,21 @@ void st_vcan_fault_bus_off(st_vcan_bus *b, bool on)
     pthread_mutex_lock(&b->mu);
     b->bus_off = on;
     pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+void st_vcan_fault_down(st_vcan_bus *b, bool down)
+{
+    pthread_mutex_lock(&b->mu);
+    b->down = down;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+void st_vcan_fault_bitrate_locked(st_vcan_bus *b, bool locked)
+{
+    pthread_mutex_lock(&b->mu);
+    b->bitrate_locked = locked;
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -323,9 +340,10 @@ static uint64_t bus_next_wake(st_vcan_bus *b)
         if (t < wake)
             wake = t;
     }
-    uint64_t floor = st_now_us() + IDLE_SPIN_GUARD_US;
-    if (wake < floor)
-        wake = floor;
+    /* Something claims to be due already but the pump just ran: do not spin on it. */
+    uint64_t now = st_now_us();
+    if (wake <= now)
+        wake = now + IDLE_SPIN_GUARD_US;
     return wake;
 }
 
@@ -344,6 +362,11 @@ static int bus_off_error(st_err *err)
                       st_can_state_name(ST_CAN_BUS_OFF));
 }
 
+static int down_error(st_err *err)
+{
+    return st_err_set(err, ST_ERR_IO, "CAN interface is down: bring it up");
+}
+
 static int mem_send(st_can_link *base, const st_can_frame *f, unsigned timeout_ms, st_err *err)
 {
     mem_link *l = (mem_link *)base;
@@ -352,9 +375,10 @@ static int mem_send(st_can_link *base, const st_can_frame *f, unsigned timeout_m
         return st_err_set(err, ST_ERR_INVAL, "CAN frame id 0x%x len %u out of range", f->id,
                           f->len);
     pthread_mutex_lock(&b->mu);
-    if (b->bus_off) {
+    if (b->bus_off || b->down) {
+        int rc = b->down ? down_error(err) : bus_off_error(err);
         pthread_mutex_unlock(&b->mu);
-        return bus_off_error(err);
+        return rc;
     }
     bus_pump(b);
     uint64_t now = st_now_us();
@@ -385,8 +409,8 @@ static int mem_recv(st_can_link *base, st_can_frame *f, unsigned timeout_ms, st_
     int rc = 0;
     pthread_mutex_lock(&b->mu);
     for (;;) {
-        if (b->bus_off) {
-            rc = bus_off_error(err);
+        if (b->bus_off || b->down) {
+            rc = b->down ? down_error(err) : bus_off_error(err);
             break;
         }
         bus_pump(b);
@@ -513,6 +537,11 @@ static int mem_set_bitrate(st_can_iface *base, uint32_t bitrate, st_err *err)
     pthread_mutex_lock(&mi->bus->mu);
     if (mi->bus->bitrate == 0)
         rc = st_err_set(err, ST_ERR_UNSUPPORTED, "%s has no bitrate (virtual CAN)", base->name);
+    else if (mi->bus->bitrate_locked)
+        rc = st_err_set(err, ST_ERR_PERM,
+                        "set bitrate of %s: refused (CAP_NET_ADMIN needed: run as root, grant "
+                        "the capability, or configure the interface at boot in "
+                        "/etc/network/interfaces or systemd-networkd)", base->name);
     else if (bitrate == 0)
         rc = st_err_set(err, ST_ERR_INVAL, "%s: bitrate 0", base->name);
     else
@@ -525,13 +554,17 @@ static int mem_get_state(st_can_iface *base, st_can_state *state, st_err *err)
 {
     mem_iface *mi = (mem_iface *)base;
     pthread_mutex_lock(&mi->bus->mu);
-    *state = mi->bus->bus_off ? ST_CAN_BUS_OFF : ST_CAN_ERROR_ACTIVE;
+    *state = mi->bus->down      ? ST_CAN_STOPPED
+             : mi->bus->bus_off ? ST_CAN_BUS_OFF
+                                : ST_CAN_ERROR_ACTIVE;
     pthread_mutex_unlock(&mi->bus->mu);
     return 0;
 }
 
 static int mem_up(st_can_iface *base, st_err *err)
 {
+    mem_iface *mi = (mem_iface *)base;
+    st_vcan_fault_down(mi->bus, false);
     return 0;
 }
 

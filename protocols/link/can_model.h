@@ -80,6 +80,11 @@ void st_vcan_detach(st_vcan_bus *bus, st_can_node *n);
  * 0 disarms. A real controller's CRC would reject a corrupted frame: this fault exists to
  * test the layers above against payload damage. */
 void st_vcan_fault_bus_off(st_vcan_bus *bus, bool on);
+/* down: links fail with "interface is down", the iface reports ST_CAN_STOPPED until its
+ * up(). bitrate_locked: the iface's set_bitrate fails with ST_ERR_PERM as SocketCAN does
+ * without CAP_NET_ADMIN. */
+void st_vcan_fault_down(st_vcan_bus *bus, bool down);
+void st_vcan_fault_bitrate_locked(st_vcan_bus *bus, bool locked);
 void st_vcan_fault_drop_nth(st_vcan_bus *bus, uint64_t nth);
 void st_vcan_fault_corrupt_nth(st_vcan_bus *bus, uint64_t nth);
 
@@ -131,7 +136,7 @@ st_can_stream_node *st_can_stream_node_new(st_stream_model *m, const st_can_stre
 void st_can_stream_node_free(st_can_stream_node *n);
 /* The node to attach with st_vcan_attach. */
 st_can_node *st_can_stream_node_base(st_can_stream_node *n);
-/* The node id, or -1 when unassigned. */
+/* The node id, or -1 when unassigned. Read these while no host thread uses the bus. */
 int st_can_stream_node_nodeid(st_can_stream_node *n);
 /* Counters for tests: id conflicts seen, bootloader requests honoured. */
 unsigned st_can_stream_node_conflicts(st_can_stream_node *n);

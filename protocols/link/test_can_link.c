@@ -192,6 +192,31 @@ static void test_prepare_bitrate(void **state)
     assert_int_equal(ifc->ops->get_bitrate(ifc, &br, NULL), 0);
     assert_int_equal(br, 1000000);
     assert_int_equal(st_can_iface_prepare(ifc, 0, NULL), 0);
+    /* Cannot change it: both rates named, and why. */
+    st_vcan_fault_bitrate_locked(bus, true);
+    st_err e = { 0 };
+    assert_int_equal(st_can_iface_prepare(ifc, 250000, &e), ST_ERR_PERM);
+    assert_string_equal(e.msg, "can9 runs at 1000000 bit/s, job needs 250000 bit/s: set bitrate "
+                               "of can9: refused (CAP_NET_ADMIN needed: run as root, grant the "
+                               "capability, or configure the interface at boot in "
+                               "/etc/network/interfaces or systemd-networkd)");
+    st_vcan_fault_bitrate_locked(bus, false);
+    /* Down: links say so, prepare brings it up. */
+    st_can_link *l;
+    assert_int_equal(ifc->ops->open_link(ifc, &l, NULL), 0);
+    st_vcan_fault_down(bus, true);
+    st_can_state cs;
+    assert_int_equal(ifc->ops->get_state(ifc, &cs, NULL), 0);
+    assert_int_equal(cs, ST_CAN_STOPPED);
+    st_can_frame f = frame(0x10, 1, 1);
+    st_err_clear(&e);
+    assert_int_equal(st_can_send(l, &f, 10, &e), ST_ERR_IO);
+    assert_string_equal(e.msg, "CAN interface is down: bring it up");
+    assert_int_equal(st_can_iface_prepare(ifc, 1000000, NULL), 0);
+    assert_int_equal(ifc->ops->get_state(ifc, &cs, NULL), 0);
+    assert_int_equal(cs, ST_CAN_ERROR_ACTIVE);
+    assert_int_equal(st_can_send(l, &f, 10, NULL), 0);
+    st_can_link_close(l);
     ifc->ops->free(ifc);
     st_vcan_bus_free(bus);
     /* A bus with no bitrate (vcan) satisfies any job bitrate. */
