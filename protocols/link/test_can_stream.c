@@ -8,7 +8,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+
 #include "protocols/link/can_model.h"
+#include "station/core/clock.h"
 
 /* Echo model: every byte received is sent back. */
 typedef struct echo_model {
@@ -245,12 +248,103 @@ static void test_stream_round_trip(void **state)
     fx_close(&x);
 }
 
+/* One slot flashing: 76-byte "SEND_BLOCK" frames out, the same 76 bytes back (the echo
+ * stands in for the device's answer), stop-and-wait like flashtool. */
+typedef struct slot_job {
+    st_can_iface *ifc;
+    uint32_t tx_id;
+    unsigned blocks, ok;
+} slot_job;
+
+static void *slot_run(void *arg)
+{
+    slot_job *j = arg;
+    st_can_link *l;
+    st_stream *s;
+    if (j->ifc->ops->open_link(j->ifc, &l, NULL) < 0)
+        return NULL;
+    if (st_can_stream_open(l, j->tx_id, j->tx_id + 1, &s, NULL) == 0) {
+        for (unsigned b = 0; b < j->blocks; b++) {
+            uint8_t out[76], in[76];
+            for (size_t i = 0; i < sizeof out; i++)
+                out[i] = (uint8_t)(b * 3 + i + j->tx_id);
+            if (st_stream_write(s, out, sizeof out, 1000, NULL) != 76 ||
+                st_stream_read_exact(s, in, sizeof in, 1000, NULL) != 76)
+                break;
+            if (memcmp(in, out, sizeof in) == 0)
+                j->ok++;
+        }
+        st_stream_close(s);
+    }
+    st_can_link_close(l);
+    return NULL;
+}
+
+static void test_two_slots_concurrently(void **state)
+{
+    for (int t = 0; t < 2; t++) {
+        st_vcan_bus *bus = st_vcan_bus_new(1000000, t ? ST_TIMING_DATASHEET : ST_TIMING_NONE);
+        st_can_iface *ifc;
+        st_can_link *admin;
+        assert_int_equal(st_can_iface_mem_new(bus, NULL, NULL, &ifc, NULL), 0);
+        assert_int_equal(ifc->ops->open_link(ifc, &admin, NULL), 0);
+        echo_model ea = { .base.ops = &em_ops }, eb = { .base.ops = &em_ops };
+        st_can_stream_node_cfg ca = { .app = 0x11 }, cb = { .app = 0x11 };
+        memcpy(ca.uuid, UUID_A, 6);
+        memcpy(cb.uuid, UUID_B, 6);
+        st_can_stream_node *na = st_can_stream_node_new(&ea.base, &ca);
+        st_can_stream_node *nb = st_can_stream_node_new(&eb.base, &cb);
+        assert_int_equal(st_vcan_attach(bus, st_can_stream_node_base(na), NULL), 0);
+        assert_int_equal(st_vcan_attach(bus, st_can_stream_node_base(nb), NULL), 0);
+        st_can_frame f = { .id = 0x3F0, .len = 8, .data = { 0x11 } };
+        memcpy(f.data + 1, UUID_A, 6);
+        f.data[7] = 129;
+        assert_int_equal(st_can_send(admin, &f, 100, NULL), 0);
+        memcpy(f.data + 1, UUID_B, 6);
+        f.data[7] = 130;
+        assert_int_equal(st_can_send(admin, &f, 100, NULL), 0);
+        st_can_recv(admin, &f, 5, NULL); /* let the SETs land */
+        st_vcan_stats s0, s1;
+        st_vcan_get_stats(bus, &s0);
+        enum { BLOCKS = 20 };
+        slot_job ja = { ifc, 0x202, BLOCKS, 0 }, jb = { ifc, 0x204, BLOCKS, 0 };
+        uint64_t t0 = st_now_us();
+        pthread_t ta, tb;
+        assert_int_equal(pthread_create(&ta, NULL, slot_run, &ja), 0);
+        assert_int_equal(pthread_create(&tb, NULL, slot_run, &jb), 0);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        uint64_t wall = st_now_us() - t0;
+        st_vcan_get_stats(bus, &s1);
+        assert_int_equal(ja.ok, BLOCKS);
+        assert_int_equal(jb.ok, BLOCKS);
+        /* 76 bytes = 9 frames of 8 + 1 of 4, each way, per block per slot. */
+        assert_int_equal(s1.frames - s0.frames, 2 * 2 * BLOCKS * 10);
+        if (t) {
+            uint64_t busy = s1.busy_us - s0.busy_us;
+            assert_int_equal(busy, 2 * 2 * BLOCKS * (9 * 135 + 95));
+            assert_true(wall >= busy);
+            print_message("two slots, %d x 76-byte exchanges each at 1 Mbit/s: bus %llu us, "
+                          "wall %llu us\n", BLOCKS, (unsigned long long)busy,
+                          (unsigned long long)wall);
+        }
+        st_vcan_detach(bus, st_can_stream_node_base(na));
+        st_vcan_detach(bus, st_can_stream_node_base(nb));
+        st_can_stream_node_free(na);
+        st_can_stream_node_free(nb);
+        st_can_link_close(admin);
+        ifc->ops->free(ifc);
+        st_vcan_bus_free(bus);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_query_set_clear),
         cmocka_unit_test(test_id_conflicts),
         cmocka_unit_test(test_stream_round_trip),
+        cmocka_unit_test(test_two_slots_concurrently),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
