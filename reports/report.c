@@ -18,6 +18,7 @@
 #include <yaml.h>
 
 #include "station/core/clock.h"
+#include "station/core/digest.h"
 #include "station/core/text.h"
 
 /* Reports are a few KiB; anything past this on load is not a report. */
@@ -376,6 +377,40 @@ st_rnode *st_report_new(void)
 void st_report_free(st_rnode *doc)
 {
     node_free(doc);
+}
+
+st_rnode *st_report_add_image(st_rnode *doc, const char *role, const st_image *img)
+{
+    if (!img)
+        return NULL;
+    st_rnode *m = st_rseq_add_map(st_rmap_seq(doc, "images"));
+    if (!m)
+        return NULL;
+    st_rmap_str(m, "role", role);
+    st_rmap_str(m, "path", img->path);
+    st_rmap_uint(m, "size", img->size);
+    st_rmap_hex32(m, "load_addr", img->load_addr);
+    char hex[2 * ST_SHA256_LEN + 1];
+    st_hex(img->sha256, ST_SHA256_LEN, false, hex);
+    st_rmap_str(m, "sha256", hex);
+    /* Katapult sends 64-byte blocks, the last one padded with 0xFF, and hashes what it
+     * sent (protocols.md 2.4, flashtool.py); operators compare this line. */
+    st_digest *d = st_digest_new(ST_DIGEST_SHA1);
+    if (!d) {
+        mark_oom(doc);
+        return NULL;
+    }
+    uint8_t ff[64];
+    memset(ff, 0xff, sizeof(ff));
+    st_digest_update(d, img->data, img->size);
+    st_digest_update(d, ff, (64u - img->size % 64u) % 64u);
+    uint8_t sum[ST_DIGEST_MAX];
+    size_t n = st_digest_final(d, sum);
+    st_digest_free(d);
+    char sha1[2 * ST_DIGEST_MAX + 1];
+    st_hex(sum, n, true, sha1);
+    st_rmap_str(m, "sha1_padded", sha1);
+    return m;
 }
 
 /* ---- reading the model --------------------------------------------------------------- */

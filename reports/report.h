@@ -27,6 +27,7 @@
 #include <stdio.h>
 
 #include "station/core/err.h"
+#include "station/core/image.h"
 
 #define ST_REPORT_SCHEMA 1          /* value of the top-level "schema" field */
 #define ST_REPORT_STR_MAX 8192      /* longest key or value kept, in bytes */
@@ -78,6 +79,12 @@ void st_rmap_time(st_rnode *map, const char *key, uint64_t wall_us);
 void st_rmap_ms(st_rnode *map, const char *key, uint64_t us);
 /* Remove key (and its subtree) if present. */
 void st_rmap_del(st_rnode *map, const char *key);
+
+/* Append an images[] entry for img to doc's "images" list (created if missing): role,
+ * path, size, load_addr, sha256 and sha1_padded (SHA-1 of the data padded with 0xFF to a
+ * multiple of 64 bytes, upper-case hex: what Katapult's flashtool prints). Returns the
+ * new map, or NULL (doc NULL or out of memory, which also marks doc). */
+st_rnode *st_report_add_image(st_rnode *doc, const char *role, const st_image *img);
 
 /* ---- reading ------------------------------------------------------------------------- */
 

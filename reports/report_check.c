@@ -201,11 +201,13 @@ static const struct fspec station_f[] = {
     { "version", W_NESTR, true, NULL },
     { "host", W_STR, true, NULL },
 };
+/* finished and duration_ms are checked here when present and required below unless the
+ * run is incomplete. */
 static const struct fspec run_f[] = {
     { "id", W_NESTR, true, NULL },
     { "started", W_TIME, true, NULL },
     { "finished", W_TIME, false, NULL },
-    { "duration_ms", W_NUM, true, NULL },
+    { "duration_ms", W_NUM, false, NULL },
 };
 static const struct fspec fixture_f[] = {
     { "name", W_NESTR, true, NULL },
@@ -332,9 +334,16 @@ int st_report_validate(const st_rnode *doc, st_err *err)
     bool pass = !strcmp(verdict, "pass");
     if ((rc = chk(doc, NULL, "cause", W_NESTR, !pass, NULL, NULL, err)))
         return rc;
-    /* A finished run says when it finished; only an incomplete one may lack it. */
-    if (strcmp(verdict, "incomplete") != 0 && !st_rget(doc, "run.finished"))
-        return st_err_set(err, ST_ERR_INVAL, "run.finished: missing (verdict is %s)", verdict);
+    /* A finished run says when it finished and how long it took; only an incomplete one
+     * may lack them. */
+    if (strcmp(verdict, "incomplete") != 0) {
+        if (!st_rget(doc, "run.finished"))
+            return st_err_set(err, ST_ERR_INVAL, "run.finished: missing (verdict is %s)",
+                              verdict);
+        if (!st_rget(doc, "run.duration_ms"))
+            return st_err_set(err, ST_ERR_INVAL, "run.duration_ms: missing (verdict is %s)",
+                              verdict);
+    }
     return 0;
 }
 
