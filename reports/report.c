@@ -817,8 +817,10 @@ int st_report_write_atomic(const st_rnode *doc, const char *path, st_err *err)
     char *buf = NULL;
     size_t len = 0;
     int rc = st_report_emit(doc, &buf, &len, err);
-    if (rc != 0)
-        return st_err_prefix(err, "%s", path);
+    if (rc != 0) {
+        st_err_prefix(err, "%s", path);
+        return rc;
+    }
 
     char tmp[PATH_MAX];
     int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
