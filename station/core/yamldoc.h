@@ -1,0 +1,69 @@
+/* Reading YAML configuration files (jobs, fixtures) with libyaml's document API, with
+ * typed getters whose errors name the file, the line and the field:
+ *   jobs/x.yaml:12: steps[2].timeout_ms: expected a non-negative integer, got "soon" */
+#ifndef STATION_CORE_YAMLDOC_H
+#define STATION_CORE_YAMLDOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef struct st_ydoc st_ydoc;     /* a loaded file; owns every node */
+typedef struct st_ynode st_ynode;   /* a node inside it (opaque) */
+
+/* Load path. Syntax errors name file, line and column. A file with several documents or
+ * none is an error. Free with st_ydoc_free. */
+int st_ydoc_load(const char *path, st_ydoc **out, st_err *err);
+void st_ydoc_free(st_ydoc *doc);
+const char *st_ydoc_path(const st_ydoc *doc);
+const st_ynode *st_ydoc_root(const st_ydoc *doc);
+
+bool st_ynode_is_map(const st_ynode *n);
+bool st_ynode_is_seq(const st_ynode *n);
+bool st_ynode_is_scalar(const st_ynode *n);
+unsigned st_ynode_line(const st_ynode *n); /* 1-based */
+/* Scalar text (NULL for non-scalars). */
+const char *st_ynode_text(const st_ynode *n);
+
+/* Map access; NULL when absent. */
+const st_ynode *st_ymap_get(const st_ydoc *doc, const st_ynode *map, const char *key);
+size_t st_ymap_len(const st_ydoc *doc, const st_ynode *map);
+/* i-th pair; returns the key text (NULL if the key is not a scalar) and sets *value. */
+const char *st_ymap_at(const st_ydoc *doc, const st_ynode *map, size_t i, const st_ynode **value);
+size_t st_yseq_len(const st_ydoc *doc, const st_ynode *seq);
+const st_ynode *st_yseq_at(const st_ydoc *doc, const st_ynode *seq, size_t i);
+
+/* Error helper: "<file>:<line>: <field>: <message>". Returns code. */
+int st_ydoc_error(const st_ydoc *doc, const st_ynode *at, const char *field, st_err *err,
+                  int code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Every key of map must be in allowed (NULL-terminated); the error names the unknown key
+ * and lists the allowed ones. field is the map's own path ("steps[2]"). */
+int st_ymap_check_keys(const st_ydoc *doc, const st_ynode *map, const char *field,
+                       const char *const *allowed, st_err *err);
+
+/* Typed getters. field is the map's path; the key is appended in messages. When the key is
+ * absent: with required, an error "missing"; otherwise *out is left unchanged and 0 is
+ * returned. */
+int st_ymap_get_str(const st_ydoc *doc, const st_ynode *map, const char *field, const char *key,
+                    bool required, const char **out, st_err *err);
+/* Decimal or 0x-hex, within [min, max]. */
+int st_ymap_get_u64(const st_ydoc *doc, const st_ynode *map, const char *field, const char *key,
+                    bool required, uint64_t min, uint64_t max, uint64_t *out, st_err *err);
+int st_ymap_get_u32(const st_ydoc *doc, const st_ynode *map, const char *field, const char *key,
+                    bool required, uint32_t min, uint32_t max, uint32_t *out, st_err *err);
+/* true/false/yes/no/on/off */
+int st_ymap_get_bool(const st_ydoc *doc, const st_ynode *map, const char *field,
+                     const char *key, bool required, bool *out, st_err *err);
+/* The value must be a map / a sequence (when present). */
+int st_ymap_get_map(const st_ydoc *doc, const st_ynode *map, const char *field, const char *key,
+                    bool required, const st_ynode **out, st_err *err);
+int st_ymap_get_seq(const st_ydoc *doc, const st_ynode *map, const char *field, const char *key,
+                    bool required, const st_ynode **out, st_err *err);
+
+/* Parse an unsigned integer scalar (decimal or 0x hex); false on garbage or overflow. */
+bool st_parse_u64(const char *s, uint64_t *out);
+
+#endif
