@@ -1,0 +1,69 @@
+/* A virtual unit: one simulated STM32G431 board behind a jig slot. It owns the unit's flash
+ * and its device models (ROM DFU, Katapult, Klipper application) and boots exactly as the
+ * board would when its pins change: NRST released with BOOT0 high -> ROM DFU on its USB
+ * port; BOOT0 low -> the code in flash (Katapult, which starts the application), or the
+ * ROM when main flash is empty (the G4's PEMPTY rule). The flash persists across reboots.
+ * The same object serves the virtual fixture, tests and the kernel-driver rig: it only
+ * attaches models to and detaches them from a USB attach point. Thread-safe. */
+#ifndef STATION_PROTOCOLS_SIM_VUNIT_H
+#define STATION_PROTOCOLS_SIM_VUNIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocols/link/usb_model.h"
+#include "protocols/sim/flash.h"
+#include "station/core/err.h"
+#include "station/core/mcu.h"
+
+/* Where the unit's USB face appears. attach/detach are called with no vunit lock held. */
+typedef struct st_vunit_usb_port {
+    int (*attach)(void *ctx, st_usb_model *m, st_err *err);
+    void (*detach)(void *ctx);
+    void *ctx;
+} st_vunit_usb_port;
+
+typedef struct st_vunit_config {
+    const st_mcu *mcu;
+    st_timing_profile timing;
+    const char *dfu_serial;      /* NULL: model default */
+    const uint8_t *holds;        /* flash contents at arrival (copied), NULL = erased */
+    size_t holds_len;
+    uint32_t holds_addr;
+    const char *const *faults;   /* fault strings (see st_vunit_apply_fault) */
+    size_t n_faults;
+} st_vunit_config;
+
+typedef struct st_vunit st_vunit;
+
+/* port is copied. The unit starts powered with BOOT0 low and NRST high, so it boots at
+ * once (a fresh, empty unit shows up in ROM DFU). */
+int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port, st_vunit **out,
+                 st_err *err);
+void st_vunit_free(st_vunit *u);
+
+/* Physical pin levels at the MCU: BOOT0 (1 = ROM), NRST (0 = held in reset), power
+ * (1 = powered). Edges drive the boot logic. */
+typedef enum st_vunit_pin { ST_VUNIT_BOOT0, ST_VUNIT_NRST, ST_VUNIT_POWER } st_vunit_pin;
+void st_vunit_set_pin(st_vunit *u, st_vunit_pin pin, int level);
+
+/* "off", "reset", "rom-dfu", "katapult", "app", "crashed" (no valid code ran). */
+const char *st_vunit_state(st_vunit *u);
+st_flash *st_vunit_flash(st_vunit *u);
+/* How many times the unit booted (any mode). */
+unsigned st_vunit_boots(st_vunit *u);
+
+/* Fault strings, as fixture files give them:
+ *   dfu-start-error            the ROM enumerates in dfuERROR
+ *   dfu-transfer-size:N        wTransferSize N
+ *   dfu-stall:N                stall the Nth DFU class request
+ *   dfu-disconnect:N           vanish after N DFU class requests
+ *   dfu-leave:stall|vanish|stall-dnload   the leave request is not answered
+ *   corrupt-page:ADDR          flip a bit in that page after it is programmed
+ *   prog-error:ADDR            programming that page fails (errPROG)
+ *   slow-erase:FACTOR          erases take FACTOR times longer
+ *   power-loss:BYTES           power is lost after BYTES more programmed bytes */
+int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err);
+
+#endif
