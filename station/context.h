@@ -1,0 +1,26 @@
+/* The station context: owns the backends a fixture needs (GPIO, USB host) and, for the
+ * virtual fixture, the simulated units and the in-memory bus they sit on. The job engine
+ * receives only the generic handles and never learns which kind it got. */
+#ifndef STATION_CONTEXT_H
+#define STATION_CONTEXT_H
+
+#include "fixtures/fixture.h"
+#include "fixtures/gpio.h"
+#include "protocols/link/usb.h"
+#include "station/core/err.h"
+#include "station/core/log.h"
+
+typedef struct st_ctx st_ctx;
+
+/* Load the fixture at path and open its backends. *out is new: free with st_ctx_close. */
+int st_ctx_open(const char *fixture_path, const st_logger *log, st_ctx **out, st_err *err);
+void st_ctx_close(st_ctx *c);
+
+const st_fixture *st_ctx_fixture(const st_ctx *c);
+st_gpio *st_ctx_gpio(st_ctx *c);
+st_usb_host *st_ctx_usb(st_ctx *c);
+/* For the virtual fixture: the simulated unit's state in a slot ("rom-dfu", "app", ...),
+ * NULL for a real jig. */
+const char *st_ctx_virtual_state(st_ctx *c, int slot_id);
+
+#endif

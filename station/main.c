@@ -1,0 +1,505 @@
+/* station: the command-line front end. Parses the command line, builds the context for a
+ * fixture, runs jobs on slots in parallel threads and shows the operator what happens.
+ * The only code (with ui.c) that writes to the terminal or chooses an exit code. */
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fixtures/slot.h"
+#include "jobs/engine.h"
+#include "jobs/job.h"
+#include "protocols/dfuse/dfuse.h"
+#include "protocols/sim/synth.h"
+#include "reports/report.h"
+#include "station/context.h"
+#include "station/core/clock.h"
+#include "station/core/text.h"
+#include "station/ui.h"
+
+/* Exit codes (README "Exit codes"). */
+enum {
+    EXIT_PASS = 0,       /* every unit passed */
+    EXIT_UNIT_FAIL = 1,  /* at least one unit failed; its report says why */
+    EXIT_USAGE = 2,      /* bad command line or bad input (job, fixture, image): nothing touched */
+    EXIT_STATION = 3,    /* the station itself could not work (backend, permissions, disk) */
+    EXIT_INCOMPLETE = 4, /* stopped by the operator or a signal; reports say incomplete */
+};
+
+static volatile sig_atomic_t cancel_flag;
+
+static void on_signal(int sig)
+{
+    cancel_flag = 1;
+    signal(sig, SIG_DFL); /* a second Ctrl-C ends the process at once */
+}
+
+static void usage(FILE *f)
+{
+    fputs("Usage: station COMMAND [OPTIONS]\n"
+          "\n"
+          "Commands:\n"
+          "  run JOB              run a job on every slot of the fixture (or --slot N)\n"
+          "  dfu list             list DFU devices: port path, serial, alt settings, layout\n"
+          "  report show FILE     summarise a unit report\n"
+          "  job check JOB        parse a job and validate its images; touches nothing\n"
+          "  fixture check FILE   parse a fixture file and describe its slots\n"
+          "  image generate OUT   write the synthetic combined image the demo job uses\n"
+          "\n"
+          "Options:\n"
+          "  -f, --fixture FILE   fixture file (default: $STATION_FIXTURE, else the virtual\n"
+          "                       fixture " STATION_DEFAULT_FIXTURE ")\n"
+          "  -s, --slot N         run on slot N only (repeatable)\n"
+          "  -r, --reports DIR    write reports to DIR instead of the job's report_dir\n"
+          "  -o, --operator NAME  operator name for the reports (default: $USER)\n"
+          "      --plain          plain progress lines even on a terminal\n"
+          "      --size BYTES     image generate: image size (default 35984)\n"
+          "      --no-color       report show: no ANSI colours\n"
+          "  -v, --verbose        more log messages (twice for debug)\n"
+          "  -h, --help           this help\n"
+          "  -V, --version        version\n"
+          "\n"
+          "Exit codes: 0 all units passed; 1 a unit failed (see its report); 2 bad command\n"
+          "line or input, nothing touched; 3 station error (backend, permissions, disk);\n"
+          "4 interrupted, reports say incomplete.\n",
+          f);
+}
+
+typedef struct opts {
+    const char *fixture;
+    int slots[64];
+    int nslots;
+    const char *reports;
+    const char *operator_name;
+    bool plain;
+    bool no_color;
+    size_t size;
+    int verbose;
+} opts;
+
+static const char *fixture_path(const opts *o)
+{
+    if (o->fixture)
+        return o->fixture;
+    const char *env = getenv("STATION_FIXTURE");
+    return env && *env ? env : STATION_DEFAULT_FIXTURE;
+}
+
+static void err_line(const char *what, const st_err *e)
+{
+    fprintf(stderr, "station: %s: %s\n", what, e->msg[0] ? e->msg : st_strerror(e->code));
+}
+
+/* ---- run -------------------------------------------------------------------------- */
+
+typedef struct slot_run {
+    st_run_env env;
+    st_progress progress;
+    st_ui *ui;
+    int row;
+    const st_job *job;
+    st_image **images;
+    st_run_result res;
+    int rc;
+    pthread_t thread;
+} slot_run;
+
+static void on_step(void *ctx, const char *step, int attempt)
+{
+    slot_run *s = ctx;
+    st_ui_step(s->ui, s->row, step, attempt);
+}
+
+static void *slot_thread(void *arg)
+{
+    slot_run *s = arg;
+    s->rc = st_job_run(s->job, s->images, &s->env, &s->res);
+    char detail[PATH_MAX + ST_ERR_MSG_MAX + 16];
+    if (s->rc)
+        snprintf(detail, sizeof detail, "no report written: %s", s->res.cause);
+    else if (s->res.verdict == ST_VERDICT_PASS)
+        snprintf(detail, sizeof detail, "report %s", s->res.report_path);
+    else
+        snprintf(detail, sizeof detail, "%s\n         report %s", s->res.cause, s->res.report_path);
+    st_ui_done(s->ui, s->row, s->rc ? "ERROR" : s->res.verdict == ST_VERDICT_PASS ? "PASS" :
+                              s->res.verdict == ST_VERDICT_FAIL ? "FAIL" : "INCOMPLETE", detail);
+    return NULL;
+}
+
+static int cmd_run(const char *job_path, const opts *o)
+{
+    st_err e;
+    st_err_clear(&e);
+    st_job *job = NULL;
+    if (st_job_load(job_path, &job, &e)) {
+        err_line("job", &e);
+        return EXIT_USAGE;
+    }
+    /* Every image is checked before any pin moves. */
+    st_image *images[ST_JOB_MAX_IMAGES];
+    if (st_job_load_images(job, images, &e)) {
+        err_line("job refused", &e);
+        st_job_free(job);
+        return EXIT_USAGE;
+    }
+    int status = EXIT_PASS;
+    bool fancy = !o->plain && isatty(STDOUT_FILENO);
+    st_ui *ui = NULL;
+    st_ctx *ctx = NULL;
+    slot_run *runs = NULL;
+    size_t nruns = 0;
+    /* The logger exists before the context so backends can log. */
+    st_ui *boot_ui = st_ui_new(stdout, 0, false, o->verbose >= 2 ? ST_LOG_DEBUG :
+                                                 o->verbose ? ST_LOG_INFO : ST_LOG_WARN);
+    int rc = st_ctx_open(fixture_path(o), st_ui_logger(boot_ui), &ctx, &e);
+    if (rc) {
+        err_line("fixture", &e);
+        status = rc == ST_ERR_INVAL ? EXIT_USAGE : EXIT_STATION;
+        goto out;
+    }
+    const st_fixture *fx = st_ctx_fixture(ctx);
+    /* Which slots. */
+    const st_fixture_slot *chosen[ST_FIXTURE_MAX_SLOTS];
+    size_t nchosen = 0;
+    if (o->nslots) {
+        for (int i = 0; i < o->nslots; i++) {
+            const st_fixture_slot *fs = st_fixture_slot_by_id(fx, o->slots[i]);
+            if (!fs) {
+                fprintf(stderr, "station: --slot %d: %s has no such slot\n", o->slots[i], fx->path);
+                status = EXIT_USAGE;
+                goto out;
+            }
+            chosen[nchosen++] = fs;
+        }
+    } else {
+        for (size_t i = 0; i < fx->n_slots && nchosen < ST_FIXTURE_MAX_SLOTS; i++)
+            chosen[nchosen++] = &fx->slots[i];
+    }
+    ui = st_ui_new(stdout, (int)nchosen, fancy, o->verbose >= 2 ? ST_LOG_DEBUG :
+                                                o->verbose ? ST_LOG_INFO : ST_LOG_WARN);
+    runs = calloc(nchosen, sizeof *runs);
+    if (!ui || !runs) {
+        fprintf(stderr, "station: out of memory\n");
+        status = EXIT_STATION;
+        goto out;
+    }
+    char run_id[40];
+    uint64_t now = st_wall_us();
+    snprintf(run_id, sizeof run_id, "%llx-%x", (unsigned long long)(now / 1000u), (unsigned)getpid());
+    const char *who = o->operator_name ? o->operator_name : getenv("USER");
+    printf("station: job %s on %s (%zu slot%s)\n", job->name, fx->name, nchosen,
+           nchosen == 1 ? "" : "s");
+    for (size_t i = 0; i < nchosen; i++) {
+        slot_run *s = &runs[i];
+        st_slot *slot = NULL;
+        rc = st_slot_open(fx, chosen[i]->id, st_ctx_gpio(ctx), &slot, &e);
+        if (rc) {
+            err_line("slot", &e);
+            status = rc == ST_ERR_INVAL ? EXIT_USAGE : EXIT_STATION;
+            goto out;
+        }
+        s->ui = ui;
+        s->row = (int)i;
+        s->job = job;
+        s->images = images;
+        st_ui_bind(ui, (int)i, chosen[i]->id, &s->progress);
+        s->env = (st_run_env){
+            .station_name = "station",
+            .operator_name = who && *who ? who : "unknown",
+            .run_id = run_id,
+            .report_dir = o->reports,
+            .fixture = fx,
+            .fslot = chosen[i],
+            .slot = slot,
+            .usb = st_ctx_usb(ctx),
+            .log = st_ui_logger(ui),
+            .progress = &s->progress,
+            .on_step = on_step,
+            .on_step_ctx = s,
+            .cancel = &cancel_flag,
+        };
+        nruns++;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    for (size_t i = 0; i < nruns; i++)
+        pthread_create(&runs[i].thread, NULL, slot_thread, &runs[i]);
+    for (size_t i = 0; i < nruns; i++)
+        pthread_join(runs[i].thread, NULL);
+    size_t pass = 0, fail = 0, inc = 0, err = 0;
+    for (size_t i = 0; i < nruns; i++) {
+        if (runs[i].rc)
+            err++;
+        else if (runs[i].res.verdict == ST_VERDICT_PASS)
+            pass++;
+        else if (runs[i].res.verdict == ST_VERDICT_FAIL)
+            fail++;
+        else
+            inc++;
+    }
+    printf("station: %zu passed, %zu failed", pass, fail);
+    if (inc)
+        printf(", %zu incomplete", inc);
+    if (err)
+        printf(", %zu without a report", err);
+    printf("\n");
+    status = err ? EXIT_STATION : inc ? EXIT_INCOMPLETE : fail ? EXIT_UNIT_FAIL : EXIT_PASS;
+out:
+    for (size_t i = 0; i < nruns; i++)
+        st_slot_close(runs[i].env.slot);
+    free(runs);
+    st_ctx_close(ctx);
+    st_ui_free(ui);
+    st_ui_free(boot_ui);
+    for (size_t i = 0; i < ST_JOB_MAX_IMAGES; i++)
+        st_image_free(images[i]);
+    st_job_free(job);
+    return status;
+}
+
+/* ---- dfu list ----------------------------------------------------------------------- */
+
+/* Only devices that declare a DFU interface (class 0xFE, subclass 1) are opened: claiming
+ * an interface of anything else (a CDC-ACM unit) would take it from its kernel driver. */
+static bool declares_dfu(st_usb_host *host, const st_usb_dev_info *info)
+{
+    st_usb_dev *dev = NULL;
+    if (st_usb_host_open(host, info, &dev, NULL))
+        return false;
+    uint8_t cfg[1024];
+    int n = dev->ops->config_descriptor(dev, cfg, sizeof cfg, NULL);
+    bool dfu = false;
+    for (int i = 0; n > 0 && i + 1 < n && cfg[i] >= 2; i += cfg[i]) {
+        if (cfg[i + 1] == 4 && cfg[i] >= 9 && i + 7 < n && cfg[i + 5] == 0xFE && cfg[i + 6] == 0x01)
+            dfu = true;
+    }
+    st_usb_dev_close(dev);
+    return dfu;
+}
+
+static int cmd_dfu_list(const opts *o)
+{
+    st_err e;
+    st_ctx *ctx = NULL;
+    if (st_ctx_open(fixture_path(o), NULL, &ctx, &e)) {
+        err_line("fixture", &e);
+        return e.code == ST_ERR_INVAL ? EXIT_USAGE : EXIT_STATION;
+    }
+    st_usb_host *host = st_ctx_usb(ctx);
+    st_usb_dev_info *list = NULL;
+    size_t n = 0;
+    if (st_usb_host_list(host, &list, &n, &e)) {
+        err_line("dfu list", &e);
+        st_ctx_close(ctx);
+        return EXIT_STATION;
+    }
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!declares_dfu(host, &list[i]))
+            continue;
+        found++;
+        st_dfuse *d = NULL;
+        char s1[ST_USB_STRING_MAX], s2[ST_USB_STRING_MAX];
+        printf("%04x:%04x port %s  serial \"%s\"  %s\n", list[i].vid, list[i].pid,
+               list[i].port_path, st_text_printable(list[i].serial, s1, sizeof s1),
+               st_text_printable(list[i].product, s2, sizeof s2));
+        if (st_dfuse_open(host, &list[i], NULL, &d, &e)) {
+            printf("  (cannot open: %s)\n", e.msg);
+            continue;
+        }
+        const st_dfuse_info *info = st_dfuse_get_info(d);
+        printf("  DFU %x.%02x, transfer size %u, attributes 0x%02x, detach %u ms\n",
+               info->dfu_version >> 8, info->dfu_version & 0xFF, info->transfer_size,
+               info->attributes, info->detach_timeout_ms);
+        for (size_t a = 0; a < info->nalts; a++) {
+            const st_dfuse_alt *alt = &info->alts[a];
+            printf("  alt %u \"%s\"\n", alt->alt, st_text_printable(alt->name, s1, sizeof s1));
+            if (!alt->layout) {
+                printf("    (no memory layout)\n");
+                continue;
+            }
+            for (size_t g = 0; g < alt->layout->nsegs; g++) {
+                const st_dfuse_segment *sg = &alt->layout->segs[g];
+                printf("    0x%08X-0x%08llX  %u x %u bytes  %s%s%s\n", sg->start,
+                       (unsigned long long)(sg->start + sg->size - 1), sg->count, sg->page_size,
+                       sg->flags & ST_DFUSE_MEM_READABLE ? "r" : "-",
+                       sg->flags & ST_DFUSE_MEM_ERASABLE ? "e" : "-",
+                       sg->flags & ST_DFUSE_MEM_WRITABLE ? "w" : "-");
+            }
+        }
+        st_dfuse_close(d);
+    }
+    if (!found)
+        printf("no DFU devices\n");
+    free(list);
+    st_ctx_close(ctx);
+    return EXIT_PASS;
+}
+
+/* ---- small commands ------------------------------------------------------------------ */
+
+static int cmd_report_show(const char *path, const opts *o)
+{
+    st_rnode *doc = NULL;
+    st_err e;
+    if (st_report_load(path, &doc, &e)) {
+        err_line("report", &e);
+        return EXIT_USAGE;
+    }
+    int rc = st_report_validate(doc, &e);
+    st_report_render(doc, stdout, !o->no_color && isatty(STDOUT_FILENO));
+    if (rc)
+        fprintf(stderr, "station: warning: %s: not a valid schema-1 report: %s\n", path, e.msg);
+    st_report_free(doc);
+    return rc ? EXIT_USAGE : EXIT_PASS;
+}
+
+static int cmd_job_check(const char *path)
+{
+    st_job *job = NULL;
+    st_err e;
+    if (st_job_load(path, &job, &e)) {
+        err_line("job", &e);
+        return EXIT_USAGE;
+    }
+    st_image *images[ST_JOB_MAX_IMAGES];
+    if (st_job_load_images(job, images, &e)) {
+        err_line("job refused", &e);
+        st_job_free(job);
+        return EXIT_USAGE;
+    }
+    printf("job %s: target %s, %zu image(s), %zu step(s)\n", job->name, job->mcu->name,
+           job->nimages, job->nsteps);
+    for (size_t i = 0; i < job->nimages; i++) {
+        printf("  image %s: %s, %zu bytes at 0x%08X, sha256 %s (matches the pin)\n",
+               job->images[i].role, images[i]->path, images[i]->size, images[i]->load_addr,
+               images[i]->sha256_hex);
+        st_image_free(images[i]);
+    }
+    for (size_t i = 0; i < job->nsteps; i++)
+        printf("  step %zu: %s (retries %u)\n", i + 1, st_step_kind_name(job->steps[i].kind),
+               job->steps[i].retries);
+    st_job_free(job);
+    return EXIT_PASS;
+}
+
+static int cmd_fixture_check(const char *path)
+{
+    st_fixture *fx = NULL;
+    st_err e;
+    if (st_fixture_load(path, &fx, &e)) {
+        err_line("fixture", &e);
+        return EXIT_USAGE;
+    }
+    printf("fixture %s: %s backend, chip %s, %zu slot(s)\n", fx->name,
+           st_gpio_backend_name(fx->backend), fx->chip, fx->n_slots);
+    for (size_t i = 0; i < fx->n_slots; i++) {
+        char buf[512];
+        printf("  %s\n", st_fixture_slot_describe(&fx->slots[i], buf, sizeof buf));
+    }
+    st_fixture_free(fx);
+    return EXIT_PASS;
+}
+
+static int cmd_image_generate(const char *out, const opts *o)
+{
+    uint8_t *img = NULL;
+    st_err e;
+    if (st_synth_combined(st_mcu_find("stm32g431xx"), o->size ? o->size : ST_SYNTH_DEFAULT_SIZE,
+                          &img, &e)) {
+        err_line("image generate", &e);
+        return EXIT_USAGE;
+    }
+    size_t n = o->size ? o->size : ST_SYNTH_DEFAULT_SIZE;
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    FILE *f = fopen(tmp, "wb");
+    bool ok = f && fwrite(img, 1, n, f) == n;
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (ok && rename(tmp, out) != 0)
+        ok = false;
+    if (!ok) {
+        perror(out);
+        unlink(tmp);
+        free(img);
+        return EXIT_STATION;
+    }
+    uint8_t md[32];
+    char hex[65];
+    st_sha256(img, n, md);
+    st_hex(md, 32, false, hex);
+    printf("%s: %zu bytes, sha256 %s\n", out, n, hex);
+    free(img);
+    return EXIT_PASS;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "fixture", required_argument, NULL, 'f' }, { "slot", required_argument, NULL, 's' },
+        { "reports", required_argument, NULL, 'r' }, { "operator", required_argument, NULL, 'o' },
+        { "plain", no_argument, NULL, 'P' },         { "no-color", no_argument, NULL, 'C' },
+        { "size", required_argument, NULL, 'S' },    { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    opts o;
+    memset(&o, 0, sizeof o);
+    int c;
+    while ((c = getopt_long(argc, argv, "f:s:r:o:vhV", longopts, NULL)) != -1) {
+        char *end;
+        long v;
+        switch (c) {
+        case 'f': o.fixture = optarg; break;
+        case 's':
+            v = strtol(optarg, &end, 10);
+            if (*end || v < 0 || v > 999 || o.nslots == 64) {
+                fprintf(stderr, "station: --slot: \"%s\" is not a slot number\n", optarg);
+                return EXIT_USAGE;
+            }
+            o.slots[o.nslots++] = (int)v;
+            break;
+        case 'r': o.reports = optarg; break;
+        case 'o': o.operator_name = optarg; break;
+        case 'P': o.plain = true; break;
+        case 'C': o.no_color = true; break;
+        case 'S':
+            v = strtol(optarg, &end, 0);
+            if (*end || v <= 0) {
+                fprintf(stderr, "station: --size: \"%s\" is not a size\n", optarg);
+                return EXIT_USAGE;
+            }
+            o.size = (size_t)v;
+            break;
+        case 'v': o.verbose++; break;
+        case 'h': usage(stdout); return EXIT_PASS;
+        case 'V': printf("station %s\n", STATION_VERSION); return EXIT_PASS;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    int n = argc - optind;
+    char **a = argv + optind;
+    if (n == 2 && strcmp(a[0], "run") == 0)
+        return cmd_run(a[1], &o);
+    if (n == 2 && strcmp(a[0], "dfu") == 0 && strcmp(a[1], "list") == 0)
+        return cmd_dfu_list(&o);
+    if (n == 3 && strcmp(a[0], "report") == 0 && strcmp(a[1], "show") == 0)
+        return cmd_report_show(a[2], &o);
+    if (n == 3 && strcmp(a[0], "job") == 0 && strcmp(a[1], "check") == 0)
+        return cmd_job_check(a[2]);
+    if (n == 3 && strcmp(a[0], "fixture") == 0 && strcmp(a[1], "check") == 0)
+        return cmd_fixture_check(a[2]);
+    if (n == 3 && strcmp(a[0], "image") == 0 && strcmp(a[1], "generate") == 0)
+        return cmd_image_generate(a[2], &o);
+    if (n == 0)
+        fprintf(stderr, "station: no command given\n");
+    else
+        fprintf(stderr, "station: unknown command \"%s\"\n", a[0]);
+    usage(stderr);
+    return EXIT_USAGE;
+}

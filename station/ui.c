@@ -1,0 +1,217 @@
+/* Operator output: per-slot progress bars on a terminal, plain lines otherwise. */
+#include "station/ui.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "station/core/clock.h"
+
+#define BAR 24
+#define REDRAW_US 100000u /* 10 redraws a second are plenty and cost nothing on a Pi */
+
+typedef struct row {
+    st_ui *ui;
+    int slot_id;
+    char step[24];
+    char phase[16];
+    char final[160];
+    uint64_t done, total, phase_start_us, last_draw_us;
+    int attempt;
+} row;
+
+struct st_ui {
+    FILE *out;
+    bool fancy;
+    int n;
+    row *rows;
+    pthread_mutex_t lock;
+    st_logger logger;
+    bool drawn;
+};
+
+static void fmt_bytes(char *b, size_t cap, double v)
+{
+    if (v >= 1024 * 1024)
+        snprintf(b, cap, "%.1f MiB", v / 1048576.0);
+    else if (v >= 1024)
+        snprintf(b, cap, "%.1f KiB", v / 1024.0);
+    else
+        snprintf(b, cap, "%.0f B", v);
+}
+
+static void line_of(const row *r, char *buf, size_t cap)
+{
+    if (r->final[0]) {
+        snprintf(buf, cap, "slot %-3d %s", r->slot_id, r->final);
+        return;
+    }
+    if (!r->total) {
+        snprintf(buf, cap, "slot %-3d %-16s%s", r->slot_id, r->step[0] ? r->step : "waiting",
+                 r->attempt > 1 ? " (retry)" : "");
+        return;
+    }
+    int fill = (int)(r->done * BAR / r->total);
+    char bar[BAR + 1];
+    for (int i = 0; i < BAR; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[BAR] = '\0';
+    double secs = (double)(st_now_us() - r->phase_start_us) / 1e6;
+    double rate = secs > 0.001 ? (double)r->done / secs : 0;
+    double eta = rate > 0 ? (double)(r->total - r->done) / rate : 0;
+    char d[16], t[16], rt[16];
+    fmt_bytes(d, sizeof d, (double)r->done);
+    fmt_bytes(t, sizeof t, (double)r->total);
+    fmt_bytes(rt, sizeof rt, rate);
+    snprintf(buf, cap, "slot %-3d %-7s [%s] %3d%%  %s/%s  %s/s  ETA %.1fs", r->slot_id, r->phase,
+             bar, (int)(r->done * 100 / r->total), d, t, rt, eta);
+}
+
+/* Redraw all rows in place (fancy) with the cursor left below them. Lock held. */
+static void redraw(st_ui *ui)
+{
+    if (ui->drawn)
+        fprintf(ui->out, "\033[%dA", ui->n);
+    for (int i = 0; i < ui->n; i++) {
+        char buf[200];
+        line_of(&ui->rows[i], buf, sizeof buf);
+        fprintf(ui->out, "\r\033[2K%s\n", buf);
+    }
+    ui->drawn = true;
+    fflush(ui->out);
+}
+
+static void plain(st_ui *ui, const row *r)
+{
+    char buf[200];
+    line_of(r, buf, sizeof buf);
+    fprintf(ui->out, "%s\n", buf);
+    fflush(ui->out);
+}
+
+static void on_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+    row *r = ctx;
+    st_ui *ui = r->ui;
+    pthread_mutex_lock(&ui->lock);
+    uint64_t now = st_now_us();
+    bool new_phase = strncmp(r->phase, phase, sizeof r->phase - 1) != 0 || done < r->done;
+    if (new_phase) {
+        snprintf(r->phase, sizeof r->phase, "%s", phase);
+        r->phase_start_us = now;
+    }
+    r->done = done;
+    r->total = total;
+    if (ui->fancy) {
+        if (new_phase || done == total || now - r->last_draw_us >= REDRAW_US) {
+            r->last_draw_us = now;
+            redraw(ui);
+        }
+    } else if (done == total && total) {
+        double secs = (double)(now - r->phase_start_us) / 1e6;
+        char b[16], rt[16];
+        fmt_bytes(b, sizeof b, (double)total);
+        fmt_bytes(rt, sizeof rt, secs > 0.0005 ? (double)total / secs : 0);
+        if (secs < 0.001)
+            fprintf(ui->out, "slot %-3d %s: %s\n", r->slot_id, phase, b);
+        else
+            fprintf(ui->out, "slot %-3d %s: %s in %.2f s (%s/s)\n", r->slot_id, phase, b, secs, rt);
+        fflush(ui->out);
+    }
+    pthread_mutex_unlock(&ui->lock);
+}
+
+static void log_write(void *ctx, st_log_level level, const char *module, const char *msg)
+{
+    st_ui *ui = ctx;
+    pthread_mutex_lock(&ui->lock);
+    if (ui->fancy && ui->drawn) {
+        fprintf(ui->out, "\033[%dA\r\033[2K", ui->n);
+        ui->drawn = false;
+    }
+    fprintf(stderr, "station: %s: %s%s\n", module,
+            level == ST_LOG_ERROR ? "error: " : level == ST_LOG_WARN ? "warning: " : "", msg);
+    fflush(stderr);
+    if (ui->fancy) {
+        /* The log line took the rows' place: draw them again below it. */
+        for (int i = 0; i < ui->n; i++)
+            fprintf(ui->out, "\n");
+        ui->drawn = true;
+        redraw(ui);
+    }
+    pthread_mutex_unlock(&ui->lock);
+}
+
+st_ui *st_ui_new(FILE *out, int nslots, bool fancy, st_log_level level)
+{
+    st_ui *ui = calloc(1, sizeof *ui);
+    if (!ui)
+        return NULL;
+    ui->rows = calloc((size_t)(nslots > 0 ? nslots : 1), sizeof *ui->rows);
+    if (!ui->rows) {
+        free(ui);
+        return NULL;
+    }
+    ui->out = out;
+    ui->n = nslots;
+    ui->fancy = fancy;
+    pthread_mutex_init(&ui->lock, NULL);
+    ui->logger.write = log_write;
+    ui->logger.ctx = ui;
+    ui->logger.max = level;
+    for (int i = 0; i < nslots; i++)
+        ui->rows[i].ui = ui;
+    return ui;
+}
+
+void st_ui_free(st_ui *ui)
+{
+    if (!ui)
+        return;
+    pthread_mutex_destroy(&ui->lock);
+    free(ui->rows);
+    free(ui);
+}
+
+void st_ui_bind(st_ui *ui, int i, int slot_id, st_progress *p)
+{
+    ui->rows[i].slot_id = slot_id;
+    p->update = on_progress;
+    p->ctx = &ui->rows[i];
+}
+
+void st_ui_step(st_ui *ui, int i, const char *step, int attempt)
+{
+    pthread_mutex_lock(&ui->lock);
+    row *r = &ui->rows[i];
+    snprintf(r->step, sizeof r->step, "%s", step);
+    r->attempt = attempt;
+    r->total = r->done = 0;
+    r->phase[0] = '\0';
+    if (ui->fancy)
+        redraw(ui);
+    else {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s%s", step, attempt > 1 ? " (retry)" : "");
+        fprintf(ui->out, "slot %-3d %s\n", r->slot_id, buf);
+        fflush(ui->out);
+    }
+    pthread_mutex_unlock(&ui->lock);
+}
+
+void st_ui_done(st_ui *ui, int i, const char *verdict, const char *detail)
+{
+    pthread_mutex_lock(&ui->lock);
+    row *r = &ui->rows[i];
+    snprintf(r->final, sizeof r->final, "%s  %s", verdict, detail ? detail : "");
+    if (ui->fancy)
+        redraw(ui);
+    else
+        plain(ui, r);
+    pthread_mutex_unlock(&ui->lock);
+}
+
+const st_logger *st_ui_logger(st_ui *ui)
+{
+    return &ui->logger;
+}
