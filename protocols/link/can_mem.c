@@ -445,8 +445,9 @@ static int mem_set_filter(st_can_link *base, const uint32_t *ids, size_t n, st_e
     free(l->ids);
     l->ids = copy;
     l->nids = n;
-    /* Drop queued frames the new filter would not have let through, as a new socket
-     * filter does not retroactively apply but callers expect a clean view. */
+    /* Unlike a SocketCAN filter (which leaves already-queued frames alone), drop queued
+     * frames the new filter would not have let through: a link re-aimed at another node
+     * must not see the old node's leftovers. */
     size_t w = 0;
     for (size_t i = 0; i < l->qcount; i++) {
         st_can_frame fr = l->q[(l->qhead + i) % MEM_LINK_QUEUE];

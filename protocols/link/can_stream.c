@@ -67,7 +67,9 @@ static int cs_read(st_stream *base, uint8_t *buf, size_t cap, unsigned timeout_m
         /* Once we have bytes, only take frames that are already here. */
         unsigned wait = got ? 0u : (unsigned)st_deadline_remaining_ms(d);
         st_can_frame f;
-        int rc = st_can_recv(s->link, &f, wait, err);
+        st_err later;
+        /* With bytes in hand an error is reported by the next read, not this one. */
+        int rc = st_can_recv(s->link, &f, wait, got ? &later : err);
         if (rc < 0)
             return got ? (int)got : st_err_prefix(err, "%s: read", base->name);
         if (rc == 0)
