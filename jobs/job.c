@@ -56,6 +56,13 @@ static char *resolve(const char *job_path, const char *rel)
     if (out)
         snprintf(out, n, "%s/%s", dir, rel);
     free(copy);
+    /* Reports carry the canonical path when the file exists; otherwise the joined one, so
+     * the "cannot open" error names what the job asked for. */
+    char *canon = out ? realpath(out, NULL) : NULL;
+    if (canon) {
+        free(out);
+        out = canon;
+    }
     return out;
 }
 
