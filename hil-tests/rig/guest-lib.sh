@@ -13,17 +13,17 @@ rig_gpio_sim_load() {
 # these names (what a fixture file names BOOT0, RESET...). Sets RIG_CHIP (gpiochipN) and
 # RIG_SIM (the sysfs dir with sim_gpioN/value and sim_gpioN/pull for the unit's side).
 rig_gpio_chip() {
-  name=$1 label=$2; shift 2
-  c=/sys/kernel/config/gpio-sim/$name
+  _n=$1 _l=$2; shift 2
+  c=/sys/kernel/config/gpio-sim/$_n
   mkdir "$c" "$c/bank0" || return 1
   echo $# > "$c/bank0/num_lines"
-  echo "$label" > "$c/bank0/label"
+  echo "$_l" > "$c/bank0/label"
   i=0
   for n in "$@"; do
     mkdir "$c/bank0/line$i" && echo "$n" > "$c/bank0/line$i/name" || return 1
     i=$((i+1))
   done
-  echo 1 > "$c/live" || { echo "rig: gpio-sim chip $name did not go live"; return 1; }
+  echo 1 > "$c/live" || { echo "rig: gpio-sim chip $_n did not go live"; return 1; }
   RIG_CHIP=$(cat "$c/bank0/chip_name")
   RIG_SIM=/sys/devices/platform/$(cat "$c/dev_name")/$RIG_CHIP
 }
