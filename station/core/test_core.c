@@ -15,6 +15,7 @@
 #include "station/core/image.h"
 #include "station/core/mcu.h"
 #include "station/core/text.h"
+#include "station/core/yamldoc.h"
 
 static void test_err_prefix_chain(void **state)
 {
@@ -225,12 +226,65 @@ static void test_real_firmware(void **state)
     st_image_free(img);
 }
 
+static void test_yamldoc(void **state)
+{
+    const char *text = "a: 12\nb: 0x10\nc: yes\nm: { x: 1 }\ns: [1, 2]\nbad: -3\nstr: hi\n";
+    char *path = write_tmp(text, strlen(text));
+    st_ydoc *d = NULL;
+    st_err e;
+    assert_int_equal(st_ydoc_load(path, &d, &e), 0);
+    const st_ynode *r = st_ydoc_root(d);
+    uint64_t v = 0;
+    uint32_t w = 0;
+    bool b = false;
+    const char *str = NULL;
+    assert_int_equal(st_ymap_get_u64(d, r, "", "a", true, 0, 100, &v, &e), 0);
+    assert_int_equal(v, 12);
+    assert_int_equal(st_ymap_get_u32(d, r, "", "b", true, 0, 100, &w, &e), 0);
+    assert_int_equal(w, 16);
+    assert_int_equal(st_ymap_get_bool(d, r, "", "c", true, &b, &e), 0);
+    assert_true(b);
+    assert_int_equal(st_ymap_get_u64(d, r, "", "a", true, 0, 5, &v, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, ":1: a: 12 is out of range 0..5"));
+    assert_int_equal(st_ymap_get_u64(d, r, "top", "bad", true, 0, 5, &v, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, ":6: top.bad: expected a non-negative integer, got \"-3\""));
+    assert_int_equal(st_ymap_get_str(d, r, "", "m", true, &str, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "expected a string, got a map"));
+    assert_int_equal(st_ymap_get_u64(d, r, "", "zz", true, 0, 5, &v, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "zz: missing"));
+    v = 77;
+    assert_int_equal(st_ymap_get_u64(d, r, "", "zz", false, 0, 5, &v, &e), 0);
+    assert_int_equal(v, 77);
+    const st_ynode *seq = NULL;
+    assert_int_equal(st_ymap_get_seq(d, r, "", "s", true, &seq, &e), 0);
+    assert_int_equal(st_yseq_len(d, seq), 2);
+    static const char *const allowed[] = { "a", "b", NULL };
+    assert_int_equal(st_ymap_check_keys(d, r, "", allowed, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, ":3: c: unknown key (allowed: a, b)"));
+    st_ydoc_free(d);
+    unlink(path);
+    free(path);
+    const char *broken = "a: [1\n";
+    path = write_tmp(broken, strlen(broken));
+    assert_int_equal(st_ydoc_load(path, &d, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "YAML syntax error"));
+    unlink(path);
+    free(path);
+    const char *two = "a: 1\n---\nb: 2\n";
+    path = write_tmp(two, strlen(two));
+    assert_int_equal(st_ydoc_load(path, &d, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "second YAML document"));
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err_prefix_chain), cmocka_unit_test(test_text),
         cmocka_unit_test(test_digest_vectors),   cmocka_unit_test(test_image_bin_validate),
         cmocka_unit_test(test_image_dfuse),      cmocka_unit_test(test_real_firmware),
+        cmocka_unit_test(test_yamldoc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
