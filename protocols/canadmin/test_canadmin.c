@@ -283,6 +283,62 @@ static void test_query_three_nodes(void **state)
     }
 }
 
+/* A misbehaving node: answers every frame with a burst of malformed admin replies
+ * (short, wrong first byte, and one well-formed duplicate of UA with an odd app byte). */
+typedef struct rogue {
+    st_can_node base;
+    unsigned pending;
+    uint32_t seed;
+} rogue;
+
+static void rogue_rx(st_can_node *b, const st_can_frame *f, uint64_t now)
+{
+    if (f->id == 0x3F0)
+        ((rogue *)b)->pending = 40;
+}
+
+static int rogue_tx(st_can_node *b, st_can_frame *f, uint64_t now)
+{
+    rogue *r = (rogue *)b;
+    if (!r->pending)
+        return 0;
+    r->pending--;
+    r->seed = r->seed * 1103515245u + 12345u;
+    memset(f, 0, sizeof *f);
+    f->id = 0x3F1;
+    f->len = (uint8_t)(r->seed >> 16) % 7; /* 0..6: too short to be NEED_NODEID */
+    for (unsigned i = 0; i < 8; i++)
+        f->data[i] = (uint8_t)(r->seed >> (i % 4 * 8));
+    if (r->pending % 10 == 5) {
+        f->len = 8;
+        f->data[0] = 0x21; /* not NEED_NODEID */
+    }
+    return 1;
+}
+
+static uint64_t rogue_next(st_can_node *b)
+{
+    return ((rogue *)b)->pending ? 0 : UINT64_MAX;
+}
+
+static const st_can_node_ops rogue_ops = { rogue_rx, rogue_tx, rogue_next };
+
+static void test_query_ignores_garbage(void **state)
+{
+    rig r;
+    rig_open(&r, ST_TIMING_NONE);
+    rogue g = { .base.ops = &rogue_ops, .seed = 7 };
+    assert_int_equal(st_vcan_attach(r.bus, &g.base, NULL), 0);
+    st_canadmin_node n[8];
+    int c = st_canadmin_query(r.l, 50, n, 8, NULL);
+    assert_int_equal(c, 3);
+    assert_non_null(find(n, c, &UA));
+    assert_non_null(find(n, c, &UB));
+    assert_non_null(find(n, c, &UK));
+    st_vcan_detach(r.bus, &g.base);
+    rig_close(&r);
+}
+
 static void test_set_and_clear(void **state)
 {
     rig r;
@@ -396,6 +452,7 @@ int main(void)
         cmocka_unit_test(test_fasthash_uuid),
         cmocka_unit_test(test_nodeid_mapping),
         cmocka_unit_test(test_query_three_nodes),
+        cmocka_unit_test(test_query_ignores_garbage),
         cmocka_unit_test(test_set_and_clear),
         cmocka_unit_test(test_bootloader_request_reaches_only_its_node),
         cmocka_unit_test(test_katapult_assign),
