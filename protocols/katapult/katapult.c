@@ -538,9 +538,9 @@ static int verify_blocks(st_katapult *k, const st_image *img, st_katapult_result
                            (uint64_t)nblocks * bs);
     }
     r->fail_addr = 0;
+    finish_digests(d1, d256, r);
     if (bad) {
         r->fail_addr = bad_addr;
-        finish_digests(d1, d256, r);
         return st_err_set(err, ST_ERR_VERIFY,
                           "katapult: verify: block 0x%08x differs (first at 0x%08x); "
                           "read-back SHA-1 %s",
@@ -561,19 +561,16 @@ static int run_with_digests(st_katapult *k, const st_image *img, const st_katapu
     if (!r)
         r = &local;
     memset(r, 0, sizeof *r);
+    uint32_t retries0 = k->retries;
     st_digest *d1 = st_digest_new(ST_DIGEST_SHA1), *d256 = st_digest_new(ST_DIGEST_SHA256);
     int rc;
-    if (!d1 || !d256) {
+    if (!d1 || !d256)
         rc = st_err_set(err, ST_ERR_NOMEM, "katapult: out of memory");
-    } else {
-        rc = verify ? verify_blocks(k, img, r, d1, d256, err)
-                    : flash_blocks(k, img, fo, r, d1, d256, err);
-        if (rc == 0 || (verify && rc == ST_ERR_VERIFY)) {
-            if (rc == 0)
-                finish_digests(d1, d256, r);
-        }
-    }
-    r->retries = k->retries;
+    else if (verify)
+        rc = verify_blocks(k, img, r, d1, d256, err); /* finishes the digests itself */
+    else if ((rc = flash_blocks(k, img, fo, r, d1, d256, err)) == 0)
+        finish_digests(d1, d256, r);
+    r->retries = k->retries - retries0;
     st_digest_free(d1);
     st_digest_free(d256);
     return rc;

@@ -65,7 +65,7 @@ typedef struct st_katapult_result {
     bool any_done;             /* last_addr is valid */
     uint32_t last_addr;        /* last block acknowledged (flash) or read (verify) */
     uint32_t fail_addr;        /* block being sent/read when an error stopped the run */
-    uint32_t retries;          /* resends over the whole operation */
+    uint32_t retries;          /* resends during this operation */
     uint8_t sha1[ST_SHA1_LEN]; /* flash: of the padded image; verify: of the returned data */
     char sha1_hex[2 * ST_SHA1_LEN + 1];       /* upper case, as flashtool prints it */
     uint8_t sha256[ST_SHA256_LEN];

@@ -228,7 +228,7 @@ static void ack(st_katapult_model *m, uint8_t cmd, const uint8_t *data, size_t d
     respond(m, ST_KAT_RSP_ACK, p, 4 + dlen, rx_len, cost, now);
 }
 
-static void error(st_katapult_model *m, size_t rx_len, uint64_t cost, uint64_t now)
+static void cmd_error(st_katapult_model *m, size_t rx_len, uint64_t cost, uint64_t now)
 {
     respond(m, ST_KAT_RSP_ERROR, NULL, 0, rx_len, cost, now);
 }
@@ -358,7 +358,7 @@ static void dispatch(st_katapult_model *m, const uint8_t *f, size_t flen, uint64
             return;
         }
         if (rc < 0) {
-            error(m, flen, cost, now);
+            cmd_error(m, flen, cost, now);
             return;
         }
         uint8_t echo[4];
@@ -409,7 +409,7 @@ static void dispatch(st_katapult_model *m, const uint8_t *f, size_t flen, uint64
     default:
         break;
     }
-    error(m, flen, 0, now); /* unknown command or refused request */
+    cmd_error(m, flen, 0, now); /* unknown command or refused request */
 }
 
 static void tick(st_katapult_model *m, uint64_t now)

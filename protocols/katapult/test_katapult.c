@@ -679,6 +679,178 @@ static void test_model_delayed_reset(void **state)
     rig_down(&r);
 }
 
+/* ---- a hostile or broken device: scripted answers --------------------------------- */
+
+typedef struct script {
+    st_stream_model base;
+    uint8_t in[2048];
+    size_t in_len;
+    uint8_t out[8192];
+    size_t out_len, out_pos;
+    bool trickle; /* hand out one byte per read */
+    void (*answer)(struct script *s, const uint8_t *frame);
+} script;
+
+static void script_emit(script *s, uint8_t code, const uint8_t *p, size_t n)
+{
+    s->out_len += st_kat_frame_encode(code, p, n, s->out + s->out_len, sizeof s->out - s->out_len);
+}
+
+static void script_rx(st_stream_model *b, const uint8_t *buf, size_t n, uint64_t now)
+{
+    script *s = (script *)b;
+    memcpy(s->in + s->in_len, buf, n);
+    s->in_len += n;
+    for (;;) {
+        st_kat_check c = st_kat_frame_check(s->in, s->in_len, ST_KAT_FRAME_MAX);
+        if (c.kind == ST_KAT_NEED_MORE)
+            break;
+        if (c.kind == ST_KAT_FRAME)
+            s->answer(s, s->in);
+        memmove(s->in, s->in + c.len, s->in_len - c.len);
+        s->in_len -= c.len;
+    }
+}
+
+static size_t script_tx(st_stream_model *b, uint8_t *buf, size_t cap, uint64_t now)
+{
+    script *s = (script *)b;
+    size_t n = s->out_len - s->out_pos;
+    if (n > cap)
+        n = cap;
+    if (s->trickle && n > 1)
+        n = 1;
+    memcpy(buf, s->out + s->out_pos, n);
+    s->out_pos += n;
+    if (s->out_pos == s->out_len)
+        s->out_pos = s->out_len = 0;
+    return n;
+}
+
+static uint64_t script_next(st_stream_model *b)
+{
+    script *s = (script *)b;
+    return s->out_len > s->out_pos ? 0 : UINT64_MAX;
+}
+
+static const st_stream_model_ops script_ops = {script_rx, script_tx, script_next, NULL};
+
+/* A well-behaved device for CONNECT (64-byte blocks) that the tests then bend. */
+static void connect_answer(script *s, uint8_t cmd, size_t strings)
+{
+    uint8_t p[1100] = {0};
+    st_kat_put_le32(p, cmd);
+    st_kat_put_le32(p + 4, 0x00010100);
+    st_kat_put_le32(p + 8, APP);
+    st_kat_put_le32(p + 12, 64);
+    memcpy(p + 16, "stm32g431xx", 11);
+    script_emit(s, 0xa0, p, 16 + strings);
+}
+
+static void ans_wrong_cmd(script *s, const uint8_t *f)
+{
+    connect_answer(s, 0x13, 16);
+}
+
+static void ans_short_connect(script *s, const uint8_t *f)
+{
+    uint8_t p[12] = {0x11};
+    script_emit(s, 0xa0, p, sizeof p);
+}
+
+static void ans_endless_mcu(script *s, const uint8_t *f)
+{
+    uint8_t p[16 + 240];
+    memset(p, 'A', sizeof p);
+    st_kat_put_le32(p, 0x11);
+    st_kat_put_le32(p + 4, 0x00010100);
+    st_kat_put_le32(p + 8, APP);
+    st_kat_put_le32(p + 12, 64);
+    script_emit(s, 0xa0, p, sizeof p);
+}
+
+/* Garbage, then the answer, split over many reads; blocks echo the wrong address. */
+static void ans_bad_echo(script *s, const uint8_t *f)
+{
+    uint8_t cmd = st_kat_frame_code(f);
+    static const uint8_t junk[] = {0x00, 0x99, 0x03, 0x01, 0x02, 0x88};
+    memcpy(s->out + s->out_len, junk, sizeof junk);
+    s->out_len += sizeof junk;
+    if (cmd == 0x11) {
+        connect_answer(s, 0x11, 16);
+        return;
+    }
+    uint8_t p[8];
+    st_kat_put_le32(p, cmd);
+    st_kat_put_le32(p + 4, st_kat_get_le32(st_kat_frame_payload(f)) + 64);
+    script_emit(s, 0xa0, p, sizeof p); /* also too short for REQUEST_BLOCK */
+}
+
+static void script_up(script *s, rig *r, void (*answer)(script *, const uint8_t *))
+{
+    memset(s, 0, sizeof *s);
+    memset(r, 0, sizeof *r);
+    s->base.ops = &script_ops;
+    s->answer = answer;
+    st_err err;
+    assert_int_equal(st_stream_mem_open(&s->base, "mem:script", &r->s, &err), 0);
+    assert_int_equal(st_katapult_open(r->s, &fast, &r->k, &err), 0);
+}
+
+static void script_down(rig *r)
+{
+    st_katapult_close(r->k);
+    st_stream_close(r->s);
+}
+
+static void test_hostile_connect_answers(void **state)
+{
+    script s;
+    rig r;
+    st_err err;
+    script_up(&s, &r, ans_wrong_cmd);
+    assert_int_equal(st_katapult_connect(r.k, NULL, &err), ST_ERR_PROTO);
+    assert_non_null(strstr(err.msg, "CONNECT"));
+    assert_non_null(strstr(err.msg, "different command after 5 tries"));
+    assert_int_equal(st_katapult_retries(r.k), 4);
+    script_down(&r);
+
+    script_up(&s, &r, ans_short_connect);
+    assert_int_equal(st_katapult_connect(r.k, NULL, &err), ST_ERR_PROTO);
+    assert_non_null(strstr(err.msg, "too short"));
+    script_down(&r);
+
+    script_up(&s, &r, ans_endless_mcu);
+    st_katapult_info info;
+    assert_int_equal(st_katapult_connect(r.k, &info, &err), 0);
+    assert_int_equal(strlen(info.mcu), ST_KATAPULT_TEXT_MAX - 1);
+    assert_string_equal(info.sw_version, "");
+    assert_false(info.has_sw_version);
+    script_down(&r);
+}
+
+static void test_hostile_block_answers(void **state)
+{
+    script s;
+    rig r;
+    st_err err;
+    script_up(&s, &r, ans_bad_echo);
+    s.trickle = true;
+    assert_int_equal(st_katapult_connect(r.k, NULL, &err), 0);
+    st_image *img = make_image(200, 9, 0);
+    st_katapult_result w;
+    assert_int_equal(st_katapult_flash(r.k, img, NULL, &w, &err), ST_ERR_PROTO);
+    assert_non_null(strstr(err.msg, "SEND_BLOCK 0x08002000"));
+    assert_non_null(strstr(err.msg, "echoed block 0x08002040 3 times"));
+    assert_int_equal(w.retries, 2);
+    uint8_t buf[16];
+    assert_int_equal(st_katapult_read(r.k, APP, sizeof buf, buf, &err), ST_ERR_PROTO);
+    assert_non_null(strstr(err.msg, "REQUEST_BLOCK 0x08002000"));
+    assert_non_null(strstr(err.msg, "expected 68"));
+    st_image_free(img);
+    script_down(&r);
+}
+
 /* ---- timing and the known answer -------------------------------------------------- */
 
 static void test_datasheet_timing(void **state)
@@ -799,6 +971,8 @@ int main(void)
         cmocka_unit_test(test_model_unknown_and_prime),
         cmocka_unit_test(test_model_send_block_rules),
         cmocka_unit_test(test_model_delayed_reset),
+        cmocka_unit_test(test_hostile_connect_answers),
+        cmocka_unit_test(test_hostile_block_answers),
         cmocka_unit_test(test_datasheet_timing),
         cmocka_unit_test(test_known_answer_cartographer),
         cmocka_unit_test(test_known_answer_cartographer_datasheet),
