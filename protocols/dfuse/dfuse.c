@@ -387,6 +387,9 @@ static int read_range(st_dfuse *d, uint32_t addr, uint8_t *buf, size_t len, cons
                       const st_dfuse_opts *o, st_dfuse_result *r, st_err *err)
 {
     unsigned t = tmo(d, o);
+    if (!(d->info.attributes & ST_DFU_ATTR_CAN_UPLOAD))
+        return st_err_set(err, ST_ERR_UNSUPPORTED, "device cannot upload (attributes 0x%02x)",
+                          d->info.attributes);
     uint16_t xfer = d->info.transfer_size;
     size_t done = 0;
     bool retried = false;
@@ -508,6 +511,9 @@ int st_dfuse_flash(st_dfuse *d, const st_image *img, const st_dfuse_opts *o, st_
     uint64_t end = (uint64_t)img->load_addr + img->size;
     if (img->size == 0)
         return st_err_set(err, ST_ERR_INVAL, "image %s is empty", img->path ? img->path : "");
+    if (!(d->info.attributes & ST_DFU_ATTR_CAN_DNLOAD))
+        return st_err_set(err, ST_ERR_UNSUPPORTED, "device cannot download (attributes 0x%02x)",
+                          d->info.attributes);
     uint64_t bad = st_dfuse_layout_first_bad(lay, img->load_addr, img->size,
                                              ST_DFUSE_MEM_WRITABLE);
     if (bad != end) {

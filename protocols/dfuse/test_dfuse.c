@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -546,6 +547,123 @@ static void test_leave(void **state)
     leave_case(ST_DFU_LEAVE_STALL_DNLOAD, false, ST_ERR_STALL, false);
 }
 
+/* ---- progress and parallel units ---------------------------------------------------- */
+
+typedef struct seen {
+    char phase[4][8];
+    uint64_t last_done[4], last_total[4], calls[4];
+    bool backwards;
+} seen;
+
+static void on_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+    seen *s = ctx;
+    int i = 0;
+    while (i < 3 && s->phase[i][0] && strcmp(s->phase[i], phase) != 0)
+        i++;
+    snprintf(s->phase[i], sizeof s->phase[i], "%s", phase);
+    if (done < s->last_done[i] || done > total)
+        s->backwards = true;
+    s->last_done[i] = done;
+    s->last_total[i] = total;
+    s->calls[i]++;
+}
+
+static void test_progress(void **state)
+{
+    (void)state;
+    rig *r = rig_new(0, false, ST_TIMING_NONE);
+    rig_open_ok(r);
+    st_image *img = make_image(5000, FLASH0, 16);
+    seen s = {0};
+    st_progress p = {on_progress, &s};
+    st_dfuse_opts o = {.progress = &p};
+    assert_int_equal(flash_and_verify(r, img, &o, NULL, NULL), 0);
+    assert_string_equal(s.phase[0], "erase");
+    assert_int_equal(s.last_done[0], 3 * 2048);
+    assert_int_equal(s.calls[0], 3);
+    assert_string_equal(s.phase[1], "write");
+    assert_int_equal(s.last_done[1], 5000);
+    assert_int_equal(s.last_total[1], 5000);
+    assert_string_equal(s.phase[2], "verify");
+    assert_int_equal(s.last_done[2], 5000);
+    assert_false(s.backwards);
+    st_image_free(img);
+    rig_free(r);
+}
+
+typedef struct unit_job {
+    st_usb_host *host;
+    st_usb_dev_info info;
+    const st_image *img;
+    int rc;
+    char msg[ST_ERR_MSG_MAX];
+} unit_job;
+
+static void *unit_thread(void *arg)
+{
+    unit_job *j = arg;
+    st_dfuse *d = NULL;
+    st_err err = {0};
+    j->rc = st_dfuse_open(j->host, &j->info, NULL, &d, &err);
+    if (j->rc == 0)
+        j->rc = st_dfuse_flash(d, j->img, NULL, NULL, &err);
+    if (j->rc == 0)
+        j->rc = st_dfuse_verify(d, j->img, NULL, NULL, &err);
+    snprintf(j->msg, sizeof j->msg, "%s", err.msg);
+    st_dfuse_close(d);
+    return NULL;
+}
+
+/* Four units on one bus, one thread each (one station, four slots): no shared state. */
+static void test_parallel_units(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    st_vusb_bus *bus = st_vusb_bus_new();
+    st_usb_host *host;
+    assert_int_equal(st_usb_host_mem_new(bus, NULL, &host, NULL), 0);
+    st_flash *fl[N];
+    st_dfu_model *m[N];
+    st_image *img[N];
+    unit_job jobs[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        char port[16], serial[16];
+        snprintf(port, sizeof port, "1-%d", i + 1);
+        snprintf(serial, sizeof serial, "00000000000%d", i);
+        fl[i] = st_flash_new(st_mcu_find("stm32g431"), ST_TIMING_NONE);
+        st_dfu_model_config cfg = {.serial = serial, .start_in_error = i % 2};
+        m[i] = st_dfu_model_new(fl[i], &cfg);
+        assert_int_equal(st_vusb_attach(bus, port, st_dfu_model_usb(m[i]), NULL), 0);
+        img[i] = make_image(6000 + 1000 * (size_t)i, FLASH0, 20 + (unsigned)i);
+        jobs[i] = (unit_job){.host = host, .img = img[i]};
+        assert_int_equal(st_usb_host_find(host, 0x0483, 0xdf11, port, &jobs[i].info, NULL), 0);
+        assert_string_equal(jobs[i].info.serial, serial);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_create(&th[i], NULL, unit_thread, &jobs[i]);
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        if (jobs[i].rc != 0)
+            fail_msg("unit %d: %s", i, jobs[i].msg);
+        uint8_t *buf = malloc(img[i]->size);
+        assert_int_equal(st_flash_read(fl[i], FLASH0, buf, img[i]->size), 0);
+        assert_memory_equal(buf, img[i]->data, img[i]->size);
+        free(buf);
+    }
+    for (int i = 0; i < N; i++) {
+        char port[16];
+        snprintf(port, sizeof port, "1-%d", i + 1);
+        st_vusb_detach(bus, port);
+        st_dfu_model_free(m[i]);
+        st_flash_free(fl[i]);
+        st_image_free(img[i]);
+    }
+    st_usb_host_free(host);
+    st_vusb_bus_free(bus);
+}
+
 /* ---- names, vectors, limit ---------------------------------------------------------- */
 
 static void test_names(void **state)
@@ -743,6 +861,8 @@ int main(void)
         cmocka_unit_test(test_disconnect_sweep),
         cmocka_unit_test(test_slow_erase),
         cmocka_unit_test(test_leave),
+        cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_parallel_units),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_protocol_vectors),
         cmocka_unit_test(test_device_limit),
