@@ -851,6 +851,99 @@ static void test_hostile_block_answers(void **state)
     script_down(&r);
 }
 
+/* A device answering anything at all (valid framing, random content): the engine must end
+ * every call with success or a clean error, never crash or read out of bounds (ASan). */
+static uint32_t rnd_state;
+static uint32_t rnd(void)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return rnd_state >> 8;
+}
+
+static void ans_random(script *s, const uint8_t *f)
+{
+    static const uint8_t codes[] = {0xa0, 0xa0, 0xa0, 0xa0, 0xf1, 0xf2, 0xf3, 0x42};
+    uint8_t p[1020];
+    uint8_t cmd = st_kat_frame_code(f);
+    if (rnd() % 3 != 0) { /* mostly a well-shaped answer with random content */
+        if (cmd == 0x11) {
+            connect_answer(s, 0x11, 16);
+            return;
+        }
+        size_t n = cmd == 0x14 ? 8 + 64 : cmd == 0x12 || cmd == 0x13 ? 8 : cmd == 0x16 ? 12 : 4;
+        for (size_t i = 0; i < n; i++)
+            p[i] = (uint8_t)rnd();
+        st_kat_put_le32(p, cmd);
+        if (n >= 8 && cmd != 0x13 && rnd() % 16)
+            memcpy(p + 4, st_kat_frame_payload(f), 4);
+        script_emit(s, 0xa0, p, n);
+        return;
+    }
+    size_t words = rnd() % 4 == 0 ? rnd() % 255 : rnd() % 20;
+    for (size_t i = 0; i < words * 4; i++)
+        p[i] = (uint8_t)rnd();
+    if (words && rnd() % 2)
+        st_kat_put_le32(p, st_kat_frame_code(f)); /* often a plausible echo */
+    if (words > 1 && rnd() % 2)
+        memcpy(p + 4, st_kat_frame_payload(f), 4);
+    if (words > 3 && rnd() % 2)
+        st_kat_put_le32(p + 12, 64u << (rnd() % 4));
+    if (rnd() % 8 == 0)
+        return; /* silence */
+    script_emit(s, codes[rnd() % sizeof codes], p, words * 4);
+    if (rnd() % 6 == 0) { /* and a corrupt byte somewhere */
+        if (s->out_len)
+            s->out[rnd() % s->out_len] ^= (uint8_t)(1u << (rnd() % 8));
+    }
+}
+
+static void test_random_device(void **state)
+{
+    const st_katapult_opts tiny = {.read_timeout_ms = 3, .block_timeout_ms = 3,
+                                   .retry_pause_ms = 1, .busy_wait_ms = 1, .addr_pause_ms = 1,
+                                   .tries = 3};
+    st_image *img = make_image(300, 10, 0);
+    int ok = 0, failed = 0;
+    for (uint32_t seed = 1; seed <= 300; seed++) {
+        rnd_state = seed;
+        script s;
+        rig r;
+        memset(&s, 0, sizeof s);
+        s.base.ops = &script_ops;
+        s.answer = ans_random;
+        s.trickle = seed % 3 == 0;
+        st_err err = {0};
+        assert_int_equal(st_stream_mem_open(&s.base, "mem:random", &r.s, &err), 0);
+        assert_int_equal(st_katapult_open(r.s, &tiny, &r.k, &err), 0);
+        int rc = st_katapult_connect(r.k, NULL, &err);
+        if (rc == 0) {
+            st_katapult_result w;
+            uint8_t buf[100];
+            rc = st_katapult_flash(r.k, img, NULL, &w, &err);
+            if (rc == 0)
+                rc = st_katapult_verify(r.k, img, &w, &err);
+            if (rc == ST_ERR_VERIFY) /* random data: expected */
+                rc = st_katapult_read(r.k, APP + 3, sizeof buf, buf, &err);
+            uint8_t u[6];
+            (void)st_katapult_get_canbus_id(r.k, u, NULL);
+            (void)st_katapult_complete(r.k, NULL);
+        }
+        if (rc == 0) {
+            ok++;
+        } else {
+            failed++;
+            assert_true(rc < 0);
+            assert_int_equal(err.code, rc);
+            assert_true(err.msg[0] != '\0');
+        }
+        script_down(&r);
+    }
+    assert_true(failed > 0);
+    assert_true(ok > 0);
+    print_message("random device: %d runs ended in success, %d in a clean error\n", ok, failed);
+    st_image_free(img);
+}
+
 /* ---- timing and the known answer -------------------------------------------------- */
 
 static void test_datasheet_timing(void **state)
@@ -973,6 +1066,7 @@ int main(void)
         cmocka_unit_test(test_model_delayed_reset),
         cmocka_unit_test(test_hostile_connect_answers),
         cmocka_unit_test(test_hostile_block_answers),
+        cmocka_unit_test(test_random_device),
         cmocka_unit_test(test_datasheet_timing),
         cmocka_unit_test(test_known_answer_cartographer),
         cmocka_unit_test(test_known_answer_cartographer_datasheet),
