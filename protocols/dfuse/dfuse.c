@@ -666,6 +666,37 @@ int st_dfuse_verify(st_dfuse *d, const st_image *img, const st_dfuse_opts *o, st
     return rc;
 }
 
+/* ---- whole-device commands ------------------------------------------------------- */
+
+int st_dfuse_mass_erase(st_dfuse *d, st_dfuse_result *r, st_err *err)
+{
+    uint64_t t0 = st_now_us();
+    int rc = command(d, 0x41, 0, false, d->timeout_ms, r, err);
+    if (r)
+        r->erase_us += st_now_us() - t0;
+    if (rc < 0)
+        return st_err_prefix(err, "mass erase");
+    return abort_to_idle(d, d->timeout_ms, r, err);
+}
+
+int st_dfuse_unprotect(st_dfuse *d, st_dfuse_result *r, st_err *err)
+{
+    uint8_t op = 0x92;
+    int rc = req_out(d, R_DNLOAD, 0, &op, 1, d->timeout_ms, err);
+    if (rc < 0)
+        return st_err_prefix(err, "read unprotect");
+    dfu_status st;
+    st_err e2 = {0};
+    rc = get_status(d, &st, d->timeout_ms, r, &e2);
+    if (rc == 0 && st.state == S_ERROR)
+        return st_err_set(err, ST_ERR_DEVICE, "read unprotect: device reported %s",
+                          st_dfu_status_name(st.status));
+    /* The device resets while (or instead of) answering: expected (§1.5 step 2). */
+    if (rc < 0)
+        ST_LOGI(d->log, MOD, "read unprotect: %s (device resetting)", e2.msg);
+    return 0;
+}
+
 /* ---- leave ------------------------------------------------------------------------- */
 
 static bool status_lost(int rc)

@@ -92,6 +92,12 @@ int st_dfuse_read(st_dfuse *d, uint32_t addr, uint8_t *buf, size_t len, const st
  * r->leave_status_missing is set); confirm by re-enumeration. The device is gone after. */
 int st_dfuse_leave(st_dfuse *d, uint32_t jump_addr, bool write_verified, st_dfuse_result *r,
                    st_err *err);
+/* Mass erase (DfuSe 0x41 without address). The wait follows the device's bwPollTimeout. */
+int st_dfuse_mass_erase(st_dfuse *d, st_dfuse_result *r, st_err *err);
+/* Read Unprotect (0x92): the device clears read protection, mass-erases and resets; like
+ * dfu-util, one status read follows, and a lost status is expected. The device is gone
+ * afterwards (wait for it to re-enumerate, then open it again). */
+int st_dfuse_unprotect(st_dfuse *d, st_dfuse_result *r, st_err *err);
 void st_dfuse_close(st_dfuse *d);
 
 /* "OK", "errPROG", ... / "dfuIDLE", ...; "INVALID"/"UNKNOWN" outside the tables. */

@@ -420,6 +420,33 @@ static void test_not_erased_and_rdp(void **state)
     rig_free(r);
 }
 
+static void test_mass_erase_unprotect(void **state)
+{
+    (void)state;
+    rig *r = rig_new(0, false, ST_TIMING_NONE);
+    st_image *img = make_image(8192, FLASH0, 30);
+    st_flash_preload(r->flash, FLASH0, img->data, img->size);
+    rig_open_ok(r);
+    st_dfuse_result res = {0};
+    st_err err = {0};
+    assert_int_equal(st_dfuse_mass_erase(r->d, &res, &err), 0);
+    for (uint32_t a = FLASH0; a < FLASH0 + 8192; a += 2048)
+        assert_true(st_flash_page_blank(r->flash, a));
+    /* A read-protected unit: erase refused with errVENDOR, then Read Unprotect clears RDP,
+     * erases and resets (the model's hook sees the reset). */
+    st_flash_preload(r->flash, FLASH0, img->data, img->size);
+    st_flash_set_rdp(r->flash, true);
+    assert_int_equal(st_dfuse_mass_erase(r->d, &res, &err), ST_ERR_DEVICE);
+    assert_non_null(strstr(err.msg, "mass erase: device reported errVENDOR"));
+    assert_int_equal(st_dfuse_unprotect(r->d, &res, &err), 0);
+    assert_int_equal(r->leaves, 1);
+    assert_int_equal(r->jump, ST_DFU_MODEL_RESET);
+    assert_false(st_flash_rdp(r->flash));
+    assert_true(st_flash_page_blank(r->flash, FLASH0));
+    st_image_free(img);
+    rig_free(r);
+}
+
 /* Stall the Nth class request, for every N of a clean run: each run ends verified (the
  * engine cleared the stall and retried) or in a clear error; never a wrong image. */
 static void test_stall_sweep(void **state)
@@ -857,6 +884,7 @@ int main(void)
         cmocka_unit_test(test_errprog),
         cmocka_unit_test(test_corrupt_page),
         cmocka_unit_test(test_not_erased_and_rdp),
+        cmocka_unit_test(test_mass_erase_unprotect),
         cmocka_unit_test(test_stall_sweep),
         cmocka_unit_test(test_disconnect_sweep),
         cmocka_unit_test(test_slow_erase),
