@@ -299,7 +299,7 @@ static int load_file(const char *path, uint8_t **out, size_t *len)
     return 0;
 }
 
-static int setup_flash(sim *s)
+__attribute__((unused)) static int setup_flash(sim *s)
 {
     s->mcu = st_mcu_find(s->o.mcu);
     if (!s->mcu) {
@@ -369,7 +369,7 @@ static int port_attach(void *ctx, st_usb_model *m, st_err *err)
     return 0;
 }
 
-static void port_detach(void *ctx)
+__attribute__((unused)) static void port_detach(void *ctx)
 {
     sim *s = ctx;
     s->want_plugged = false;

@@ -23,6 +23,11 @@ part() {
   fi
 }
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
+# station-sim must exit 0 on SIGTERM (a sanitizer report at exit makes it non-zero).
+stop_sim() {
+  kill "$1" 2>/dev/null; wait "$1"; r=$?
+  [ $r = 0 ] || { echo "station-sim exited with status $r"; cat "$2"; return 1; }
+}
 
 usb() {
   "$STATION_SIM" usbip --model loopback --serial RIG0042 --ready-file "$W/usb.ready" \
@@ -33,7 +38,7 @@ usb() {
   grep -q 'iSerial.*RIG0042' "$W/lsusb.txt" && grep -q 'bEndpointAddress *0x82' "$W/lsusb.txt" ||
     { echo "lsusb -v does not show the model's descriptors"; stop $P; return 1; }
   "$RIG_USB_PROBE" RIG0042 || { cat "$W/usb.err"; stop $P; return 1; }
-  stop $P
+  stop_sim $P "$W/usb.err" || return 1
   rig_wait_for 5 sh -c '! lsusb -d 1209:0001' || { echo "device still listed after station-sim exit"; return 1; }
   echo "unplugged"
 }
@@ -52,7 +57,7 @@ can() {
   grep -q '124#DEADBEEF' "$W/dump.txt" || { echo "no echo from our node"; cat "$W/can.err"; stop $P; return 1; }
   grep -q 'opened at 1000000' "$W/can.err" || { echo "server did not see S8/O"; cat "$W/can.err"; stop $P; return 1; }
   ip link set can0 down
-  stop $P
+  stop_sim $P "$W/can.err"
 }
 
 gpio() {
