@@ -497,7 +497,7 @@ static int setup_usbip(sim *s)
                                                                : s->mcu->flash_start,
                              .faults = s->o.faults, .n_faults = s->o.nfaults};
         st_vunit_usb_port port = {port_attach, port_detach, s};
-        if (st_vunit_new(&c, &port, &s->unit, &e) < 0) {
+        if (st_vunit_new(&c, &port, NULL, &s->unit, &e) < 0) {
             fprintf(stderr, "station-sim: unit: %s\n", e.msg);
             return -1;
         }

@@ -20,6 +20,11 @@
 
 #include "hil-tests/sim/toy_models.h"
 #include "station/core/clock.h"
+#ifdef TEST_WITH_KATAPULT
+#include "protocols/katapult/katapult.h"
+#include "protocols/link/stream.h"
+#include "station/core/image.h"
+#endif
 
 static void test_toy_usb_identity_and_loopback(void **state)
 {
@@ -129,14 +134,9 @@ static void test_usage_errors(void **state)
     close(fd);
 }
 
-/* The pty endpoint end to end: ready line, a client round trip, SIGTERM -> exit 0. */
-static void test_pty_echo_process(void **state)
+/* Wait for "station-sim: ready: ... path=X" and copy X into tty. */
+static void read_ready_path(int fd, char *tty, size_t cap)
 {
-    (void)state;
-    const char *args[] = {"station-sim", "pty", "--model", "echo", NULL};
-    int fd;
-    pid_t pid;
-    run_sim(args, &fd, &pid);
     char line[256] = {0};
     size_t n = 0;
     st_deadline d = st_deadline_in_ms(5000);
@@ -151,8 +151,20 @@ static void test_pty_echo_process(void **state)
     }
     const char *path = strstr(line, "path=");
     assert_non_null(path);
+    snprintf(tty, cap, "%.*s", (int)strcspn(path + 5, "\n"), path + 5);
+}
+
+/* The pty endpoint end to end: ready line, a client round trip, SIGTERM -> exit 0. */
+static void test_pty_echo_process(void **state)
+{
+    (void)state;
+    const char *args[] = {"station-sim", "pty", "--model", "echo", NULL};
+    int fd;
+    pid_t pid;
+    run_sim(args, &fd, &pid);
     char tty[64] = {0};
-    sscanf(path + 5, "%63s", tty);
+    read_ready_path(fd, tty, sizeof(tty));
+    st_deadline d;
     int c = open(tty, O_RDWR | O_NOCTTY);
     assert_true(c >= 0);
     struct termios t;
@@ -178,6 +190,56 @@ static void test_pty_echo_process(void **state)
     close(fd);
 }
 
+/* Seed 001's known answer through real ttys: the station's termios backend and Katapult
+ * engine against station-sim's Katapult model on a pty. */
+static void test_pty_katapult_seed001(void **state)
+{
+    (void)state;
+#ifndef TEST_WITH_KATAPULT
+    skip();
+#else
+    const char *fw = STATION_SHARED_DIR
+        "/firmware/cartographer-v4/6.0.0/CartographerV4_6.0.0_USB_lite_8kib_offset.bin";
+    if (access(fw, R_OK) != 0) {
+        print_message("skipped: %s absent\n", fw);
+        skip();
+    }
+    const char *args[] = {"station-sim", "pty", "--model", "katapult", NULL};
+    int fd;
+    pid_t pid;
+    run_sim(args, &fd, &pid);
+    char tty[64] = {0};
+    read_ready_path(fd, tty, sizeof(tty));
+    st_err e = {0};
+    st_stream *s;
+    st_stream_line line = {115200, 8, 'N', 1};
+    assert_int_equal(st_stream_tty_open(tty, &line, &s, &e), 0);
+    st_katapult *k;
+    assert_int_equal(st_katapult_open(s, NULL, &k, &e), 0);
+    st_katapult_info info;
+    if (st_katapult_connect(k, &info, &e) < 0)
+        fail_msg("connect: %s", e.msg);
+    assert_string_equal(info.mcu, "stm32g431xx");
+    st_image *img;
+    assert_int_equal(st_image_load(fw, 0, &img, &e), 0);
+    st_katapult_result r;
+    if (st_katapult_flash(k, img, NULL, &r, &e) < 0)
+        fail_msg("flash: %s", e.msg);
+    assert_int_equal(r.pages, 14);
+    if (st_katapult_verify(k, img, &r, &e) < 0)
+        fail_msg("verify: %s", e.msg);
+    assert_int_equal(r.blocks_verified, 435);
+    assert_string_equal(r.sha1_hex, "FCA6E37F4D9F344E7AF18C7609AEBBCFD6E597E0");
+    assert_int_equal(st_katapult_complete(k, &e), 0);
+    st_katapult_close(k);
+    st_stream_close(s);
+    st_image_free(img);
+    kill(pid, SIGTERM);
+    assert_int_equal(wait_exit(pid), 0);
+    close(fd);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -185,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_toy_can_echo),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_pty_echo_process),
+        cmocka_unit_test(test_pty_katapult_seed001),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
