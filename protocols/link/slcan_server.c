@@ -25,6 +25,8 @@
 #ifndef N_TTY
 #define N_TTY 0
 #endif
+#define IDLE_POLL_MS 10        /* bus polling after IDLE_AFTER_US without a frame */
+#define IDLE_AFTER_US 100000u
 #define LINE_MAX_LEN 40 /* "T" + 8 id + 1 len + 16 data = 26; leave room, drop longer */
 
 struct st_slcan_server {
@@ -36,6 +38,7 @@ struct st_slcan_server {
     char line[LINE_MAX_LEN];
     size_t line_len;
     int line_overflow;
+    uint64_t last_frame_us; /* last frame either way: fast bus polling while traffic flows */
     st_slcan_stats stats;
 };
 
@@ -257,8 +260,13 @@ void st_slcan_server_pollfd(const st_slcan_server *s, struct pollfd *pfd)
 
 int st_slcan_server_timeout_ms(const st_slcan_server *s)
 {
-    /* The link has no fd: poll it while frames may flow to the kernel. */
-    return s->stats.open ? (int)s->opts.poll_ms : -1;
+    /* The link has no fd: poll it while frames may flow to the kernel, fast while they do
+     * (a node answers within microseconds), slower when the bus is quiet (CPU in the VM). */
+    if (!s->stats.open)
+        return -1;
+    if (st_now_us() - s->last_frame_us < IDLE_AFTER_US)
+        return (int)s->opts.poll_ms;
+    return s->opts.poll_ms > IDLE_POLL_MS ? (int)s->opts.poll_ms : IDLE_POLL_MS;
 }
 
 static int write_all(st_slcan_server *s, const char *buf, size_t n, st_err *err)
@@ -291,6 +299,7 @@ static int handle_line(st_slcan_server *s, st_err *err)
     int rc = st_slcan_parse(s->line, s->line_len, &f, &cmd);
     if (rc == 1) {
         s->stats.to_bus++;
+        s->last_frame_us = st_now_us();
         ST_LOGD(s->log, MOD, "%s -> bus %03x [%u]", s->ifname, f.id, f.len);
         return st_can_send(s->link, &f, 1000, err);
     }
@@ -373,6 +382,7 @@ int st_slcan_server_step(st_slcan_server *s, st_err *err)
         if (rc < 0)
             return rc;
         s->stats.to_host++;
+        s->last_frame_us = st_now_us();
     }
     return 0;
 }

@@ -21,7 +21,8 @@ typedef struct st_slcan_server st_slcan_server;
 
 typedef struct st_slcan_opts {
     const char *ifname;  /* rename the kernel's netdev (can%d / slcan%d) to this; NULL = keep */
-    unsigned poll_ms;    /* how often the bus side is polled while open (0 = 1 ms) */
+    unsigned poll_ms;    /* bus-side polling while frames flow (0 = 1 ms); after 100 ms
+                            without a frame, every 10 ms (or poll_ms if larger) */
     /* Told when the kernel opens the channel ("S<n>" then "O") or closes it ("C"); may be
      * NULL. bitrate is 0 when the kernel sent no S command. */
     void (*on_state)(void *ctx, bool open, uint32_t bitrate);

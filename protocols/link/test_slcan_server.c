@@ -172,6 +172,7 @@ static void test_open_and_bridge(void **state)
     char buf[64];
     kread(f, buf, sizeof(buf));
     assert_string_equal(buf, "t1244EFBEADDE\r");
+    assert_int_equal(st_slcan_server_timeout_ms(f->srv), 1); /* traffic: poll fast */
     st_slcan_server_stats(f->srv, &st);
     assert_int_equal(st.to_bus, 1);
     assert_int_equal(st.to_host, 1);
