@@ -70,6 +70,18 @@ static bool join(char *out, size_t cap, const char *a, const char *b)
     return n >= 0 && (size_t)n < cap;
 }
 
+/* "1d50:6177", with "*" for a part the caller left open (0). */
+static const char *id_str(uint16_t vid, uint16_t pid, char buf[16])
+{
+    char v[8] = "*", p[8] = "*";
+    if (vid)
+        snprintf(v, sizeof v, "%04x", vid);
+    if (pid)
+        snprintf(p, sizeof p, "%04x", pid);
+    snprintf(buf, 16, "%s:%s", v, p);
+    return buf;
+}
+
 static bool is_dir(const char *path)
 {
     struct stat st;
@@ -115,9 +127,11 @@ int st_serial_port_find(const char *sysfs_root, const char *dev_dir, const char 
         return st_err_set(err, ST_ERR_INVAL, "sysfs root path too long");
     if (!join(path, sizeof path, devices, port_path))
         return st_err_set(err, ST_ERR_INVAL, "sysfs root path too long");
+    char want[16];
+    id_str(vid, pid, want);
     if (!is_dir(path))
-        return st_err_set(err, ST_ERR_NOTFOUND, "no USB device at port %s (expected %04x:%04x; "
-                          "%s does not exist)", port_path, vid, pid, path);
+        return st_err_set(err, ST_ERR_NOTFOUND, "no USB device at port %s (expected %s; %s "
+                          "does not exist)", port_path, want, path);
     uint16_t v = 0, p = 0;
     char idf[PATH_MAX];
     int bad = join(idf, sizeof idf, path, "idVendor") ? read_hex16(idf, &v) : -1;
@@ -129,8 +143,8 @@ int st_serial_port_find(const char *sysfs_root, const char *dev_dir, const char 
                           "enumerating?)", port_path);
     if ((vid && v != vid) || (pid && p != pid))
         return st_err_set(err, ST_ERR_MISMATCH,
-                          "USB device at port %s is %04x:%04x, expected %04x:%04x", port_path,
-                          v, p, vid, pid);
+                          "USB device at port %s is %04x:%04x, expected %s", port_path, v, p,
+                          want);
 
     DIR *d = opendir(devices);
     if (!d)
@@ -345,9 +359,10 @@ static int usb_host_open(st_serial_host *h, const char *port_path, uint16_t vid,
         st_usb_dev_info other;
         if (st_usb_host_find(u->usb, 0, 0, port_path, &other, NULL) == 0 &&
             ((vid && other.vid != vid) || (pid && other.pid != pid))) {
-            st_err_set(err, ST_ERR_MISMATCH,
-                       "USB device at port %s is %04x:%04x, expected %04x:%04x (after %u ms)",
-                       port_path, other.vid, other.pid, vid, pid, timeout_ms);
+            char want[16];
+            st_err_set(err, ST_ERR_MISMATCH, "USB device at port %s is %04x:%04x, expected %s "
+                       "(after %u ms)", port_path, other.vid, other.pid,
+                       id_str(vid, pid, want), timeout_ms);
             return ST_ERR_MISMATCH;
         }
     }

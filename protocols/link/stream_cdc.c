@@ -369,6 +369,9 @@ int st_stream_cdc_open(st_usb_host *host, const st_usb_dev_info *dev,
         goto fail;
     if (line && (rc = cdc_set_line(&c->base, line, err)) < 0)
         goto fail;
+    ST_LOGD(host->log, "usb-cdc", "%s: comm interface %d, data interface %d alt %d, bulk in 0x%02x "
+            "out 0x%02x", c->base.name, c->lay.comm_iface, c->lay.data_iface, c->lay.data_alt,
+            c->lay.ep_in, c->lay.ep_out);
     *out = &c->base;
     return 0;
 fail:

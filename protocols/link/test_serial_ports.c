@@ -158,6 +158,7 @@ static void test_find_wrong_ids(void **state)
     assert_non_null(strstr(err.msg, "expected 1d50:6177"));
     assert_int_equal(st_serial_port_find(t->root, NULL, "1-1.2", 0x0483, 0, &p, &err),
                      ST_ERR_MISMATCH);
+    assert_non_null(strstr(err.msg, "expected 0483:*"));
 }
 
 static void test_find_missing(void **state)

@@ -136,6 +136,30 @@ static void test_round_trip(void **state)
     st_stream_close(s);
 }
 
+/* Katapult is stop-and-wait: one 64-byte block out, one answer back. The stream's own
+ * share of that turnaround over the in-memory bus is measured here (no timing profile). */
+static void test_round_trip_latency(void **state)
+{
+    fx *f = *state;
+    st_stream *s = NULL;
+    st_err err;
+    assert_int_equal(st_stream_cdc_open(f->host, &f->want, &l250k, &s, &err), 0);
+    uint8_t out[64], in[64];
+    enum { N = 500 };
+    uint64_t t0 = st_now_us();
+    for (int i = 0; i < N; i++) {
+        memset(out, i, sizeof out);
+        assert_int_equal(st_stream_write(s, out, sizeof out, 500, &err), 64);
+        assert_int_equal(st_stream_read_exact(s, in, sizeof in, 500, &err), 64);
+        assert_memory_equal(in, out, sizeof out);
+    }
+    uint64_t ns = (st_now_us() - t0) * 1000 / N;
+    print_message("usb-cdc over the in-memory bus: %llu ns per 64-byte round trip\n",
+                  (unsigned long long)ns);
+    assert_true(ns < 5000000);
+    st_stream_close(s);
+}
+
 static void test_line_and_modem_reach_model(void **state)
 {
     fx *f = *state;
@@ -167,6 +191,10 @@ static void test_line_and_modem_reach_model(void **state)
     st_cdc_acm_line(f->cdc, &l, &dtr, &rts);
     assert_int_equal(dtr, 1);
     assert_int_equal(rts, 0);
+    assert_int_equal(st_stream_set_modem(s, -1, 1, &err), 0);
+    st_cdc_acm_line(f->cdc, &l, &dtr, &rts);
+    assert_int_equal(dtr, 1); /* -1 kept DTR up */
+    assert_int_equal(rts, 1);
 
     st_stream_line l2 = {9600, 7, 'E', 2};
     assert_int_equal(st_stream_set_line(s, &l2, &err), 0);
@@ -516,10 +544,131 @@ static void test_parse_random(void **state)
     assert_true(ok > 0);
 }
 
+/* ---- backends that answer "no data" their own way ---- */
+
+/* A scripted USB backend: bulk IN answers "nothing" (0 at once like a NAK-reporting
+ * backend, or ST_ERR_TIMEOUT after the slice like libusb) until ready_at, then "data". */
+typedef struct nak_dev {
+    st_usb_dev base;
+    int libusb_like;
+    uint64_t ready_at;
+    int in_calls, ctrl_calls;
+    uint8_t last_ctrl[8];
+} nak_dev;
+
+typedef struct nak_host {
+    st_usb_host base;
+    nak_dev *dev;
+} nak_host;
+
+static int nak_control(st_usb_dev *d, const st_usb_setup *su, uint8_t *data, unsigned t,
+                       st_err *err)
+{
+    nak_dev *n = (nak_dev *)d;
+    n->ctrl_calls++;
+    if (su->bRequest == 0x20 && su->wLength >= 7)
+        memcpy(n->last_ctrl, data, 7);
+    return 0;
+}
+
+static int nak_config(st_usb_dev *d, uint8_t *buf, size_t cap, st_err *err)
+{
+    size_t n = sizeof klipper_cfg < cap ? sizeof klipper_cfg : cap;
+    memcpy(buf, klipper_cfg, n);
+    return (int)n;
+}
+
+static int nak_claim(st_usb_dev *d, int iface, st_err *err)
+{
+    return 0;
+}
+
+static int nak_bulk(st_usb_dev *d, uint8_t ep, uint8_t *data, size_t len, unsigned t,
+                    st_err *err)
+{
+    nak_dev *n = (nak_dev *)d;
+    if (!(ep & 0x80))
+        return (int)len;
+    n->in_calls++;
+    assert_true(t > 0); /* 0 would mean "forever" to libusb */
+    if (st_now_us() >= n->ready_at) {
+        memcpy(data, "data", 4);
+        return 4;
+    }
+    if (!n->libusb_like)
+        return 0;
+    uint64_t until = st_now_us() + (uint64_t)t * 1000;
+    if (until > n->ready_at)
+        until = n->ready_at;
+    st_sleep_us(until - st_now_us());
+    if (st_now_us() >= n->ready_at) {
+        memcpy(data, "data", 4);
+        return 4;
+    }
+    return st_err_set(err, ST_ERR_TIMEOUT, "bulk endpoint 0x%02x: timed out", ep);
+}
+
+static void nak_close(st_usb_dev *d)
+{
+}
+
+static const st_usb_dev_ops nak_dev_ops = {
+    .control = nak_control, .config_descriptor = nak_config, .claim_interface = nak_claim,
+    .bulk = nak_bulk, .close = nak_close,
+};
+
+static int nak_open(st_usb_host *h, const st_usb_dev_info *info, st_usb_dev **out, st_err *err)
+{
+    *out = &((nak_host *)h)->dev->base;
+    return 0;
+}
+
+static const st_usb_host_ops nak_host_ops = {.open = nak_open};
+
+static void run_nak(int libusb_like)
+{
+    nak_dev dev = {.base = {.ops = &nak_dev_ops}, .libusb_like = libusb_like};
+    nak_host host = {.base = {.ops = &nak_host_ops}, .dev = &dev};
+    st_usb_dev_info want = {.vid = 1};
+    st_stream *s = NULL;
+    st_err err;
+    dev.ready_at = UINT64_MAX;
+    assert_int_equal(st_stream_cdc_open(&host.base, &want, &l250k, &s, &err), 0);
+    assert_int_equal(dev.last_ctrl[0] | dev.last_ctrl[1] << 8 | dev.last_ctrl[2] << 16, 250000);
+    uint8_t b[16];
+    /* nothing within 100 ms: 0, and not by spinning on the backend */
+    uint64_t t0 = st_now_us();
+    st_err_clear(&err);
+    assert_int_equal(st_stream_read(s, b, sizeof b, 100, &err), 0);
+    assert_true(st_now_us() - t0 >= 100000);
+    assert_int_equal(err.code, 0);
+    assert_true(dev.in_calls < 1000);
+    /* data that turns up 30 ms into a 1 s read arrives promptly */
+    dev.in_calls = 0;
+    t0 = st_now_us();
+    dev.ready_at = t0 + 30000;
+    assert_int_equal(st_stream_read(s, b, sizeof b, 1000, &err), 4);
+    assert_memory_equal(b, "data", 4);
+    uint64_t took = st_now_us() - t0;
+    assert_true(took >= 30000 && took < 200000);
+    st_stream_close(s);
+}
+
+static void test_nak_polling_backend(void **state)
+{
+    run_nak(0);
+}
+
+static void test_timeout_reporting_backend(void **state)
+{
+    run_nak(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_trip_latency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_line_and_modem_reach_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_without_line_keeps_coding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_timeout, setup, teardown),
@@ -530,6 +679,8 @@ int main(void)
         cmocka_unit_test(test_touch_1200_unit_drops_off),
         cmocka_unit_test(test_uart_request_over_cdc),
         cmocka_unit_test(test_not_cdc),
+        cmocka_unit_test(test_nak_polling_backend),
+        cmocka_unit_test(test_timeout_reporting_backend),
         cmocka_unit_test(test_parse_klipper_layout),
         cmocka_unit_test(test_parse_composite_union),
         cmocka_unit_test(test_parse_hostile),
