@@ -101,6 +101,7 @@ static void rm_rf(const char *path)
 static int tree_setup(void **state)
 {
     tree *t = calloc(1, sizeof *t);
+    assert_non_null(t);
     snprintf(t->root, sizeof t->root, "%s/st-sysfs-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     assert_non_null(mkdtemp(t->root));
     dir(t->root, "");
