@@ -4,6 +4,7 @@
  * pair, so the kernel's cdc_acm driver binds to it in the rig. */
 #include "protocols/sim/cdc_acm.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,9 @@ struct st_cdc_acm {
     st_usb_model_desc desc;
     uint8_t line_coding[7];
     int dtr, rts;
+    /* The inner model is single-threaded (stream.h); host transfers and st_cdc_acm_poll may
+     * come from different threads. */
+    pthread_mutex_t lock;
 };
 
 static const uint8_t config_desc[] = {
@@ -57,8 +61,10 @@ static int cdc_control(st_usb_model *m, const st_usb_setup *s, uint8_t *data)
     if (rc != ST_ERR_UNSUPPORTED)
         return rc;
     if (s->bmRequestType == 0x21 && s->bRequest == 0x20 && s->wLength >= 7) {
+        pthread_mutex_lock(&d->lock);
         memcpy(d->line_coding, data, 7);
         notify_line(d);
+        pthread_mutex_unlock(&d->lock);
         return 0;
     }
     if (s->bmRequestType == 0xA1 && s->bRequest == 0x21) {
@@ -67,9 +73,11 @@ static int cdc_control(st_usb_model *m, const st_usb_setup *s, uint8_t *data)
         return (int)n;
     }
     if (s->bmRequestType == 0x21 && s->bRequest == 0x22) {
+        pthread_mutex_lock(&d->lock);
         d->dtr = s->wValue & 1;
         d->rts = (s->wValue >> 1) & 1;
         notify_line(d);
+        pthread_mutex_unlock(&d->lock);
         return 0;
     }
     if (s->bmRequestType == 0x21 && s->bRequest == 0x23)
@@ -82,7 +90,9 @@ static int cdc_bulk_out(st_usb_model *m, uint8_t ep, const uint8_t *buf, size_t 
     st_cdc_acm *d = (st_cdc_acm *)m;
     if (ep != EP_OUT)
         return ST_ERR_STALL;
+    pthread_mutex_lock(&d->lock);
     d->inner->ops->rx(d->inner, buf, len, st_now_us());
+    pthread_mutex_unlock(&d->lock);
     return (int)len;
 }
 
@@ -93,7 +103,20 @@ static int cdc_bulk_in(st_usb_model *m, uint8_t ep, uint8_t *buf, size_t cap)
         return 0;
     if (ep != EP_IN)
         return ST_ERR_STALL;
-    return (int)d->inner->ops->tx(d->inner, buf, cap, st_now_us());
+    pthread_mutex_lock(&d->lock);
+    int n = (int)d->inner->ops->tx(d->inner, buf, cap, st_now_us());
+    pthread_mutex_unlock(&d->lock);
+    return n;
+}
+
+void st_cdc_acm_poll(st_cdc_acm *d)
+{
+    /* A zero-capacity tx lets the model's time pass without taking any of its output. */
+    uint8_t none[1];
+    pthread_mutex_lock(&d->lock);
+    if (d->inner->ops->next_event_us(d->inner) <= st_now_us())
+        d->inner->ops->tx(d->inner, none, 0, st_now_us());
+    pthread_mutex_unlock(&d->lock);
 }
 
 static const st_usb_model_ops cdc_ops = {
@@ -108,6 +131,7 @@ st_cdc_acm *st_cdc_acm_new(const st_cdc_identity *id, st_stream_model *inner)
     if (!d)
         return NULL;
     d->usb.ops = &cdc_ops;
+    pthread_mutex_init(&d->lock, NULL);
     d->inner = inner;
     const uint8_t dev[18] = { 18, 1, 0x00, 0x02, 0x02, 0x00, 0x00, 64,
                               (uint8_t)id->vid, (uint8_t)(id->vid >> 8),
@@ -134,6 +158,9 @@ st_cdc_acm *st_cdc_acm_new(const st_cdc_identity *id, st_stream_model *inner)
 
 void st_cdc_acm_free(st_cdc_acm *d)
 {
+    if (!d)
+        return;
+    pthread_mutex_destroy(&d->lock);
     free(d);
 }
 

@@ -23,6 +23,10 @@ typedef struct st_cdc_acm st_cdc_acm;
 st_cdc_acm *st_cdc_acm_new(const st_cdc_identity *id, st_stream_model *inner);
 void st_cdc_acm_free(st_cdc_acm *d);
 st_usb_model *st_cdc_acm_usb(st_cdc_acm *d);
+/* Let the inner model's time pass with no host traffic (its delayed actions, such as
+ * Katapult's reset 100 ms after COMPLETE, happen then): when its next event is due, a
+ * zero-capacity tx runs its clock without taking output. Safe from any thread. */
+void st_cdc_acm_poll(st_cdc_acm *d);
 /* Current line settings as the host last set them. */
 void st_cdc_acm_line(const st_cdc_acm *d, st_stream_line *line, int *dtr, int *rts);
 

@@ -26,6 +26,12 @@ static void fill(uint8_t *p, size_t n, uint32_t seed)
 
 int st_synth_combined(const st_mcu *mcu, size_t size, uint8_t **out, st_err *err)
 {
+    return st_synth_combined_seeded(mcu, size, 0, out, err);
+}
+
+int st_synth_combined_seeded(const st_mcu *mcu, size_t size, uint32_t seed, uint8_t **out,
+                             st_err *err)
+{
     size_t app = mcu->katapult_app_offset;
     if (size < app + 1024 || size > mcu->flash_size)
         return st_err_set(err, ST_ERR_INVAL, "synthetic image size %zu must be %zu..%u bytes",
@@ -40,7 +46,8 @@ int st_synth_combined(const st_mcu *mcu, size_t size, uint8_t **out, st_err *err
     put32(p + 4, mcu->flash_start + 0xA0 + 1);
     memcpy(p + 0xA0 - 8, "CanBoot!", 8);
     /* Application. */
-    fill(p + app, size - app, 0x4150504Cu);
+    uint32_t app_seed = 0x4150504Cu ^ (seed * 0x9E3779B9u);
+    fill(p + app, size - app, app_seed ? app_seed : 1u); /* xorshift must not start at 0 */
     put32(p + app, mcu->sram_start + mcu->sram_size);
     put32(p + app + 4, mcu->flash_start + (uint32_t)app + 0x1DC + 1);
     *out = p;

@@ -15,6 +15,10 @@
 /* Build a combined image of `size` bytes (at least katapult_app_offset + 1024) for mcu.
  * *out is malloc'd (free it). */
 int st_synth_combined(const st_mcu *mcu, size_t size, uint8_t **out, st_err *err);
+/* The same with another application (seed 0 is st_synth_combined's): the bootloader part
+ * is identical, so units "holding an older release" differ only in the application. */
+int st_synth_combined_seeded(const st_mcu *mcu, size_t size, uint32_t seed, uint8_t **out,
+                             st_err *err);
 
 /* Default size: like the real Cartographer V4 USB combined image (35,984 bytes). */
 #define ST_SYNTH_DEFAULT_SIZE 35984u

@@ -48,7 +48,7 @@ static void test_boot_paths(void **state)
     st_vunit *u = NULL;
     st_err e;
     /* Empty flash: the G4 boots its ROM even with BOOT0 low. */
-    assert_int_equal(st_vunit_new(&cfg, &port, &u, &e), 0);
+    assert_int_equal(st_vunit_new(&cfg, &port, NULL, &u, &e), 0);
     assert_string_equal(st_vunit_state(u), "rom-dfu");
     assert_int_equal(vid_of(rec.attached), 0x0483);
     /* Hold reset: off the bus. */

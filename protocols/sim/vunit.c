@@ -6,9 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocols/canadmin/klipper_node.h"
 #include "protocols/dfuse/dfu_model.h"
+#include "protocols/katapult/katapult_model.h"
 #include "protocols/sim/cdc_acm.h"
 #include "protocols/sim/klipper_app.h"
+#include "station/core/clock.h"
 #include "station/core/text.h"
 #include "station/core/yamldoc.h"
 
@@ -24,18 +27,47 @@ struct st_vunit {
     const st_mcu *mcu;
     st_flash *flash;
     st_vunit_usb_port port;
+    st_vunit_can_port can;
+    bool can_transport;
     st_dfu_model *dfu;
     st_klipper_app *app;
     st_cdc_acm *app_usb;
+    st_katapult_model *kat;
+    st_cdc_acm *kat_usb;          /* Katapult over USB-CDC (1d50:6177) */
+    st_can_stream_node *kat_can;  /* Katapult on the CAN bus */
+    st_klipper_node *app_can;     /* the Klipper application on the CAN bus */
     char serial[32];
     int boot0, nrst, power;
     mode mode;
     bool attached;
+    st_can_node *on_can;          /* the node attached to the CAN bus, if any */
+    bool kat_faults_armed;
     bool bootloader_request; /* RAM flag a running app leaves for Katapult */
     bool start_error;        /* the ROM enumerates in dfuERROR (fault) */
     unsigned boots;
     st_dfu_model_faults dfu_faults;
+    pthread_t clock;              /* the unit's own clock: lets models' timers fire */
+    bool clock_running, stopping;
 };
+
+/* A board keeps time whether or not the host talks to it: Katapult resets into the
+ * application 100 ms after COMPLETE even when the host has closed the port. */
+#define CLOCK_TICK_US 5000u
+static void *unit_clock(void *arg)
+{
+    st_vunit *u = arg;
+    for (;;) {
+        st_sleep_us(CLOCK_TICK_US);
+        pthread_mutex_lock(&u->lock);
+        bool stop = u->stopping;
+        bool kat_usb = u->mode == M_KATAPULT && !u->can_transport;
+        pthread_mutex_unlock(&u->lock);
+        if (stop)
+            return NULL;
+        if (kat_usb)
+            st_cdc_acm_poll(u->kat_usb); /* may call on_katapult_reset: no lock held here */
+    }
+}
 
 static uint32_t rd32(st_flash *f, uint32_t addr, bool *ok)
 {
@@ -71,13 +103,50 @@ static bool is_katapult(st_vunit *u, uint32_t entry)
            memcmp(sig, katapult_sig, 8) == 0;
 }
 
-/* Decide the mode after a boot from addr; returns the model to attach (or NULL). */
-static st_usb_model *boot_code(st_vunit *u, uint32_t addr)
+/* What the unit shows after a boot: a USB model and/or a CAN node (either may be NULL). */
+typedef struct face {
+    st_usb_model *usb;
+    st_can_node *can;
+} face;
+
+static face katapult_face(st_vunit *u)
 {
+    u->mode = M_KATAPULT;
+    if (u->kat_faults_armed && st_katapult_model_get_state(u->kat) == ST_KATAPULT_MODEL_DEAD) {
+        /* The injected power loss has happened: a fault fires once. */
+        st_katapult_model_fault_clear(u->kat);
+        u->kat_faults_armed = false;
+    }
+    st_katapult_model_reboot(u->kat);
+    face f = { NULL, NULL };
+    if (u->can_transport)
+        f.can = st_can_stream_node_base(u->kat_can);
+    else
+        f.usb = st_cdc_acm_usb(u->kat_usb);
+    return f;
+}
+
+static face app_face(st_vunit *u)
+{
+    u->mode = M_APP;
+    face f = { NULL, NULL };
+    if (u->can_transport) {
+        f.can = st_klipper_node_base(u->app_can);
+    } else {
+        st_klipper_app_reset(u->app);
+        f.usb = st_cdc_acm_usb(u->app_usb);
+    }
+    return f;
+}
+
+/* Decide the mode after a boot from addr. */
+static face boot_code(st_vunit *u, uint32_t addr)
+{
+    face none = { NULL, NULL };
     uint32_t entry;
     if (!code_at(u, addr, &entry)) {
         u->mode = M_CRASHED;
-        return NULL;
+        return none;
     }
     if (is_katapult(u, entry)) {
         uint32_t app = addr + u->mcu->katapult_app_offset, app_entry;
@@ -86,33 +155,33 @@ static st_usb_model *boot_code(st_vunit *u, uint32_t addr)
         /* Katapult stays when asked to, or when the app's first word is blank (2.3). */
         if (u->bootloader_request || !ok || w0 == 0 || w0 == 0xFFFFFFFFu) {
             u->bootloader_request = false;
-            u->mode = M_KATAPULT;
-            return NULL; /* the Katapult model is attached by the CAN/serial path */
+            return katapult_face(u);
         }
         if (!code_at(u, app, &app_entry)) {
             u->mode = M_CRASHED;
-            return NULL;
+            return none;
         }
     }
-    u->mode = M_APP;
-    st_klipper_app_reset(u->app);
-    return st_cdc_acm_usb(u->app_usb);
+    return app_face(u);
 }
 
-static st_usb_model *rom(st_vunit *u)
+static face rom(st_vunit *u)
 {
     u->mode = M_ROM;
     st_dfu_model_reset(u->dfu);
     if (u->start_error)
         st_dfu_model_set_state(u->dfu, 10 /* dfuERROR */, 0x0E /* errUNKNOWN */);
     st_dfu_model_set_faults(u->dfu, &u->dfu_faults);
-    return st_dfu_model_usb(u->dfu);
+    face f = { st_dfu_model_usb(u->dfu), NULL };
+    return f;
 }
 
-/* Boot after reset/power-on. Called with the lock held; returns the model to attach. */
-static st_usb_model *boot(st_vunit *u)
+/* Boot after reset/power-on. Called with the lock held. */
+static face boot(st_vunit *u)
 {
     u->boots++;
+    /* A reset or power-on ends an injected power loss. */
+    st_flash_power_restore(u->flash);
     bool ok;
     if (u->boot0 || rd32(u->flash, u->mcu->flash_start, &ok) == 0xFFFFFFFFu) {
         /* BOOT0 high, or main flash empty (PEMPTY): system memory, the ROM bootloader. */
@@ -121,22 +190,34 @@ static st_usb_model *boot(st_vunit *u)
     return boot_code(u, u->mcu->flash_start);
 }
 
-/* Swap what is on the USB port: detach the old model, attach next (may be NULL). */
-static void present(st_vunit *u, st_usb_model *next)
+/* Swap what is on the USB port and the CAN bus: detach the old faces, attach the new. */
+static void present(st_vunit *u, face next)
 {
     if (u->attached) {
         u->port.detach(u->port.ctx);
         u->attached = false;
     }
-    if (next && u->port.attach(u->port.ctx, next, NULL) == 0)
+    if (u->on_can) {
+        u->can.detach(u->can.ctx, u->on_can);
+        u->on_can = NULL;
+    }
+    if (next.usb && u->port.attach(u->port.ctx, next.usb, NULL) == 0)
         u->attached = true;
+    if (next.can && u->can.attach && u->can.attach(u->can.ctx, next.can, NULL) == 0)
+        u->on_can = next.can;
+}
+
+static face no_face(void)
+{
+    face f = { NULL, NULL };
+    return f;
 }
 
 static void on_dfu_leave(void *ctx, uint32_t jump_addr)
 {
     st_vunit *u = ctx;
     pthread_mutex_lock(&u->lock);
-    st_usb_model *next = jump_addr == ST_DFU_MODEL_RESET ? boot(u) : boot_code(u, jump_addr);
+    face next = jump_addr == ST_DFU_MODEL_RESET ? boot(u) : boot_code(u, jump_addr);
     u->boots += jump_addr == ST_DFU_MODEL_RESET ? 0 : 1;
     present(u, next);
     pthread_mutex_unlock(&u->lock);
@@ -172,10 +253,21 @@ void st_vunit_set_pin(st_vunit *u, st_vunit_pin pin, int level)
     bool running = u->power && u->nrst;
     if (was_running && !running) {
         u->mode = u->power ? M_RESET : M_OFF;
-        present(u, NULL);
+        present(u, no_face());
     } else if (!was_running && running) {
         present(u, boot(u));
     }
+    pthread_mutex_unlock(&u->lock);
+}
+
+/* Katapult resets into the application ~100 ms after COMPLETE (called from inside the
+ * model, possibly on the CAN bus's thread with the bus locked). */
+static void on_katapult_reset(void *ctx, st_katapult_model *m)
+{
+    st_vunit *u = ctx;
+    pthread_mutex_lock(&u->lock);
+    u->boots++;
+    present(u, boot_code(u, u->mcu->flash_start));
     pthread_mutex_unlock(&u->lock);
 }
 
@@ -219,12 +311,36 @@ int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
         st_flash_fault_slow_erase(u->flash, (unsigned)v);
     } else if (strcmp(name, "power-loss") == 0 && num) {
         st_flash_fault_power_loss_after(u->flash, v);
+    } else if (strncmp(name, "katapult-", 9) == 0 && num && v > 0 && v < UINT32_MAX) {
+        const char *k = name + 9;
+        unsigned nth = (unsigned)v;
+        if (strcmp(k, "power-loss") == 0)
+            st_katapult_model_fault_power_loss_at_block(u->kat, nth);
+        else if (strcmp(k, "drop-rx") == 0)
+            st_katapult_model_fault_drop_rx(u->kat, nth);
+        else if (strcmp(k, "drop-tx") == 0)
+            st_katapult_model_fault_drop_tx(u->kat, nth);
+        else if (strcmp(k, "corrupt-rx") == 0)
+            st_katapult_model_fault_corrupt_rx(u->kat, nth);
+        else if (strcmp(k, "corrupt-tx") == 0)
+            st_katapult_model_fault_corrupt_tx(u->kat, nth);
+        else if (strcmp(k, "nack-storm") == 0)
+            st_katapult_model_fault_nack_storm(u->kat, nth);
+        else
+            goto unknown;
+        u->kat_faults_armed = true;
+    } else if (strcmp(name, "katapult-silent-complete") == 0 && !arg) {
+        st_katapult_model_fault_silent_complete(u->kat, true);
+        u->kat_faults_armed = true;
     } else {
+    unknown:;
         char shown[64];
         rc = st_err_set(err, ST_ERR_INVAL,
                         "unknown or malformed fault \"%s\" (faults: dfu-start-error, "
                         "dfu-stall:N, dfu-disconnect:N, dfu-leave:stall|vanish|stall-dnload, "
-                        "corrupt-page:ADDR, prog-error:ADDR, slow-erase:FACTOR, power-loss:BYTES)",
+                        "corrupt-page:ADDR, prog-error:ADDR, slow-erase:FACTOR, power-loss:BYTES, "
+                        "katapult-power-loss:N, katapult-drop-rx|drop-tx|corrupt-rx|corrupt-tx:N, "
+                        "katapult-nack-storm:K, katapult-silent-complete)",
                         st_text_printable(fault, shown, sizeof shown));
     }
     st_dfu_model_set_faults(u->dfu, &u->dfu_faults);
@@ -232,8 +348,8 @@ int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
     return rc;
 }
 
-int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port, st_vunit **out,
-                 st_err *err)
+int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
+                 const st_vunit_can_port *can, st_vunit **out, st_err *err)
 {
     st_vunit *u = calloc(1, sizeof *u);
     if (!u)
@@ -241,6 +357,9 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port, st_v
     pthread_mutex_init(&u->lock, NULL);
     u->mcu = cfg->mcu;
     u->port = *port;
+    if (can)
+        u->can = *can;
+    u->can_transport = cfg->can_transport;
     u->power = u->nrst = 1;
     uint16_t xfer = 0;
     for (size_t i = 0; i < cfg->n_faults; i++) {
@@ -264,7 +383,23 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port, st_v
                            .manufacturer = "Klipper", .product = cfg->mcu->name,
                            .serial = app_serial };
     u->app_usb = u->app ? st_cdc_acm_new(&id, st_klipper_app_stream(u->app)) : NULL;
-    if (!u->dfu || !u->app_usb) {
+    st_katapult_model_cfg kc = { .with_can = cfg->can_transport, .on_reset = on_katapult_reset,
+                                 .reset_ctx = u };
+    memcpy(kc.uuid, cfg->can_uuid, 6);
+    if (cfg->timing == ST_TIMING_DATASHEET && !cfg->can_transport)
+        kc.turnaround_us = 1000; /* USB full-speed CDC: one 1 ms frame per exchange */
+    u->kat = u->flash ? st_katapult_model_new(u->flash, &kc) : NULL;
+    st_cdc_identity kid = { .vid = 0x1d50, .pid = 0x6177, .bcd_device = 0x0100,
+                            .manufacturer = "katapult", .product = cfg->mcu->name,
+                            .serial = app_serial };
+    u->kat_usb = u->kat ? st_cdc_acm_new(&kid, st_katapult_model_stream(u->kat)) : NULL;
+    st_can_stream_node_cfg kcn = { .app = 0x11 };
+    memcpy(kcn.uuid, cfg->can_uuid, 6);
+    u->kat_can = u->kat ? st_can_stream_node_new(st_katapult_model_stream(u->kat), &kcn) : NULL;
+    st_klipper_node_cfg kn = { .on_bootloader_request = on_app_bootloader_request, .ctx = u };
+    memcpy(kn.uuid.b, cfg->can_uuid, 6);
+    u->app_can = st_klipper_node_new(&kn);
+    if (!u->dfu || !u->app_usb || !u->kat || !u->kat_usb || !u->kat_can || !u->app_can) {
         st_vunit_free(u);
         return st_err_set(err, ST_ERR_NOMEM, "cannot create the unit's device models");
     }
@@ -282,6 +417,8 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port, st_v
     pthread_mutex_lock(&u->lock);
     present(u, boot(u));
     pthread_mutex_unlock(&u->lock);
+    if (pthread_create(&u->clock, NULL, unit_clock, u) == 0)
+        u->clock_running = true;
     *out = u;
     return 0;
 }
@@ -290,8 +427,20 @@ void st_vunit_free(st_vunit *u)
 {
     if (!u)
         return;
+    if (u->clock_running) {
+        pthread_mutex_lock(&u->lock);
+        u->stopping = true;
+        pthread_mutex_unlock(&u->lock);
+        pthread_join(u->clock, NULL);
+    }
     if (u->attached && u->port.detach)
         u->port.detach(u->port.ctx);
+    if (u->on_can)
+        u->can.detach(u->can.ctx, u->on_can);
+    st_klipper_node_free(u->app_can);
+    st_can_stream_node_free(u->kat_can);
+    st_cdc_acm_free(u->kat_usb);
+    st_katapult_model_free(u->kat);
     st_cdc_acm_free(u->app_usb);
     st_klipper_app_free(u->app);
     st_dfu_model_free(u->dfu);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "protocols/link/can_model.h"
 #include "protocols/link/usb_model.h"
 #include "protocols/sim/flash.h"
 #include "station/core/err.h"
@@ -24,10 +25,20 @@ typedef struct st_vunit_usb_port {
     void *ctx;
 } st_vunit_usb_port;
 
+/* Where the unit's CAN face appears (CAN units only). Called with the vunit lock held, and
+ * possibly from inside the bus's own node callbacks (st_vcan_attach/detach allow that). */
+typedef struct st_vunit_can_port {
+    int (*attach)(void *ctx, st_can_node *n, st_err *err);
+    void (*detach)(void *ctx, st_can_node *n);
+    void *ctx;
+} st_vunit_can_port;
+
 typedef struct st_vunit_config {
     const st_mcu *mcu;
     st_timing_profile timing;
     const char *dfu_serial;      /* NULL: model default */
+    bool can_transport;          /* the application and Katapult speak CAN (else USB-CDC) */
+    uint8_t can_uuid[6];         /* the unit's CAN UUID (CAN units) */
     const uint8_t *holds;        /* flash contents at arrival (copied), NULL = erased */
     size_t holds_len;
     uint32_t holds_addr;
@@ -37,10 +48,10 @@ typedef struct st_vunit_config {
 
 typedef struct st_vunit st_vunit;
 
-/* port is copied. The unit starts powered with BOOT0 low and NRST high, so it boots at
- * once (a fresh, empty unit shows up in ROM DFU). */
-int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port, st_vunit **out,
-                 st_err *err);
+/* Ports are copied; can may be NULL for a USB unit. The unit starts powered with BOOT0 low
+ * and NRST high, so it boots at once (a fresh, empty unit shows up in ROM DFU). */
+int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *usb,
+                 const st_vunit_can_port *can, st_vunit **out, st_err *err);
 void st_vunit_free(st_vunit *u);
 
 /* Physical pin levels at the MCU: BOOT0 (1 = ROM), NRST (0 = held in reset), power
@@ -63,7 +74,13 @@ unsigned st_vunit_boots(st_vunit *u);
  *   corrupt-page:ADDR          flip a bit in that page after it is programmed
  *   prog-error:ADDR            programming that page fails (errPROG)
  *   slow-erase:FACTOR          erases take FACTOR times longer
- *   power-loss:BYTES           power is lost after BYTES more programmed bytes */
+ *   power-loss:BYTES           power is lost after BYTES more programmed bytes
+ *   katapult-power-loss:N      power is lost while Katapult writes its Nth block from now
+ *   katapult-drop-rx:N / katapult-drop-tx:N / katapult-corrupt-rx:N / katapult-corrupt-tx:N
+ *                              lose or damage the Nth Katapult frame (host->unit / unit->host)
+ *   katapult-nack-storm:K      answer the next K Katapult frames with NACK
+ *   katapult-silent-complete   no answer to COMPLETE (the unit still starts its app)
+ * Katapult faults fire once: a reboot after they fired disarms them. */
 int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err);
 
 #endif
