@@ -12,6 +12,7 @@
 #include "fixtures/fixture.h"
 #include "fixtures/slot.h"
 #include "jobs/job.h"
+#include "protocols/link/can.h"
 #include "protocols/link/usb.h"
 #include "station/core/err.h"
 #include "station/core/log.h"
@@ -25,15 +26,21 @@ typedef enum st_verdict {
 
 const char *st_verdict_name(st_verdict v);
 
+typedef struct st_serial_host st_serial_host; /* protocols/link/serial_ports.h */
+
 typedef struct st_run_env {
     const char *station_name;   /* reports: station.name */
     const char *operator_name;  /* reports: operator ("unknown" when NULL) */
     const char *run_id;         /* shared by the slots of one `station run` */
     const char *report_dir;     /* overrides the job's report_dir when non-NULL */
     const st_fixture *fixture;
-    const st_fixture_slot *fslot;
-    st_slot *slot;              /* GPIO side of the slot */
+    const st_fixture_slot *fslot; /* NULL for a unit found on a bus that no slot holds */
+    st_slot *slot;              /* GPIO side of the slot (NULL with fslot) */
     st_usb_host *usb;
+    st_can_iface *can;          /* Katapult over CAN: the unit's interface */
+    const char *can_uuid;       /* its UUID, 12 hex digits (from the fixture or discovery) */
+    uint8_t can_nodeid;         /* the Katapult node id this run gives it (distinct per bus) */
+    st_serial_host *serial;     /* Katapult over USB-CDC / UART: how to open the unit's port */
     const st_logger *log;
     const st_progress *progress;
     /* Phase notifications for the operator's display ("enter-bootloader", "flash"...). */

@@ -22,6 +22,11 @@ static const struct {
     { "start", ST_STEP_START },
     { "wait-for-app", ST_STEP_WAIT_FOR_APP },
     { "power-cycle", ST_STEP_POWER_CYCLE },
+    { "enter-katapult", ST_STEP_ENTER_KATAPULT },
+    { "read-app", ST_STEP_READ_APP },
+    { "katapult-flash", ST_STEP_KATAPULT_FLASH },
+    { "katapult-verify", ST_STEP_KATAPULT_VERIFY },
+    { "katapult-complete", ST_STEP_KATAPULT_COMPLETE },
 };
 
 const char *st_step_kind_name(st_step_kind k)
@@ -140,6 +145,75 @@ static int find_image(const st_job *job, const char *role)
     return -1;
 }
 
+/* katapult:, units: and recovery: */
+static int parse_katapult(const st_ydoc *doc, const st_ynode *root, st_job *job, st_err *err)
+{
+    const st_ynode *k = NULL, *rec = NULL;
+    const char *units = NULL, *transport = NULL, *app = NULL, *img = NULL;
+    int rc = st_ymap_get_str(doc, root, "", "units", false, &units, err);
+    if (!rc && units) {
+        if (strcmp(units, "slots") == 0)
+            job->units = ST_UNITS_SLOTS;
+        else if (strcmp(units, "discover") == 0)
+            job->units = ST_UNITS_DISCOVER;
+        else
+            rc = st_ydoc_error(doc, st_ymap_get(doc, root, "units"), "units", err, ST_ERR_INVAL,
+                               "expected slots or discover");
+    }
+    if (!rc)
+        rc = st_ymap_get_map(doc, root, "", "katapult", false, &k, err);
+    if (!rc && k) {
+        static const char *const kk[] = { "transport", "bitrate", "baud", "app_usb", "discover_ms",
+                                          "timeout_ms", "tries", NULL };
+        rc = st_ymap_check_keys(doc, k, "katapult", kk, err);
+        if (!rc)
+            rc = st_ymap_get_str(doc, k, "katapult", "transport", false, &transport, err);
+        if (!rc && transport) {
+            if (strcmp(transport, "can") == 0)
+                job->katapult.transport = ST_KAT_CAN;
+            else if (strcmp(transport, "usb") == 0)
+                job->katapult.transport = ST_KAT_USB;
+            else if (strcmp(transport, "uart") == 0)
+                job->katapult.transport = ST_KAT_UART;
+            else
+                rc = st_ydoc_error(doc, st_ymap_get(doc, k, "transport"), "katapult.transport", err,
+                                   ST_ERR_INVAL, "expected can, usb or uart");
+        }
+        if (!rc)
+            rc = st_ymap_get_u32(doc, k, "katapult", "bitrate", false, 0, 1000000, &job->katapult.bitrate, err);
+        if (!rc)
+            rc = st_ymap_get_u32(doc, k, "katapult", "baud", false, 1200, 4000000, &job->katapult.baud, err);
+        if (!rc)
+            rc = st_ymap_get_u32(doc, k, "katapult", "discover_ms", false, 100, 60000,
+                                 &job->katapult.discover_ms, err);
+        if (!rc)
+            rc = st_ymap_get_u32(doc, k, "katapult", "timeout_ms", false, 10, 60000,
+                                 &job->katapult.timeout_ms, err);
+        if (!rc)
+            rc = st_ymap_get_u32(doc, k, "katapult", "tries", false, 1, 20, &job->katapult.tries, err);
+        if (!rc)
+            rc = st_ymap_get_str(doc, k, "katapult", "app_usb", false, &app, err);
+        if (!rc && app && !st_parse_usb_id(app, &job->katapult.app_vid, &job->katapult.app_pid))
+            rc = st_ydoc_error(doc, st_ymap_get(doc, k, "app_usb"), "katapult.app_usb", err,
+                               ST_ERR_INVAL, "expected a USB id like 1d50:614e");
+    }
+    if (!rc && job->units == ST_UNITS_DISCOVER && job->katapult.transport != ST_KAT_CAN)
+        rc = st_ydoc_error(doc, st_ymap_get(doc, root, "units"), "units", err, ST_ERR_INVAL,
+                           "discover finds units on a CAN bus: it needs katapult.transport: can");
+    if (!rc)
+        rc = st_ymap_get_map(doc, root, "", "recovery", false, &rec, err);
+    if (!rc && rec) {
+        static const char *const rk[] = { "image", NULL };
+        rc = st_ymap_check_keys(doc, rec, "recovery", rk, err);
+        if (!rc)
+            rc = st_ymap_get_str(doc, rec, "recovery", "image", true, &img, err);
+        if (!rc && (job->recovery_image = find_image(job, img)) < 0)
+            rc = st_ydoc_error(doc, st_ymap_get(doc, rec, "image"), "recovery.image", err,
+                               ST_ERR_INVAL, "no image named \"%.40s\" in images", img);
+    }
+    return rc;
+}
+
 static int parse_step(const st_ydoc *doc, const st_ynode *item, size_t idx, st_job *job, st_err *err)
 {
     char field[48];
@@ -176,18 +250,20 @@ static int parse_step(const st_ydoc *doc, const st_ynode *item, size_t idx, st_j
         char shown[48];
         return st_ydoc_error(doc, item, field, err, ST_ERR_INVAL,
                              "unknown step \"%s\" (steps: enter-bootloader, flash, verify, start, "
-                             "wait-for-app, power-cycle)",
+                             "wait-for-app, power-cycle, enter-katapult, read-app, katapult-flash, "
+                             "katapult-verify, katapult-complete)",
                              st_text_printable(name ? name : "?", shown, sizeof shown));
     }
     snprintf(field, sizeof field, "steps[%zu].%s", idx, name);
     static const char *const k_flash[] = { "image", "skip_identical", "retries", "timeout_ms", NULL };
     static const char *const k_verify[] = { "image", "retries", "timeout_ms", NULL };
-    static const char *const k_wait[] = { "usb", "retries", "timeout_ms", NULL };
+    static const char *const k_wait[] = { "usb", "can", "retries", "timeout_ms", NULL };
     static const char *const k_plain[] = { "retries", "timeout_ms", NULL };
     const char *const *allowed = k_plain;
-    if (s->kind == ST_STEP_FLASH)
+    if (s->kind == ST_STEP_FLASH || s->kind == ST_STEP_KATAPULT_FLASH)
         allowed = k_flash;
-    else if (s->kind == ST_STEP_VERIFY || s->kind == ST_STEP_START)
+    else if (s->kind == ST_STEP_VERIFY || s->kind == ST_STEP_START ||
+             s->kind == ST_STEP_KATAPULT_VERIFY || s->kind == ST_STEP_READ_APP)
         allowed = k_verify;
     else if (s->kind == ST_STEP_WAIT_FOR_APP)
         allowed = k_wait;
@@ -200,6 +276,8 @@ static int parse_step(const st_ydoc *doc, const st_ynode *item, size_t idx, st_j
             rc = st_ymap_get_u32(doc, opts, field, "timeout_ms", false, 1, 3600000, &s->timeout_ms, err);
         if (!rc)
             rc = st_ymap_get_bool(doc, opts, field, "skip_identical", false, &s->skip_identical, err);
+        if (!rc)
+            rc = st_ymap_get_bool(doc, opts, field, "can", false, &s->can, err);
         const char *img = NULL, *usb = NULL;
         if (!rc)
             rc = st_ymap_get_str(doc, opts, field, "image", false, &img, err);
@@ -218,11 +296,14 @@ static int parse_step(const st_ydoc *doc, const st_ynode *item, size_t idx, st_j
                                  "expected a USB id like 1d50:614e");
     }
     /* Steps that move an image default to the job's first one. */
-    if (s->image < 0 && (s->kind == ST_STEP_FLASH || s->kind == ST_STEP_VERIFY || s->kind == ST_STEP_START))
+    if (s->image < 0 && (s->kind == ST_STEP_FLASH || s->kind == ST_STEP_VERIFY ||
+                         s->kind == ST_STEP_START || s->kind == ST_STEP_READ_APP ||
+                         s->kind == ST_STEP_KATAPULT_FLASH || s->kind == ST_STEP_KATAPULT_VERIFY))
         s->image = 0;
-    if (s->kind == ST_STEP_WAIT_FOR_APP && !s->usb_vid)
+    if (s->kind == ST_STEP_WAIT_FOR_APP && !s->usb_vid && !s->can)
         return st_ydoc_error(doc, item, field, err, ST_ERR_INVAL,
-                             "wait-for-app needs the application's USB id (usb: \"1d50:614e\")");
+                             "wait-for-app needs the application's USB id (usb: \"1d50:614e\") "
+                             "or can: true");
     job->nsteps++;
     return 0;
 }
@@ -246,11 +327,18 @@ int st_job_load(const char *path, st_job **out, st_err *err)
     job->dfu_pid = 0xdf11;
     job->enumerate_timeout_ms = 5000;
     job->request_timeout_ms = 5000;
+    job->recovery_image = -1;
+    job->katapult.transport = ST_KAT_CAN;
+    job->katapult.baud = 250000;       /* Katapult's UART default (protocols.md 2.5) */
+    job->katapult.app_vid = 0x1d50;
+    job->katapult.app_pid = 0x614e;
+    job->katapult.discover_ms = 2000;  /* canbus_query.py's collection time */
     st_strlcpy(job->report_dir, "reports-out", sizeof job->report_dir);
 
     const st_ynode *root = st_ydoc_root(doc);
     static const char *const keys[] = { "name", "description", "target", "images", "steps",
-                                        "retries", "report_dir", "dfu", NULL };
+                                        "retries", "report_dir", "dfu", "katapult", "units",
+                                        "recovery", NULL };
     const char *name = NULL, *desc = NULL, *target = NULL, *rdir = NULL, *dfudev = NULL;
     const st_ynode *images = NULL, *steps = NULL, *dfu = NULL;
     if (!st_ynode_is_map(root))
@@ -291,6 +379,8 @@ int st_job_load(const char *path, st_job **out, st_err *err)
         rc = st_ymap_get_map(doc, root, "", "images", true, &images, err);
     if (!rc)
         rc = parse_images(doc, images, job, err);
+    if (!rc)
+        rc = parse_katapult(doc, root, job, err);
     if (!rc)
         rc = st_ymap_get_seq(doc, root, "", "steps", true, &steps, err);
     if (!rc && st_yseq_len(doc, steps) == 0)

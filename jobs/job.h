@@ -22,7 +22,27 @@ typedef enum st_step_kind {
     ST_STEP_START,            /* release BOOT0, DfuSe leave (jump to the image) */
     ST_STEP_WAIT_FOR_APP,     /* the application enumerates on the slot's USB port */
     ST_STEP_POWER_CYCLE,      /* cut and restore DUT power (fixtures with a power line) */
+    /* Katapult (protocols.md section 2): */
+    ST_STEP_ENTER_KATAPULT,   /* running app -> Katapult (CAN request / 1200-baud touch /
+                                 UART string), CONNECT, MCU check, CAN UUID check */
+    ST_STEP_READ_APP,         /* read the application the unit holds now (RMA evidence) */
+    ST_STEP_KATAPULT_FLASH,   /* SEND_BLOCK... SEND_EOF (optionally only differing pages) */
+    ST_STEP_KATAPULT_VERIFY,  /* REQUEST_BLOCK readback, SHA-1 (flashtool's) and SHA-256 */
+    ST_STEP_KATAPULT_COMPLETE,/* COMPLETE: Katapult starts the application */
 } st_step_kind;
+
+/* How Katapult is reached. */
+typedef enum st_katapult_transport {
+    ST_KAT_CAN,   /* Klipper/Katapult CAN admin + byte stream on node ids */
+    ST_KAT_USB,   /* USB-CDC: 1200-baud touch, Katapult re-enumerates as 1d50:6177 */
+    ST_KAT_UART,  /* a UART tty: the serial request string */
+} st_katapult_transport;
+
+/* Which units a job runs on. */
+typedef enum st_job_units {
+    ST_UNITS_SLOTS,    /* the fixture's slots (default) */
+    ST_UNITS_DISCOVER, /* every unit that answers on the CAN bus (returned units, batches) */
+} st_job_units;
 
 const char *st_step_kind_name(st_step_kind k);
 
@@ -42,6 +62,7 @@ typedef struct st_job_step {
     int image;                /* index into images, -1 when the step takes none */
     bool skip_identical;      /* flash: read first, rewrite only pages that differ */
     uint16_t usb_vid, usb_pid;/* wait-for-app: the application's USB id */
+    bool can;                 /* wait-for-app: on the CAN bus (the UUID answers as Klipper) */
 } st_job_step;
 
 typedef struct st_job {
@@ -59,6 +80,17 @@ typedef struct st_job {
     uint16_t dfu_vid, dfu_pid;
     unsigned enumerate_timeout_ms;
     unsigned request_timeout_ms;
+    st_job_units units;
+    struct {
+        st_katapult_transport transport;
+        uint32_t bitrate;         /* CAN: 0 = leave the interface's rate alone */
+        uint32_t baud;            /* UART: the application's and Katapult's baud */
+        uint16_t app_vid, app_pid;/* USB: the running application's id (1d50:614e) */
+        unsigned discover_ms;     /* units: discover: how long to collect answers */
+        unsigned timeout_ms;      /* per Katapult command answer; 0 = flashtool's (2 s, 5 s) */
+        unsigned tries;           /* per Katapult command; 0 = flashtool's (5, 3 for blocks) */
+    } katapult;
+    int recovery_image;       /* ROM DFU recovery image index, -1 = no recovery rung */
 } st_job;
 
 /* Parse a job file. *out is new (free with st_job_free). */
