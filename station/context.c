@@ -5,9 +5,15 @@
 #include <string.h>
 
 #include "fixtures/slot.h"
+#include "protocols/link/can_model.h"
+#include "protocols/link/serial_ports.h"
 #include "protocols/link/usb_model.h"
+#include "protocols/canadmin/canadmin.h"
+#include "protocols/sim/synth.h"
 #include "protocols/sim/vunit.h"
 #include "station/core/image.h"
+#include "station/core/text.h"
+#include "station/core/yamldoc.h"
 
 /* One simulated unit and the slot it sits in. */
 typedef struct vslot {
@@ -16,8 +22,21 @@ typedef struct vslot {
     st_vunit *unit;
 } vslot;
 
+/* A CAN interface in use: a real one, or an in-memory bus for the virtual fixture. */
+typedef struct can_if {
+    char name[32];
+    st_can_iface *iface;
+    st_vcan_bus *bus; /* virtual only */
+} can_if;
+
+#define MAX_CAN_IFS 8
+
 struct st_ctx {
     st_fixture *fx;
+    const st_logger *log;
+    st_serial_host *serial;
+    can_if cans[MAX_CAN_IFS];
+    size_t ncans;
     st_gpio *gpio;
     st_usb_host *usb;
     st_vusb_bus *vbus;
@@ -35,6 +54,24 @@ static void vport_detach(void *ctx)
 {
     vslot *v = ctx;
     st_vusb_detach(v->ctx->vbus, v->fs->usb_port);
+}
+
+static st_vcan_bus *virtual_bus(st_ctx *c, const char *name, uint32_t bitrate,
+                                st_timing_profile timing, st_err *err);
+
+static int vcan_attach(void *ctx, st_can_node *n, st_err *err)
+{
+    vslot *v = ctx;
+    st_vcan_bus *bus = virtual_bus(v->ctx, v->fs->can.iface, v->fs->can.bitrate, ST_TIMING_NONE, err);
+    return bus ? st_vcan_attach(bus, n, err) : ST_ERR_NOTFOUND;
+}
+
+static void vcan_detach(void *ctx, st_can_node *n)
+{
+    vslot *v = ctx;
+    st_vcan_bus *bus = virtual_bus(v->ctx, v->fs->can.iface, v->fs->can.bitrate, ST_TIMING_NONE, NULL);
+    if (bus)
+        st_vcan_detach(bus, n);
 }
 
 static bool line_is(const st_fixture_line *l, const st_gpio_transition *ev)
@@ -86,12 +123,39 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
             .dfu_serial = fu->serial[0] ? fu->serial : NULL,
             .faults = (const char *const *)fu->faults,
             .n_faults = fu->n_faults,
+            .can_transport = fu->transport == ST_UNIT_TRANSPORT_CAN,
         };
+        if (fu->can_uuid[0]) {
+            st_can_uuid uuid;
+            rc = st_can_uuid_parse(fu->can_uuid, &uuid, err);
+            if (rc)
+                return st_err_prefix(err, "%s: slot %d: unit.can_uuid", c->fx->path, fs->id);
+            memcpy(cfg.can_uuid, uuid.b, 6);
+        }
+        if (cfg.can_transport && !fs->can.present)
+            return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: a CAN unit needs the slot's can.iface",
+                              c->fx->path, fs->id);
+        if (cfg.can_transport &&
+            !virtual_bus(c, fs->can.iface, fs->can.bitrate, cfg.timing, err))
+            return st_err_prefix(err, "%s: slot %d", c->fx->path, fs->id);
         if (!cfg.mcu)
             return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: unknown unit MCU \"%s\"",
                               c->fx->path, fs->id, fu->mcu);
         st_image *holds = NULL;
-        if (fu->holds[0]) {
+        uint64_t seed;
+        if (strncmp(fu->holds, "synthetic:", 10) == 0 && st_parse_u64(fu->holds + 10, &seed)) {
+            uint8_t *img = NULL;
+            rc = st_synth_combined_seeded(cfg.mcu, ST_SYNTH_DEFAULT_SIZE, (uint32_t)seed, &img, err);
+            if (!rc)
+                rc = st_image_from_memory(fu->holds, img, ST_SYNTH_DEFAULT_SIZE,
+                                          cfg.mcu->flash_start, &holds, err);
+            free(img);
+            if (rc)
+                return st_err_prefix(err, "%s: slot %d: unit.holds", c->fx->path, fs->id);
+            cfg.holds = holds->data;
+            cfg.holds_len = holds->size;
+            cfg.holds_addr = holds->load_addr;
+        } else if (fu->holds[0]) {
             rc = st_image_load(fu->holds, fu->holds_addr, &holds, err);
             if (rc)
                 return st_err_prefix(err, "%s: slot %d: unit.holds", c->fx->path, fs->id);
@@ -100,7 +164,8 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
             cfg.holds_addr = holds->load_addr;
         }
         st_vunit_usb_port port = { vport_attach, vport_detach, v };
-        rc = st_vunit_new(&cfg, &port, &v->unit, err);
+        st_vunit_can_port cport = { vcan_attach, vcan_detach, v };
+        rc = st_vunit_new(&cfg, &port, &cport, &v->unit, err);
         st_image_free(holds);
         if (rc)
             return st_err_prefix(err, "%s: slot %d: unit", c->fx->path, fs->id);
@@ -109,11 +174,79 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
     return st_gpio_virtual_set_observer(c->gpio, on_gpio, c);
 }
 
+/* The virtual bus for an interface name, created on first use. The first unit on a bus
+ * sets its timing profile (datasheet if that unit is). */
+static st_vcan_bus *virtual_bus(st_ctx *c, const char *name, uint32_t bitrate,
+                                st_timing_profile timing, st_err *err)
+{
+    for (size_t i = 0; i < c->ncans; i++)
+        if (strcmp(c->cans[i].name, name) == 0)
+            return c->cans[i].bus;
+    if (c->ncans == MAX_CAN_IFS) {
+        st_err_set(err, ST_ERR_INVAL, "more than %d CAN interfaces", MAX_CAN_IFS);
+        return NULL;
+    }
+    can_if *ci = &c->cans[c->ncans];
+    ci->bus = st_vcan_bus_new(bitrate, timing);
+    if (!ci->bus) {
+        st_err_set(err, ST_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (st_can_iface_mem_new(ci->bus, name, c->log, &ci->iface, err)) {
+        st_vcan_bus_free(ci->bus);
+        ci->bus = NULL;
+        return NULL;
+    }
+    st_strlcpy(ci->name, name, sizeof ci->name);
+    c->ncans++;
+    return ci->bus;
+}
+
+int st_ctx_can_iface(st_ctx *c, const char *ifname, st_can_iface **out, st_err *err)
+{
+    for (size_t i = 0; i < c->ncans; i++) {
+        if (strcmp(c->cans[i].name, ifname) == 0) {
+            *out = c->cans[i].iface;
+            return 0;
+        }
+    }
+    if (c->fx->backend == ST_GPIO_BACKEND_VIRTUAL) {
+        if (!virtual_bus(c, ifname, 1000000u, ST_TIMING_NONE, err))
+            return err ? err->code : ST_ERR_NOMEM;
+        *out = c->cans[c->ncans - 1].iface;
+        return 0;
+    }
+    if (c->ncans == MAX_CAN_IFS)
+        return st_err_set(err, ST_ERR_INVAL, "more than %d CAN interfaces", MAX_CAN_IFS);
+    can_if *ci = &c->cans[c->ncans];
+    int rc = st_can_iface_socketcan_new(ifname, c->log, &ci->iface, err);
+    if (rc)
+        return rc;
+    st_strlcpy(ci->name, ifname, sizeof ci->name);
+    c->ncans++;
+    *out = ci->iface;
+    return 0;
+}
+
+int st_ctx_serial(st_ctx *c, st_serial_host **out, st_err *err)
+{
+    if (!c->serial) {
+        int rc = c->fx->backend == ST_GPIO_BACKEND_VIRTUAL
+                     ? st_serial_host_usb_new(c->usb, &c->serial, err)
+                     : st_serial_host_tty_new("/sys", &c->serial, err);
+        if (rc)
+            return rc;
+    }
+    *out = c->serial;
+    return 0;
+}
+
 int st_ctx_open(const char *fixture_path, const st_logger *log, st_ctx **out, st_err *err)
 {
     st_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
+    c->log = log;
     int rc = st_fixture_load(fixture_path, &c->fx, err);
     if (!rc)
         rc = st_slot_gpio_open(c->fx, &c->gpio, err);
@@ -135,9 +268,14 @@ void st_ctx_close(st_ctx *c)
 {
     if (!c)
         return;
+    st_serial_host_free(c->serial);
     for (size_t i = 0; i < c->nvslots; i++)
         st_vunit_free(c->vslots[i].unit);
     free(c->vslots);
+    for (size_t i = 0; i < c->ncans; i++) {
+        c->cans[i].iface->ops->free(c->cans[i].iface);
+        st_vcan_bus_free(c->cans[i].bus);
+    }
     st_usb_host_free(c->usb);
     st_vusb_bus_free(c->vbus);
     st_gpio_close(c->gpio);

@@ -6,6 +6,7 @@
 
 #include "fixtures/fixture.h"
 #include "fixtures/gpio.h"
+#include "protocols/link/can.h"
 #include "protocols/link/usb.h"
 #include "station/core/err.h"
 #include "station/core/log.h"
@@ -19,6 +20,13 @@ void st_ctx_close(st_ctx *c);
 const st_fixture *st_ctx_fixture(const st_ctx *c);
 st_gpio *st_ctx_gpio(st_ctx *c);
 st_usb_host *st_ctx_usb(st_ctx *c);
+/* The CAN interface named ifname (a fixture slot's can.iface): SocketCAN for a real jig,
+ * the in-memory bus for the virtual fixture. Owned by the context (opened on first use). */
+int st_ctx_can_iface(st_ctx *c, const char *ifname, st_can_iface **out, st_err *err);
+/* How the job engine opens a unit's USB serial port: the kernel tty found through sysfs
+ * for a real jig, a CDC-ACM stream over the in-memory USB bus for the virtual fixture. */
+typedef struct st_serial_host st_serial_host;
+int st_ctx_serial(st_ctx *c, st_serial_host **out, st_err *err);
 /* For the virtual fixture: the simulated unit's state in a slot ("rom-dfu", "app", ...),
  * NULL for a real jig. */
 const char *st_ctx_virtual_state(st_ctx *c, int slot_id);
