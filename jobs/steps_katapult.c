@@ -283,7 +283,8 @@ int kat_step_flash(run *r, const st_job_step *s, st_err *err)
     st_rmap_uint(r->cur, "blocks", res.blocks);
     st_rmap_uint(r->cur, "blocks_sent", res.blocks_sent);
     st_rmap_uint(r->cur, "bytes", (uint64_t)res.blocks_sent * r->kinfo.block_size);
-    st_rmap_str(r->cur, "sha1", res.sha1_hex);
+    if (res.sha1_hex[0])
+        st_rmap_str(r->cur, "sha1", res.sha1_hex);
     if (rc) {
         /* Name the block the unit was cut off at: the report's evidence for recovery. */
         st_rmap_hex32(r->cur, "address", res.fail_addr);

@@ -340,6 +340,251 @@ static void test_dfu_list_and_usage(void **state)
     assert_non_null(strstr(out, "/nonexistent.yaml"));
 }
 
+/* ---- Katapult over CAN and USB-CDC ------------------------------------------------- */
+
+#define CAN_APP STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/CartographerV4_6.0.0_CAN_1M_full_8kib_offset.bin"
+#define USB_APP STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/CartographerV4_6.0.0_USB_lite_8kib_offset.bin"
+#define CAN_APP_SHA1 "190E0FF0DFBFE6585680012B572F175BF9F3F171"
+#define USB_APP_SHA1 "FCA6E37F4D9F344E7AF18C7609AEBBCFD6E597E0"
+
+/* Synthetic images in the scratch dir: an application (seed) and its combined image. */
+static void synth_images(unsigned seed, char app_sha[65], char comb_sha[65])
+{
+    assert_int_equal(run(STATION " image generate --app --seed %u %s/app.bin", seed, dir), 0);
+    char *p = strstr(out, "sha256 ");
+    assert_non_null(p);
+    memcpy(app_sha, p + 7, 64);
+    app_sha[64] = '\0';
+    assert_int_equal(run(STATION " image generate --seed %u %s/combined.bin", seed, dir), 0);
+    p = strstr(out, "sha256 ");
+    assert_non_null(p);
+    memcpy(comb_sha, p + 7, 64);
+    comb_sha[64] = '\0';
+}
+
+/* A CAN reflash job over the scratch images; units: slots or discover; recovery or not. */
+static void write_can_job(const char *units, bool recovery, const char *app_sha, const char *comb_sha)
+{
+    char job[2048];
+    snprintf(job, sizeof job,
+             "name: e2e-can\ntarget: stm32g431xx\n"
+             "images:\n"
+             "  application: { path: app.bin, load_addr: 0x08002000, sha256: %s }\n"
+             "  combined: { path: combined.bin, load_addr: 0x08000000, sha256: %s }\n"
+             "units: %s\n"
+             "katapult: { transport: can, bitrate: 1000000, timeout_ms: 100, tries: 2, discover_ms: 300 }\n"
+             "%s"
+             "retries: 1\n"
+             "steps:\n"
+             "  - enter-katapult\n"
+             "  - read-app\n"
+             "  - katapult-flash: { skip_identical: true }\n"
+             "  - katapult-verify\n"
+             "  - katapult-complete\n"
+             "  - wait-for-app: { can: true, timeout_ms: 3000 }\n",
+             app_sha, comb_sha, units, recovery ? "recovery: { image: combined }\n" : "");
+    write_file("can-job.yaml", job);
+}
+
+/* n CAN units in slots 1..n, unit i holding synthetic:i, with extra YAML for slot 1. */
+static void write_can_fixture(int n, const char *slot1_extra)
+{
+    char text[4096];
+    int o = snprintf(text, sizeof text,
+                     "name: e2e-can\ngpio: { backend: virtual }\n"
+                     "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\nslots:\n");
+    for (int i = 1; i <= n; i++)
+        o += snprintf(text + o, sizeof text - (size_t)o,
+                      "  - id: %d\n"
+                      "    lines: { boot0: B%d, reset: { name: R%d, active_low: true } }\n"
+                      "    usb_port: vusb-%d\n"
+                      "    can: { iface: vcan-e2e, bitrate: 1000000, uuid: 0a0b0c0d0e%02x }\n"
+                      "    unit:\n"
+                      "      transport: can\n"
+                      "      holds: \"synthetic:%d\"\n"
+                      "      can_uuid: 0a0b0c0d0e%02x\n%s",
+                      i, i, i, i, i, i, i, i == 1 && slot1_extra ? slot1_extra : "");
+    write_file("can-fixture.yaml", text);
+}
+
+static void test_returned_units_synthetic(void **state)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(9, app_sha, comb_sha);
+    write_can_fixture(3, NULL);
+    write_can_job("discover", true, app_sha, comb_sha);
+    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    assert_non_null(strstr(out, "3 passed, 0 failed"));
+    assert_int_equal(count_reports(), 3);
+    for (int i = 1; i <= 3; i++) {
+        char uuid[16];
+        snprintf(uuid, sizeof uuid, "0a0b0c0d0e%02x_", i);
+        st_rnode *doc = load_report(uuid, NULL);
+        expect_str(doc, "verdict", "pass");
+        expect_str(doc, "unit.after_sha256", app_sha);
+        const char *before = st_rget_str(doc, "unit.before_sha256");
+        assert_non_null(before);
+        assert_string_not_equal(before, app_sha); /* it held an older application */
+        expect_str(doc, "steps.0.entry_method", "can:request-bootloader");
+        expect_str(doc, "steps.0.katapult.mcu", "stm32g431xx");
+        expect_str(doc, "steps.3.sha1", st_rget_str(doc, "steps.2.sha1"));
+        expect_str(doc, "steps.5.app", "klipper (answers QUERY on the CAN bus)");
+        expect_steps_timed(doc, 6, "pass");
+        st_report_free(doc);
+    }
+}
+
+static void test_returned_units_real(void **state)
+{
+    if (access(CAN_APP, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/returned-units.yaml -f "
+                 STATION_SOURCE_DIR "/fixtures/virtual-can.yaml --reports %s/reports", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    assert_int_equal(count_reports(), 3);
+    for (int i = 1; i <= 3; i++) {
+        char uuid[16];
+        snprintf(uuid, sizeof uuid, "11aa22bb33c%d_", i);
+        st_rnode *doc = load_report(uuid, NULL);
+        expect_str(doc, "verdict", "pass");
+        assert_non_null(st_rget_str(doc, "unit.before_sha256"));
+        expect_str(doc, "unit.after_sha256", "25f27494a2b1d1932bc50f5b4a2c28f587347a1edc09ba154e2dc7b8792d746d");
+        expect_str(doc, "unit.after_sha1", CAN_APP_SHA1);
+        expect_str(doc, "steps.3.sha1", CAN_APP_SHA1);
+        long long pages, blocks;
+        assert_int_equal(st_rget_int(doc, "steps.2.pages_written", &pages), 0);
+        assert_int_equal(st_rget_int(doc, "steps.3.blocks", &blocks), 0);
+        assert_int_equal(pages, 14);
+        assert_int_equal(blocks, 426);
+        st_report_free(doc);
+    }
+}
+
+static void test_serial_flash_known_answer(void **state)
+{
+    if (access(USB_APP, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    /* A unit running the Klipper application over USB: the 1200-baud touch takes it to
+     * Katapult, which comes back on the same port as 1d50:6177 (seed 001). */
+    write_fixture("      holds: \"synthetic:4\"\n");
+    int rc = run(STATION " --plain -f %s/fixture.yaml serial flash " USB_APP
+                 " --slot 7 --reports %s/reports", dir, dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = load_report(NULL, NULL);
+    expect_str(doc, "verdict", "pass");
+    expect_str(doc, "steps.0.entry_method", "usb:1200-baud-touch");
+    long long pages, blocks;
+    assert_int_equal(st_rget_int(doc, "steps.2.pages_written", &pages), 0);
+    assert_int_equal(st_rget_int(doc, "steps.3.blocks", &blocks), 0);
+    assert_int_equal(pages, 14);
+    assert_int_equal(blocks, 435);
+    expect_str(doc, "steps.3.sha1", USB_APP_SHA1);
+    expect_str(doc, "steps.5.app_usb.id", "1d50:614e");
+    st_report_free(doc);
+    /* Run it again: the unit already holds the image, nothing is rewritten. */
+    rc = run(STATION " --plain -f %s/fixture.yaml serial flash " USB_APP
+             " --slot 7 --reports %s/reports2", dir, dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+}
+
+static void test_cut_off_recovered_through_rom(void **state)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(11, app_sha, comb_sha);
+    /* Unit 1 loses power while Katapult writes its 40th block; unit 2 is untouched by that. */
+    write_can_fixture(2, "      faults: [\"katapult-power-loss:40\"]\n");
+    write_can_job("slots", true, app_sha, comb_sha);
+    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = load_report("0a0b0c0d0e01_", NULL);
+    expect_str(doc, "verdict", "pass");
+    expect_str(doc, "recovery.rung", "rom-dfu");
+    expect_str(doc, "recovery.outcome", "pass");
+    expect_str(doc, "steps.2.name", "katapult-flash");
+    expect_str(doc, "steps.2.outcome", "fail");
+    long long block;
+    assert_int_equal(st_rget_int(doc, "steps.2.block", &block), 0);
+    assert_true(block >= 30 && block <= 40);
+    const char *why = st_rget_str(doc, "recovery.reason");
+    assert_non_null(why);
+    assert_non_null(strstr(why, "SEND_BLOCK"));
+    expect_str(doc, "steps.3.name", "recover:enter-bootloader");
+    expect_str(doc, "steps.4.name", "recover:flash");
+    expect_str(doc, "steps.5.name", "recover:verify");
+    expect_str(doc, "steps.5.sha256", comb_sha);
+    expect_str(doc, "steps.6.name", "recover:start");
+    expect_str(doc, "steps.9.name", "wait-for-app");
+    expect_str(doc, "steps.9.outcome", "pass");
+    st_report_free(doc);
+    doc = load_report("0a0b0c0d0e02_", NULL);
+    expect_str(doc, "verdict", "pass");
+    assert_null(st_rget(doc, "recovery"));
+    expect_str(doc, "unit.after_sha256", app_sha);
+    st_report_free(doc);
+}
+
+static void test_cut_off_without_recovery_fails(void **state)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(12, app_sha, comb_sha);
+    write_can_fixture(1, "      faults: [\"katapult-power-loss:5\"]\n");
+    write_can_job("slots", false, app_sha, comb_sha);
+    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = load_report(NULL, NULL);
+    expect_str(doc, "verdict", "fail");
+    expect_str(doc, "recovery.rung", "none: needs rom-dfu");
+    const char *cause = st_rget_str(doc, "cause");
+    assert_non_null(cause);
+    assert_non_null(strstr(cause, "needs ROM recovery"));
+    assert_non_null(strstr(cause, "SEND_BLOCK 0x0800"));
+    st_report_free(doc);
+}
+
+static void test_can_scan(void **state)
+{
+    /* One unit runs the application; one holds only Katapult (no application). */
+    uint8_t *boot = NULL;
+    assert_int_equal(run(STATION " image generate %s/combined.bin", dir), 0);
+    char p[256];
+    snprintf(p, sizeof p, "%s/combined.bin", dir);
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    boot = malloc(8192);
+    assert_int_equal(fread(boot, 1, 8192, f), 8192);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/katapult-only.bin", dir);
+    f = fopen(p, "wb");
+    fwrite(boot, 1, 8192, f);
+    fclose(f);
+    free(boot);
+    char extra[512];
+    snprintf(extra, sizeof extra, "  - id: 9\n    lines: { boot0: B9, reset: R9 }\n"
+                                  "    can: { iface: vcan-e2e, uuid: 0a0b0c0d0e09 }\n"
+                                  "    unit: { transport: can, holds: %s, can_uuid: 0a0b0c0d0e09 }\n", p);
+    write_can_fixture(1, NULL);
+    char fx[128];
+    snprintf(fx, sizeof fx, "%s/can-fixture.yaml", dir);
+    f = fopen(fx, "a");
+    fputs(extra, f);
+    fclose(f);
+    int rc = run(STATION " -f %s can scan", fx);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    assert_non_null(strstr(out, "2 units on vcan-e2e"));
+    assert_non_null(strstr(out, "0a0b0c0d0e01   klipper      1"));
+    assert_non_null(strstr(out, "0a0b0c0d0e09   katapult     9"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +596,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hostile_serial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_identical_and_rom_quirks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dfu_list_and_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_returned_units_synthetic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_returned_units_real, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serial_flash_known_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_off_recovered_through_rom, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_off_without_recovery_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_can_scan, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
