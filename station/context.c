@@ -135,9 +135,21 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
         if (cfg.can_transport && !fs->can.present)
             return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: a CAN unit needs the slot's can.iface",
                               c->fx->path, fs->id);
+        st_vcan_bus *bus = NULL;
         if (cfg.can_transport &&
-            !virtual_bus(c, fs->can.iface, fs->can.bitrate, cfg.timing, err))
+            !(bus = virtual_bus(c, fs->can.iface, fs->can.bitrate, cfg.timing, err)))
             return st_err_prefix(err, "%s: slot %d", c->fx->path, fs->id);
+        /* "can-bus-off" is a fault of the bus the unit sits on, not of the unit. */
+        const char *unit_faults[64];
+        size_t nuf = 0;
+        for (size_t f = 0; f < fu->n_faults && nuf < 64; f++) {
+            if (strcmp(fu->faults[f], "can-bus-off") == 0 && bus)
+                st_vcan_fault_bus_off(bus, true);
+            else
+                unit_faults[nuf++] = fu->faults[f];
+        }
+        cfg.faults = unit_faults;
+        cfg.n_faults = nuf;
         if (!cfg.mcu)
             return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: unknown unit MCU \"%s\"",
                               c->fx->path, fs->id, fu->mcu);

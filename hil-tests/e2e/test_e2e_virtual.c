@@ -585,6 +585,19 @@ static void test_can_scan(void **state)
     assert_non_null(strstr(out, "0a0b0c0d0e09   katapult     9"));
 }
 
+static void test_can_bus_off(void **state)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(13, app_sha, comb_sha);
+    write_can_fixture(1, "      faults: [can-bus-off]\n");
+    write_can_job("discover", true, app_sha, comb_sha);
+    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    assert_int_equal(rc, 3);
+    assert_non_null(strstr(out, "bus-off"));
+    assert_int_equal(count_reports(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -602,6 +615,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cut_off_recovered_through_rom, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_off_without_recovery_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_can_scan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_can_bus_off, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

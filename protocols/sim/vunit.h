@@ -80,6 +80,7 @@ unsigned st_vunit_boots(st_vunit *u);
  *                              lose or damage the Nth Katapult frame (host->unit / unit->host)
  *   katapult-nack-storm:K      answer the next K Katapult frames with NACK
  *   katapult-silent-complete   no answer to COMPLETE (the unit still starts its app)
+ *   can-bus-off                (fixtures only) the unit's virtual CAN bus is bus-off
  * Katapult faults fire once: a reboot after they fired disarms them. */
 int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err);
 
