@@ -241,8 +241,14 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
     st_err err;
     st_err_clear(&err);
     const char *dir = env->report_dir ? env->report_dir : job->report_dir;
+    /* Identity (SCHEMA.md): the DFU serial when the ROM is used, else the CAN UUID of a
+     * Katapult-over-CAN unit (known from the start), else the port. */
+    bool by_uuid = env->can_uuid && env->can_uuid[0] && job->katapult.transport == ST_KAT_CAN;
+    for (size_t k = 0; k < job->nsteps; k++)
+        if (job->steps[k].kind == ST_STEP_ENTER_BOOTLOADER)
+            by_uuid = false;
     char pending[64];
-    if (env->can_uuid && env->can_uuid[0])
+    if (by_uuid)
         snprintf(pending, sizeof pending, "%s", env->can_uuid);
     else
         snprintf(pending, sizeof pending, "slot%d-unidentified", run_slot_id(&r));
@@ -256,7 +262,7 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
         st_report_free(r.doc);
         return rc;
     }
-    if (env->can_uuid && env->can_uuid[0]) {
+    if (by_uuid) {
         /* A CAN unit is named by its UUID from the start: the file already carries it. */
         r.identified = true;
         st_rmap_str(st_rmap_map(r.doc, "unit"), "identity", env->can_uuid);

@@ -17,6 +17,7 @@ typedef struct row {
     char phase[16];
     char final[160];
     uint64_t done, total, phase_start_us, last_draw_us;
+    uint64_t base;            /* bytes already done at phase_start_us */
     int attempt;
 } row;
 
@@ -56,15 +57,23 @@ static void line_of(const row *r, char *buf, size_t cap)
     for (int i = 0; i < BAR; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[BAR] = '\0';
+    /* The rate counts from the first report of the phase: the bytes it already carried
+     * took an unknown time. */
     double secs = (double)(st_now_us() - r->phase_start_us) / 1e6;
-    double rate = secs > 0.001 ? (double)r->done / secs : 0;
-    double eta = rate > 0 ? (double)(r->total - r->done) / rate : 0;
-    char d[16], t[16], rt[16];
+    double rate = secs > 0.02 && r->done > r->base ? (double)(r->done - r->base) / secs : 0;
+    char d[16], t[16], rt[24], eta[24];
     fmt_bytes(d, sizeof d, (double)r->done);
     fmt_bytes(t, sizeof t, (double)r->total);
-    fmt_bytes(rt, sizeof rt, rate);
-    snprintf(buf, cap, "slot %-3d %-7s [%s] %3d%%  %s/%s  %s/s  ETA %.1fs", r->slot_id, r->phase,
-             bar, (int)(r->done * 100 / r->total), d, t, rt, eta);
+    if (rate > 0) {
+        fmt_bytes(rt, sizeof rt - 2, rate);
+        strcat(rt, "/s");
+        snprintf(eta, sizeof eta, "ETA %.1fs", (double)(r->total - r->done) / rate);
+    } else {
+        snprintf(rt, sizeof rt, "-");
+        snprintf(eta, sizeof eta, "ETA -");
+    }
+    snprintf(buf, cap, "slot %-3d %-7s [%s] %3d%%  %s/%s  %s  %s", r->slot_id, r->phase, bar,
+             (int)(r->done * 100 / r->total), d, t, rt, eta);
 }
 
 /* Redraw all rows in place (fancy) with the cursor left below them. Lock held. */
@@ -99,6 +108,7 @@ static void on_progress(void *ctx, const char *phase, uint64_t done, uint64_t to
     if (new_phase) {
         snprintf(r->phase, sizeof r->phase, "%s", phase);
         r->phase_start_us = now;
+        r->base = done;
     }
     r->done = done;
     r->total = total;

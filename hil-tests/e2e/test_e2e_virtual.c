@@ -176,8 +176,9 @@ static void test_demo_job_two_slots(void **state)
     assert_non_null(strstr(out, "2 passed, 0 failed"));
     assert_int_equal(count_reports(), 2);
     for (int slot = 1; slot <= 2; slot++) {
-        char needle[16];
-        snprintf(needle, sizeof needle, "_slot%d_", slot);
+        char needle[32];
+        /* Named after the ROM's DFU serial (the unit's identity on the DFU path). */
+        snprintf(needle, sizeof needle, "0A1B2C3D4E0%d_slot%d_", slot, slot);
         st_rnode *doc = load_report(needle, NULL);
         expect_str(doc, "verdict", "pass");
         expect_str(doc, "fixture.backend", "virtual");
