@@ -1,6 +1,7 @@
 /* SocketCAN backend of the CAN link: one PF_CAN/SOCK_RAW/CAN_RAW socket per st_can_link
  * (each with its own CAN_RAW_FILTER), libsocketcan for bitrate and controller state. */
 #include "protocols/link/can.h"
+#include "station/core/text.h"
 
 /* net/if.h before any linux/ header: glibc and the kernel headers then agree on IFF_*. */
 #include <net/if.h>
@@ -43,7 +44,7 @@ static int ifname_flags(const char *name, short *flags)
         return -errno;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    st_strlcpy(ifr.ifr_name, name, IFNAMSIZ);
     int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
     int e = errno;
     if (rc == 0)
@@ -61,7 +62,7 @@ static int ifname_hwtype(const char *name, int *type)
         return -errno;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    st_strlcpy(ifr.ifr_name, name, IFNAMSIZ);
     int rc = ioctl(fd, SIOCGIFHWADDR, &ifr);
     int e = errno;
     if (rc == 0)
