@@ -117,6 +117,17 @@ static void err_line(const char *what, const st_err *e)
     fprintf(stderr, "station: %s: %s\n", what, e->msg[0] ? e->msg : st_strerror(e->code));
 }
 
+/* Open the fixture's context; 0, or the exit status for the failure (already reported). */
+static int open_context(const opts *o, const st_logger *log, st_ctx **ctx)
+{
+    st_err e;
+    int rc = st_ctx_open(fixture_path(o), log, ctx, &e);
+    if (!rc)
+        return 0;
+    err_line("fixture", &e);
+    return rc == ST_ERR_INVAL ? EXIT_USAGE : EXIT_STATION;
+}
+
 /* ---- run -------------------------------------------------------------------------- */
 
 /* One unit to run the job on: a fixture slot, a unit found on the CAN bus, or both. */
@@ -241,12 +252,9 @@ static int run_job(st_job *job, st_image **images, const opts *o)
     size_t nruns = 0, ntargets = 0;
     /* The logger exists before the context so backends can log. */
     st_ui *boot_ui = st_ui_new(stdout, 0, false, level);
-    int rc = st_ctx_open(fixture_path(o), st_ui_logger(boot_ui), &ctx, &e);
-    if (rc) {
-        err_line("fixture", &e);
-        status = rc == ST_ERR_INVAL ? EXIT_USAGE : EXIT_STATION;
+    int rc = 0;
+    if ((status = open_context(o, st_ui_logger(boot_ui), &ctx)) != 0)
         goto out;
-    }
     const st_fixture *fx = st_ctx_fixture(ctx);
     targets = calloc(ST_FIXTURE_MAX_SLOTS + 64, sizeof *targets);
     if (!targets) {
@@ -538,10 +546,9 @@ static int cmd_dfu_list(const opts *o)
 {
     st_err e;
     st_ctx *ctx = NULL;
-    if (st_ctx_open(fixture_path(o), NULL, &ctx, &e)) {
-        err_line("fixture", &e);
-        return e.code == ST_ERR_INVAL ? EXIT_USAGE : EXIT_STATION;
-    }
+    int status = open_context(o, NULL, &ctx);
+    if (status)
+        return status;
     st_usb_host *host = st_ctx_usb(ctx);
     st_usb_dev_info *list = NULL;
     size_t n = 0;
@@ -599,10 +606,9 @@ static int cmd_can_scan(const opts *o)
 {
     st_err e;
     st_ctx *ctx = NULL;
-    if (st_ctx_open(fixture_path(o), NULL, &ctx, &e)) {
-        err_line("fixture", &e);
-        return e.code == ST_ERR_INVAL ? EXIT_USAGE : EXIT_STATION;
-    }
+    int status = open_context(o, NULL, &ctx);
+    if (status)
+        return status;
     const st_fixture *fx = st_ctx_fixture(ctx);
     const char *ifname = default_iface(fx, o);
     st_canadmin_node nodes[64];

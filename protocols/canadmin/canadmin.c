@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "station/core/clock.h"
+#include "station/core/digest.h"
 #include "station/core/text.h"
 
 /* ---- UUIDs ------------------------------------------------------------------------- */
@@ -20,34 +21,20 @@ void st_can_uuid_format(const st_can_uuid *u, char *out)
     out[12] = '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int st_can_uuid_parse(const char *s, st_can_uuid *out, st_err *err)
 {
     if (!s)
         return st_err_set(err, ST_ERR_INVAL, "CAN UUID missing");
     char shown[40];
     size_t n = strnlen(s, 64);
-    int ok = n == 12;
-    for (size_t i = 0; ok && i < 12; i++)
-        ok = hexval(s[i]) >= 0;
-    if (!ok) {
+    st_can_uuid u;
+    if (n != 12 || !st_unhex(s, u.b, sizeof u.b)) {
         st_text_printable(s, shown, sizeof shown);
         return st_err_set(err, ST_ERR_INVAL,
                           "bad CAN UUID \"%s%s\": want 12 hex digits, e.g. 1a2b3c4d5e6f", shown,
                           n >= sizeof shown ? "..." : "");
     }
-    for (int i = 0; i < 6; i++)
-        out->b[i] = (uint8_t)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
+    *out = u;
     return 0;
 }
 
