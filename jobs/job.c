@@ -308,6 +308,23 @@ static int parse_step(const st_ydoc *doc, const st_ynode *item, size_t idx, st_j
     return 0;
 }
 
+void st_job_defaults(st_job *job)
+{
+    job->retries = 2;
+    job->dfu_vid = 0x0483;
+    job->dfu_pid = 0xdf11;
+    job->enumerate_timeout_ms = 5000;
+    job->request_timeout_ms = 5000;
+    job->recovery_image = -1;
+    job->units = ST_UNITS_SLOTS;
+    job->katapult.transport = ST_KAT_CAN;
+    job->katapult.baud = 250000;       /* Katapult's UART default (protocols.md 2.5) */
+    job->katapult.app_vid = 0x1d50;
+    job->katapult.app_pid = 0x614e;
+    job->katapult.discover_ms = 2000;  /* canbus_query.py's collection time */
+    st_strlcpy(job->report_dir, "reports-out", sizeof job->report_dir);
+}
+
 int st_job_load(const char *path, st_job **out, st_err *err)
 {
     st_ydoc *doc = NULL;
@@ -322,18 +339,7 @@ int st_job_load(const char *path, st_job **out, st_err *err)
         st_ydoc_free(doc);
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
     }
-    job->retries = 2;
-    job->dfu_vid = 0x0483;
-    job->dfu_pid = 0xdf11;
-    job->enumerate_timeout_ms = 5000;
-    job->request_timeout_ms = 5000;
-    job->recovery_image = -1;
-    job->katapult.transport = ST_KAT_CAN;
-    job->katapult.baud = 250000;       /* Katapult's UART default (protocols.md 2.5) */
-    job->katapult.app_vid = 0x1d50;
-    job->katapult.app_pid = 0x614e;
-    job->katapult.discover_ms = 2000;  /* canbus_query.py's collection time */
-    st_strlcpy(job->report_dir, "reports-out", sizeof job->report_dir);
+    st_job_defaults(job);
 
     const st_ynode *root = st_ydoc_root(doc);
     static const char *const keys[] = { "name", "description", "target", "images", "steps",

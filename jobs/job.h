@@ -93,6 +93,10 @@ typedef struct st_job {
     int recovery_image;       /* ROM DFU recovery image index, -1 = no recovery rung */
 } st_job;
 
+/* Fill job with the defaults a job file starts from (retries, DFU ids and timeouts,
+ * Katapult transport and timings, report_dir). */
+void st_job_defaults(st_job *job);
+
 /* Parse a job file. *out is new (free with st_job_free). */
 int st_job_load(const char *path, st_job **out, st_err *err);
 void st_job_free(st_job *job);

@@ -474,16 +474,10 @@ static int cmd_flash(bool can, const char *image_path, const opts *o)
         fprintf(stderr, "station: serial flash needs --slot N (the slot whose USB port holds the unit)\n");
         goto out;
     }
-    job->path = strdup("(command line)");
+    st_job_defaults(job);
     st_strlcpy(job->name, can ? "can-flash" : "serial-flash", sizeof job->name);
-    st_strlcpy(job->report_dir, "reports-out", sizeof job->report_dir);
     job->retries = 1;
-    job->recovery_image = -1;
-    job->units = ST_UNITS_SLOTS;
     job->katapult.transport = can ? ST_KAT_CAN : ST_KAT_USB;
-    job->katapult.app_vid = 0x1d50;
-    job->katapult.app_pid = 0x614e;
-    job->katapult.discover_ms = 2000;
     uint32_t addr = o->addr ? o->addr : job->mcu->flash_start + job->mcu->katapult_app_offset;
     job->images[0].path = realpath(image_path, NULL);
     if (!job->images[0].path)
@@ -496,9 +490,18 @@ static int cmd_flash(bool can, const char *image_path, const opts *o)
         err_line("image refused", &e);
         goto out;
     }
-    /* Without --sha256 the image is taken as given; the report still pins what was sent. */
+    /* Without --sha256 the image is taken as given; the report still pins what was sent.
+     * The job is the command line: the report cites it, and its digest, as the job. */
     st_strlcpy(job->images[0].sha256, images[0]->sha256_hex, sizeof job->images[0].sha256);
-    st_strlcpy(job->sha256, images[0]->sha256_hex, sizeof job->sha256);
+    char line[PATH_MAX + 128];
+    snprintf(line, sizeof line, "station %s flash %s --addr 0x%08X %s%s", can ? "can" : "serial",
+             job->images[0].path, addr, can ? "--uuid " : "--slot", can ? o->uuid : "");
+    if (!can)
+        snprintf(line + strlen(line), sizeof line - strlen(line), " %d", o->slots[0]);
+    job->path = strdup(line);
+    uint8_t md[ST_SHA256_LEN];
+    st_sha256(line, strlen(line), md);
+    st_hex(md, sizeof md, false, job->sha256);
     static const st_step_kind steps[] = { ST_STEP_ENTER_KATAPULT, ST_STEP_READ_APP,
                                           ST_STEP_KATAPULT_FLASH, ST_STEP_KATAPULT_VERIFY,
                                           ST_STEP_KATAPULT_COMPLETE, ST_STEP_WAIT_FOR_APP };
