@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds the benchmarks (Release, -O2) and runs them one after the other, printing their
+# figures (and saving them to BUILD_DIR/bench-results.txt): bench_dfuse (DfuSe engine vs
+# the ROM DFU model), bench_katapult_can (Katapult over CAN, one and N units on one bus)
+# and bench_station (the station binary end to end, CPU and memory per unit). What each
+# number means: hil-tests/bench/README.md.
+#
+#   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME]
+#     --check          run each benchmark's cheap --check mode instead (results, not timing)
+#     --build-dir DIR  build directory (default build-bench-release)
+#     --only NAME      run one benchmark: dfuse, katapult_can or station
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+dir=build-bench-release
+only=
+check=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --check) check=--check ;;
+    --build-dir) dir=$2; shift ;;
+    --only) only=$2; shift ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+jobs=$(nproc 2>/dev/null || echo 2)
+# Release with -O2 (CMake's Release default is -O3): what a station build on a Pi uses.
+cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
+  -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
+cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_station station \
+  >/dev/null
+
+results="$dir/bench-results.txt"
+{
+  echo "== station benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "host: $(uname -srm), $(nproc 2>/dev/null || echo '?') CPUs," \
+       "$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //')"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+} | tee "$results"
+
+status=0
+# One at a time: they measure wall time against the models' modelled time.
+run() {
+  local name=$1 exe=$2; shift 2
+  [ -z "$only" ] || [ "$only" = "$name" ] || return 0
+  echo | tee -a "$results"
+  echo "== $name" | tee -a "$results"
+  if ! "$dir/$exe" "$@" 2>&1 | tee -a "$results"; then
+    echo "bench.sh: $name FAILED" | tee -a "$results" >&2
+    status=1
+  fi
+}
+
+if [ -n "$check" ]; then
+  # bench_dfuse has no --check mode; its smoke test is protocols/dfuse/test_dfuse.
+  run katapult_can hil-tests/bench/bench_katapult_can --check
+  run station hil-tests/bench/bench_station --check
+else
+  run dfuse protocols/dfuse/bench_dfuse
+  run katapult_can hil-tests/bench/bench_katapult_can --reps 3
+  run station hil-tests/bench/bench_station
+fi
+echo
+echo "results saved to $results"
+exit $status
