@@ -26,12 +26,28 @@
     "/firmware/cartographer-v4/6.0.0/Katapult_plus_CartographerV4_6.0.0__USB_lite.bin"
 #define FIXTURE_1 STATION_SOURCE_DIR "/hil-tests/bench/fixture-datasheet.yaml"
 #define FIXTURE_4 STATION_SOURCE_DIR "/hil-tests/bench/fixture-datasheet-4.yaml"
+#define CAN_APP STATION_SHARED_DIR \
+    "/firmware/cartographer-v4/6.0.0/CartographerV4_6.0.0_CAN_1M_full_8kib_offset.bin"
+#define CAN_COMBINED STATION_SHARED_DIR \
+    "/firmware/cartographer-v4/6.0.0/Katapult_plus_CartographerV4_6.0.0__CAN_1M.bin"
+#define FIXTURE_CAN STATION_SOURCE_DIR "/hil-tests/bench/fixture-can-datasheet.yaml"
 #define LOAD_ADDR 0x08000000u
-#define CHECK_SIZE 9216u /* --check: the smallest synthetic combined image, 5 pages */
-#define MAX_SLOTS 4
+#define APP_OFFSET 0x2000u         /* Katapult's 8 KiB: the application's offset */
+#define APP_ADDR (LOAD_ADDR + APP_OFFSET)
+/* Sizes of the real images, for the generated stand-ins when ../shared is absent. */
+#define USB_SIZE 35984u
+#define CAN_APP_SIZE 27236u
+#define CAN_COMBINED_SIZE 35428u
+#define CHECK_SIZE 9216u     /* --check: the smallest synthetic combined image, 5 pages */
+#define CHECK_APP_SIZE 1024u /* --check: 16 Katapult blocks */
+#define USB_SLOTS 4u         /* slots in fixture-datasheet-4.yaml */
+#define CAN_SLOTS 3u         /* slots in fixture-can-datasheet.yaml */
 
-static char tmp[64];          /* scratch directory */
-static const char *station = STATION_BIN;
+/* The run's settings: which station binary, and the scratch directory. */
+typedef struct bench {
+    const char *station;
+    char tmp[64];
+} bench;
 
 /* What one station run on one fixture measured. */
 typedef struct station_run {
@@ -45,6 +61,10 @@ typedef struct station_run {
     double enter_ms, start_ms, wait_ms;
     long long pages_written, pages_skipped; /* of the first report */
     char verify_sha[80];       /* steps.verify.sha256 of the first report */
+    /* Katapult over CAN steps (largest over units) */
+    double kenter_ms, read_ms, kflash_ms, kverify_ms, kcomplete_ms;
+    long long expect_blocks;   /* set by the caller: blocks each CAN unit must send */
+    unsigned can_ok;           /* reports whose Katapult steps sent and read back them all */
 } station_run;
 
 static int write_text(const char *path, const char *text)
@@ -71,7 +91,7 @@ static char *read_text(const char *path)
 
 /* Run the station with argv (NULL-terminated, argv[0] ignored), output to log; fills the
  * exit code, wall time and the child's resource usage. */
-static int spawn(char *const argv[], const char *log, station_run *out)
+static int spawn(const bench *b, char *const argv[], const char *log, station_run *out)
 {
     uint64_t t0 = st_now_us();
     pid_t pid = fork();
@@ -84,7 +104,7 @@ static int spawn(char *const argv[], const char *log, station_run *out)
             dup2(fd, 2);
             close(fd);
         }
-        execv(station, argv);
+        execv(b->station, argv);
         _exit(127);
     }
     int status = 0;
@@ -140,6 +160,8 @@ static int read_reports(const char *dir, station_run *out)
             keep_max(&out->run_ms, run);
         const st_rnode *steps = st_rget(doc, "steps");
         size_t n = steps ? st_rnode_len(steps) : 0;
+        long long blocks = -1, sent = -1;
+        const char *flash_sha1 = NULL, *verify_sha1 = NULL;
         for (size_t i = 0; i < n; i++) {
             char p[64];
             snprintf(p, sizeof p, "steps.%zu.name", i);
@@ -167,8 +189,32 @@ static int read_reports(const char *dir, station_run *out)
                 keep_max(&out->start_ms, dur);
             } else if (strcmp(name, "wait-for-app") == 0) {
                 keep_max(&out->wait_ms, dur);
+            } else if (strcmp(name, "enter-katapult") == 0) {
+                keep_max(&out->kenter_ms, dur);
+            } else if (strcmp(name, "read-app") == 0) {
+                keep_max(&out->read_ms, dur);
+            } else if (strcmp(name, "katapult-flash") == 0) {
+                keep_max(&out->kflash_ms, dur);
+                snprintf(p, sizeof p, "steps.%zu.blocks", i);
+                if (st_rget_int(doc, p, &blocks) < 0)
+                    blocks = -1;
+                snprintf(p, sizeof p, "steps.%zu.blocks_sent", i);
+                if (st_rget_int(doc, p, &sent) < 0)
+                    sent = -1;
+                snprintf(p, sizeof p, "steps.%zu.sha1", i);
+                flash_sha1 = st_rget_str(doc, p);
+            } else if (strcmp(name, "katapult-verify") == 0) {
+                keep_max(&out->kverify_ms, dur);
+                snprintf(p, sizeof p, "steps.%zu.sha1", i);
+                verify_sha1 = st_rget_str(doc, p);
+            } else if (strcmp(name, "katapult-complete") == 0) {
+                keep_max(&out->kcomplete_ms, dur);
             }
         }
+        /* Katapult: every block of the image sent and read back, the same SHA-1 both ways. */
+        if (blocks >= 0 && blocks == out->expect_blocks && sent == blocks && flash_sha1 &&
+            verify_sha1 && strlen(flash_sha1) == 40 && strcmp(flash_sha1, verify_sha1) == 0)
+            out->can_ok++;
         out->reports++;
         st_report_free(doc);
     }
@@ -177,17 +223,19 @@ static int read_reports(const char *dir, station_run *out)
 }
 
 /* One station run of job on fixture; `tag` names its report directory and log. */
-static int run_station(const char *job, const char *fixture, const char *tag, station_run *out)
+static int run_station(const bench *b, const char *job, const char *fixture, const char *tag,
+                       long long expect_blocks, station_run *out)
 {
     char reports[128], log[128];
     memset(out, 0, sizeof *out);
     out->pages_written = out->pages_skipped = -1;
-    snprintf(reports, sizeof reports, "%s/reports-%s", tmp, tag);
-    snprintf(log, sizeof log, "%s/station-%s.log", tmp, tag);
+    out->expect_blocks = expect_blocks;
+    snprintf(reports, sizeof reports, "%s/reports-%s", b->tmp, tag);
+    snprintf(log, sizeof log, "%s/station-%s.log", b->tmp, tag);
     char *argv[] = { "station", "--plain", "run", (char *)job, "-f", (char *)fixture,
                      "--reports", reports, NULL };
-    if (spawn(argv, log, out) < 0) {
-        fprintf(stderr, "bench_station: cannot run %s\n", station);
+    if (spawn(b, argv, log, out) < 0) {
+        fprintf(stderr, "bench_station: cannot run %s\n", b->station);
         return -1;
     }
     if (out->exit_code != 0) {
@@ -259,6 +307,73 @@ static int write_holds_fixture(const char *path, const char *image_path)
     return rc;
 }
 
+/* cartographer-v4-can-reflash.yaml's steps with this run's images. */
+static int write_can_job(const char *path, const st_image *app, const char *app_path,
+                         const st_image *combined, const char *combined_path)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "# bench_station's job: cartographer-v4-can-reflash.yaml with this run's images.\n"
+             "name: bench-can-reflash\n"
+             "target: stm32g431xx\n"
+             "images:\n"
+             "  application:\n"
+             "    path: %s\n"
+             "    load_addr: 0x%08X\n"
+             "    sha256: %s\n"
+             "  combined:\n"
+             "    path: %s\n"
+             "    load_addr: 0x%08X\n"
+             "    sha256: %s\n"
+             "katapult:\n"
+             "  transport: can\n"
+             "  bitrate: 1000000\n"
+             "recovery:\n"
+             "  image: combined\n"
+             "retries: 0\n"
+             "steps:\n"
+             "  - enter-katapult\n"
+             "  - read-app: { image: application }\n"
+             "  - katapult-flash: { image: application, skip_identical: true }\n"
+             "  - katapult-verify: { image: application }\n"
+             "  - katapult-complete\n"
+             "  - wait-for-app: { can: true, timeout_ms: 5000 }\n",
+             app_path, APP_ADDR, app->sha256_hex, combined_path, LOAD_ADDR,
+             combined->sha256_hex);
+    return write_text(path, text);
+}
+
+/* The real image at real_path (unless check), else `station image generate` of size bytes
+ * (the application part only with app) into the scratch directory as name. */
+static st_image *get_image(const bench *b, bool check, const char *real_path, const char *name,
+                           size_t size, bool app, char *path, size_t cap)
+{
+    if (!check && access(real_path, R_OK) == 0) {
+        snprintf(path, cap, "%s", real_path);
+    } else {
+        snprintf(path, cap, "%s/%s", b->tmp, name);
+        char sz[16], log[128];
+        snprintf(sz, sizeof sz, "%zu", size);
+        snprintf(log, sizeof log, "%s/generate-%s.log", b->tmp, name);
+        char *app_argv[] = { "station", "image", "generate", "--app", "--size", sz, path, NULL };
+        char *all_argv[] = { "station", "image", "generate", "--size", sz, path, NULL };
+        station_run g = { 0 };
+        if (spawn(b, app ? app_argv : all_argv, log, &g) < 0 || g.exit_code != 0) {
+            fprintf(stderr, "bench_station: station image generate failed (see %s)\n", log);
+            return NULL;
+        }
+    }
+    st_image *img = NULL;
+    st_err e = { 0 };
+    if (st_image_load(path, app ? APP_ADDR : LOAD_ADDR, &img, &e) < 0) {
+        fprintf(stderr, "bench_station: %s\n", e.msg);
+        return NULL;
+    }
+    printf("image: %s (%zu bytes)%s\n", path, img->size,
+           check || access(real_path, R_OK) == 0 ? "" : " (real image absent)");
+    return img;
+}
+
 static double ms(uint64_t us)
 {
     return (double)us / 1000.0;
@@ -295,78 +410,37 @@ static int check_run(const char *what, const station_run *r, const st_image *img
 static void usage(FILE *f)
 {
     fputs("Usage: bench_station [--check] [--station PATH]\n"
-          "  The station binary on a datasheet-timed virtual fixture: USB combined image via\n"
-          "  ROM DFU on a fresh unit and on one that holds it (skip-identical), versus the DFU\n"
-          "  model's device limit; CPU time and peak RSS per unit with 1 and 4 slots.\n"
-          "  --check         a tiny image through both cases; checks results, not timing\n"
+          "  The station binary on datasheet-timed virtual fixtures: the USB combined image\n"
+          "  via ROM DFU on a fresh unit and on one that holds it (skip-identical) versus the\n"
+          "  DFU model's device limit; CPU time and peak RSS per unit with 1 and 4 slots; three\n"
+          "  units reflashed with Katapult over one 1 Mbit/s CAN bus.\n"
+          "  --check         tiny images through every case; checks results, not timing\n"
           "  --station PATH  the station binary (default: the one built with this program)\n",
           f);
 }
 
-int main(int argc, char **argv)
+/* The USB ROM DFU cases. Returns the number of failures. */
+static int bench_usb(const bench *b, bool check)
 {
-    bool check = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--check") == 0) {
-            check = true;
-        } else if (strcmp(argv[i], "--station") == 0 && i + 1 < argc) {
-            station = argv[++i];
-        } else {
-            bool help = strcmp(argv[i], "--help") == 0;
-            usage(help ? stdout : stderr);
-            return help ? 0 : 2;
-        }
-    }
-    if (access(station, X_OK) != 0) {
-        fprintf(stderr, "bench_station: %s: not built\n", station);
-        return 77;
-    }
-    strcpy(tmp, "/tmp/st-bench-XXXXXX");
-    if (!mkdtemp(tmp)) {
-        perror("bench_station: mkdtemp");
+    char image_path[256], job[128], holds_fixture[128];
+    snprintf(job, sizeof job, "%s/job-usb.yaml", b->tmp);
+    snprintf(holds_fixture, sizeof holds_fixture, "%s/fixture-holds.yaml", b->tmp);
+    st_image *img = get_image(b, check, USB_IMAGE, "combined.bin",
+                              check ? CHECK_SIZE : USB_SIZE, false, image_path,
+                              sizeof image_path);
+    if (!img)
+        return 1;
+    st_dfu_limit lim_fresh, lim_holds;
+    if (write_job(job, img, image_path) < 0 || write_holds_fixture(holds_fixture, image_path) < 0 ||
+        device_limit(img, NULL, &lim_fresh) < 0 || device_limit(img, img, &lim_holds) < 0) {
+        fprintf(stderr, "bench_station: usb setup failed (files in %s)\n", b->tmp);
+        st_image_free(img);
         return 1;
     }
     int fails = 0;
-    char image_path[256], job[128], holds_fixture[128];
-    snprintf(job, sizeof job, "%s/job.yaml", tmp);
-    snprintf(holds_fixture, sizeof holds_fixture, "%s/fixture-holds.yaml", tmp);
-    st_image *img = NULL;
-    st_err e = { 0 };
-
-    /* The image: the real USB combined image, or the station's own synthetic one. */
-    if (!check && access(USB_IMAGE, R_OK) == 0) {
-        snprintf(image_path, sizeof image_path, "%s", USB_IMAGE);
-    } else {
-        snprintf(image_path, sizeof image_path, "%s/image.bin", tmp);
-        char size[16];
-        snprintf(size, sizeof size, "%u", check ? CHECK_SIZE : 35984u);
-        char *gen[] = { "station", "image", "generate", "--size", size, image_path, NULL };
-        station_run g = { 0 };
-        char log[128];
-        snprintf(log, sizeof log, "%s/generate.log", tmp);
-        if (spawn(gen, log, &g) < 0 || g.exit_code != 0) {
-            fprintf(stderr, "bench_station: station image generate failed (see %s)\n", log);
-            return 1;
-        }
-    }
-    if (st_image_load(image_path, LOAD_ADDR, &img, &e) < 0 || write_job(job, img, image_path) < 0 ||
-        write_holds_fixture(holds_fixture, image_path) < 0) {
-        fprintf(stderr, "bench_station: setup: %s\n", e.msg[0] ? e.msg : "cannot write files");
-        st_image_free(img);
-        return 1;
-    }
-    printf("image: %s (%zu bytes)%s\n", image_path, img->size,
-           check || access(USB_IMAGE, R_OK) == 0 ? "" : " (" USB_IMAGE " absent)");
-
-    st_dfu_limit lim_fresh, lim_holds;
-    if (device_limit(img, NULL, &lim_fresh) < 0 || device_limit(img, img, &lim_holds) < 0) {
-        fprintf(stderr, "bench_station: device limit failed\n");
-        st_image_free(img);
-        return 1;
-    }
     station_run fresh, holds, four;
-    bool ok_fresh = run_station(job, FIXTURE_1, "fresh", &fresh) == 0;
-    bool ok_holds = run_station(job, holds_fixture, "holds", &holds) == 0;
+    bool ok_fresh = run_station(b, job, FIXTURE_1, "fresh", -1, &fresh) == 0;
+    bool ok_holds = run_station(b, job, holds_fixture, "holds", -1, &holds) == 0;
     fails += !ok_fresh + !ok_holds;
 
     if (check) {
@@ -389,65 +463,144 @@ int main(int argc, char **argv)
             fails++;
         }
         if (!fails)
-            printf("check: fresh unit %lld pages written, holds-image unit %lld skipped; both"
-                   " passed and verified\n", fresh.pages_written, holds.pages_skipped);
-    } else {
-        bool ok_four = run_station(job, FIXTURE_4, "four", &four) == 0;
-        if (ok_four && (four.reports != MAX_SLOTS || four.passed != MAX_SLOTS)) {
-            fprintf(stderr, "bench_station: four slots: %u reports, %u passed\n", four.reports,
-                    four.passed);
-            ok_four = false;
-        }
-        fails += !ok_four;
-        printf("\nstation end to end, ROM DFU, datasheet timing (flash skip-identical + verify)\n");
-        printf("%-22s %9s %9s %9s %7s %9s %9s %9s %9s\n", "case", "flash ms", "verify ms",
-               "limit ms", "ratio", "run ms", "wall ms", "CPU ms", "RSS KiB");
-        const struct {
-            const char *label;
-            bool ok;
-            const station_run *r;
-            const st_dfu_limit *lim;
-        } rows[] = { { "fresh unit", ok_fresh, &fresh, &lim_fresh },
-                     { "holds image (skip)", ok_holds, &holds, &lim_holds } };
-        for (size_t i = 0; i < 2; i++) {
-            const station_run *r = rows[i].r;
-            if (!rows[i].ok)
-                continue;
-            double fv = r->flash_ms + r->verify_ms;
-            printf("%-22s %9.1f %9.1f %9.1f %7.3f %9.1f %9.1f %9.1f %9ld\n", rows[i].label,
-                   r->flash_ms, r->verify_ms, ms(rows[i].lim->total_us),
-                   fv / ms(rows[i].lim->total_us), r->run_ms, ms(r->wall_us), r->cpu_ms,
-                   r->maxrss_kib);
-        }
-        if (ok_fresh)
-            printf("fresh unit: pages written %lld skipped %lld; limit = erase %.1f + program "
-                   "%.1f + wire write %.1f + wire read %.1f ms; other steps: enter %.1f, start "
-                   "%.1f, wait-for-app %.1f ms\n", fresh.pages_written, fresh.pages_skipped,
-                   ms(lim_fresh.erase_us), ms(lim_fresh.program_us),
-                   ms(lim_fresh.wire_write_us), ms(lim_fresh.wire_read_us), fresh.enter_ms,
-                   fresh.start_ms, fresh.wait_ms);
-        if (ok_holds)
-            printf("holds image: pages written %lld skipped %lld\n", holds.pages_written,
-                   holds.pages_skipped);
-        if (ok_four && ok_fresh) {
-            unsigned n = four.reports ? four.reports : 1;
-            printf("\nper unit, %u slots in parallel: wall %.1f ms (1 slot %.1f), flash+verify "
-                   "%.1f ms (slowest), CPU %.1f ms/unit (1 slot %.1f), peak RSS %ld KiB total,"
-                   " +%.0f KiB per extra unit (1 slot %ld KiB); %u/%u passed\n", n,
-                   ms(four.wall_us), ms(fresh.wall_us), four.flash_ms + four.verify_ms,
-                   four.cpu_ms / n, fresh.cpu_ms, four.maxrss_kib,
-                   n > 1 ? (double)(four.maxrss_kib - fresh.maxrss_kib) / (n - 1) : 0.0,
-                   fresh.maxrss_kib, four.passed, four.reports);
+            printf("check usb: fresh unit %lld pages written, holds-image unit %lld skipped; "
+                   "both passed and verified\n", fresh.pages_written, holds.pages_skipped);
+        st_image_free(img);
+        return fails;
+    }
+    bool ok_four = run_station(b, job, FIXTURE_4, "four", -1, &four) == 0;
+    if (ok_four && (four.reports != USB_SLOTS || four.passed != USB_SLOTS)) {
+        fprintf(stderr, "bench_station: four slots: %u reports, %u passed\n", four.reports,
+                four.passed);
+        ok_four = false;
+    }
+    fails += !ok_four;
+    printf("\nstation end to end, ROM DFU, datasheet timing (flash skip-identical + verify)\n");
+    printf("%-22s %9s %9s %9s %7s %9s %9s %9s %9s\n", "case", "flash ms", "verify ms",
+           "limit ms", "ratio", "run ms", "wall ms", "CPU ms", "RSS KiB");
+    const struct {
+        const char *label;
+        bool ok;
+        const station_run *r;
+        const st_dfu_limit *lim;
+    } rows[] = { { "fresh unit", ok_fresh, &fresh, &lim_fresh },
+                 { "holds image (skip)", ok_holds, &holds, &lim_holds } };
+    for (size_t i = 0; i < 2; i++) {
+        const station_run *r = rows[i].r;
+        if (!rows[i].ok)
+            continue;
+        double fv = r->flash_ms + r->verify_ms;
+        printf("%-22s %9.1f %9.1f %9.1f %7.3f %9.1f %9.1f %9.1f %9ld\n", rows[i].label,
+               r->flash_ms, r->verify_ms, ms(rows[i].lim->total_us),
+               fv / ms(rows[i].lim->total_us), r->run_ms, ms(r->wall_us), r->cpu_ms,
+               r->maxrss_kib);
+    }
+    if (ok_fresh)
+        printf("fresh unit: pages written %lld skipped %lld; limit = erase %.1f + program "
+               "%.1f + wire write %.1f + wire read %.1f ms; other steps: enter %.1f, start "
+               "%.1f, wait-for-app %.1f ms\n", fresh.pages_written, fresh.pages_skipped,
+               ms(lim_fresh.erase_us), ms(lim_fresh.program_us), ms(lim_fresh.wire_write_us),
+               ms(lim_fresh.wire_read_us), fresh.enter_ms, fresh.start_ms, fresh.wait_ms);
+    if (ok_holds)
+        printf("holds image: pages written %lld skipped %lld\n", holds.pages_written,
+               holds.pages_skipped);
+    if (ok_four && ok_fresh)
+        printf("\nper unit, %u slots in parallel: wall %.1f ms (1 slot %.1f), flash+verify "
+               "%.1f ms (slowest), CPU %.1f ms/unit (1 slot %.1f), peak RSS %ld KiB total, "
+               "+%.0f KiB per extra unit (1 slot %ld KiB); %u/%u passed\n", USB_SLOTS,
+               ms(four.wall_us), ms(fresh.wall_us), four.flash_ms + four.verify_ms,
+               four.cpu_ms / USB_SLOTS, fresh.cpu_ms, four.maxrss_kib,
+               (double)(four.maxrss_kib - fresh.maxrss_kib) / (USB_SLOTS - 1),
+               fresh.maxrss_kib, four.passed, four.reports);
+    st_image_free(img);
+    return fails;
+}
+
+/* Three units reflashed with Katapult over one CAN bus. Returns the number of failures. */
+static int bench_can(const bench *b, bool check)
+{
+    char app_path[256], combined_path[256], job[128];
+    snprintf(job, sizeof job, "%s/job-can.yaml", b->tmp);
+    size_t app_size = check ? CHECK_APP_SIZE : CAN_APP_SIZE;
+    /* The generated combined image's application part is the generated application. */
+    st_image *app = get_image(b, check, CAN_APP, "app.bin", APP_OFFSET + app_size, true,
+                              app_path, sizeof app_path);
+    st_image *combined = app ? get_image(b, check, CAN_COMBINED, "can-combined.bin",
+                                         check ? APP_OFFSET + app_size : CAN_COMBINED_SIZE,
+                                         false, combined_path, sizeof combined_path)
+                             : NULL;
+    int fails = 0;
+    station_run r;
+    if (!app || !combined || write_can_job(job, app, app_path, combined, combined_path) < 0) {
+        fails++;
+        goto out;
+    }
+    long long blocks = (long long)((app->size + 63) / 64);
+    if (run_station(b, job, FIXTURE_CAN, "can", blocks, &r) < 0) {
+        fails++;
+        goto out;
+    }
+    if (r.reports != CAN_SLOTS || r.passed != CAN_SLOTS || r.can_ok != CAN_SLOTS) {
+        fprintf(stderr, "can: %u reports, %u passed, %u with all %lld blocks sent and read "
+                        "back with one SHA-1; want %u\n", r.reports, r.passed, r.can_ok, blocks,
+                CAN_SLOTS);
+        fails++;
+        goto out;
+    }
+    if (check) {
+        printf("check can: %u units reflashed over one bus, %lld blocks each, sent and read "
+               "back\n", r.can_ok, blocks);
+        goto out;
+    }
+    printf("\nstation end to end, Katapult over CAN, %u units on one 1 Mbit/s bus, datasheet "
+           "timing, %zu-byte application (slowest unit per step)\n", CAN_SLOTS, app->size);
+    printf("%9s %9s %9s %9s %9s %9s %9s %9s %11s %9s\n", "enter ms", "read ms", "flash ms",
+           "verify ms", "compl ms", "wait ms", "run ms", "wall ms", "CPU ms/unit", "RSS KiB");
+    printf("%9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %9ld\n", r.kenter_ms,
+           r.read_ms, r.kflash_ms, r.kverify_ms, r.kcomplete_ms, r.wait_ms, r.run_ms,
+           ms(r.wall_us), r.cpu_ms / CAN_SLOTS, r.maxrss_kib);
+    printf("compare flash + verify (%.1f ms) with bench_katapult_can's %u-unit row: the engine "
+           "alone on the same bus model\n", r.kflash_ms + r.kverify_ms, CAN_SLOTS);
+out:
+    st_image_free(app);
+    st_image_free(combined);
+    return fails;
+}
+
+int main(int argc, char **argv)
+{
+    bench b = { .station = STATION_BIN };
+    bool check = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--check") == 0) {
+            check = true;
+        } else if (strcmp(argv[i], "--station") == 0 && i + 1 < argc) {
+            b.station = argv[++i];
+        } else {
+            bool help = strcmp(argv[i], "--help") == 0;
+            usage(help ? stdout : stderr);
+            return help ? 0 : 2;
         }
     }
-    st_image_free(img);
+    if (access(b.station, X_OK) != 0) {
+        fprintf(stderr, "bench_station: %s: not built\n", b.station);
+        return 77;
+    }
+    strcpy(b.tmp, "/tmp/st-bench-XXXXXX");
+    if (!mkdtemp(b.tmp)) {
+        perror("bench_station: mkdtemp");
+        return 1;
+    }
+    int fails = bench_usb(&b, check);
+    fails += bench_can(&b, check);
     if (!fails) {
         char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", b.tmp);
         if (system(cmd) != 0)
-            fprintf(stderr, "bench_station: could not remove %s\n", tmp);
+            fprintf(stderr, "bench_station: could not remove %s\n", b.tmp);
     } else {
-        fprintf(stderr, "bench_station: %d failure(s); logs and reports kept in %s\n", fails, tmp);
+        fprintf(stderr, "bench_station: %d failure(s); logs and reports kept in %s\n", fails,
+                b.tmp);
     }
     return fails ? 1 : 0;
 }
