@@ -3,11 +3,12 @@
  * simulated units on one in-memory bus (one thread, CAN link and filter per unit), as wall
  * time versus the model's bus + device limit, and N concurrent units versus N single runs.
  * Not a ctest test; `--check` runs one tiny iteration and checks the results (not the
- * timing) so a broken benchmark is noticed (ctest label bench-smoke). */
+ * timing) so a broken benchmark is noticed (ctest label bench-smoke). Method: design.md §6. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "protocols/canadmin/canadmin.h"
@@ -57,7 +58,17 @@ typedef struct run_result {
     uint64_t dev_us;      /* flash-model device time, summed over units */
     uint64_t dev_max_us;  /* the largest single unit's device time */
     uint64_t exchanges;   /* Katapult command/answer pairs (blocks sent + read + EOF) */
+    uint64_t cpu_us;      /* process CPU (user + system) in the phase: engines and models */
 } run_result;
+
+static uint64_t cpu_now_us(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
 
 static void *unit_thread(void *arg)
 {
@@ -169,6 +180,7 @@ static int run_units(const st_image *img, unsigned n, run_result *out)
     }
     st_vcan_stats before, after;
     st_vcan_get_stats(bus, &before);
+    uint64_t cpu0 = cpu_now_us();
     for (; started < n; started++)
         if (pthread_create(&units[started].thread, NULL, unit_thread, &units[started]) != 0) {
             st_err_set(&err, ST_ERR_IO, "cannot start a unit thread");
@@ -182,6 +194,7 @@ static int run_units(const st_image *img, unsigned n, run_result *out)
     for (unsigned i = 0; i < n; i++)
         pthread_join(units[i].thread, NULL);
     st_vcan_get_stats(bus, &after);
+    out->cpu_us = cpu_now_us() - cpu0;
     out->bus_us = after.busy_us - before.busy_us;
     out->frames = after.frames - before.frames;
     uint64_t first = UINT64_MAX, last = 0;
@@ -371,11 +384,13 @@ int main(int argc, char **argv)
     /* (b) N units at once on the shared bus. Frames of different units interleave on the
      * one wire while each unit erases/programs, so the floor is the larger of the total bus
      * time and one unit's own bus + device time. */
-    printf("\n%5s %10s %12s %9s %12s %9s %12s %9s %10s\n", "units", "wall ms", "N x 1 unit",
-           "ratio", "N x limit", "ratio", "shared floor", "ratio", "bus util");
-    printf("%5u %10.1f %12.1f %9.3f %12.1f %9.3f %12.1f %9.3f %9.1f%%\n", 1u, ms(one.wall_us),
-           ms(one.wall_us), 1.0, ms(lim1), (double)one.wall_us / (double)lim1, ms(lim1),
-           (double)one.wall_us / (double)lim1, 100.0 * (double)one.bus_us / (double)one.wall_us);
+    printf("\n%5s %10s %12s %9s %12s %9s %12s %9s %10s %12s\n", "units", "wall ms",
+           "N x 1 unit", "ratio", "N x limit", "ratio", "shared floor", "ratio", "bus util",
+           "CPU ms/unit");
+    printf("%5u %10.1f %12.1f %9.3f %12.1f %9.3f %12.1f %9.3f %9.1f%% %12.1f\n", 1u,
+           ms(one.wall_us), ms(one.wall_us), 1.0, ms(lim1), (double)one.wall_us / (double)lim1,
+           ms(lim1), (double)one.wall_us / (double)lim1,
+           100.0 * (double)one.bus_us / (double)one.wall_us, ms(one.cpu_us));
     for (unsigned n = 2; n <= max_units; n++) {
         run_result r;
         if (run_median(img, n, reps, &r) != 0) {
@@ -385,14 +400,15 @@ int main(int argc, char **argv)
         uint64_t serial = n * one.wall_us, nlim = n * lim1;
         uint64_t own = r.bus_us / n + r.dev_max_us;
         uint64_t floor_us = r.bus_us > own ? r.bus_us : own;
-        printf("%5u %10.1f %12.1f %9.3f %12.1f %9.3f %12.1f %9.3f %9.1f%%\n", n, ms(r.wall_us),
-               ms(serial), (double)r.wall_us / (double)serial, ms(nlim),
+        printf("%5u %10.1f %12.1f %9.3f %12.1f %9.3f %12.1f %9.3f %9.1f%% %12.1f\n", n,
+               ms(r.wall_us), ms(serial), (double)r.wall_us / (double)serial, ms(nlim),
                (double)r.wall_us / (double)nlim, ms(floor_us),
                (double)r.wall_us / (double)floor_us,
-               100.0 * (double)r.bus_us / (double)r.wall_us);
+               100.0 * (double)r.bus_us / (double)r.wall_us, ms(r.cpu_us) / n);
     }
     printf("\nratio vs N x 1 unit < 1: what concurrency on the shared bus buys; "
-           "ratio vs the shared floor: how close the station gets to the wire.\n");
+           "ratio vs the shared floor: how close the station gets to the wire.\n"
+           "CPU is the whole process (engines and the simulated bus and units it drives).\n");
     st_image_free(img);
     return fails ? 1 : 0;
 }
