@@ -218,7 +218,12 @@ static int tty_set_modem(st_stream *s, int dtr, int rts, st_err *err)
     if ((set && ioctl(fd_of(s), TIOCMBIS, &set) < 0) ||
         (clr && ioctl(fd_of(s), TIOCMBIC, &clr) < 0)) {
         int e = errno;
-        int code = (e == ENOTTY || e == EINVAL) ? ST_ERR_UNSUPPORTED : st_err_from_errno(e);
+        /* cdc_acm sends SET_CONTROL_LINE_STATE synchronously: a unit that reboots on it
+         * (the 1200-baud touch) is gone before the status stage, and the ioctl returns
+         * the URB's ESHUTDOWN/ENODEV (seen in the kernel-driver rig). */
+        int code = (e == ENOTTY || e == EINVAL)                              ? ST_ERR_UNSUPPORTED
+                   : (e == ESHUTDOWN || e == ENODEV || e == EIO || e == ENXIO) ? ST_ERR_DISCONNECT
+                                                                             : st_err_from_errno(e);
         return st_err_set(err, code, "%s: cannot set DTR/RTS: %s", s->name, strerror(e));
     }
     return 0;
