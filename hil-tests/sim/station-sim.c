@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -33,11 +34,14 @@
 #endif
 #ifdef STATION_SIM_HAVE_VUNIT
 #include "protocols/sim/klipper_app.h"
+#include "protocols/sim/synth.h"
 #include "protocols/sim/vunit.h"
 #endif
 
 #define EXIT_USAGE 2
 #define GPIO_POLL_MS 5
+#define MAX_UNITS 8
+#define MAX_FAULTS 16
 
 static const char usage[] =
     "usage: station-sim ENDPOINT [options]\n"
@@ -45,6 +49,8 @@ static const char usage[] =
     "\n"
     "Endpoints and models:\n"
     "  usbip   --model loopback|dfu|unit   a USB device through vhci-hcd (modprobe vhci-hcd)\n"
+    "  units   whole virtual units (same as usbip --model unit): each on its own vhci\n"
+    "          port and gpio-sim lines; CAN units share one bus behind an slcan netdev\n"
     "  slcan   --model echo|katapult|klipper  a CAN bus behind a kernel slcan interface\n"
     "  pty     --model echo|katapult|klipper  a serial port (pseudo-terminal)\n"
     "\n"
@@ -52,7 +58,8 @@ static const char usage[] =
     "  --model NAME         the device model (default: loopback / echo)\n"
     "  --mcu NAME           MCU of the unit's flash (default stm32g431xx)\n"
     "  --timing none|datasheet  model timing profile (default none)\n"
-    "  --flash FILE[@ADDR]  preload the unit's flash (ADDR hex, default flash start)\n"
+    "  --flash FILE[@ADDR]  preload the unit's flash (ADDR hex, default flash start);\n"
+    "                       synthetic:N = the station's synthetic combined image, seed N\n"
     "  --dump FILE          write the unit's main flash to FILE at exit\n"
     "  --serial STR         USB serial number (loopback, dfu)\n"
     "  --uuid HEX12         CAN UUID of the node (default 0a0b0c0d0e0f)\n"
@@ -62,6 +69,9 @@ static const char usage[] =
     "  --gpio-sim DIR       unit model: read BOOT0/NRST from gpio-sim sim_gpioN/value in DIR\n"
     "  --boot0-line N, --nrst-line N   line offsets in that chip (default 0 and 1)\n"
     "  --fault STR          unit model fault (vunit.h syntax), repeatable\n"
+    "  --transport usb|can  unit model: its application and Katapult speak USB-CDC or CAN\n"
+    "  --unit               start the next unit's options (port, gpio-sim, lines, flash,\n"
+    "                       dump, serial, uuid, transport, fault apply to the current unit)\n"
     "  --ready-file PATH    write endpoint facts (port=, ifname=, path=) there when ready\n"
     "  --duration SEC       exit after SEC seconds (default: run until SIGTERM/SIGINT)\n"
     "  --once               dfu model: exit when the device leaves DFU\n"
@@ -69,7 +79,25 @@ static const char usage[] =
     "  -h, --help           this text      --version   the version\n"
     "\n"
     "Prints 'station-sim: ready: ...' on stdout once the endpoint exists.\n"
+    "Example, three CAN units on can0 (one gpio-sim chip, lines 0-5):\n"
+    "  station-sim units --ifname can0 \\\n"
+    "    --unit --port 0 --gpio-sim D --boot0-line 0 --nrst-line 1 --transport can \\\n"
+    "           --uuid 11aa22bb33c1 --flash synthetic:1 \\\n"
+    "    --unit --port 1 --gpio-sim D --boot0-line 2 --nrst-line 3 --transport can ...\n"
     "Exit status: 0 done, 1 runtime error, 2 usage error.\n";
+
+/* One virtual unit's options (per --unit). */
+typedef struct unit_opts {
+    const char *flash_file, *dump, *serial, *gpio_dir;
+    uint32_t flash_addr;
+    bool has_flash_addr;
+    uint8_t uuid[6];
+    bool can;
+    int port;
+    int boot0_line, nrst_line;
+    const char *faults[MAX_FAULTS];
+    size_t nfaults;
+} unit_opts;
 
 typedef struct sim_opts {
     const char *endpoint, *model, *mcu, *flash_file, *dump, *serial, *ifname, *link;
@@ -80,12 +108,39 @@ typedef struct sim_opts {
     st_timing_profile timing;
     int port;
     int boot0_line, nrst_line;
-    const char *faults[16];
+    const char *faults[MAX_FAULTS];
     size_t nfaults;
+    unit_opts units[MAX_UNITS];
+    size_t nunits;
     double duration_s;
     bool once;
     int verbose;
 } sim_opts;
+
+struct sim;
+
+/* One virtual unit at run time: its own vhci port (a USB/IP server), its own gpio-sim
+ * lines, its own flash; only the CAN bus is shared. The unit's clock thread may reboot it
+ * (Katapult's delayed reset), so the USB wish is guarded by a mutex and the main loop
+ * replugs. */
+typedef struct unit_rt {
+    struct sim *s;
+    size_t idx;
+    const unit_opts *o;
+    uint8_t *holds;
+    size_t holds_len;
+    st_usbip_server *usbip;
+    pthread_mutex_t lock;
+    bool lock_init;
+    st_usb_model *want_model;
+    bool want_plugged;
+    unsigned gen, plugged_gen;
+    int gpio_fd[2];
+    int gpio_val[2];
+#ifdef STATION_SIM_HAVE_VUNIT
+    st_vunit *unit;
+#endif
+} unit_rt;
 
 typedef struct sim {
     sim_opts o;
@@ -122,11 +177,11 @@ typedef struct sim {
     st_klipper_node *klipper_node;
 #endif
 #ifdef STATION_SIM_HAVE_VUNIT
-    st_vunit *unit;
     st_klipper_app *app;
-    int gpio_fd[2];
-    int gpio_val[2];
 #endif
+    /* units (usbip --model unit, units) */
+    unit_rt units[MAX_UNITS];
+    size_t nunits;
 } sim;
 
 static void log_write(void *ctx, st_log_level level, const char *module, const char *msg)
@@ -185,7 +240,7 @@ static void parse_args(int argc, char **argv, sim_opts *o)
 {
     enum { O_MODEL = 256, O_MCU, O_TIMING, O_FLASH, O_DUMP, O_SERIAL, O_UUID, O_PORT,
            O_IFNAME, O_LINK, O_GPIO, O_BOOT0, O_NRST, O_FAULT, O_READY, O_DURATION, O_ONCE,
-           O_VERSION };
+           O_VERSION, O_TRANSPORT, O_UNIT };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, O_MODEL},
         {"mcu", required_argument, NULL, O_MCU},
@@ -204,6 +259,8 @@ static void parse_args(int argc, char **argv, sim_opts *o)
         {"ready-file", required_argument, NULL, O_READY},
         {"duration", required_argument, NULL, O_DURATION},
         {"once", no_argument, NULL, O_ONCE},
+        {"transport", required_argument, NULL, O_TRANSPORT},
+        {"unit", no_argument, NULL, O_UNIT},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
@@ -213,6 +270,17 @@ static void parse_args(int argc, char **argv, sim_opts *o)
                     .nrst_line = 1, .uuid = {0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f}};
     int c;
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+        /* Per-unit options describe the current unit (the first one is implicit). */
+        bool per_unit = c == O_FLASH || c == O_DUMP || c == O_SERIAL || c == O_UUID ||
+                        c == O_PORT || c == O_GPIO || c == O_BOOT0 || c == O_NRST ||
+                        c == O_FAULT || c == O_TRANSPORT;
+        if ((per_unit && o->nunits == 0) || c == O_UNIT) {
+            if (o->nunits == MAX_UNITS)
+                die_usage("at most %d units", MAX_UNITS);
+            o->units[o->nunits++] = (unit_opts){.port = -1, .boot0_line = 0, .nrst_line = 1,
+                                                .uuid = {0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f}};
+        }
+        unit_opts *u = o->nunits ? &o->units[o->nunits - 1] : NULL;
         switch (c) {
         case O_MODEL: o->model = optarg; break;
         case O_MCU: o->mcu = optarg; break;
@@ -228,25 +296,40 @@ static void parse_args(int argc, char **argv, sim_opts *o)
                 o->flash_addr = (uint32_t)parse_long("--flash", at + 1, 0, 0xffffffffL);
                 o->has_flash_addr = true;
             }
+            u->flash_file = o->flash_file;
+            u->flash_addr = o->flash_addr;
+            u->has_flash_addr = at != NULL;
             break;
         }
-        case O_DUMP: o->dump = optarg; break;
-        case O_SERIAL: o->serial = optarg; break;
+        case O_DUMP: o->dump = u->dump = optarg; break;
+        case O_SERIAL: o->serial = u->serial = optarg; break;
         case O_UUID:
             if (!parse_uuid(optarg, o->uuid))
                 die_usage("--uuid: '%s' is not 12 hex digits", optarg);
+            memcpy(u->uuid, o->uuid, 6);
             break;
-        case O_PORT: o->port = (int)parse_long("--port", optarg, 0, 255); break;
+        case O_PORT: o->port = u->port = (int)parse_long("--port", optarg, 0, 255); break;
         case O_IFNAME: o->ifname = optarg; break;
         case O_LINK: o->link = optarg; break;
-        case O_GPIO: o->gpio_dir = optarg; break;
-        case O_BOOT0: o->boot0_line = (int)parse_long("--boot0-line", optarg, 0, 1023); break;
-        case O_NRST: o->nrst_line = (int)parse_long("--nrst-line", optarg, 0, 1023); break;
+        case O_GPIO: o->gpio_dir = u->gpio_dir = optarg; break;
+        case O_BOOT0:
+            o->boot0_line = u->boot0_line = (int)parse_long("--boot0-line", optarg, 0, 1023);
+            break;
+        case O_NRST:
+            o->nrst_line = u->nrst_line = (int)parse_long("--nrst-line", optarg, 0, 1023);
+            break;
         case O_FAULT:
-            if (o->nfaults == sizeof(o->faults) / sizeof(o->faults[0]))
+            if (o->nfaults == MAX_FAULTS || u->nfaults == MAX_FAULTS)
                 die_usage("too many --fault options");
             o->faults[o->nfaults++] = optarg;
+            u->faults[u->nfaults++] = optarg;
             break;
+        case O_TRANSPORT:
+            if (strcmp(optarg, "usb") && strcmp(optarg, "can"))
+                die_usage("--transport: '%s' is not usb or can", optarg);
+            u->can = strcmp(optarg, "can") == 0;
+            break;
+        case O_UNIT: break;
         case O_READY: o->ready_file = optarg; break;
         case O_DURATION:
             o->duration_s = (double)parse_long("--duration", optarg, 0, 86400);
@@ -263,8 +346,20 @@ static void parse_args(int argc, char **argv, sim_opts *o)
     o->endpoint = argv[optind++];
     if (optind < argc)
         die_usage("unexpected argument '%s'", argv[optind]);
-    if (strcmp(o->endpoint, "usbip") && strcmp(o->endpoint, "slcan") && strcmp(o->endpoint, "pty"))
+    if (strcmp(o->endpoint, "usbip") && strcmp(o->endpoint, "slcan") &&
+        strcmp(o->endpoint, "pty") && strcmp(o->endpoint, "units"))
         die_usage("unknown endpoint '%s'", o->endpoint);
+    if (strcmp(o->endpoint, "units") == 0) {
+        o->endpoint = "usbip";
+        if (o->model && strcmp(o->model, "unit"))
+            die_usage("units: --model is always unit");
+        o->model = "unit";
+    }
+    if (o->nunits == 0)
+        o->units[o->nunits++] = (unit_opts){.port = -1, .boot0_line = 0, .nrst_line = 1,
+                                            .uuid = {0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f}};
+    if (o->nunits > 1 && (!o->model || strcmp(o->model, "unit")))
+        die_usage("--unit is for the unit model (units endpoint)");
     if (!o->model)
         o->model = strcmp(o->endpoint, "usbip") == 0 ? "loopback" : "echo";
 }
@@ -322,17 +417,17 @@ __attribute__((unused)) static int setup_flash(sim *s)
     return 0;
 }
 
-static void dump_flash(sim *s, st_flash *f)
+static void dump_flash(sim *s, const char *path, st_flash *f)
 {
-    if (!s->o.dump || !f)
+    if (!path || !f)
         return;
     uint8_t *b = malloc(s->mcu->flash_size);
-    FILE *out = b ? fopen(s->o.dump, "wb") : NULL;
+    FILE *out = b ? fopen(path, "wb") : NULL;
     if (b && out && st_flash_read(f, s->mcu->flash_start, b, s->mcu->flash_size) >= 0 &&
         fwrite(b, 1, s->mcu->flash_size, out) == s->mcu->flash_size) {
-        ST_LOGI(&s->log, "sim", "flash written to %s", s->o.dump);
+        ST_LOGI(&s->log, "sim", "flash written to %s", path);
     } else {
-        fprintf(stderr, "station-sim: --dump %s: %s\n", s->o.dump, strerror(errno));
+        fprintf(stderr, "station-sim: --dump %s: %s\n", path, strerror(errno));
     }
     if (out)
         fclose(out);
@@ -417,54 +512,231 @@ static void dfu_left(void *ctx, uint32_t jump)
 }
 #endif
 
+/* ---- virtual units (usbip --model unit, units) ----------------------------------------- */
+
+static int bus_open(sim *s);
+static int slcan_open(sim *s);
+
 #ifdef STATION_SIM_HAVE_VUNIT
+/* A unit's USB attach point. Called from the main loop (a DFU leave, a pin change, a CAN
+ * node's bootloader request) or from the unit's clock thread (Katapult's delayed reset):
+ * only the wish is recorded; the main loop replugs between steps, never inside one. */
+static int unit_port_attach(void *ctx, st_usb_model *m, st_err *err)
+{
+    (void)err;
+    unit_rt *u = ctx;
+    pthread_mutex_lock(&u->lock);
+    u->want_model = m;
+    u->want_plugged = true;
+    u->gen++;
+    pthread_mutex_unlock(&u->lock);
+    return 0;
+}
+
+static void unit_port_detach(void *ctx)
+{
+    unit_rt *u = ctx;
+    pthread_mutex_lock(&u->lock);
+    u->want_plugged = false;
+    u->gen++;
+    pthread_mutex_unlock(&u->lock);
+}
+
+/* CAN faces go straight onto the shared bus (vunit.h allows it from bus callbacks). */
+static int unit_can_attach(void *ctx, st_can_node *n, st_err *err)
+{
+    unit_rt *u = ctx;
+    return st_vcan_attach(u->s->bus, n, err);
+}
+
+static void unit_can_detach(void *ctx, st_can_node *n)
+{
+    unit_rt *u = ctx;
+    st_vcan_detach(u->s->bus, n);
+}
+
+static int unit_reconcile(unit_rt *u)
+{
+    pthread_mutex_lock(&u->lock);
+    bool want = u->want_plugged;
+    st_usb_model *m = u->want_model;
+    unsigned gen = u->gen;
+    pthread_mutex_unlock(&u->lock);
+    bool plugged = st_usbip_server_plugged(u->usbip);
+    if (!want) {
+        if (plugged) {
+            st_usbip_server_unplug(u->usbip);
+            ST_LOGI(&u->s->log, "sim", "unit %zu: unplugged (%s)", u->idx + 1,
+                    st_vunit_state(u->unit));
+        }
+        return 0;
+    }
+    if (gen == u->plugged_gen)
+        return 0; /* unplugged by the model itself (it vanished): stays so until a reboot */
+    if (plugged)
+        st_usbip_server_unplug(u->usbip);
+    st_usbip_opts uo = {.use_port = u->o->port >= 0, .port = u->o->port};
+    st_err e = {0};
+    if (st_usbip_server_plug(u->usbip, m, &uo, &e) < 0) {
+        fprintf(stderr, "station-sim: unit %zu: %s\n", u->idx + 1, e.msg);
+        return -1;
+    }
+    u->plugged_gen = gen;
+    st_usb_dev_info info = {0};
+    st_usb_model_describe(m, &info);
+    printf("station-sim: ready: unit %zu usb %04x:%04x port=%d state=%s\n", u->idx + 1,
+           info.vid, info.pid, st_usbip_server_port(u->usbip), st_vunit_state(u->unit));
+    fflush(stdout);
+    return 0;
+}
+
 /* The unit's own pull resistors: NRST pulled up, BOOT0 pulled down, so lines the station
  * has not requested read as a running unit. */
-static int gpio_open(sim *s)
+static int unit_gpio_open(unit_rt *u)
 {
-    int lines[2] = {s->o.boot0_line, s->o.nrst_line};
+    int lines[2] = {u->o->boot0_line, u->o->nrst_line};
     const char *pulls[2] = {"pull-down", "pull-up"};
     for (int i = 0; i < 2; i++) {
         char p[4096];
-        snprintf(p, sizeof(p), "%s/sim_gpio%d/pull", s->o.gpio_dir, lines[i]);
+        snprintf(p, sizeof(p), "%s/sim_gpio%d/pull", u->o->gpio_dir, lines[i]);
         FILE *f = fopen(p, "w");
         if (!f || fputs(pulls[i], f) < 0 || fclose(f) != 0) {
             fprintf(stderr, "station-sim: %s: %s\n", p, strerror(errno));
             return -1;
         }
-        snprintf(p, sizeof(p), "%s/sim_gpio%d/value", s->o.gpio_dir, lines[i]);
-        s->gpio_fd[i] = open(p, O_RDONLY | O_CLOEXEC);
-        if (s->gpio_fd[i] < 0) {
+        snprintf(p, sizeof(p), "%s/sim_gpio%d/value", u->o->gpio_dir, lines[i]);
+        u->gpio_fd[i] = open(p, O_RDONLY | O_CLOEXEC);
+        if (u->gpio_fd[i] < 0) {
             fprintf(stderr, "station-sim: %s: %s\n", p, strerror(errno));
             return -1;
         }
-        s->gpio_val[i] = -1;
+        u->gpio_val[i] = -1;
     }
     return 0;
 }
 
-static void gpio_poll(sim *s)
+static void unit_gpio_poll(unit_rt *u)
 {
     for (int i = 0; i < 2; i++) {
         char b[4] = {0};
-        if (pread(s->gpio_fd[i], b, sizeof(b) - 1, 0) <= 0)
+        if (u->gpio_fd[i] < 0 || pread(u->gpio_fd[i], b, sizeof(b) - 1, 0) <= 0)
             continue;
         int v = b[0] == '1';
-        if (v == s->gpio_val[i])
+        if (v == u->gpio_val[i])
             continue;
-        s->gpio_val[i] = v;
-        ST_LOGI(&s->log, "sim", "pin %s -> %d", i == 0 ? "BOOT0" : "NRST", v);
-        st_vunit_set_pin(s->unit, i == 0 ? ST_VUNIT_BOOT0 : ST_VUNIT_NRST, v);
+        u->gpio_val[i] = v;
+        ST_LOGI(&u->s->log, "sim", "unit %zu: pin %s -> %d", u->idx + 1,
+                i == 0 ? "BOOT0" : "NRST", v);
+        st_vunit_set_pin(u->unit, i == 0 ? ST_VUNIT_BOOT0 : ST_VUNIT_NRST, v);
     }
+}
+
+/* --flash FILE[@ADDR] or synthetic:N (the station's synthetic combined image, seed N,
+ * as a fixture's unit.holds gives it). */
+static int unit_holds(sim *s, unit_rt *u)
+{
+    const char *f = u->o->flash_file;
+    if (!f)
+        return 0;
+    if (strncmp(f, "synthetic:", 10) == 0) {
+        long seed = parse_long("--flash synthetic:", f + 10, 0, 0x7fffffffL);
+        st_err e = {0};
+        if (st_synth_combined_seeded(s->mcu, ST_SYNTH_DEFAULT_SIZE, (uint32_t)seed, &u->holds,
+                                     &e) < 0) {
+            fprintf(stderr, "station-sim: --flash %s: %s\n", f, e.msg);
+            return -1;
+        }
+        u->holds_len = ST_SYNTH_DEFAULT_SIZE;
+        return 0;
+    }
+    if (load_file(f, &u->holds, &u->holds_len) < 0) {
+        fprintf(stderr, "station-sim: --flash %s: %s\n", f, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int setup_units(sim *s)
+{
+    st_err e = {0};
+    s->mcu = st_mcu_find(s->o.mcu);
+    if (!s->mcu) {
+        fprintf(stderr, "station-sim: unknown MCU '%s'\n", s->o.mcu);
+        return -1;
+    }
+    bool any_can = false;
+    for (size_t i = 0; i < s->o.nunits; i++)
+        any_can |= s->o.units[i].can;
+    if (any_can && bus_open(s) < 0)
+        return -1;
+    for (size_t i = 0; i < s->o.nunits; i++) {
+        unit_rt *u = &s->units[i];
+        *u = (unit_rt){.s = s, .idx = i, .o = &s->o.units[i], .gpio_fd = {-1, -1}};
+        s->nunits = i + 1;
+        pthread_mutex_init(&u->lock, NULL);
+        u->lock_init = true;
+        if (st_usbip_server_new(NULL, &s->log, &u->usbip, &e) < 0 || unit_holds(s, u) < 0)
+            return -1;
+        st_vunit_config c = {.mcu = s->mcu, .timing = s->o.timing, .dfu_serial = u->o->serial,
+                             .can_transport = u->o->can,
+                             .holds = u->holds, .holds_len = u->holds_len,
+                             .holds_addr = u->o->has_flash_addr ? u->o->flash_addr
+                                                                : s->mcu->flash_start,
+                             .faults = u->o->faults, .n_faults = u->o->nfaults};
+        memcpy(c.can_uuid, u->o->uuid, 6);
+        st_vunit_usb_port port = {unit_port_attach, unit_port_detach, u};
+        st_vunit_can_port can = {unit_can_attach, unit_can_detach, u};
+        if (st_vunit_new(&c, &port, u->o->can ? &can : NULL, &u->unit, &e) < 0) {
+            fprintf(stderr, "station-sim: unit %zu: %s\n", i + 1, e.msg);
+            return -1;
+        }
+        if (u->o->gpio_dir && unit_gpio_open(u) < 0)
+            return -1;
+        ST_LOGI(&s->log, "sim", "unit %zu: %s, %s, vhci port %d, state %s", i + 1,
+                u->o->can ? "CAN" : "USB", u->o->flash_file ? u->o->flash_file : "erased",
+                u->o->port, st_vunit_state(u->unit));
+    }
+    for (size_t i = 0; i < s->nunits; i++)
+        if (unit_reconcile(&s->units[i]) < 0)
+            return -1;
+    if (any_can && slcan_open(s) < 0)
+        return -1;
+    char n[16];
+    snprintf(n, sizeof(n), "%zu", s->nunits);
+    ready(s, "units", n, any_can ? st_slcan_server_ifname(s->slcan) : "usb");
+    return 0;
+}
+
+static void units_free(sim *s)
+{
+    for (size_t i = 0; i < s->nunits; i++) {
+        unit_rt *u = &s->units[i];
+        if (u->unit)
+            dump_flash(s, u->o->dump, st_vunit_flash(u->unit));
+        /* The vunit detaches its faces (CAN from the bus) while both still exist. */
+        st_vunit_free(u->unit);
+        st_usbip_server_free(u->usbip);
+        for (int k = 0; k < 2; k++)
+            if (u->gpio_fd[k] >= 0)
+                close(u->gpio_fd[k]);
+        free(u->holds);
+        if (u->lock_init)
+            pthread_mutex_destroy(&u->lock);
+    }
+    s->nunits = 0;
 }
 #endif
 
 static int setup_usbip(sim *s)
 {
     st_err e = {0};
+    const char *m = s->o.model;
+#ifdef STATION_SIM_HAVE_VUNIT
+    if (strcmp(m, "unit") == 0)
+        return setup_units(s);
+#endif
     if (st_usbip_server_new(NULL, &s->log, &s->usbip, &e) < 0)
         return -1;
-    const char *m = s->o.model;
     if (strcmp(m, "loopback") == 0) {
         s->toy_usb = st_toy_usb_new(s->o.serial);
         return s->toy_usb ? port_attach(s, st_toy_usb_model(s->toy_usb), NULL) : -1;
@@ -480,30 +752,6 @@ static int setup_usbip(sim *s)
             return -1;
         }
         return port_attach(s, st_dfu_model_usb(s->dfu), NULL);
-    }
-#endif
-#ifdef STATION_SIM_HAVE_VUNIT
-    if (strcmp(m, "unit") == 0) {
-        s->mcu = st_mcu_find(s->o.mcu);
-        if (!s->mcu)
-            return -1;
-        if (s->o.flash_file && load_file(s->o.flash_file, &s->holds, &s->holds_len) < 0) {
-            fprintf(stderr, "station-sim: --flash %s: %s\n", s->o.flash_file, strerror(errno));
-            return -1;
-        }
-        st_vunit_config c = {.mcu = s->mcu, .timing = s->o.timing, .dfu_serial = s->o.serial,
-                             .holds = s->holds, .holds_len = s->holds_len,
-                             .holds_addr = s->o.has_flash_addr ? s->o.flash_addr
-                                                               : s->mcu->flash_start,
-                             .faults = s->o.faults, .n_faults = s->o.nfaults};
-        st_vunit_usb_port port = {port_attach, port_detach, s};
-        if (st_vunit_new(&c, &port, NULL, &s->unit, &e) < 0) {
-            fprintf(stderr, "station-sim: unit: %s\n", e.msg);
-            return -1;
-        }
-        if (s->o.gpio_dir && gpio_open(s) < 0)
-            return -1;
-        return 0;
     }
 #endif
     die_usage("usbip: unknown or unavailable model '%s'", m);
@@ -558,7 +806,8 @@ static void can_katapult_reset(void *ctx, st_katapult_model *m)
 }
 #endif
 
-static int setup_slcan(sim *s)
+/* The in-memory bus where node models live, and the host link the slcan server bridges. */
+static int bus_open(sim *s)
 {
     st_err e = {0};
     s->bus = st_vcan_bus_new(1000000, s->o.timing);
@@ -567,6 +816,24 @@ static int setup_slcan(sim *s)
         fprintf(stderr, "station-sim: in-memory bus: %s\n", e.msg);
         return -1;
     }
+    return 0;
+}
+
+static int slcan_open(sim *s)
+{
+    st_err e = {0};
+    st_slcan_opts so = {.ifname = s->o.ifname, .on_state = slcan_state, .ctx = s};
+    if (st_slcan_server_new(s->link, &so, &s->log, &s->slcan, &e) < 0) {
+        fprintf(stderr, "station-sim: %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int setup_slcan(sim *s)
+{
+    if (bus_open(s) < 0)
+        return -1;
     const char *m = s->o.model;
     if (strcmp(m, "echo") == 0) {
         st_toy_can_init(&s->toy_can);
@@ -608,11 +875,8 @@ static int setup_slcan(sim *s)
     else {
         die_usage("slcan: unknown or unavailable model '%s'", m);
     }
-    st_slcan_opts so = {.ifname = s->o.ifname, .on_state = slcan_state, .ctx = s};
-    if (st_slcan_server_new(s->link, &so, &s->log, &s->slcan, &e) < 0) {
-        fprintf(stderr, "station-sim: %s\n", e.msg);
+    if (slcan_open(s) < 0)
         return -1;
-    }
     ready(s, "ifname", st_slcan_server_ifname(s->slcan), "can");
     return 0;
 }
@@ -692,23 +956,36 @@ static int run(sim *s, int sfd)
 {
     st_deadline end = st_deadline_in_ms((uint64_t)(s->o.duration_s * 1000.0));
     for (;;) {
-        struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}};
+        /* fds: the signal fd, one per unit's USB/IP server (or the single usbip server),
+         * the slcan server, the pty server. */
+        struct pollfd p[MAX_UNITS + 4];
+        size_t np = 0;
+        p[np++] = (struct pollfd){.fd = sfd, .events = POLLIN};
         int t = -1;
+#ifdef STATION_SIM_HAVE_VUNIT
+        for (size_t i = 0; i < s->nunits; i++) {
+            unit_rt *u = &s->units[i];
+            if (unit_reconcile(u) < 0)
+                return 1;
+            st_usbip_server_pollfd(u->usbip, &p[np++]);
+            t = min_timeout(t, st_usbip_server_timeout_ms(u->usbip));
+            /* gpio-sim values have no poll event; the clock thread may replug the unit. */
+            t = min_timeout(t, GPIO_POLL_MS);
+        }
+#endif
         if (s->usbip) {
             if (usb_reconcile(s) < 0)
                 return 1;
-            st_usbip_server_pollfd(s->usbip, &p[1]);
-            t = st_usbip_server_timeout_ms(s->usbip);
-#ifdef STATION_SIM_HAVE_VUNIT
-            if (s->unit && s->o.gpio_dir)
-                t = min_timeout(t, GPIO_POLL_MS);
-#endif
-        } else if (s->slcan) {
-            st_slcan_server_pollfd(s->slcan, &p[1]);
-            t = st_slcan_server_timeout_ms(s->slcan);
-        } else {
-            st_pty_server_pollfd(s->pty, &p[1]);
-            t = st_pty_server_timeout_ms(s->pty);
+            st_usbip_server_pollfd(s->usbip, &p[np++]);
+            t = min_timeout(t, st_usbip_server_timeout_ms(s->usbip));
+        }
+        if (s->slcan) {
+            st_slcan_server_pollfd(s->slcan, &p[np++]);
+            t = min_timeout(t, st_slcan_server_timeout_ms(s->slcan));
+        }
+        if (s->pty) {
+            st_pty_server_pollfd(s->pty, &p[np++]);
+            t = min_timeout(t, st_pty_server_timeout_ms(s->pty));
         }
         if (s->o.duration_s > 0) {
             int left = st_deadline_remaining_ms(end);
@@ -716,7 +993,7 @@ static int run(sim *s, int sfd)
                 return 0;
             t = min_timeout(t, left);
         }
-        if (poll(p, 2, t) < 0 && errno != EINTR) {
+        if (poll(p, (nfds_t)np, t) < 0 && errno != EINTR) {
             perror("station-sim: poll");
             return 1;
         }
@@ -728,24 +1005,39 @@ static int run(sim *s, int sfd)
         }
         st_err e = {0};
         int rc;
+#ifdef STATION_SIM_HAVE_VUNIT
+        for (size_t i = 0; i < s->nunits; i++) {
+            unit_rt *u = &s->units[i];
+            if (st_usbip_server_plugged(u->usbip)) { /* a CAN unit often has no USB face */
+                e = (st_err){0};
+                rc = st_usbip_server_step(u->usbip, &e);
+                if (rc == 1)
+                    ST_LOGI(&s->log, "sim", "unit %zu: usb device unplugged", i + 1);
+                if (rc < 0) /* unplugged; a reboot replugs */
+                    fprintf(stderr, "station-sim: unit %zu: %s\n", i + 1, e.msg);
+            }
+            unit_gpio_poll(u);
+        }
+#endif
         if (s->usbip) {
+            e = (st_err){0};
             rc = st_usbip_server_step(s->usbip, &e);
             if (rc == 1)
                 ST_LOGI(&s->log, "sim", "usb device unplugged");
             if (rc < 0)
                 fprintf(stderr, "station-sim: %s\n", e.msg); /* unplugged; a reboot replugs */
-#ifdef STATION_SIM_HAVE_VUNIT
-            if (s->unit && s->o.gpio_dir)
-                gpio_poll(s);
-#endif
             if (s->o.once && s->left)
                 return 0;
-        } else if (s->slcan) {
+        }
+        if (s->slcan) {
+            e = (st_err){0};
             if ((rc = st_slcan_server_step(s->slcan, &e)) < 0) {
                 fprintf(stderr, "station-sim: %s\n", e.msg);
                 return 1;
             }
-        } else {
+        }
+        if (s->pty) {
+            e = (st_err){0};
             if ((rc = st_pty_server_step(s->pty, &e)) < 0) {
                 fprintf(stderr, "station-sim: %s\n", e.msg);
                 return 1;
@@ -756,12 +1048,10 @@ static int run(sim *s, int sfd)
 
 static void teardown(sim *s)
 {
-    st_flash *f = s->flash;
 #ifdef STATION_SIM_HAVE_VUNIT
-    if (s->unit)
-        f = st_vunit_flash(s->unit);
+    units_free(s); /* before the bus: units detach their CAN faces from it */
 #endif
-    dump_flash(s, f);
+    dump_flash(s, s->o.dump, s->flash);
     st_usbip_server_free(s->usbip);
     st_slcan_server_free(s->slcan);
     st_pty_server_free(s->pty);
@@ -780,10 +1070,6 @@ static void teardown(sim *s)
 #endif
 #ifdef STATION_SIM_HAVE_VUNIT
     st_klipper_app_free(s->app);
-    st_vunit_free(s->unit);
-    for (int i = 0; i < 2; i++)
-        if (s->gpio_fd[i] > 0)
-            close(s->gpio_fd[i]);
 #endif
 #ifdef STATION_SIM_HAVE_DFU
     st_dfu_model_free(s->dfu);
