@@ -8,6 +8,19 @@ cd "$here"
 
 bash scripts/setup.sh
 
+# The kernel-driver rig (hil-tests/rig/setup.sh: qemu, the guest kernel, gpio-sim.ko) needs
+# root and an x86_64 host. If it cannot be set up, its tests skip with the reason
+# (hil-tests/rig/can-run.sh) and everything else still runs.
+if [ "$(uname -m)" != x86_64 ]; then
+  echo "test: $(uname -m) host: the kernel-driver rig tests will skip"
+elif [ "$(id -u)" = 0 ]; then
+  sh hil-tests/rig/setup.sh || echo "test: rig setup failed: the rig tests will skip"
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  sudo sh hil-tests/rig/setup.sh || echo "test: rig setup failed: the rig tests will skip"
+else
+  echo "test: not root: rig setup skipped (its tests skip unless it was done before)"
+fi
+
 jobs=$(nproc 2>/dev/null || echo 2)
 run() {
   local dir=$1; shift
@@ -22,7 +35,10 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
 echo "== tests (-Werror build)"
-ctest --test-dir build-test --output-on-failure -j"$jobs" "$@" || status=1
+ctest --test-dir build-test --output-on-failure -j"$jobs" -LE rig "$@" || status=1
+# Rig tests boot one VM each (1 vCPU, TCG): two at a time whatever the core count.
+echo "== kernel-driver rig tests (-Werror build)"
+ctest --test-dir build-test --output-on-failure -j2 -L rig "$@" || status=1
 echo "== tests (ASan+UBSan build)"
 ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE rig "$@" || status=1
 exit $status
