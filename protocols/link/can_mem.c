@@ -205,6 +205,8 @@ void st_vcan_get_stats(st_vcan_bus *b, st_vcan_stats *out)
     pthread_mutex_unlock(&b->mu);
 }
 
+#define MEM_TXQ 10u /* frames a link may have queued for the wire (Linux CAN txqueuelen) */
+
 static uint64_t frame_time_us(const st_vcan_bus *b, uint8_t len)
 {
     if (b->timing != ST_TIMING_DATASHEET || b->bitrate == 0)
@@ -382,7 +384,7 @@ static int mem_send(st_can_link *base, const st_can_frame *f, unsigned timeout_m
     }
     bus_pump(b);
     uint64_t now = st_now_us();
-    /* A one-frame transmit queue: the sender waits until its frame starts on the wire. */
+    /* A bus that will not take the frame before the deadline refuses it. */
     if (b->free_at_us > now && b->free_at_us - now > (uint64_t)timeout_ms * 1000u) {
         pthread_mutex_unlock(&b->mu);
         return st_err_set(err, ST_ERR_TIMEOUT, "CAN bus busy: frame 0x%03x not sent within %u ms",
@@ -395,9 +397,13 @@ static int mem_send(st_can_link *base, const st_can_frame *f, unsigned timeout_m
     }
     bus_pump(b);
     pthread_cond_broadcast(&b->cv);
+    /* Like a SocketCAN netdev's transmit queue (txqueuelen 10 on Linux CAN devices) the
+     * send returns while the frame waits behind at most MEM_TXQ - 1 others; only a sender
+     * further back waits, as write() on a full queue would. */
+    uint64_t slack = (MEM_TXQ - 1u) * frame_time_us(b, 8);
     pthread_mutex_unlock(&b->mu);
-    if (start > now)
-        st_sleep_until((st_deadline){ start });
+    if (start > now + slack)
+        st_sleep_until((st_deadline){ start - slack });
     return 0;
 }
 
