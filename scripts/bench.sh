@@ -56,7 +56,7 @@ run() {
 }
 
 if [ -n "$check" ]; then
-  # bench_dfuse has no --check mode; its smoke test is protocols/dfuse/test_dfuse.
+  run dfuse protocols/dfuse/bench_dfuse --check
   run katapult_can hil-tests/bench/bench_katapult_can --check
   run station hil-tests/bench/bench_station --check
 else

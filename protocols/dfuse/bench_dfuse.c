@@ -1,7 +1,8 @@
 /* Benchmark of the DfuSe engine against the G431 ROM DFU model with the `datasheet` timing
  * profile, through the in-memory USB bus: wall time of flash+verify versus the model's
  * device limit (erase + program + USB full-speed wire time), for a fresh unit and for one
- * that already holds the image (skip-identical). Not a ctest test: run `bench_dfuse`. */
+ * that already holds the image (skip-identical). Not a ctest test: run `bench_dfuse`;
+ * `bench_dfuse --check` is (label bench-smoke): it checks results, not speed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,14 @@ static int bench(const st_image *img, const run *rn, double *ratio)
     st_dfu_model_counts c;
     st_dfu_model_get_counts(m, &c);
     *ratio = (double)wall / (double)lim.total_us;
+    uint8_t want[ST_SHA256_LEN];
+    st_sha256(img->data, img->size, want);
+    if (memcmp(want, res.readback_sha256, sizeof want) != 0 ||
+        res.pages_written + res.pages_skipped == 0 || (rn->preload && res.pages_written != 0)) {
+        fprintf(stderr, "bench_dfuse: %s: read-back digest or page counts are wrong\n", rn->label);
+        rc = -1;
+        goto out;
+    }
     printf("%-34s engine %8.1f ms  device limit %8.1f ms  ratio %.3f\n", rn->label,
            wall / 1000.0, lim.total_us / 1000.0, *ratio);
     printf("%-34s   pages erased %u written %u skipped %u; limit = erase %.1f + program %.1f"
@@ -79,10 +88,28 @@ out:
     return rc;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     st_image *img = NULL;
     st_err err = {0};
+    /* --check: one small fresh run and one skip-identical run, checking the results (the
+     * read-back digest, page counts), never the timing: the ctest smoke test. */
+    bool check = argc > 1 && strcmp(argv[1], "--check") == 0;
+    if (check) {
+        size_t n = 9 * 1024;
+        uint8_t *data = malloc(n);
+        for (size_t i = 0; i < n; i++)
+            data[i] = (uint8_t)(i * 13 + (i >> 9));
+        int bad = st_image_from_memory("check", data, n, 0x08000000, &img, &err) < 0;
+        free(data);
+        double ratio;
+        const run small[] = { { "check: fresh unit", false, false, false, 2048 },
+                              { "check: holds image", true, false, true, 1024 } };
+        for (size_t i = 0; !bad && i < 2; i++)
+            bad = bench(img, &small[i], &ratio) < 0;
+        st_image_free(img);
+        return bad ? 1 : 0;
+    }
     if (access(IMAGE, R_OK) == 0) {
         if (st_image_load(IMAGE, 0x08000000, &img, &err) < 0) {
             fprintf(stderr, "bench_dfuse: %s\n", err.msg);
