@@ -18,15 +18,17 @@
 #include "station/core/err.h"
 #include "station/core/mcu.h"
 
-/* Where the unit's USB face appears. attach/detach are called with no vunit lock held. */
+/* Where the unit's USB face appears. attach/detach are called with the vunit's lock held
+ * (a reboot swaps faces atomically): they must not call back into this vunit. They may be
+ * called from inside a model's own request (a DFU leave, a 1200-baud touch). */
 typedef struct st_vunit_usb_port {
     int (*attach)(void *ctx, st_usb_model *m, st_err *err);
     void (*detach)(void *ctx);
     void *ctx;
 } st_vunit_usb_port;
 
-/* Where the unit's CAN face appears (CAN units only). Called with the vunit lock held, and
- * possibly from inside the bus's own node callbacks (st_vcan_attach/detach allow that). */
+/* Where the unit's CAN face appears (CAN units only). Same rules as the USB port; also
+ * called from inside the bus's own node callbacks (st_vcan_attach/detach allow that). */
 typedef struct st_vunit_can_port {
     int (*attach)(void *ctx, st_can_node *n, st_err *err);
     void (*detach)(void *ctx, st_can_node *n);
