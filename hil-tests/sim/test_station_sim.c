@@ -112,6 +112,9 @@ static void test_usage_errors(void **state)
         {"station-sim", "bogus", NULL},
         {"station-sim", "pty", "--model", "nonesuch"},
         {"station-sim", "slcan", "--uuid", "xyz"},
+        {"station-sim", "units", "--transport", "serial"},
+        {"station-sim", "units", "--model", "dfu"},
+        {"station-sim", "pty", "--unit", "--unit"}, /* several units: the unit model only */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *args[6] = {0};
