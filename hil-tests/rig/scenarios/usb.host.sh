@@ -34,6 +34,21 @@ for r in "$RIG_OUT"/parallel/*.yaml; do
   ids="$ids $(grep -m1 '^  id:' "$r" | tr -d "' " )"
 done
 [ $n = 2 ] || { echo "FAIL parallel: $n reports, expected 2"; fail=1; }
+# At once, not one after the other: both slots entered the ROM together, and each slot's
+# work (enter-bootloader .. wait-for-app) overlaps the other's.
+ms() { date -u -d "$1" +%s%3N; }
+step_start() { # step_start FILE STEP
+  sed -n "/^- name: $2\$/,/^- name:/p" "$1" | sed -n 's/^  started: //p' | head -1
+}
+set -- "$RIG_OUT"/parallel/*.yaml
+if [ $# = 2 ]; then
+  a0=$(ms "$(step_start "$1" enter-bootloader)") a1=$(ms "$(step_start "$1" wait-for-app)")
+  b0=$(ms "$(step_start "$2" enter-bootloader)") b1=$(ms "$(step_start "$2" wait-for-app)")
+  d=$(( a0 > b0 ? a0 - b0 : b0 - a0 ))
+  echo "parallel: slot windows $a0..$a1 and $b0..$b1 ms, starts $d ms apart"
+  [ "$d" -lt 1000 ] && [ "$a0" -lt "$b1" ] && [ "$b0" -lt "$a1" ] ||
+    { echo "FAIL parallel: the two slots did not run at the same time"; fail=1; }
+fi
 # One run: both reports carry the same run id.
 [ "$(echo $ids | tr ' ' '\n' | sort -u | wc -l)" = 1 ] || { echo "FAIL parallel: run ids differ:$ids"; fail=1; }
 [ "$fail" = 0 ] && echo "host checks: PASS" || echo "host checks: FAIL"
