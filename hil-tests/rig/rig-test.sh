@@ -18,7 +18,7 @@ t0=$(date +%s)
 "$HERE/run-in-vm.sh" sh "$1"; rc=$?
 echo "rig: $name: VM run $(( $(date +%s) - t0 )) s, status $rc"
 host=${1%.sh}.host.sh
-if [ -e "$host" ] && [ $rc -ne 125 ]; then
+if [ -e "$host" ] && [ $rc -ne 125 ] && [ $rc -ne 77 ]; then
   sh "$host" || rc=1
 fi
 exit $rc
