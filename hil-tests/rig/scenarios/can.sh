@@ -29,6 +29,11 @@ start() {
     $(unit_args 3) --transport can --uuid 11aa22bb33c3 --serial 0A1B2C3D4E03 --flash synthetic:3 ||
     return 1
   rig_wait_for 10 ip link show can0 || return 1
+  # Three Katapult sessions at once through the default 10-frame queue: under CI load one
+  # station thread was seen starved of queue space (ENOBUFS) for 4.8 s and its unit went
+  # to the ROM DFU recovery. A deep queue, as can-utils advises for busy adapters, keeps
+  # the scenario about the drivers; the bitrate is still left to the station.
+  ip link set can0 txqueuelen 1000 || return 1
   ip -details link show can0
   ! ip link show can0 | grep -q ',UP' || { echo "can0 is already up"; return 1; }
 }
@@ -64,7 +69,7 @@ recovery() {
   sim_start recovery units --ifname can0 \
     $(unit_args 1) --transport can --uuid 11aa22bb33c1 --serial 0A1B2C3D4E01 --flash synthetic:5 \
     --fault katapult-power-loss:40 || return 1
-  rig_wait_for 10 ip link show can0 || return 1
+  rig_wait_for 10 ip link show can0 && ip link set can0 txqueuelen 1000 || return 1
   station run "$STATION_SOURCE_DIR/jobs/cartographer-v4-can-reflash.yaml" -f "$FIXTURE" --slot 1 \
     -r "$RIG_OUT/recovery" -o rig || return 1
   grep 'unit 1 usb' "$RIG_OUT/recovery.out"
