@@ -41,6 +41,7 @@
 #define EXIT_USAGE 2
 #define GPIO_POLL_MS 5
 #define MAX_UNITS 8
+#define PLUG_RETRY_MS 5000
 #define MAX_FAULTS 16
 
 static const char usage[] =
@@ -135,6 +136,8 @@ typedef struct unit_rt {
     st_usb_model *want_model;
     bool want_plugged;
     unsigned gen, plugged_gen;
+    st_deadline plug_retry_end; /* replug refused (port still busy): retry until then */
+    bool plug_retrying;
     int gpio_fd[2];
     int gpio_val[2];
 #ifdef STATION_SIM_HAVE_VUNIT
@@ -578,9 +581,21 @@ static int unit_reconcile(unit_rt *u)
     st_usbip_opts uo = {.use_port = u->o->port >= 0, .port = u->o->port};
     st_err e = {0};
     if (st_usbip_server_plug(u->usbip, m, &uo, &e) < 0) {
-        fprintf(stderr, "station-sim: unit %zu: %s\n", u->idx + 1, e.msg);
-        return -1;
+        /* vhci-hcd frees a port asynchronously after a detach: a unit that comes straight
+         * back (the 1200-baud touch, a DFU leave) can find it still busy under load (seen
+         * in the rig: EBUSY from attach). Retry from the main loop for a while. */
+        if (!u->plug_retrying) {
+            u->plug_retrying = true;
+            u->plug_retry_end = st_deadline_in_ms(PLUG_RETRY_MS);
+            ST_LOGI(&u->s->log, "sim", "unit %zu: replug refused (%s), retrying", u->idx + 1,
+                    e.msg);
+        } else if (st_deadline_remaining_ms(u->plug_retry_end) == 0) {
+            fprintf(stderr, "station-sim: unit %zu: %s\n", u->idx + 1, e.msg);
+            return -1;
+        }
+        return 0;
     }
+    u->plug_retrying = false;
     u->plugged_gen = gen;
     st_usb_dev_info info = {0};
     st_usb_model_describe(m, &info);
