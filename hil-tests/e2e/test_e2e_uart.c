@@ -1,0 +1,146 @@
+/* End to end: Katapult over a UART tty. A pty stands in for the jig's serial line; behind it
+ * the unit runs the Klipper application until the serial request string arrives, then
+ * Katapult (as Klipper's serial bootloader request does). The station binary drives it
+ * through its real termios backend: `katapult.transport: uart`. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "protocols/katapult/katapult_model.h"
+#include "protocols/link/pty_server.h"
+#include "protocols/sim/klipper_app.h"
+#include "protocols/sim/synth.h"
+#include "reports/report.h"
+#include "station/core/digest.h"
+
+#define STATION STATION_BINARY_DIR "/station/station"
+
+typedef struct unit {
+    st_pty_server *pty;
+    st_katapult_model *kat;
+    volatile int stop;
+    volatile int requested; /* 1: the app saw the request string, 2: Katapult answers */
+} unit;
+
+static void on_request(void *ctx)
+{
+    unit *u = ctx;
+    u->requested = 1; /* the swap happens between server steps, not inside the model */
+}
+
+static void *serve(void *arg)
+{
+    unit *u = arg;
+    while (!u->stop) {
+        st_pty_server_run(u->pty, 10, NULL);
+        if (u->requested == 1) {
+            st_pty_server_set_model(u->pty, st_katapult_model_stream(u->kat));
+            u->requested = 2;
+        }
+    }
+    return NULL;
+}
+
+static void test_uart_reflash(void **state)
+{
+    char dir[] = "/tmp/st-uart-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const st_mcu *mcu = st_mcu_find("stm32g431xx");
+    /* The unit holds an older release (synthetic seed 3) and gets seed 21's application. */
+    uint8_t *old = NULL, *img = NULL;
+    st_err e;
+    assert_int_equal(st_synth_combined_seeded(mcu, ST_SYNTH_DEFAULT_SIZE, 3, &old, &e), 0);
+    assert_int_equal(st_synth_combined_seeded(mcu, ST_SYNTH_DEFAULT_SIZE, 21, &img, &e), 0);
+    size_t off = mcu->katapult_app_offset, n = ST_SYNTH_DEFAULT_SIZE - off;
+    char app[128], job[256], fx[256], cmd[1024];
+    snprintf(app, sizeof app, "%s/app.bin", dir);
+    FILE *f = fopen(app, "wb");
+    fwrite(img + off, 1, n, f);
+    fclose(f);
+    uint8_t md[32];
+    char sha[65];
+    st_sha256(img + off, n, md);
+    st_hex(md, 32, false, sha);
+
+    st_flash *flash = st_flash_new(mcu, ST_TIMING_NONE);
+    st_flash_preload(flash, mcu->flash_start, old, ST_SYNTH_DEFAULT_SIZE);
+    unit u = { 0 };
+    u.kat = st_katapult_model_new(flash, NULL);
+    st_klipper_app *appm = st_klipper_app_new(on_request, &u);
+    assert_int_equal(st_pty_server_new(st_klipper_app_stream(appm), NULL, &u.pty, &e), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, serve, &u);
+
+    snprintf(fx, sizeof fx, "%s/fixture.yaml", dir);
+    f = fopen(fx, "w");
+    fprintf(f, "name: uart\ngpio: { backend: virtual }\nslots:\n  - id: 1\n"
+               "    lines: { boot0: B, reset: R }\n"
+               "    serial: { device: %s, baud: 250000 }\n", st_pty_server_path(u.pty));
+    fclose(f);
+    snprintf(job, sizeof job, "%s/job.yaml", dir);
+    f = fopen(job, "w");
+    fprintf(f, "name: uart-reflash\ntarget: stm32g431xx\n"
+               "images:\n  application: { path: app.bin, load_addr: 0x08002000, sha256: %s }\n"
+               "katapult: { transport: uart, baud: 250000, timeout_ms: 300 }\n"
+               "steps: [enter-katapult, read-app, katapult-flash, katapult-verify, katapult-complete]\n",
+            sha);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, STATION " --plain run %s -f %s --reports %s/reports > %s/out.txt 2>&1",
+             job, fx, dir, dir);
+    int st = system(cmd);
+    u.stop = 1;
+    pthread_join(th, NULL);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        snprintf(cmd, sizeof cmd, "cat %s/out.txt", dir);
+        if (system(cmd) != 0)
+            fail_msg("station failed, and its output is gone");
+        fail_msg("station exit %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    }
+    assert_int_equal(u.requested, 2);
+
+    snprintf(cmd, sizeof cmd, "ls %s/reports/*.yaml > %s/list.txt", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(job, sizeof job, "%s/list.txt", dir);
+    f = fopen(job, "r");
+    char path[512] = "";
+    assert_non_null(fgets(path, sizeof path, f));
+    fclose(f);
+    path[strcspn(path, "\n")] = '\0';
+    st_rnode *doc = NULL;
+    assert_int_equal(st_report_load(path, &doc, &e), 0);
+    assert_int_equal(st_report_validate(doc, &e), 0);
+    assert_string_equal(st_rget_str(doc, "verdict"), "pass");
+    assert_string_equal(st_rget_str(doc, "steps.0.entry_method"), "uart:request-string");
+    assert_string_equal(st_rget_str(doc, "unit.after_sha256"), sha);
+    assert_string_not_equal(st_rget_str(doc, "unit.before_sha256"), sha);
+    assert_string_equal(st_rget_str(doc, "steps.3.sha1"), st_rget_str(doc, "steps.2.sha1"));
+    /* The unit's flash holds the new application. */
+    uint8_t *now = malloc(n);
+    assert_int_equal(st_flash_read(flash, mcu->flash_start + (uint32_t)off, now, n), 0);
+    assert_memory_equal(now, img + off, n);
+    free(now);
+    st_report_free(doc);
+
+    st_pty_server_free(u.pty);
+    st_klipper_app_free(appm);
+    st_katapult_model_free(u.kat);
+    st_flash_free(flash);
+    free(old);
+    free(img);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = { cmocka_unit_test(test_uart_reflash) };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
