@@ -335,6 +335,25 @@ static const st_can_iface_ops sc_iface_ops = {
     .free = sc_free,
 };
 
+/* Several units flashed at once share the interface's transmit queue; with Linux's CAN
+ * default of 10 frames one slot's sends can be starved for seconds (seen in the kernel-driver
+ * rig with three units). Klipper's CAN guide recommends 128. */
+#define CAN_TXQUEUELEN_MIN 128
+static void warn_txqueuelen(const char *ifname, const st_logger *log)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/sys/class/net/%s/tx_queue_len", ifname);
+    FILE *f = fopen(path, "r");
+    unsigned q = 0;
+    if (!f)
+        return;
+    if (fscanf(f, "%u", &q) == 1 && q < CAN_TXQUEUELEN_MIN)
+        ST_LOGW(log, "can",
+                "%s: txqueuelen is %u; for several units at once set `ip link set %s txqueuelen "
+                "%d`", ifname, q, ifname, CAN_TXQUEUELEN_MIN);
+    fclose(f);
+}
+
 int st_can_iface_socketcan_new(const char *ifname, const st_logger *log, st_can_iface **out,
                                st_err *err)
 {
@@ -355,6 +374,7 @@ int st_can_iface_socketcan_new(const char *ifname, const st_logger *log, st_can_
     i->base.log = log;
     memcpy(i->base.name, ifname, strlen(ifname) + 1);
     i->ifindex = (int)idx;
+    warn_txqueuelen(ifname, log);
     *out = &i->base;
     return 0;
 }
