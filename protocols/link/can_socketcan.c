@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <libsocketcan.h>
 #include <linux/can.h>
 #include <linux/can/error.h>
