@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "protocols/katapult/frame.h"
+#include "station/core/digest.h"
 
 #define MAX_IDS 64
 #define ADMIN_QUERY 0x3F0u
@@ -52,17 +53,6 @@ static stream *stream_of(session *ss, uint32_t id)
     return st;
 }
 
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* "(1700000000.123456) can0 123#0188..." -> id, data. */
 static bool parse_line(const char *line, uint32_t *id, uint8_t *data, size_t *len)
 {
@@ -78,10 +68,10 @@ static bool parse_line(const char *line, uint32_t *id, uint8_t *data, size_t *le
         return false;
     *id = (uint32_t)v;
     *len = 0;
-    for (p = end + 1; hexv(p[0]) >= 0 && hexv(p[1]) >= 0; p += 2) {
+    for (p = end + 1; st_hexval(p[0]) >= 0 && st_hexval(p[1]) >= 0; p += 2) {
         if (*len == 64)
             return false;
-        data[(*len)++] = (uint8_t)(hexv(p[0]) << 4 | hexv(p[1]));
+        data[(*len)++] = (uint8_t)(st_hexval(p[0]) << 4 | st_hexval(p[1]));
     }
     return *p == 0 || *p == '\n' || *p == '\r';
 }

@@ -22,6 +22,7 @@
 #include "protocols/link/slcan_server.h"
 #include "protocols/link/usbip_server.h"
 #include "station/core/clock.h"
+#include "station/core/digest.h"
 #include "station/core/mcu.h"
 #ifdef STATION_SIM_HAVE_DFU
 #include "protocols/dfuse/dfu_model.h"
@@ -205,28 +206,9 @@ static void die_usage(const char *fmt, ...)
     exit(EXIT_USAGE);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool parse_uuid(const char *s, uint8_t out[6])
 {
-    if (strlen(s) != 12)
-        return false;
-    for (int i = 0; i < 6; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
+    return st_unhex(s, out, 6);
 }
 
 static long parse_long(const char *opt, const char *s, long lo, long hi)

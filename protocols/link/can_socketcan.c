@@ -36,40 +36,38 @@ typedef struct sc_link {
     int fd;
 } sc_link;
 
-static int ifname_flags(const char *name, short *flags)
+/* One interface ioctl (SIOCGIFFLAGS, SIOCGIFHWADDR) on a throwaway socket; ifr is filled. */
+static int ifname_ioctl(const char *name, unsigned long req, struct ifreq *ifr)
 {
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     if (fd < 0)
         fd = socket(AF_UNIX, SOCK_DGRAM, 0);
     if (fd < 0)
         return -errno;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    st_strlcpy(ifr.ifr_name, name, IFNAMSIZ);
-    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    memset(ifr, 0, sizeof *ifr);
+    st_strlcpy(ifr->ifr_name, name, IFNAMSIZ);
+    int rc = ioctl(fd, req, ifr);
     int e = errno;
-    if (rc == 0)
-        *flags = ifr.ifr_flags;
     close(fd);
     return rc == 0 ? 0 : -e;
 }
 
+static int ifname_flags(const char *name, short *flags)
+{
+    struct ifreq ifr;
+    int rc = ifname_ioctl(name, SIOCGIFFLAGS, &ifr);
+    if (rc == 0)
+        *flags = ifr.ifr_flags;
+    return rc;
+}
+
 static int ifname_hwtype(const char *name, int *type)
 {
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fd < 0)
-        fd = socket(AF_UNIX, SOCK_DGRAM, 0);
-    if (fd < 0)
-        return -errno;
     struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    st_strlcpy(ifr.ifr_name, name, IFNAMSIZ);
-    int rc = ioctl(fd, SIOCGIFHWADDR, &ifr);
-    int e = errno;
+    int rc = ifname_ioctl(name, SIOCGIFHWADDR, &ifr);
     if (rc == 0)
         *type = ifr.ifr_hwaddr.sa_family;
-    close(fd);
-    return rc == 0 ? 0 : -e;
+    return rc;
 }
 
 /* libsocketcan talks netlink and does not reliably leave errno set; without root the

@@ -73,7 +73,7 @@ void st_hex(const uint8_t *bytes, size_t len, bool upper, char *out)
     out[2 * len] = '\0';
 }
 
-static int hexval(char c)
+int st_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -89,7 +89,7 @@ bool st_unhex(const char *hex, uint8_t *out, size_t len)
     if (strlen(hex) != 2 * len)
         return false;
     for (size_t i = 0; i < len; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = st_hexval(hex[2 * i]), lo = st_hexval(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[i] = (uint8_t)(hi << 4 | lo);

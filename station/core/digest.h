@@ -30,6 +30,8 @@ void st_sha1(const void *data, size_t len, uint8_t out[ST_SHA1_LEN]);
 
 /* Hex-encode len bytes into out (2*len+1 bytes), lower or upper case. */
 void st_hex(const uint8_t *bytes, size_t len, bool upper, char *out);
+/* Value of one hex digit (either case), or -1. */
+int st_hexval(char c);
 /* Parse exactly len bytes of hex (either case) from a NUL-terminated string;
  * returns false on wrong length or a non-hex character. */
 bool st_unhex(const char *hex, uint8_t *out, size_t len);
