@@ -527,24 +527,6 @@ out:
 
 /* ---- dfu list ----------------------------------------------------------------------- */
 
-/* Only devices that declare a DFU interface (class 0xFE, subclass 1) are opened: claiming
- * an interface of anything else (a CDC-ACM unit) would take it from its kernel driver. */
-static bool declares_dfu(st_usb_host *host, const st_usb_dev_info *info)
-{
-    st_usb_dev *dev = NULL;
-    if (st_usb_host_open(host, info, &dev, NULL))
-        return false;
-    uint8_t cfg[1024];
-    int n = dev->ops->config_descriptor(dev, cfg, sizeof cfg, NULL);
-    bool dfu = false;
-    for (int i = 0; n > 0 && i + 1 < n && cfg[i] >= 2; i += cfg[i]) {
-        if (cfg[i + 1] == 4 && cfg[i] >= 9 && i + 7 < n && cfg[i + 5] == 0xFE && cfg[i + 6] == 0x01)
-            dfu = true;
-    }
-    st_usb_dev_close(dev);
-    return dfu;
-}
-
 static int cmd_dfu_list(const opts *o)
 {
     st_err e;
@@ -562,7 +544,10 @@ static int cmd_dfu_list(const opts *o)
     }
     size_t found = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!declares_dfu(host, &list[i]))
+        /* Only devices that declare a DFU interface are opened: claiming an interface of
+         * anything else (a CDC-ACM unit) would take it from its kernel driver. */
+        bool is_dfu = false;
+        if (st_dfuse_probe(host, &list[i], &is_dfu, NULL) != 0 || !is_dfu)
             continue;
         found++;
         st_dfuse *d = NULL;

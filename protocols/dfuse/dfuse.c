@@ -280,6 +280,34 @@ static int parse_config(st_dfuse *d, const uint8_t *c, size_t len, bool *runtime
     return 0;
 }
 
+bool st_dfuse_config_has_dfu(const uint8_t *c, size_t len)
+{
+    for (size_t off = 0; off + 2 <= len;) {
+        uint8_t l = c[off];
+        if (l < 2 || off + l > len)
+            return false;
+        if (c[off + 1] == 4 && l >= 9 && c[off + 5] == 0xFE && c[off + 6] == 0x01)
+            return true;
+        off += l;
+    }
+    return false;
+}
+
+int st_dfuse_probe(st_usb_host *host, const st_usb_dev_info *devinfo, bool *is_dfu, st_err *err)
+{
+    *is_dfu = false;
+    st_usb_dev *dev = NULL;
+    int rc = st_usb_host_open(host, devinfo, &dev, err);
+    if (rc < 0)
+        return rc;
+    uint8_t cfg[1024];
+    rc = dev->ops->config_descriptor(dev, cfg, sizeof cfg, err);
+    if (rc >= 0)
+        *is_dfu = st_dfuse_config_has_dfu(cfg, (size_t)rc);
+    st_usb_dev_close(dev);
+    return rc < 0 ? rc : 0;
+}
+
 int st_dfuse_open(st_usb_host *host, const st_usb_dev_info *devinfo, const st_logger *log,
                   st_dfuse **out, st_err *err)
 {

@@ -65,6 +65,13 @@ typedef struct st_dfuse_result {
     uint64_t erase_us, write_us, verify_us, read_us;
 } st_dfuse_result;
 
+/* True when a raw configuration descriptor declares a DFU interface (class 0xFE, subclass
+ * 1). A malformed descriptor declares nothing. */
+bool st_dfuse_config_has_dfu(const uint8_t *cfg, size_t len);
+/* Read dev's configuration descriptor and tell whether it declares a DFU interface, without
+ * claiming anything: listing must not take a CDC-ACM unit from its kernel driver. */
+int st_dfuse_probe(st_usb_host *host, const st_usb_dev_info *dev, bool *is_dfu, st_err *err);
+
 /* Open the DFU interface of dev: claim it, select alt 0 (internal flash), read the
  * functional descriptor and every alt's layout, then bring the device to dfuIDLE
  * (dfuERROR -> CLRSTATUS, dfuDNLOAD-IDLE/dfuUPLOAD-IDLE -> ABORT). A device in run-time

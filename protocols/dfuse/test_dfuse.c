@@ -149,6 +149,26 @@ static void test_descriptors(void **state)
     rig_free(r);
 }
 
+/* Listing probes descriptors without claiming: DFU declared or not, malformed = not. */
+static void test_probe(void **state)
+{
+    (void)state;
+    rig *r = rig_new(0, false, ST_TIMING_NONE);
+    bool is_dfu = false;
+    assert_int_equal(st_dfuse_probe(r->host, &r->info, &is_dfu, NULL), 0);
+    assert_true(is_dfu);
+    rig_free(r);
+    /* a CDC-ACM function: communication + data interfaces, no DFU */
+    const uint8_t cdc[] = { 9, 2, 27, 0, 2, 1, 0, 0x80, 50, 9, 4, 0, 0, 1, 0x02, 0x02, 0x01, 0,
+                            9, 4, 1, 0, 2, 0x0A, 0x00, 0x00, 0 };
+    assert_false(st_dfuse_config_has_dfu(cdc, sizeof cdc));
+    const uint8_t dfu[] = { 9, 2, 18, 0, 1, 1, 0, 0x80, 50, 9, 4, 0, 0, 0, 0xFE, 0x01, 0x02, 4 };
+    assert_true(st_dfuse_config_has_dfu(dfu, sizeof dfu));
+    assert_false(st_dfuse_config_has_dfu(dfu, sizeof dfu - 1)); /* truncated interface */
+    const uint8_t zero[] = { 0, 2, 9, 4 };                        /* zero length: no loop */
+    assert_false(st_dfuse_config_has_dfu(zero, sizeof zero));
+}
+
 static void test_start_states(void **state)
 {
     (void)state;
@@ -874,6 +894,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_descriptors),
+        cmocka_unit_test(test_probe),
         cmocka_unit_test(test_start_states),
         cmocka_unit_test(test_flash_verify_2048),
         cmocka_unit_test(test_flash_verify_1024),
