@@ -319,7 +319,7 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
             st_rmap_str(sk, "note", "not needed: the ROM recovery rung flashed the unit");
     }
     if (verdict != ST_VERDICT_PASS)
-        kat_step_complete(&r, NULL, NULL); /* Katapult: always COMPLETE, as flashtool does */
+        kat_abandon(&r);
     kat_close(&r);
     dfu_close(&r);
     if (env->slot)

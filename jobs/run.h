@@ -58,5 +58,7 @@ int kat_step_complete(run *r, const st_job_step *s, st_err *err);
 /* wait-for-app with can: true: the unit's UUID answers QUERY as the Klipper application. */
 int kat_wait_app_can(run *r, unsigned timeout_ms, st_err *err);
 void kat_close(run *r);
+/* After a failure: COMPLETE if a session is open (flashtool always sends it), then close. */
+void kat_abandon(run *r);
 
 #endif

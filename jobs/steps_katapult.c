@@ -331,21 +331,26 @@ int kat_step_verify(run *r, const st_job_step *s, st_err *err)
 
 int kat_step_complete(run *r, const st_job_step *s, st_err *err)
 {
-    if (!r->kat) {
-        if (!s)
-            return 0; /* the failure path: nothing open */
+    if (!r->kat)
         return st_err_set(err, ST_ERR_INVAL, "no Katapult session (enter-katapult must come first)");
-    }
-    st_err e;
-    int rc = st_katapult_complete(r->kat, s ? err : &e);
-    if (s && rc == ST_ERR_TIMEOUT) {
+    int rc = st_katapult_complete(r->kat, err);
+    if (rc == ST_ERR_TIMEOUT) {
         /* Katapult resets into the application ~100 ms after COMPLETE whether or not its
          * answer arrives; wait-for-app is the real check. */
         st_rmap_str(r->cur, "note", "COMPLETE was not acknowledged; the unit may have started");
         rc = 0;
     }
     kat_close(r);
-    return s ? rc : 0;
+    return rc;
+}
+
+void kat_abandon(run *r)
+{
+    if (r->kat) {
+        st_err e;
+        st_katapult_complete(r->kat, &e); /* best effort: the run has already failed */
+    }
+    kat_close(r);
 }
 
 int kat_wait_app_can(run *r, unsigned timeout_ms, st_err *err)
