@@ -278,13 +278,224 @@ static void test_yamldoc(void **state)
     free(path);
 }
 
+/* Expect msg to be "<path>:<rest>" exactly. */
+static void assert_msg(const st_err *e, const char *path, const char *rest)
+{
+    char want[600];
+    snprintf(want, sizeof want, "%s:%s", path, rest);
+    if (strcmp(e->msg, want) != 0)
+        fail_msg("\n got: %s\nwant: %s", e->msg, want);
+}
+
+static void test_yamldoc_strict_load(void **state)
+{
+    static const st_ydoc_opts fx = { .kind = "fixture", .max_bytes = 64, .empty_hint = "expected x" };
+    st_ydoc *d = NULL;
+    st_err e;
+    assert_int_equal(st_ydoc_load_ex("/nonexistent/f.yaml", &fx, &d, &e), ST_ERR_NOTFOUND);
+    assert_string_equal(e.msg, "/nonexistent/f.yaml: cannot open fixture: No such file or directory");
+    assert_int_equal(st_ydoc_load_ex("/nonexistent/f.yaml", NULL, &d, &e), ST_ERR_NOTFOUND);
+    assert_string_equal(e.msg, "/nonexistent/f.yaml: cannot open: No such file or directory");
+    assert_int_equal(st_ydoc_load_ex("/dev/null", &fx, &d, &e), ST_ERR_INVAL);
+    assert_string_equal(e.msg, "/dev/null: not a fixture file (not a regular file)");
+    static const st_ydoc_opts mib = { .kind = "fixture", .max_bytes = 1024 * 1024 };
+    assert_int_equal(st_ydoc_load_ex("/dev/null", &mib, &d, &e), ST_ERR_INVAL);
+
+    char big[100];
+    memset(big, '#', sizeof big);
+    char *path = write_tmp(big, sizeof big);
+    assert_int_equal(st_ydoc_load_ex(path, &fx, &d, &e), ST_ERR_INVAL);
+    char want[300];
+    snprintf(want, sizeof want, "%s: not a fixture file (larger than 64 bytes)", path);
+    assert_string_equal(e.msg, want);
+    assert_int_equal(st_ydoc_load_ex(path, &mib, &d, &e), ST_ERR_INVAL); /* only a comment */
+    snprintf(want, sizeof want, "%s: the file is empty", path);
+    assert_string_equal(e.msg, want);
+    assert_int_equal(st_ydoc_load_ex(path, &(st_ydoc_opts){ .empty_hint = "expected x" }, &d, &e),
+                     ST_ERR_INVAL);
+    assert_msg(&e, path, "1: empty file: expected x");
+    unlink(path);
+    free(path);
+
+    /* Syntax errors: line only with a kind, line:column without. */
+    const char *broken = "a: 1\nb: { c: 2\n";
+    path = write_tmp(broken, strlen(broken));
+    assert_int_equal(st_ydoc_load_ex(path, &fx, &d, &e), ST_ERR_INVAL);
+    assert_int_equal(strncmp(e.msg + strlen(path), ":3: YAML syntax error: ", 23), 0);
+    assert_int_equal(st_ydoc_load(path, &d, &e), ST_ERR_INVAL);
+    assert_int_equal(strncmp(e.msg + strlen(path), ":3:1: YAML syntax error: ", 25), 0);
+    unlink(path);
+    free(path);
+
+    /* A second document is named at its root node with a kind, at its "---" without. */
+    const char *two = "a: 1\n---\n\nb: 2\n";
+    path = write_tmp(two, strlen(two));
+    assert_int_equal(st_ydoc_load_ex(path, &fx, &d, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "4: a fixture file holds one YAML document; found a second one");
+    assert_int_equal(st_ydoc_load(path, &d, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "2: a second YAML document is not allowed");
+    unlink(path);
+    free(path);
+
+    /* A broken second document is not an ignorable tail. */
+    const char *tail = "a: 1\n---\nb: [\n";
+    path = write_tmp(tail, strlen(tail));
+    assert_int_equal(st_ydoc_load(path, &d, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "YAML syntax error"));
+    assert_null(d);
+    unlink(path);
+    free(path);
+
+    const char *ok = "a: 1\n...\n# end\n";
+    path = write_tmp(ok, strlen(ok));
+    assert_int_equal(st_ydoc_load_ex(path, &fx, &d, &e), 0);
+    assert_string_equal(st_ynode_text(st_ymap_get(d, st_ydoc_root(d), "a")), "1");
+    st_ydoc_free(d);
+    unlink(path);
+    free(path);
+}
+
+static void test_yamldoc_strict_getters(void **state)
+{
+    const char *text = "a: 12\n"                      /* 1 */
+                       "h: 0x1F\n"                    /* 2 */
+                       "big: 99999999999999999999\n"  /* 3 */
+                       "neg: -1\n"                    /* 4 */
+                       "tab: \"\\t5\"\n"              /* 5 */
+                       "s: hello\n"                   /* 6 */
+                       "nul: \"a\\0b\"\n"             /* 7 */
+                       "ctl: \"a\\x01b\"\n"           /* 8 */
+                       "n: ~\n"                       /* 9 */
+                       "q: \"~\"\n"                   /* 10 */
+                       "e: \"\"\n"                    /* 11 */
+                       "m: { x: 1 }\n"                /* 12 */
+                       "l: [1]\n"                     /* 13 */
+                       "y: Yes\n"                     /* 14 */
+                       "long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n" /* 15 */
+                       "t: can\n"                     /* 16 */
+                       "a: 13\n";                     /* 17 */
+    char *path = write_tmp(text, strlen(text));
+    st_ydoc *d = NULL;
+    st_err e;
+    assert_int_equal(st_ydoc_load(path, &d, &e), 0);
+    const st_ynode *r = st_ydoc_root(d);
+#define N(k) st_ymap_get(d, r, k)
+    uint64_t v = 7;
+    uint32_t w = 7;
+    assert_int_equal(st_ynode_u64(d, N("a"), "a", 0, 100, &v, &e), 0);
+    assert_int_equal(v, 12);
+    assert_int_equal(st_ynode_u32(d, N("h"), "h", 0, 100, &w, &e), 0);
+    assert_int_equal(w, 31);
+    assert_int_equal(st_ynode_u64(d, N("a"), "x.a", 0, 5, &v, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "1: x.a: \"12\" is out of range (at most 5)");
+    assert_int_equal(st_ynode_u64(d, N("a"), "a", 13, 50, &v, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "1: a: \"12\" is out of range (at least 13)");
+    assert_int_equal(st_ynode_u64(d, N("big"), "big", 0, UINT64_MAX, &v, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "3: big: \"99999999999999999999\" is out of range (at most "
+                         "18446744073709551615)");
+    assert_int_equal(st_ynode_u64(d, N("neg"), "neg", 0, UINT64_MAX, &v, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "4: neg: expected a non-negative integer, got \"-1\"");
+    assert_int_equal(st_ynode_u64(d, N("tab"), "tab", 0, UINT64_MAX, &v, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "5: tab: expected a non-negative integer, got \"?5\"");
+    assert_int_equal(st_ynode_u64(d, N("m"), "m", 0, 1, &v, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "12: m: expected a non-negative integer, got a mapping");
+    assert_int_equal(st_ynode_u64(d, NULL, "", 0, 1, &v, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "1: expected a non-negative integer, got nothing");
+    assert_int_equal(v, 12); /* unchanged by every failure */
+    uint64_t p = 0;
+    assert_false(st_parse_u64("\t-1", &p));
+    assert_false(st_parse_u64(" 1", &p));
+    assert_false(st_parse_u64("0x", &p));
+    assert_false(st_parse_u64("18446744073709551616", &p));
+    assert_true(st_parse_u64("0XfF", &p));
+    assert_int_equal(p, 255);
+
+    char buf[8] = "keep";
+    assert_int_equal(st_ynode_str(d, N("s"), "s", buf, sizeof buf, &e), 0);
+    assert_string_equal(buf, "hello");
+    assert_int_equal(st_ynode_str(d, N("s"), "s", buf, 5, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "6: s: too long (5 characters, at most 4)");
+    assert_int_equal(st_ynode_str(d, N("nul"), "nul", buf, sizeof buf, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "7: nul: contains a NUL byte");
+    assert_int_equal(st_ynode_str(d, N("ctl"), "ctl", buf, sizeof buf, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "8: ctl: contains control characters");
+    assert_int_equal(st_ynode_str(d, N("n"), "n", buf, sizeof buf, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "9: n: expected a non-empty string, got \"~\"");
+    assert_int_equal(st_ynode_str(d, N("e"), "e", buf, sizeof buf, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "11: e: expected a non-empty string, got \"\"");
+    assert_int_equal(st_ynode_str(d, N("l"), "l", buf, sizeof buf, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "13: l: expected a non-empty string, got a list");
+    assert_int_equal(st_ynode_str(d, N("q"), "q", buf, sizeof buf, &e), 0); /* quoted: a string */
+    assert_string_equal(buf, "~");
+    assert_true(st_ynode_is_null(N("n")));
+    assert_false(st_ynode_is_null(N("q")));
+    assert_false(st_ynode_is_null(N("s")));
+
+    bool b = false;
+    assert_int_equal(st_ynode_bool(d, N("y"), "y", &b, &e), 0);
+    assert_true(b);
+    assert_int_equal(st_ynode_bool(d, N("s"), "s", &b, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "6: s: expected true or false, got \"hello\"");
+    static const char *const tr[] = { "usb", "can", "uart", NULL };
+    int k = -1;
+    assert_int_equal(st_ynode_enum(d, N("t"), "t", tr, &k, &e), 0);
+    assert_int_equal(k, 1);
+    assert_int_equal(st_ynode_enum(d, N("s"), "u.t", tr, &k, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "6: u.t: expected usb or can or uart, got \"hello\"");
+    assert_int_equal(k, 1);
+
+    char g[64];
+    assert_string_equal(st_ynode_shown(N("long"), g, sizeof g),
+                        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\"");
+    assert_string_equal(st_ynode_shown(N("m"), g, sizeof g), "a mapping");
+    assert_string_equal(st_yfield(g, sizeof g, "slots[1]", "id"), "slots[1].id");
+    assert_string_equal(st_yfield(g, sizeof g, "", "id"), "id");
+
+    const st_ynode *out = r;
+    assert_int_equal(st_ymap_node(d, r, "", "zz", false, &out, &e), 0);
+    assert_null(out);
+    assert_int_equal(st_ymap_node(d, N("m"), "m", "zz", true, &out, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "12: m.zz: missing (required)");
+    assert_int_equal(st_ymap_node(d, N("m"), "m", "x", true, &out, &e), 0);
+    assert_string_equal(st_ynode_text(out), "1");
+
+    /* Key checks: top level unnamed, the offending key's own line, duplicates, non-maps. */
+    static const char *const none[] = { "x", NULL };
+    assert_int_equal(st_ymap_check_strict(d, N("m"), "m", none, &e), 0);
+    static const char *const all[] = { "a", "h", "big", "neg", "tab", "s", "nul", "ctl", "n", "q",
+                                       "e", "m", "l", "y", "long", "t", NULL };
+    assert_int_equal(st_ymap_check_strict(d, r, "", all, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "17: duplicate key \"a\" (first at line 1)");
+    assert_int_equal(st_ymap_check_strict(d, r, "", all + 1, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "1: unknown key \"a\" (allowed: h, big, neg, tab, s, nul, ctl, n, q, e, "
+                         "m, l, y, long, t)");
+    assert_int_equal(st_ymap_check_strict(d, N("l"), "l", all, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "13: l: expected a mapping, got a list");
+    assert_int_equal(st_ynode_error(d, N("s"), "", &e, ST_ERR_PROTO, "odd %d", 3), ST_ERR_PROTO);
+    assert_msg(&e, path, "6: odd 3");
+#undef N
+    st_ydoc_free(d);
+    unlink(path);
+    free(path);
+
+    const char *keyed = "? [1, 2]\n: x\n";
+    path = write_tmp(keyed, strlen(keyed));
+    assert_int_equal(st_ydoc_load(path, &d, &e), 0);
+    assert_int_equal(st_ymap_check_strict(d, st_ydoc_root(d), "top", none, &e), ST_ERR_INVAL);
+    assert_msg(&e, path, "1: top: keys must be plain names, got a list");
+    st_ydoc_free(d);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err_prefix_chain), cmocka_unit_test(test_text),
         cmocka_unit_test(test_digest_vectors),   cmocka_unit_test(test_image_bin_validate),
         cmocka_unit_test(test_image_dfuse),      cmocka_unit_test(test_real_firmware),
-        cmocka_unit_test(test_yamldoc),
+        cmocka_unit_test(test_yamldoc),          cmocka_unit_test(test_yamldoc_strict_load),
+        cmocka_unit_test(test_yamldoc_strict_getters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

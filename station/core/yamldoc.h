@@ -63,7 +63,68 @@ int st_ymap_get_map(const st_ydoc *doc, const st_ynode *map, const char *field, 
 int st_ymap_get_seq(const st_ydoc *doc, const st_ynode *map, const char *field, const char *key,
                     bool required, const st_ynode **out, st_err *err);
 
-/* Parse an unsigned integer scalar (decimal or 0x hex); false on garbage or overflow. */
+/* Parse an unsigned integer scalar (decimal or 0x hex); false on garbage (including leading
+ * white space or a sign) or overflow. */
 bool st_parse_u64(const char *s, uint64_t *out);
+
+/* ---- Strict loading and node getters (the fixture file wording) -------------------------
+ * Errors read "<file>:<line>: <field>: <message>", or "<file>:<line>: <message>" when field
+ * is "" (the top level). A missing node (NULL) is reported at line 1 as "got nothing". */
+
+/* How st_ydoc_load_ex names and limits the file. */
+typedef struct st_ydoc_opts {
+    const char *kind;       /* "fixture": "cannot open fixture", "not a fixture file", "a
+                               fixture file holds one YAML document"; also selects line-only
+                               syntax errors ("<file>:<line>: YAML syntax error: ...") */
+    long max_bytes;         /* > 0: refuse non-regular files and larger ones before parsing */
+    const char *empty_hint; /* an empty file is "<file>:1: empty file: <empty_hint>" */
+} st_ydoc_opts;
+
+/* st_ydoc_load with opts (NULL = st_ydoc_load's wording). Free with st_ydoc_free. */
+int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, st_err *err);
+
+/* "steps[2]" + "timeout_ms" -> "steps[2].timeout_ms"; "" + "name" -> "name". Returns buf,
+ * truncated to cap. */
+const char *st_yfield(char *buf, size_t cap, const char *field, const char *key);
+
+/* Error at node at (NULL: line 1) in the wording above. Returns code. */
+int st_ynode_error(const st_ydoc *doc, const st_ynode *at, const char *field, st_err *err,
+                   int code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* What the file had, for "got ..." in these messages: "a mapping", "a list", "nothing", or
+ * the scalar quoted and printable, cut at 47 characters with "...". Returns buf or a
+ * constant; cap >= 56 holds every form. */
+const char *st_ynode_shown(const st_ynode *n, char *buf, size_t cap);
+
+/* A plain empty, "~" or "null" scalar. */
+bool st_ynode_is_null(const st_ynode *n);
+
+/* n must be a map whose keys are distinct scalars from allowed (NULL-terminated). Errors:
+ * "expected a mapping, got ...", "keys must be plain names", "unknown key \"k\" (allowed:
+ * a, b)" and "duplicate key \"k\" (first at line N)", at the offending key's line. */
+int st_ymap_check_strict(const st_ydoc *doc, const st_ynode *n, const char *field,
+                         const char *const *allowed, st_err *err);
+
+/* The value of key in map; absent: "<field>.<key>: missing (required)" at the map's line,
+ * or, with required false, *out = NULL and 0. */
+int st_ymap_node(const st_ydoc *doc, const st_ynode *map, const char *field, const char *key,
+                 bool required, const st_ynode **out, st_err *err);
+
+/* Node getters; field is the node's own path. On error *out is unchanged. */
+/* A non-empty string without control characters or NUL bytes, shorter than cap, copied. */
+int st_ynode_str(const st_ydoc *doc, const st_ynode *n, const char *field, char *out,
+                 size_t cap, st_err *err);
+/* Decimal or 0x-hex in [min, max]: "expected a non-negative integer, got ...", "\"N\" is out
+ * of range (at most max)" / "(at least min)". */
+int st_ynode_u64(const st_ydoc *doc, const st_ynode *n, const char *field, uint64_t min,
+                 uint64_t max, uint64_t *out, st_err *err);
+int st_ynode_u32(const st_ydoc *doc, const st_ynode *n, const char *field, uint32_t min,
+                 uint32_t max, uint32_t *out, st_err *err);
+/* true/false/yes/no/on/off, like st_ymap_get_bool. */
+int st_ynode_bool(const st_ydoc *doc, const st_ynode *n, const char *field, bool *out,
+                  st_err *err);
+/* One of names (NULL-terminated): *out is its index; "expected a or b, got ...". */
+int st_ynode_enum(const st_ydoc *doc, const st_ynode *n, const char *field,
+                  const char *const *names, int *out, st_err *err);
 
 #endif
