@@ -317,3 +317,26 @@ int st_gbl_build(const st_gbl_build_opts *o, uint8_t **out, size_t *out_len, st_
     *out_len = n;
     return 0;
 }
+
+int st_gbl_synthetic(size_t app_size, uint32_t seed, uint32_t version, uint8_t **out,
+                     size_t *out_len, st_err *err)
+{
+    if (app_size < 8 || app_size > 1024u * 1024u)
+        return st_err_set(err, ST_ERR_INVAL, "synthetic GBL: size %zu outside 8..1048576",
+                          app_size);
+    uint8_t *d = malloc(app_size);
+    if (!d)
+        return st_err_set(err, ST_ERR_NOMEM, "gbl: out of memory");
+    uint32_t x = seed ? seed : 1;
+    for (size_t i = 0; i < app_size; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        d[i] = (uint8_t)x;
+    }
+    put32(d, 0x20010000u);  /* initial SP: top of the EFR32BG13's 64 KiB SRAM */
+    put32(d + 4, 0x00000101u); /* reset handler, Thumb bit */
+    st_gbl_build_opts o = {.app_type = 1u << 3, .app_version = version, .prog_addr = 0,
+                           .data = d, .len = app_size};
+    int rc = st_gbl_build(&o, out, out_len, err);
+    free(d);
+    return rc;
+}

@@ -104,6 +104,12 @@ typedef struct st_gbl_build_opts {
 } st_gbl_build_opts;
 int st_gbl_build(const st_gbl_build_opts *o, uint8_t **out, size_t *out_len, st_err *err);
 
+/* A deterministic synthetic NCP firmware image as a GBL (the demo job, tests): app_size
+ * bytes of program data at address 0 (a plausible vector table first, then bytes from
+ * seed), application type Bluetooth, version `version` (st_gbl_stack_version). */
+int st_gbl_synthetic(size_t app_size, uint32_t seed, uint32_t version, uint8_t **out,
+                     size_t *out_len, st_err *err);
+
 /* The module model's convention for a stack version inside an application tag version:
  * major<<24 | minor<<16 | patch<<8 | build (build 0..255). */
 static inline uint32_t st_gbl_stack_version(unsigned major, unsigned minor, unsigned patch,

@@ -234,6 +234,28 @@ static void test_stream_rejects(void **state)
     free(g);
 }
 
+static void test_synthetic(void **state)
+{
+    uint8_t *a, *b;
+    size_t na, nb;
+    st_err err;
+    assert_int_equal(st_gbl_synthetic(5000, 7, st_gbl_stack_version(5, 0, 0, 1), &a, &na, &err),
+                     0);
+    assert_int_equal(st_gbl_synthetic(5000, 7, st_gbl_stack_version(5, 0, 0, 1), &b, &nb, &err),
+                     0);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na); /* deterministic: a job can pin its SHA-256 */
+    st_gbl_info info;
+    assert_int_equal(st_gbl_check(a, na, "synthetic", &info, &err), 0);
+    assert_int_equal(info.app_version, 0x05000001);
+    free(b);
+    assert_int_equal(st_gbl_synthetic(5000, 8, 1, &b, &nb, &err), 0);
+    assert_true(memcmp(a, b, na) != 0);
+    free(a);
+    free(b);
+    assert_int_equal(st_gbl_synthetic(4, 1, 1, &a, &na, &err), ST_ERR_INVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +263,7 @@ int main(void)
         cmocka_unit_test(test_each_check),
         cmocka_unit_test(test_stream_any_cut),
         cmocka_unit_test(test_stream_rejects),
+        cmocka_unit_test(test_synthetic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
