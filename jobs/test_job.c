@@ -10,7 +10,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "jobs/driver.h"
 #include "jobs/job.h"
+#include "station/drivers.h"
 
 static char tmpdir[64];
 
@@ -59,17 +61,19 @@ static void test_good(void **state)
                               "  - wait-for-app: { usb: \"1d50:614e\", timeout_ms: 4000 }\n");
     st_job *job = NULL;
     st_err e;
-    assert_int_equal(st_job_load(p, &job, &e), 0);
+    assert_int_equal(st_job_load(p, st_drivers_registry(), &job, &e), 0);
     assert_string_equal(job->name, "t");
     assert_int_equal(job->nsteps, 5);
-    assert_int_equal(job->steps[0].kind, ST_STEP_ENTER_BOOTLOADER);
+    assert_string_equal(st_job_step_name(&job->steps[0]), "enter-bootloader");
+    assert_string_equal(job->steps[0].driver->name, "dfu");
     assert_int_equal(job->steps[0].retries, 1);
-    assert_int_equal(job->steps[1].kind, ST_STEP_FLASH);
-    assert_true(job->steps[1].skip_identical);
+    assert_string_equal(st_job_step_name(&job->steps[1]), "flash");
+    assert_non_null(job->steps[1].opts); /* skip_identical, the driver's own option */
+    assert_true(*(const bool *)job->steps[1].opts);
     assert_int_equal(job->steps[1].retries, 3);
     assert_int_equal(job->steps[2].image, 0);
-    assert_int_equal(job->steps[4].usb_vid, 0x1d50);
-    assert_int_equal(job->steps[4].usb_pid, 0x614e);
+    assert_string_equal(st_job_step_name(&job->steps[4]), "wait-for-app");
+    assert_string_equal(job->steps[4].driver->name, "app");
     assert_int_equal(job->steps[4].timeout_ms, 4000);
     assert_int_equal(job->images[0].load_addr, 0x08000000u);
     char want[300];
@@ -85,7 +89,7 @@ static void expect_error(const char *text, const char *needle1, const char *need
     st_job *job = NULL;
     st_err e;
     st_err_clear(&e);
-    int rc = st_job_load(p, &job, &e);
+    int rc = st_job_load(p, st_drivers_registry(), &job, &e);
     if (rc == 0)
         fail_msg("accepted: %s", text);
     assert_null(job);
@@ -126,7 +130,7 @@ static void test_images_refused(void **state)
     const char *p = write_job("pin.yaml", GOOD_HEAD "steps: [enter-bootloader]\n");
     st_job *job = NULL;
     st_err e;
-    assert_int_equal(st_job_load(p, &job, &e), 0);
+    assert_int_equal(st_job_load(p, st_drivers_registry(), &job, &e), 0);
     st_image *imgs[ST_JOB_MAX_IMAGES];
     int rc = st_job_load_images(job, imgs, &e);
     assert_int_equal(rc, ST_ERR_INVAL); /* vector table checked before the digest */
@@ -160,7 +164,7 @@ static void test_shipped_jobs(void **state)
         snprintf(p, sizeof p, "%s/jobs/%s", STATION_SOURCE_DIR, jobs[i]);
         st_job *job = NULL;
         st_err e;
-        if (st_job_load(p, &job, &e) != 0)
+        if (st_job_load(p, st_drivers_registry(), &job, &e) != 0)
             fail_msg("%s: %s", jobs[i], e.msg);
         st_job_free(job);
     }
