@@ -104,6 +104,7 @@ static void begin_report(run *r)
     st_rmap_str(jb, "path", r->job->path);
     st_rmap_str(jb, "sha256", r->job->sha256);
     st_rnode *unit = st_rmap_map(d, "unit");
+    st_rmap_str(unit, "identity", "unknown"); /* until a step or a driver names the unit */
     st_rmap_str(unit, "mcu", r->job->mcu->name);
     if (env->fslot && env->fslot->usb_port[0])
         st_rmap_str(unit, "port_path", env->fslot->usb_port);
@@ -240,10 +241,10 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
     return out;
 }
 
-/* The recovery ladder (design.md section 7): a unit that a step left stranded (a Katapult
- * transfer cut off mid-write leaves a vector table over a truncated application, which
- * Katapult would boot) is brought back by the job's rungs, tried in order. Every session
- * is closed first: the rung starts from the unit's pins. Each rung step is recorded like
+/* The recovery ladder (design.md section 7): a unit that a step left stranded (its driver
+ * classified the failure ST_FAIL_LADDER, e.g. a transfer cut off mid-write) is brought back
+ * by the job's rungs, tried in order. Every session is closed first: the rung starts from
+ * the unit's pins. Each rung step is recorded like
  * any other, named "recover:<step>". */
 static outcome run_ladder(run *r, const st_err *why, const char **rung_out, st_err *err)
 {
@@ -269,9 +270,28 @@ static outcome run_ladder(run *r, const st_err *why, const char **rung_out, st_e
     return o == OUT_LADDER ? OUT_FAIL : o;
 }
 
-/* The early identity (SCHEMA.md): a driver that reads the unit's identity from the unit
- * (the ROM's DFU serial) wins; otherwise one that knows it from the start (the CAN UUID of
- * a Katapult-over-CAN unit); otherwise the slot. */
+/* A rung whose steps need the slot's pins cannot reach a unit that no fixture slot holds. */
+static bool ladder_reachable(const run *r)
+{
+    if (r->env->slot)
+        return true;
+    for (size_t k = 0; k < r->job->nrungs; k++) {
+        const st_job_rung *rung = &r->job->rungs[k];
+        for (size_t i = 0; i < rung->nsteps; i++) {
+            const st_job_step *s = &rung->steps[i];
+            st_slot_needs n = { 0, 0 };
+            if (s->def->needs)
+                s->def->needs(r->job, st_job_section(r->job, s->driver), s->opts, &n);
+            if (n.what & ST_NEED_GPIO)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* The early identity (SCHEMA.md): a driver whose steps read the unit's identity from the
+ * unit wins (returns -1: none now); otherwise the first that knows it from the start (a bus
+ * address); otherwise the slot names the report until a step identifies the unit. */
 static bool early_identity(const st_job *job, const st_run_env *env, char *buf, size_t cap)
 {
     bool found = false;
@@ -338,7 +358,7 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
         return rc;
     }
     if (by_identity) {
-        /* A unit known from the start (a CAN UUID): the file already carries its name. */
+        /* A unit known from the start: the file already carries its name. */
         r.identified = true;
         st_rmap_str(st_rmap_map(r.doc, "unit"), "identity", early);
     }
@@ -356,7 +376,7 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
             verdict = ST_VERDICT_FAIL;
         } else if (o == OUT_LADDER) {
             const st_driver *d = s->driver;
-            if (job->nrungs == 0 || !env->slot) {
+            if (job->nrungs == 0 || !ladder_reachable(&r)) {
                 st_err_prefix(&err, "the unit needs %s%s",
                               d->ladder_hint ? d->ladder_hint : "the recovery ladder",
                               env->slot ? ": the job names no recovery image"

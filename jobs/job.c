@@ -329,7 +329,7 @@ static int parse_rung(const st_ydoc *doc, const st_ynode *node, const char *fiel
 }
 
 /* recovery: one rung { image, name?, steps? } or a list of them (the ladder, in order). A
- * rung without steps is the default rung of the driver that offers one (the ROM). */
+ * rung without steps is the default rung of the driver that offers one. */
 static int parse_recovery(const st_ydoc *doc, const st_ynode *root, st_job *job, st_err *err)
 {
     const st_ynode *rec = st_ymap_get(doc, root, "recovery");
@@ -427,7 +427,7 @@ int st_job_add_step(st_job *job, const char *name, int image, const char *opts_y
     return 0;
 }
 
-/* "stm32g431xx, ..." from the MCU table. */
+/* The MCU names of the MCU table, comma-separated. */
 static const char *mcu_list(char *buf, size_t cap)
 {
     size_t n = 0;

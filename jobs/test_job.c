@@ -158,7 +158,8 @@ static void test_images_refused(void **state)
 static void test_shipped_jobs(void **state)
 {
     const char *jobs[] = { "cartographer-v4-usb-dfu.yaml", "cartographer-v4-can-dfu.yaml",
-                           "demo-usb-dfu.yaml" };
+                           "demo-usb-dfu.yaml", "cartographer-v4-can-reflash.yaml",
+                           "returned-units.yaml" };
     for (size_t i = 0; i < sizeof jobs / sizeof jobs[0]; i++) {
         char p[512];
         snprintf(p, sizeof p, "%s/jobs/%s", STATION_SOURCE_DIR, jobs[i]);
@@ -170,6 +171,61 @@ static void test_shipped_jobs(void **state)
     }
 }
 
+/* The recovery ladder is job data: the short form takes the default rung of the driver that
+ * offers one (the ROM's), the long form lists rungs with their own steps and images. */
+static void test_recovery_ladder(void **state)
+{
+    const char *p = write_job("rec.yaml", GOOD_HEAD
+                              "  app:\n"
+                              "    path: app.bin\n"
+                              "    load_addr: 0x08002000\n"
+                              "    sha256: fec0c7c54d10b71da32f06b658c5c28ec616701f084334874ffc1c3291a9936c\n"
+                              "recovery: { image: combined }\n"
+                              "steps: [enter-katapult, katapult-flash: { image: app }]\n");
+    st_job *job = NULL;
+    st_err e;
+    if (st_job_load(p, st_drivers_registry(), &job, &e))
+        fail_msg("%s", e.msg);
+    assert_int_equal(job->nrungs, 1);
+    assert_string_equal(job->rungs[0].name, "rom-dfu");
+    assert_int_equal(job->rungs[0].nsteps, 4);
+    const char *want[] = { "enter-bootloader", "flash", "verify", "start" };
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(st_job_step_name(&job->rungs[0].steps[i]), want[i]);
+    assert_int_equal(job->rungs[0].steps[1].image, 0);
+    assert_int_equal(job->steps[1].image, 1);
+    assert_string_equal(job->steps[1].driver->name, "katapult");
+    st_job_free(job);
+
+    p = write_job("rec2.yaml", GOOD_HEAD
+                  "recovery:\n"
+                  "  - name: power-first\n"
+                  "    image: combined\n"
+                  "    steps: [power-cycle, enter-bootloader, flash, start]\n"
+                  "  - image: combined\n"
+                  "steps: [enter-katapult]\n");
+    if (st_job_load(p, st_drivers_registry(), &job, &e))
+        fail_msg("%s", e.msg);
+    assert_int_equal(job->nrungs, 2);
+    assert_string_equal(job->rungs[0].name, "power-first");
+    assert_int_equal(job->rungs[0].nsteps, 4);
+    assert_string_equal(st_job_step_name(&job->rungs[0].steps[0]), "power-cycle");
+    assert_string_equal(job->rungs[1].name, "rom-dfu");
+    st_job_free(job);
+
+    expect_error(GOOD_HEAD "recovery: { image: nope }\nsteps: [start]\n", ":8: recovery.image",
+                 "no image named \"nope\"");
+    expect_error(GOOD_HEAD "recovery:\n  - image: combined\n    steps: [flsh]\nsteps: [start]\n",
+                 "recovery[0].steps[0]", "unknown step \"flsh\"");
+    expect_error(GOOD_HEAD "recovery: { image: combined, rungs: 2 }\nsteps: [start]\n",
+                 "recovery.rungs", "unknown key");
+    /* units: discover asks the drivers whether the job lets one find units. */
+    expect_error(GOOD_HEAD "units: discover\nkatapult: { transport: usb }\nsteps: [start]\n",
+                 ":8: units", "it needs katapult.transport: can");
+    expect_error(GOOD_HEAD "dfu: { device: nope }\nsteps: [start]\n", ":8: dfu.device",
+                 "expected a USB id");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_images_refused),
         cmocka_unit_test(test_shipped_jobs),
+        cmocka_unit_test(test_recovery_ladder),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
