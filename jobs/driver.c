@@ -57,6 +57,34 @@ void st_cli_error(const st_cli *cli, const char *what, const st_err *e)
     fprintf(cli->errout, "station: %s: %s\n", what, e->msg[0] ? e->msg : st_strerror(e->code));
 }
 
+void st_print_wrapped(FILE *out, unsigned indent, unsigned col, const char *text)
+{
+    const unsigned width = 88;
+    unsigned at = col;
+    const char *p = text;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        size_t w = strcspn(p, " ");
+        if (!w)
+            break;
+        if (at > indent && at + 1 + w > width) {
+            fprintf(out, "\n%*s", (int)indent, "");
+            at = indent;
+        } else if (at > indent) {
+            fputc(' ', out);
+            at++;
+        } else if (at < indent) {
+            fprintf(out, "%*s", (int)(indent - at), "");
+            at = indent;
+        }
+        fwrite(p, 1, w, out);
+        at += (unsigned)w;
+        p += w;
+    }
+    fputc('\n', out);
+}
+
 void st_drivers_describe(const st_driver *const *drivers, FILE *out)
 {
     fputs("Steps, by driver (a step is a bare name or {name: {options}}; every step takes\n"
@@ -65,20 +93,26 @@ void st_drivers_describe(const st_driver *const *drivers, FILE *out)
     for (size_t i = 0; drivers && drivers[i]; i++) {
         const st_driver *d = drivers[i];
         fprintf(out, "\n%s: %s\n", d->name, d->summary ? d->summary : "");
-        if (d->section_parse)
-            fprintf(out, "  job section \"%s:\"%s%s\n", d->name, d->section_help ? ": " : "",
-                    d->section_help ? d->section_help : "");
+        if (d->section_parse) {
+            int col = fprintf(out, "  job section \"%s:\":", d->name);
+            st_print_wrapped(out, 6, col > 0 ? (unsigned)col : 0,
+                             d->section_help ? d->section_help : "");
+        }
         if (d->discover)
             fputs("  finds units on a bus (units: discover)\n", out);
         if (d->rung_name)
             fprintf(out, "  default recovery rung \"%s\"\n", d->rung_name);
         for (const st_step_def *s = d->steps; s && s->name; s++) {
-            fprintf(out, "  %s%s\n      %s\n", s->name,
-                    s->flags & ST_STEP_TAKES_IMAGE ? " [image]" : "", s->summary ? s->summary : "");
-            for (const st_step_opt *o = s->opts; o && o->key; o++)
-                fprintf(out, "      option %s: %s\n", o->key, o->help ? o->help : "");
-            if (s->records)
-                fprintf(out, "      records: %s\n", s->records);
+            fprintf(out, "  %s%s\n", s->name, s->flags & ST_STEP_TAKES_IMAGE ? " [image]" : "");
+            st_print_wrapped(out, 6, 0, s->summary ? s->summary : "");
+            for (const st_step_opt *o = s->opts; o && o->key; o++) {
+                int col = fprintf(out, "      option %s:", o->key);
+                st_print_wrapped(out, 8, col > 0 ? (unsigned)col : 0, o->help ? o->help : "");
+            }
+            if (s->records) {
+                fputs("      records:", out);
+                st_print_wrapped(out, 8, 14, s->records);
+            }
         }
         for (const st_cli_cmd *c = d->commands; c && c->words; c++)
             fprintf(out, "  command: station %s%s%s\n", c->words, c->args ? " " : "",

@@ -214,6 +214,9 @@ const st_step_def *st_drivers_find_step(const st_driver *const *drivers, const c
 /* The index of drv in drivers, or -1. */
 int st_drivers_index(const st_driver *const *drivers, const st_driver *drv);
 size_t st_drivers_count(const st_driver *const *drivers);
+/* Print text word-wrapped at 88 columns, continuation lines indented by indent; the
+ * cursor is at column col already. Ends with a newline. */
+void st_print_wrapped(FILE *out, unsigned indent, unsigned col, const char *text);
 /* `station steps`: every driver's steps, options and sections, from the tables. */
 void st_drivers_describe(const st_driver *const *drivers, FILE *out);
 

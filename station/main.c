@@ -647,7 +647,8 @@ static void print_opts(FILE *f, const st_cli_opt *list)
     for (const st_cli_opt *c = list; c && c->name; c++) {
         char left[40];
         snprintf(left, sizeof left, "--%s%s%s", c->name, c->arg ? " " : "", c->arg ? c->arg : "");
-        fprintf(f, "      %-20s %s\n", left, c->help);
+        fprintf(f, "      %-20s", left);
+        st_print_wrapped(f, 27, 26 + (unsigned)(strlen(left) > 20 ? strlen(left) - 20 : 0), c->help);
     }
 }
 
@@ -657,13 +658,15 @@ static void usage(FILE *f)
     for (const builtin *b = builtins; b->words; b++) {
         char left[40];
         snprintf(left, sizeof left, "%s%s%s", b->words, b->args ? " " : "", b->args ? b->args : "");
-        fprintf(f, "  %-20s %s\n", left, b->summary);
+        fprintf(f, "  %-20s", left);
+        st_print_wrapped(f, 23, 22, b->summary);
     }
     for (const st_driver *const *d = st_drivers_registry(); *d; d++) {
         for (const st_cli_cmd *c = (*d)->commands; c && c->words; c++) {
             char left[40];
             snprintf(left, sizeof left, "%s%s%s", c->words, c->args ? " " : "", c->args ? c->args : "");
-            fprintf(f, "  %-20s %s\n", left, c->summary);
+            fprintf(f, "  %-20s", left);
+            st_print_wrapped(f, 23, 22, c->summary);
         }
     }
     fputs("\nOptions:\n  -f, --fixture FILE   fixture file (default: $STATION_FIXTURE, else the virtual\n"
