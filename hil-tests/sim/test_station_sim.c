@@ -221,7 +221,7 @@ static void test_pty_katapult_seed001(void **state)
     read_ready_path(fd, tty, sizeof(tty));
     st_err e = {0};
     st_stream *s;
-    st_stream_line line = {115200, 8, 'N', 1};
+    st_stream_line line = {115200, 8, 'N', 1, 0};
     assert_int_equal(st_stream_tty_open(tty, &line, &s, &e), 0);
     st_katapult *k;
     assert_int_equal(st_katapult_open(s, NULL, &k, &e), 0);
@@ -265,7 +265,7 @@ static void test_pty_bgm(void **state)
     read_ready_path(fd, tty, sizeof(tty));
     st_err e = {0};
     st_stream *s;
-    st_stream_line line = {115200, 8, 'N', 1};
+    st_stream_line line = {115200, 8, 'N', 1, 0};
     assert_int_equal(st_stream_tty_open(tty, &line, &s, &e), 0);
     st_bgapi *b;
     assert_int_equal(st_bgapi_open(s, NULL, &b, &e), 0);

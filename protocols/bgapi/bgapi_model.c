@@ -48,6 +48,7 @@ struct st_bgapi_model {
     /* line */
     bool line_known;
     uint32_t host_baud;
+    bool host_rtscts;
 
     /* what the flash holds */
     bool installed;
@@ -392,10 +393,17 @@ static bool garbled(const st_bgapi_model *m)
     return m->line_known && m->host_baud && m->host_baud != m->cfg.baud;
 }
 
+/* Flow control on one side only: the side that waits for its clear-to-send never gets it
+ * (the pty and in-memory links carry no modem lines, so the model decides from settings). */
+static bool blocked(const st_bgapi_model *m)
+{
+    return m->line_known && m->host_rtscts != m->cfg.flow_control;
+}
+
 static void model_rx(st_stream_model *b, const uint8_t *buf, size_t n, uint64_t now)
 {
     st_bgapi_model *m = (st_bgapi_model *)b;
-    if (m->state == ST_BGAPI_MODEL_DEAD)
+    if (m->state == ST_BGAPI_MODEL_DEAD || blocked(m))
         return;
     /* A packet that stalled past the bootloader's limits was abandoned before these
      * bytes came. */
@@ -437,6 +445,8 @@ static size_t model_tx(st_stream_model *b, uint8_t *buf, size_t cap, uint64_t no
 {
     st_bgapi_model *m = (st_bgapi_model *)b;
     size_t out = 0;
+    if (blocked(m))
+        return 0;
     while (m->q_count && out < cap) {
         seg *s = &m->q[m->q_head];
         if (s->ready_at > now)
@@ -459,7 +469,7 @@ static size_t model_tx(st_stream_model *b, uint8_t *buf, size_t cap, uint64_t no
 static uint64_t model_next_event(st_stream_model *b)
 {
     st_bgapi_model *m = (st_bgapi_model *)b;
-    return m->q_count ? m->q[m->q_head].ready_at : UINT64_MAX;
+    return m->q_count && !blocked(m) ? m->q[m->q_head].ready_at : UINT64_MAX;
 }
 
 static void model_line(st_stream_model *b, const st_stream_line *line, int dtr, int rts)
@@ -468,6 +478,7 @@ static void model_line(st_stream_model *b, const st_stream_line *line, int dtr, 
     if (line) {
         m->line_known = true;
         m->host_baud = line->baud;
+        m->host_rtscts = line->rtscts != 0;
     }
 }
 

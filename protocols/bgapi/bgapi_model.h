@@ -25,6 +25,8 @@ typedef struct st_bgapi_model_cfg {
     st_bgapi_gen gen;              /* 0 = ST_BGAPI_GEN_GSDK4 */
     uint32_t bootloader_version;   /* 0 = 0x010c0000 (1.12, GSDK 3.2) / 0x02040000 (2.4) */
     uint32_t baud;                 /* the module's UART; 0 = 115200 */
+    bool flow_control;             /* its UART uses RTS/CTS: a host that does not (or the
+                                      other way round) gets nothing through */
     uint32_t app_start;            /* where an application must be written to boot; 0 */
     bool no_app;                   /* arrives empty: boots into the bootloader */
     uint32_t app_version;          /* stack version of the arriving firmware

@@ -48,7 +48,7 @@ static void rig_up(rig *r, st_bgapi_gen gen, st_timing_profile t, const st_bgapi
     st_err err;
     assert_int_equal(st_stream_mem_open(st_bgapi_model_stream(r->model), "mem:bgm", &r->s, &err),
                      0);
-    st_stream_line line = {115200, 8, 'N', 1};
+    st_stream_line line = {115200, 8, 'N', 1, 0};
     assert_int_equal(st_stream_set_line(r->s, &line, &err), 0);
     assert_int_equal(st_bgapi_open(r->s, o ? o : &fast, &r->b, &err), 0);
 }
@@ -357,7 +357,7 @@ static void test_wrong_baud(void **state)
     assert_int_equal(st_bgapi_enter_dfu(r.b, &err), ST_ERR_TIMEOUT);
     expect_in(&err, "0 BGAPI frames");
     /* The host at the module's rate gets through. */
-    st_stream_line line = {57600, 8, 'N', 1};
+    st_stream_line line = {57600, 8, 'N', 1, 0};
     assert_int_equal(st_stream_set_line(r.s, &line, &err), 0);
     must(st_bgapi_enter_dfu(r.b, &err), &err);
     rig_down(&r);

@@ -50,7 +50,7 @@ static int run(st_bgapi_gen gen, uint32_t module_baud, uint32_t host_baud, st_bg
     assert_int_equal(st_pty_server_new(st_bgapi_model_stream(m), NULL, &s.srv, err), 0);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, serve, &s), 0);
-    st_stream_line line = {host_baud, 8, 'N', 1};
+    st_stream_line line = {host_baud, 8, 'N', 1, 0};
     st_stream *st;
     int rc = st_stream_tty_open(st_pty_server_path(s.srv), &line, &st, err);
     if (rc)
