@@ -305,6 +305,39 @@ static void test_finish_checksum_then_rerun(void **state)
     st_report_free(doc);
 }
 
+/* A byte lost on the wire inside an upload: the answer never comes, the step is retried,
+ * and the retry waits out the bootloader's 3 s packet timeout and re-enters DFU mode
+ * before sending the image again. */
+static void test_dropped_byte_retried(void **state)
+{
+    images();
+    static uint8_t g[1 << 17];
+    size_t n = read_bin(GEN "/bgm-ncp.gbl", g, sizeof g);
+    char sha[65], job[1024];
+    write_bin("m.gbl", g, n, sha);
+    snprintf(job, sizeof job,
+             "name: e2e-bgm-drop\n"
+             "target: efr32bg13p632f512\n"
+             "images:\n"
+             "  module: { path: m.gbl, load_addr: 0, sha256: %s }\n"
+             "bgapi: { response_timeout_ms: 300 }\n"
+             "steps: [bgapi-enter-dfu, { bgapi-upload: { retries: 1 } }, bgapi-finish, "
+             "bgapi-boot]\n",
+             sha);
+    write_file("job.yaml", job);
+    write_fixture(", faults: [\"drop-rx:20\"]");
+    int rc = run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports", dir,
+                 dir, dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = load_report(NULL);
+    expect_str(doc, "verdict", "pass");
+    assert_int_equal(get_int(doc, "steps.1.attempts"), 2);
+    expect_has(doc, "steps.1.attempt_log.0.error", "no dfu_flash_upload response within 300 ms");
+    expect_has(doc, "steps.1.note", "re-entered DFU mode");
+    st_report_free(doc);
+}
+
 static void test_stm32_and_module_one_report(void **state)
 {
     images();
@@ -371,6 +404,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_module_job_both_generations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_gbl_refused_before_touching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_checksum_then_rerun, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dropped_byte_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stm32_and_module_one_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ble_flash_command, setup, teardown),
     };

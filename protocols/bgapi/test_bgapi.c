@@ -363,6 +363,21 @@ static void test_wrong_baud(void **state)
     rig_down(&r);
 }
 
+static void test_flow_control_mismatch(void **state)
+{
+    /* The module's bootloader uses RTS/CTS, the host does not: nothing gets through. */
+    rig r;
+    st_bgapi_model_cfg mc = {.flow_control = true};
+    rig_up(&r, ST_BGAPI_GEN_GSDK4, ST_TIMING_NONE, &mc, NULL);
+    st_err err;
+    assert_int_equal(st_bgapi_enter_dfu(r.b, &err), ST_ERR_TIMEOUT);
+    expect_in(&err, "flow control");
+    st_stream_line line = {115200, 8, 'N', 1, 1};
+    assert_int_equal(st_stream_set_line(r.s, &line, &err), 0);
+    must(st_bgapi_enter_dfu(r.b, &err), &err);
+    rig_down(&r);
+}
+
 static void test_dropped_byte_then_restart(void **state)
 {
     rig r;
@@ -544,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_boot_failure_two_events),
         cmocka_unit_test(test_silent_after_reset),
         cmocka_unit_test(test_wrong_baud),
+        cmocka_unit_test(test_flow_control_mismatch),
         cmocka_unit_test(test_dropped_byte_then_restart),
         cmocka_unit_test(test_power_loss_mid_upload),
         cmocka_unit_test(test_model_commands),
