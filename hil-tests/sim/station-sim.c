@@ -37,6 +37,7 @@
 #include "protocols/bgapi/bgapi_model.h"
 #endif
 #ifdef STATION_SIM_HAVE_VUNIT
+#include "protocols/sim/cdc_acm.h"
 #include "protocols/sim/klipper_app.h"
 #include "protocols/sim/synth.h"
 #include "protocols/sim/vunit.h"
@@ -53,7 +54,8 @@ static const char usage[] =
     "Serve a device model on a real endpoint (root, in the rig VM or on a test host).\n"
     "\n"
     "Endpoints and models:\n"
-    "  usbip   --model loopback|dfu|unit   a USB device through vhci-hcd (modprobe vhci-hcd)\n"
+    "  usbip   --model loopback|dfu|unit|bgm  a USB device through vhci-hcd (modprobe\n"
+    "          vhci-hcd); bgm: the Bluetooth module behind a USB CDC-ACM bridge (1209:0003)\n"
     "  units   whole virtual units (same as usbip --model unit): each on its own vhci\n"
     "          port and gpio-sim lines; CAN units share one bus behind an slcan netdev\n"
     "  slcan   --model echo|katapult|klipper  a CAN bus behind a kernel slcan interface\n"
@@ -196,11 +198,18 @@ typedef struct sim {
 #endif
 #ifdef STATION_SIM_HAVE_BGAPI
     st_bgapi_model *bgm;
+#ifdef STATION_SIM_HAVE_VUNIT
+    st_cdc_acm *bgm_cdc;
+#endif
 #endif
     /* units (usbip --model unit, units) */
     unit_rt units[MAX_UNITS];
     size_t nunits;
 } sim;
+
+#if defined(STATION_SIM_HAVE_BGAPI)
+static st_stream_model *bgm_stream(sim *s);
+#endif
 
 static void log_write(void *ctx, st_log_level level, const char *module, const char *msg)
 {
@@ -775,6 +784,19 @@ static int setup_usbip(sim *s)
         return port_attach(s, st_dfu_model_usb(s->dfu), NULL);
     }
 #endif
+#if defined(STATION_SIM_HAVE_BGAPI) && defined(STATION_SIM_HAVE_VUNIT)
+    if (strcmp(m, "bgm") == 0) {
+        /* The module behind a USB CDC-ACM bridge (the kernel's cdc_acm makes it a
+         * /dev/ttyACMn); 1209:0003 is a pid.codes test id, like the loopback's 1209:0001. */
+        st_stream_model *inner = bgm_stream(s);
+        st_cdc_identity id = {.vid = 0x1209, .pid = 0x0003, .bcd_device = 0x0100,
+                              .manufacturer = "station-sim",
+                              .product = "Bluetooth module (BGAPI UART DFU)",
+                              .serial = s->o.serial ? s->o.serial : "BGM000000001"};
+        s->bgm_cdc = inner ? st_cdc_acm_new(&id, inner) : NULL;
+        return s->bgm_cdc ? port_attach(s, st_cdc_acm_usb(s->bgm_cdc), NULL) : -1;
+    }
+#endif
     die_usage("usbip: unknown or unavailable model '%s'", m);
 }
 
@@ -902,6 +924,29 @@ static int setup_slcan(sim *s)
     return 0;
 }
 
+/* ---- the Bluetooth module ------------------------------------------------------------- */
+
+#if defined(STATION_SIM_HAVE_BGAPI)
+/* The module model (its own EFR32 flash), for the pty or behind USB CDC-ACM. */
+static st_stream_model *bgm_stream(sim *s)
+{
+    st_err e = {0};
+    if (strcmp(s->o.mcu, "stm32g431xx") == 0)
+        s->o.mcu = "efr32bg13p632f512"; /* the module's own chip, not the board's MCU */
+    if (setup_flash(s) < 0)
+        return NULL;
+    st_bgapi_model_cfg c = {.gen = s->o.bgm_sdk2 ? ST_BGAPI_GEN_SDK2 : ST_BGAPI_GEN_GSDK4,
+                            .baud = s->o.baud, .no_app = s->o.empty};
+    s->bgm = st_bgapi_model_new(s->flash, &c);
+    if (!s->bgm)
+        return NULL;
+    for (size_t i = 0; i < s->o.nfaults; i++)
+        if (st_bgapi_model_apply_fault(s->bgm, s->o.faults[i], &e) < 0)
+            die_usage("--fault: %s", e.msg);
+    return st_bgapi_model_stream(s->bgm);
+}
+#endif
+
 /* ---- pty ------------------------------------------------------------------------------ */
 
 #if defined(STATION_SIM_HAVE_KATAPULT) && defined(STATION_SIM_HAVE_VUNIT)
@@ -950,19 +995,7 @@ static int setup_pty(sim *s)
 #endif
 #if defined(STATION_SIM_HAVE_BGAPI)
     else if (strcmp(m, "bgm") == 0) {
-        if (strcmp(s->o.mcu, "stm32g431xx") == 0)
-            s->o.mcu = "efr32bg13p632f512"; /* the module's own chip, not the board's MCU */
-        if (setup_flash(s) < 0)
-            return -1;
-        st_bgapi_model_cfg c = {.gen = s->o.bgm_sdk2 ? ST_BGAPI_GEN_SDK2 : ST_BGAPI_GEN_GSDK4,
-                                .baud = s->o.baud, .no_app = s->o.empty};
-        s->bgm = st_bgapi_model_new(s->flash, &c);
-        if (!s->bgm)
-            return -1;
-        for (size_t i = 0; i < s->o.nfaults; i++)
-            if (st_bgapi_model_apply_fault(s->bgm, s->o.faults[i], &e) < 0)
-                die_usage("--fault: %s", e.msg);
-        model = st_bgapi_model_stream(s->bgm);
+        model = bgm_stream(s);
     }
 #endif
     else {
@@ -1110,6 +1143,9 @@ static void teardown(sim *s)
     st_klipper_app_free(s->app);
 #endif
 #ifdef STATION_SIM_HAVE_BGAPI
+#ifdef STATION_SIM_HAVE_VUNIT
+    st_cdc_acm_free(s->bgm_cdc);
+#endif
     st_bgapi_model_free(s->bgm);
 #endif
 #ifdef STATION_SIM_HAVE_DFU
