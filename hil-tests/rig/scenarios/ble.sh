@@ -7,8 +7,10 @@
 #  gsdk4: a module with a GSDK 4.x bootloader running its old firmware: `station run
 #         jobs/bgm-uart-dfu.yaml` enters DFU with system_reset(1), uploads, finishes and
 #         sees the new stack 5.0.1 boot.
-#  gsdk3: an empty module (in DFU mode, its application not bootable; the two events it sent at power-up went out before the station opened the port, as on a real UART) with a GSDK <= 3.2
-#         bootloader: `station ble flash IMAGE --slot 1` falls back to dfu_reset(1).
+#  gsdk3: an empty module (in DFU mode, its application not bootable) with a GSDK <= 3.2
+#         bootloader: `station ble flash IMAGE --slot 1` falls back to dfu_reset(1). (The
+#         two events the module sent at power-up went out before the station opened the
+#         port and are gone, as on a real UART.)
 # Reports go to $RIG_OUT; ble.host.sh checks them on the host.
 set -u
 . "$RIG_DIR/guest-lib.sh"
