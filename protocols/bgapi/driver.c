@@ -540,10 +540,10 @@ static const st_cli_opt image_opts[] = {
 static const st_cli_cmd commands[] = {
     {.words = "ble flash", .args = "IMAGE", .nargs = 1,
      .summary = "update the Bluetooth module of a slot over its UART (BGAPI DFU, --slot N)",
-     .help = "Checks the GBL file (header tag, end tag, CRC-32, length), then runs\n"
-             "bgapi-enter-dfu, bgapi-upload, bgapi-finish and bgapi-boot on the module at the\n"
-             "slot's module.device, and writes its report.\n",
-     .opts = flash_opts, .run = cmd_ble_flash},
+     .help = "Checks the GBL file (header tag, end tag, CRC-32, length a multiple of 4), then "
+             "runs bgapi-enter-dfu, bgapi-upload, bgapi-finish and bgapi-boot on the module at "
+             "the slot's module.device (--slot N), and writes its report.",
+     .opts = flash_opts, .flags = ST_CLI_RUNS_JOBS, .run = cmd_ble_flash},
     {.words = "ble image", .args = "OUT", .nargs = 1,
      .summary = "write the synthetic module image of the demo jobs (a valid GBL file)",
      .opts = image_opts, .run = cmd_ble_image},
