@@ -338,6 +338,43 @@ static void test_dropped_byte_retried(void **state)
     st_report_free(doc);
 }
 
+/* The module's other faults end in a failed report whose cause says what happened. */
+static void test_faults_fail_clearly(void **state)
+{
+    images();
+    static uint8_t g[1 << 17];
+    size_t n = read_bin(GEN "/bgm-ncp.gbl", g, sizeof g);
+    char sha[65];
+    write_bin("m.gbl", g, n, sha);
+    write_job("m.gbl", sha, ", entry_timeout_ms: 1500, response_timeout_ms: 300");
+    static const struct {
+        const char *fault, *step, *cause1, *cause2;
+    } cases[] = {
+        {"silent:1000", "steps.0", "no evt_dfu_boot within 1500 ms", "silent"},
+        {"baud:57600", "steps.0", "no evt_dfu_boot within 1500 ms", "baud rate"},
+        {"power-loss:20000", "steps.1", "upload chunk", "no dfu_flash_upload response"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char extra[128], cmd[256], p[64];
+        snprintf(extra, sizeof extra, ", faults: [\"%s\"]", cases[i].fault);
+        write_fixture(extra);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s/reports'", dir);
+        assert_int_equal(system(cmd), 0);
+        int rc = run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports",
+                     dir, dir, dir);
+        if (rc != 1)
+            fail_msg("%s: exit %d, want 1:\n%s", cases[i].fault, rc, out);
+        st_rnode *doc = load_report(NULL);
+        expect_str(doc, "verdict", "fail");
+        snprintf(p, sizeof p, "%s.outcome", cases[i].step);
+        expect_str(doc, p, "fail");
+        expect_has(doc, "cause", cases[i].cause1);
+        expect_has(doc, "cause", cases[i].cause2);
+        expect_str(doc, "steps.3.outcome", "skipped");
+        st_report_free(doc);
+    }
+}
+
 static void test_stm32_and_module_one_report(void **state)
 {
     images();
@@ -405,6 +442,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_gbl_refused_before_touching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_checksum_then_rerun, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dropped_byte_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_faults_fail_clearly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stm32_and_module_one_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ble_flash_command, setup, teardown),
     };
