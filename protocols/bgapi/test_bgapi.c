@@ -522,6 +522,141 @@ static void test_system_boot_14(void **state)
     rig_down(&r);
 }
 
+/* A scripted device (not the model): answers resets with evt_dfu_boot and each DFU command
+ * with a chosen result, with garbage before every answer; for the engine's error paths
+ * and its resync. */
+typedef struct scripted {
+    st_stream_model base;
+    uint8_t out[512];
+    size_t out_len;
+    uint16_t set_address, upload, finish;
+    unsigned uploads_before_error; /* answer 0 to this many uploads first */
+    bool garbage, stall_partial;
+} scripted;
+
+static void sc_put(scripted *d, const uint8_t *b, size_t n)
+{
+    if (d->out_len + n <= sizeof d->out) {
+        memcpy(d->out + d->out_len, b, n);
+        d->out_len += n;
+    }
+}
+
+static void sc_answer(scripted *d, bool event, uint8_t cls, uint8_t id, const uint8_t *p,
+                      size_t n)
+{
+    uint8_t f[64];
+    if (d->garbage) {
+        /* Not BGAPI, an "event" with an impossible length, a response that never ends. */
+        static const uint8_t junk[] = {0xff, 0x00, 0x55, 0xa0, 0x07, 0x00, 0x00};
+        sc_put(d, junk, sizeof junk);
+    }
+    if (d->stall_partial) {
+        static const uint8_t half[] = {0x20, 0xff, 0x00};
+        sc_put(d, half, sizeof half);
+    }
+    sc_put(d, f, st_bgapi_encode(event, cls, id, p, n, f, sizeof f));
+}
+
+static void sc_rx(st_stream_model *m, const uint8_t *buf, size_t n, uint64_t now)
+{
+    scripted *d = (scripted *)m;
+    st_bgapi_hdr h;
+    if (n < 4)
+        return;
+    st_bgapi_hdr_decode(buf, &h);
+    uint8_t r[4];
+    if ((h.cls == 1 && h.id == 1) || (h.cls == 0 && h.id == 0)) {
+        st_bgapi_put_le32(r, 0x02040000);
+        sc_answer(d, true, 0, ST_BGAPI_EVT_DFU_BOOT, r, 4);
+        return;
+    }
+    uint16_t res = 0;
+    if (h.id == ST_BGAPI_DFU_SET_ADDRESS)
+        res = d->set_address;
+    else if (h.id == ST_BGAPI_DFU_UPLOAD)
+        res = d->uploads_before_error ? (d->uploads_before_error--, 0) : d->upload;
+    else if (h.id == ST_BGAPI_DFU_UPLOAD_FINISH)
+        res = d->finish;
+    st_bgapi_put_le16(r, res);
+    sc_answer(d, false, 0, h.id, r, 2);
+}
+
+static size_t sc_tx(st_stream_model *m, uint8_t *buf, size_t cap, uint64_t now)
+{
+    scripted *d = (scripted *)m;
+    size_t k = d->out_len < cap ? d->out_len : cap;
+    memcpy(buf, d->out, k);
+    memmove(d->out, d->out + k, d->out_len - k);
+    d->out_len -= k;
+    return k;
+}
+
+static uint64_t sc_next(st_stream_model *m)
+{
+    return ((scripted *)m)->out_len ? 0 : UINT64_MAX;
+}
+
+static const st_stream_model_ops sc_ops = {sc_rx, sc_tx, sc_next, NULL};
+
+static int scripted_run(scripted *d, st_err *err, const st_bgapi_result **res, st_bgapi **out,
+                        st_stream **sout)
+{
+    d->base.ops = &sc_ops;
+    st_stream *s;
+    assert_int_equal(st_stream_mem_open(&d->base, "mem:scripted", &s, err), 0);
+    st_bgapi *b;
+    assert_int_equal(st_bgapi_open(s, &fast, &b, err), 0);
+    uint8_t img[1000];
+    memset(img, 0xab, sizeof img);
+    int rc = st_bgapi_enter_dfu(b, err);
+    if (!rc)
+        rc = st_bgapi_upload(b, img, sizeof img, err);
+    if (!rc)
+        rc = st_bgapi_finish(b, err);
+    *res = st_bgapi_get_result(b);
+    *out = b;
+    *sout = s;
+    return rc;
+}
+
+static void test_every_response_checked(void **state)
+{
+    st_err err;
+    const st_bgapi_result *r;
+    st_bgapi *b;
+    st_stream *s;
+    /* set_address answered non-zero (the real bootloader never does): still a failure. */
+    scripted d1 = {.set_address = 0x0181, .garbage = true};
+    assert_int_equal(scripted_run(&d1, &err, &r, &b, &s), ST_ERR_DEVICE);
+    expect_in(&err, "set address 0: device answered 0x0181 (sl_status_t space 0x0100 code 0x81)");
+    assert_true(r->dropped_bytes >= 7); /* the garbage was skipped, the answers found */
+    st_bgapi_close(b);
+    st_stream_close(s);
+    /* An upload answered with a code no table names: named by its space. */
+    scripted d2 = {.upload = 0x0212, .uploads_before_error = 2};
+    assert_int_equal(scripted_run(&d2, &err, &r, &b, &s), ST_ERR_DEVICE);
+    expect_in(&err, "upload chunk 3 of 4 (bytes 504..755): device answered 0x0212");
+    expect_in(&err, "(sl_status_t space 0x0200 code 0x12)");
+    st_bgapi_close(b);
+    st_stream_close(s);
+    /* A finish error in the bg space. */
+    scripted d3 = {.finish = 0x0b02};
+    assert_int_equal(scripted_run(&d3, &err, &r, &b, &s), ST_ERR_DEVICE);
+    expect_in(&err, "finish: device answered 0x0b02");
+    assert_int_equal(r->chunks_done, 4);
+    st_bgapi_close(b);
+    st_stream_close(s);
+    /* Every answer after a partial frame that never ends: the gap rule drops its start and
+     * finds the real answer inside. */
+    scripted d4 = {.stall_partial = true};
+    if (scripted_run(&d4, &err, &r, &b, &s))
+        fail_msg("%s", err.msg);
+    assert_true(r->dropped_bytes >= 3);
+    st_bgapi_close(b);
+    st_stream_close(s);
+}
+
 static void test_datasheet_timing(void **state)
 {
     /* With the datasheet profile the model states its device time; the engine's wall time
@@ -565,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_model_commands),
         cmocka_unit_test(test_model_packet_timeouts),
         cmocka_unit_test(test_system_boot_14),
+        cmocka_unit_test(test_every_response_checked),
         cmocka_unit_test(test_datasheet_timing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
