@@ -179,7 +179,8 @@ static void write_fixture(const char *module_extra)
     write_file("fixture.yaml", text);
 }
 
-/* A module job in dir for image `name` with the given pinned digest. */
+/* A module job in dir for image `name` with the given pinned digest; bgapi_extra is
+ * ", key: value, ..." for its bgapi: section ("" = bootloader: auto). */
 static void write_job(const char *name, const char *sha, const char *bgapi_extra)
 {
     char text[2048];
@@ -188,10 +189,10 @@ static void write_job(const char *name, const char *sha, const char *bgapi_extra
              "target: efr32bg13p632f512\n"
              "images:\n"
              "  module: { path: %s, load_addr: 0, sha256: %s }\n"
-             "bgapi: { bootloader: auto%s }\n"
+             "bgapi: { %s }\n"
              "retries: 0\n"
              "steps: [bgapi-enter-dfu, bgapi-upload, bgapi-finish, bgapi-boot]\n",
-             name, sha, bgapi_extra);
+             name, sha, bgapi_extra[0] ? bgapi_extra + 2 : "bootloader: auto");
     write_file("job.yaml", text);
 }
 
@@ -261,6 +262,30 @@ static void test_bad_gbl_refused_before_touching(void **state)
     /* A raw image where the job allows them: only the multiple-of-4 rule applies. */
     memset(g, 0x5a, 1002);
     refused("raw length", g, 1002, ", raw: true", "must be a multiple of 4");
+}
+
+/* Bad bgapi: sections name the file, line and field. */
+static void test_section_errors(void **state)
+{
+    images();
+    static const struct {
+        const char *extra, *msg;
+    } cases[] = {
+        {", chunk: 250", "bgapi.chunk: 250 is not a multiple of 4"},
+        {", chunk: 256", "bgapi.chunk"},
+        {", bootloader: gsdk5", "bgapi.bootloader: expected auto, gsdk3"},
+        {", expect_stack: five", "bgapi.expect_stack: expected a version like 5.1.2"},
+        {", baud: 9600", "bgapi.baud: unknown key"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_job(GEN "/bgm-ncp.gbl",
+                  "c64e4734db7479c84dd36ab1245556a915422a353d3e539d8dcdcab6b1075529",
+                  cases[i].extra);
+        int rc = run(STATION " job check %s/job.yaml", dir);
+        if (rc != 2 || !strstr(out, cases[i].msg) || !strstr(out, "job.yaml:5"))
+            fail_msg("%s: exit %d, want 2 and \"job.yaml:5\" and \"%s\":\n%s", cases[i].extra,
+                     rc, cases[i].msg, out);
+    }
 }
 
 static void test_finish_checksum_then_rerun(void **state)
@@ -440,6 +465,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_module_job_both_generations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_gbl_refused_before_touching, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_section_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_checksum_then_rerun, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dropped_byte_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faults_fail_clearly, setup, teardown),
