@@ -275,7 +275,8 @@ static void test_section_errors(void **state)
         {", chunk: 256", "bgapi.chunk"},
         {", bootloader: gsdk5", "bgapi.bootloader: expected auto, gsdk3"},
         {", expect_stack: five", "bgapi.expect_stack: expected a version like 5.1.2"},
-        {", baud: 9600", "bgapi.baud: unknown key"},
+        {", baud: 9600", "unknown key \"baud\""},
+        {", chunk: 48, chunk: 252", "duplicate key \"chunk\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_job(GEN "/bgm-ncp.gbl",

@@ -60,7 +60,7 @@ static int section_parse(const st_job_parse *p, const st_ynode *k, void **out, s
                                            "expect_stack", NULL};
         const st_ydoc *doc = p->doc;
         const char *bl = NULL, *stack = NULL;
-        rc = st_ymap_check_keys(doc, k, "bgapi", keys, err);
+        rc = st_ymap_check_strict(doc, k, "bgapi", keys, err);
         if (!rc)
             rc = st_ymap_get_str(doc, k, "bgapi", "bootloader", false, &bl, err);
         if (!rc && bl) {
