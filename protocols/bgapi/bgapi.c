@@ -37,19 +37,6 @@ const char *st_bgapi_entry_name(st_bgapi_entry e)
     }
 }
 
-bool st_bgapi_entry_parse(const char *s, st_bgapi_entry *out)
-{
-    if (!s)
-        return false;
-    if (strcmp(s, "system_reset") == 0)
-        *out = ST_BGAPI_ENTRY_SYSTEM_RESET;
-    else if (strcmp(s, "dfu_reset") == 0)
-        *out = ST_BGAPI_ENTRY_DFU_RESET;
-    else
-        return false;
-    return true;
-}
-
 int st_bgapi_opts_check(const st_bgapi_opts *o, st_err *err)
 {
     if (o && o->chunk && (o->chunk % 4 || o->chunk > ST_BGAPI_CHUNK_MAX))
@@ -250,7 +237,8 @@ int st_bgapi_enter_dfu(st_bgapi *b, st_err *err)
     }
 }
 
-/* Wait for the response to command `id`; *result gets its result code. */
+/* Wait for the response of kind `want` (what: the command, for messages); *result gets
+ * its result code. */
 static int wait_rsp(st_bgapi *b, st_bgapi_kind want, const char *what, uint16_t *result,
                     st_err *err)
 {

@@ -33,8 +33,6 @@ typedef enum st_bgapi_entry {
 } st_bgapi_entry;
 /* "system_reset(1)" / "dfu_reset(1)" / "none". */
 const char *st_bgapi_entry_name(st_bgapi_entry e);
-/* Parses "system_reset" / "dfu_reset" (the names a job file uses). */
-bool st_bgapi_entry_parse(const char *s, st_bgapi_entry *out);
 
 typedef struct st_bgapi_opts {
     unsigned chunk;              /* upload chunk: multiple of 4, 4..252; 0 = 252 */

@@ -93,7 +93,8 @@ static st_bgapi_check drop(const uint8_t *buf, size_t n, const st_bgapi_rules *r
     return c;
 }
 
-/* Lengths the host knows for the messages a DFU session receives; -1 = not known. */
+/* Whether a message the DFU host knows has a length it can have (messages it does not
+ * know always pass: a running NCP sends many others). */
 static bool shape_ok(const st_bgapi_hdr *h)
 {
     if (h->cls == ST_BGAPI_CLASS_DFU && !h->event) {
