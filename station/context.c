@@ -157,8 +157,8 @@ static int make_unit(st_ctx *c, vslot *v, unsigned unit_no, st_err *err)
     char serial[64];
     st_strlcpy(serial, fu->serial, sizeof serial);
     if (unit_no)
-        snprintf(serial, sizeof serial, "%.8s%04X", fu->serial[0] ? fu->serial : "5E5510A0",
-                 unit_no & 0xFFFFu);
+        snprintf(serial, sizeof serial, "%.6s%02X%04X", fu->serial[0] ? fu->serial : "5E5510",
+                 (unsigned)fs->id & 0xFFu, unit_no & 0xFFFFu);
     st_vunit_config cfg = {
         .mcu = st_mcu_find(fu->present ? fu->mcu : "stm32g431xx"),
         .timing = fu->timing == ST_UNIT_TIMING_DATASHEET ? ST_TIMING_DATASHEET : ST_TIMING_NONE,
