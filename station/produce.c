@@ -48,6 +48,8 @@ typedef struct pslot {
     char scanbuf[256];
     size_t scanlen;
     char pending[SCAN_MAX];   /* the newest scan not yet given to a unit */
+    bool held;                /* the start button is down since it started a unit (or since
+                                 the station started): a new press needs a release first */
     st_progress progress;
     st_run_env env;
     st_run_result res;
@@ -278,22 +280,31 @@ static int can_present(pslot *s)
     return 0;
 }
 
+/* Notice a released start button (sampled whenever the slot looks at its lines). */
+static void sample_button(pslot *s)
+{
+    if (s->fs->start == ST_START_BUTTON && st_slot_button(s->slot, NULL) == 0)
+        s->held = false;
+}
+
 /* 1 a unit is in and asks to be run, 0 the station is stopping, < 0 a station fault. */
 static int wait_arrival(pslot *s)
 {
     produce *p = s->p;
     st_err e;
-    int prev = s->fs->start == ST_START_BUTTON ? st_slot_button(s->slot, &e) : 0;
     for (;;) {
         int v;
         uint64_t every = TICK_MS;
         switch (s->fs->start) {
         case ST_START_BUTTON:
+            /* A press starts one unit: a button still down from the last one does not. */
             v = st_slot_button(s->slot, &e);
-            if (v == 1 && prev == 1)
-                v = 0; /* still held from before: wait for a new press */
-            else
-                prev = v;
+            if (v == 0)
+                s->held = false;
+            else if (v == 1 && s->held)
+                v = 0;
+            else if (v == 1)
+                s->held = true;
             break;
         case ST_START_PRESENT: v = st_slot_present(s->slot, &e); break;
         case ST_START_USB: v = usb_present(s); every = USB_TICK_MS; break;
@@ -340,6 +351,7 @@ static int wait_departure(pslot *s)
             every = CAN_TICK_MS;
             debounce = 1;
         }
+        sample_button(s);
         if (v < 0)
             return 1; /* cannot tell: carry on as if it left; the next arrival decides */
         if (v == 0) {
@@ -428,6 +440,7 @@ static void run_unit(pslot *s, const char *barcode)
     s->env.barcode = barcode;
     int rc = st_job_run(cfg->job, cfg->images, &s->env, &s->res);
     signal_line(s, ST_LINE_LED_BUSY, false);
+    sample_button(s);
     bool pass = !rc && s->res.verdict == ST_VERDICT_PASS;
     if (rc) {
         /* No report could be written: the engine touched nothing; say so on the LEDs. */
@@ -729,6 +742,7 @@ int st_produce(const st_produce_cfg *cfg)
         s->idx = i;
         s->scan_fd = -1;
         s->percent = -1;
+        s->held = true; /* a button down when the station starts is not a press */
         st_strlcpy(s->big, "WAIT", sizeof s->big);
         if (job->barcode[0] && !fs->scanner.present) {
             fprintf(cfg->errout, "station: slot %d: job %s wants a barcode (barcode: %s) but the "
@@ -867,6 +881,12 @@ int st_produce(const st_produce_cfg *cfg)
             fprintf(cfg->out, "; first-pass yield %.1f%%, %.0f units/h", 100.0 * p->total_pass / done,
                     hours > 0 ? done / hours : 0.0);
         fprintf(cfg->out, "\n");
+        char serr[ST_ERR_MSG_MAX + 64];
+        st_shift_error(shift, serr, sizeof serr);
+        if (serr[0]) {
+            fprintf(cfg->errout, "station: %s\n", serr);
+            status = ST_EXIT_USAGE;
+        }
         if (shift) {
             unsigned sp, sf;
             st_shift_counts(shift, &sp, &sf);

@@ -129,8 +129,9 @@ static void panel(st_screen *s, int y, int x, int w, int h, const st_screen_slot
 {
     char buf[256];
     /* Frame with the slot's name in the top edge. */
-    mvhline(y, x, ACS_HLINE, w);
-    mvhline(y + h - 1, x, ACS_HLINE, w);
+    /* Plain '=' edges: line-drawing characters depend on the terminal's font. */
+    mvhline(y, x, '=', w);
+    mvhline(y + h - 1, x, '=', w);
     snprintf(buf, sizeof buf, " slot %d%s%s%s ", p->id, p->name && *p->name ? " (" : "",
              p->name ? p->name : "", p->name && *p->name ? ")" : "");
     put(y, x + 2, w - 4, buf);

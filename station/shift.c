@@ -29,6 +29,7 @@ struct st_shift {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
+    char error[ST_ERR_MSG_MAX + 64];
     op *ops;
     size_t n;
 };
@@ -111,9 +112,18 @@ static void *op_thread(void *arg)
         if (!pause_ms(sh, plan->arrive_ms))
             break;
         scan(o, u);
+        bool dead = false;
+        for (size_t k = 0; k < plan->n_exceptions; k++)
+            dead |= plan->exceptions[k].unit == u && plan->exceptions[k].dead;
         st_err e;
-        if (st_ctx_virtual_insert(c, o->fs->id, u, &e) != 0)
+        if (!dead && st_ctx_virtual_insert(c, o->fs->id, u, &e) != 0) {
+            pthread_mutex_lock(&sh->lock);
+            if (!sh->error[0])
+                snprintf(sh->error, sizeof sh->error, "simulated operator of slot %d, unit %u: %s",
+                         o->fs->id, u, e.msg);
+            pthread_mutex_unlock(&sh->lock);
             break;
+        }
         st_slot_virtual_set_input(g, fx, o->fs, ST_LINE_PRESENT, true);
         if (o->fs->start == ST_START_BUTTON) {
             if (!pause_ms(sh, plan->press_ms))
@@ -224,6 +234,16 @@ void st_shift_counts(st_shift *sh, unsigned *passed, unsigned *failed)
         *passed += sh->ops[i].passed;
         *failed += sh->ops[i].failed;
     }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+void st_shift_error(st_shift *sh, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (!sh)
+        return;
+    pthread_mutex_lock(&sh->lock);
+    snprintf(buf, cap, "%s", sh->error);
     pthread_mutex_unlock(&sh->lock);
 }
 

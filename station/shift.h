@@ -29,6 +29,10 @@ bool st_shift_done(st_shift *s);
 /* Units the operators saw pass and fail (by the LEDs), for the replay's summary line. */
 void st_shift_counts(st_shift *s, unsigned *passed, unsigned *failed);
 
+/* The first thing that stopped an operator early (a unit that could not be made: a bad
+ * fault string in unit.operator.exceptions), "" when none. */
+void st_shift_error(st_shift *s, char *buf, size_t cap);
+
 /* Stop every operator (she leaves at once) and free. NULL is a no-op. */
 void st_shift_free(st_shift *s);
 
