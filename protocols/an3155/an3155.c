@@ -172,31 +172,47 @@ static int send_addr(st_an3155 *a, uint32_t addr, st_err *err)
     return wait_ack(a, a->cfg.byte_timeout_ms, "address", err);
 }
 
-/* Bring a ROM that may be inside a command back to idle: single 0xFF bytes until it
- * answers (0xFF is never a valid complement, checksum or length that changes flash: at
- * worst a Write Memory payload of 0xFF, which programs nothing). */
+/* Bring a ROM that may be inside a command back to idle with 0xFF bytes (0xFF is never a
+ * valid complement, checksum or length that changes flash: at worst a Write Memory payload
+ * of 0xFF, which programs nothing). Bursts of 16 until the ROM answers at all; then its
+ * leftover bytes were taken as commands (FF FF: NACK each), so it is idle or holds one FF:
+ * single bytes until a NACK settle it. */
+#define RESYNC_BURST 16u
 static int resync(st_an3155 *a, st_err *err)
 {
+    uint8_t ff[RESYNC_BURST], junk[64];
+    memset(ff, 0xFF, sizeof ff);
     st_stream_flush_input(a->link, NULL);
-    for (unsigned i = 0; i < RESYNC_MAX_BYTES; i++) {
-        uint8_t ff = 0xFF, b;
-        int rc = send(a, &ff, 1, err);
+    bool answered = false;
+    for (unsigned sent = 0; sent < RESYNC_MAX_BYTES && !answered; sent += RESYNC_BURST) {
+        int rc = send(a, ff, RESYNC_BURST, err);
+        if (rc < 0)
+            return rc;
+        /* Everything that comes back within the wait: any ACK/NACK means it is listening. */
+        while ((rc = st_stream_read(a->link, junk, sizeof junk, a->cfg.resync_wait_ms, err)) > 0) {
+            a->stats.rx_bytes += (unsigned)rc;
+            for (int i = 0; i < rc; i++)
+                answered |= junk[i] == ST_AN_ACK || junk[i] == ST_AN_NACK;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (!answered)
+        return st_err_set(err, ST_ERR_TIMEOUT,
+                          "resync: no ACK/NACK after %u bytes (is the bootloader running?)",
+                          RESYNC_MAX_BYTES);
+    for (int i = 0; i < 3; i++) {
+        uint8_t b;
+        int rc = send(a, ff, 1, err);
         if (rc < 0)
             return rc;
         rc = recv_byte(a, &b, a->cfg.resync_wait_ms, err);
         if (rc < 0)
             return rc;
-        if (rc == 1 && (b == ST_AN_ACK || b == ST_AN_NACK)) {
-            /* Anything still in flight belongs to the aborted exchange. */
-            uint8_t junk[64];
-            while (st_stream_read(a->link, junk, sizeof junk, a->cfg.resync_wait_ms, NULL) > 0)
-                ;
+        if (rc == 1 && b == ST_AN_NACK)
             return 0;
-        }
     }
-    return st_err_set(err, ST_ERR_TIMEOUT,
-                      "resync: no ACK/NACK after %u bytes (is the bootloader running?)",
-                      RESYNC_MAX_BYTES);
+    return st_err_set(err, ST_ERR_PROTO, "resync: the ROM answers but does not settle");
 }
 
 /* ---- handshake ------------------------------------------------------------------------- */
