@@ -33,6 +33,9 @@
 #ifdef STATION_SIM_HAVE_KLIPPER_NODE
 #include "protocols/canadmin/klipper_node.h"
 #endif
+#ifdef STATION_SIM_HAVE_AN3155
+#include "protocols/an3155/an3155_model.h"
+#endif
 #ifdef STATION_SIM_HAVE_VUNIT
 #include "protocols/sim/klipper_app.h"
 #include "protocols/sim/synth.h"
@@ -54,7 +57,9 @@ static const char usage[] =
     "  units   whole virtual units (same as usbip --model unit): each on its own vhci\n"
     "          port and gpio-sim lines; CAN units share one bus behind an slcan netdev\n"
     "  slcan   --model echo|katapult|klipper  a CAN bus behind a kernel slcan interface\n"
-    "  pty     --model echo|katapult|klipper  a serial port (pseudo-terminal)\n"
+    "  pty     --model echo|katapult|klipper|an3155  a serial port (pseudo-terminal);\n"
+    "          an3155: the ST USART ROM bootloader (8N1 accepted: a pty drops parity),\n"
+    "          e.g. stm32flash -m 8n1 PATH; --fault takes an3155_model.h faults\n"
     "\n"
     "Options:\n"
     "  --model NAME         the device model (default: loopback / echo)\n"
@@ -182,6 +187,9 @@ typedef struct sim {
 #endif
 #ifdef STATION_SIM_HAVE_VUNIT
     st_klipper_app *app;
+#endif
+#ifdef STATION_SIM_HAVE_AN3155
+    st_an_model *an3155;
 #endif
     /* units (usbip --model unit, units) */
     unit_rt units[MAX_UNITS];
@@ -898,6 +906,19 @@ static void pty_katapult_reset(void *ctx, st_katapult_model *m)
 }
 #endif
 
+#if defined(STATION_SIM_HAVE_AN3155)
+static void pty_an3155_exit(void *ctx, st_an_model *m, uint32_t addr, bool rom)
+{
+    sim *s = ctx;
+    (void)m;
+    if (rom)
+        ST_LOGI(&s->log, "sim", "an3155: the ROM resets (unprotect): sync again");
+    else
+        ST_LOGI(&s->log, "sim", "an3155: go 0x%08x: the application runs; the port stays "
+                "silent until station-sim restarts", addr);
+}
+#endif
+
 static int setup_pty(sim *s)
 {
     st_err e = {0};
@@ -922,6 +943,24 @@ static int setup_pty(sim *s)
             return -1;
         s->app = st_klipper_app_new(pty_app_wants_bootloader, s);
         model = s->app ? st_klipper_app_stream(s->app) : NULL;
+    }
+#endif
+#if defined(STATION_SIM_HAVE_AN3155)
+    else if (strcmp(m, "an3155") == 0) {
+        if (setup_flash(s) < 0)
+            return -1;
+        st_an_model_cfg c = {.accept_8n1 = true, .on_exit = pty_an3155_exit, .ctx = s};
+        s->an3155 = st_an_model_new(s->flash, &c);
+        if (!s->an3155) {
+            fprintf(stderr, "station-sim: an3155: MCU '%s' has no AN3155 device-table row\n",
+                    s->o.mcu);
+            return -1;
+        }
+        for (size_t i = 0; i < s->o.nfaults; i++)
+            if (!st_an_model_fault(s->an3155, s->o.faults[i]))
+                die_usage("an3155: unknown fault '%s'", s->o.faults[i]);
+        st_an_model_reset(s->an3155, true, st_now_us());
+        model = st_an_model_stream(s->an3155);
     }
 #endif
     else {
@@ -1070,6 +1109,9 @@ static void teardown(sim *s)
 #endif
 #ifdef STATION_SIM_HAVE_DFU
     st_dfu_model_free(s->dfu);
+#endif
+#ifdef STATION_SIM_HAVE_AN3155
+    st_an_model_free(s->an3155);
 #endif
     st_vcan_bus_free(s->bus);
     st_toy_usb_free(s->toy_usb);

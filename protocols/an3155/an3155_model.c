@@ -143,6 +143,12 @@ void st_an_model_reset(st_an_model *m, bool rom, uint64_t now_us)
     m->start_at = now_us + startup;
 }
 
+void st_an_model_go_silent(st_an_model *m)
+{
+    m->state = ST_AN_MODEL_OFF;
+    m->ph = P_CMD;
+}
+
 static void tick(st_an_model *m, uint64_t now)
 {
     if (m->state == ST_AN_MODEL_STARTING && now >= m->start_at)

@@ -44,6 +44,10 @@ const st_an_dev *st_an_model_dev(const st_an_model *m);
  * waits for 0x7F); false leaves the model silent (the application runs). */
 void st_an_model_reset(st_an_model *m, bool rom, uint64_t now_us);
 
+/* The ROM stops answering (another program runs) but what it already sent still arrives:
+ * for a jump or a reset the model itself asked for (on_exit). */
+void st_an_model_go_silent(st_an_model *m);
+
 typedef enum st_an_model_state {
     ST_AN_MODEL_OFF = 0,   /* not in the bootloader (application, power lost) */
     ST_AN_MODEL_STARTING,  /* ROM starting: bytes are lost */
