@@ -1,11 +1,15 @@
 /* Station context: backends per fixture; the virtual fixture's units and bus. */
 #include "station/context.h"
 
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fixtures/slot.h"
 #include "protocols/link/can_model.h"
+#include "protocols/link/pty_server.h"
 #include "protocols/link/serial_ports.h"
 #include "protocols/link/usb_model.h"
 #include "protocols/canadmin/canadmin.h"
@@ -20,6 +24,7 @@ typedef struct vslot {
     st_ctx *ctx;
     const st_fixture_slot *fs;
     st_vunit *unit;
+    st_pty_server *uart; /* the unit's UART on a pty (slots with serial), else NULL */
 } vslot;
 
 /* A CAN interface in use: a real one, or an in-memory bus for the virtual fixture. */
@@ -42,7 +47,57 @@ struct st_ctx {
     st_vusb_bus *vbus;
     vslot *vslots;
     size_t nvslots;
+    /* One thread serves the virtual units' UART ptys (the station opens them through its
+     * real termios backend, as it would a jig's UART). */
+    pthread_t uart_thread;
+    bool uart_running;
+    atomic_bool uart_stop;
 };
+
+#define MAX_UART_PTYS 64
+
+static void *serve_uarts(void *arg)
+{
+    st_ctx *c = arg;
+    while (!atomic_load(&c->uart_stop)) {
+        struct pollfd p[MAX_UART_PTYS];
+        st_pty_server *srv[MAX_UART_PTYS];
+        size_t n = 0;
+        int t = 50;
+        for (size_t i = 0; i < c->nvslots && n < MAX_UART_PTYS; i++) {
+            if (!c->vslots[i].uart)
+                continue;
+            srv[n] = c->vslots[i].uart;
+            st_pty_server_pollfd(srv[n], &p[n]);
+            int ti = st_pty_server_timeout_ms(srv[n]);
+            if (ti >= 0 && ti < t)
+                t = ti;
+            n++;
+        }
+        (void)poll(p, n, t);
+        for (size_t i = 0; i < n; i++)
+            (void)st_pty_server_step(srv[i], NULL);
+    }
+    return NULL;
+}
+
+/* A virtual slot with a serial section gets its unit's UART on a pty: serial.device "pty"
+ * becomes the pty's path; any other path is made a symlink to it. */
+static int open_uart(st_ctx *c, vslot *v, st_fixture_slot *fs, const st_logger *log,
+                     st_err *err)
+{
+    st_stream_model *m = st_vunit_uart(v->unit);
+    if (!fs->serial.present || !m)
+        return 0;
+    int rc = st_pty_server_new(m, log, &v->uart, err);
+    if (rc == 0 && strcmp(fs->serial.device, "pty") == 0)
+        st_strlcpy(fs->serial.device, st_pty_server_path(v->uart), sizeof fs->serial.device);
+    else if (rc == 0)
+        rc = st_pty_server_symlink(v->uart, fs->serial.device, err);
+    if (rc)
+        return st_err_prefix(err, "%s: slot %d: serial", c->fx->path, fs->id);
+    return 0;
+}
 
 static int vport_attach(void *ctx, st_usb_model *m, st_err *err)
 {
@@ -124,6 +179,7 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
             .faults = (const char *const *)fu->faults,
             .n_faults = fu->n_faults,
             .can_transport = fu->transport == ST_UNIT_TRANSPORT_CAN,
+            .boot_select_low = fu->boot_select_low,
         };
         if (fu->can_uuid[0]) {
             st_can_uuid uuid;
@@ -182,6 +238,17 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
         if (rc)
             return st_err_prefix(err, "%s: slot %d: unit", c->fx->path, fs->id);
         c->nvslots++;
+        if ((rc = open_uart(c, v, &c->fx->slots[i], log, err)) < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < c->nvslots; i++) {
+        if (c->vslots[i].uart) {
+            atomic_init(&c->uart_stop, false);
+            if (pthread_create(&c->uart_thread, NULL, serve_uarts, c) != 0)
+                return st_err_set(err, ST_ERR_NOMEM, "cannot start the UART server");
+            c->uart_running = true;
+            break;
+        }
     }
     return st_gpio_virtual_set_observer(c->gpio, on_gpio, c);
 }
@@ -281,8 +348,14 @@ void st_ctx_close(st_ctx *c)
     if (!c)
         return;
     st_serial_host_free(c->serial);
-    for (size_t i = 0; i < c->nvslots; i++)
+    if (c->uart_running) {
+        atomic_store(&c->uart_stop, true);
+        pthread_join(c->uart_thread, NULL);
+    }
+    for (size_t i = 0; i < c->nvslots; i++) {
+        st_pty_server_free(c->vslots[i].uart);
         st_vunit_free(c->vslots[i].unit);
+    }
     free(c->vslots);
     for (size_t i = 0; i < c->ncans; i++) {
         c->cans[i].iface->ops->free(c->cans[i].iface);
