@@ -1,5 +1,6 @@
 /* The MCU table. Figures: STM32G431 datasheet flash table (typical) and
- * shared/reference/protocols.md section 1.7. */
+ * shared/reference/protocols.md section 1.7; USB ids: AN2606 (ROM DFU), Katapult and Klipper
+ * sources (protocols.md section 2). */
 #include "mcu.h"
 
 #include <stddef.h>
@@ -16,6 +17,10 @@ static const st_mcu mcus[] = {
         .sysmem_start = 0x1FFF0000u,
         .usart_pid = 0x468,
         .katapult_app_offset = 0x2000u,
+        .usb_rom_dfu = { 0x0483, 0xdf11 },  /* AN2606 */
+        .usb_katapult = { 0x1d50, 0x6177 }, /* Katapult's USB-CDC id (protocols.md 2.4) */
+        .usb_klipper = { 0x1d50, 0x614e },  /* Klipper's USB-CDC id */
+        .katapult_usb_prime = true,
         .page_erase_us = 22000u, .dword_program_us = 82u, .mass_erase_us = 22000u,
     },
     /* STM32F103xB: 1 KiB pages, half-word programming (40 us typ. per 16 bits, so 160 us
@@ -28,6 +33,8 @@ static const st_mcu mcus[] = {
         .sysmem_start = 0x1FFFF000u,
         .usart_pid = 0x410,
         .katapult_app_offset = 0x2000u,
+        .usb_katapult = { 0x1d50, 0x6177 }, /* no ROM USB DFU on the F103 */
+        .usb_klipper = { 0x1d50, 0x614e },
         .page_erase_us = 20000u, .dword_program_us = 160u, .mass_erase_us = 20000u,
     },
     /* STM32F401xC (Elegoo Neptune 4 mainboard, seed 002) and STM32F407xG: F4 flash has
@@ -43,6 +50,9 @@ static const st_mcu mcus[] = {
         .sysmem_start = 0x1FFF0000u,
         .usart_pid = 0x423,
         .katapult_app_offset = 0x8000u,
+        .usb_rom_dfu = { 0x0483, 0xdf11 },  /* AN2606: the F4 ROM has USB DFU on OTG FS */
+        .usb_katapult = { 0x1d50, 0x6177 },
+        .usb_klipper = { 0x1d50, 0x614e },
         .page_erase_us = 125000u, .dword_program_us = 32u, .mass_erase_us = 2000000u,
     },
     {
@@ -54,6 +64,9 @@ static const st_mcu mcus[] = {
         .sysmem_start = 0x1FFF0000u,
         .usart_pid = 0x413,
         .katapult_app_offset = 0x8000u,
+        .usb_rom_dfu = { 0x0483, 0xdf11 },  /* AN2606: the F4 ROM has USB DFU on OTG FS */
+        .usb_katapult = { 0x1d50, 0x6177 },
+        .usb_klipper = { 0x1d50, 0x614e },
         .page_erase_us = 125000u, .dword_program_us = 32u, .mass_erase_us = 8000000u,
     },
     { .name = NULL },
