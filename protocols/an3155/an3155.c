@@ -408,6 +408,23 @@ int st_an_read(st_an3155 *a, uint32_t addr, uint8_t *buf, size_t len, const st_p
     return 0;
 }
 
+int st_an_read_uid(st_an3155 *a, char hex[25], st_err *err)
+{
+    int rc = need_dev(a, err);
+    if (rc < 0)
+        return rc;
+    uint8_t b[12];
+    if ((rc = st_an_read(a, a->info.dev->uid_addr, b, sizeof b, NULL, err)) < 0)
+        return st_err_prefix(err, "unique ID");
+    static const char digits[] = "0123456789ABCDEF";
+    for (int i = 0; i < 12; i++) {
+        hex[2 * i] = digits[b[i] >> 4];
+        hex[2 * i + 1] = digits[b[i] & 15];
+    }
+    hex[24] = '\0';
+    return 0;
+}
+
 /* ---- Write Memory ---------------------------------------------------------------------- */
 
 static int do_write(st_an3155 *a, void *ctx, st_err *err)

@@ -48,6 +48,7 @@ typedef struct st_an_dev {
     uint8_t write_align;        /* write address alignment (G4: 8, others 4) */
     bool legacy_erase_only;     /* ROM V2.x: 0x43 only (informational: Get decides) */
     uint32_t startup_us;        /* ROM start-up after NRST release (AN2606) */
+    uint32_t uid_addr;          /* 96-bit unique device ID (reference manuals) */
 } st_an_dev;
 
 /* NULL when unknown. */
@@ -157,6 +158,10 @@ int st_an_flash(st_an3155 *a, uint32_t addr, const uint8_t *data, size_t len,
 /* Compare flash with data; ST_ERR_VERIFY naming the first differing address. */
 int st_an_verify(st_an3155 *a, uint32_t addr, const uint8_t *data, size_t len,
                  const st_progress *p, st_err *err);
+
+/* The 96-bit unique ID (Read Memory at the table's uid_addr) as 24 upper-case hex digits,
+ * words in address order; the unit's identity in reports. Fails under readout protection. */
+int st_an_read_uid(st_an3155 *a, char hex[25], st_err *err);
 
 /* Counters since st_an_new. */
 typedef struct st_an_stats {

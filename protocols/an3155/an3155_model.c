@@ -86,6 +86,13 @@ st_an_model *st_an_model_new(st_flash *flash, const st_an_model_cfg *cfg)
         m->cfg.baud = 115200;
     if (!m->cfg.startup_us)
         m->cfg.startup_us = m->dev->startup_us;
+    static const uint8_t zero[12];
+    if (memcmp(m->cfg.uid, zero, 12) == 0) {
+        static const uint8_t def[12] = {0x20, 0x00, 0x36, 0x00, 0x0F, 0x51, 0x33, 0x30,
+                                        0x39, 0x37, 0x38, 0x31};
+        memcpy(m->cfg.uid, def, 12);
+        m->cfg.uid[11] = (uint8_t)m->cfg.pid;
+    }
     /* Get's list (AN3155 Table 2): V2.2 ROMs offer Erase, V3.x Extended Erase. */
     static const uint8_t v3[] = {0x00, 0x01, 0x02, 0x11, 0x21, 0x31, 0x44, 0x63, 0x73, 0x82,
                                  0x92};
@@ -221,6 +228,10 @@ static bool mem_read(st_an_model *m, uint32_t a, uint8_t *buf, size_t n)
 {
     if (in_ram(m, a, n)) {
         memcpy(buf, m->ram + (a - m->dev->ram_start), n);
+        return true;
+    }
+    if (in(a, n, m->dev->uid_addr, m->dev->uid_addr + 12)) {
+        memcpy(buf, m->cfg.uid + (a - m->dev->uid_addr), n);
         return true;
     }
     if (in(a, n, m->dev->sys_start, m->dev->sys_end)) {

@@ -26,6 +26,7 @@ typedef struct st_an_model_cfg {
     bool accept_8n1;
     uint32_t baud;             /* datasheet wire time; 0: 115200 */
     uint32_t startup_us;       /* ROM start-up after reset; 0: the device table's */
+    uint8_t uid[12];           /* the 96-bit unique ID; all zero: a fixed one from the PID */
     /* Go jumped (to flash or RAM) or the ROM reset itself (unprotect commands; rom=true).
      * Called from inside rx/tx; may be NULL. After a Go the model is silent until
      * st_an_model_reset. */

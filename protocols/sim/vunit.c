@@ -14,6 +14,7 @@
 #include "protocols/sim/cdc_acm.h"
 #include "protocols/sim/klipper_app.h"
 #include "station/core/clock.h"
+#include "station/core/digest.h"
 #include "station/core/text.h"
 #include "station/core/yamldoc.h"
 
@@ -518,6 +519,13 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     /* The ROM's USART bootloader, when the part is in the AN3155 table. */
     st_an_model_cfg ac = { .on_exit = on_uart_exit, .ctx = u,
                            .baud = 115200 };
+    /* The unique ID the ROM reads back: the ROM DFU's serial is derived from it on real
+     * parts, so the same unit shows the same identity on both paths. */
+    for (size_t i = 0; i < 12 && u->serial[i]; i++) {
+        int v = st_hexval(u->serial[i]);
+        ac.uid[6 + i / 2] |= (uint8_t)((v < 0 ? 0 : v) << (i % 2 ? 0 : 4));
+    }
+    ac.uid[0] = 0x20;
     u->uart_rom = st_an_model_new(u->flash, &ac);
     u->uart.ops = &uart_ops;
     if (cfg->holds)
