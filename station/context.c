@@ -182,6 +182,7 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
             .n_faults = fu->n_faults,
             .can_transport = fu->transport == ST_UNIT_TRANSPORT_CAN,
             .boot_select_low = fu->boot_select_low,
+            .uart_on_pty = fs->serial.present && strcmp(fs->serial.device, "pty") == 0,
         };
         if (fu->can_uuid[0]) {
             st_can_uuid uuid;

@@ -518,7 +518,7 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     }
     /* The ROM's USART bootloader, when the part is in the AN3155 table. */
     st_an_model_cfg ac = { .on_exit = on_uart_exit, .ctx = u,
-                           .baud = 115200 };
+                           .baud = 115200, .accept_8n1 = cfg->uart_on_pty };
     /* The unique ID the ROM reads back: the ROM DFU's serial is derived from it on real
      * parts, so the same unit shows the same identity on both paths. */
     for (size_t i = 0; i < 12 && u->serial[i]; i++) {

@@ -50,6 +50,8 @@ typedef struct st_vunit_config {
     /* The board drives BOOT0 through an inverter (seed 002's Neptune 4 guide: the ROM is
      * entered when the boot-select line is low during reset). */
     bool boot_select_low;
+    /* The UART is served on a pty, which cannot carry parity: the ROM model takes 8N1. */
+    bool uart_on_pty;
 } st_vunit_config;
 
 typedef struct st_vunit st_vunit;
