@@ -979,20 +979,20 @@ static const st_cli_cmd commands[] = {
     { .words = "uart info",
       .summary = "enter the USART ROM bootloader (--slot N) and show the part, version, ID",
       .help = "Runs uart-enter and uart-info on the slot and writes the report.\n",
-      .opts = info_opts, .run = cmd_info },
+      .opts = info_opts, .flags = ST_CLI_RUNS_JOBS, .run = cmd_info },
     { .words = "uart backup", .args = "FILE", .nargs = 1,
       .summary = "read the unit's flash into FILE over the USART ROM bootloader (--slot N)",
       .help = "Runs uart-enter, uart-info and uart-backup; the report records the file's "
               "SHA-256.\n",
-      .opts = backup_opts_cli, .run = cmd_backup },
+      .opts = backup_opts_cli, .flags = ST_CLI_RUNS_JOBS, .run = cmd_backup },
     { .words = "uart flash", .args = "IMAGE", .nargs = 1,
       .summary = "flash IMAGE over the USART ROM bootloader, verify, start (--slot N)",
       .help = "Runs uart-enter, uart-info, uart-flash (probe, then rewrite only what differs),\n"
               "uart-verify and uart-start (the exit sequence, else Go).\n",
-      .opts = flash_opts_cli, .run = cmd_flash },
+      .opts = flash_opts_cli, .flags = ST_CLI_RUNS_JOBS, .run = cmd_flash },
     { .words = "uart go",
       .summary = "start the code at --addr through the ROM's Go command (--slot N)",
-      .opts = go_opts, .run = cmd_go },
+      .opts = go_opts, .flags = ST_CLI_RUNS_JOBS, .run = cmd_go },
     { .words = NULL },
 };
 
