@@ -36,6 +36,9 @@
 #ifdef STATION_SIM_HAVE_AN3155
 #include "protocols/an3155/an3155_model.h"
 #endif
+#if defined(STATION_SIM_HAVE_AN3155) && defined(STATION_SIM_HAVE_VUNIT)
+#include "protocols/sim/cdc_acm.h"
+#endif
 #ifdef STATION_SIM_HAVE_VUNIT
 #include "protocols/sim/klipper_app.h"
 #include "protocols/sim/synth.h"
@@ -53,7 +56,9 @@ static const char usage[] =
     "Serve a device model on a real endpoint (root, in the rig VM or on a test host).\n"
     "\n"
     "Endpoints and models:\n"
-    "  usbip   --model loopback|dfu|unit   a USB device through vhci-hcd (modprobe vhci-hcd)\n"
+    "  usbip   --model loopback|dfu|unit|an3155  a USB device through vhci-hcd (modprobe\n"
+    "          vhci-hcd); an3155: a USB CDC-ACM serial adapter (0483:5740) wired to the ST\n"
+    "          USART ROM bootloader, which takes only 8E1 (SET_LINE_CODING decides)\n"
     "  units   whole virtual units (same as usbip --model unit): each on its own vhci\n"
     "          port and gpio-sim lines; CAN units share one bus behind an slcan netdev\n"
     "  slcan   --model echo|katapult|klipper  a CAN bus behind a kernel slcan interface\n"
@@ -190,6 +195,9 @@ typedef struct sim {
 #endif
 #ifdef STATION_SIM_HAVE_AN3155
     st_an_model *an3155;
+#endif
+#if defined(STATION_SIM_HAVE_AN3155) && defined(STATION_SIM_HAVE_VUNIT)
+    st_cdc_acm *an3155_cdc;
 #endif
     /* units (usbip --model unit, units) */
     unit_rt units[MAX_UNITS];
@@ -732,6 +740,10 @@ static void units_free(sim *s)
 }
 #endif
 
+#if defined(STATION_SIM_HAVE_AN3155)
+static void pty_an3155_exit(void *ctx, st_an_model *m, uint32_t addr, bool rom);
+#endif
+
 static int setup_usbip(sim *s)
 {
     st_err e = {0};
@@ -757,6 +769,28 @@ static int setup_usbip(sim *s)
             return -1;
         }
         return port_attach(s, st_dfu_model_usb(s->dfu), NULL);
+    }
+#endif
+#if defined(STATION_SIM_HAVE_AN3155) && defined(STATION_SIM_HAVE_VUNIT)
+    if (strcmp(m, "an3155") == 0) {
+        if (setup_flash(s) < 0)
+            return -1;
+        /* Behind a real adapter the ROM sees the framing the host set: strict 8E1. */
+        st_an_model_cfg c = {.on_exit = pty_an3155_exit, .ctx = s};
+        s->an3155 = st_an_model_new(s->flash, &c);
+        if (!s->an3155) {
+            fprintf(stderr, "station-sim: an3155: MCU '%s' has no AN3155 device-table row\n",
+                    s->o.mcu);
+            return -1;
+        }
+        for (size_t i = 0; i < s->o.nfaults; i++)
+            if (!st_an_model_fault(s->an3155, s->o.faults[i]))
+                die_usage("an3155: unknown fault '%s'", s->o.faults[i]);
+        st_an_model_reset(s->an3155, true, st_now_us());
+        st_cdc_identity id = {0x0483, 0x5740, 0x0200, "STMicroelectronics",
+                              "USB-UART to the AN3155 ROM", s->o.serial ? s->o.serial : "AN3155RIG"};
+        s->an3155_cdc = st_cdc_acm_new(&id, st_an_model_stream(s->an3155));
+        return s->an3155_cdc ? port_attach(s, st_cdc_acm_usb(s->an3155_cdc), NULL) : -1;
     }
 #endif
     die_usage("usbip: unknown or unavailable model '%s'", m);
@@ -1109,6 +1143,9 @@ static void teardown(sim *s)
 #endif
 #ifdef STATION_SIM_HAVE_DFU
     st_dfu_model_free(s->dfu);
+#endif
+#if defined(STATION_SIM_HAVE_AN3155) && defined(STATION_SIM_HAVE_VUNIT)
+    st_cdc_acm_free(s->an3155_cdc);
 #endif
 #ifdef STATION_SIM_HAVE_AN3155
     st_an_model_free(s->an3155);
