@@ -318,6 +318,88 @@ static void test_readout_protected(void **state)
     st_report_free(doc);
 }
 
+/* uart-unprotect wipes the chip: refused unless the job says so; with the flag it clears
+ * readout protection (mass erase) and the backup that follows reads an erased chip. */
+static void test_unprotect_flag(void **state)
+{
+    (void)state;
+    char fx[4096];
+    FILE *f = fopen(FIXTURE, "r");
+    assert_non_null(f);
+    size_t n = fread(fx, 1, sizeof fx - 1, f);
+    fclose(f);
+    fx[n] = '\0';
+    char *fl = strstr(fx, "faults: []");
+    assert_non_null(fl);
+    char edited[4200];
+    snprintf(edited, sizeof edited, "%.*sfaults: [rdp]%s", (int)(fl - fx), fx, fl + 10);
+    write_text("rdp.yaml", edited);
+#define UNPROTECT_JOB(extra)                                                              \
+    "name: unprotect\n"                                                                    \
+    "target: stm32f401xc\n"                                                                \
+    "images: { combined: { path: " IMAGE ", load_addr: 0x08000000,"                         \
+    " sha256: f807596741eb3a492a68bf3276a1bedd2bf157eaa0b78139effcb522c6bd3731 } }\n"        \
+    "report_dir: r\n"                                                                      \
+    "uart: { entry: \"-2,-1,1:2,-1,,,1\", allow_8n1: true" extra " }\n"                    \
+    "steps:\n"                                                                             \
+    "  - uart-enter\n"                                                                     \
+    "  - uart-unprotect\n"                                                                 \
+    "  - uart-info\n"                                                                      \
+    "  - uart-backup: { size: 32768 }\n"
+    char text[1024];
+    snprintf(text, sizeof text, "%s", UNPROTECT_JOB(""));
+    write_text("no-flag.yaml", text);
+    int rc = run(STATION " --plain run %s/no-flag.yaml -f %s/rdp.yaml --reports %s/r-nf", dir,
+                 dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = load_report("r-nf");
+    const char *cause = st_rget_str(doc, "cause");
+    if (!cause || !strstr(cause, "uart.allow_unprotect: true"))
+        fail_msg("cause: %s\n%s", cause ? cause : "(none)", out);
+    st_report_free(doc);
+    snprintf(text, sizeof text, "%s", UNPROTECT_JOB(", allow_unprotect: true"));
+    write_text("flag.yaml", text);
+    rc = run(STATION " --plain run %s/flag.yaml -f %s/rdp.yaml --reports %s/r-f", dir, dir, dir);
+    if (rc)
+        fail_msg("exit %d\n%s", rc, out);
+    doc = load_report("r-f");
+    /* Mass-erased: 32 KiB of 0xFF. */
+    static uint8_t ff[32768];
+    memset(ff, 0xFF, sizeof ff);
+    uint8_t md[32];
+    char want[65];
+    st_sha256(ff, sizeof ff, md);
+    st_hex(md, 32, false, want);
+    expect_str(doc, "steps.3.sha256", want);
+    st_report_free(doc);
+}
+
+/* The fixture's own BOOT0/RESET pair (the default plan) on a plain G431 board. */
+static void test_boot0_reset_plan(void **state)
+{
+    (void)state;
+    write_text("g4.yaml",
+               "name: g4-uart\n"
+               "gpio: { backend: virtual, chip: virtual }\n"
+               "slots:\n"
+               "  - id: 3\n"
+               "    lines: { boot0: BOOT0_3, reset: { name: NRST_3, active_low: true } }\n"
+               "    serial: { device: pty }\n"
+               "    unit: { mcu: stm32g431xx, holds: synthetic:2 }\n");
+    int rc = run(STATION " --plain uart backup %s/g4.bin -f %s/g4.yaml --slot 3 --allow-8n1 "
+                 "--reports %s/r-g4", dir, dir, dir);
+    if (rc)
+        fail_msg("exit %d\n%s", rc, out);
+    st_rnode *doc = load_report("r-g4");
+    expect_str(doc, "steps.0.entry_plan.kind", "boot0-reset");
+    expect_str(doc, "steps.0.entry_plan.text", "boot0&reset,-reset:-boot0&reset,-reset");
+    expect_str(doc, "unit.usart_pid", "0x468");
+    long long bytes = 0;
+    assert_int_equal(st_rget_int(doc, "steps.2.bytes", &bytes), 0);
+    assert_int_equal(bytes, 128 * 1024);
+    st_report_free(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +408,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unmapped_gpio_and_parity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readout_protected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unprotect_flag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_boot0_reset_plan, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
