@@ -572,6 +572,13 @@ int st_an_erase_units(st_an3155 *a, uint32_t first, uint32_t count, st_err *err)
         uint32_t n = count < ST_AN_MAX_ERASE_BATCH ? count : ST_AN_MAX_ERASE_BATCH;
         if (!a->info.ext_erase && n > 255)
             n = 255;
+        /* Units the ROM erases only one per command (G0B1 bank 2), and the batch that
+         * would run into them stops before. */
+        uint32_t single = a->info.dev->erase_single_from;
+        if (single && first >= single)
+            n = 1;
+        else if (single && first + n > single)
+            n = single - first;
         erase_ctx c = {.first = first, .count = n};
         if ((rc = with_retry(a, do_erase, &c, err)) < 0)
             return st_err_prefix(err, "erase %s %u-%u", a->info.dev->page_size ? "pages"

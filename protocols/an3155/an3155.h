@@ -49,6 +49,9 @@ typedef struct st_an_dev {
     bool legacy_erase_only;     /* ROM V2.x: 0x43 only (informational: Get decides) */
     uint32_t startup_us;        /* ROM start-up after NRST release (AN2606) */
     uint32_t uid_addr;          /* 96-bit unique device ID (reference manuals) */
+    /* From this unit on, one unit per erase command (0: none). G0B1 V9.2 cannot erase
+     * several bank-2 pages in one command (AN2606); bank 2 starts at page 128. */
+    uint32_t erase_single_from;
 } st_an_dev;
 
 /* NULL when unknown. */

@@ -52,7 +52,8 @@ static const st_an_dev devs[] = {
      .flash_start = 0x08000000, .flash_end = 0x08080000, .page_size = 2048,
      .opt_start = 0x1FFF7800, .opt_end = 0x1FFF787F,
      .sys_start = 0x1FFF0000, .sys_end = 0x1FFF7000,
-     .write_align = 4, .startup_us = 390, .uid_addr = 0x1FFF7590},
+     .write_align = 4, .startup_us = 390, .uid_addr = 0x1FFF7590,
+     .erase_single_from = 128},
     {.name = NULL},
 };
 

@@ -320,6 +320,24 @@ static void test_flash_roundtrips(void **state)
     flash_roundtrip("stm32f401xc", 20 * 1024, 0x08000000);
 }
 
+/* G0B1 V9.2 erases bank-2 pages one per command (AN2606): 126-129 go as {126,127}, {128},
+ * {129}; and an image across the bank boundary flashes. */
+static void test_g0b1_bank2_erase(void **state)
+{
+    (void)state;
+    unit *u = unit_new("stm32g0b1xe", false, 'E');
+    st_an_info i;
+    connect(u, &i);
+    assert_int_equal(i.pid, 0x467);
+    st_err err;
+    assert_int_equal(st_an_erase_units(u->an, 126, 4, &err), 0);
+    st_an_model_stats ms;
+    st_an_model_get_stats(u->model, &ms);
+    assert_int_equal(ms.erases, 3);
+    unit_free(u);
+    flash_roundtrip("stm32g0b1xe", 8 * 1024, 0x0803F000);
+}
+
 static void test_mass_erase_and_whole_flash(void **state)
 {
     (void)state;
@@ -630,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_identify_g431),
         cmocka_unit_test(test_identify_f4_and_f103),
         cmocka_unit_test(test_flash_roundtrips),
+        cmocka_unit_test(test_g0b1_bank2_erase),
         cmocka_unit_test(test_mass_erase_and_whole_flash),
         cmocka_unit_test(test_alignment_and_bounds),
         cmocka_unit_test(test_go_and_ram),

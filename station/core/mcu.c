@@ -23,6 +23,22 @@ static const st_mcu mcus[] = {
         .katapult_usb_prime = true,
         .page_erase_us = 22000u, .dword_program_us = 82u, .mass_erase_us = 22000u,
     },
+    /* STM32G0B1xE: 512 KiB in two banks of 2 KiB pages (DS13560 typ.: page erase 22 ms,
+     * 64 bits 85 us). */
+    {
+        .name = "stm32g0b1xe",
+        .flash_start = 0x08000000u, .flash_size = 512u * 1024u, .page_size = 2048u,
+        .sram_start = 0x20000000u, .sram_size = 0x24000u,
+        .optbytes_start = 0x1FFF7800u, .optbytes_size = 128u,
+        .otp_start = 0x1FFF7000u, .otp_size = 1024u,
+        .sysmem_start = 0x1FFF0000u,
+        .usart_pid = 0x467,
+        .katapult_app_offset = 0x2000u,
+        .usb_rom_dfu = { 0x0483, 0xdf11 },
+        .usb_katapult = { 0x1d50, 0x6177 },
+        .usb_klipper = { 0x1d50, 0x614e },
+        .page_erase_us = 22000u, .dword_program_us = 85u, .mass_erase_us = 22000u,
+    },
     /* STM32F103xB: 1 KiB pages, half-word programming (40 us typ. per 16 bits, so 160 us
      * per 64 bits), 20 ms page and mass erase (DS5319 typ.). ROM V2.2: legacy Erase only. */
     {
