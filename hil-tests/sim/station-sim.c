@@ -82,8 +82,13 @@ static const char usage[] =
     "  --boot0-line N, --nrst-line N   line offsets in that chip (default 0 and 1)\n"
     "  --fault STR          unit model fault (vunit.h syntax), repeatable\n"
     "  --transport usb|can  unit model: its application and Katapult speak USB-CDC or CAN\n"
+    "  --uart PATH          unit model: serve the unit's UART (its ROM's AN3155 bootloader,\n"
+    "                       8N1 accepted: a pty drops parity) on a pty, symlinked at PATH\n"
+    "  --boot-select low|high  unit model: the BOOT0 level that selects the ROM (default\n"
+    "                       high; low = a board that inverts it, seed 002)\n"
     "  --unit               start the next unit's options (port, gpio-sim, lines, flash,\n"
-    "                       dump, serial, uuid, transport, fault apply to the current unit)\n"
+    "                       dump, serial, uuid, transport, fault, uart, boot-select apply\n"
+    "                       to the current unit)\n"
     "  --ready-file PATH    write endpoint facts (port=, ifname=, path=) there when ready\n"
     "  --duration SEC       exit after SEC seconds (default: run until SIGTERM/SIGINT)\n"
     "  --once               dfu model: exit when the device leaves DFU\n"
@@ -100,7 +105,8 @@ static const char usage[] =
 
 /* One virtual unit's options (per --unit). */
 typedef struct unit_opts {
-    const char *flash_file, *dump, *serial, *gpio_dir;
+    const char *flash_file, *dump, *serial, *gpio_dir, *uart;
+    bool boot_select_low;
     uint32_t flash_addr;
     bool has_flash_addr;
     uint8_t uuid[6];
@@ -151,6 +157,7 @@ typedef struct unit_rt {
     bool plug_retrying;
     int gpio_fd[2];
     int gpio_val[2];
+    st_pty_server *uart; /* --uart: the unit's UART (its ROM's AN3155 bootloader) */
 #ifdef STATION_SIM_HAVE_VUNIT
     st_vunit *unit;
 #endif
@@ -241,7 +248,7 @@ static void parse_args(int argc, char **argv, sim_opts *o)
 {
     enum { O_MODEL = 256, O_MCU, O_TIMING, O_FLASH, O_DUMP, O_SERIAL, O_UUID, O_PORT,
            O_IFNAME, O_LINK, O_GPIO, O_BOOT0, O_NRST, O_FAULT, O_READY, O_DURATION, O_ONCE,
-           O_VERSION, O_TRANSPORT, O_UNIT };
+           O_VERSION, O_TRANSPORT, O_UNIT, O_UART, O_BOOT_SELECT };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, O_MODEL},
         {"mcu", required_argument, NULL, O_MCU},
@@ -262,6 +269,8 @@ static void parse_args(int argc, char **argv, sim_opts *o)
         {"once", no_argument, NULL, O_ONCE},
         {"transport", required_argument, NULL, O_TRANSPORT},
         {"unit", no_argument, NULL, O_UNIT},
+        {"uart", required_argument, NULL, O_UART},
+        {"boot-select", required_argument, NULL, O_BOOT_SELECT},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
@@ -274,7 +283,7 @@ static void parse_args(int argc, char **argv, sim_opts *o)
         /* Per-unit options describe the current unit (the first one is implicit). */
         bool per_unit = c == O_FLASH || c == O_DUMP || c == O_SERIAL || c == O_UUID ||
                         c == O_PORT || c == O_GPIO || c == O_BOOT0 || c == O_NRST ||
-                        c == O_FAULT || c == O_TRANSPORT;
+                        c == O_FAULT || c == O_TRANSPORT || c == O_UART || c == O_BOOT_SELECT;
         if ((per_unit && o->nunits == 0) || c == O_UNIT) {
             if (o->nunits == MAX_UNITS)
                 die_usage("at most %d units", MAX_UNITS);
@@ -331,6 +340,12 @@ static void parse_args(int argc, char **argv, sim_opts *o)
             u->can = strcmp(optarg, "can") == 0;
             break;
         case O_UNIT: break;
+        case O_UART: u->uart = optarg; break;
+        case O_BOOT_SELECT:
+            if (strcmp(optarg, "low") && strcmp(optarg, "high"))
+                die_usage("--boot-select: '%s' is not low or high", optarg);
+            u->boot_select_low = strcmp(optarg, "low") == 0;
+            break;
         case O_READY: o->ready_file = optarg; break;
         case O_DURATION:
             o->duration_s = (double)parse_long("--duration", optarg, 0, 86400);
@@ -695,7 +710,9 @@ static int setup_units(sim *s)
                              .holds = u->holds, .holds_len = u->holds_len,
                              .holds_addr = u->o->has_flash_addr ? u->o->flash_addr
                                                                 : s->mcu->flash_start,
-                             .faults = u->o->faults, .n_faults = u->o->nfaults};
+                             .faults = u->o->faults, .n_faults = u->o->nfaults,
+                             .boot_select_low = u->o->boot_select_low,
+                             .uart_on_pty = u->o->uart != NULL};
         memcpy(c.can_uuid, u->o->uuid, 6);
         st_vunit_usb_port port = {unit_port_attach, unit_port_detach, u};
         st_vunit_can_port can = {unit_can_attach, unit_can_detach, u};
@@ -705,6 +722,20 @@ static int setup_units(sim *s)
         }
         if (u->o->gpio_dir && unit_gpio_open(u) < 0)
             return -1;
+        if (u->o->uart) {
+            st_stream_model *m = st_vunit_uart(u->unit);
+            if (!m) {
+                fprintf(stderr, "station-sim: unit %zu: --uart: MCU '%s' has no AN3155 model\n",
+                        i + 1, s->o.mcu);
+                return -1;
+            }
+            if (st_pty_server_new(m, &s->log, &u->uart, &e) < 0 ||
+                st_pty_server_symlink(u->uart, u->o->uart, &e) < 0) {
+                fprintf(stderr, "station-sim: unit %zu: --uart %s: %s\n", i + 1, u->o->uart,
+                        e.msg);
+                return -1;
+            }
+        }
         ST_LOGI(&s->log, "sim", "unit %zu: %s, %s, vhci port %d, state %s", i + 1,
                 u->o->can ? "CAN" : "USB", u->o->flash_file ? u->o->flash_file : "erased",
                 u->o->port, st_vunit_state(u->unit));
@@ -727,6 +758,7 @@ static void units_free(sim *s)
         if (u->unit)
             dump_flash(s, u->o->dump, st_vunit_flash(u->unit));
         /* The vunit detaches its faces (CAN from the bus) while both still exist. */
+        st_pty_server_free(u->uart);
         st_vunit_free(u->unit);
         st_usbip_server_free(u->usbip);
         for (int k = 0; k < 2; k++)
@@ -1028,7 +1060,7 @@ static int run(sim *s, int sfd)
     for (;;) {
         /* fds: the signal fd, one per unit's USB/IP server (or the single usbip server),
          * the slcan server, the pty server. */
-        struct pollfd p[MAX_UNITS + 4];
+        struct pollfd p[2 * MAX_UNITS + 4];
         size_t np = 0;
         p[np++] = (struct pollfd){.fd = sfd, .events = POLLIN};
         int t = -1;
@@ -1039,6 +1071,10 @@ static int run(sim *s, int sfd)
                 return 1;
             st_usbip_server_pollfd(u->usbip, &p[np++]);
             t = min_timeout(t, st_usbip_server_timeout_ms(u->usbip));
+            if (u->uart) {
+                st_pty_server_pollfd(u->uart, &p[np++]);
+                t = min_timeout(t, st_pty_server_timeout_ms(u->uart));
+            }
             /* gpio-sim values have no poll event; the clock thread may replug the unit. */
             t = min_timeout(t, GPIO_POLL_MS);
         }
@@ -1087,6 +1123,11 @@ static int run(sim *s, int sfd)
                     fprintf(stderr, "station-sim: unit %zu: %s\n", i + 1, e.msg);
             }
             unit_gpio_poll(u);
+            if (u->uart) {
+                e = (st_err){0};
+                if (st_pty_server_step(u->uart, &e) < 0)
+                    fprintf(stderr, "station-sim: unit %zu: uart: %s\n", i + 1, e.msg);
+            }
         }
 #endif
         if (s->usbip) {

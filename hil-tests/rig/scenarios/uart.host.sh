@@ -17,4 +17,15 @@ r=$(one backup) && { echo "== backup"; "$C" "$r" verdict=pass steps.uart-enter.f
 n=$(cat "$RIG_OUT/new.sha256" 2>/dev/null)
 r=$(one flash) && { echo "== flash"; "$C" "$r" verdict=pass steps.uart-enter.framing~8E1 \
   steps.uart-verify.sha256="$n" steps.uart-start.entry_method=uart:go || fail=1; }
+r=$(one neptune) && {
+  echo "== neptune"
+  f=$(sed -n 's/^  file: //p' "$r" | head -n 1)
+  h=$(sha256sum < "$f" | cut -c1-64)
+  "$C" "$r" verdict=pass fixture.backend=libgpiod \
+    steps.uart-enter.entry_plan.text=-2,-1,1:2,-1,,,1 steps.uart-enter.sync=ack \
+    unit.usart_pid=0x423 steps.uart-backup.bytes=262144 steps.uart-backup.sha256="$h" \
+    unit.backup_sha256="$h" steps.uart-flash.units_written'>='1 \
+    steps.uart-verify.sha256=f807596741eb3a492a68bf3276a1bedd2bf157eaa0b78139effcb522c6bd3731 \
+    steps.uart-start.entry_method=uart:exit-sequence || fail=1
+}
 exit $fail

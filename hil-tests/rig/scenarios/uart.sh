@@ -8,6 +8,11 @@
 #  peer8n1:  stm32flash -m 8n1 is refused (the ROM sees parity errors: no answer);
 #  station:  `station uart backup` and `station uart flash` on the same tty through the
 #            station's termios backend at 8E1 (a fixture whose slot 1 UART is ttyACM0).
+#  neptune:  seed 002 end to end: a virtual F401 board (station-sim units, boot-select
+#            inverted) whose BOOT0/NRST follow gpio-sim lines and whose UART is a pty;
+#            `station run jobs/neptune4-backup-and-flash.yaml` plays the guide's
+#            `-2,-1,1:2,-1,,,1` through libgpiod, backs up the whole flash, flashes,
+#            verifies and starts the new firmware with the exit sequence.
 # Reports go to $RIG_OUT; uart.host.sh checks them on the host.
 set -u
 . "$RIG_DIR/guest-lib.sh"
@@ -67,11 +72,39 @@ EOT
   sha256sum < "$W/new.bin" | cut -c1-64 > "$RIG_OUT/new.sha256"
 }
 
+neptune() {
+  sim_stop || return 1
+  # The guide's GPIO 1 is NRST (RESET_1, line 1), GPIO 2 the inverted boot-select (BOOT0_1).
+  sim_start neptune units --mcu stm32f401xc --unit --port 6 --gpio-sim "$RIG_SIM" \
+    --boot0-line 0 --nrst-line 1 --boot-select low --flash synthetic:3 \
+    --uart "$W/neptune.tty" || return 1
+  "$STATION_BIN" image generate --mcu stm32f401xc --seed 4 --size 49152 \
+    "$STATION_SOURCE_DIR/jobs/generated/neptune4-firmware.bin" || return 1
+  cat > "$W/neptune.yaml" <<EOT
+name: rig-neptune4
+gpio: { backend: libgpiod, chip: jig }
+slots:
+  - id: 1
+    lines:
+      boot0: { name: BOOT0_1, active_low: true }
+      reset: { name: RESET_1, active_low: true }
+    serial: { device: $W/neptune.tty, baud: 115200, entry_gpio: { 1: reset, 2: boot0 } }
+EOT
+  station run "$STATION_SOURCE_DIR/jobs/neptune4-backup-and-flash.yaml" -f "$W/neptune.yaml" \
+    --slot 1 -r "$RIG_OUT/neptune" -o rig || return 1
+  grep -E 'pin (BOOT0|NRST)' "$SIM_ERR" | head -n 12
+  # The exit sequence reset it into the new firmware: the application's USB face (vhci
+  # port 6 is port path 1-7).
+  rig_wait_for 10 usb_at 1-7 1d50:614e || { echo "the unit does not run the application"; lsusb; return 1; }
+  echo "the application runs on 1-7"
+}
+
 rig_jig || exit 1
 part start start
 part peer peer
 part peer8n1 peer8n1
 part station station_uart
+part neptune neptune
 sim_stop || fail=1
 rm -rf "$W"
 exit $fail
