@@ -42,7 +42,6 @@ typedef struct uart_session {
     st_stream *link;
     st_an3155 *an;
     bool identified;
-    bool entered;
     char framing[96];
 } uart_session;
 
@@ -356,7 +355,6 @@ static int enter(st_step_call *c, st_err *err)
     rc = st_an_sync(s->an, &how, err);
     if (rc)
         return rc;
-    s->entered = true;
     st_rmap_str(c->rec, "sync", st_an_sync_name(how));
     return 0;
 }
