@@ -3,6 +3,7 @@
 
 #include "protocols/an3155/driver.h"
 #include "protocols/app/driver.h"
+#include "protocols/bgapi/driver.h"
 #include "protocols/dfuse/driver.h"
 #include "protocols/katapult/driver.h"
 
@@ -13,6 +14,7 @@ const st_driver *const *st_drivers_registry(void)
         &st_katapult_driver, /* Katapult over CAN / USB-CDC / UART */
         &st_app_driver,      /* the running application: wait-for-app */
         &st_an3155_driver,   /* the USART ROM bootloader (AN3155): entry plans, backup */
+        &st_bgapi_driver,    /* Bluetooth modules: BGAPI UART DFU (Gecko bootloader) */
         NULL,
     };
     return drivers;

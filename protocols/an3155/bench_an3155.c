@@ -91,7 +91,7 @@ static double limit_ms(size_t len, const st_mcu *mcu)
 static int station_job(rig *r, const uint8_t *img, size_t len, uint8_t *backup, double *ms,
                        st_an_flash_stats *fs)
 {
-    st_stream_line line = {BAUD, 8, 'N', 1};
+    st_stream_line line = {BAUD, 8, 'N', 1, 0};
     st_stream *s;
     st_an3155 *an;
     st_err err;

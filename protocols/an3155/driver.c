@@ -112,7 +112,7 @@ static int section_parse(const st_job_parse *p, const st_ynode *node, void **out
     uart_section *s = calloc(1, sizeof *s);
     if (!s)
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
-    s->framing = (st_stream_line){ 0, 8, 'E', 1 };
+    s->framing = (st_stream_line){ .baud = 0, .data_bits = 8, .parity = 'E', .stop_bits = 1 };
     s->byte_timeout_ms = 500;
     const char *entry = NULL, *exit_seq = NULL, *framing = NULL;
     int rc = 0;

@@ -115,7 +115,7 @@ static unit *unit_new(const char *mcu, bool accept_8n1, char parity)
     st_err err;
     assert_int_equal(st_stream_mem_open(st_an_model_stream(u->model), "mem:an3155", &u->link,
                                         &err), 0);
-    st_stream_line l = {115200, 8, parity, 1};
+    st_stream_line l = {115200, 8, parity, 1, 0};
     assert_int_equal(st_stream_set_line(u->link, &l, &err), 0);
     st_an_cfg ac = {.byte_timeout_ms = 30, .write_timeout_ms = 50, .resync_wait_ms = 2};
     assert_int_equal(st_an_new(u->link, &ac, &u->an, &err), 0);

@@ -36,7 +36,7 @@ static void run(char parity, bool expect_ok)
     st_usb_dev_info want;
     memset(&want, 0, sizeof want);
     strcpy(want.port_path, PORT);
-    st_stream_line line = {115200, 8, parity, 1};
+    st_stream_line line = {115200, 8, parity, 1, 0};
     st_stream *s;
     st_err err;
     assert_int_equal(st_stream_cdc_open(host, &want, &line, &s, &err), 0);

@@ -185,7 +185,7 @@ static void peer_session(const char *mcu, const char *name, size_t len)
     assert_memory_equal(back, img, len);
 
     /* Our own engine through the termios link, on the port stm32flash just used. */
-    st_stream_line line = {115200, 8, 'E', 1};
+    st_stream_line line = {115200, 8, 'E', 1, 0};
     st_stream *s;
     st_err err;
     assert_int_equal(st_stream_tty_open(r->tty, &line, &s, &err), ST_ERR_UNSUPPORTED);

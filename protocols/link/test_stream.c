@@ -120,7 +120,7 @@ static void test_mem_line_forwarded(void **state)
     st_stream *s;
     st_err err;
     assert_int_equal(st_stream_mem_open(&m.base, "mem", &s, &err), 0);
-    st_stream_line l = {1200, 8, 'N', 1};
+    st_stream_line l = {1200, 8, 'N', 1, 0};
     assert_int_equal(st_stream_set_modem(s, 1, -1, &err), 0);
     assert_int_equal(m.dtr, 1);
     assert_int_equal(m.rts, -1);
@@ -157,7 +157,7 @@ static void test_tty_pty_roundtrip(void **state)
 {
     char path[128];
     int master = open_pty(path, sizeof path);
-    st_stream_line l = {250000, 8, 'N', 1};
+    st_stream_line l = {250000, 8, 'N', 1, 0};
     st_stream *s;
     st_err err;
     int rc = st_stream_tty_open(path, &l, &s, &err);
@@ -209,7 +209,7 @@ static void test_tty_pty_refuses_parity(void **state)
 {
     char path[128];
     int master = open_pty(path, sizeof path);
-    st_stream_line l = {115200, 8, 'E', 1};
+    st_stream_line l = {115200, 8, 'E', 1, 0};
     st_stream *s;
     st_err err;
     int rc;
@@ -264,7 +264,7 @@ static void test_tty_hangup(void **state)
 
 static void test_framing_parse(void **state)
 {
-    st_stream_line l = {57600, 8, 'N', 1};
+    st_stream_line l = {57600, 8, 'N', 1, 0};
     st_err err;
     char buf[32];
     assert_int_equal(st_stream_parse_framing("8e1", &l, &err), 0);
@@ -298,7 +298,7 @@ static void test_tty_rates_break_framing(void **state)
     int master = open_pty(path, sizeof path);
     st_stream *s;
     st_err err;
-    st_stream_line l = {1800, 8, 'N', 1};
+    st_stream_line l = {1800, 8, 'N', 1, 0};
     assert_int_equal(st_stream_tty_open(path, &l, &s, &err), 0);
     static const uint32_t rates[] = {50, 300, 1800, 9600, 57600, 115200, 921600, 1152000,
                                      4000000};

@@ -106,7 +106,7 @@ static void test_uart_rom(void **state)
     st_stream *s;
     assert_non_null(st_vunit_uart(u));
     assert_int_equal(st_stream_mem_open(st_vunit_uart(u), "mem:uart", &s, &e), 0);
-    st_stream_line l = { 115200, 8, 'E', 1 };
+    st_stream_line l = { 115200, 8, 'E', 1, 0 };
     assert_int_equal(st_stream_set_line(s, &l, &e), 0);
     st_an_cfg ac = { .byte_timeout_ms = 30, .resync_wait_ms = 1 };
     st_an3155 *an;
