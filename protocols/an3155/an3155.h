@@ -140,10 +140,12 @@ int st_an_readout_unprotect(st_an3155 *a, st_err *err);
 int st_an_write_unprotect(st_an3155 *a, st_err *err);
 
 /* Flash an image with the probe-then-decide rule: for each erase unit the image touches,
- * read one block of the unit and compare; as soon as a block differs the unit is erased and
- * written (identical units are skipped, blank units are written without erase); then the
- * whole image is verified by read-back. A unit is probed block by block only until it
- * differs, so a changed image costs one extra block read per unit. */
+ * read the image's part of it block by block while it equals the image; at the first
+ * differing block the unit is erased and written (and, with verify, read back at once); a
+ * unit equal to the end is skipped and counts as verified. A changed image costs at most
+ * one extra block read per unit. Without skip_identical: stm32flash's plan (erase the
+ * units, or mass erase for a whole-flash image; write; verify everything).
+ * stats may be NULL; o NULL = st_an_flash_opts_default. */
 typedef struct st_an_flash_opts {
     bool skip_identical;         /* probe (default true via st_an_flash_opts_default) */
     bool verify;                 /* read back after writing */
