@@ -400,6 +400,40 @@ static void test_boot0_reset_plan(void **state)
     st_report_free(doc);
 }
 
+/* The fixture's own plan (serial.entry) runs when the job gives none; a bad one names the
+ * fixture file, line and field, with the caret. */
+static void test_fixture_plan(void **state)
+{
+    (void)state;
+    int rc = run(STATION " --plain uart info --slot 1 -f " FIXTURE " --mcu stm32f401xc "
+                 "--allow-8n1 --reports %s/r-fx", dir);
+    if (rc)
+        fail_msg("exit %d\n%s", rc, out);
+    st_rnode *doc = load_report("r-fx");
+    expect_str(doc, "steps.0.entry_plan.kind", "gpio-string");
+    expect_str(doc, "steps.0.entry_plan.text", "-2,-1,1:2,-1,,,1");
+    st_report_free(doc);
+    char fx[4096];
+    FILE *f = fopen(FIXTURE, "r");
+    assert_non_null(f);
+    size_t n = fread(fx, 1, sizeof fx - 1, f);
+    fclose(f);
+    fx[n] = '\0';
+    char *e = strstr(fx, "entry: \"-2,-1,1:");
+    assert_non_null(e);
+    e[13] = ';'; /* "-2,-1;1:..." */
+    write_text("bad-entry.yaml", fx);
+    rc = run(STATION " --plain uart info --slot 1 -f %s/bad-entry.yaml --mcu stm32f401xc "
+             "--allow-8n1 --reports %s/r-bad", dir, dir);
+    assert_int_equal(rc, 1);
+    doc = load_report("r-bad");
+    const char *cause = st_rget_str(doc, "cause");
+    if (!cause || !strstr(cause, "bad-entry.yaml:20: slot 1: serial.entry: entry sequence: "
+                                 "';' is not a signal or delimiter at column 6"))
+        fail_msg("cause: %s\n%s", cause ? cause : "(none)", out);
+    st_report_free(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +444,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readout_protected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unprotect_flag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_boot0_reset_plan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fixture_plan, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

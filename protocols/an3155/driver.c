@@ -29,6 +29,8 @@ static const char *const entry_kind_names[] = { "boot0-reset", "dtr-pulse", "gpi
 
 /* The job's uart: section. */
 typedef struct uart_section {
+    bool entry_given;         /* the job (or --entry) named the plan; else the fixture's
+                                 serial.entry, else boot0-reset */
     entry_kind kind;
     st_entry_plan plan;       /* what runs (also for the built-in kinds) */
     uint32_t baud;            /* 0: the slot's serial.baud */
@@ -39,6 +41,7 @@ typedef struct uart_section {
 } uart_section;
 
 typedef struct uart_session {
+    uart_section sec;         /* the job's section with this slot's plan (slot_plan) */
     st_stream *link;
     st_an3155 *an;
     bool identified;
@@ -140,6 +143,7 @@ static int section_parse(const st_job_parse *p, const st_ynode *node, void **out
         if (!rc && framing && st_stream_parse_framing(framing, &s->framing, &e2) < 0)
             rc = st_ydoc_error(p->doc, st_ymap_get(p->doc, node, "framing"), "uart.framing", err,
                                ST_ERR_INVAL, "%s", e2.msg);
+        s->entry_given = entry != NULL || exit_seq != NULL;
         if (!rc && set_entry(s, entry, exit_seq, &e2) < 0) {
             const char *key = exit_seq && strncmp(e2.msg, "exit", 4) == 0 ? "exit" : "entry";
             char f[16];
@@ -158,16 +162,42 @@ static int section_parse(const st_job_parse *p, const st_ynode *node, void **out
     return 0;
 }
 
+/* The plan this slot runs: the job's, else the fixture's serial.entry, else boot0-reset.
+ * A bad fixture string names the fixture file, line and field. */
+static int slot_plan(const st_step_call *c, uart_section *out, st_err *err)
+{
+    const uart_section *sec = c->section;
+    *out = *sec;
+    const st_fixture_slot *fs = c->env->fslot;
+    if (sec->entry_given || !fs || !fs->serial.present || !fs->serial.entry[0])
+        return 0;
+    if (set_entry(out, fs->serial.entry, NULL, err) < 0)
+        return st_err_prefix(err, "%s:%u: slot %d: serial.entry",
+                             c->env->fixture ? c->env->fixture->path : "fixture",
+                             fs->serial.entry_line, fs->id);
+    return 0;
+}
+
 /* ---- session ------------------------------------------------------------------------------ */
 
 static int session_open(const st_step_call *c, void **out, st_err *err)
 {
-    (void)c;
     uart_session *s = calloc(1, sizeof *s);
     if (!s)
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
+    int rc = slot_plan(c, &s->sec, err);
+    if (rc) {
+        free(s);
+        return rc;
+    }
     *out = s;
     return 0;
+}
+
+/* The section as this unit runs it (the fixture's plan filled in). */
+static const uart_section *SEC(const st_step_call *c)
+{
+    return &((const uart_session *)c->session)->sec;
 }
 
 static void link_close(uart_session *s)
@@ -200,7 +230,7 @@ static int need_serial(const st_step_call *c, st_err *err)
  * PARENB, reference 4.3a) is refused unless the job allows 8N1. */
 static int open_link(const st_step_call *c, uart_session *s, st_err *err)
 {
-    const uart_section *sec = c->section;
+    const uart_section *sec = SEC(c);
     const st_fixture_slot *fs = c->env->fslot;
     st_stream_line line = sec->framing;
     line.baud = sec->baud ? sec->baud : fs->serial.baud;
@@ -315,7 +345,7 @@ static int plan_check(const st_step_call *c, const st_entry_plan *plan, st_err *
 
 static int run_seq(const st_step_call *c, uart_session *s, const st_entry_seq *seq, st_err *err)
 {
-    const uart_section *sec = c->section;
+    const uart_section *sec = SEC(c);
     io_ctx x = { .c = c, .link = s->link, .plan = &sec->plan };
     st_entry_io io = { io_set, &x };
     return st_entry_run(seq, &io, err);
@@ -323,7 +353,7 @@ static int run_seq(const st_step_call *c, uart_session *s, const st_entry_seq *s
 
 static void record_plan(const st_step_call *c)
 {
-    const uart_section *sec = c->section;
+    const uart_section *sec = SEC(c);
     char buf[ST_ENTRY_MAX_TEXT];
     st_rnode *p = st_rmap_map(c->rec, "entry_plan");
     st_rmap_str(p, "kind", entry_kind_names[sec->kind]);
@@ -338,7 +368,7 @@ static void record_plan(const st_step_call *c)
 static int enter(st_step_call *c, st_err *err)
 {
     uart_session *s = c->session;
-    const uart_section *sec = c->section;
+    const uart_section *sec = SEC(c);
     int rc = need_serial(c, err);
     if (!rc)
         rc = plan_check(c, &sec->plan, err);
@@ -361,7 +391,7 @@ static int enter(st_step_call *c, st_err *err)
 
 static int step_enter(st_step_call *c, st_err *err)
 {
-    const uart_section *sec = c->section;
+    const uart_section *sec = SEC(c);
     uart_session *s = c->session;
     st_rmap_fmt(c->rec, "entry_method", "uart:%s", entry_kind_names[sec->kind]);
     record_plan(c);
@@ -519,7 +549,7 @@ static int step_backup(st_step_call *c, st_err *err)
 static int step_unprotect(st_step_call *c, st_err *err)
 {
     uart_session *s = c->session;
-    const uart_section *sec = c->section;
+    const uart_section *sec = SEC(c);
     if (!sec->allow_unprotect)
         return st_err_set(err, ST_ERR_INVAL, "uart-unprotect wipes the chip: the job must set "
                                              "uart.allow_unprotect: true");
@@ -603,7 +633,7 @@ static int step_verify(st_step_call *c, st_err *err)
 static int step_start(st_step_call *c, st_err *err)
 {
     uart_session *s = c->session;
-    const uart_section *sec = c->section;
+    const uart_section *sec = SEC(c);
     const start_opts *o = c->opts;
     int rc = need_serial(c, err);
     if (rc)
@@ -838,6 +868,7 @@ static int cmd_run(const st_cli *cli, cmd_kind kind, const char *arg)
         st_job_free(job);
         return ST_EXIT_STATION;
     }
+    sec->entry_given = cli->opt(cli, "entry") || cli->opt(cli, "exit");
     if (set_entry(sec, cli->opt(cli, "entry"), cli->opt(cli, "exit"), &e) < 0) {
         fprintf(cli->errout, "station: --%s: %s\n",
                 strncmp(e.msg, "exit", 4) == 0 ? "exit" : "entry", e.msg);
@@ -947,7 +978,7 @@ static int cmd_go(const st_cli *cli, char *const args[])
 
 #define COMMON_OPTS                                                                            \
     { "entry", "STR", "entry plan: an stm32flash -i string ('-2,-1,1:2,-1,,,1'), boot0-reset "  \
-                      "(default) or dtr-pulse" },                                              \
+                      "or dtr-pulse (default: the slot's serial.entry, else boot0-reset)" },   \
     { "exit", "STR", "exit sequence (replaces the string's part after ':')" },                 \
     { "baud", "N", "baud rate (default: the slot's serial.baud)" },                            \
     { "framing", "8E1", "framing (default 8e1, the ROM's)" },                                   \
@@ -1000,7 +1031,8 @@ const st_driver st_an3155_driver = {
                "fixture's lines",
     .section_parse = section_parse,
     .section_free = free,
-    .section_help = "entry (boot0-reset | dtr-pulse | an stm32flash -i string), exit, baud "
+    .section_help = "entry (boot0-reset | dtr-pulse | an stm32flash -i string; default: the "
+                    "slot's serial.entry, else boot0-reset), exit, baud "
                     "(slot's), framing (8e1), allow_8n1 (false), allow_unprotect (false), "
                     "byte_timeout_ms (500)",
     .steps = steps,
