@@ -230,11 +230,53 @@ static void test_stm32flash_f407(void **state)
     peer_session("stm32f407xx", "STM32F40xxx/41xxx", 100 * 1024);
 }
 
+/* Reference 4.5 correction 1: a ROM that was not up for the first 0x7F ACKs the second;
+ * stm32flash aborts there ("Failed to init device after retry"), the station goes on. */
+static void test_missed_first_sync(void **state)
+{
+    (void)state;
+    if (access(STM32FLASH, X_OK) != 0) {
+        print_message("skip: %s not installed\n", STM32FLASH);
+        skip();
+    }
+    rig *r = rig_new("stm32g431xx");
+    assert_true(st_an_model_fault(r->model, "late-start:200"));
+    st_an_model_reset(r->model, true, st_now_us());
+    static char out[16384];
+    const char *info[] = {NULL};
+    int rc = run_stm32flash(r, out, sizeof out, info);
+    if (rc == 0 || !strstr(out, "Failed to init device"))
+        fail_msg("stm32flash on a late ROM: exit %d\n%s", rc, out);
+    st_an_model_stats ms;
+    st_an_model_get_stats(r->model, &ms);
+    assert_int_equal(ms.syncs, 1); /* the ROM did ACK its second 0x7F */
+    /* The same late start for the station's engine through the termios link. */
+    st_an_model_reset(r->model, true, st_now_us());
+    st_stream_line line = {115200, 8, 'N', 1, 0};
+    st_stream *s;
+    st_err err;
+    assert_int_equal(st_stream_tty_open(r->tty, &line, &s, &err), 0);
+    st_an3155 *an;
+    assert_int_equal(st_an_new(s, NULL, &an, &err), 0);
+    st_an_sync_how how;
+    rc = st_an_sync(an, &how, &err);
+    if (rc)
+        fail_msg("engine on a late ROM: %s", err.msg);
+    assert_int_equal(how, ST_AN_SYNC_LATE_ACK);
+    st_an_info i;
+    assert_int_equal(st_an_identify(an, &i, &err), 0);
+    assert_int_equal(i.pid, 0x468);
+    st_an_free(an);
+    st_stream_close(s);
+    rig_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stm32flash_g431),
         cmocka_unit_test(test_stm32flash_f407),
+        cmocka_unit_test(test_missed_first_sync),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
