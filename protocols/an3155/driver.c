@@ -315,8 +315,8 @@ static int io_set(void *ctx, const st_entry_step *st, st_err *err)
     case ST_ENTRY_BRK:
         return x->dry ? 0 : st_stream_send_break(x->link, BREAK_MS, err);
     default: {
-        st_slot_line_role role;
-        bool physical;
+        st_slot_line_role role = ST_LINE_BOOT0;
+        bool physical = false;
         int rc = resolve(x, st, &role, &physical, err);
         if (rc || x->dry)
             return rc;
