@@ -18,6 +18,7 @@
 #include "jobs/job.h"
 #include "protocols/canadmin/canadmin.h"
 #include "protocols/dfuse/dfuse.h"
+#include "protocols/klipper/msgproto.h"
 #include "protocols/link/serial_ports.h"
 #include "protocols/sim/synth.h"
 #include "reports/report.h"
@@ -57,6 +58,8 @@ static void usage(FILE *f)
           "  report show FILE     summarise a unit report\n"
           "  job check JOB        parse a job and validate its images; touches nothing\n"
           "  fixture check FILE   parse a fixture file and describe its slots\n"
+          "  image info FILE      size, digests, vector table, link address, and the Klipper\n"
+          "                       dictionary it embeds: version, MCU, transport, clock\n"
           "  image generate OUT   write the synthetic combined image the demo job uses\n"
           "\n"
           "Options:\n"
@@ -70,7 +73,8 @@ static void usage(FILE *f)
           "      --uuid UUID      can flash: the unit's CAN UUID (12 hex digits)\n"
           "      --addr ADDR      can/serial flash: load address (default 0x08002000)\n"
           "      --sha256 HEX     can/serial flash: refuse the image unless it has this digest\n"
-          "      --mcu NAME       can/serial flash: target MCU (default stm32g431xx)\n"
+          "      --mcu NAME       can/serial flash, image info: target MCU (default\n"
+          "                       stm32g431xx; image info: the dictionary's)\n"
           "      --size BYTES     image generate: image size (default 35984)\n"
           "      --seed N         image generate: application variant (default 0)\n"
           "      --app            image generate: only the application (loads at 0x08002000)\n"
@@ -727,6 +731,82 @@ static int cmd_image_generate(const char *out, const opts *o)
     return EXIT_PASS;
 }
 
+/* What an image file holds: size, digests, vector table, link address, Katapult and USB
+ * marks, and the Klipper data dictionary it embeds (strings from the file are filtered). */
+static int cmd_image_info(const char *path, const opts *o)
+{
+    st_image *img;
+    st_err e;
+    if (st_image_load(path, 0, &img, &e)) {
+        err_line("image info", &e);
+        return EXIT_USAGE;
+    }
+    size_t off = 0, zlen = 0;
+    st_klp_dict *d = NULL;
+    bool has_dict = st_klp_image_dict(img->data, img->size, &off, &zlen, &d, NULL) == 0;
+    char shown[256];
+    /* The MCU: --mcu, else the dictionary's, else the one the station knows best. */
+    const char *mcu_name = o->mcu ? o->mcu
+                           : has_dict && st_klp_dict_config_str(d, "MCU")
+                               ? st_klp_dict_config_str(d, "MCU")
+                               : "stm32g431xx";
+    const st_mcu *mcu = st_mcu_find(mcu_name);
+    if (!mcu) {
+        fprintf(stderr, "station: image info: unknown MCU \"%s\"\n",
+                st_text_printable(mcu_name, shown, sizeof shown));
+        st_klp_dict_free(d);
+        st_image_free(img);
+        return EXIT_USAGE;
+    }
+    uint8_t sha1[ST_SHA1_LEN];
+    char sha1_hex[2 * ST_SHA1_LEN + 1];
+    st_sha1(img->data, img->size, sha1);
+    st_hex(sha1, sizeof sha1, false, sha1_hex);
+    st_image_facts f;
+    st_image_facts_of(img->data, img->size, mcu, &f);
+    printf("file: %s\n", st_text_printable(path, shown, sizeof shown));
+    printf("size: %zu\n", img->size);
+    printf("sha256: %s\nsha1: %s\n", img->sha256_hex, sha1_hex);
+    printf("mcu: %s\n", mcu->name);
+    if (f.has_vectors)
+        printf("vector table: sp 0x%08x, reset 0x%08x\n", f.sp, f.reset);
+    else
+        printf("vector table: none (no stack pointer in %s SRAM and reset vector in flash)\n",
+               mcu->name);
+    if (f.link_known)
+        printf("linked for: 0x%08x\n", f.link_addr);
+    else
+        printf("linked for: unknown\n");
+    printf("katapult: %s\n", f.katapult ? "yes (CanBoot! mark before the reset handler)" : "no");
+    if (f.usb_device)
+        printf("usb device: %04x:%04x\n", f.usb_vid, f.usb_pid);
+    else
+        printf("usb device: none\n");
+    if (has_dict) {
+        uint32_t bitrate;
+        st_klp_transport tr = st_klp_dict_transport(d, &bitrate);
+        const char *dmcu = st_klp_dict_config_str(d, "MCU");
+        char v[128], m[64], bv[128];
+        printf("klipper dictionary: offset 0x%zx, %zu bytes\n", off, zlen);
+        printf("  version: %s\n", st_text_printable(st_klp_dict_version(d), v, sizeof v));
+        printf("  mcu: %s\n", st_text_printable(dmcu ? dmcu : "unknown", m, sizeof m));
+        if (tr == ST_KLP_TRANSPORT_CAN || tr == ST_KLP_TRANSPORT_SERIAL)
+            printf("  transport: %s %u bit/s\n", st_klp_transport_name(tr), bitrate);
+        else
+            printf("  transport: %s\n", st_klp_transport_name(tr));
+        printf("  clock: %lld Hz\n", (long long)st_klp_dict_config_int(d, "CLOCK_FREQ", 0));
+        printf("  build versions: %s\n",
+               st_text_printable(st_klp_dict_build_versions(d), bv, sizeof bv));
+        printf("  commands: %zu, responses: %zu\n", st_klp_dict_count(d, false),
+               st_klp_dict_count(d, true));
+    } else {
+        printf("klipper dictionary: none\n");
+    }
+    st_klp_dict_free(d);
+    st_image_free(img);
+    return EXIT_PASS;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -811,6 +891,8 @@ int main(int argc, char **argv)
         return cmd_job_check(a[2]);
     if (n == 3 && strcmp(a[0], "fixture") == 0 && strcmp(a[1], "check") == 0)
         return cmd_fixture_check(a[2]);
+    if (n == 3 && strcmp(a[0], "image") == 0 && strcmp(a[1], "info") == 0)
+        return cmd_image_info(a[2], &o);
     if (n == 3 && strcmp(a[0], "image") == 0 && strcmp(a[1], "generate") == 0)
         return cmd_image_generate(a[2], &o);
     if (n == 0)

@@ -518,6 +518,24 @@ int st_klp_dict_from_zlib(const uint8_t *z, size_t n, size_t *used, st_klp_dict 
     return rc;
 }
 
+int st_klp_image_dict(const uint8_t *data, size_t n, size_t *off, size_t *zlen,
+                      st_klp_dict **out, st_err *err)
+{
+    for (size_t i = 0; i + 2 < n; i++) {
+        /* A zlib header: deflate with a 32 KiB window (0x78) and a valid check value. */
+        if (data[i] != 0x78 || ((unsigned)data[i] << 8 | data[i + 1]) % 31 != 0 ||
+            (data[i + 1] & 0x20))
+            continue;
+        size_t used;
+        if (st_klp_dict_from_zlib(data + i, n - i, &used, out, NULL) == 0) {
+            *off = i;
+            *zlen = used;
+            return 0;
+        }
+    }
+    return st_err_set(err, ST_ERR_NOTFOUND, "no Klipper data dictionary in the image");
+}
+
 const char *st_klp_dict_version(const st_klp_dict *d) { return d->version; }
 const char *st_klp_dict_build_versions(const st_klp_dict *d) { return d->build_versions; }
 

@@ -122,6 +122,12 @@ int st_klp_dict_from_zlib(const uint8_t *z, size_t n, size_t *used, st_klp_dict 
                           st_err *err);
 void st_klp_dict_free(st_klp_dict *d);
 
+/* Find the data dictionary a firmware image embeds: the first zlib stream in data[0..n)
+ * that inflates to a valid dictionary. 0 with *out (free it), *off (file offset) and *zlen
+ * (compressed bytes, what identify serves); ST_ERR_NOTFOUND when the image holds none. */
+int st_klp_image_dict(const uint8_t *data, size_t n, size_t *off, size_t *zlen,
+                      st_klp_dict **out, st_err *err);
+
 /* Untrusted strings as the unit gave them (printable-filter before showing them). */
 const char *st_klp_dict_version(const st_klp_dict *d);
 const char *st_klp_dict_build_versions(const st_klp_dict *d); /* "" when absent */
