@@ -373,6 +373,9 @@ static int add_enums(st_klp_dict *d, json_object *obj, st_err *err)
     return 0;
 }
 
+static const st_klp_msg *find(const st_klp_dict *d, bool response, const char *name, int32_t id,
+                              bool by_id);
+
 static int dict_build(json_object *root, st_klp_dict *d, st_err *err)
 {
     if (!json_object_is_type(root, json_type_object))
@@ -409,6 +412,15 @@ static int dict_build(json_object *root, st_klp_dict *d, st_err *err)
     if ((rc = add_default(d, "identify offset=%u count=%c", 1, false, err)) != 0 ||
         (rc = add_default(d, "identify_response offset=%u data=%.*s", 0, true, err)) != 0)
         return rc;
+    /* Those two are fixed by the protocol: a dictionary that moves or redefines them
+     * cannot have come from a working build. */
+    const st_klp_msg *idc = find(d, false, NULL, 1, true), *idr = find(d, true, NULL, 0, true);
+    if (strcmp(idc->format, "identify offset=%u count=%c") != 0 ||
+        strcmp(idr->format, "identify_response offset=%u data=%.*s") != 0 ||
+        find(d, false, "identify", 0, false) != idc ||
+        find(d, true, "identify_response", 0, false) != idr)
+        return st_err_set(err, ST_ERR_PROTO,
+                          "identify (1) and identify_response (0) are not the protocol's");
     if (json_object_object_get_ex(root, "enumerations", &v) && (rc = add_enums(d, v, err)) != 0)
         return rc;
     return 0;

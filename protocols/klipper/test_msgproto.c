@@ -324,6 +324,11 @@ static void test_dict_errors(void **state)
              "\"responses\":{}} junk", "trailing");
     bad_dict("{\"version\":\"x\",\"config\":{\"CLOCK_FREQ\":[1]},\"commands\":{},"
              "\"responses\":{}}", "neither integer nor string");
+    bad_dict("{\"version\":\"x\",\"config\":{\"CLOCK_FREQ\":1},"
+             "\"commands\":{\"identify offset=%u count=%c\":3},\"responses\":{}}",
+             "not the protocol's");
+    bad_dict("{\"version\":\"x\",\"config\":{\"CLOCK_FREQ\":1},"
+             "\"commands\":{\"reset\":1},\"responses\":{}}", "not the protocol's");
     /* Deep nesting is refused by the tokenizer's depth limit. */
     char deep[400];
     memset(deep, '[', sizeof deep - 1);
