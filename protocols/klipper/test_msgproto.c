@@ -396,6 +396,53 @@ static void test_image_dictionaries(void **state)
     }
 }
 
+/* Every line of PROTOCOL.md's vectors block holds (section 9). */
+static void test_protocol_md_vectors(void **state)
+{
+    FILE *f = fopen(STATION_SOURCE_DIR "/protocols/klipper/PROTOCOL.md", "r");
+    assert_non_null(f);
+    st_klp_dict *d = subset();
+    char line[512];
+    bool in = false;
+    unsigned n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "```vectors", 10) == 0) {
+            in = true;
+            continue;
+        }
+        if (in && strncmp(line, "```", 3) == 0)
+            break;
+        if (!in)
+            continue;
+        char *bar1 = strchr(line, '|'), *bar2 = bar1 ? strchr(bar1 + 1, '|') : NULL;
+        assert_non_null(bar2);
+        *bar1 = *bar2 = '\0';
+        char *text = line + 2;
+        for (char *e = bar1 - 1; e > text && *e == ' '; e--)
+            *e = '\0';
+        unsigned seq = (unsigned)atoi(bar1 + 1);
+        if (line[0] == 'T') {
+            block_of(d, text, (uint8_t)seq, bar2 + 1);
+        } else if (line[0] == 'R') {
+            uint8_t b[64];
+            size_t bl = unhex(bar2 + 1, b, sizeof b);
+            assert_int_equal(st_klp_block_seq(b), seq);
+            assert_int_equal(b[0], bl);
+            decode_of(d, bar2 + 1, text);
+        } else {
+            assert_int_equal(line[0], 'E');
+            uint8_t exp[8], got[8];
+            size_t el = unhex(bar2 + 1, exp, sizeof exp);
+            assert_int_equal(st_klp_block_encode((uint8_t)seq, NULL, 0, got), el);
+            assert_memory_equal(got, exp, el);
+        }
+        n++;
+    }
+    fclose(f);
+    assert_true(n >= 17);
+    st_klp_dict_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_block_finder),
         cmocka_unit_test(test_dict_errors),
         cmocka_unit_test(test_image_dictionaries),
+        cmocka_unit_test(test_protocol_md_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
