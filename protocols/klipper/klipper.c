@@ -2,6 +2,7 @@
 #include "protocols/klipper/klipper.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -480,4 +481,148 @@ int st_klp_host_identify(st_klp_host *h, unsigned timeout_ms, st_err *err)
         h->dict = saved;
     free(buf);
     return rc;
+}
+
+/* ---- checks ---------------------------------------------------------------------------- */
+
+#define ALIVE_POLL_MS 200u /* far below the 25 s a 32-bit clock at 170 MHz takes to wrap */
+
+/* One answer and the host time in the middle of its round trip. */
+static int timed_query(st_klp_host *h, const char *cmd, const char *resp, st_klp_decoded *d,
+                       uint64_t *mid_us, st_err *err)
+{
+    uint64_t t0 = st_now_us();
+    int rc = st_klp_host_query(h, cmd, resp, 1000, d, err);
+    *mid_us = t0 + (st_now_us() - t0) / 2;
+    return rc;
+}
+
+static uint64_t ticks_of(const st_klp_decoded *d)
+{
+    const st_klp_value *hi = st_klp_decoded_get(d, "high"), *lo = st_klp_decoded_get(d, "clock");
+    return (uint64_t)(hi ? hi->u : 0) << 32 | (lo ? lo->u : 0);
+}
+
+int st_klp_host_alive(st_klp_host *h, unsigned duration_ms, st_klp_alive *out, st_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!h->dict)
+        return st_err_set(err, ST_ERR_INVAL, "%s: alive before identify", h->s->name);
+    int64_t freq = st_klp_dict_config_int(h->dict, "CLOCK_FREQ", 0);
+    st_klp_decoded d;
+    uint64_t host0, host1, mid;
+    int rc = timed_query(h, "get_uptime", "uptime", &d, &host0, err);
+    if (rc)
+        return st_err_prefix(err, "alive");
+    uint64_t t = ticks_of(&d);
+    out->uptime0 = t;
+    st_deadline end = st_deadline_in_ms(duration_ms);
+    while (!st_deadline_passed(end)) {
+        /* Wait on the link (answers and naks still move) rather than sleeping. */
+        int left = st_deadline_remaining_ms(end);
+        unsigned wait = (unsigned)left < ALIVE_POLL_MS ? (unsigned)left : ALIVE_POLL_MS;
+        st_deadline w = st_deadline_in_ms(wait);
+        while (!st_deadline_passed(w)) {
+            if ((rc = pump(h, (unsigned)st_deadline_remaining_ms(w), err)) != 0)
+                return st_err_prefix(err, "alive");
+        }
+        if ((rc = timed_query(h, "get_clock", "clock", &d, &mid, err)) != 0)
+            return st_err_prefix(err, "alive");
+        /* Extend the 32-bit clock by its difference from the last value (Klipper's
+         * clocksync does the same). */
+        uint32_t c = st_klp_decoded_get(&d, "clock") ? st_klp_decoded_get(&d, "clock")->u : 0;
+        t += (uint32_t)(c - (uint32_t)t);
+        out->clock_reads++;
+    }
+    if ((rc = timed_query(h, "get_uptime", "uptime", &d, &host1, err)) != 0)
+        return st_err_prefix(err, "alive");
+    out->uptime1 = ticks_of(&d);
+    out->host_us = host1 - host0;
+    uint64_t dt = out->uptime1 >= out->uptime0 ? out->uptime1 - out->uptime0 : 0;
+    /* The followed clock must lie between the two uptimes: a unit that rebooted, or whose
+     * clock and uptime disagree, is not alive in the sense the check means. */
+    if (out->uptime1 < out->uptime0 || t > out->uptime1)
+        return st_err_set(err, ST_ERR_PROTO,
+                          "alive: %s: uptime went from %" PRIu64 " to %" PRIu64
+                          " ticks while get_clock reached %" PRIu64,
+                          h->s->name, out->uptime0, out->uptime1, t);
+    out->rate_hz = out->host_us ? (double)dt / ((double)out->host_us / 1e6) : 0;
+    out->ratio = freq > 0 ? out->rate_hz / (double)freq : 0;
+    return 0;
+}
+
+int st_klp_host_sample(st_klp_host *h, const char *start_cmd, const char *stop_cmd,
+                       const char *resp, const char *field, unsigned count, unsigned timeout_ms,
+                       st_klp_stats *out, st_err *err)
+{
+    memset(out, 0, sizeof *out);
+    const st_klp_msg *m = st_klp_dict_response(cur_dict(h), resp);
+    if (!m)
+        return st_err_set(err, ST_ERR_NOTFOUND, "the unit's dictionary has no response \"%s\"",
+                          resp);
+    bool has_field = false, has_clock = false;
+    for (size_t i = 0; i < m->n_params; i++) {
+        if (strcmp(m->params[i].name, field) == 0 && !st_klp_ptype_is_bytes(m->params[i].type))
+            has_field = true;
+        if (strcmp(m->params[i].name, "clock") == 0)
+            has_clock = true;
+    }
+    if (!has_field)
+        return st_err_set(err, ST_ERR_NOTFOUND, "%s has no integer field \"%s\" (format \"%s\")",
+                          resp, field, m->format);
+    st_klp_decoded d;
+    while (pop(h, &d))
+        ; /* earlier messages are not samples of this run */
+    int rc = st_klp_host_send_text(h, start_cmd, timeout_ms, err);
+    if (rc)
+        return rc;
+    double mean = 0, m2 = 0;
+    uint32_t last_clock = 0, min_step = UINT32_MAX;
+    uint32_t *steps = calloc(count ? count : 1, sizeof *steps);
+    if (!steps)
+        return st_err_set(err, ST_ERR_NOMEM, "out of memory");
+    unsigned nsteps = 0;
+    st_deadline end = st_deadline_in_ms(timeout_ms);
+    while (out->n < count) {
+        int left = st_deadline_remaining_ms(end);
+        if (left == 0)
+            break;
+        rc = st_klp_host_recv(h, (unsigned)left, &d, err);
+        if (rc < 0) {
+            free(steps);
+            return rc;
+        }
+        if (rc == 0 || strcmp(d.msg->name, resp) != 0)
+            continue;
+        const st_klp_value *v = st_klp_decoded_get(&d, field);
+        double x = (double)v->i; /* the signed reading for %i/%hi, else the unsigned value */
+        out->n++;
+        if (out->n == 1 || x < out->min)
+            out->min = x;
+        if (out->n == 1 || x > out->max)
+            out->max = x;
+        double delta = x - mean; /* Welford */
+        mean += delta / out->n;
+        m2 += delta * (x - mean);
+        if (has_clock) {
+            uint32_t c = st_klp_decoded_get(&d, "clock")->u;
+            if (out->n > 1) {
+                uint32_t step = c - last_clock;
+                steps[nsteps++] = step;
+                if (step && step < min_step)
+                    min_step = step;
+            }
+            last_clock = c;
+        }
+    }
+    out->mean = mean;
+    out->stddev = out->n ? sqrt(m2 / out->n) : 0;
+    for (unsigned i = 0; i < nsteps; i++)
+        out->gaps += min_step != UINT32_MAX && steps[i] > min_step + min_step / 2;
+    free(steps);
+    int stop_rc = stop_cmd ? st_klp_host_send_text(h, stop_cmd, 1000, err) : 0;
+    if (out->n < count)
+        return st_err_set(err, ST_ERR_TIMEOUT, "%s: %u of %u %s within %u ms", h->s->name,
+                          out->n, count, resp, timeout_ms);
+    return stop_rc;
 }

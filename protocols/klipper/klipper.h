@@ -52,6 +52,35 @@ int st_klp_host_query(st_klp_host *h, const char *cmd_text, const char *resp,
 /* Wait until every queued block is acked (or the timeout passes: ST_ERR_TIMEOUT). */
 int st_klp_host_flush(st_klp_host *h, unsigned timeout_ms, st_err *err);
 
+/* ---- checks on a running unit (after identify) ------------------------------------------ */
+
+/* The unit's clock against the host's: get_uptime, then get_clock often enough to follow
+ * the 32-bit wraps, for duration_ms, then get_uptime again. The host time of each answer
+ * is the middle of its round trip. */
+typedef struct st_klp_alive {
+    uint64_t uptime0, uptime1; /* ticks since the unit booted, first and last */
+    uint64_t host_us;          /* host time between them */
+    double rate_hz;            /* ticks per host second */
+    double ratio;              /* rate_hz / CLOCK_FREQ (1.0 = on time) */
+    unsigned clock_reads;      /* get_clock answers used to follow the clock */
+} st_klp_alive;
+int st_klp_host_alive(st_klp_host *h, unsigned duration_ms, st_klp_alive *out, st_err *err);
+
+/* Statistics of one integer field over a run of responses. */
+typedef struct st_klp_stats {
+    unsigned n;
+    double min, max, mean, stddev; /* stddev: population (n in the denominator) */
+    unsigned gaps; /* runs where the responses' clock field advanced more than 1.5 times its
+                      smallest step (samples the unit did not deliver); 0 without a clock */
+} st_klp_stats;
+
+/* Send start_cmd (text form), collect count responses named resp, send stop_cmd (NULL:
+ * none), and compute the statistics of field. ST_ERR_TIMEOUT naming what came when fewer
+ * arrive within timeout_ms (out still holds the statistics of those). */
+int st_klp_host_sample(st_klp_host *h, const char *start_cmd, const char *stop_cmd,
+                       const char *resp, const char *field, unsigned count, unsigned timeout_ms,
+                       st_klp_stats *out, st_err *err);
+
 typedef struct st_klp_host_stats {
     uint64_t blocks_sent;      /* first transmissions */
     uint64_t retransmits;      /* blocks sent again (nak or timeout) */

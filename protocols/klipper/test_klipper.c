@@ -279,6 +279,63 @@ static void test_stream_faults(void **state)
     free(z);
 }
 
+/* The checks: alive (clock rate against the host's) and sample (field statistics). */
+static void test_checks(void **state)
+{
+    size_t zl;
+    uint8_t *z = subset_z(&zl);
+    rig r;
+    st_err e;
+    rig_open(&r, z, zl, NULL);
+    st_klp_alive a;
+    assert_int_equal(st_klp_host_alive(r.h, 100, &a, &e), ST_ERR_INVAL); /* before identify */
+    identify(&r);
+    if (st_klp_host_alive(r.h, 300, &a, &e))
+        fail_msg("%s", e.msg);
+    assert_true(a.uptime1 > a.uptime0);
+    assert_true(a.clock_reads >= 1);
+    assert_true(a.ratio > 0.8 && a.ratio < 1.2); /* the model's clock is the host's */
+    st_klp_stats st;
+    if (st_klp_host_sample(r.h, "cartographer_stream en=1", "cartographer_stream en=0",
+                           "cartographer_data", "data", 40, 3000, &st, &e))
+        fail_msg("%s", e.msg);
+    assert_int_equal(st.n, 40);
+    assert_true(st.min >= ST_KLP_MODEL_DATA_NOMINAL - ST_KLP_MODEL_DATA_NOISE);
+    assert_true(st.max <= ST_KLP_MODEL_DATA_NOMINAL + ST_KLP_MODEL_DATA_NOISE);
+    assert_true(st.stddev > 10 && st.stddev < 200);
+    assert_true(st.mean > st.min && st.mean < st.max);
+    assert_int_equal(st.gaps, 0);
+    /* Unknown response or field: refused with the format. */
+    assert_int_equal(st_klp_host_sample(r.h, "get_clock", NULL, "nosuch", "data", 1, 100, &st, &e),
+                     ST_ERR_NOTFOUND);
+    assert_int_equal(st_klp_host_sample(r.h, "get_clock", NULL, "clock", "data", 1, 100, &st, &e),
+                     ST_ERR_NOTFOUND);
+    assert_non_null(strstr(e.msg, "clock clock=%u"));
+    rig_close(&r);
+
+    /* Stuck sensor: stddev 0. Dropped samples: gaps. */
+    st_klp_model_faults f = { .sensor = ST_KLP_SENSOR_STUCK, .drop_every = 5 };
+    rig_open(&r, z, zl, &f);
+    identify(&r);
+    if (st_klp_host_sample(r.h, "cartographer_stream en=1", "cartographer_stream en=0",
+                           "cartographer_data", "temp", 20, 3000, &st, &e))
+        fail_msg("%s", e.msg);
+    assert_true(st.stddev == 0);
+    assert_true(st.min == st.max);
+    assert_true(st.gaps >= 3);
+    rig_close(&r);
+
+    /* No stream: the timeout names what came. */
+    st_klp_model_faults fs = { .drop_every = 2 };
+    rig_open(&r, z, zl, &fs);
+    identify(&r);
+    assert_int_equal(st_klp_host_sample(r.h, "get_clock", NULL, "cartographer_data", "data", 5,
+                                        200, &st, &e), ST_ERR_TIMEOUT);
+    assert_non_null(strstr(e.msg, "0 of 5 cartographer_data"));
+    rig_close(&r);
+    free(z);
+}
+
 /* The real USB Lite dictionary: 72 identify round trips (PROTOCOL.md 4.1). */
 static void test_real_dictionary(void **state)
 {
@@ -373,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_identify_and_queries),
         cmocka_unit_test(test_shutdown),
         cmocka_unit_test(test_stream_faults),
+        cmocka_unit_test(test_checks),
         cmocka_unit_test(test_real_dictionary),
         cmocka_unit_test(test_over_can),
     };

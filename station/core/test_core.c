@@ -13,6 +13,7 @@
 #include "station/core/digest.h"
 #include "station/core/err.h"
 #include "station/core/image.h"
+#include "station/core/measure.h"
 #include "station/core/mcu.h"
 #include "station/core/text.h"
 #include "station/core/yamldoc.h"
@@ -301,6 +302,40 @@ static void test_image_facts(void **state)
     }
 }
 
+/* OpenHTF's outcomes: pass, marginal (inside the limits, outside the band), fail. */
+static void test_measure(void **state)
+{
+    st_measure_limits l = { .has_low = true, .low = 10, .has_high = true, .high = 20,
+                            .has_marginal_low = true, .marginal_low = 12,
+                            .has_marginal_high = true, .marginal_high = 18 };
+    assert_int_equal(st_measure_limits_check(&l, NULL), 0);
+    st_measure m;
+    char why[160];
+    assert_int_equal(st_measure_set(&m, "temp", "C", 15, &l), ST_MEASURE_PASS);
+    assert_int_equal(st_measure_set(&m, "temp", "C", 10, &l), ST_MEASURE_MARGINAL);
+    assert_string_equal(st_measure_explain(&m, why, sizeof why), "temp = 10 C is marginal: below 12 C");
+    assert_int_equal(st_measure_set(&m, "temp", "C", 19, &l), ST_MEASURE_MARGINAL);
+    assert_int_equal(st_measure_set(&m, "temp", "C", 20, &l), ST_MEASURE_MARGINAL);
+    assert_int_equal(st_measure_set(&m, "temp", "C", 20.5, &l), ST_MEASURE_FAIL);
+    assert_string_equal(st_measure_explain(&m, why, sizeof why),
+                        "temp = 20.5 C is above the high limit 20 C");
+    assert_int_equal(st_measure_set(&m, "stddev", "", 0, &l), ST_MEASURE_FAIL);
+    assert_string_equal(st_measure_explain(&m, why, sizeof why),
+                        "stddev = 0 is below the low limit 10");
+    assert_string_equal(st_measure_outcome_name(ST_MEASURE_MARGINAL), "marginal");
+    /* No limits: anything finite passes; NaN fails. */
+    assert_int_equal(st_measure_set(&m, "x", NULL, -1e9, NULL), ST_MEASURE_PASS);
+    assert_int_equal(st_measure_set(&m, "x", NULL, 0.0 / 0.0, NULL), ST_MEASURE_FAIL);
+    /* Inconsistent limits are refused. */
+    st_measure_limits bad = { .has_low = true, .low = 5, .has_high = true, .high = 1 };
+    st_err e;
+    assert_int_equal(st_measure_limits_check(&bad, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "low 5 is above high 1"));
+    st_measure_limits bad2 = { .has_low = true, .low = 5, .has_marginal_low = true,
+                               .marginal_low = 4 };
+    assert_int_equal(st_measure_limits_check(&bad2, &e), ST_ERR_INVAL);
+}
+
 static void test_yamldoc(void **state)
 {
     const char *text = "a: 12\nb: 0x10\nc: yes\nm: { x: 1 }\ns: [1, 2]\nbad: -3\nstr: hi\n";
@@ -570,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_digest_vectors),   cmocka_unit_test(test_image_bin_validate),
         cmocka_unit_test(test_image_dfuse),      cmocka_unit_test(test_real_firmware),
         cmocka_unit_test(test_image_facts),
+        cmocka_unit_test(test_measure),
         cmocka_unit_test(test_yamldoc),          cmocka_unit_test(test_yamldoc_strict_load),
         cmocka_unit_test(test_yamldoc_strict_getters),
     };
