@@ -10,10 +10,17 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 #include <cmocka.h>
+
+#include "reports/report.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
 #define FWDIR STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/"
+#define USB_COMBINED FWDIR "Katapult_plus_CartographerV4_6.0.0__USB_lite.bin"
+#define CAN_COMBINED FWDIR "Katapult_plus_CartographerV4_6.0.0__CAN_1M.bin"
+#define USB_APP FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin"
+#define PROVISION STATION_SOURCE_DIR "/jobs/cartographer-v4-provision.yaml"
 
 static char dir[64];
 static char out[65536];
@@ -140,12 +147,329 @@ static void test_app_image_at_zero_refused(void **state)
         refuse_app_at_zero(FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin");
 }
 
+static void write_file(const char *name, const char *text)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A one-slot virtual fixture (slot 7) whose unit has the given extra YAML. */
+static void write_fixture(const char *unit_extra)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "name: e2e-klipper\n"
+             "gpio: { backend: virtual }\n"
+             "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\n"
+             "slots:\n"
+             "  - id: 7\n"
+             "    lines: { boot0: B, reset: { name: R, active_low: true } }\n"
+             "    usb_port: vusb-7\n"
+             "    unit:\n"
+             "      transport: usb\n"
+             "%s",
+             unit_extra);
+    write_file("fixture.yaml", text);
+}
+
+static st_rnode *only_report(void)
+{
+    char cmd[256], path[512] = "";
+    snprintf(cmd, sizeof cmd, "ls %s/reports/*.yaml 2>/dev/null | head -2", dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(path, 1, sizeof path - 1, p);
+    pclose(p);
+    path[n] = '\0';
+    char *nl = strchr(path, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    assert_null(strchr(nl + 1, '\n')); /* exactly one report */
+    st_rnode *doc;
+    st_err e;
+    if (st_report_load(path, &doc, &e))
+        fail_msg("%s", e.msg);
+    if (st_report_validate(doc, &e))
+        fail_msg("%s: %s", path, e.msg);
+    return doc;
+}
+
+static const char *str_at(const st_rnode *doc, const char *path)
+{
+    const char *s = st_rget_str(doc, path);
+    if (!s)
+        fail_msg("%s: absent", path);
+    return s;
+}
+
+/* The index of the first step called name (from start), or fail. */
+static int step_index(const st_rnode *doc, const char *name, int start)
+{
+    const st_rnode *steps = st_rget(doc, "steps");
+    for (size_t i = (size_t)start; i < st_rnode_len(steps); i++) {
+        char p[64];
+        snprintf(p, sizeof p, "steps.%zu.name", i);
+        if (strcmp(str_at(doc, p), name) == 0)
+            return (int)i;
+    }
+    fail_msg("no step %s", name);
+    return -1;
+}
+
+/* Done-when 1: the provisioning job ends with the version read from the running unit,
+ * the uptime check and a sensor measurement with its limits and outcome. */
+static void test_provision_passes(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_fixture("");
+    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 dir, dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = only_report();
+    assert_string_equal(str_at(doc, "verdict"), "pass");
+    int id = step_index(doc, "identify", 0);
+    char p[96];
+    snprintf(p, sizeof p, "steps.%d.version", id);
+    assert_string_equal(str_at(doc, p), "CARTOGRAPHER V4 6.0.0 Lite");
+    snprintf(p, sizeof p, "steps.%d.mcu", id);
+    assert_string_equal(str_at(doc, p), "stm32g431xx");
+    long long freq;
+    snprintf(p, sizeof p, "steps.%d.clock_freq", id);
+    assert_int_equal(st_rget_int(doc, p, &freq), 0);
+    assert_int_equal(freq, 170000000);
+    assert_string_equal(str_at(doc, "unit.firmware_version"), "CARTOGRAPHER V4 6.0.0 Lite");
+    int al = step_index(doc, "alive", 0);
+    snprintf(p, sizeof p, "steps.%d.measurements.0.name", al);
+    assert_string_equal(str_at(doc, p), "clock_rate_ratio");
+    snprintf(p, sizeof p, "steps.%d.measurements.0.outcome", al);
+    assert_string_equal(str_at(doc, p), "pass");
+    double v;
+    snprintf(p, sizeof p, "steps.%d.measurements.0.value", al);
+    assert_int_equal(st_rget_num(doc, p, &v), 0);
+    assert_true(v > 0.98 && v < 1.02);
+    int sa = step_index(doc, "sample", 0);
+    snprintf(p, sizeof p, "steps.%d.measurements.3.name", sa);
+    assert_string_equal(str_at(doc, p), "data_stddev");
+    snprintf(p, sizeof p, "steps.%d.measurements.3.low", sa);
+    assert_int_equal(st_rget_num(doc, p, &v), 0);
+    assert_true(v == 5);
+    snprintf(p, sizeof p, "steps.%d.measurements.3.outcome", sa);
+    assert_string_equal(str_at(doc, p), "pass");
+    snprintf(p, sizeof p, "steps.%d.measurements.2.name", sa);
+    assert_string_equal(str_at(doc, p), "data_mean");
+    snprintf(p, sizeof p, "steps.%d.measurements.2.marginal_low", sa);
+    assert_int_equal(st_rget_num(doc, p, &v), 0);
+    st_report_free(doc);
+}
+
+/* Done-when 2a: a stuck sensor fails, naming measurement, value and limit. */
+static void test_stuck_sensor_fails(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_fixture("      faults: [\"klipper-sensor:stuck\"]\n");
+    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = only_report();
+    assert_string_equal(str_at(doc, "verdict"), "fail");
+    const char *cause = str_at(doc, "cause");
+    if (!strstr(cause, "data_stddev = 0 counts is below the low limit 5 counts"))
+        fail_msg("cause: %s", cause);
+    int sa = step_index(doc, "sample", 0);
+    char p[96];
+    snprintf(p, sizeof p, "steps.%d.outcome", sa);
+    assert_string_equal(str_at(doc, p), "fail");
+    snprintf(p, sizeof p, "steps.%d.measurements.3.outcome", sa);
+    assert_string_equal(str_at(doc, p), "fail");
+    snprintf(p, sizeof p, "steps.%d.measurements.2.outcome", sa);
+    assert_string_equal(str_at(doc, p), "pass"); /* the mean is still in its band */
+    st_report_free(doc);
+}
+
+/* A temperature out of range fails the temperature sample. */
+static void test_temperature_out_of_range(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_fixture("      faults: [\"klipper-temp:4095\"]\n");
+    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = only_report();
+    const char *cause = str_at(doc, "cause");
+    if (!strstr(cause, "temp_max = 4095 adc is above the high limit 4000 adc"))
+        fail_msg("cause: %s", cause);
+    st_report_free(doc);
+}
+
+/* The real USB combined image with its dictionary's version replaced (recompressed in
+ * place): a unit "flashed with another version". */
+static void write_other_version(const char *name, const char *version)
+{
+    FILE *f = fopen(USB_COMBINED, "rb");
+    assert_non_null(f);
+    static uint8_t img[40000];
+    size_t n = fread(img, 1, sizeof img, f);
+    fclose(f);
+    static char json[16384];
+    uLongf jl = sizeof json - 1;
+    assert_int_equal(uncompress((Bytef *)json, &jl, img + 0x7B98, 2827), Z_OK);
+    json[jl] = '\0';
+    char *at = strstr(json, "\"CARTOGRAPHER V4 6.0.0 Lite\"");
+    assert_non_null(at);
+    static char edited[16384];
+    size_t head = (size_t)(at - json);
+    snprintf(edited, sizeof edited, "%.*s\"%s\"%s", (int)head, json, version,
+             at + strlen("\"CARTOGRAPHER V4 6.0.0 Lite\""));
+    uLongf zl = compressBound(strlen(edited));
+    static uint8_t z[20000];
+    assert_int_equal(compress2(z, &zl, (const Bytef *)edited, strlen(edited), 9), Z_OK);
+    assert_true(0x7B98 + zl <= n);
+    memcpy(img + 0x7B98, z, zl);
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(img, 1, n, f), n);
+    fclose(f);
+}
+
+/* Done-when 2b: a unit that reports another version fails at identify (checks only: the
+ * nightly job on a unit that already holds 5.9.9). */
+static void test_other_version_fails_identify(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_other_version("other.bin", "CARTOGRAPHER V4 5.9.9 Lite");
+    char extra[512];
+    snprintf(extra, sizeof extra, "      holds: %s/other.bin\n      holds_addr: 0x08000000\n", dir);
+    write_fixture(extra);
+    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
+                 " -f %s/fixture.yaml --reports %s/reports", dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = only_report();
+    const char *cause = str_at(doc, "cause");
+    if (!strstr(cause, "identify") ||
+        !strstr(cause, "the unit reports version \"CARTOGRAPHER V4 5.9.9 Lite\", the job "
+                       "expects \"CARTOGRAPHER V4 6.0.0 Lite\""))
+        fail_msg("cause: %s", cause);
+    int id = step_index(doc, "identify", 0);
+    char p[96];
+    snprintf(p, sizeof p, "steps.%d.outcome", id);
+    assert_string_equal(str_at(doc, p), "fail");
+    snprintf(p, sizeof p, "steps.%d.version", id);
+    assert_string_equal(str_at(doc, p), "CARTOGRAPHER V4 5.9.9 Lite");
+    st_report_free(doc);
+}
+
+/* A job's text with one image; refused before the (missing) fixture opens. */
+static void expect_refused(const char *job_text, const char *why)
+{
+    write_file("job.yaml", job_text);
+    int rc = run(STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    if (rc != 2)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect(why);
+    if (strstr(out, "no-such-fixture"))
+        fail_msg("the fixture was opened before the refusal:\n%s", out);
+    char rd[128];
+    snprintf(rd, sizeof rd, "%s/reports", dir);
+    assert_int_not_equal(access(rd, F_OK), 0);
+}
+
+static const char *sha_of(const char *image, char sha[65])
+{
+    assert_int_equal(run(STATION " image info %s", image), 0);
+    const char *p = strstr(out, "sha256: ");
+    assert_non_null(p);
+    memcpy(sha, p + 8, 64);
+    sha[64] = '\0';
+    return sha;
+}
+
+/* Done-when 4: a CAN build for a USB unit and a USB build for a CAN unit are refused. */
+static void test_transport_mismatches_refused(void **state)
+{
+    if (access(CAN_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    char sha[65], job[2048];
+    snprintf(job, sizeof job,
+             "name: can-build-to-usb-unit\ntarget: stm32g431xx\nimages:\n  combined:\n"
+             "    path: %s\n    load_addr: 0x08000000\n    sha256: %s\n"
+             "klipper: { transport: usb }\n"
+             "steps: [enter-bootloader, flash, verify, start, identify]\n",
+             CAN_COMBINED, sha_of(CAN_COMBINED, sha));
+    expect_refused(job, "images.combined: a can build (its Klipper dictionary has "
+                        "CANBUS_FREQUENCY), but the job's units speak usb");
+    snprintf(job, sizeof job,
+             "name: usb-build-to-can-unit\ntarget: stm32g431xx\nimages:\n  application:\n"
+             "    path: %s\n    load_addr: 0x08002000\n    sha256: %s\n"
+             "katapult: { transport: can }\nklipper: { transport: can }\n"
+             "steps: [enter-katapult, katapult-flash, katapult-verify, katapult-complete]\n",
+             USB_APP, sha_of(USB_APP, sha));
+    expect_refused(job, "images.application: a usb build");
+    /* A version the job does not pin. */
+    snprintf(job, sizeof job,
+             "name: wrong-version\ntarget: stm32g431xx\nimages:\n  combined:\n"
+             "    path: %s\n    load_addr: 0x08000000\n    sha256: %s\n"
+             "klipper: { transport: usb, version: \"CARTOGRAPHER V4 6.1.0 Lite\" }\n"
+             "steps: [enter-bootloader, flash]\n",
+             USB_COMBINED, sha_of(USB_COMBINED, sha));
+    expect_refused(job, "holds version \"CARTOGRAPHER V4 6.0.0 Lite\", the job pins "
+                        "\"CARTOGRAPHER V4 6.1.0 Lite\"");
+}
+
+/* A build for another MCU (the synthetic image with a dictionary naming stm32h723xx) is
+ * refused; this one needs no ../shared. */
+static void test_other_mcu_refused(void **state)
+{
+    assert_int_equal(run(STATION " image generate %s/synth.bin", dir), 0);
+    char p[256];
+    snprintf(p, sizeof p, "%s/synth.bin", dir);
+    FILE *f = fopen(p, "r+b");
+    assert_non_null(f);
+    static const char json[] =
+        "{\"version\":\"OTHER 1.0\",\"build_versions\":\"\",\"config\":{\"CLOCK_FREQ\":"
+        "550000000,\"MCU\":\"stm32h723xx\",\"RESERVE_PINS_USB\":\"PA11,PA12\"},"
+        "\"commands\":{\"get_uptime\":4},\"responses\":{\"uptime high=%u clock=%u\":5}}";
+    uint8_t z[512];
+    uLongf zl = sizeof z;
+    assert_int_equal(compress2(z, &zl, (const Bytef *)json, sizeof json - 1, 9), Z_OK);
+    assert_int_equal(fseek(f, 0x2000 + 0x4000, SEEK_SET), 0);
+    assert_int_equal(fwrite(z, 1, zl, f), zl);
+    fclose(f);
+    assert_int_equal(run(STATION " image info %s", p), 0);
+    expect("  mcu: stm32h723xx");
+    char sha[65], job[1024];
+    snprintf(job, sizeof job,
+             "name: other-mcu\ntarget: stm32g431xx\nimages:\n  combined:\n"
+             "    path: %s\n    load_addr: 0x08000000\n    sha256: %s\n"
+             "steps: [enter-bootloader, flash]\n",
+             p, sha_of(p, sha));
+    expect_refused(job, "images.combined: built for MCU stm32h723xx (its Klipper dictionary), "
+                        "the job targets stm32g431xx");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_image_info_real, setup, teardown),
         cmocka_unit_test_setup_teardown(test_image_info_synthetic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_app_image_at_zero_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_provision_passes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stuck_sensor_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_temperature_out_of_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_version_fails_identify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transport_mismatches_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_mcu_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -656,11 +656,13 @@ static int cmd_image_info(const st_cli *cli, char *const args[])
     st_klp_dict *d = NULL;
     bool has_dict = st_klp_image_dict(img->data, img->size, &off, &zlen, &d, NULL) == 0;
     char shown[256];
+    /* The memory map: --mcu, else the dictionary's MCU when the station knows it, else the
+     * MCU the station knows best. */
     const char *opt_mcu = cli->opt(cli, "mcu");
+    const char *dict_mcu = has_dict ? st_klp_dict_config_str(d, "MCU") : NULL;
     const char *mcu_name = opt_mcu ? opt_mcu
-                           : has_dict && st_klp_dict_config_str(d, "MCU")
-                               ? st_klp_dict_config_str(d, "MCU")
-                               : "stm32g431xx";
+                           : dict_mcu && st_mcu_find(dict_mcu) ? dict_mcu
+                                                                : "stm32g431xx";
     const st_mcu *mcu = st_mcu_find(mcu_name);
     if (!mcu) {
         fprintf(cli->errout, "station: image info: unknown MCU \"%s\"\n",
@@ -678,7 +680,7 @@ static int cmd_image_info(const st_cli *cli, char *const args[])
     fprintf(out, "file: %s\n", st_text_printable(path, shown, sizeof shown));
     fprintf(out, "size: %zu\n", img->size);
     fprintf(out, "sha256: %s\nsha1: %s\n", img->sha256_hex, sha1_hex);
-    fprintf(out, "mcu: %s\n", mcu->name);
+    fprintf(out, "memory map: %s\n", mcu->name);
     if (f.has_vectors)
         fprintf(out, "vector table: sp 0x%08x, reset 0x%08x\n", f.sp, f.reset);
     else
