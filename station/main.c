@@ -19,6 +19,7 @@
 #include "jobs/job.h"
 #include "protocols/link/serial_ports.h"
 #include "protocols/sim/synth.h"
+#include "reports/junit.h"
 #include "reports/report.h"
 #include "station/context.h"
 #include "station/core/clock.h"
@@ -379,6 +380,21 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         else
             inc++;
     }
+    const char *junit = opt_get(o, "junit");
+    if (junit) {
+        const char **paths = calloc(nruns ? nruns : 1, sizeof *paths);
+        size_t np = 0;
+        for (size_t i = 0; paths && i < nruns; i++)
+            if (!runs[i].rc && runs[i].res.report_path[0])
+                paths[np++] = runs[i].res.report_path;
+        if (!paths || st_junit_write(junit, job->name, paths, np, &e)) {
+            if (!paths)
+                st_err_set(&e, ST_ERR_NOMEM, "out of memory");
+            err_line("junit", &e);
+            err++;
+        }
+        free(paths);
+    }
     printf("station: %zu passed, %zu failed", pass, fail);
     if (inc)
         printf(", %zu incomplete", inc);
@@ -586,6 +602,11 @@ static const st_cli_opt gen_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const st_cli_opt run_opts[] = {
+    { "junit", "FILE", "also write JUnit XML for CI: a test suite per unit, a test case per step" },
+    { NULL, NULL, NULL },
+};
+
 static const st_cli_opt show_opts[] = {
     { "no-color", NULL, "no ANSI colours" },
     { NULL, NULL, NULL },
@@ -593,7 +614,7 @@ static const st_cli_opt show_opts[] = {
 
 static const builtin builtins[] = {
     { "run", "JOB", 1, "run a job on every slot of the fixture (or --slot N), or on every unit "
-                       "found on the CAN bus (a job with units: discover)", NULL, cmd_run },
+                       "found on the CAN bus (a job with units: discover)", run_opts, cmd_run },
     { "steps", NULL, 0, "list every driver's steps, their options and job sections", NULL, cmd_steps },
     { "job check", "JOB", 1, "parse a job and validate its images; touches nothing", NULL, cmd_job_check },
     { "report show", "FILE", 1, "summarise a unit report", show_opts, cmd_report_show },

@@ -369,6 +369,41 @@ static void test_other_version_fails_identify(void **state)
     st_report_free(doc);
 }
 
+/* The nightly job on two already-flashed units, one with a stuck sensor, with JUnit XML. */
+static void test_nightly_junit(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    char fx[2048];
+    snprintf(fx, sizeof fx,
+             "name: lab\ngpio: { backend: virtual }\n"
+             "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\nslots:\n"
+             "  - id: 1\n    lines: { boot0: B1, reset: { name: R1, active_low: true } }\n"
+             "    usb_port: vusb-1\n    unit: { transport: usb, holds: %s }\n"
+             "  - id: 2\n    lines: { boot0: B2, reset: { name: R2, active_low: true } }\n"
+             "    usb_port: vusb-2\n"
+             "    unit: { transport: usb, holds: %s, faults: [\"klipper-sensor:stuck\"] }\n",
+             USB_COMBINED, USB_COMBINED);
+    write_file("lab.yaml", fx);
+    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
+                 " -f %s/lab.yaml --reports %s/reports --junit %s/nightly.xml", dir, dir, dir);
+    if (rc != 1)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("1 passed, 1 failed");
+    assert_int_equal(run("cat %s/nightly.xml", dir), 0);
+    expect("<testsuites name=\"nightly-regression\">");
+    expect("<testsuite name=\"vusb-1 (slot 1)\" tests=\"4\" failures=\"0\"");
+    expect("<testsuite name=\"vusb-2 (slot 2)\" tests=\"4\" failures=\"1\"");
+    expect("name=\"4-sample\"");
+    expect("<failure type=\"fail\" message=\"sample: measurement data_stddev = 0 counts is "
+           "below the low limit 5 counts\">");
+    expect("clock_rate_ratio = ");
+    expect("</testsuites>");
+    /* Only nightly wrote nothing to the units: no flash step ran. */
+    const char *p = strstr(out, "flash");
+    assert_null(p);
+}
+
 /* A job's text with one image; refused before the (missing) fixture opens. */
 static void expect_refused(const char *job_text, const char *why)
 {
@@ -470,6 +505,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_version_fails_identify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transport_mismatches_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_mcu_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nightly_junit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -230,6 +230,7 @@ static int session_open(const st_step_call *c, void **out, st_err *err)
         if (!rc) {
             st_rmap_str(c->rec, "link", "can");
             st_rmap_int(c->rec, "can_nodeid", nodeid);
+            st_run_identify(c->run, env->can_uuid);
         }
     } else {
         if (!env->fslot || !env->fslot->usb_port[0] || !env->serial) {
@@ -245,8 +246,10 @@ static int session_open(const st_step_call *c, void **out, st_err *err)
         if (rc)
             st_err_prefix(err, "the application (%04x:%04x) at port %s", id.vid, id.pid,
                           env->fslot->usb_port);
-        else
+        else {
             st_rmap_str(c->rec, "link", "usb");
+            st_run_identify(c->run, env->fslot->usb_port); /* the first identity wins */
+        }
     }
     if (!rc)
         rc = st_klp_host_open(s->s, env->log, &s->h, err);
