@@ -404,6 +404,55 @@ static void test_nightly_junit(void **state)
     assert_null(p);
 }
 
+/* station mcu identify|query|sample against a unit in a slot (USB) and by CAN UUID. */
+static void test_mcu_commands(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    char fx[2048];
+    snprintf(fx, sizeof fx,
+             "name: bench\ngpio: { backend: virtual }\n"
+             "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\nslots:\n"
+             "  - id: 1\n    lines: { boot0: B1, reset: { name: R1, active_low: true } }\n"
+             "    usb_port: vusb-1\n    unit: { transport: usb, holds: %s }\n"
+             "  - id: 2\n    lines: { boot0: B2, reset: { name: R2, active_low: true } }\n"
+             "    usb_port: vusb-2\n"
+             "    can: { iface: vcan-virtual, bitrate: 1000000, uuid: 11aa22bb33c2 }\n"
+             "    unit: { transport: can, can_uuid: 11aa22bb33c2, holds: %s }\n",
+             USB_COMBINED, CAN_COMBINED);
+    write_file("bench.yaml", fx);
+    int rc = run(STATION " mcu identify --slot 1 -f %s/bench.yaml", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("version: CARTOGRAPHER V4 6.0.0 Lite\n");
+    expect("mcu: stm32g431xx");
+    expect("clock: 170000000 Hz");
+    expect("transport: usb");
+    rc = run(STATION " mcu query get_uptime --response uptime --slot 1 -f %s/bench.yaml", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("uptime high=0 clock=");
+    rc = run(STATION " mcu sample --count 20 --slot 1 -f %s/bench.yaml", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("data: n 20, min ");
+    rc = run(STATION " mcu identify --uuid 11aa22bb33c2 -f %s/bench.yaml", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("version: CARTOGRAPHER V4 6.0.0\n");
+    expect("transport: can 1000000 bit/s");
+    rc = run(STATION " mcu query get_canbus_id --uuid 11aa22bb33c2 --response canbus_id "
+             "-f %s/bench.yaml", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("canbus_id canbus_uuid=11aa22bb33c2 canbus_nodeid=4");
+    /* Usage errors. */
+    assert_int_equal(run(STATION " mcu identify -f %s/bench.yaml", dir), 2);
+    expect("give one of --device PATH, --uuid UUID or --slot N");
+    assert_int_equal(run(STATION " mcu query no_such --slot 1 -f %s/bench.yaml", dir), 1);
+    expect("no command \"no_such\"");
+}
+
 /* A job's text with one image; refused before the (missing) fixture opens. */
 static void expect_refused(const char *job_text, const char *why)
 {
@@ -506,6 +555,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transport_mismatches_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_mcu_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nightly_junit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mcu_commands, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
