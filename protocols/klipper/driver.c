@@ -776,7 +776,10 @@ static int conn_open(const st_cli *cli, const char *what, mcu_conn *m)
             const char *ifname = cli->opt(cli, "iface");
             st_can_iface *ifc = NULL;
             uint8_t nodeid = ST_CANADMIN_NODEID_KLIPPER_FIRST;
-            rc = cli->can_iface(cli, ifname ? ifname : st_fixture_can_iface(fx), &ifc, &e);
+            const char *ifn = ifname ? ifname : st_fixture_can_iface(fx);
+            rc = cli->can_iface(cli, ifn, &ifc, &e);
+            if (!rc) /* up, at the fixture's bitrate, not bus-off (as can scan does) */
+                rc = st_can_iface_prepare(ifc, st_fixture_can_bitrate(fx, ifn), &e);
             if (!rc)
                 rc = ifc->ops->open_link(ifc, &m->adm, &e);
             if (!rc)
