@@ -311,7 +311,17 @@ static void test_temperature_out_of_range(void **state)
 
 /* The real USB combined image with its dictionary's version replaced (recompressed in
  * place): a unit "flashed with another version". */
+static void write_variant(const char *name, const char *from, const char *to);
+
 static void write_other_version(const char *name, const char *version)
+{
+    char to[128];
+    snprintf(to, sizeof to, "\"%s\"", version);
+    write_variant(name, "\"CARTOGRAPHER V4 6.0.0 Lite\"", to);
+}
+
+/* The real USB combined image with one piece of its dictionary's JSON replaced. */
+static void write_variant(const char *name, const char *from, const char *to)
 {
     FILE *f = fopen(USB_COMBINED, "rb");
     assert_non_null(f);
@@ -322,12 +332,11 @@ static void write_other_version(const char *name, const char *version)
     uLongf jl = sizeof json - 1;
     assert_int_equal(uncompress((Bytef *)json, &jl, img + 0x7B98, 2827), Z_OK);
     json[jl] = '\0';
-    char *at = strstr(json, "\"CARTOGRAPHER V4 6.0.0 Lite\"");
+    char *at = strstr(json, from);
     assert_non_null(at);
     static char edited[16384];
     size_t head = (size_t)(at - json);
-    snprintf(edited, sizeof edited, "%.*s\"%s\"%s", (int)head, json, version,
-             at + strlen("\"CARTOGRAPHER V4 6.0.0 Lite\""));
+    snprintf(edited, sizeof edited, "%.*s%s%s", (int)head, json, to, at + strlen(from));
     uLongf zl = compressBound(strlen(edited));
     static uint8_t z[20000];
     assert_int_equal(compress2(z, &zl, (const Bytef *)edited, strlen(edited), 9), Z_OK);
@@ -453,6 +462,32 @@ static void test_mcu_commands(void **state)
     expect("no command \"no_such\"");
 }
 
+/* The same version string but another build (a K1-style variant): identify compares the
+ * dictionary the unit sends with the one in the job's image and fails. */
+static void test_other_build_same_version_fails(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_variant("k1.bin", "\"build_versions\":\"\"", "\"build_versions\":\"gcc: k1\"");
+    char extra[512];
+    snprintf(extra, sizeof extra, "      holds: %s/k1.bin\n", dir);
+    write_fixture(extra);
+    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
+                 " -f %s/fixture.yaml --reports %s/reports", dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = only_report();
+    const char *cause = str_at(doc, "cause");
+    if (!strstr(cause, "identify: the unit's data dictionary") || !strstr(cause, "another build"))
+        fail_msg("cause: %s", cause);
+    int id = step_index(doc, "identify", 0);
+    char p[96];
+    snprintf(p, sizeof p, "steps.%d.version", id);
+    assert_string_equal(str_at(doc, p), "CARTOGRAPHER V4 6.0.0 Lite");
+    snprintf(p, sizeof p, "steps.%d.build_versions", id);
+    assert_string_equal(str_at(doc, p), "gcc: k1");
+    st_report_free(doc);
+}
+
 /* A job's text with one image; refused before the (missing) fixture opens. */
 static void expect_refused(const char *job_text, const char *why)
 {
@@ -552,6 +587,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stuck_sensor_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_temperature_out_of_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_version_fails_identify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_build_same_version_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transport_mismatches_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_mcu_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nightly_junit, setup, teardown),

@@ -1,11 +1,13 @@
 /* Fuzz target: the data dictionary parser on untrusted bytes: the input as JSON text and,
  * inflated, as the zlib stream identify delivers (and an image embeds), and the image
- * scanner over the input as a firmware file. Every accepted dictionary is queried. */
+ * readers over the input as a firmware file (the dictionary scanner, the vector table and
+ * USB descriptor facts). Every accepted dictionary is queried. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "protocols/klipper/msgproto.h"
+#include "station/core/image.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -37,6 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         use(d);
         st_klp_dict_free(d);
     }
+    st_image_facts f; /* the other reader of image files' bytes */
+    st_image_facts_of(data, size, st_mcu_find("stm32g431xx"), &f);
+    if (f.link_known && (f.link_addr & 0x7FF))
+        abort(); /* a link address is page-aligned */
     size_t off, zl;
     if (size < 4096 && st_klp_image_dict(data, size, &off, &zl, &d, NULL) == 0) {
         if (off + zl > size)

@@ -331,7 +331,8 @@ static int parse_identify(const st_job_parse *p, const st_ynode *node, void **ou
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
     int rc = 0;
     if (node) {
-        static const char *const kk[] = { "version", "clock_freq", "retries", "timeout_ms", NULL };
+        static const char *const kk[] = { "version", "clock_freq", "retries", "timeout_ms",
+                                          "image", NULL };
         rc = st_ymap_check_keys(p->doc, node, p->field, kk, err);
         if (!rc)
             rc = get_text(p, node, p->field, "version", o->version, sizeof o->version, err);
@@ -397,6 +398,27 @@ static int step_identify(st_step_call *c, st_err *err)
         return st_err_set(err, ST_ERR_MISMATCH,
                           "the unit reports CLOCK_FREQ %lld, the job expects %.0f",
                           (long long)freq, o->clock_freq);
+    /* The build itself, not only its version string: the dictionary the unit sent must be
+     * the one in the job's image (two builds of one version differ here; seed 001's K1
+     * build is one). */
+    size_t ioff, izl;
+    st_klp_dict *idict = NULL;
+    if (c->image && st_klp_image_dict(c->image->data, c->image->size, &ioff, &izl, &idict,
+                                      NULL) == 0) {
+        st_klp_dict_free(idict);
+        bool same = izl == raw_len && memcmp(c->image->data + ioff, raw, raw_len) == 0;
+        st_rmap_bool(dm, "matches_image", same);
+        if (!same) {
+            uint8_t imd[ST_SHA256_LEN];
+            char ihex[2 * ST_SHA256_LEN + 1];
+            st_sha256(c->image->data + ioff, izl, imd);
+            st_hex(imd, sizeof imd, false, ihex);
+            return st_err_set(err, ST_ERR_MISMATCH,
+                              "the unit's data dictionary (sha256 %.16s..., %zu bytes) is not the "
+                              "one in image %s (sha256 %.16s..., %zu bytes): it runs another build",
+                              hex, raw_len, c->image->path, ihex, izl);
+        }
+    }
     return 0;
 }
 
@@ -623,10 +645,12 @@ static const st_step_opt sample_keys[] = {
 static const st_step_def steps[] = {
     { .name = "identify",
       .summary = "read the running unit's data dictionary: version, MCU, CLOCK_FREQ, build "
-                 "versions; fail when they differ from the job",
+                 "versions; fail when they differ from the job, or when the dictionary is not "
+                 "the one its image (default: the job's first) embeds",
       .records = "version, mcu, clock_freq, build_versions, transport, dictionary (bytes, "
-                 "sha256, commands, responses), expected_version; unit.firmware_version",
-      .opts = identify_keys, .parse = parse_identify, .free_opts = free, .needs = needs,
+                 "sha256, commands, responses, matches_image), expected_version; "
+                 "unit.firmware_version",
+      .flags = ST_STEP_TAKES_IMAGE, .opts = identify_keys, .parse = parse_identify, .free_opts = free, .needs = needs,
       .run = step_identify },
     { .name = "alive",
       .summary = "the unit's uptime and clock advance at the rate CLOCK_FREQ says",
