@@ -947,6 +947,7 @@ static const st_cli_opt info_opts[] = {
 
 #define TARGET_OPTS                                                                            \
     { "device", "PATH", "the unit's serial device (a USB-CDC or UART tty)" },                  \
+    { "slot", "N", "the fixture slot whose USB port holds the unit (USB-CDC)" },              \
     { "uuid", "UUID", "the unit's CAN UUID (it is given node id 4)" },                         \
     { "iface", "NAME", "CAN interface (default: the fixture's first)" }
 
@@ -970,16 +971,28 @@ static const st_cli_cmd commands[] = {
     { .words = "image info", .args = "FILE", .nargs = 1,
       .summary = "size, digests, vector table, link address, and the Klipper dictionary it "
                  "embeds: version, MCU, transport, clock",
+      .help = "Reads the file only. The link address comes from the vector table (the lowest "
+              "handler, rounded down to a flash page); the dictionary is the first zlib stream "
+              "in the file that inflates to a Klipper data dictionary.",
       .opts = info_opts, .run = cmd_image_info },
     { .words = "mcu identify",
       .summary = "a running unit's version, MCU, clock and transport (--device, --uuid or "
                  "--slot)",
+      .help = "Downloads the unit's data dictionary (identify) over its serial device, the "
+              "slot's USB-CDC port, or the CAN bus (SET_KLIPPER_NODEID for the UUID, node 4). "
+              "Exit codes: 0 read, 2 usage, 3 the unit could not be reached.",
       .opts = identify_cli_opts, .run = cmd_mcu_identify },
     { .words = "mcu query", .args = "COMMAND", .nargs = 1,
       .summary = "send one command (\"get_uptime\") to a running unit and print the answer",
+      .help = "COMMAND is the text form with every parameter named, buffers in hex: "
+              "\"get_uptime\", \"debug_ping data=0a0b\". Exit codes: 0 answered, 1 no answer "
+              "or an unknown command, 2 usage, 3 the unit could not be reached.",
       .opts = query_cli_opts, .run = cmd_mcu_query },
     { .words = "mcu sample",
       .summary = "collect N responses from a running unit and print a field's statistics",
+      .help = "By default the Cartographer's sensor: cartographer_stream en=1, 100 "
+              "cartographer_data, field data. Prints n, min, max, mean, stddev (population) and "
+              "gaps (samples missing by the responses' clock).",
       .opts = sample_cli_opts, .run = cmd_mcu_sample },
     { .words = NULL },
 };
