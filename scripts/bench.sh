@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds the benchmarks (Release, -O2) and runs them one after the other, printing their
 # figures (and saving them to BUILD_DIR/bench-results.txt): bench_dfuse (DfuSe engine vs
-# the ROM DFU model), bench_katapult_can (Katapult over CAN, one and N units on one bus)
+# the ROM DFU model), bench_katapult_can (Katapult over CAN, one and N units on one bus),
+# bench_klipper_can (the Klipper host engine over CAN: identify and a sensor run)
 # and bench_station (the station binary end to end, CPU and memory per unit). What each
 # number means: hil-tests/bench/README.md.
 #
 #   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME]
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
-#     --only NAME      run one benchmark: dfuse, katapult_can or station
+#     --only NAME      run one benchmark: dfuse, katapult_can, klipper_can or station
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -31,7 +32,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Release with -O2 (CMake's Release default is -O3): what a station build on a Pi uses.
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
-cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_station station \
+cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_klipper_can bench_station station \
   >/dev/null
 
 results="$dir/bench-results.txt"
@@ -58,10 +59,12 @@ run() {
 if [ -n "$check" ]; then
   run dfuse protocols/dfuse/bench_dfuse --check
   run katapult_can hil-tests/bench/bench_katapult_can --check
+  run klipper_can hil-tests/bench/bench_klipper_can --check
   run station hil-tests/bench/bench_station --check
 else
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
+  run klipper_can hil-tests/bench/bench_klipper_can
   run station hil-tests/bench/bench_station
 fi
 echo
