@@ -13,6 +13,10 @@
 #include <zlib.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+
+#include "protocols/klipper/klipper_model.h"
+#include "protocols/link/pty_server.h"
 #include "reports/report.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
@@ -488,6 +492,61 @@ static void test_other_build_same_version_fails(void **state)
     st_report_free(doc);
 }
 
+/* A Klipper MCU on a pseudo-terminal (a UART unit), served from a thread. */
+typedef struct pty_unit {
+    st_pty_server *srv;
+    volatile int stop;
+    pthread_t t;
+} pty_unit;
+
+static void *pty_loop(void *arg)
+{
+    pty_unit *p = arg;
+    while (!p->stop)
+        st_pty_server_run(p->srv, 20, NULL);
+    return NULL;
+}
+
+/* station mcu identify|query|sample --device: the termios backend to a UART unit (the
+ * model with the test subset dictionary; needs no ../shared). */
+static void test_mcu_over_uart_pty(void **state)
+{
+    FILE *f = fopen(STATION_SOURCE_DIR "/protocols/klipper/testdata/cartographer-usb-subset.json",
+                    "rb");
+    assert_non_null(f);
+    static char json[8192];
+    size_t jn = fread(json, 1, sizeof json, f);
+    fclose(f);
+    uint8_t z[4096];
+    uLongf zl = sizeof z;
+    assert_int_equal(compress2(z, &zl, (const Bytef *)json, jn, 9), Z_OK);
+    st_klp_model_cfg c = { .dict_z = z, .dict_z_len = zl };
+    st_klp_model *m;
+    st_err e;
+    assert_int_equal(st_klp_model_new(&c, &m, &e), 0);
+    pty_unit p = { 0 };
+    assert_int_equal(st_pty_server_new(st_klp_model_stream(m), NULL, &p.srv, &e), 0);
+    assert_int_equal(pthread_create(&p.t, NULL, pty_loop, &p), 0);
+    const char *dev = st_pty_server_path(p.srv);
+    int rc = run(STATION " mcu identify --device %s", dev);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("version: TEST USB 1.0\n");
+    expect("clock: 170000000 Hz");
+    rc = run(STATION " mcu query 'debug_ping data=7e00ff' --response pong --device %s", dev);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("pong data=7e00ff");
+    rc = run(STATION " mcu sample --count 30 --field temp --device %s", dev);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("temp: n 30, min 1997");
+    p.stop = 1;
+    pthread_join(p.t, NULL);
+    st_pty_server_free(p.srv);
+    st_klp_model_free(m);
+}
+
 /* A job's text with one image; refused before the (missing) fixture opens. */
 static void expect_refused(const char *job_text, const char *why)
 {
@@ -592,6 +651,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_mcu_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nightly_junit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mcu_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mcu_over_uart_pty, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
