@@ -481,6 +481,7 @@ static int step_alive(st_step_call *c, st_err *err)
     st_rmap_uint(c->rec, "uptime_ticks", a.uptime1);
     st_rmap_num(c->rec, "host_s", (double)a.host_us / 1e6);
     st_rmap_num(c->rec, "clock_hz", a.rate_hz);
+    st_rmap_ms(c->rec, "rtt_ms", a.rtt_us);
     st_measure ms[2];
     st_measure_limits l = { .has_low = true, .low = 1 - o->tolerance,
                             .has_high = true, .high = 1 + o->tolerance,

@@ -489,19 +489,41 @@ int st_klp_host_identify(st_klp_host *h, unsigned timeout_ms, st_err *err)
 
 /* One answer and the host time in the middle of its round trip. */
 static int timed_query(st_klp_host *h, const char *cmd, const char *resp, st_klp_decoded *d,
-                       uint64_t *mid_us, st_err *err)
+                       uint64_t *mid_us, uint64_t *rtt_us, st_err *err)
 {
     uint64_t t0 = st_now_us();
     int rc = st_klp_host_query(h, cmd, resp, 1000, d, err);
-    *mid_us = t0 + (st_now_us() - t0) / 2;
+    uint64_t t1 = st_now_us();
+    *mid_us = t0 + (t1 - t0) / 2;
+    if (rtt_us)
+        *rtt_us = t1 - t0;
     return rc;
 }
 
-static uint64_t ticks_of(const st_klp_decoded *d)
+/* The unit's uptime against host time: the best of a few get_uptime round trips (the
+ * shortest bounds the error to half of it, as Klipper's clocksync filters by RTT), so a
+ * host that was descheduled during one query does not skew the rate. */
+#define UPTIME_TRIES 4
+static int uptime_point(st_klp_host *h, uint64_t *ticks, uint64_t *host_us, uint64_t *rtt_best,
+                        st_err *err)
 {
-    const st_klp_value *hi = st_klp_decoded_get(d, "high"), *lo = st_klp_decoded_get(d, "clock");
-    return (uint64_t)(hi ? hi->u : 0) << 32 | (lo ? lo->u : 0);
+    *rtt_best = UINT64_MAX;
+    for (int i = 0; i < UPTIME_TRIES; i++) {
+        st_klp_decoded d;
+        uint64_t mid, rtt;
+        int rc = timed_query(h, "get_uptime", "uptime", &d, &mid, &rtt, err);
+        if (rc)
+            return rc;
+        if (rtt < *rtt_best) {
+            *rtt_best = rtt;
+            *host_us = mid;
+            const st_klp_value *hi = st_klp_decoded_get(&d, "high"), *lo = st_klp_decoded_get(&d, "clock");
+            *ticks = (uint64_t)(hi ? hi->u : 0) << 32 | (lo ? lo->u : 0);
+        }
+    }
+    return 0;
 }
+
 
 int st_klp_host_alive(st_klp_host *h, unsigned duration_ms, st_klp_alive *out, st_err *err)
 {
@@ -510,12 +532,11 @@ int st_klp_host_alive(st_klp_host *h, unsigned duration_ms, st_klp_alive *out, s
         return st_err_set(err, ST_ERR_INVAL, "%s: alive before identify", h->s->name);
     int64_t freq = st_klp_dict_config_int(h->dict, "CLOCK_FREQ", 0);
     st_klp_decoded d;
-    uint64_t host0, host1, mid;
-    int rc = timed_query(h, "get_uptime", "uptime", &d, &host0, err);
+    uint64_t host0, host1, mid, rtt0, rtt1;
+    int rc = uptime_point(h, &out->uptime0, &host0, &rtt0, err);
     if (rc)
         return st_err_prefix(err, "alive");
-    uint64_t t = ticks_of(&d);
-    out->uptime0 = t;
+    uint64_t t = out->uptime0;
     st_deadline end = st_deadline_in_ms(duration_ms);
     while (!st_deadline_passed(end)) {
         /* Wait on the link (answers and naks still move) rather than sleeping. */
@@ -526,7 +547,7 @@ int st_klp_host_alive(st_klp_host *h, unsigned duration_ms, st_klp_alive *out, s
             if ((rc = pump(h, (unsigned)st_deadline_remaining_ms(w), err)) != 0)
                 return st_err_prefix(err, "alive");
         }
-        if ((rc = timed_query(h, "get_clock", "clock", &d, &mid, err)) != 0)
+        if ((rc = timed_query(h, "get_clock", "clock", &d, &mid, NULL, err)) != 0)
             return st_err_prefix(err, "alive");
         /* Extend the 32-bit clock by its difference from the last value (Klipper's
          * clocksync does the same). */
@@ -534,10 +555,10 @@ int st_klp_host_alive(st_klp_host *h, unsigned duration_ms, st_klp_alive *out, s
         t += (uint32_t)(c - (uint32_t)t);
         out->clock_reads++;
     }
-    if ((rc = timed_query(h, "get_uptime", "uptime", &d, &host1, err)) != 0)
+    if ((rc = uptime_point(h, &out->uptime1, &host1, &rtt1, err)) != 0)
         return st_err_prefix(err, "alive");
-    out->uptime1 = ticks_of(&d);
     out->host_us = host1 - host0;
+    out->rtt_us = rtt0 > rtt1 ? rtt0 : rtt1;
     uint64_t dt = out->uptime1 >= out->uptime0 ? out->uptime1 - out->uptime0 : 0;
     /* The followed clock must lie between the two uptimes: a unit that rebooted, or whose
      * clock and uptime disagree, is not alive in the sense the check means. */

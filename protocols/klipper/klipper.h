@@ -55,14 +55,16 @@ int st_klp_host_flush(st_klp_host *h, unsigned timeout_ms, st_err *err);
 /* ---- checks on a running unit (after identify) ------------------------------------------ */
 
 /* The unit's clock against the host's: get_uptime, then get_clock often enough to follow
- * the 32-bit wraps, for duration_ms, then get_uptime again. The host time of each answer
- * is the middle of its round trip. */
+ * the 32-bit wraps, for duration_ms, then get_uptime again. The host time of an answer is
+ * the middle of its round trip; each end takes the shortest of a few round trips. */
 typedef struct st_klp_alive {
     uint64_t uptime0, uptime1; /* ticks since the unit booted, first and last */
     uint64_t host_us;          /* host time between them */
     double rate_hz;            /* ticks per host second */
     double ratio;              /* rate_hz / CLOCK_FREQ (1.0 = on time) */
     unsigned clock_reads;      /* get_clock answers used to follow the clock */
+    uint64_t rtt_us;           /* the larger of the two uptime round trips used: the rate's
+                                  error is at most rtt_us / host_us */
 } st_klp_alive;
 int st_klp_host_alive(st_klp_host *h, unsigned duration_ms, st_klp_alive *out, st_err *err);
 
