@@ -313,6 +313,51 @@ static void test_temperature_out_of_range(void **state)
     st_report_free(doc);
 }
 
+/* Dropped samples fail the gaps limit; bad-CRC blocks from the unit are survived (the host
+ * drops them and retransmits what lost its ack); a silent unit fails identify, saying so. */
+static const char *sha_of(const char *image, char sha[65]);
+
+static void test_link_faults(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_fixture("      faults: [\"klipper-drop:10\", \"klipper-bad-crc:9\"]\n");
+    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = only_report();
+    const char *cause = str_at(doc, "cause");
+    if (!strstr(cause, "sample: measurement data_gaps = ") ||
+        !strstr(cause, "is above the high limit 0"))
+        fail_msg("cause: %s", cause);
+    int id = step_index(doc, "identify", 0);
+    char p[96];
+    snprintf(p, sizeof p, "steps.%d.outcome", id);
+    assert_string_equal(str_at(doc, p), "pass");
+    st_report_free(doc);
+
+    char rd[160];
+    snprintf(rd, sizeof rd, "rm -rf %s/reports", dir);
+    assert_int_equal(system(rd), 0);
+    write_fixture("      holds: " USB_COMBINED "\n      faults: [\"klipper-silent\"]\n");
+    char job[1024], sha[65];
+    snprintf(job, sizeof job,
+             "name: silent\ntarget: stm32g431xx\nimages:\n  combined:\n"
+             "    path: %s\n    load_addr: 0x08000000\n    sha256: %s\n"
+             "klipper: { transport: usb, timeout_ms: 500 }\n"
+             "steps: [ identify: { retries: 0 } ]\n",
+             USB_COMBINED, sha_of(USB_COMBINED, sha));
+    write_file("silent.yaml", job);
+    rc = run(STATION " --plain run %s/silent.yaml -f %s/fixture.yaml --reports %s/reports", dir,
+             dir, dir);
+    assert_int_equal(rc, 1);
+    doc = only_report();
+    cause = str_at(doc, "cause");
+    if (!strstr(cause, "identify: 0 dictionary bytes after"))
+        fail_msg("cause: %s", cause);
+    st_report_free(doc);
+}
+
 /* The real USB combined image with its dictionary's version replaced (recompressed in
  * place): a unit "flashed with another version". */
 static void write_variant(const char *name, const char *from, const char *to);
@@ -645,6 +690,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_provision_passes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stuck_sensor_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_temperature_out_of_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_link_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_version_fails_identify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_build_same_version_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transport_mismatches_refused, setup, teardown),

@@ -274,8 +274,7 @@ static int ensure_identified(const st_step_call *c, klp_session *s, st_err *err)
     if (s->identified)
         return 0;
     const klp_section *sec = c->section;
-    int rc = st_klp_host_identify(s->h, sec && sec->timeout_ms > ST_KLP_IDENTIFY_MS
-                                            ? sec->timeout_ms : ST_KLP_IDENTIFY_MS, err);
+    int rc = st_klp_host_identify(s->h, sec ? sec->timeout_ms : ST_KLP_IDENTIFY_MS, err);
     if (!rc)
         s->identified = true;
     return rc;
