@@ -2,6 +2,7 @@
 #include "station/drivers.h"
 
 #include "protocols/app/driver.h"
+#include "protocols/bgapi/driver.h"
 #include "protocols/dfuse/driver.h"
 #include "protocols/katapult/driver.h"
 #include "protocols/klipper/driver.h"
@@ -13,6 +14,7 @@ const st_driver *const *st_drivers_registry(void)
         &st_katapult_driver, /* Katapult over CAN / USB-CDC / UART */
         &st_app_driver,      /* the running application: wait-for-app */
         &st_klipper_driver,  /* the running Klipper unit: identify, alive, sample; image info */
+        &st_bgapi_driver,    /* Bluetooth modules: BGAPI UART DFU (Gecko bootloader) */
         NULL,
     };
     return drivers;
