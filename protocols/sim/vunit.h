@@ -40,7 +40,7 @@ typedef struct st_vunit_config {
     const st_mcu *mcu;
     st_timing_profile timing;
     const char *dfu_serial;      /* NULL: model default */
-    bool can_transport;          /* the application and Katapult speak CAN (else USB-CDC) */
+    bool can_transport;          /* images that do not say: the app and Katapult speak CAN */
     uint8_t can_uuid[6];         /* the unit's CAN UUID (CAN units) */
     const uint8_t *holds;        /* flash contents at arrival (copied), NULL = erased */
     size_t holds_len;
@@ -99,7 +99,22 @@ unsigned st_vunit_boots(st_vunit *u);
  *   rdp                        readout protection is on (the AN3155 ROM refuses reads)
  *   uart-nack:N / uart-silent:N / uart-noise-rx:N / uart-noise-tx:N / uart-late-start:MS
  *                              AN3155 ROM faults (see an3155_model.h)
- * Katapult faults fire once: a reboot after they fired disarms them. */
+ *   klipper-sensor:stuck|normal  cartographer_data repeats one value / varies with noise
+ *   klipper-temp:N             cartographer_data's temp is N (e.g. out of range)
+ *   klipper-drop:N             every Nth cartographer_data is lost (N >= 2)
+ *   klipper-bad-crc:N          every Nth block the application sends has a bad CRC
+ *   klipper-silent             the application receives and answers nothing
+ * Katapult faults fire once: a reboot after they fired disarms them; klipper-* faults last.
+ *
+ * What boots is what the flash holds (design.md 5). Code runs only where its vector table
+ * says it is linked (an application written at the start of flash does not boot: no face,
+ * only BOOT0 + ROM DFU reach the unit). Katapult ("CanBoot!" mark) shows USB-CDC when its
+ * build carries a USB device descriptor, else CAN. The application answers the Klipper
+ * protocol with the dictionary its image embeds and shows the face that dictionary names
+ * (USB build: USB-CDC 1d50:614e; CAN build: a Klipper CAN node), whatever the fixture says.
+ * An image without a dictionary (the station's synthetic images) shows the face of
+ * can_transport, for Katapult and application alike, and its application answers only the
+ * bootloader requests. */
 int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err);
 
 #endif
