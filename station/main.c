@@ -593,7 +593,12 @@ static int cmd_image_generate(const opts *o, char *const args[])
     }
     uint8_t *img = NULL;
     st_err e;
-    const st_mcu *mcu = st_mcu_find("stm32g431xx");
+    const char *mcu_name = opt_get(o, "mcu") ? opt_get(o, "mcu") : "stm32g431xx";
+    const st_mcu *mcu = st_mcu_find(mcu_name);
+    if (!mcu) {
+        fprintf(stderr, "station: --mcu %s: unknown MCU\n", mcu_name);
+        return EXIT_USAGE;
+    }
     size_t n = (size_t)size;
     if (st_synth_combined_seeded(mcu, n, (uint32_t)seed, &img, &e)) {
         err_line("image generate", &e);
@@ -649,6 +654,7 @@ static const st_cli_opt gen_opts[] = {
     { "size", "BYTES", "image size (default 35984)" },
     { "seed", "N", "application variant (default 0)" },
     { "app", NULL, "only the application (loads at the Katapult application start)" },
+    { "mcu", "NAME", "target MCU (default stm32g431xx)" },
     { NULL, NULL, NULL },
 };
 
