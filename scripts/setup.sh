@@ -13,8 +13,10 @@ pkgs=(
   libssl-dev            # SHA-1 / SHA-256 (OpenSSL libcrypto EVP)
   libjson-c-dev         # Klipper data dictionaries (JSON from a unit or an image)
   libcmocka-dev         # unit tests
+  libncurses-dev        # station produce: the operator screen (slot panels, block letters)
 )
-peers=(dfu-util stm32flash can-utils)
+# tmux: the operator-screen test runs station produce in a tmux pane (capture-pane).
+peers=(dfu-util stm32flash can-utils tmux)
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
