@@ -21,6 +21,7 @@
 #include "protocols/link/serial_ports.h"
 #include "protocols/sim/synth.h"
 #include "reports/report.h"
+#include "station/cmd_fleet.h"
 #include "station/context.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
@@ -55,6 +56,11 @@ static void usage(FILE *f)
           "  can flash IMAGE      reflash an application over CAN with Katapult (--uuid U)\n"
           "  serial flash IMAGE   reflash an application over USB-CDC with Katapult (--slot N)\n"
           "  report show FILE     summarise a unit report\n"
+          "  report summary DIR   pass/fail, first-pass yield, failures by step and cause\n"
+          "                       (--db: across the fleet database; see --help of each)\n"
+          "  ship                 ship finished reports to the fleet database (a service;\n"
+          "                       --once, --migrate)\n"
+          "  history UNIT         a unit's runs across all stations, from the database\n"
           "  job check JOB        parse a job and validate its images; touches nothing\n"
           "  fixture check FILE   parse a fixture file and describe its slots\n"
           "  image generate OUT   write the synthetic combined image the demo job uses\n"
@@ -147,18 +153,21 @@ typedef struct slot_run {
     st_run_result res;
     int rc;
     pthread_t thread;
+    station_fleet *fleet; /* live status on MQTT, NULL without a fleet configuration */
 } slot_run;
 
 static void on_step(void *ctx, const char *step, int attempt)
 {
     slot_run *s = ctx;
     st_ui_step(s->ui, s->row, step, attempt);
+    station_fleet_step(s->fleet, (size_t)s->row, step, attempt);
 }
 
 static void *slot_thread(void *arg)
 {
     slot_run *s = arg;
     s->rc = st_job_run(s->job, s->images, &s->env, &s->res);
+    station_fleet_done(s->fleet, (size_t)s->row, s->rc, &s->res);
     char detail[PATH_MAX + ST_ERR_MSG_MAX + 16];
     if (s->rc)
         snprintf(detail, sizeof detail, "no report written: %s", s->res.cause);
@@ -249,6 +258,7 @@ static int run_job(st_job *job, st_image **images, const opts *o)
     st_ctx *ctx = NULL;
     slot_run *runs = NULL;
     target *targets = NULL;
+    station_fleet *fleet = NULL;
     size_t nruns = 0, ntargets = 0;
     /* The logger exists before the context so backends can log. */
     st_ui *boot_ui = st_ui_new(stdout, 0, false, level);
@@ -331,6 +341,8 @@ static int run_job(st_job *job, st_image **images, const opts *o)
     uint64_t now = st_wall_us();
     snprintf(run_id, sizeof run_id, "%llx-%x", (unsigned long long)(now / 1000u), (unsigned)getpid());
     const char *who = o->operator_name ? o->operator_name : getenv("USER");
+    if ((status = station_fleet_begin(run_id, ntargets, &fleet)) != 0)
+        goto out;
     printf("station: job %s on %s (%zu unit%s)\n", job->name, fx->name, ntargets,
            ntargets == 1 ? "" : "s");
     st_serial_host *serial = NULL;
@@ -366,8 +378,10 @@ static int run_job(st_job *job, st_image **images, const opts *o)
         s->job = job;
         s->images = images;
         st_ui_bind(ui, (int)i, t->fs ? t->fs->id : 0, &s->progress);
+        s->fleet = fleet;
+        station_fleet_slot(fleet, i, t->fs ? t->fs->id : 0, &s->progress);
         s->env = (st_run_env){
-            .station_name = "station",
+            .station_name = station_fleet_name(fleet, "station"),
             .operator_name = who && *who ? who : "unknown",
             .run_id = run_id,
             .report_dir = o->reports,
@@ -418,6 +432,7 @@ out:
         st_slot_close(runs[i].env.slot);
     free(runs);
     free(targets);
+    station_fleet_end(fleet);
     st_ctx_close(ctx);
     st_ui_free(ui);
     st_ui_free(boot_ui);
@@ -741,6 +756,13 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
+    /* The fleet commands parse their own options (reports/FLEET.md). */
+    if (argc > 1 && strcmp(argv[1], "ship") == 0)
+        return station_cmd_ship(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "history") == 0)
+        return station_cmd_history(argc - 1, argv + 1);
+    if (argc > 2 && strcmp(argv[1], "report") == 0 && strcmp(argv[2], "summary") == 0)
+        return station_cmd_report_summary(argc - 2, argv + 2);
     opts o;
     memset(&o, 0, sizeof o);
     int c;
