@@ -94,6 +94,26 @@ static void ship_line(void *ctx, const char *file, const char *outcome, const ch
         printf("%s: %s\n", st_text_printable(file, a, sizeof a), outcome);
 }
 
+typedef struct serve_ui {
+    const st_logger *log;
+    bool down;
+} serve_ui;
+
+/* The service's log: one line when the database goes away and one when it is back. */
+static void served(void *ctx, int rc, const st_err *e, const st_ship_stats *st)
+{
+    serve_ui *u = ctx;
+    if (st->inserted || st->duplicate)
+        ST_LOGI(u->log, "ship", "%u shipped (%u already there); %u in total",
+                st->inserted + st->duplicate, st->duplicate, st->total_shipped);
+    if (rc && !u->down)
+        fprintf(stderr, "station: ship: %s; %u report%s waiting, retrying\n", e->msg, st->pending,
+                st->pending == 1 ? "" : "s");
+    else if (!rc && u->down)
+        fprintf(stderr, "station: ship: database back; shipping resumed\n");
+    u->down = rc != 0;
+}
+
 int station_cmd_ship(int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -176,44 +196,20 @@ int station_cmd_ship(int argc, char **argv)
     }
     signal(SIGINT, on_stop);
     signal(SIGTERM, on_stop);
-    st_ship_stats st;
-    unsigned backoff_ms = 0;
-    bool was_down = false;
-    for (;;) {
+    if (once) {
+        st_ship_stats st;
         int rc = st_ship_pass(s, &st, &e);
-        if (once) {
-            printf("station: ship: %u inserted, %u already there, %u conflicting, %u rejected, "
-                   "%u pending, %u not finished\n", st.inserted, st.duplicate, st.conflict,
-                   st.rejected, st.pending, st.in_flight);
-            if (rc) {
-                fprintf(stderr, "station: ship: %s\n", e.msg);
-                status = FX_STATION;
-            }
-            break;
-        }
-        if (st.inserted || st.duplicate)
-            ST_LOGI(&log, "ship", "%u shipped (%u already there); %u in total", st.inserted + st.duplicate,
-                    st.duplicate, st.total_shipped);
+        printf("station: ship: %u inserted, %u already there, %u conflicting, %u rejected, "
+               "%u pending, %u not finished\n", st.inserted, st.duplicate, st.conflict,
+               st.rejected, st.pending, st.in_flight);
         if (rc) {
-            /* The database is away: the reports wait on disk; retry with back-off. */
-            backoff_ms = backoff_ms ? (backoff_ms * 2 > 10000 ? 10000 : backoff_ms * 2) : 500;
-            if (!was_down)
-                fprintf(stderr, "station: ship: %s; %u report%s waiting, retrying\n", e.msg,
-                        st.pending, st.pending == 1 ? "" : "s");
-            was_down = true;
-            st_deadline dl = st_deadline_in_ms(backoff_ms);
-            while (!stop_flag && !st_deadline_passed(dl))
-                st_ship_wait(s, st_deadline_remaining_ms(dl));
-        } else {
-            if (was_down)
-                fprintf(stderr, "station: ship: database back; shipping resumed\n");
-            was_down = false;
-            backoff_ms = 0;
-            /* A periodic rescan as well as inotify: a missed event costs a few seconds. */
-            st_ship_wait(s, 2000);
+            fprintf(stderr, "station: ship: %s\n", e.msg);
+            status = FX_STATION;
         }
-        if (stop_flag)
-            break;
+    } else {
+        serve_ui su = { &log, false };
+        if (st_ship_serve(s, &stop_flag, 2000, served, &su) != 0)
+            status = FX_STATION;
     }
     st_ship_close(s);
     free(cfg);

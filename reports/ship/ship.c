@@ -20,6 +20,7 @@
 #include "reports/ship/json.h"
 #include "reports/ship/migrations.h"
 #include "reports/strmap.h"
+#include "station/core/clock.h"
 #include "station/core/digest.h"
 #include "station/core/text.h"
 
@@ -204,6 +205,7 @@ struct st_ship {
     st_strmap *waiting;  /* name -> seen: in flight or rejected, skipped while unchanged */
     int log_fd, lock_fd, ino_fd;
     unsigned unsynced;
+    bool disk_failed; /* the shipped log could not be written: our disk, not the database */
     st_fleetdb *db;
 };
 
@@ -577,6 +579,7 @@ int st_ship_pass(st_ship *s, st_ship_stats *stats, st_err *err)
             int ln = snprintf(line, sizeof line, "%s\t%s\t%s\n", name, sha, outcome);
             if (write(s->log_fd, line, (size_t)ln) != ln) {
                 rc = st_err_set(err, ST_ERR_IO, "%s/shipped: %s", s->state, strerror(errno));
+                s->disk_failed = true;
                 down = ST_ERR_IO;
             } else if (!st_strmap_put(s->shipped, name, NULL)) {
                 rc = ST_ERR_NOMEM;
@@ -602,7 +605,7 @@ int st_ship_pass(st_ship *s, st_ship_stats *stats, st_err *err)
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
-    if (sync_log(s) && !rc)
+    if (sync_log(s) && !rc && (s->disk_failed = true))
         rc = st_err_set(err, ST_ERR_IO, "%s/shipped: fsync: %s", s->state, strerror(errno));
     stats->total_shipped = (unsigned)st_strmap_len(s->shipped);
     if (rc == ST_ERR_NOMEM)
@@ -615,6 +618,32 @@ int st_ship_pass(st_ship *s, st_ship_stats *stats, st_err *err)
         if (down == ST_ERR_NOTFOUND)
             st_err_prefix(err, "the fleet schema is missing (run `station ship --migrate`)");
         return down;
+    }
+    return 0;
+}
+
+int st_ship_serve(st_ship *s, volatile sig_atomic_t *stop, unsigned rescan_ms,
+                  st_ship_pass_cb cb, void *ctx)
+{
+    unsigned backoff_ms = 0;
+    while (!*stop) {
+        st_ship_stats st;
+        st_err e;
+        st_err_clear(&e);
+        int rc = st_ship_pass(s, &st, &e);
+        if (cb)
+            cb(ctx, rc, &e, &st);
+        if (rc == ST_ERR_NOMEM || s->disk_failed)
+            return rc; /* our own disk, not the database: nothing to wait for */
+        if (rc) {
+            backoff_ms = backoff_ms ? (backoff_ms >= 2500 ? 5000 : backoff_ms * 2) : 500;
+            st_deadline dl = st_deadline_in_ms(backoff_ms);
+            while (!*stop && !st_deadline_passed(dl))
+                st_ship_wait(s, st_deadline_remaining_ms(dl));
+        } else {
+            backoff_ms = 0;
+            st_ship_wait(s, (int)rescan_ms);
+        }
     }
     return 0;
 }

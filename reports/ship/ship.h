@@ -13,6 +13,7 @@
 #ifndef STATION_REPORTS_SHIP_SHIP_H
 #define STATION_REPORTS_SHIP_SHIP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -78,6 +79,17 @@ int st_ship_pass(st_ship *s, st_ship_stats *stats, st_err *err);
 /* Wait until a file appears in the report directory, or timeout_ms passes. Returns 1
  * when something changed, 0 on timeout. Uses inotify; never sleeps longer than asked. */
 int st_ship_wait(st_ship *s, int timeout_ms);
+
+/* Called by st_ship_serve after every pass: rc and err as st_ship_pass returned them. */
+typedef void (*st_ship_pass_cb)(void *ctx, int rc, const st_err *err, const st_ship_stats *st);
+
+/* The service loop: a pass whenever a report appears (inotify) or every rescan_ms;
+ * while the database cannot take reports, passes back off from 0.5 s to 5 s (the
+ * reports wait on disk; no slot ever waits for this). Returns 0 once *stop is non-zero,
+ * or a negative ST_ERR_* when the state directory cannot be written (nothing else ends
+ * it). */
+int st_ship_serve(st_ship *s, volatile sig_atomic_t *stop, unsigned rescan_ms,
+                  st_ship_pass_cb cb, void *ctx);
 
 /* ---- queries -------------------------------------------------------------------------- */
 
