@@ -12,6 +12,10 @@ pkgs=(
   zlib1g-dev            # CRC-32 of DfuSe .dfu file suffixes
   libssl-dev            # SHA-1 / SHA-256 (OpenSSL libcrypto EVP)
   libcmocka-dev         # unit tests
+  libpq-dev             # station ship / history: the fleet's PostgreSQL database
+  libmosquitto-dev      # live station status on MQTT
+  postgresql            # the fleet tests start a private cluster (initdb on a free port)
+  mosquitto             # the fleet tests start a private broker (mosquitto_passwd, ACLs)
 )
 peers=(dfu-util stm32flash can-utils)
 
