@@ -20,15 +20,48 @@
 
 #include "reports/mqtt/live.h"
 #include "reports/ship/config.h"
+#include "reports/ship/json.h"
 #include "reports/ship/ship.h"
 #include "reports/ship/testsrv.h"
 #include "reports/summary.h"
 #include "station/core/clock.h"
 
+#include <libpq-fe.h>
+
 #define STATION STATION_BINARY_DIR "/station/station"
 
 static st_tpg pg;
 static st_tmq mq;
+/* The last-will test's station: a process forked before any thread exists (forking a
+ * process that runs MQTT threads could inherit a held lock), told to connect through
+ * will_go and killed with SIGKILL once it says it is connected on will_ready. */
+static int will_go[2], will_ready[2];
+static pid_t will_pid;
+
+static void will_child(void)
+{
+    char go;
+    if (read(will_go[0], &go, 1) != 1)
+        _exit(0);
+    st_fleet_cfg c = { 0 };
+    strcpy(c.station, "st2");
+    strcpy(c.mqtt_host, "127.0.0.1");
+    c.mqtt_port = (unsigned)mq.port;
+    strcpy(c.mqtt_user, "st2");
+    strcpy(c.mqtt_password, "p2");
+    strcpy(c.mqtt_prefix, "station");
+    c.mqtt_keepalive = 30;
+    c.has_mqtt = true;
+    st_live *l = NULL;
+    if (st_live_open(&c, "dies", NULL, &l, NULL) || !st_live_wait_connected(l, 10000))
+        _exit(1);
+    char r = 'c';
+    if (write(will_ready[1], &r, 1) != 1)
+        _exit(1);
+    for (;;)
+        if (read(will_go[0], &go, 1) <= 0)
+            _exit(0);
+}
 static char tmp[64];  /* scratch directory for reports, state and configs */
 
 static const char *const mq_users[] = { "admin:adminpw", "st1:p1", "st2:p2", "dash:d", NULL };
@@ -394,6 +427,76 @@ static void test_injection(void **state)
     st_tsub_close(sub);
 }
 
+/* Random bytes through the report model, JSON and PostgreSQL come back as the model
+ * holds them (invalid UTF-8 was already made '?' by the model; everything else verbatim). */
+static void test_verbatim_random(void **state)
+{
+    PGconn *c = PQconnectdb(ci("fleet", "st1", "p1"));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    uint32_t rng = 0xC0FFEE;
+    for (int it = 0; it < 300; it++) {
+        char txt[96];
+        size_t n = 1 + rng % 90;
+        for (size_t i = 0; i < n; i++) {
+            rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;
+            txt[i] = (char)(1 + rng % 255);
+        }
+        txt[n] = '\0';
+        st_rnode *d = st_report_new();
+        st_rmap_str(d, "cause", txt);
+        char *j = NULL;
+        st_err e;
+        assert_int_equal(st_report_json(d, &j, NULL, &e), 0);
+        const char *p[] = { j };
+        PGresult *r = PQexecParams(c, "SELECT ($1::jsonb) ->> 'cause'", 1, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            fail_msg("%s: %s", j, PQresultErrorMessage(r));
+        assert_string_equal(PQgetvalue(r, 0, 0), st_rget_str(d, "cause"));
+        PQclear(r);
+        free(j);
+        st_report_free(d);
+    }
+    PQfinish(c);
+}
+
+/* Measurements a step reports (the checks of running units) land in their own table. */
+static void test_measurements(void **state)
+{
+    mkdirs("r6");
+    report("r6", "M0001_slot1_a.yaml", "st1", "run-m", 1, "M0001", "pass", NULL, true);
+    char p[256];
+    snprintf(p, sizeof p, "%s/r6/M0001_slot1_a.yaml", tmp);
+    st_rnode *d = NULL;
+    st_err e;
+    assert_int_equal(st_report_load(p, &d, &e), 0);
+    st_rnode *ms = st_rmap_seq(st_rfind(d, "steps.2"), "measurements");
+    st_rnode *m = st_rseq_add_map(ms);
+    st_rmap_str(m, "name", "clock_freq");
+    st_rmap_int(m, "value", 170000000);
+    st_rmap_str(m, "unit", "Hz");
+    st_rmap_int(m, "low", 169000000);
+    st_rmap_int(m, "high", 171000000);
+    st_rmap_str(m, "outcome", "pass");
+    m = st_rseq_add_map(ms);
+    st_rmap_str(m, "name", "version");
+    st_rmap_str(m, "value", "CARTOGRAPHER V4 6.0.0");
+    st_rmap_str(m, "outcome", "pass");
+    assert_int_equal(st_report_write_atomic(d, p, &e), 0);
+    st_report_free(d);
+    st_ship_stats st;
+    assert_int_equal(ship_pass("r6", "s6", "st1", "p1", &st, &e), 0);
+    assert_int_equal(st.inserted, 1);
+    assert_int_equal(value("fleet", "SELECT count(*) FROM fleet.measurements m JOIN fleet.runs r "
+                                    "ON r.id = m.run WHERE r.run_id = 'run-m'"), 2);
+    assert_int_equal(value("fleet", "SELECT value::bigint FROM fleet.measurements WHERE name = 'clock_freq' "
+                                    "AND low = 169000000 AND high = 171000000 AND unit = 'Hz' AND step_idx = 2"),
+                     170000000);
+    char got[128];
+    text_value("fleet", "SELECT value_text || '|' || coalesce(value::text, 'null') FROM fleet.measurements "
+                        "WHERE name = 'version'", got, sizeof got);
+    assert_string_equal(got, "CARTOGRAPHER V4 6.0.0|null");
+}
+
 static void test_mqtt_acl(void **state)
 {
     /* st1 may not publish into st2's tree nor read it; the broker drops such messages. */
@@ -479,20 +582,15 @@ static void test_live_and_will(void **state)
     st_tsub_close(late);
     /* The last will: a station that dies without a goodbye is marked offline. */
     size_t offline = st_tsub_count(sub, "station/st2/status", "offline");
-    pid_t pid = fork();
-    if (pid == 0) {
-        strcpy(c.station, "st2");
-        strcpy(c.mqtt_user, "st2");
-        strcpy(c.mqtt_password, "p2");
-        st_live *child = NULL;
-        if (st_live_open(&c, "dies", NULL, &child, NULL) || !st_live_wait_connected(child, 10000))
-            _exit(1);
-        kill(getpid(), SIGKILL);
-        _exit(2);
-    }
+    char go = 'g', ready = 0;
+    assert_int_equal(write(will_go[1], &go, 1), 1);
+    assert_int_equal(read(will_ready[0], &ready, 1), 1);
+    assert_int_equal(ready, 'c');
     assert_true(st_tsub_wait(sub, "station/st2/status", "online", 1, 10000));
+    kill(will_pid, SIGKILL);
     int wst;
-    waitpid(pid, &wst, 0);
+    waitpid(will_pid, &wst, 0);
+    will_pid = 0;
     assert_true(WIFSIGNALED(wst));
     assert_true(st_tsub_wait(sub, "station/st2/status", "offline", offline + 1, 10000));
     st_tsub_close(sub);
@@ -696,6 +794,11 @@ int main(void)
         st_tmq_destroy(&mq);
         return 77;
     }
+    if (pipe(will_go) != 0 || pipe(will_ready) != 0)
+        return 1;
+    will_pid = fork();
+    if (will_pid == 0)
+        will_child();
     strcpy(tmp, "/tmp/st-fleet-t-XXXXXX");
     if (!mkdtemp(tmp))
         return 1;
@@ -710,6 +813,8 @@ int main(void)
         cmocka_unit_test(test_database_away),
         cmocka_unit_test(test_row_security),
         cmocka_unit_test(test_injection),
+        cmocka_unit_test(test_verbatim_random),
+        cmocka_unit_test(test_measurements),
         cmocka_unit_test(test_mqtt_acl),
         cmocka_unit_test(test_live_and_will),
         cmocka_unit_test(test_events_survive_broker_restart),
@@ -717,6 +822,10 @@ int main(void)
         cmocka_unit_test(test_end_to_end),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    if (will_pid > 0) {
+        kill(will_pid, SIGKILL);
+        waitpid(will_pid, NULL, 0);
+    }
     st_tmq_destroy(&mq);
     st_tpg_destroy(&pg);
     char cmd[128];
