@@ -5,7 +5,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jobs/driver.h"
 #include "reports/mqtt/live.h"
 #include "reports/report.h"
 #include "reports/ship/config.h"
@@ -23,8 +23,9 @@
 #include "station/core/clock.h"
 #include "station/core/text.h"
 
-/* Exit codes as in main.c (README "Exit codes"). */
-enum { FX_OK = 0, FX_FAIL = 1, FX_USAGE = 2, FX_STATION = 3 };
+/* Exit codes (README "Exit codes"), as jobs/driver.h names them. */
+enum { FX_OK = ST_EXIT_PASS, FX_FAIL = ST_EXIT_UNIT_FAIL, FX_USAGE = ST_EXIT_USAGE,
+       FX_STATION = ST_EXIT_STATION };
 
 static volatile sig_atomic_t stop_flag;
 
@@ -58,26 +59,33 @@ static int config_or_default(const char *path, st_fleet_cfg *cfg, bool need, st_
 
 /* ---- ship ----------------------------------------------------------------------------- */
 
-static void ship_usage(FILE *f)
-{
-    fputs("Usage: station ship [--config FILE] [--once] [--reports DIR] [--state DIR] [-v]\n"
-          "       station ship --migrate [--config FILE] [--db CONNINFO]\n"
-          "\n"
-          "Ships every finished report in the reports directory into the fleet's PostgreSQL\n"
-          "database, exactly once, and keeps watching (a service: see\n"
-          "reports/ship/station-ship.service). Reports are never changed or deleted.\n"
-          "\n"
-          "  -c, --config FILE   fleet configuration (default: $STATION_FLEET_CONFIG, else\n"
-          "                      /etc/station/fleet.yaml); must be mode 0600\n"
-          "      --once          one pass, then exit: 0 all shipped, 3 some still pending\n"
-          "      --migrate       apply the schema migrations the binary carries, then exit\n"
-          "      --db CONNINFO   libpq connection string instead of the configuration's\n"
-          "  -r, --reports DIR   report directory instead of the configuration's\n"
-          "      --state DIR     shipping state directory instead of the configuration's\n"
-          "  -v, --verbose       a line per report shipped\n"
-          "  -h, --help          this help\n",
-          f);
-}
+const st_cli_opt station_ship_opts[] = {
+    { "config", "FILE", "fleet configuration (default: $STATION_FLEET_CONFIG, else "
+                        "/etc/station/fleet.yaml); must be mode 0600" },
+    { "once", NULL, "one pass, then exit: 0 all shipped, 3 some still pending" },
+    { "migrate", NULL, "apply the schema migrations the binary carries, then exit" },
+    { "conninfo", "CONNINFO", "libpq connection string instead of the configuration's" },
+    { "reports", "DIR", "report directory instead of the configuration's" },
+    { "state", "DIR", "shipping state directory instead of the configuration's" },
+    { NULL, NULL, NULL },
+};
+
+const st_cli_opt station_history_opts[] = {
+    { "config", "FILE", "fleet configuration (default: $STATION_FLEET_CONFIG, else "
+                        "/etc/station/fleet.yaml); must be mode 0600" },
+    { "conninfo", "CONNINFO", "libpq connection string instead of the configuration's" },
+    { NULL, NULL, NULL },
+};
+
+const st_cli_opt station_summary_opts[] = {
+    { "db", NULL, "the fleet database instead of a report directory" },
+    { "config", "FILE", "fleet configuration for --db (default: $STATION_FLEET_CONFIG, else "
+                        "/etc/station/fleet.yaml)" },
+    { "conninfo", "CONNINFO", "libpq connection string for --db instead of the configuration's" },
+    { "yaml", NULL, "machine-readable YAML instead of lines for people" },
+    { "top", "N", "failure groups shown (default 10, 0 = all)" },
+    { NULL, NULL, NULL },
+};
 
 typedef struct ship_ui {
     bool verbose;
@@ -114,37 +122,13 @@ static void served(void *ctx, int rc, const st_err *e, const st_ship_stats *st)
     u->down = rc != 0;
 }
 
-int station_cmd_ship(int argc, char **argv)
+int station_cmd_ship(station_opt_fn get, const void *o, int verbose, char *const args[])
 {
-    static const struct option lo[] = {
-        { "config", required_argument, NULL, 'c' }, { "once", no_argument, NULL, 'O' },
-        { "migrate", no_argument, NULL, 'M' },      { "db", required_argument, NULL, 'D' },
-        { "reports", required_argument, NULL, 'r' }, { "state", required_argument, NULL, 'S' },
-        { "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *cfg_path = NULL, *db = NULL, *reports = NULL, *state = NULL;
-    bool once = false, migrate = false;
-    ship_ui ui = { false };
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:r:vh", lo, NULL)) != -1) {
-        switch (c) {
-        case 'c': cfg_path = optarg; break;
-        case 'O': once = true; break;
-        case 'M': migrate = true; break;
-        case 'D': db = optarg; break;
-        case 'r': reports = optarg; break;
-        case 'S': state = optarg; break;
-        case 'v': ui.verbose = true; break;
-        case 'h': ship_usage(stdout); return FX_OK;
-        default: ship_usage(stderr); return FX_USAGE;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "station: ship: unexpected argument \"%s\"\n", argv[optind]);
-        return FX_USAGE;
-    }
+    const char *cfg_path = get(o, "config"), *db = get(o, "conninfo");
+    const char *reports = get(o, "reports"), *state = get(o, "state");
+    bool once = get(o, "once") != NULL, migrate = get(o, "migrate") != NULL;
+    ship_ui ui = { verbose > 0 };
+    (void)args;
     st_fleet_cfg *cfg = calloc(1, sizeof *cfg);
     st_err e;
     int status = FX_OK;
@@ -158,7 +142,7 @@ int station_cmd_ship(int argc, char **argv)
     }
     const char *conninfo = db ? db : cfg->has_db ? cfg->db_conninfo : NULL;
     if (!conninfo) {
-        fprintf(stderr, "station: ship: %s has no database section (or give --db)\n", cfg->path);
+        fprintf(stderr, "station: ship: %s has no database section (or give --conninfo)\n", cfg->path);
         free(cfg);
         return FX_USAGE;
     }
@@ -240,7 +224,7 @@ static int open_db(const char *cfg_path, const char *db, const char *who, st_fle
         fprintf(stderr, "station: %s: %s\n", who, e.msg);
         status = FX_USAGE;
     } else if (!db && !cfg->has_db) {
-        fprintf(stderr, "station: %s: %s has no database section (or give --db)\n", who, cfg->path);
+        fprintf(stderr, "station: %s: %s has no database section (or give --conninfo)\n", who, cfg->path);
         status = FX_USAGE;
     } else if (st_fleetdb_open(db ? db : cfg->db_conninfo, cfg->db_password, out, &e)) {
         fprintf(stderr, "station: %s: %s\n", who, e.msg);
@@ -250,31 +234,10 @@ static int open_db(const char *cfg_path, const char *db, const char *who, st_fle
     return status;
 }
 
-int station_cmd_history(int argc, char **argv)
+int station_cmd_history(station_opt_fn get, const void *o, char *const args[])
 {
-    static const struct option lo[] = {
-        { "config", required_argument, NULL, 'c' }, { "db", required_argument, NULL, 'D' },
-        { "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
-    };
-    const char *cfg_path = NULL, *db = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
-        switch (c) {
-        case 'c': cfg_path = optarg; break;
-        case 'D': db = optarg; break;
-        case 'h':
-            printf("Usage: station history UNIT [--config FILE] [--db CONNINFO]\n"
-                   "Every run of UNIT (identity, chip UID, DFU serial or CAN UUID) across the\n"
-                   "stations the database role may read, oldest first. Exit 1: no runs.\n");
-            return FX_OK;
-        default: return FX_USAGE;
-        }
-    }
-    if (argc - optind != 1) {
-        fprintf(stderr, "station: history needs one UNIT (identity, DFU serial, CAN UUID or chip UID)\n");
-        return FX_USAGE;
-    }
+    const char *cfg_path = get(o, "config"), *db = get(o, "conninfo");
+    const char *unit = args[0];
     st_fleetdb *d = NULL;
     int status = open_db(cfg_path, db, "history", &d);
     if (status)
@@ -282,14 +245,14 @@ int station_cmd_history(int argc, char **argv)
     printf("%-24s %-16s %4s  %-8s %-24s %-16s %s\n", "STARTED", "STATION", "SLOT", "VERDICT", "JOB",
            "FAILED STEP", "CAUSE");
     st_err e;
-    int n = st_fleetdb_history(d, argv[optind], history_row, NULL, &e);
+    int n = st_fleetdb_history(d, unit, history_row, NULL, &e);
     st_fleetdb_close(d);
     if (n < 0) {
         fprintf(stderr, "station: history: %s\n", e.msg);
         return FX_STATION;
     }
     char u[128];
-    printf("%d run%s of unit %s\n", n, n == 1 ? "" : "s", st_text_printable(argv[optind], u, sizeof u));
+    printf("%d run%s of unit %s\n", n, n == 1 ? "" : "s", st_text_printable(unit, u, sizeof u));
     return n ? FX_OK : FX_FAIL;
 }
 
@@ -330,46 +293,22 @@ static int summarise_dir(const char *dir, st_summary *sum)
     return FX_OK;
 }
 
-int station_cmd_report_summary(int argc, char **argv)
+int station_cmd_report_summary(station_opt_fn get, const void *o, char *const args[])
 {
-    static const struct option lo[] = {
-        { "config", required_argument, NULL, 'c' }, { "db", no_argument, NULL, 'd' },
-        { "conninfo", required_argument, NULL, 'D' }, { "yaml", no_argument, NULL, 'y' },
-        { "top", required_argument, NULL, 't' },    { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *cfg_path = NULL, *conninfo = NULL;
-    bool use_db = false, yaml = false;
+    const char *cfg_path = get(o, "config"), *conninfo = get(o, "conninfo");
+    bool use_db = get(o, "db") != NULL || conninfo, yaml = get(o, "yaml") != NULL;
     long top = 10;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
-        switch (c) {
-        case 'c': cfg_path = optarg; break;
-        case 'd': use_db = true; break;
-        case 'D': conninfo = optarg; use_db = true; break;
-        case 'y': yaml = true; break;
-        case 't': {
-            char *end;
-            top = strtol(optarg, &end, 10);
-            if (*end || top < 0) {
-                fprintf(stderr, "station: report summary: --top: \"%s\" is not a count\n", optarg);
-                return FX_USAGE;
-            }
-            break;
-        }
-        case 'h':
-            printf("Usage: station report summary DIR [--yaml] [--top N]\n"
-                   "       station report summary --db [--config FILE] [--conninfo C] [--yaml]\n"
-                   "Runs, pass/fail counts, units, first-pass yield and failures by step and\n"
-                   "cause (most frequent first; --top N groups, 0 = all, default 10): of the\n"
-                   "reports in DIR, or of the fleet database (every station the role may read).\n");
-            return FX_OK;
-        default: return FX_USAGE;
+    if (get(o, "top")) {
+        char *end;
+        top = strtol(get(o, "top"), &end, 10);
+        if (*end || top < 0 || end == get(o, "top")) {
+            fprintf(stderr, "station: report summary: --top: \"%s\" is not a count\n", get(o, "top"));
+            return FX_USAGE;
         }
     }
-    if (use_db ? argc != optind : argc - optind != 1) {
-        fprintf(stderr, "station: report summary needs a report directory, or --db\n");
+    if (use_db == (args[0] != NULL)) {
+        fprintf(stderr, "station: report summary: give a report directory or --db, not %s\n",
+                use_db ? "both" : "neither");
         return FX_USAGE;
     }
     st_summary *sum = st_summary_new();
@@ -386,7 +325,7 @@ int station_cmd_report_summary(int argc, char **argv)
         }
         st_fleetdb_close(d);
     } else {
-        status = summarise_dir(argv[optind], sum);
+        status = summarise_dir(args[0], sum);
     }
     if (!status && st_summary_render(sum, stdout, yaml, (size_t)top))
         status = FX_STATION;

@@ -1,19 +1,28 @@
 /* station: the fleet commands and the live-status hooks of `station run` (cmd_fleet.c).
- * Each command takes its own argv (argv[0] is the command word) and returns the exit code. */
+ * main.c lists the commands in its table with the option tables below; each command reads
+ * its options through get and returns the exit code. */
 #ifndef STATION_CMD_FLEET_H
 #define STATION_CMD_FLEET_H
 
 #include <stddef.h>
 
+#include "jobs/driver.h"
 #include "jobs/engine.h"
 #include "station/core/progress.h"
 
-/* `station ship ...` */
-int station_cmd_ship(int argc, char **argv);
-/* `station history UNIT ...` */
-int station_cmd_history(int argc, char **argv);
-/* `station report summary ...` (argv[0] is "summary") */
-int station_cmd_report_summary(int argc, char **argv);
+/* The value of option --name: "" for a flag given, NULL when absent. */
+typedef const char *(*station_opt_fn)(const void *o, const char *name);
+
+extern const st_cli_opt station_ship_opts[];
+extern const st_cli_opt station_history_opts[];
+extern const st_cli_opt station_summary_opts[];
+
+/* `station ship`: no arguments; verbose > 0 prints a line per report. */
+int station_cmd_ship(station_opt_fn get, const void *o, int verbose, char *const args[]);
+/* `station history UNIT`: args[0] is UNIT. */
+int station_cmd_history(station_opt_fn get, const void *o, char *const args[]);
+/* `station report summary [DIR]`: args[0] is DIR or NULL. */
+int station_cmd_report_summary(station_opt_fn get, const void *o, char *const args[]);
 
 /* Live status of one `station run`, when the fleet configuration names a broker. */
 typedef struct station_fleet station_fleet;
