@@ -280,6 +280,11 @@ static void test_exactly_once(void **state)
     assert_int_equal(ship_pass("r1", "s1", "st1", "p1", &st, &e), 0);
     assert_int_equal(st.conflict, 1);
     assert_int_equal(value("fleet", "SELECT count(*) FROM fleet.runs"), 13);
+    /* A unit found on a bus, in no slot: slot_id 0. */
+    report("r1", "0a0b0c0d0e0f_noslot_a.yaml", "st1", "run-c", -1, "0a0b0c0d0e0f", "pass", NULL, true);
+    assert_int_equal(ship_pass("r1", "s1", "st1", "p1", &st, &e), 0);
+    assert_int_equal(st.inserted, 1);
+    assert_int_equal(value("fleet", "SELECT slot_id FROM fleet.runs WHERE run_id = 'run-c'"), 0);
     /* A file that is not a report is rejected by name, not retried, and not deleted. */
     snprintf(p, sizeof p, "%s/r1/broken.yaml", tmp);
     f = fopen(p, "w");
@@ -287,7 +292,7 @@ static void test_exactly_once(void **state)
     fclose(f);
     assert_int_equal(ship_pass("r1", "s1", "st1", "p1", &st, &e), 0);
     assert_int_equal(st.rejected, 1);
-    assert_int_equal(count_files("r1"), 15); /* nothing deleted */
+    assert_int_equal(count_files("r1"), 16); /* nothing deleted */
     /* Two shippers on one state directory: the second is refused. */
     char d[256], s[256];
     snprintf(d, sizeof d, "%s/r1", tmp);

@@ -456,8 +456,12 @@ int st_test_write_report(const char *dir, const char *name, const st_test_report
     st_rmap_str(m, "path", "");
     st_rmap_str(m, "backend", "virtual");
     m = st_rmap_map(d, "slot");
-    st_rmap_int(m, "id", r->slot);
-    st_rmap_fmt(m, "name", "slot-%d", r->slot);
+    if (r->slot >= 0) {
+        st_rmap_int(m, "id", r->slot);
+        st_rmap_fmt(m, "name", "slot-%d", r->slot);
+    } else {
+        st_rmap_str(m, "name", "none (found on the bus)");
+    }
     m = st_rmap_map(d, "job");
     st_rmap_str(m, "name", "demo-usb-dfu");
     st_rmap_str(m, "path", "/etc/station/jobs/demo.yaml");

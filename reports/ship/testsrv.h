@@ -55,7 +55,7 @@ void st_tmq_destroy(st_tmq *mq);
 /* A schema-1 report as the engine writes it, for tests that need many: steps enter-
  * bootloader, flash, verify; with a fail verdict the flash step fails with cause. Without
  * finished the report is in flight (verdict incomplete, no run.finished). wall_us is the
- * run's start. Written atomically to dir/name. 0 or -1. */
+ * run's start; slot < 0 is a unit in no slot (no slot.id). Written atomically to dir/name. 0 or -1. */
 typedef struct st_test_report {
     const char *station, *run_id, *identity, *verdict, *cause;
     int slot;

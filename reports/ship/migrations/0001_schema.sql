@@ -27,7 +27,7 @@ CREATE TABLE fleet.runs (
     id            bigserial PRIMARY KEY,
     station       text NOT NULL DEFAULT current_user REFERENCES fleet.stations (name),
     run_id        text NOT NULL,
-    slot_id       integer NOT NULL,
+    slot_id       integer NOT NULL,              -- 0: a unit found on a bus, in no slot
     slot_name     text,
     unit_identity text NOT NULL REFERENCES fleet.units (identity),
     chip_uid      text,
@@ -125,7 +125,7 @@ DECLARE
     me    text := current_user;
     ident text := doc #>> '{unit,identity}';
     rid   text := doc #>> '{run,id}';
-    slot  text := doc #>> '{slot,id}';
+    slot  text := coalesce(doc #>> '{slot,id}', '0');  -- 0: a unit in no slot
     steps jsonb := CASE WHEN jsonb_typeof(doc -> 'steps') = 'array' THEN doc -> 'steps'
                         ELSE '[]'::jsonb END;
     id    bigint;
@@ -135,7 +135,7 @@ BEGIN
        OR slot IS NULL OR slot !~ '^\d{1,9}$'
        OR doc ->> 'verdict' NOT IN ('pass', 'fail', 'incomplete') THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = 'report lacks run.id, slot.id, unit.identity or a verdict';
+            MESSAGE = 'report lacks run.id, unit.identity or a verdict, or has a bad slot.id';
     END IF;
     INSERT INTO fleet.stations (name, host, version)
         VALUES (me, doc #>> '{station,host}', doc #>> '{station,version}')
