@@ -380,7 +380,7 @@ int station_fleet_begin(const char *run_id, size_t nslots, station_fleet **out)
         }
         /* Give a reachable broker a moment so the first states are not only queued; an
          * unreachable one costs this once and never blocks a slot. */
-        st_live_wait_connected(f->live, 2000);
+        st_live_wait_connected(f->live, 1000);
     }
     *out = f;
     return 0;

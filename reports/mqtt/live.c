@@ -17,6 +17,7 @@
 
 #define MOD "mqtt"
 #define PROGRESS_EVERY_US 250000u
+#define SUPERVISE_STALE_US 30000000u
 
 typedef struct msg {
     char *topic;
@@ -37,6 +38,15 @@ struct st_live {
     size_t nq, capq;
     unsigned long published, acked, dropped, connects;
     unsigned long inflight; /* QoS 1 messages not acknowledged yet */
+    /* The supervisor: libmosquitto's network thread reconnects a session it once had, but
+     * gives up when the very first connection fails or on a fatal error (TLS); this thread
+     * makes the first connection, with back-off, and restarts a network thread that has
+     * been without a broker for SUPERVISE_STALE_US. */
+    pthread_t sup;
+    bool sup_started, stopping, loop_running;
+    uint64_t down_since;  /* st_now_us() when the connection went (0: connected) */
+    char host[256];
+    int port, keepalive;
 };
 
 /* libmosquitto's library state (OpenSSL set-up) is process-wide by its design: initialise
@@ -89,6 +99,7 @@ static void on_connect(struct mosquitto *m, void *ctx, int rc)
     }
     pthread_mutex_lock(&l->mu);
     l->connected = true;
+    l->down_since = 0;
     l->connects++;
     char topic[sizeof l->base + 16];
     snprintf(topic, sizeof topic, "%s/status", l->base);
@@ -112,6 +123,8 @@ static void on_disconnect(struct mosquitto *m, void *ctx, int rc)
     st_live *l = ctx;
     pthread_mutex_lock(&l->mu);
     l->connected = false;
+    if (!l->down_since)
+        l->down_since = st_now_us();
     /* Unacknowledged messages are resent by libmosquitto on reconnect, or superseded by
      * the retained republish: stop counting them as in flight for close's wait. */
     l->inflight = 0;
@@ -139,6 +152,56 @@ static int mosq_err(st_err *err, int rc, const char *what)
 {
     return st_err_set(err, rc == MOSQ_ERR_NOMEM ? ST_ERR_NOMEM : ST_ERR_INVAL, "mqtt: %s: %s", what,
                       rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+}
+
+static struct timespec abs_in_ms(unsigned ms);
+
+static void *supervise(void *arg)
+{
+    st_live *l = arg;
+    unsigned delay_ms = 1000;
+    bool warned = false;
+    pthread_mutex_lock(&l->mu);
+    while (!l->stopping) {
+        if (!l->loop_running) {
+            pthread_mutex_unlock(&l->mu);
+            /* A non-blocking connect, so close never waits for a TCP time-out; one that
+             * fails later is caught by the staleness rule below. */
+            int rc = mosquitto_connect_async(l->m, l->host, l->port, l->keepalive);
+            if (rc == MOSQ_ERR_SUCCESS)
+                rc = mosquitto_loop_start(l->m);
+            if (rc != MOSQ_ERR_SUCCESS && !warned) {
+                ST_LOGW(l->log, MOD, "%s:%d: %s; will keep trying", l->host, l->port,
+                        rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+                warned = true;
+            }
+            pthread_mutex_lock(&l->mu);
+            if (rc == MOSQ_ERR_SUCCESS) {
+                l->loop_running = true;
+                l->down_since = st_now_us(); /* until CONNACK */
+                delay_ms = 1000;
+                continue;
+            }
+            struct timespec until = abs_in_ms(delay_ms);
+            while (!l->stopping && pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0)
+                ;
+            delay_ms = delay_ms >= 4000 ? 8000 : delay_ms * 2;
+            continue;
+        }
+        if (!l->connected && l->down_since && st_now_us() - l->down_since > SUPERVISE_STALE_US) {
+            /* The network thread gave up (or keeps failing): start over. */
+            pthread_mutex_unlock(&l->mu);
+            mosquitto_disconnect(l->m);
+            mosquitto_loop_stop(l->m, true);
+            pthread_mutex_lock(&l->mu);
+            l->loop_running = false;
+            continue;
+        }
+        struct timespec until = abs_in_ms(1000);
+        pthread_cond_timedwait(&l->cv, &l->mu, &until);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
 }
 
 int st_live_open(const st_fleet_cfg *cfg, const char *client_suffix, const st_logger *log,
@@ -189,19 +252,17 @@ int st_live_open(const st_fleet_cfg *cfg, const char *client_suffix, const st_lo
         rc = mosq_err(err, rc, "tls");
         goto fail;
     }
-    /* An unreachable broker is not an error: the network thread keeps trying. */
-    rc = mosquitto_connect_async(l->m, cfg->mqtt_host, (int)cfg->mqtt_port, (int)cfg->mqtt_keepalive);
-    if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_ERRNO && rc != MOSQ_ERR_NO_CONN &&
-        rc != MOSQ_ERR_CONN_REFUSED) {
-        rc = mosq_err(err, rc, cfg->mqtt_host);
+    st_strlcpy(l->host, cfg->mqtt_host, sizeof l->host);
+    l->port = (int)cfg->mqtt_port;
+    l->keepalive = (int)cfg->mqtt_keepalive;
+    /* Connecting happens in the supervisor: a broker that is down, unreachable or refuses
+     * the TLS handshake (a certificate that expired) is not an error here, because live
+     * status must never stop production; the operator sees a warning. */
+    if ((rc = pthread_create(&l->sup, NULL, supervise, l)) != 0) {
+        rc = st_err_set(err, ST_ERR_NOMEM, "mqtt: cannot start its thread: %s", strerror(rc));
         goto fail;
     }
-    if (rc != MOSQ_ERR_SUCCESS)
-        ST_LOGW(log, MOD, "%s:%u: not reachable yet; will keep trying", cfg->mqtt_host, cfg->mqtt_port);
-    if ((rc = mosquitto_loop_start(l->m)) != MOSQ_ERR_SUCCESS) {
-        rc = mosq_err(err, rc, "network thread");
-        goto fail;
-    }
+    l->sup_started = true;
     *out = l;
     return 0;
 fail:
@@ -251,9 +312,14 @@ void st_live_close(st_live *l, unsigned timeout_ms)
     while (l->connected && (l->inflight || l->nq) &&
            pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0)
         ;
+    l->stopping = true;
+    pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
+    if (l->sup_started)
+        pthread_join(l->sup, NULL);
     mosquitto_disconnect(l->m);
-    mosquitto_loop_stop(l->m, false);
+    if (l->loop_running)
+        mosquitto_loop_stop(l->m, false);
     mosquitto_destroy(l->m);
     for (size_t i = 0; i < l->nret; i++) {
         free(l->retained[i].topic);

@@ -3,7 +3,10 @@
  * offline. Topic tree and payloads: reports/MQTT.md.
  *
  * Publishing never blocks the caller: messages are queued and a libmosquitto network
- * thread sends them, reconnecting with back-off while the broker is away. Retained state
+ * thread sends them, reconnecting with back-off while the broker is away; a supervisor
+ * thread of ours makes the first connection (retrying from 1 s to 8 s) and restarts a
+ * network thread that has been without a broker for 30 s (libmosquitto's own thread gives
+ * up after a failed first connection or a TLS error). Retained state
  * is published again on every (re)connect, so a broker that restarted empty shows the
  * station's current state. Events are QoS 1: while the broker is unreachable they wait in
  * a bounded queue (ST_LIVE_QUEUE_MAX; the oldest are dropped past it, and counted) and go

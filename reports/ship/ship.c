@@ -526,6 +526,12 @@ int st_ship_pass(st_ship *s, st_ship_stats *stats, st_err *err)
             stats->in_flight++; /* or rejected before: either way, not again until it changes */
             continue;
         }
+        if (down) {
+            /* The database failed in this pass: the rest wait, unread (a long outage must
+             * not make every pass re-parse the whole backlog). */
+            stats->pending++;
+            continue;
+        }
         char *buf = NULL, *json = NULL;
         size_t len = 0;
         st_rnode *doc = NULL;
@@ -544,10 +550,6 @@ int st_ship_pass(st_ship *s, st_ship_stats *stats, st_err *err)
             char why[ST_ERR_MSG_MAX + 64];
             snprintf(why, sizeof why, "not a valid report: %s", e.msg);
             reject(s, name, &st, why, stats);
-            goto next;
-        }
-        if (down) {
-            stats->pending++;
             goto next;
         }
         if (!s->db && (down = st_fleetdb_open(s->conninfo, s->password, &s->db, &derr)) != 0) {

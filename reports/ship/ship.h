@@ -47,7 +47,8 @@ typedef struct st_ship_stats {
     unsigned duplicate;  /* already stored with the same bytes (a retry after a crash) */
     unsigned conflict;   /* already stored with other bytes: the stored row is kept */
     unsigned rejected;   /* not a valid report, or its content refused by the database */
-    unsigned pending;    /* finished but not shipped yet (database unreachable) */
+    unsigned pending;    /* not shipped yet because the database failed: the report that met
+                            the failure and every new or changed file after it */
     unsigned in_flight;  /* not finished yet (no run.finished) */
     unsigned total_shipped; /* names in the shipped log */
 } st_ship_stats;

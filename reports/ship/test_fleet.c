@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -622,9 +623,15 @@ static void test_events_survive_broker_restart(void **state)
     for (int i = 0; i < 20; i++)
         st_live_unit_done(l, 1, "pass", "while-away", NULL, NULL, "r");
     assert_true(st_now_us() - t0 < 2000000u);
+    /* A station that starts while the broker is away connects once it is back. */
+    st_live *late = NULL;
+    assert_int_equal(st_live_open(&c, "late", NULL, &late, &e), 0);
+    assert_false(st_live_wait_connected(late, 200));
     assert_int_equal(st_tmq_restart(&mq), 0);
     st_tsub *sub = st_tsub_open(mq.port, "admin", "adminpw", "station/#");
     assert_non_null(sub);
+    assert_true(st_live_wait_connected(late, 20000));
+    st_live_close(late, 2000);
     /* The broker restarted empty; the station republishes its retained state on reconnect
      * and sends the queued events. */
     assert_true(st_tsub_wait(sub, "station/st1/slot/1/verdict", "while-away", 1, 20000));
@@ -634,6 +641,132 @@ static void test_events_survive_broker_restart(void **state)
     assert_int_equal(ls.dropped, 0);
     st_live_close(l, 5000);
     st_tsub_close(sub);
+}
+
+/* TLS to the broker: a private CA and a server certificate for 127.0.0.1 made with the
+ * openssl tool, a second broker whose listener takes only TLS. */
+static void test_mqtt_tls(void **state)
+{
+    char d[128], cmd[2048];
+    snprintf(d, sizeof d, "%s/tls", tmp);
+    mkdir(d, 0755);
+    chmod(tmp, 0755); /* the broker's user reads its certificate from here */
+    snprintf(cmd, sizeof cmd,
+             "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt "
+             "-days 2 -subj /CN=fleet-test-ca && openssl req -newkey rsa:2048 -nodes "
+             "-keyout srv.key -out srv.csr -subj /CN=127.0.0.1 && printf "
+             "'subjectAltName=IP:127.0.0.1\\n' > ext && openssl x509 -req -in srv.csr -CA ca.crt "
+             "-CAkey ca.key -CAcreateserial -out srv.crt -days 2 -extfile ext && "
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.crt -days 2 "
+             "-subj /CN=other-ca && chmod 644 *", d);
+    strncat(cmd, " >/dev/null 2>&1", sizeof cmd - strlen(cmd) - 1);
+    if (system(cmd) != 0) {
+        printf("openssl could not make the test certificates: TLS not tested\n");
+        skip();
+    }
+    char extra[512], why[256];
+    snprintf(extra, sizeof extra, "cafile %s/ca.crt\ncertfile %s/srv.crt\nkeyfile %s/srv.key\n", d, d, d);
+    st_tmq tls;
+    if (st_tmq_start(&tls, mq_users, mq_acl, extra, why, sizeof why) != 0) {
+        st_tmq_destroy(&tls);
+        fail_msg("TLS broker: %s", why);
+    }
+    char ca[160], other[160];
+    snprintf(ca, sizeof ca, "%s/ca.crt", d);
+    snprintf(other, sizeof other, "%s/other.crt", d);
+    st_tsub *sub = st_tsub_open_tls(tls.port, "admin", "adminpw", "station/#", ca);
+    assert_non_null(sub);
+    st_fleet_cfg c = { 0 };
+    st_err e;
+    strcpy(c.station, "st1");
+    strcpy(c.mqtt_host, "127.0.0.1");
+    c.mqtt_port = (unsigned)tls.port;
+    strcpy(c.mqtt_user, "st1");
+    strcpy(c.mqtt_password, "p1");
+    strcpy(c.mqtt_prefix, "station");
+    strcpy(c.tls_cafile, ca);
+    c.mqtt_keepalive = 30;
+    c.has_mqtt = true;
+    st_live *l = NULL;
+    assert_int_equal(st_live_open(&c, "tls", NULL, &l, &e), 0);
+    assert_true(st_live_wait_connected(l, 10000));
+    st_live_unit_done(l, 1, "pass", "over-tls", NULL, NULL, "r");
+    assert_true(st_tsub_wait(sub, "station/st1/events/unit", "over-tls", 1, 10000));
+    st_live_close(l, 5000);
+    /* A CA that did not sign the broker's certificate: never connects. */
+    strcpy(c.tls_cafile, other);
+    assert_int_equal(st_live_open(&c, "tls-bad", NULL, &l, &e), 0);
+    assert_false(st_live_wait_connected(l, 1500));
+    st_live_close(l, 100);
+    /* Plain MQTT to the TLS listener: never connects either. */
+    c.tls_cafile[0] = '\0';
+    assert_int_equal(st_live_open(&c, "plain", NULL, &l, &e), 0);
+    assert_false(st_live_wait_connected(l, 1500));
+    st_live_close(l, 100);
+    st_tsub_close(sub);
+    st_tmq_destroy(&tls);
+}
+
+/* ---- a crash of the shipping service ------------------------------------------------ */
+
+/* `station ship` (the service) SIGKILLed while it ships, then started again: every report
+ * is in the database once, and the shipped log names each once. */
+static void test_service_crash(void **state)
+{
+    enum { N = 600 };
+    mkdirs("r7");
+    char d[256], cfg[256], text[1024], statep[256];
+    snprintf(d, sizeof d, "%s/r7", tmp);
+    snprintf(statep, sizeof statep, "%s/s7", tmp);
+    for (int i = 0; i < N; i++) {
+        char name[64], id[32];
+        snprintf(name, sizeof name, "K%04d_slot%d_a.yaml", i, i % 8 + 1);
+        snprintf(id, sizeof id, "K%04d", i);
+        st_test_report r = { "st1", "run-k", id, "pass", NULL, i % 8 + 1, true, 0 };
+        assert_int_equal(st_test_write_report(d, name, &r), 0);
+    }
+    snprintf(cfg, sizeof cfg, "%s/crash.yaml", tmp);
+    snprintf(text, sizeof text, "station: st1\nreports: %s\nstate: %s\ndatabase:\n  conninfo: \"%s\"\n"
+                                "  password: p1\n", d, statep, ci("fleet", "st1", NULL));
+    assert_int_equal(st_test_write_config(cfg, text), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execl(STATION, "station", "ship", "--config", cfg, (char *)NULL);
+        _exit(127);
+    }
+    long at_kill = 0;
+    st_deadline dl = st_deadline_in_ms(30000);
+    while (!st_deadline_passed(dl) &&
+           (at_kill = value("fleet", "SELECT count(*) FROM fleet.runs WHERE run_id = 'run-k'")) < 40)
+        st_sleep_until(st_deadline_in_ms(5));
+    kill(pid, SIGKILL);
+    int wst;
+    waitpid(pid, &wst, 0);
+    assert_true(WIFSIGNALED(wst));
+    at_kill = value("fleet", "SELECT count(*) FROM fleet.runs WHERE run_id = 'run-k'");
+    printf("station ship SIGKILLed with %ld of %d reports in the database\n", at_kill, N);
+    char out[4096];
+    snprintf(text, sizeof text, "%s ship --once --config %s", STATION, cfg);
+    FILE *p = popen(text, "r");
+    out[fread(out, 1, sizeof out - 1, p)] = '\0';
+    assert_int_equal(pclose(p), 0);
+    printf("restart: %s", out);
+    assert_int_equal(value("fleet", "SELECT count(*) FROM fleet.runs WHERE run_id = 'run-k'"), N);
+    assert_int_equal(value("fleet", "SELECT count(DISTINCT unit_identity) FROM fleet.runs WHERE run_id = 'run-k'"), N);
+    /* The log: every name once. */
+    char logp[300];
+    snprintf(logp, sizeof logp, "%s/shipped", statep);
+    FILE *f = fopen(logp, "r");
+    assert_non_null(f);
+    char line[512];
+    unsigned lines = 0;
+    while (fgets(line, sizeof line, f))
+        lines += line[0] != '\n';
+    fclose(f);
+    assert_int_equal(lines, N);
+    assert_int_equal(count_files("r7"), N);
 }
 
 /* ---- summaries --------------------------------------------------------------------------- */
@@ -793,7 +926,7 @@ int main(void)
         st_tpg_destroy(&pg);
         return 77;
     }
-    if (st_tmq_start(&mq, mq_users, mq_acl, why, sizeof why) != 0) {
+    if (st_tmq_start(&mq, mq_users, mq_acl, NULL, why, sizeof why) != 0) {
         printf("SKIP: %s\n", why);
         st_tpg_destroy(&pg);
         st_tmq_destroy(&mq);
@@ -823,6 +956,8 @@ int main(void)
         cmocka_unit_test(test_mqtt_acl),
         cmocka_unit_test(test_live_and_will),
         cmocka_unit_test(test_events_survive_broker_restart),
+        cmocka_unit_test(test_mqtt_tls),
+        cmocka_unit_test(test_service_crash),
         cmocka_unit_test(test_summary_file_equals_db),
         cmocka_unit_test(test_end_to_end),
     };

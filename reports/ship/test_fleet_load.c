@@ -347,7 +347,7 @@ int main(void)
         return 77;
     }
     if (st_tmq_start(&mq, users, "pattern readwrite station/%u/#\n\nuser admin\ntopic readwrite #\n",
-                     why, sizeof why) != 0) {
+                     NULL, why, sizeof why) != 0) {
         printf("SKIP: %s\n", why);
         st_tpg_destroy(&pg);
         st_tmq_destroy(&mq);

@@ -325,7 +325,8 @@ static int mq_spawn(st_tmq *mq)
     return -1;
 }
 
-int st_tmq_start(st_tmq *mq, const char *const *users, const char *acl, char *why, size_t cap)
+int st_tmq_start(st_tmq *mq, const char *const *users, const char *acl,
+                 const char *listener_extra, char *why, size_t cap)
 {
     memset(mq, 0, sizeof *mq);
     if (access("/usr/sbin/mosquitto", X_OK) != 0 || access("/usr/bin/mosquitto_passwd", X_OK) != 0) {
@@ -371,10 +372,10 @@ int st_tmq_start(st_tmq *mq, const char *const *users, const char *acl, char *wh
         ok = 0;
     f = fopen(conf, "w");
     ok = ok && f &&
-         fprintf(f, "listener %d 127.0.0.1\nallow_anonymous false\npassword_file %s\n"
+         fprintf(f, "listener %d 127.0.0.1\n%sallow_anonymous false\npassword_file %s\n"
                     "acl_file %s\npersistence false\nmax_queued_messages 100000\n"
                     "log_dest stderr\nlog_type error\nlog_type warning\n",
-                 mq->port, path, aclp) > 0;
+                 mq->port, listener_extra ? listener_extra : "", path, aclp) > 0;
     if (f && fclose(f) != 0)
         ok = 0;
     chmod(path, 0600);
@@ -575,6 +576,12 @@ static struct timespec abs_ms(unsigned ms)
 
 st_tsub *st_tsub_open(int port, const char *user, const char *password, const char *topic)
 {
+    return st_tsub_open_tls(port, user, password, topic, NULL);
+}
+
+st_tsub *st_tsub_open_tls(int port, const char *user, const char *password, const char *topic,
+                          const char *cafile)
+{
     pthread_once(&sub_once, sub_lib_init);
     st_tsub *s = calloc(1, sizeof *s);
     if (!s)
@@ -592,6 +599,8 @@ st_tsub *st_tsub_open(int port, const char *user, const char *password, const ch
     mosquitto_message_callback_set(s->m, sub_on_message);
     mosquitto_reconnect_delay_set(s->m, 1, 2, false);
     mosquitto_username_pw_set(s->m, user, password);
+    if (cafile && mosquitto_tls_set(s->m, cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS)
+        goto fail;
     if (mosquitto_connect_async(s->m, "127.0.0.1", port, 30) != MOSQ_ERR_SUCCESS ||
         mosquitto_loop_start(s->m) != MOSQ_ERR_SUCCESS)
         goto fail;

@@ -44,8 +44,10 @@ typedef struct st_tmq {
 } st_tmq;
 
 /* Start mosquitto with password and ACL files. users: "name:password" strings, NULL
- * terminated. acl: the acl_file text. 0, or -1 with why. */
-int st_tmq_start(st_tmq *mq, const char *const *users, const char *acl, char *why, size_t cap);
+ * terminated. acl: the acl_file text. listener_extra (NULL: none): lines for the one
+ * listener, e.g. "cafile ..\ncertfile ..\nkeyfile ..\n" for TLS. 0, or -1 with why. */
+int st_tmq_start(st_tmq *mq, const char *const *users, const char *acl,
+                 const char *listener_extra, char *why, size_t cap);
 /* SIGKILL the broker (no clean shutdown) and reap it. */
 void st_tmq_kill(st_tmq *mq);
 /* Start again on the same port and files. 0 or -1. */
@@ -69,6 +71,9 @@ typedef struct st_tsub st_tsub;
 /* Connect as user and subscribe to topic (QoS 1); waits for the broker's SUBACK (at most
  * 10 s). NULL on failure. */
 st_tsub *st_tsub_open(int port, const char *user, const char *password, const char *topic);
+/* The same over TLS, trusting cafile. */
+st_tsub *st_tsub_open_tls(int port, const char *user, const char *password, const char *topic,
+                          const char *cafile);
 void st_tsub_close(st_tsub *s);
 /* Messages so far on topic (exact) whose payload contains needle (NULL: any). */
 size_t st_tsub_count(st_tsub *s, const char *topic, const char *needle);
