@@ -749,10 +749,14 @@ static void test_service_crash(void **state)
     printf("station ship SIGKILLed with %ld of %d reports in the database\n", at_kill, N);
     char out[4096];
     snprintf(text, sizeof text, "%s ship --once --config %s", STATION, cfg);
+    uint64_t t0 = st_now_us();
     FILE *p = popen(text, "r");
     out[fread(out, 1, sizeof out - 1, p)] = '\0';
     assert_int_equal(pclose(p), 0);
+    double secs = (double)(st_now_us() - t0) / 1e6;
     printf("restart: %s", out);
+    printf("one shipper (--once, a process start included): %ld reports in %.2f s, %.0f reports/s\n",
+           N - at_kill, secs, (double)(N - at_kill) / secs);
     assert_int_equal(value("fleet", "SELECT count(*) FROM fleet.runs WHERE run_id = 'run-k'"), N);
     assert_int_equal(value("fleet", "SELECT count(DISTINCT unit_identity) FROM fleet.runs WHERE run_id = 'run-k'"), N);
     /* The log: every name once. */
