@@ -204,12 +204,11 @@ int station_cmd_ship(station_opt_fn get, const void *o, int verbose, char *const
 
 static void history_row(void *ctx, const st_history_row *r)
 {
-    char a[64], b[80], d[80], f[64], g[ST_ERR_MSG_MAX];
+    char a[64], b[80], f[64], g[ST_ERR_MSG_MAX];
     printf("%-24s %-16s %4s  %-8s %-24s %-16s %s\n", r->started, st_text_printable(r->station, a, sizeof a),
            r->slot, r->verdict, st_text_printable(r->job, b, sizeof b),
            st_text_printable(r->failed_step[0] ? r->failed_step : "-", f, sizeof f),
            st_text_printable(r->cause[0] ? r->cause : r->report_file, g, sizeof g));
-    (void)d;
     (void)ctx;
 }
 
