@@ -779,6 +779,25 @@ static void test_service_crash(void **state)
     fclose(f);
     assert_int_equal(lines, N);
     assert_int_equal(count_files("r7"), N);
+    /* The service ships a report that appears while it runs (inotify), and SIGTERM ends
+     * it cleanly (exit 0), as systemd stops it. */
+    pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execl(STATION, "station", "ship", "--config", cfg, (char *)NULL);
+        _exit(127);
+    }
+    st_test_report r = { "st1", "run-k2", "K9999", "pass", NULL, 1, true, 0 };
+    assert_int_equal(st_test_write_report(d, "K9999_slot1_b.yaml", &r), 0);
+    dl = st_deadline_in_ms(20000);
+    while (!st_deadline_passed(dl) && value("fleet", "SELECT count(*) FROM fleet.runs WHERE run_id = 'run-k2'") < 1)
+        st_sleep_until(st_deadline_in_ms(10));
+    assert_int_equal(value("fleet", "SELECT count(*) FROM fleet.runs WHERE run_id = 'run-k2'"), 1);
+    kill(pid, SIGTERM);
+    waitpid(pid, &wst, 0);
+    assert_true(WIFEXITED(wst));
+    assert_int_equal(WEXITSTATUS(wst), 0);
 }
 
 /* ---- summaries --------------------------------------------------------------------------- */
