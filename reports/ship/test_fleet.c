@@ -33,6 +33,7 @@
 
 static st_tpg pg;
 static st_tmq mq;
+static st_tmq tls; /* the TLS broker of test_mqtt_tls (removed at exit even if it fails) */
 /* The last-will test's station: a process forked before any thread exists (forking a
  * process that runs MQTT threads could inherit a held lock), told to connect through
  * will_go and killed with SIGKILL once it says it is connected on will_ready. */
@@ -674,7 +675,6 @@ static void test_mqtt_tls(void **state)
     }
     char extra[512], why[256];
     snprintf(extra, sizeof extra, "cafile %s/ca.crt\ncertfile %s/srv.crt\nkeyfile %s/srv.key\n", d, d, d);
-    st_tmq tls;
     if (st_tmq_start(&tls, mq_users, mq_acl, extra, why, sizeof why) != 0) {
         st_tmq_destroy(&tls);
         fail_msg("TLS broker: %s", why);
@@ -984,6 +984,7 @@ int main(void)
         cmocka_unit_test(test_end_to_end),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    st_tmq_destroy(&tls);
     if (will_pid > 0) {
         kill(will_pid, SIGKILL);
         waitpid(will_pid, NULL, 0);
