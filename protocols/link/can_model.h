@@ -11,7 +11,7 @@
 
 #include "protocols/link/can.h"
 #include "protocols/link/stream.h"
-#include "protocols/sim/flash.h" /* st_timing_profile only (header use, no link dependency) */
+#include "station/core/timing.h"
 
 /* ---- Node models ---------------------------------------------------------------------- */
 

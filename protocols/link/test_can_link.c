@@ -11,6 +11,10 @@
 #include <pthread.h>
 
 #include "protocols/link/can_model.h"
+/* Issue 7: a link must not reach into the simulator for its timing profile type. */
+#ifdef STATION_PROTOCOLS_SIM_FLASH_H
+#error "protocols/link/can_model.h includes protocols/sim/flash.h"
+#endif
 #include "station/core/clock.h"
 
 /* A node that answers every frame on rx_id with the same payload on rx_id + 1. */
