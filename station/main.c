@@ -24,6 +24,7 @@
 #include "station/context.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
+#include "station/core/yamldoc.h"
 #include "station/ui.h"
 
 /* Exit codes (README "Exit codes"). */
@@ -776,16 +777,10 @@ int main(int argc, char **argv)
         case 'M': o.mcu = optarg; break;
         case 'A':
         case 'D':
-            errno = 0;
-            v = strtol(optarg, &end, 0);
-            if (*end || errno || v < 0 || v > 0xFFFFFFFFL) {
+            if (!st_parse_u32(optarg, c == 'A' ? &o.addr : &o.seed)) {
                 fprintf(stderr, "station: --%s: \"%s\" is not a number\n", c == 'A' ? "addr" : "seed", optarg);
                 return EXIT_USAGE;
             }
-            if (c == 'A')
-                o.addr = (uint32_t)v;
-            else
-                o.seed = (uint32_t)v;
             break;
         case 'v': o.verbose++; break;
         case 'h': usage(stdout); return EXIT_PASS;

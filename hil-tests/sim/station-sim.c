@@ -24,6 +24,7 @@
 #include "station/core/clock.h"
 #include "station/core/digest.h"
 #include "station/core/mcu.h"
+#include "station/core/yamldoc.h"
 #ifdef STATION_SIM_HAVE_DFU
 #include "protocols/dfuse/dfu_model.h"
 #endif
@@ -278,7 +279,8 @@ static void parse_args(int argc, char **argv, sim_opts *o)
             char *at = strrchr(optarg, '@');
             if (at) {
                 *at = 0;
-                o->flash_addr = (uint32_t)parse_long("--flash", at + 1, 0, 0xffffffffL);
+                if (!st_parse_u32(at + 1, &o->flash_addr))
+                    die_usage("--flash: '%s' is not an address in 0..0xffffffff", at + 1);
                 o->has_flash_addr = true;
             }
             u->flash_file = o->flash_file;

@@ -488,6 +488,37 @@ static void test_yamldoc_strict_getters(void **state)
     free(path);
 }
 
+/* Issue 7: "--addr 0x90000000" was parsed with strtol into a long, which is 32 bits on
+ * armhf, so every address above 2^31 was "not a number". */
+static void test_parse_u32(void **state)
+{
+    uint32_t v = 0;
+    assert_true(st_parse_u32("0x90000000", &v));
+    assert_int_equal(v, 0x90000000u);
+    assert_true(st_parse_u32("0x80000000", &v));
+    assert_int_equal(v, 0x80000000u);
+    assert_true(st_parse_u32("2147483648", &v));
+    assert_int_equal(v, 2147483648u);
+    assert_true(st_parse_u32("0xFFFFFFFF", &v));
+    assert_int_equal(v, 0xFFFFFFFFu);
+    assert_true(st_parse_u32("4294967295", &v));
+    assert_int_equal(v, 4294967295u);
+    assert_true(st_parse_u32("0x08002000", &v));
+    assert_int_equal(v, 0x08002000u);
+    assert_true(st_parse_u32("0", &v));
+    assert_int_equal(v, 0);
+    v = 7;
+    assert_false(st_parse_u32("0x100000000", &v));
+    assert_false(st_parse_u32("4294967296", &v));
+    assert_false(st_parse_u32("99999999999999999999999", &v));
+    assert_false(st_parse_u32("-1", &v));
+    assert_false(st_parse_u32(" 1", &v));
+    assert_false(st_parse_u32("1k", &v));
+    assert_false(st_parse_u32("", &v));
+    assert_false(st_parse_u32(NULL, &v));
+    assert_int_equal(v, 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -495,7 +526,7 @@ int main(void)
         cmocka_unit_test(test_digest_vectors),   cmocka_unit_test(test_image_bin_validate),
         cmocka_unit_test(test_image_dfuse),      cmocka_unit_test(test_real_firmware),
         cmocka_unit_test(test_yamldoc),          cmocka_unit_test(test_yamldoc_strict_load),
-        cmocka_unit_test(test_yamldoc_strict_getters),
+        cmocka_unit_test(test_yamldoc_strict_getters), cmocka_unit_test(test_parse_u32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

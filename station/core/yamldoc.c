@@ -361,6 +361,15 @@ bool st_parse_u64(const char *s, uint64_t *out)
     return parse_u64(s, out) == 0;
 }
 
+bool st_parse_u32(const char *s, uint32_t *out)
+{
+    uint64_t v;
+    if (parse_u64(s, &v) != 0 || v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
 int st_ymap_get_u64(const st_ydoc *doc, const st_ynode *map, const char *field, const char *key,
                     bool required, uint64_t min, uint64_t max, uint64_t *out, st_err *err)
 {

@@ -66,6 +66,9 @@ int st_ymap_get_seq(const st_ydoc *doc, const st_ynode *map, const char *field, 
 /* Parse an unsigned integer scalar (decimal or 0x hex); false on garbage (including leading
  * white space or a sign) or overflow. */
 bool st_parse_u64(const char *s, uint64_t *out);
+/* The same for 0..0xFFFFFFFF (an address, a seed): full 32-bit range on every build, where a
+ * long is only 32 bits (armhf). *out is left alone on failure. */
+bool st_parse_u32(const char *s, uint32_t *out);
 
 /* ---- Strict loading and node getters (the fixture file wording) -------------------------
  * Errors read "<file>:<line>: <field>: <message>", or "<file>:<line>: <message>" when field
