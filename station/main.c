@@ -24,6 +24,7 @@
 #include "station/context.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
+#include "station/core/uuid.h"
 #include "station/core/yamldoc.h"
 #include "station/ui.h"
 
@@ -328,9 +329,8 @@ static int run_job(st_job *job, st_image **images, const opts *o)
         status = EXIT_STATION;
         goto out;
     }
-    char run_id[40];
-    uint64_t now = st_wall_us();
-    snprintf(run_id, sizeof run_id, "%llx-%x", (unsigned long long)(now / 1000u), (unsigned)getpid());
+    char run_id[ST_UUID_STR_LEN];
+    st_uuid_new(run_id);
     const char *who = o->operator_name ? o->operator_name : getenv("USER");
     printf("station: job %s on %s (%zu unit%s)\n", job->name, fx->name, ntargets,
            ntargets == 1 ? "" : "s");

@@ -167,6 +167,22 @@ static void demo_image(void)
                          " image generate " STATION_SOURCE_DIR "/jobs/generated/demo-combined.bin"), 0);
 }
 
+/* A run id is an RFC 4122 random UUID (version 4, variant 10xx) in lower-case hex:
+ * ids must be unique across stations (issue 7), which a timestamp plus a PID is not. */
+static void expect_uuid_v4(const char *id)
+{
+    assert_non_null(id);
+    if (strlen(id) != 36)
+        fail_msg("run.id \"%s\" is not a UUID", id);
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? id[i] != '-' : !strchr("0123456789abcdef", id[i]))
+            fail_msg("run.id \"%s\" is not a UUID", id);
+    }
+    if (id[14] != '4' || !strchr("89ab", id[19]))
+        fail_msg("run.id \"%s\" is not a random (version 4) UUID", id);
+}
+
 static void test_demo_job_two_slots(void **state)
 {
     demo_image();
@@ -175,6 +191,7 @@ static void test_demo_job_two_slots(void **state)
         fail_msg("exit %d:\n%s", rc, out);
     assert_non_null(strstr(out, "2 passed, 0 failed"));
     assert_int_equal(count_reports(), 2);
+    char run_id[64] = "";
     for (int slot = 1; slot <= 2; slot++) {
         char needle[32];
         /* Named after the ROM's DFU serial (the unit's identity on the DFU path). */
@@ -188,8 +205,27 @@ static void test_demo_job_two_slots(void **state)
         expect_str(doc, "steps.4.app_usb.id", "1d50:614e");
         expect_steps_timed(doc, 5, "pass");
         assert_null(st_rget(doc, "cause"));
+        const char *id = st_rget_str(doc, "run.id");
+        expect_uuid_v4(id);
+        if (slot == 1)
+            snprintf(run_id, sizeof run_id, "%s", id);
+        else
+            expect_str(doc, "run.id", run_id); /* one id for the slots of one run */
         st_report_free(doc);
     }
+    /* A second run of the same job on the same station gets a new id. */
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/reports'", dir);
+    assert_int_equal(system(cmd), 0);
+    rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml --slot 1 --reports %s/reports", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = load_report(NULL, NULL);
+    const char *id = st_rget_str(doc, "run.id");
+    expect_uuid_v4(id);
+    if (strcmp(id, run_id) == 0)
+        fail_msg("two runs share the id %s", id);
+    st_report_free(doc);
 }
 
 static void test_usb_combined_image(void **state)
