@@ -36,7 +36,7 @@ static int open_dfu(run *r, unsigned timeout_ms, st_err *err)
     int rc = st_usb_host_wait(env->usb, job->dfu_vid, job->dfu_pid, env->fslot->usb_port,
                               timeout_ms, &r->dfu_dev, err);
     if (rc)
-        return st_err_prefix(err, "waiting for the ROM DFU device");
+        return st_err_wrap(err, rc, "waiting for the ROM DFU device");
     rc = st_dfuse_open(env->usb, &r->dfu_dev, env->log, &r->dfu, err);
     if (rc)
         return rc;
@@ -81,7 +81,7 @@ int dfu_step_enter(run *r, const st_job_step *s, st_err *err)
 {
     const char *method = NULL;
     if (need_slot(r, err))
-        return err ? err->code : ST_ERR_UNSUPPORTED;
+        return ST_ERR_UNSUPPORTED; /* need_slot's only code, with or without err */
     dfu_close(r);
     int rc = st_slot_enter_bootloader(r->env->slot, &method, err);
     if (rc)
@@ -97,7 +97,7 @@ static int reenter_if_needed(run *r, st_err *err)
     if (r->dfu)
         return 0;
     if (need_slot(r, err))
-        return err ? err->code : ST_ERR_UNSUPPORTED;
+        return ST_ERR_UNSUPPORTED; /* need_slot's only code, with or without err */
     const char *method = NULL;
     int rc = st_slot_enter_bootloader(r->env->slot, &method, err);
     if (!rc)
@@ -159,7 +159,7 @@ int dfu_step_start(run *r, const st_job_step *s, st_err *err)
 {
     const char *method = NULL;
     if (need_slot(r, err))
-        return err ? err->code : ST_ERR_UNSUPPORTED;
+        return ST_ERR_UNSUPPORTED; /* need_slot's only code, with or without err */
     /* BOOT0 low first, so any later reset boots the new firmware, not the ROM. */
     int rc = st_slot_release(r->env->slot, &method, err);
     if (rc)
@@ -201,11 +201,11 @@ int dfu_step_wait_app(run *r, const st_job_step *s, st_err *err)
     if (s->can)
         return kat_wait_app_can(r, t, err);
     if (need_slot(r, err))
-        return err ? err->code : ST_ERR_UNSUPPORTED;
+        return ST_ERR_UNSUPPORTED; /* need_slot's only code, with or without err */
     int rc = st_usb_host_wait(r->env->usb, s->usb_vid, s->usb_pid, r->env->fslot->usb_port, t,
                               &app, err);
     if (rc)
-        return st_err_prefix(err, "waiting for the application %04x:%04x", s->usb_vid, s->usb_pid);
+        return st_err_wrap(err, rc, "waiting for the application %04x:%04x", s->usb_vid, s->usb_pid);
     char buf[ST_USB_STRING_MAX];
     st_rnode *a = st_rmap_map(r->cur, "app_usb");
     st_rmap_fmt(a, "id", "%04x:%04x", app.vid, app.pid);
@@ -220,7 +220,7 @@ int dfu_step_power(run *r, const st_job_step *s, st_err *err)
 {
     const char *method = NULL;
     if (need_slot(r, err))
-        return err ? err->code : ST_ERR_UNSUPPORTED;
+        return ST_ERR_UNSUPPORTED; /* need_slot's only code, with or without err */
     dfu_close(r);
     int rc = st_slot_power_cycle(r->env->slot, &method, err);
     st_rmap_str(r->cur, "entry_method", method);

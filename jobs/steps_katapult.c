@@ -87,7 +87,7 @@ static int enter_usb(run *r, const st_job_step *s, st_err *err)
         int rc = st_serial_touch_1200(app, err);
         st_stream_close(app);
         if (rc)
-            return st_err_prefix(err, "1200-baud touch at port %s", port);
+            return st_err_wrap(err, rc, "1200-baud touch at port %s", port);
         st_rmap_str(r->cur, "entry_method", "usb:1200-baud-touch");
     } else {
         st_rmap_str(r->cur, "entry_method", "usb:already-in-katapult");
@@ -95,7 +95,7 @@ static int enter_usb(run *r, const st_job_step *s, st_err *err)
     int rc = st_serial_host_open(env->serial, port, 0x1d50, 0x6177, &line,
                                  s->timeout_ms ? s->timeout_ms : SERIAL_ENUM_MS, &r->kstream, err);
     if (rc)
-        return st_err_prefix(err, "waiting for Katapult (1d50:6177) at port %s", port);
+        return st_err_wrap(err, rc, "waiting for Katapult (1d50:6177) at port %s", port);
     run_identify(r, port);
     return 0;
 }
@@ -269,7 +269,7 @@ int kat_step_flash(run *r, const st_job_step *s, st_err *err)
     const st_mcu *mcu = st_mcu_find(r->kinfo.mcu);
     skip_ctx sc = { r, img, mcu ? mcu->page_size : r->job->mcu->page_size, 0 };
     if (s->skip_identical && !r->before && (rc = read_before(r, img, err)) != 0)
-        return st_err_prefix(err, "reading the unit's application to skip identical pages");
+        return st_err_wrap(err, rc, "reading the unit's application to skip identical pages");
     st_katapult_flash_opts fo = { .page_size = sc.page_size };
     if (s->skip_identical) {
         fo.skip_page = page_matches;

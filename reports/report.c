@@ -1124,7 +1124,7 @@ int st_report_make_path(const char *dir, const char *unit_identity, int slot,
         d[--dl] = '\0';
     int rc = mkdir_p(d, err);
     if (rc != 0)
-        return st_err_prefix(err, "report path");
+        return st_err_wrap(err, rc, "report path");
 
     char ident[IDENTITY_NAME_MAX + 1];
     st_text_filename(unit_identity, ident, sizeof(ident));

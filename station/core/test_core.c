@@ -26,7 +26,23 @@ static void test_err_prefix_chain(void **state)
     st_err_prefix(&e, "dfu");
     assert_string_equal(e.msg, "dfu: write 0x08004000: device reported errPROG");
     assert_int_equal(e.code, ST_ERR_DEVICE);
-    assert_int_equal(st_err_prefix(NULL, "x"), ST_ERR_IO);
+    st_err_prefix(NULL, "x"); /* no buffer: nothing to do, nothing to return */
+    /* st_err_wrap returns the code it is given, with or without a buffer (issue 7: a
+     * NULL buffer used to turn every code into ST_ERR_IO). */
+    for (int code = ST_ERR_INVAL; code >= ST_ERR_CANCELLED; code--) {
+        assert_int_equal(st_err_wrap(NULL, code, "step %d", 1), code);
+        st_err w;
+        st_err_clear(&w);
+        assert_int_equal(st_err_wrap(&w, code, "step %d", 1), code);
+        assert_int_equal(w.code, code);
+        char want[128];
+        snprintf(want, sizeof want, "step 1: %s", st_strerror(code));
+        assert_string_equal(w.msg, want);
+    }
+    assert_int_equal(st_err_wrap(NULL, 0, "bug"), ST_ERR_IO);
+    assert_int_equal(st_err_wrap(&e, ST_ERR_STALL, "GETSTATUS"), ST_ERR_STALL);
+    assert_int_equal(e.code, ST_ERR_STALL);
+    assert_string_equal(e.msg, "GETSTATUS: dfu: write 0x08004000: device reported errPROG");
     assert_string_equal(st_strerror(ST_ERR_VERIFY), "verify failed");
 }
 
