@@ -355,7 +355,7 @@ int st_dfuse_open(st_usb_host *host, const st_usb_dev_info *devinfo, const st_lo
     for (size_t i = 0; i < d->info.nalts; i++) {
         st_dfuse_alt *a = &d->info.alts[i];
         st_err e2 = {0};
-        if (st_dfuse_layout_parse(a->name, &a->layout, &e2) < 0) {
+        if (st_dfuse_layout_parse(a->name, strnlen(a->name, sizeof a->name), &a->layout, &e2) < 0) {
             if (i == 0) {
                 rc = st_err_set(err, e2.code, "alt 0: %s", e2.msg);
                 goto fail;
