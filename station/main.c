@@ -76,7 +76,7 @@ static void usage(FILE *f)
           "      --size BYTES     image generate: image size (default 35984)\n"
           "      --seed N         image generate: application variant (default 0)\n"
           "      --app            image generate: only the application (loads at 0x08002000)\n"
-          "      --no-color       report show: no ANSI colours\n"
+          "      --no-color       report show: no ANSI colours (also NO_COLOR=1 or TERM=dumb)\n"
           "  -v, --verbose        more log messages (twice for debug)\n"
           "  -h, --help           this help\n"
           "  -V, --version        version\n"
@@ -245,7 +245,7 @@ static int run_job(st_job *job, st_image **images, const opts *o)
     st_err e;
     st_err_clear(&e);
     int status = EXIT_PASS;
-    bool fancy = !o->plain && isatty(STDOUT_FILENO);
+    bool fancy = !o->plain && st_ui_caps_for(isatty(STDOUT_FILENO), getenv("TERM"), getenv("NO_COLOR")).cursor;
     st_log_level level = o->verbose >= 2 ? ST_LOG_DEBUG : o->verbose ? ST_LOG_INFO : ST_LOG_WARN;
     st_ui *ui = NULL;
     st_ctx *ctx = NULL;
@@ -637,7 +637,7 @@ static int cmd_report_show(const char *path, const opts *o)
         return EXIT_USAGE;
     }
     int rc = st_report_validate(doc, &e);
-    st_report_render(doc, stdout, !o->no_color && isatty(STDOUT_FILENO));
+    st_report_render(doc, stdout, !o->no_color && st_ui_caps_for(isatty(STDOUT_FILENO), getenv("TERM"), getenv("NO_COLOR")).color);
     if (rc)
         fprintf(stderr, "station: warning: %s: not a valid schema-1 report: %s\n", path, e.msg);
     st_report_free(doc);
