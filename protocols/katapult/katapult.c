@@ -137,7 +137,7 @@ static int read_frame(st_katapult *k, st_deadline d, st_err *err)
         }
         if (k->rx_len == sizeof k->rx) /* cannot happen: a frame fits half the buffer */
             k->rx_len = 0;
-        int left = st_deadline_remaining_ms(d);
+        int left = st_clock_deadline_remaining_ms(k->s->clock, d);
         if (left == 0)
             return 0;
         int rc = st_stream_read(k->s, k->rx + k->rx_len, sizeof k->rx - k->rx_len,
@@ -152,10 +152,10 @@ static int read_frame(st_katapult *k, st_deadline d, st_err *err)
  * listening so a late answer cannot be taken for the next one. */
 static int drain(st_katapult *k, unsigned ms, st_err *err)
 {
-    st_deadline d = st_deadline_in_ms(ms);
+    st_deadline d = st_clock_deadline_in_ms(k->s->clock, ms);
     k->rx_len = 0;
     for (;;) {
-        int left = st_deadline_remaining_ms(d);
+        int left = st_clock_deadline_remaining_ms(k->s->clock, d);
         if (left == 0)
             return 0;
         uint8_t junk[256];
@@ -186,7 +186,7 @@ static int transact(st_katapult *k, uint8_t cmd, const uint8_t *payload, size_t 
         int rc = st_stream_write(k->s, k->tx, n, timeout_ms, err);
         if (rc < 0)
             return rc;
-        rc = read_frame(k, st_deadline_in_ms(timeout_ms), err);
+        rc = read_frame(k, st_clock_deadline_in_ms(k->s->clock, timeout_ms), err);
         if (rc < 0)
             return rc;
         if (rc == 0) {
@@ -286,7 +286,7 @@ int st_katapult_connect(st_katapult *k, st_katapult_info *info, st_err *err)
         int rc = st_stream_write(k->s, k->tx, n, k->o.read_timeout_ms, err);
         if (rc < 0)
             return st_err_wrap(err, rc, "katapult: prime");
-        rc = read_frame(k, st_deadline_in_ms(k->o.read_timeout_ms), err);
+        rc = read_frame(k, st_clock_deadline_in_ms(k->s->clock, k->o.read_timeout_ms), err);
         if (rc < 0)
             return st_err_wrap(err, rc, "katapult: prime");
         k->rx_len = 0;
