@@ -10,6 +10,7 @@
 #include <zlib.h>
 #include <cmocka.h>
 
+#include "station/core/clock.h"
 #include "station/core/digest.h"
 #include "station/core/err.h"
 #include "station/core/image.h"
@@ -504,6 +505,64 @@ static void test_yamldoc_strict_getters(void **state)
     free(path);
 }
 
+typedef struct alarm_log {
+    uint64_t at[8];
+    int tag[8];
+    int n;
+    st_clock *clk;
+} alarm_log;
+
+static void on_alarm(void *ctx, uint64_t now_us)
+{
+    alarm_log *l = ctx;
+    l->at[l->n] = now_us;
+    l->tag[l->n] = l->n;
+    l->n++;
+    if (l->n == 1) /* an alarm may set another, even one already due */
+        assert_int_equal(st_clock_virtual_at(l->clk, now_us + 5, on_alarm, l), 0);
+}
+
+/* Issue 7: time is injectable. The virtual clock stands still, jumps on sleeps and fires
+ * alarms in time order on the way; deadlines work on it as on the system clock. */
+static void test_virtual_clock(void **state)
+{
+    st_clock *c = st_clock_virtual_new(1000);
+    assert_non_null(c);
+    assert_int_equal(st_clock_now_us(c), 1000);
+    assert_int_equal(st_clock_now_us(c), 1000); /* does not move by itself */
+    st_deadline d = st_clock_deadline_in_ms(c, 100);
+    assert_false(st_clock_deadline_passed(c, d));
+    assert_int_equal(st_clock_deadline_remaining_ms(c, d), 100);
+    uint64_t real0 = st_now_us();
+    st_clock_sleep_us(c, 60000);
+    assert_int_equal(st_clock_now_us(c), 61000);
+    assert_int_equal(st_clock_deadline_remaining_ms(c, d), 40);
+    st_clock_sleep_until_us(c, d.at_us);
+    assert_true(st_clock_deadline_passed(c, d));
+    st_clock_sleep_until_us(c, 5); /* in the past: time never goes back */
+    assert_int_equal(st_clock_now_us(c), 101000);
+    /* A virtual 60 ms + 40 ms took no real time worth speaking of (no sleep happened). */
+    assert_true(st_now_us() - real0 < 50000);
+
+    alarm_log l = { .clk = c };
+    assert_int_equal(st_clock_virtual_at(c, 130000, on_alarm, &l), 0);
+    assert_int_equal(st_clock_virtual_at(c, 120000, on_alarm, &l), 0);
+    st_clock_virtual_advance(c, 10000); /* to 111000: none due */
+    assert_int_equal(l.n, 0);
+    st_clock_virtual_advance(c, 100000); /* to 211000 */
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.at[0], 120000);
+    assert_int_equal(l.at[1], 120005); /* set by the first alarm, fired before 130000 */
+    assert_int_equal(l.at[2], 130000);
+    assert_int_equal(st_clock_now_us(c), 211000);
+    st_clock_virtual_free(c);
+
+    /* NULL and st_clock_system() are the system clock. */
+    uint64_t a = st_now_us();
+    uint64_t b = st_clock_now_us(NULL), e = st_clock_now_us(st_clock_system());
+    assert_true(a <= b && b <= e);
+}
+
 /* Issue 7: "--addr 0x90000000" was parsed with strtol into a long, which is 32 bits on
  * armhf, so every address above 2^31 was "not a number". */
 static void test_parse_u32(void **state)
@@ -543,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_image_dfuse),      cmocka_unit_test(test_real_firmware),
         cmocka_unit_test(test_yamldoc),          cmocka_unit_test(test_yamldoc_strict_load),
         cmocka_unit_test(test_yamldoc_strict_getters), cmocka_unit_test(test_parse_u32),
+        cmocka_unit_test(test_virtual_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
