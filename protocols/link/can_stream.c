@@ -243,10 +243,19 @@ static uint64_t node_next_event(st_can_node *base)
     return n->m ? n->m->ops->next_event_us(n->m) : UINT64_MAX;
 }
 
+/* A unit that (re)starts has no node id: Katapult and Klipper keep it in RAM only. */
+static void node_power_on(st_can_node *base)
+{
+    st_can_stream_node *n = (st_can_stream_node *)base;
+    n->nodeid = -1;
+    n->reply_pending = false;
+}
+
 static const st_can_node_ops stream_node_ops = {
     .rx = node_rx,
     .tx = node_tx,
     .next_event_us = node_next_event,
+    .power_on = node_power_on,
 };
 
 st_can_stream_node *st_can_stream_node_new(st_stream_model *m, const st_can_stream_node_cfg *cfg)

@@ -52,7 +52,7 @@ static uint64_t echo_next(st_can_node *b)
     return e->count ? 0 : UINT64_MAX;
 }
 
-static const st_can_node_ops echo_ops = { echo_rx, echo_tx, echo_next };
+static const st_can_node_ops echo_ops = { echo_rx, echo_tx, echo_next, NULL };
 
 static void echo_init(echo_node *e, uint32_t rx_id)
 {
