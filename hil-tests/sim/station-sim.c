@@ -56,6 +56,9 @@ static const char usage[] =
     "          port and gpio-sim lines; CAN units share one bus behind an slcan netdev\n"
     "  slcan   --model echo|katapult|klipper  a CAN bus behind a kernel slcan interface\n"
     "  pty     --model echo|katapult|klipper  a serial port (pseudo-terminal)\n"
+    "          katapult and klipper are one unit started in Katapult or in its Klipper\n"
+    "          application: after COMPLETE a valid application boots and answers the\n"
+    "          bootloader request (a second flash works); a CAN node id is lost on reset\n"
     "\n"
     "Options:\n"
     "  --model NAME         the device model (default: loopback / echo)\n"
@@ -797,9 +800,19 @@ static void can_app_wants_bootloader(void *ctx)
     bus_swap(s, st_can_stream_node_base(s->katapult_node));
 }
 
+/* Katapult's reset after COMPLETE: a real unit boots what its flash holds. A valid
+ * application (Katapult's own test: first word neither 0 nor 0xFFFFFFFF) comes up as the
+ * Klipper node, which answers the bootloader request, so a second flash works; without
+ * one the unit stays in Katapult. Either way it rejoins the bus without a node id. */
 static void can_katapult_reset(void *ctx, st_katapult_model *m)
 {
     sim *s = ctx;
+    if (!st_katapult_model_app_valid(m)) {
+        ST_LOGI(&s->log, "sim", "katapult: reset, no valid application: back into katapult");
+        st_katapult_model_reboot(m);
+        bus_swap(s, st_can_stream_node_base(s->katapult_node));
+        return;
+    }
     ST_LOGI(&s->log, "sim", "katapult: reset into the application");
     bus_swap(s, st_klipper_node_base(s->klipper_node));
 }
@@ -844,7 +857,9 @@ static int setup_slcan(sim *s)
             return -1;
         bool klipper = strcmp(m, "klipper") == 0;
 #if defined(STATION_SIM_HAVE_KLIPPER_NODE)
-        st_stream_model *k = katapult_stream(s, true, klipper ? can_katapult_reset : NULL);
+        /* Both models are one unit: Katapult and the Klipper application it boots; the
+         * model named is the one running at start. */
+        st_stream_model *k = katapult_stream(s, true, can_katapult_reset);
 #else
         if (klipper)
             die_usage("slcan: model klipper is not built in");
@@ -856,15 +871,14 @@ static int setup_slcan(sim *s)
         if (!s->katapult_node)
             return -1;
 #if defined(STATION_SIM_HAVE_KLIPPER_NODE)
-        if (klipper) {
-            st_klipper_node_cfg kc = {.on_bootloader_request = can_app_wants_bootloader,
-                                      .ctx = s};
-            memcpy(kc.uuid.b, s->o.uuid, 6);
-            s->klipper_node = st_klipper_node_new(&kc);
-            if (!s->klipper_node)
-                return -1;
+        st_klipper_node_cfg kc = {.on_bootloader_request = can_app_wants_bootloader, .ctx = s};
+        memcpy(kc.uuid.b, s->o.uuid, 6);
+        s->klipper_node = st_klipper_node_new(&kc);
+        if (!s->klipper_node)
+            return -1;
+        if (klipper)
             bus_swap(s, st_klipper_node_base(s->klipper_node));
-        } else
+        else
 #endif
         {
             bus_swap(s, st_can_stream_node_base(s->katapult_node));
@@ -891,9 +905,16 @@ static void pty_app_wants_bootloader(void *ctx)
     st_pty_server_set_model(s->pty, st_katapult_model_stream(s->katapult));
 }
 
+/* As can_katapult_reset: a valid application boots (and answers the bootloader request);
+ * without one the unit comes straight back into Katapult. */
 static void pty_katapult_reset(void *ctx, st_katapult_model *m)
 {
     sim *s = ctx;
+    if (!st_katapult_model_app_valid(m)) {
+        ST_LOGI(&s->log, "sim", "katapult: reset, no valid application: back into katapult");
+        st_katapult_model_reboot(m);
+        return;
+    }
     ST_LOGI(&s->log, "sim", "katapult: reset into the application");
     st_klipper_app_reset(s->app);
     st_pty_server_set_model(s->pty, st_klipper_app_stream(s->app));
@@ -909,21 +930,25 @@ static int setup_pty(sim *s)
         st_toy_stream_init(&s->toy_stream);
         model = &s->toy_stream.base;
     }
-#if defined(STATION_SIM_HAVE_KATAPULT)
+#if defined(STATION_SIM_HAVE_KATAPULT) && defined(STATION_SIM_HAVE_VUNIT)
+    /* One unit, Katapult and the Klipper application it boots; the model named is the one
+     * running at start. */
+    else if (strcmp(m, "katapult") == 0 || strcmp(m, "klipper") == 0) {
+        if (setup_flash(s) < 0)
+            return -1;
+        st_stream_model *k = katapult_stream(s, false, pty_katapult_reset);
+        if (!k)
+            return -1;
+        s->app = st_klipper_app_new(pty_app_wants_bootloader, s);
+        if (!s->app)
+            return -1;
+        model = strcmp(m, "katapult") == 0 ? k : st_klipper_app_stream(s->app);
+    }
+#elif defined(STATION_SIM_HAVE_KATAPULT)
     else if (strcmp(m, "katapult") == 0) {
         if (setup_flash(s) < 0)
             return -1;
         model = katapult_stream(s, false, NULL);
-    }
-#endif
-#if defined(STATION_SIM_HAVE_KATAPULT) && defined(STATION_SIM_HAVE_VUNIT)
-    else if (strcmp(m, "klipper") == 0) {
-        if (setup_flash(s) < 0)
-            return -1;
-        if (!katapult_stream(s, false, pty_katapult_reset))
-            return -1;
-        s->app = st_klipper_app_new(pty_app_wants_bootloader, s);
-        model = s->app ? st_klipper_app_stream(s->app) : NULL;
     }
 #endif
     else {
