@@ -33,8 +33,11 @@ static char *capture(bool fancy, int nslots, const char *verdict, const char *de
     st_ui *ui = st_ui_new(f, nslots, fancy, ST_LOG_WARN);
     assert_non_null(ui);
     st_progress p;
-    for (int i = 0; i < nslots; i++)
-        st_ui_bind(ui, i, i + 1, &p);
+    for (int i = 0; i < nslots; i++) {
+        char label[16];
+        snprintf(label, sizeof label, "slot %d", i + 1);
+        st_ui_bind(ui, i, label, &p);
+    }
     st_ui_step(ui, 0, "flash", 1);
     st_ui_done(ui, 0, verdict, detail);
     st_ui_free(ui);
@@ -78,8 +81,8 @@ static void test_redraw_counts_lines(void **state)
     FILE *f = open_memstream(&buf, &len);
     st_ui *ui = st_ui_new(f, 2, true, ST_LOG_WARN);
     st_progress p;
-    st_ui_bind(ui, 0, 1, &p);
-    st_ui_bind(ui, 1, 2, &p);
+    st_ui_bind(ui, 0, "slot 1", &p);
+    st_ui_bind(ui, 1, "slot 2", &p);
     st_ui_done(ui, 0, "FAIL", "cause\n         report /r.yaml");
     fflush(f);
     size_t mark = len;

@@ -13,7 +13,7 @@
 
 typedef struct row {
     st_ui *ui;
-    int slot_id;
+    char label[24];           /* "slot 2", "unit 0a0b0c0d0e01" */
     char step[24];
     char phase[16];
     char *final;              /* verdict and detail, whole (owned); NULL while running */
@@ -65,7 +65,7 @@ static int rows_lines(const st_ui *ui)
 static void line_of(const row *r, char *buf, size_t cap)
 {
     if (!r->total) {
-        snprintf(buf, cap, "slot %-3d %-16s%s", r->slot_id, r->step[0] ? r->step : "waiting",
+        snprintf(buf, cap, "%-8s %-16s%s", r->label, r->step[0] ? r->step : "waiting",
                  r->attempt > 1 ? " (retry)" : "");
         return;
     }
@@ -89,7 +89,7 @@ static void line_of(const row *r, char *buf, size_t cap)
         snprintf(rt, sizeof rt, "-");
         snprintf(eta, sizeof eta, "ETA -");
     }
-    snprintf(buf, cap, "slot %-3d %-7s [%s] %3d%%  %s/%s  %s  %s", r->slot_id, r->phase, bar,
+    snprintf(buf, cap, "%-8s %-7s [%s] %3d%%  %s/%s  %s  %s", r->label, r->phase, bar,
              (int)(r->done * 100 / r->total), d, t, rt, eta);
 }
 
@@ -100,7 +100,7 @@ static void print_row(st_ui *ui, row *r)
 {
     const char *clear = ui->fancy ? "\r\033[2K" : "";
     if (r->final) {
-        fprintf(ui->out, "%sslot %-3d ", clear, r->slot_id);
+        fprintf(ui->out, "%s%-8s ", clear, r->label);
         for (const char *p = r->final; *p; p++) {
             fputc(*p, ui->out);
             if (*p == '\n')
@@ -157,9 +157,9 @@ static void on_progress(void *ctx, const char *phase, uint64_t done, uint64_t to
         fmt_bytes(b, sizeof b, (double)total);
         fmt_bytes(rt, sizeof rt, secs > 0.0005 ? (double)total / secs : 0);
         if (secs < 0.001)
-            fprintf(ui->out, "slot %-3d %s: %s\n", r->slot_id, phase, b);
+            fprintf(ui->out, "%-8s %s: %s\n", r->label, phase, b);
         else
-            fprintf(ui->out, "slot %-3d %s: %s in %.2f s (%s/s)\n", r->slot_id, phase, b, secs, rt);
+            fprintf(ui->out, "%-8s %s: %s in %.2f s (%s/s)\n", r->label, phase, b, secs, rt);
         fflush(ui->out);
     }
     pthread_mutex_unlock(&ui->lock);
@@ -220,9 +220,9 @@ void st_ui_free(st_ui *ui)
     free(ui);
 }
 
-void st_ui_bind(st_ui *ui, int i, int slot_id, st_progress *p)
+void st_ui_bind(st_ui *ui, int i, const char *label, st_progress *p)
 {
-    ui->rows[i].slot_id = slot_id;
+    snprintf(ui->rows[i].label, sizeof ui->rows[i].label, "%s", label);
     p->update = on_progress;
     p->ctx = &ui->rows[i];
 }
@@ -240,7 +240,7 @@ void st_ui_step(st_ui *ui, int i, const char *step, int attempt)
     else {
         char buf[64];
         snprintf(buf, sizeof buf, "%s%s", step, attempt > 1 ? " (retry)" : "");
-        fprintf(ui->out, "slot %-3d %s\n", r->slot_id, buf);
+        fprintf(ui->out, "%-8s %s\n", r->label, buf);
         fflush(ui->out);
     }
     pthread_mutex_unlock(&ui->lock);

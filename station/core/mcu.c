@@ -1,5 +1,6 @@
 /* The MCU table. Figures: STM32G431 datasheet flash table (typical) and
- * shared/reference/protocols.md section 1.7. */
+ * shared/reference/protocols.md section 1.7; USB ids: AN2606 (ROM DFU), Katapult and Klipper
+ * sources (protocols.md section 2). */
 #include "mcu.h"
 
 #include <stddef.h>
@@ -16,7 +17,21 @@ static const st_mcu mcus[] = {
         .sysmem_start = 0x1FFF0000u,
         .usart_pid = 0x468,
         .katapult_app_offset = 0x2000u,
+        .usb_rom_dfu = { 0x0483, 0xdf11 },  /* AN2606 */
+        .usb_katapult = { 0x1d50, 0x6177 }, /* Katapult's USB-CDC id (protocols.md 2.4) */
+        .usb_klipper = { 0x1d50, 0x614e },  /* Klipper's USB-CDC id */
+        .katapult_usb_prime = true,
         .page_erase_us = 22000u, .dword_program_us = 82u, .mass_erase_us = 22000u,
+    },
+    {
+        /* Silicon Labs EFR32BG13 (the SoC of BGM13P Bluetooth modules), for the BGAPI UART
+         * DFU module model: 512 KiB flash at 0 in 2 KiB pages, 64 KiB SRAM. Timings are
+         * approximate datasheet figures (page erase ~20 ms, 32-bit word ~11 us), used only
+         * by the `datasheet` timing profile. No ST ROM: the AN3155/Katapult fields are 0. */
+        .name = "efr32bg13p632f512",
+        .flash_start = 0x00000000u, .flash_size = 512u * 1024u, .page_size = 2048u,
+        .sram_start = 0x20000000u, .sram_size = 0x10000u,
+        .page_erase_us = 20000u, .dword_program_us = 22u, .mass_erase_us = 20000u,
     },
     { .name = NULL },
 };

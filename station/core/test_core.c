@@ -512,7 +512,7 @@ static void test_yamldoc_parse_memory(void **state)
     st_ydoc *d = NULL;
     st_err e;
     const char *y = "base: &b { x: 1 }\nuse: *b\nq: '12'\np: 12\n";
-    assert_int_equal(st_ydoc_parse(y, strlen(y), "mem.yaml", NULL, &d, &e), 0);
+    assert_int_equal(st_ydoc_parse_ex(y, strlen(y), "mem.yaml", NULL, &d, &e), 0);
     const st_ynode *root = st_ydoc_root(d);
     const st_ynode *use = st_ymap_get(d, root, "use");
     assert_true(st_ynode_is_map(use)); /* an alias is followed by default */
@@ -524,23 +524,23 @@ static void test_yamldoc_parse_memory(void **state)
     st_ydoc_free(d);
 
     static const st_ydoc_opts strict = { .no_aliases = true, .max_depth = 3 };
-    assert_int_equal(st_ydoc_parse(y, strlen(y), "mem.yaml", &strict, &d, &e), ST_ERR_INVAL);
+    assert_int_equal(st_ydoc_parse_ex(y, strlen(y), "mem.yaml", &strict, &d, &e), ST_ERR_INVAL);
     assert_string_equal(e.msg, "mem.yaml:2:6: aliases are not allowed");
     const char *undef = "a: *nope\n";
-    assert_int_equal(st_ydoc_parse(undef, strlen(undef), "u.yaml", NULL, &d, &e), ST_ERR_INVAL);
+    assert_int_equal(st_ydoc_parse_ex(undef, strlen(undef), "u.yaml", NULL, &d, &e), ST_ERR_INVAL);
     assert_string_equal(e.msg, "u.yaml:1:4: undefined alias");
     const char *deep = "a: [[[1]]]\n";
-    assert_int_equal(st_ydoc_parse(deep, strlen(deep), "d.yaml", &strict, &d, &e), ST_ERR_INVAL);
+    assert_int_equal(st_ydoc_parse_ex(deep, strlen(deep), "d.yaml", &strict, &d, &e), ST_ERR_INVAL);
     assert_string_equal(e.msg, "d.yaml:1:6: nested too deeply (more than 3 levels)");
     const char *three = "a: [[1]]\n";
-    assert_int_equal(st_ydoc_parse(three, strlen(three), "d.yaml", &strict, &d, &e), 0);
+    assert_int_equal(st_ydoc_parse_ex(three, strlen(three), "d.yaml", &strict, &d, &e), 0);
     st_ydoc_free(d);
     /* Not NUL-terminated: only len bytes are read. */
     const char buf[] = { 'a', ':', ' ', '1', '\n', 'b', ':', ' ', '[' };
-    assert_int_equal(st_ydoc_parse(buf, 5, "n.yaml", NULL, &d, &e), 0);
+    assert_int_equal(st_ydoc_parse_ex(buf, 5, "n.yaml", NULL, &d, &e), 0);
     assert_null(st_ymap_get(d, st_ydoc_root(d), "b"));
     st_ydoc_free(d);
-    assert_int_equal(st_ydoc_parse("", 0, "e.yaml", NULL, &d, &e), ST_ERR_INVAL);
+    assert_int_equal(st_ydoc_parse_ex("", 0, "e.yaml", NULL, &d, &e), ST_ERR_INVAL);
     assert_string_equal(e.msg, "e.yaml: the file is empty");
 }
 

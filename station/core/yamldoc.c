@@ -354,8 +354,8 @@ int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, s
     return rc;
 }
 
-int st_ydoc_parse(const char *buf, size_t len, const char *name, const st_ydoc_opts *opts,
-                  st_ydoc **out, st_err *err)
+int st_ydoc_parse_ex(const char *buf, size_t len, const char *name, const st_ydoc_opts *opts,
+                     st_ydoc **out, st_err *err)
 {
     static const st_ydoc_opts plain = { 0 };
     const st_ydoc_opts *o = opts ? opts : &plain;
@@ -363,6 +363,11 @@ int st_ydoc_parse(const char *buf, size_t len, const char *name, const st_ydoc_o
         return st_err_set(err, ST_ERR_INVAL, "%s: not a %s file (larger than %ld bytes)", name,
                           o->kind ? o->kind : "YAML", o->max_bytes);
     return load_input(name, o, NULL, buf ? buf : "", len, out, err);
+}
+
+int st_ydoc_parse(const char *name, const char *text, st_ydoc **out, st_err *err)
+{
+    return st_ydoc_parse_ex(text, strlen(text), name, NULL, out, err);
 }
 
 int st_ydoc_load(const char *path, st_ydoc **out, st_err *err)

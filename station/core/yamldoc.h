@@ -17,6 +17,8 @@ typedef struct st_ynode st_ynode;   /* a node inside it (opaque) */
  * none is an error. Free with st_ydoc_free. */
 int st_ydoc_load(const char *path, st_ydoc **out, st_err *err);
 void st_ydoc_free(st_ydoc *doc);
+/* The same for text in memory (one document); name stands for the path in errors. */
+int st_ydoc_parse(const char *name, const char *text, st_ydoc **out, st_err *err);
 const char *st_ydoc_path(const st_ydoc *doc);
 const st_ynode *st_ydoc_root(const st_ydoc *doc);
 
@@ -96,9 +98,9 @@ typedef struct st_ydoc_opts {
 /* st_ydoc_load with opts (NULL = st_ydoc_load's wording). Free with st_ydoc_free. */
 int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, st_err *err);
 /* The same from len bytes in memory (need not be NUL-terminated); name stands for the file
- * in messages. opts->max_bytes limits len. */
-int st_ydoc_parse(const char *buf, size_t len, const char *name, const st_ydoc_opts *opts,
-                  st_ydoc **out, st_err *err);
+ * in messages. opts->max_bytes limits len. (st_ydoc_parse: a C string, default opts.) */
+int st_ydoc_parse_ex(const char *buf, size_t len, const char *name, const st_ydoc_opts *opts,
+                     st_ydoc **out, st_err *err);
 
 /* "steps[2]" + "timeout_ms" -> "steps[2].timeout_ms"; "" + "name" -> "name". Returns buf,
  * truncated to cap. */
