@@ -39,6 +39,7 @@ static int teardown(void **state)
 }
 
 /* Run a shell command line, capture its output, return its exit code. */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...)
 {
     char cmd[4096];

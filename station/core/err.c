@@ -41,6 +41,8 @@ int st_err_set(st_err *err, int code, const char *fmt, ...)
     return code;
 }
 
+static void prefix_v(st_err *err, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void prefix_v(st_err *err, const char *fmt, va_list ap)
 {
     char head[ST_ERR_MSG_MAX];
