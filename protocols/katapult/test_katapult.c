@@ -456,6 +456,57 @@ static void test_fault_nack_and_busy_recovered(void **state)
     assert_int_equal(retries, 2);
 }
 
+/* Issue 7: error codes never depend on the optional error buffer. Every fault the model
+ * has, armed at every point of a connect + flash + verify, ends with the same code with a
+ * buffer and without one (in virtual time: the timeouts cost nothing). */
+static int sweep_run(int kind, unsigned n, bool with_buffer)
+{
+    rig r;
+    rig_up(&r, ST_TIMING_NONE, NULL, NULL);
+    rig_virtual_time(&r);
+    switch (kind) {
+    case 0: st_katapult_model_fault_drop_rx(r.model, n); break;
+    case 1: st_katapult_model_fault_drop_tx(r.model, n); break;
+    case 2: st_katapult_model_fault_corrupt_rx(r.model, n); break;
+    case 3: st_katapult_model_fault_corrupt_tx(r.model, n); break;
+    case 4: st_katapult_model_fault_nack_storm(r.model, n); break;
+    case 5: st_katapult_model_fault_busy(r.model, n); break;
+    default: st_katapult_model_fault_power_loss_at_block(r.model, n); break;
+    }
+    st_err err = {0};
+    st_err *e = with_buffer ? &err : NULL;
+    st_image *img = make_image(3000, 9, 0);
+    st_katapult_result w, v;
+    int rc = st_katapult_connect(r.k, NULL, e);
+    if (rc == 0)
+        rc = st_katapult_flash(r.k, img, NULL, &w, e);
+    if (rc == 0)
+        rc = st_katapult_verify(r.k, img, &v, e);
+    if (with_buffer && rc)
+        assert_int_equal(err.code, rc);
+    st_image_free(img);
+    rig_down(&r);
+    return rc;
+}
+
+static void test_fault_sweep_no_err_buffer(void **state)
+{
+    unsigned runs = 0, failed = 0;
+    for (int kind = 0; kind < 7; kind++) {
+        for (unsigned n = 1; n <= 12; n++) {
+            int with = sweep_run(kind, n, true), without = sweep_run(kind, n, false);
+            if (with != without)
+                fail_msg("fault %d at %u: %s with a buffer, %s without", kind, n,
+                         st_strerror(with), st_strerror(without));
+            runs++;
+            failed += with != 0;
+        }
+    }
+    print_message("katapult fault sweep: %u runs, %u failed, same code without a buffer\n",
+                  runs, failed);
+    assert_true(failed > 0); /* the sweep does reach the error paths */
+}
+
 static void test_fault_nack_storm_gives_up(void **state)
 {
     rig r;
@@ -1073,6 +1124,7 @@ int main(void)
         cmocka_unit_test(test_fault_corrupt_answer),
         cmocka_unit_test(test_fault_nack_and_busy_recovered),
         cmocka_unit_test(test_fault_nack_storm_gives_up),
+        cmocka_unit_test(test_fault_sweep_no_err_buffer),
         cmocka_unit_test(test_fault_power_loss),
         cmocka_unit_test(test_fault_silent_complete),
         cmocka_unit_test(test_model_single_nack_per_resync),
