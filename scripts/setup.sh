@@ -11,6 +11,7 @@ pkgs=(
   libyaml-dev           # fixture/job parsing and report writing
   zlib1g-dev            # CRC-32 of DfuSe .dfu file suffixes
   libssl-dev            # SHA-1 / SHA-256 (OpenSSL libcrypto EVP)
+  uuid-dev              # run ids: random UUIDs (libuuid), unique across stations
   libjson-c-dev         # Klipper data dictionaries (JSON from a unit or an image)
   libcmocka-dev         # unit tests
   libpq-dev             # station ship / history: the fleet's PostgreSQL database

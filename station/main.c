@@ -27,6 +27,7 @@
 #include "station/core/clock.h"
 #include "station/core/digest.h"
 #include "station/core/text.h"
+#include "station/core/uuid.h"
 #include "station/drivers.h"
 #include "station/ui.h"
 
@@ -237,7 +238,8 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
     st_err e;
     st_err_clear(&e);
     int status = EXIT_PASS;
-    bool fancy = !opt_get(o, "plain") && isatty(STDOUT_FILENO);
+    bool fancy = !opt_get(o, "plain") &&
+                 st_ui_caps_for(isatty(STDOUT_FILENO), getenv("TERM"), getenv("NO_COLOR")).cursor;
     st_log_level level = o->verbose >= 2 ? ST_LOG_DEBUG : o->verbose ? ST_LOG_INFO : ST_LOG_WARN;
     st_ui *ui = NULL;
     st_ctx *ctx = NULL;
@@ -335,9 +337,8 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         status = EXIT_STATION;
         goto out;
     }
-    char run_id[40];
-    uint64_t now = st_wall_us();
-    snprintf(run_id, sizeof run_id, "%llx-%x", (unsigned long long)(now / 1000u), (unsigned)getpid());
+    char run_id[ST_UUID_STR_LEN];
+    st_uuid_new(run_id);
     const char *who = opt_get(o, "operator") ? opt_get(o, "operator") : getenv("USER");
     if ((status = station_fleet_begin(run_id, ntargets, &fleet)) != 0)
         goto out;
@@ -511,7 +512,8 @@ static int cmd_report_show(const opts *o, char *const args[])
         return EXIT_USAGE;
     }
     int rc = st_report_validate(doc, &e);
-    st_report_render(doc, stdout, !opt_get(o, "no-color") && isatty(STDOUT_FILENO));
+    st_report_render(doc, stdout, !opt_get(o, "no-color") &&
+                     st_ui_caps_for(isatty(STDOUT_FILENO), getenv("TERM"), getenv("NO_COLOR")).color);
     if (rc)
         fprintf(stderr, "station: warning: %s: not a valid schema-1 report: %s\n", path, e.msg);
     st_report_free(doc);
@@ -669,7 +671,7 @@ static const st_cli_opt gen_opts[] = {
 };
 
 static const st_cli_opt show_opts[] = {
-    { "no-color", NULL, "no ANSI colours" },
+    { "no-color", NULL, "no ANSI colours (also NO_COLOR=1 or TERM=dumb)" },
     { NULL, NULL, NULL },
 };
 
