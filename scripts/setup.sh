@@ -11,9 +11,14 @@ pkgs=(
   libyaml-dev           # fixture/job parsing and report writing
   zlib1g-dev            # CRC-32 of DfuSe .dfu file suffixes
   libssl-dev            # SHA-1 / SHA-256 (OpenSSL libcrypto EVP)
+  uuid-dev              # run ids: random UUIDs (libuuid), unique across stations
   libjson-c-dev         # Klipper data dictionaries (JSON from a unit or an image)
   libcmocka-dev         # unit tests
   libncurses-dev        # station produce: the operator screen (slot panels, block letters)
+  libpq-dev             # station ship / history: the fleet's PostgreSQL database
+  libmosquitto-dev      # live station status on MQTT
+  postgresql            # the fleet tests start a private cluster (initdb on a free port)
+  mosquitto             # the fleet tests start a private broker (mosquitto_passwd, ACLs)
 )
 # tmux: the operator-screen test runs station produce in a tmux pane (capture-pane).
 peers=(dfu-util stm32flash can-utils tmux)

@@ -23,6 +23,7 @@
 #include "station/context.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
+#include "station/core/uuid.h"
 #include "station/screen.h"
 #include "station/shift.h"
 
@@ -85,7 +86,7 @@ struct produce {
     st_logger logger;
     char log[LOG_LINES][200];
     size_t nlog;
-    char run_id[40];
+    char run_id[ST_UUID_STR_LEN];
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -687,9 +688,7 @@ int st_produce(const st_produce_cfg *cfg)
     st_shift *shift = NULL;
     st_serial_host *serial = NULL;
     st_slot_needs needs = needs_of(job);
-    uint64_t now = st_wall_us();
-    snprintf(p->run_id, sizeof p->run_id, "%llx-%x", (unsigned long long)(now / 1000u),
-             (unsigned)getpid());
+    st_uuid_new(p->run_id); /* one run id for the whole production session */
 
     int rc = st_ctx_open(cfg->fixture_path, &p->logger, &p->ctx, &e);
     if (rc) {
