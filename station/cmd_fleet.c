@@ -19,6 +19,7 @@
 #include "reports/report.h"
 #include "reports/ship/config.h"
 #include "reports/ship/ship.h"
+#include "reports/junit.h"
 #include "reports/summary.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
@@ -84,6 +85,9 @@ const st_cli_opt station_summary_opts[] = {
     { "conninfo", "CONNINFO", "libpq connection string for --db instead of the configuration's" },
     { "yaml", NULL, "machine-readable YAML instead of lines for people" },
     { "top", "N", "failure groups shown (default 10, 0 = all)" },
+    { "since", "TIME", "only runs started at or after TIME (UTC, 2026-12-01 or "
+                       "2026-12-01T06:00)" },
+    { "junit", "FILE", "also write the runs counted as JUnit XML (a report directory only)" },
     { NULL, NULL, NULL },
 };
 
@@ -257,7 +261,29 @@ int station_cmd_history(station_opt_fn get, const void *o, char *const args[])
 
 /* ---- report summary ------------------------------------------------------------------- */
 
-static int summarise_dir(const char *dir, st_summary *sum)
+/* The paths of the reports counted, for --junit. */
+typedef struct pathlist {
+    char **v;
+    size_t n, cap;
+} pathlist;
+
+static int pathlist_add(pathlist *l, const char *p)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        char **nv = realloc(l->v, cap * sizeof *nv);
+        if (!nv)
+            return -1;
+        l->v = nv;
+        l->cap = cap;
+    }
+    if (!(l->v[l->n] = strdup(p)))
+        return -1;
+    l->n++;
+    return 0;
+}
+
+static int summarise_dir(const char *dir, st_summary *sum, pathlist *paths)
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -279,10 +305,13 @@ static int summarise_dir(const char *dir, st_summary *sum)
             fprintf(stderr, "station: report summary: skipped %s: %s\n", path,
                     st_text_printable(e.msg, m, sizeof m));
             bad++;
-        } else if (st_summary_add_report(sum, doc)) {
-            st_report_free(doc);
-            closedir(d);
-            return FX_STATION;
+        } else {
+            int rc = st_summary_add_report(sum, doc);
+            if (rc < 0 || (rc == 1 && paths && pathlist_add(paths, path) < 0)) {
+                st_report_free(doc);
+                closedir(d);
+                return FX_STATION;
+            }
         }
         st_report_free(doc);
     }
@@ -310,9 +339,22 @@ int station_cmd_report_summary(station_opt_fn get, const void *o, char *const ar
                 use_db ? "both" : "neither");
         return FX_USAGE;
     }
+    const char *junit = get(o, "junit");
+    if (junit && use_db) {
+        fprintf(stderr, "station: report summary: --junit needs a report directory (the "
+                        "database keeps no steps)\n");
+        return FX_USAGE;
+    }
     st_summary *sum = st_summary_new();
     if (!sum)
         return FX_STATION;
+    if (get(o, "since") && st_summary_set_since(sum, get(o, "since"))) {
+        fprintf(stderr, "station: report summary: --since: \"%s\" is not a UTC time like "
+                        "2026-12-01 or 2026-12-01T06:00:00\n", get(o, "since"));
+        st_summary_free(sum);
+        return FX_USAGE;
+    }
+    pathlist paths = { 0 };
     int status;
     if (use_db) {
         st_fleetdb *d = NULL;
@@ -324,10 +366,22 @@ int station_cmd_report_summary(station_opt_fn get, const void *o, char *const ar
         }
         st_fleetdb_close(d);
     } else {
-        status = summarise_dir(args[0], sum);
+        status = summarise_dir(args[0], sum, junit ? &paths : NULL);
     }
     if (!status && st_summary_render(sum, stdout, yaml, (size_t)top))
         status = FX_STATION;
+    if (!status && junit) {
+        /* JUnit XML shares reports/junit.c with `station run --junit`. */
+        st_err e;
+        if (st_junit_write(junit, "station report summary", (const char *const *)paths.v,
+                           paths.n, &e) < 0) {
+            fprintf(stderr, "station: report summary: --junit %s: %s\n", junit, e.msg);
+            status = FX_STATION;
+        }
+    }
+    for (size_t i = 0; i < paths.n; i++)
+        free(paths.v[i]);
+    free(paths.v);
     st_summary_free(sum);
     return status;
 }

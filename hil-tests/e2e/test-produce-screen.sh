@@ -47,7 +47,7 @@ EOF
 
 # Wait (bounded) until the pane shows $1; the pane text is left in pane.txt.
 wait_pane() {
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 600); do
     tmux -L "$sock" capture-pane -p -t produce > "$dir/pane.txt" 2>/dev/null
     grep -q -- "$1" "$dir/pane.txt" && return 0
     sleep 0.1
