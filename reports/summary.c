@@ -23,6 +23,7 @@ typedef struct samples {
 
 typedef struct step_acc {
     char *name;
+    size_t pos;      /* smallest index it had in a report's steps: the order shown */
     samples t;
     unsigned runs, fails, retries;
 } step_acc;
@@ -291,8 +292,13 @@ int st_summary_add_report(st_summary *s, const st_rnode *doc)
         if (k < 0)
             return ST_ERR_NOMEM;
         step_acc *a = &s->steps[k];
-        if (!a->name && !(a->name = strdup(name)))
-            return ST_ERR_NOMEM;
+        if (!a->name) {
+            if (!(a->name = strdup(name)))
+                return ST_ERR_NOMEM;
+            a->pos = i;
+        }
+        if (i < a->pos)
+            a->pos = i;
         a->runs++;
         a->fails += strcmp(o, "fail") == 0;
         long long att;
@@ -410,10 +416,28 @@ int st_summary_figures_get(st_summary *s, st_summary_figures *out)
     s->entry_out = calloc(s->nentries + 1, sizeof *s->entry_out);
     if (!s->step_out || !s->entry_out)
         return ST_ERR_NOMEM;
+    /* In job order (each step's earliest position in a report), whatever order the
+     * reports came in; a tie by name. */
+    size_t *ord = malloc((s->nsteps + 1) * sizeof *ord);
+    if (!ord)
+        return ST_ERR_NOMEM;
     for (size_t i = 0; i < s->nsteps; i++)
-        s->step_out[i] = (st_summary_step){ s->steps[i].name, dist_of(&s->steps[i].t),
-                                            s->steps[i].runs, s->steps[i].fails,
-                                            s->steps[i].retries };
+        ord[i] = i;
+    for (size_t i = 1; i < s->nsteps; i++)
+        for (size_t j = i; j > 0; j--) {
+            const step_acc *x = &s->steps[ord[j - 1]], *y = &s->steps[ord[j]];
+            if (x->pos < y->pos || (x->pos == y->pos && strcmp(x->name, y->name) <= 0))
+                break;
+            size_t t = ord[j];
+            ord[j] = ord[j - 1];
+            ord[j - 1] = t;
+        }
+    for (size_t i = 0; i < s->nsteps; i++) {
+        step_acc *a = &s->steps[ord[i]];
+        s->step_out[i] = (st_summary_step){ a->name, dist_of(&a->t), a->runs, a->fails,
+                                            a->retries };
+    }
+    free(ord);
     for (size_t i = 0; i < s->nentries; i++)
         s->entry_out[i] = (st_summary_entry){ s->entries[i].method, s->entries[i].tries,
                                               s->entries[i].ok };

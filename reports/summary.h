@@ -60,7 +60,7 @@ typedef struct st_summary_figures {
     unsigned retries;               /* attempts beyond the first, every step of every run */
     unsigned runs_with_retries;
     size_t nsteps;
-    const st_summary_step *steps;   /* by first appearance; valid until the next add */
+    const st_summary_step *steps;   /* in job order (earliest position in a report) */
     size_t nentries;
     const st_summary_entry *entries; /* by method name */
 } st_summary_figures;

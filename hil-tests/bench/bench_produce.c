@@ -33,6 +33,7 @@ typedef struct child {
 /* Run argv with stdout+stderr to log; fill *c from wait4. */
 static int spawn(char *const argv[], const char *log, child *c)
 {
+    fflush(stdout); /* the child must not print our buffered lines again */
     uint64_t t0 = st_now_us();
     pid_t pid = fork();
     if (pid < 0)
