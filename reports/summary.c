@@ -484,6 +484,10 @@ int st_summary_render(st_summary *s, FILE *out, bool yaml, size_t top)
             yaml_str(out, fg.failures[i].cause);
             fprintf(out, "\n  count: %u\n", fg.failures[i].count);
         }
+        /* Times, retries and entry methods come from report files only (the fleet database
+         * keeps no steps): absent rather than zero when there are none. */
+        if (!fg.unit_time.n && !fg.nsteps)
+            return ferror(out) ? ST_ERR_IO : 0;
         fprintf(out, "unit_time: { n: %u, median_ms: %.3f, p95_ms: %.3f }\n"
                      "units_per_hour: %.1f\nretries: %u\nruns_with_retries: %u\nsteps:\n",
                 fg.unit_time.n, fg.unit_time.median_ms, fg.unit_time.p95_ms, fg.units_per_hour,
