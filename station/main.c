@@ -777,7 +777,9 @@ static const builtin builtins[] = {
       "runs, pass/fail, units, first-pass yield and failures by step and cause: of the "
       "reports in DIR, or (--db) across the fleet database",
       "Both read the same figures (reports/FLEET.md \"Queries\"); --db reads every station "
-      "the configured database role may read.", station_summary_opts, 0, cmd_report_summary },
+      "the configured database role may read. From a directory also: median and p95 time "
+      "per unit and per step, units per hour, retries and entry-method success rates; "
+      "--junit writes the runs as JUnit XML.", station_summary_opts, 0, cmd_report_summary },
     { "ship", NULL, 0, "ship finished reports into the fleet's PostgreSQL database, exactly once",
       "A service (reports/ship/station-ship.service): watches the report directory and ships "
       "every finished report; reports are never changed or deleted, and a database outage "

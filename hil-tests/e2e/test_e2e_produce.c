@@ -303,6 +303,31 @@ static void test_shift_200_units_4_slots(void **state)
     for (int s = 1; s <= 4; s++)
         assert_int_equal(per_slot[s], 50);
     free_all(reps, n);
+    /* The shift's summary, and its JUnit XML as a JUnit consumer reads it: python3's XML
+     * parser plus the elements and attributes the JUnit schema requires. */
+    rc = run(STATION " report summary %s/reports --junit %s/shift.xml", dir, dir);
+    if (rc != 0)
+        fail_msg("report summary: exit %d\n%s", rc, out);
+    assert_non_null(strstr(out, "runs 200: 196 pass, 4 fail, 0 incomplete"));
+    assert_non_null(strstr(out, "first-pass yield 98.0%"));
+    assert_non_null(strstr(out, "  4  verify "));
+    assert_non_null(strstr(out, "units/h"));
+    assert_non_null(strstr(out, "gpio:boot0+reset       200 of 200 (100.0%)"));
+    if (system("python3 -c 'import xml.etree.ElementTree' 2>/dev/null") != 0)
+        return; /* no python3: the XML is checked by test_junit alone */
+    rc = run("python3 -c \"import sys, xml.etree.ElementTree as E\n"
+             "r = E.parse(sys.argv[1]).getroot()\n"
+             "assert r.tag == 'testsuites', r.tag\n"
+             "s = r.findall('testsuite')\n"
+             "assert len(s) == 200, len(s)\n"
+             "for t in s:\n"
+             "    assert t.get('name') and t.get('tests') is not None, t.attrib\n"
+             "    assert all(c.get('name') and c.get('classname') is not None for c in t.iter('testcase'))\n"
+             "f = sum(1 for t in s if t.find('testcase/failure') is not None)\n"
+             "print('suites', len(s), 'failed', f)\n"
+             "assert f == 4, f\" %s/shift.xml", dir);
+    if (rc != 0)
+        fail_msg("JUnit XML rejected: %s", out);
 }
 
 /* Start produce in the background on a datasheet-timed shift that never ends by itself. */
