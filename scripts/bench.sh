@@ -11,7 +11,7 @@
 #   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME]
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
-#     --only NAME      run one benchmark: dfuse, katapult_can, an3155, klipper_can, station or bgapi
+#     --only NAME      run one benchmark: dfuse, katapult_can, an3155, klipper_can, station, bgapi or produce
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -35,7 +35,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
 cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_an3155 bench_klipper_can bench_station \
-  bench_bgapi station \
+  bench_bgapi bench_produce station \
   >/dev/null
 
 results="$dir/bench-results.txt"
@@ -66,6 +66,7 @@ if [ -n "$check" ]; then
   run klipper_can hil-tests/bench/bench_klipper_can --check
   run station hil-tests/bench/bench_station --check
   run bgapi protocols/bgapi/bench_bgapi --check
+  run produce hil-tests/bench/bench_produce --check
 else
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
@@ -73,6 +74,7 @@ else
   run klipper_can hil-tests/bench/bench_klipper_can
   run station hil-tests/bench/bench_station
   run bgapi protocols/bgapi/bench_bgapi
+  run produce hil-tests/bench/bench_produce
 fi
 echo
 echo "results saved to $results"

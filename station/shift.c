@@ -14,6 +14,8 @@
 #include "station/core/clock.h"
 
 #define POLL_MS 2u /* how often she looks at the LEDs: well under any step's time */
+#define PRESS_HOLD_MS 300u /* she holds start this long at most before trying again */
+#define PRESS_GAP_MS 50u
 
 typedef struct op {
     st_shift *sh;
@@ -128,12 +130,24 @@ static void *op_thread(void *arg)
         if (o->fs->start == ST_START_BUTTON) {
             if (!pause_ms(sh, plan->press_ms))
                 break;
-            /* She holds start until the slot shows it took the unit. */
-            st_slot_virtual_set_input(g, fx, o->fs, ST_LINE_BUTTON, true);
-            while (!lit(o, ST_LINE_LED_BUSY) && !lit(o, ST_LINE_LED_PASS) &&
-                   !lit(o, ST_LINE_LED_FAIL) && pause_ms(sh, POLL_MS)) {
+            /* She holds start until the slot shows it took the unit; when it does not
+             * within a moment (it was not looking yet, or saw the button already down),
+             * she lets go and presses again, as a person would. */
+            bool taken = false;
+            while (!taken) {
+                st_slot_virtual_set_input(g, fx, o->fs, ST_LINE_BUTTON, true);
+                for (unsigned t = 0; t < PRESS_HOLD_MS / POLL_MS && !taken; t++) {
+                    taken = lit(o, ST_LINE_LED_BUSY) || lit(o, ST_LINE_LED_PASS) ||
+                            lit(o, ST_LINE_LED_FAIL);
+                    if (!taken && !pause_ms(sh, POLL_MS))
+                        break;
+                }
+                st_slot_virtual_set_input(g, fx, o->fs, ST_LINE_BUTTON, false);
+                if (!taken && !pause_ms(sh, PRESS_GAP_MS))
+                    break;
             }
-            st_slot_virtual_set_input(g, fx, o->fs, ST_LINE_BUTTON, false);
+            if (!taken)
+                break;
         }
         bool pass = false, fail = false;
         while (!(pass = lit(o, ST_LINE_LED_PASS)) && !(fail = lit(o, ST_LINE_LED_FAIL)) &&

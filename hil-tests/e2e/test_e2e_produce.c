@@ -81,7 +81,7 @@ static void write_job(const char *extra)
              "target: stm32g431xx\n"
              "images:\n"
              "  combined: { path: img.bin, load_addr: 0x08000000, sha256: %s }\n"
-             "retries: 1\n"
+             "%s"
              "%s"
              "dfu: { enumerate_timeout_ms: 300 }\n"
              "steps:\n"
@@ -90,7 +90,7 @@ static void write_job(const char *extra)
              "  - verify: { image: combined }\n"
              "  - start: { image: combined }\n"
              "  - wait-for-app: { usb: \"1d50:614e\", timeout_ms: 3000 }\n",
-             sha, extra);
+             sha, strstr(extra, "retries:") ? "" : "retries: 1\n", extra);
     write_file("job.yaml", text);
 }
 
@@ -238,7 +238,8 @@ static void test_shift_two_slots(void **state)
  * starts and finishes units while slot 1's dead unit is still being tried. */
 static void test_hung_slot_does_not_stall_others(void **state)
 {
-    write_job("");
+    /* Four attempts of 300 ms each at the dead unit: a window slot 2 works through. */
+    write_job("retries: 3\n");
     const char *ops[] = {
         "{ units: 4, arrive_ms: 2, press_ms: 2, remove_ms: 2, "
         "exceptions: { 2: { dead: true }, 4: { faults: [ \"corrupt-page:0x08004000\" ] } } }",
@@ -463,6 +464,42 @@ static void test_refusals(void **state)
     assert_int_equal(rc, 2);
 }
 
+/* start: can: a unit arrives when its CAN UUID answers on the bus (asked through the job's
+ * Katapult driver, one question at a time for both slots) and leaves when it stops. */
+static void test_can_arrival(void **state)
+{
+    if (access(STATION_SHARED_DIR "/firmware", R_OK) != 0)
+        skip(); /* the CAN reflash job's images live in ../shared/firmware */
+    char fx[4096];
+    size_t n = (size_t)snprintf(fx, sizeof fx, "name: can-line\ngpio: { backend: virtual }\n"
+                                "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\nslots:\n");
+    for (int i = 1; i <= 2; i++)
+        n += (size_t)snprintf(fx + n, sizeof fx - n,
+                              "  - id: %d\n"
+                              "    lines: { boot0: B%d, reset: { name: R%d, active_low: true }, "
+                              "led_pass: LP%d, led_fail: LF%d }\n"
+                              "    usb_port: vusb-%d\n"
+                              "    can: { iface: vcan-virtual, uuid: 11aa22bb33c%d }\n"
+                              "    start: can\n"
+                              "    unit: { transport: can, holds: \"synthetic:%d\", can_uuid: "
+                              "11aa22bb33c%d, operator: { units: 1, remove_ms: 1 } }\n",
+                              i, i, i, i, i, i, i, i, i);
+    write_file("fixture.yaml", fx);
+    int rc = run("cd %s && " STATION " produce " STATION_SOURCE_DIR
+                 "/jobs/cartographer-v4-can-reflash.yaml -f fixture.yaml --reports reports", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    assert_non_null(strstr(out, "2 units, 2 passed, 0 failed"));
+    rep reps[4];
+    size_t got = load_all(reps, 4);
+    assert_int_equal(got, 2);
+    for (size_t i = 0; i < got; i++) {
+        assert_string_equal(str(reps[i].doc, "verdict"), "pass");
+        assert_non_null(strstr(reps[i].name, "11aa22bb33c"));
+    }
+    free_all(reps, got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -472,6 +509,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigint_finishes_units_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_twice_stops_them, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_can_arrival, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
