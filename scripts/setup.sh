@@ -12,6 +12,8 @@ pkgs=(
   zlib1g-dev            # CRC-32 of DfuSe .dfu file suffixes
   libssl-dev            # SHA-1 / SHA-256 (OpenSSL libcrypto EVP)
   libcmocka-dev         # unit tests
+  clang                 # fuzz targets (libFuzzer needs clang; STATION_FUZZ=ON)
+  libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes for clang 14
 )
 peers=(dfu-util stm32flash can-utils)
 
