@@ -1,0 +1,390 @@
+/* Per-unit report journal: append-only change records beside an atomically written report,
+ * folded into the final report; replay of a journal a dead run left. See journal.h. */
+#include "reports/journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "station/core/text.h"
+
+#define MAGIC "station-journal 1\n"
+/* A record is one step's worth of report: a few KiB. Anything larger on replay is damage. */
+#define RECORD_MAX (1024u * 1024u)
+/* The journal of one unit's run: a few dozen records. */
+#define JOURNAL_MAX (64u * 1024u * 1024u)
+
+struct st_journal {
+    int fd;
+    int failed;               /* sticky error code after a failed write or sync */
+    char report[PATH_MAX];
+    char path[PATH_MAX];
+    st_journal_stats stats;
+};
+
+int st_journal_path_for(const char *report_path, char *out, size_t cap)
+{
+    size_t n = strlen(report_path);
+    if (n >= 5 && strcmp(report_path + n - 5, ".yaml") == 0)
+        n -= 5;
+    if (n + sizeof ".journal" > cap)
+        return ST_ERR_INVAL;
+    memcpy(out, report_path, n);
+    memcpy(out + n, ".journal", sizeof ".journal");
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (w == 0) {
+            errno = EIO;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The atomic report write, counted. */
+static int write_report(st_journal *j, const st_rnode *doc, st_err *err)
+{
+    int rc = st_report_write_atomic(doc, j->report, err);
+    struct stat sb;
+    if (rc == 0 && stat(j->report, &sb) == 0)
+        j->stats.bytes += (uint64_t)sb.st_size;
+    j->stats.syncs += 2; /* the file, then its directory */
+    return rc;
+}
+
+int st_journal_create(const char *report_path, const st_rnode *doc, st_journal **out,
+                      st_err *err)
+{
+    *out = NULL;
+    st_journal *j = calloc(1, sizeof *j);
+    if (!j)
+        return st_err_set(err, ST_ERR_NOMEM, "report journal: out of memory");
+    j->fd = -1;
+    if (strlen(report_path) >= sizeof j->report ||
+        st_journal_path_for(report_path, j->path, sizeof j->path) != 0) {
+        free(j);
+        return st_err_set(err, ST_ERR_INVAL, "%s: path too long", report_path);
+    }
+    st_strlcpy(j->report, report_path, sizeof j->report);
+    const char *what = "create";
+    j->fd = open(j->path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    if (j->fd < 0)
+        goto fail;
+    what = "write";
+    if (write_all(j->fd, MAGIC, strlen(MAGIC)) != 0)
+        goto fail;
+    j->stats.bytes += strlen(MAGIC);
+    what = "sync";
+    j->stats.syncs++;
+    if (fdatasync(j->fd) != 0)
+        goto fail;
+    /* The report's rename and directory fsync also make the journal's name durable. */
+    int rc = write_report(j, doc, err);
+    if (rc != 0) {
+        close(j->fd);
+        unlink(j->path);
+        free(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+fail: {
+    int e = errno;
+    if (j->fd >= 0) {
+        close(j->fd);
+        unlink(j->path);
+    }
+    st_err_set(err, st_err_from_errno(e), "%s: %s: %s", j->path, what, strerror(e));
+    free(j);
+    return st_err_from_errno(e);
+}
+}
+
+static int sticky(st_journal *j, int e, const char *what, st_err *err)
+{
+    j->failed = st_err_from_errno(e);
+    return st_err_set(err, j->failed, "%s: %s: %s", j->path, what, strerror(e));
+}
+
+int st_journal_sync(st_journal *j, st_err *err)
+{
+    if (j->failed)
+        return st_err_set(err, j->failed, "%s: an earlier write failed", j->path);
+    j->stats.syncs++;
+    if (fdatasync(j->fd) != 0)
+        return sticky(j, errno, "sync", err);
+    return 0;
+}
+
+int st_journal_put(st_journal *j, const char *path, const st_rnode *value, bool sync,
+                   st_err *err)
+{
+    if (j->failed)
+        return st_err_set(err, j->failed, "%s: an earlier write failed", j->path);
+    if (!path || !*path || !value)
+        return st_err_set(err, ST_ERR_INVAL, "%s: a record needs a path and a value", j->path);
+    st_rnode *rec = st_report_new();
+    if (rec) {
+        st_rmap_del(rec, "schema");
+        st_rmap_str(rec, "p", path);
+        if (!st_rput_copy(rec, "v", value)) {
+            st_report_free(rec);
+            rec = NULL;
+        }
+    }
+    if (!rec)
+        return st_err_set(err, ST_ERR_NOMEM, "%s: out of memory", j->path);
+    char *body = NULL;
+    size_t len = 0;
+    int rc = st_report_emit(rec, &body, &len, err);
+    st_report_free(rec);
+    if (rc)
+        return st_err_prefix(err, "%s", j->path);
+    char head[64];
+    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)body, (uInt)len);
+    int hl = snprintf(head, sizeof head, "J %zu %08" PRIx32 "\n", len, crc);
+    /* One write per record: header, body and the closing newline together. */
+    char *buf = malloc((size_t)hl + len + 1);
+    if (!buf) {
+        free(body);
+        return st_err_set(err, ST_ERR_NOMEM, "%s: out of memory", j->path);
+    }
+    memcpy(buf, head, (size_t)hl);
+    memcpy(buf + hl, body, len);
+    buf[(size_t)hl + len] = '\n';
+    free(body);
+    int w = write_all(j->fd, buf, (size_t)hl + len + 1);
+    int e = errno;
+    free(buf);
+    if (w != 0)
+        return sticky(j, e, "write", err);
+    j->stats.records++;
+    j->stats.bytes += (uint64_t)hl + len + 1;
+    return sync ? st_journal_sync(j, err) : 0;
+}
+
+int st_journal_finish(st_journal *j, const st_rnode *doc, st_err *err)
+{
+    int rc = write_report(j, doc, err);
+    if (rc == 0) {
+        close(j->fd);
+        j->fd = -1;
+        /* Once the final report is on disk the journal is stale: replay ignores a journal
+         * beside a final report, so a crash before this unlink loses nothing. */
+        unlink(j->path);
+    }
+    st_journal_close(j);
+    return rc;
+}
+
+void st_journal_close(st_journal *j)
+{
+    if (!j)
+        return;
+    if (j->fd >= 0)
+        close(j->fd);
+    free(j);
+}
+
+void st_journal_get_stats(const st_journal *j, st_journal_stats *out)
+{
+    *out = j->stats;
+}
+
+const char *st_journal_report_path(const st_journal *j)
+{
+    return j->report;
+}
+
+/* ---- replay ------------------------------------------------------------------------------ */
+
+static int slurp(const char *path, char **out, size_t *len, st_err *err)
+{
+    *out = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return st_err_set(err, st_err_from_errno(errno), "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > JOURNAL_MAX) {
+        close(fd);
+        return st_err_set(err, ST_ERR_INVAL, "%s: not a report journal", path);
+    }
+    char *buf = malloc((size_t)sb.st_size + 1);
+    if (!buf) {
+        close(fd);
+        return st_err_set(err, ST_ERR_NOMEM, "%s: out of memory", path);
+    }
+    size_t n = 0;
+    while (n < (size_t)sb.st_size) {
+        ssize_t r = read(fd, buf + n, (size_t)sb.st_size - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* Parse one record at buf[0..n): 1 and its body span, 0 if torn or corrupt. */
+static int next_record(const char *buf, size_t n, size_t *body, size_t *body_len, size_t *total)
+{
+    const char *nl = memchr(buf, '\n', n < 64 ? n : 64);
+    if (!nl || n < 2 || buf[0] != 'J' || buf[1] != ' ')
+        return 0;
+    char head[64];
+    size_t hl = (size_t)(nl - buf);
+    memcpy(head, buf, hl);
+    head[hl] = '\0';
+    char *end = NULL;
+    errno = 0;
+    unsigned long long len = strtoull(head + 2, &end, 10);
+    if (errno || end == head + 2 || *end != ' ' || len > RECORD_MAX)
+        return 0;
+    char *end2 = NULL;
+    unsigned long crc = strtoul(end + 1, &end2, 16);
+    if (end2 != end + 9 || *end2 != '\0')
+        return 0;
+    size_t start = hl + 1;
+    if (n - start < len + 1 || buf[start + len] != '\n')
+        return 0;
+    if ((uint32_t)crc32(0L, (const Bytef *)buf + start, (uInt)len) != (uint32_t)crc)
+        return 0;
+    *body = start;
+    *body_len = (size_t)len;
+    *total = start + (size_t)len + 1;
+    return 1;
+}
+
+/* The last step still `incomplete`, for the cause. */
+static const char *step_in_progress(const st_rnode *doc)
+{
+    const st_rnode *steps = st_rget(doc, "steps");
+    for (size_t i = st_rnode_len(steps); i-- > 0;) {
+        const st_rnode *s = st_rnode_child(steps, i);
+        const char *o = st_rget_str(s, "outcome");
+        if (o && strcmp(o, "incomplete") == 0)
+            return st_rget_str(s, "name");
+    }
+    return NULL;
+}
+
+int st_journal_replay(const char *report_path, st_rnode **out, st_journal_replay_info *info,
+                      st_err *err)
+{
+    st_journal_replay_info local;
+    if (!info)
+        info = &local;
+    memset(info, 0, sizeof *info);
+    *out = NULL;
+    st_rnode *doc = NULL;
+    int rc = st_report_load(report_path, &doc, err);
+    if (rc)
+        return rc;
+    char jpath[PATH_MAX];
+    struct stat sb;
+    if (st_journal_path_for(report_path, jpath, sizeof jpath) != 0 || stat(jpath, &sb) != 0) {
+        *out = doc;
+        return 0;
+    }
+    info->had_journal = true;
+    const char *verdict = st_rget_str(doc, "verdict");
+    if (!verdict || strcmp(verdict, "incomplete") != 0) {
+        info->stale = true;
+        *out = doc;
+        return 0;
+    }
+    char *buf = NULL;
+    size_t n = 0;
+    rc = slurp(jpath, &buf, &n, err);
+    if (rc) {
+        st_report_free(doc);
+        return rc;
+    }
+    size_t off = 0, ml = strlen(MAGIC);
+    bool cause_set = false;
+    if (n >= ml && memcmp(buf, MAGIC, ml) == 0) {
+        off = ml;
+        for (;;) {
+            size_t body, blen, total;
+            if (off >= n || !next_record(buf + off, n - off, &body, &blen, &total))
+                break;
+            st_rnode *rec = NULL;
+            st_err perr;
+            const char *p = NULL;
+            const st_rnode *v = NULL;
+            if (st_report_parse(buf + off + body, blen, jpath, &rec, &perr) == 0) {
+                p = st_rget_str(rec, "p");
+                v = st_rget(rec, "v");
+            }
+            /* A record that passed its CRC but cannot be applied is damage too: stop. */
+            bool ok = p && v && st_rput_copy(doc, p, v);
+            if (ok && strcmp(p, "cause") == 0)
+                cause_set = true;
+            st_report_free(rec);
+            if (!ok)
+                break;
+            info->records++;
+            off += total;
+        }
+    }
+    info->torn_bytes = n > off ? n - off : 0;
+    free(buf);
+    /* The run did not end: whatever the records said, the verdict stays incomplete. */
+    st_rmap_str(doc, "verdict", "incomplete");
+    if (!cause_set) {
+        const char *step = step_in_progress(doc);
+        char cause[256];
+        snprintf(cause, sizeof cause,
+                 "the run stopped before it ended (report rebuilt from its journal, %zu "
+                 "records)%s%s", info->records, step ? "; step in progress: " : "",
+                 step ? step : "");
+        st_rmap_str(doc, "cause", cause);
+    }
+    *out = doc;
+    return 0;
+}
+
+int st_journal_recover(const char *report_path, st_journal_replay_info *info, st_err *err)
+{
+    st_journal_replay_info local;
+    if (!info)
+        info = &local;
+    st_rnode *doc = NULL;
+    int rc = st_journal_replay(report_path, &doc, info, err);
+    if (rc)
+        return rc;
+    if (info->had_journal && !info->stale)
+        rc = st_report_write_atomic(doc, report_path, err);
+    st_report_free(doc);
+    if (rc == 0 && info->had_journal) {
+        char jpath[PATH_MAX];
+        if (st_journal_path_for(report_path, jpath, sizeof jpath) == 0)
+            unlink(jpath);
+    }
+    return rc;
+}

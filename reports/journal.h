@@ -1,0 +1,90 @@
+/* Per-unit report journal: the report of a running unit as its first complete version (an
+ * atomic write, verdict `incomplete`) plus an append-only journal of changes beside it,
+ * synced at step boundaries and folded into the final report with one more atomic write.
+ * Cheaper than re-emitting the whole report with two fsyncs and a rename after every step,
+ * with the same guarantees (reports/SCHEMA.md "The file"):
+ *   - the report file is always a complete report (it only ever changes by rename);
+ *   - a record is on disk once a sync covering it returned; a kill -9 or a power loss
+ *     leaves at most a torn last record, which replay detects (length + CRC-32) and drops;
+ *   - st_journal_replay rebuilds the report of a run that died: its recorded steps, the one
+ *     in progress still `incomplete`, verdict `incomplete` and a cause saying so.
+ *
+ * Files: the report "<dir>/<name>.yaml" and its journal "<dir>/<name>.journal": a line
+ * "station-journal 1\n", then records "J <len> <crc32 hex>\n<len bytes>\n" whose bytes are
+ * a YAML map {p: <dotted path>, v: <value>}: put v at p (st_rput_copy: a map key, or a list
+ * index, one past the end appending). The journal is removed once the final report is on
+ * disk; a journal beside a report whose verdict is not `incomplete` is stale (the run
+ * ended between the two) and replay ignores it.
+ *
+ * One writer per journal; the functions never print. */
+#ifndef STATION_REPORTS_JOURNAL_H
+#define STATION_REPORTS_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reports/report.h"
+#include "station/core/err.h"
+
+typedef struct st_journal st_journal;
+
+/* Counters for the benchmarks and the operator's log. */
+typedef struct st_journal_stats {
+    unsigned records;    /* records appended */
+    unsigned syncs;      /* fdatasync/fsync calls made, the atomic writes' included */
+    uint64_t bytes;      /* bytes written, the atomic writes' included */
+} st_journal_stats;
+
+/* The journal's path for a report path: ".yaml" replaced by ".journal" (or ".journal"
+ * appended). ST_ERR_INVAL when cap is too small. */
+int st_journal_path_for(const char *report_path, char *out, size_t cap);
+
+/* Start a unit's report: create its journal (it must not exist) and sync it, then write
+ * doc as the report with st_report_write_atomic (fsynced file and directory), so when this
+ * returns 0 both are on disk: the proof a caller needs before it moves any pin. On failure
+ * nothing is left behind. Free *out with st_journal_close or st_journal_finish. */
+int st_journal_create(const char *report_path, const st_rnode *doc, st_journal **out,
+                      st_err *err);
+
+/* Append "put a copy of value at dotted path" (a NULL value is not allowed). With sync, the
+ * record (and every one before it) is on disk when this returns: use it at step boundaries
+ * (a step about to start, a step that ended). A failed write or sync leaves the journal
+ * unusable: every later call fails with the same error. */
+int st_journal_put(st_journal *j, const char *path, const st_rnode *value, bool sync,
+                   st_err *err);
+/* Make every record so far durable. */
+int st_journal_sync(st_journal *j, st_err *err);
+
+/* Fold: write doc (the complete final report) over the report atomically, then remove the
+ * journal, and free j (also on failure; the journal then stays for replay). */
+int st_journal_finish(st_journal *j, const st_rnode *doc, st_err *err);
+/* Free j without finishing: the journal stays on disk for st_journal_replay. NULL ok. */
+void st_journal_close(st_journal *j);
+
+void st_journal_get_stats(const st_journal *j, st_journal_stats *out);
+const char *st_journal_report_path(const st_journal *j);
+
+/* What replay found. */
+typedef struct st_journal_replay_info {
+    bool had_journal;      /* a journal was beside the report */
+    bool stale;            /* ... but the report is final: the journal was ignored */
+    size_t records;        /* records applied */
+    size_t torn_bytes;     /* bytes dropped at the end: a torn or corrupt last record */
+} st_journal_replay_info;
+
+/* Rebuild a report: load it, and when a journal lies beside it and the report is still
+ * `incomplete`, apply every whole record in order, stopping at the first torn or corrupt
+ * one. The result keeps verdict `incomplete`; unless a record set a cause, its cause says
+ * the run stopped before it ended and names the step in progress (the last step whose
+ * outcome is `incomplete`). Without a journal the report is returned as it is. *out is new
+ * (st_report_free); info may be NULL. */
+int st_journal_replay(const char *report_path, st_rnode **out, st_journal_replay_info *info,
+                      st_err *err);
+
+/* st_journal_replay, then write the result over the report atomically and remove the
+ * journal: what a station does with the journals a killed run left in its report
+ * directory. A report with no journal is left alone. */
+int st_journal_recover(const char *report_path, st_journal_replay_info *info, st_err *err);
+
+#endif
