@@ -293,6 +293,50 @@ static const char *step_in_progress(const st_rnode *doc)
     return NULL;
 }
 
+void st_journal_apply(st_rnode *doc, const char *buf, size_t n, st_journal_replay_info *info)
+{
+    size_t off = 0, ml = strlen(MAGIC);
+    bool cause_set = false;
+    info->records = 0;
+    if (n >= ml && memcmp(buf, MAGIC, ml) == 0) {
+        off = ml;
+        for (;;) {
+            size_t body, blen, total;
+            if (off >= n || !next_record(buf + off, n - off, &body, &blen, &total))
+                break;
+            st_rnode *rec = NULL;
+            st_err perr;
+            const char *p = NULL;
+            const st_rnode *v = NULL;
+            if (st_report_parse(buf + off + body, blen, "journal record", &rec, &perr) == 0) {
+                p = st_rget_str(rec, "p");
+                v = st_rget(rec, "v");
+            }
+            /* A record that passed its CRC but cannot be applied is damage too: stop. */
+            bool ok = p && v && st_rput_copy(doc, p, v);
+            if (ok && strcmp(p, "cause") == 0)
+                cause_set = true;
+            st_report_free(rec);
+            if (!ok)
+                break;
+            info->records++;
+            off += total;
+        }
+    }
+    info->torn_bytes = n > off ? n - off : 0;
+    /* The run did not end: whatever the records said, the verdict stays incomplete. */
+    st_rmap_str(doc, "verdict", "incomplete");
+    if (!cause_set) {
+        const char *step = step_in_progress(doc);
+        char cause[256];
+        snprintf(cause, sizeof cause,
+                 "the run stopped before it ended (report rebuilt from its journal, %zu "
+                 "records)%s%s", info->records, step ? "; step in progress: " : "",
+                 step ? step : "");
+        st_rmap_str(doc, "cause", cause);
+    }
+}
+
 int st_journal_replay(const char *report_path, st_rnode **out, st_journal_replay_info *info,
                       st_err *err)
 {
@@ -325,46 +369,8 @@ int st_journal_replay(const char *report_path, st_rnode **out, st_journal_replay
         st_report_free(doc);
         return rc;
     }
-    size_t off = 0, ml = strlen(MAGIC);
-    bool cause_set = false;
-    if (n >= ml && memcmp(buf, MAGIC, ml) == 0) {
-        off = ml;
-        for (;;) {
-            size_t body, blen, total;
-            if (off >= n || !next_record(buf + off, n - off, &body, &blen, &total))
-                break;
-            st_rnode *rec = NULL;
-            st_err perr;
-            const char *p = NULL;
-            const st_rnode *v = NULL;
-            if (st_report_parse(buf + off + body, blen, jpath, &rec, &perr) == 0) {
-                p = st_rget_str(rec, "p");
-                v = st_rget(rec, "v");
-            }
-            /* A record that passed its CRC but cannot be applied is damage too: stop. */
-            bool ok = p && v && st_rput_copy(doc, p, v);
-            if (ok && strcmp(p, "cause") == 0)
-                cause_set = true;
-            st_report_free(rec);
-            if (!ok)
-                break;
-            info->records++;
-            off += total;
-        }
-    }
-    info->torn_bytes = n > off ? n - off : 0;
+    st_journal_apply(doc, buf, n, info);
     free(buf);
-    /* The run did not end: whatever the records said, the verdict stays incomplete. */
-    st_rmap_str(doc, "verdict", "incomplete");
-    if (!cause_set) {
-        const char *step = step_in_progress(doc);
-        char cause[256];
-        snprintf(cause, sizeof cause,
-                 "the run stopped before it ended (report rebuilt from its journal, %zu "
-                 "records)%s%s", info->records, step ? "; step in progress: " : "",
-                 step ? step : "");
-        st_rmap_str(doc, "cause", cause);
-    }
     *out = doc;
     return 0;
 }

@@ -82,6 +82,12 @@ typedef struct st_journal_replay_info {
 int st_journal_replay(const char *report_path, st_rnode **out, st_journal_replay_info *info,
                       st_err *err);
 
+/* The replay itself, on journal bytes already read: apply buf[0..n)'s whole records to doc
+ * (the report they were written against), stopping at the first torn or corrupt one, then
+ * set verdict and cause as st_journal_replay says. Fills info's records and torn_bytes.
+ * Any bytes are safe to pass (fuzz_journal). */
+void st_journal_apply(st_rnode *doc, const char *buf, size_t n, st_journal_replay_info *info);
+
 /* st_journal_replay, then write the result over the report atomically and remove the
  * journal: what a station does with the journals a killed run left in its report
  * directory. A report with no journal is left alone. */

@@ -168,7 +168,8 @@ static int walk_dups(const st_ydoc *d, int id, const char *field, unsigned depth
         if (st_ynode_is_scalar(k))
             keys[nk++] = (dupkey){ st_ynode_text(k), i, st_ynode_line(k) };
     }
-    qsort(keys, nk, sizeof *keys, dupkey_cmp);
+    if (nk > 1)
+        qsort(keys, nk, sizeof *keys, dupkey_cmp);
     const dupkey *first = NULL, *second = NULL;
     for (size_t i = 1; i < nk; i++) {
         if (strcmp(keys[i].text, keys[i - 1].text) != 0 || (i >= 2 && !strcmp(keys[i].text, keys[i - 2].text)))
