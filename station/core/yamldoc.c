@@ -210,6 +210,9 @@ static int check_dups(const st_ydoc *d, st_err *err)
 /* Config files are a few KiB; a bigger one is the wrong file. */
 #define CONFIG_MAX_BYTES (1024L * 1024L)
 
+static int load_stream(const char *path, const st_ydoc_opts *o, FILE *f, st_ydoc **out,
+                       st_err *err);
+
 int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, st_err *err)
 {
     static const st_ydoc_opts plain = { 0 };
@@ -218,6 +221,13 @@ int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, s
     int orc = open_config(path, o, o->max_bytes > 0 ? o->max_bytes : CONFIG_MAX_BYTES, &f, err);
     if (orc)
         return orc;
+    return load_stream(path, o, f, out, err);
+}
+
+/* Parse the one document in f (closed here) under the name path. */
+static int load_stream(const char *path, const st_ydoc_opts *o, FILE *f, st_ydoc **out,
+                       st_err *err)
+{
     st_ydoc *d = calloc(1, sizeof *d);
     yaml_parser_t p;
     if (!d || !(d->path = strdup(path)) || !yaml_parser_initialize(&p)) {
@@ -255,6 +265,15 @@ int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, s
     }
     *out = d;
     return 0;
+}
+
+int st_ydoc_parse(const char *name, const char *text, st_ydoc **out, st_err *err)
+{
+    static const st_ydoc_opts plain = { 0 };
+    FILE *f = fmemopen((void *)text, strlen(text), "rb");
+    if (!f)
+        return st_err_set(err, st_err_from_errno(errno), "%s: %s", name, strerror(errno));
+    return load_stream(name, &plain, f, out, err);
 }
 
 int st_ydoc_load(const char *path, st_ydoc **out, st_err *err)
