@@ -2,6 +2,7 @@
  * folded into the final report; replay of a journal a dead run left. See journal.h. */
 #include "reports/journal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -15,7 +16,9 @@
 
 #include "station/core/text.h"
 
-#define MAGIC "station-journal 1\n"
+/* The first line: the magic, then the report's file name at creation, so a journal whose
+ * report was renamed (st_journal_rename cut short by a crash) still finds it. */
+#define MAGIC "station-journal 1"
 /* A record is one step's worth of report: a few KiB. Anything larger on replay is damage. */
 #define RECORD_MAX (1024u * 1024u)
 /* The journal of one unit's run: a few dozen records. */
@@ -90,9 +93,13 @@ int st_journal_create(const char *report_path, const st_rnode *doc, st_journal *
     if (j->fd < 0)
         goto fail;
     what = "write";
-    if (write_all(j->fd, MAGIC, strlen(MAGIC)) != 0)
+    const char *base = strrchr(report_path, '/');
+    base = base ? base + 1 : report_path;
+    char first[PATH_MAX + 32];
+    int fl = snprintf(first, sizeof first, "%s %s\n", MAGIC, base);
+    if (write_all(j->fd, first, (size_t)fl) != 0)
         goto fail;
-    j->stats.bytes += strlen(MAGIC);
+    j->stats.bytes += (uint64_t)fl;
     what = "sync";
     j->stats.syncs++;
     if (fdatasync(j->fd) != 0)
@@ -180,6 +187,53 @@ int st_journal_put(st_journal *j, const char *path, const st_rnode *value, bool 
     j->stats.records++;
     j->stats.bytes += (uint64_t)hl + len + 1;
     return sync ? st_journal_sync(j, err) : 0;
+}
+
+/* fsync the directory holding path (renames are durable once it returns). */
+static int sync_dir(const char *path)
+{
+    char d[PATH_MAX];
+    st_strlcpy(d, path, sizeof d);
+    char *slash = strrchr(d, '/');
+    if (!slash)
+        st_strlcpy(d, ".", sizeof d);
+    else if (slash == d)
+        d[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r < 0 && errno != EINVAL && errno != EROFS ? -1 : 0;
+}
+
+int st_journal_rename(st_journal *j, const char *new_report_path, st_err *err)
+{
+    char njournal[PATH_MAX];
+    if (strlen(new_report_path) >= sizeof j->report ||
+        st_journal_path_for(new_report_path, njournal, sizeof njournal) != 0)
+        return st_err_set(err, ST_ERR_INVAL, "%s: path too long", new_report_path);
+    /* The journal first: a crash between the two renames leaves the report under its old
+     * name, which the journal's first line names. */
+    if (rename(j->path, njournal) != 0)
+        return st_err_set(err, st_err_from_errno(errno), "%s: rename to %s: %s", j->path,
+                          njournal, strerror(errno));
+    if (rename(j->report, new_report_path) != 0) {
+        int e = errno;
+        rename(njournal, j->path);
+        return st_err_set(err, st_err_from_errno(e), "%s: rename to %s: %s", j->report,
+                          new_report_path, strerror(e));
+    }
+    st_strlcpy(j->path, njournal, sizeof j->path);
+    st_strlcpy(j->report, new_report_path, sizeof j->report);
+    j->stats.syncs++;
+    if (sync_dir(new_report_path) != 0)
+        return sticky(j, errno, "fsync directory", err);
+    return 0;
 }
 
 int st_journal_finish(st_journal *j, const st_rnode *doc, st_err *err)
@@ -298,8 +352,9 @@ void st_journal_apply(st_rnode *doc, const char *buf, size_t n, st_journal_repla
     size_t off = 0, ml = strlen(MAGIC);
     bool cause_set = false;
     info->records = 0;
-    if (n >= ml && memcmp(buf, MAGIC, ml) == 0) {
-        off = ml;
+    const char *eol = n > ml ? memchr(buf + ml, '\n', n - ml) : NULL;
+    if (eol && memcmp(buf, MAGIC, ml) == 0 && (buf[ml] == ' ' || buf[ml] == '\n')) {
+        off = (size_t)(eol - buf) + 1;
         for (;;) {
             size_t body, blen, total;
             if (off >= n || !next_record(buf + off, n - off, &body, &blen, &total))
@@ -337,21 +392,18 @@ void st_journal_apply(st_rnode *doc, const char *buf, size_t n, st_journal_repla
     }
 }
 
-int st_journal_replay(const char *report_path, st_rnode **out, st_journal_replay_info *info,
-                      st_err *err)
+/* Replay report_path against the journal at jpath (which may not exist). */
+static int replay_pair(const char *report_path, const char *jpath, st_rnode **out,
+                       st_journal_replay_info *info, st_err *err)
 {
-    st_journal_replay_info local;
-    if (!info)
-        info = &local;
     memset(info, 0, sizeof *info);
     *out = NULL;
     st_rnode *doc = NULL;
     int rc = st_report_load(report_path, &doc, err);
     if (rc)
         return rc;
-    char jpath[PATH_MAX];
     struct stat sb;
-    if (st_journal_path_for(report_path, jpath, sizeof jpath) != 0 || stat(jpath, &sb) != 0) {
+    if (!jpath || stat(jpath, &sb) != 0) {
         *out = doc;
         return 0;
     }
@@ -375,22 +427,105 @@ int st_journal_replay(const char *report_path, st_rnode **out, st_journal_replay
     return 0;
 }
 
-int st_journal_recover(const char *report_path, st_journal_replay_info *info, st_err *err)
+int st_journal_replay(const char *report_path, st_rnode **out, st_journal_replay_info *info,
+                      st_err *err)
 {
     st_journal_replay_info local;
-    if (!info)
-        info = &local;
+    char jpath[PATH_MAX];
+    bool j = st_journal_path_for(report_path, jpath, sizeof jpath) == 0;
+    return replay_pair(report_path, j ? jpath : NULL, out, info ? info : &local, err);
+}
+
+/* Write the replayed report over report_path, under final_path (the name the journal
+ * carries), and remove the journal. */
+static int recover_pair(const char *report_path, const char *jpath, const char *final_path,
+                        st_journal_replay_info *info, st_err *err)
+{
     st_rnode *doc = NULL;
-    int rc = st_journal_replay(report_path, &doc, info, err);
+    int rc = replay_pair(report_path, jpath, &doc, info, err);
     if (rc)
         return rc;
     if (info->had_journal && !info->stale)
         rc = st_report_write_atomic(doc, report_path, err);
     st_report_free(doc);
+    if (rc == 0 && final_path && strcmp(final_path, report_path) != 0 &&
+        rename(report_path, final_path) != 0)
+        rc = st_err_set(err, st_err_from_errno(errno), "%s: rename to %s: %s", report_path,
+                        final_path, strerror(errno));
     if (rc == 0 && info->had_journal) {
-        char jpath[PATH_MAX];
-        if (st_journal_path_for(report_path, jpath, sizeof jpath) == 0)
-            unlink(jpath);
+        unlink(jpath);
+        sync_dir(jpath);
     }
+    return rc;
+}
+
+int st_journal_recover(const char *report_path, st_journal_replay_info *info, st_err *err)
+{
+    st_journal_replay_info local;
+    char jpath[PATH_MAX];
+    if (st_journal_path_for(report_path, jpath, sizeof jpath) != 0)
+        return st_err_set(err, ST_ERR_INVAL, "%s: path too long", report_path);
+    return recover_pair(report_path, jpath, NULL, info ? info : &local, err);
+}
+
+int st_journal_recover_dir(const char *dir, st_journal_recover_counts *counts, st_err *err)
+{
+    st_journal_recover_counts local;
+    if (!counts)
+        counts = &local;
+    memset(counts, 0, sizeof *counts);
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        return st_err_set(err, st_err_from_errno(errno), "%s: %s", dir, strerror(errno));
+    }
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l <= 8 || strcmp(de->d_name + l - 8, ".journal") != 0 || de->d_name[0] == '.')
+            continue;
+        char jpath[PATH_MAX], rpath[PATH_MAX], first[PATH_MAX];
+        if ((size_t)snprintf(jpath, sizeof jpath, "%s/%s", dir, de->d_name) >= sizeof jpath ||
+            (size_t)snprintf(rpath, sizeof rpath, "%s/%.*s.yaml", dir, (int)(l - 8),
+                             de->d_name) >= sizeof rpath)
+            continue;
+        const char *report = rpath;
+        struct stat sb;
+        if (stat(rpath, &sb) != 0) {
+            /* Renamed report, cut short: the journal's first line names the old one. */
+            char head[PATH_MAX + 32] = "";
+            FILE *f = fopen(jpath, "r");
+            if (f) {
+                if (!fgets(head, sizeof head, f))
+                    head[0] = '\0';
+                fclose(f);
+            }
+            size_t ml = strlen(MAGIC);
+            head[strcspn(head, "\n")] = '\0';
+            const char *name = strncmp(head, MAGIC " ", ml + 1) == 0 ? head + ml + 1 : "";
+            if (!*name || strchr(name, '/') ||
+                (size_t)snprintf(first, sizeof first, "%s/%s", dir, name) >= sizeof first ||
+                stat(first, &sb) != 0) {
+                counts->orphans++;
+                continue;
+            }
+            report = first;
+        }
+        st_journal_replay_info info;
+        st_err e;
+        if (recover_pair(report, jpath, rpath, &info, &e) != 0) {
+            counts->failed++;
+            if (rc == 0)
+                rc = st_err_set(err, e.code, "%s", e.msg);
+            continue;
+        }
+        if (info.stale)
+            counts->stale++;
+        else
+            counts->recovered++;
+    }
+    closedir(d);
     return rc;
 }

@@ -10,7 +10,7 @@
  *     in progress still `incomplete`, verdict `incomplete` and a cause saying so.
  *
  * Files: the report "<dir>/<name>.yaml" and its journal "<dir>/<name>.journal": a line
- * "station-journal 1\n", then records "J <len> <crc32 hex>\n<len bytes>\n" whose bytes are
+ * "station-journal 1 <file name of the report when the journal was made>\n", then records "J <len> <crc32 hex>\n<len bytes>\n" whose bytes are
  * a YAML map {p: <dotted path>, v: <value>}: put v at p (st_rput_copy: a map key, or a list
  * index, one past the end appending). The journal is removed once the final report is on
  * disk; a journal beside a report whose verdict is not `incomplete` is stale (the run
@@ -56,6 +56,12 @@ int st_journal_put(st_journal *j, const char *path, const st_rnode *value, bool 
 /* Make every record so far durable. */
 int st_journal_sync(st_journal *j, st_err *err);
 
+/* Give the report a new name in the same directory (the unit said who it is): the journal
+ * is renamed to match, then the report, then the directory is synced. A crash between the
+ * two renames leaves a journal whose report keeps its old name: st_journal_recover_dir
+ * finds it through the journal's first line. */
+int st_journal_rename(st_journal *j, const char *new_report_path, st_err *err);
+
 /* Fold: write doc (the complete final report) over the report atomically, then remove the
  * journal, and free j (also on failure; the journal then stays for replay). */
 int st_journal_finish(st_journal *j, const st_rnode *doc, st_err *err);
@@ -92,5 +98,19 @@ void st_journal_apply(st_rnode *doc, const char *buf, size_t n, st_journal_repla
  * journal: what a station does with the journals a killed run left in its report
  * directory. A report with no journal is left alone. */
 int st_journal_recover(const char *report_path, st_journal_replay_info *info, st_err *err);
+
+/* What st_journal_recover_dir did. */
+typedef struct st_journal_recover_counts {
+    unsigned recovered; /* reports rebuilt from their journals */
+    unsigned stale;     /* journals beside final reports, removed */
+    unsigned orphans;   /* journals whose report is gone: left alone */
+    unsigned failed;    /* journals that could not be replayed (the first error is err) */
+} st_journal_recover_counts;
+
+/* st_journal_recover on every "*.journal" in dir: what a station does when it starts on a
+ * report directory a killed run left journals in. A journal whose report is missing under
+ * its name is matched with the report its first line names (a rename cut short); the
+ * rebuilt report then takes the journal's name. A missing dir is no error. */
+int st_journal_recover_dir(const char *dir, st_journal_recover_counts *counts, st_err *err);
 
 #endif

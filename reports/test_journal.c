@@ -342,6 +342,56 @@ static void test_create_refusals(void **state)
     st_report_free(doc);
 }
 
+/* The unit said who it is: the report and its journal take its name; a crash between the
+ * two renames still recovers, through the journal's first line. */
+static void test_rename_and_recover_dir(void **state)
+{
+    st_rnode *doc = initial_doc();
+    st_journal *j = run_steps(doc, 3);
+    char newname[160], newj[160];
+    snprintf(newname, sizeof newname, "%s/NEWID_slot2_20261123T174257.123Z.yaml", dir);
+    st_journal_path_for(newname, newj, sizeof newj);
+    st_err e;
+    assert_int_equal(st_journal_rename(j, newname, &e), 0);
+    assert_false(exists(report));
+    assert_false(exists(jpath));
+    assert_true(exists(newname) && exists(newj));
+    st_rnode *s1 = step(1, "incomplete");
+    assert_int_equal(st_journal_put(j, "steps.1", s1, true, &e), 0); /* still appending */
+    st_report_free(s1);
+    st_journal_close(j);
+    st_journal_recover_counts n;
+    assert_int_equal(st_journal_recover_dir(dir, &n, &e), 0);
+    assert_int_equal(n.recovered, 1);
+    assert_false(exists(newj));
+    st_rnode *back = NULL;
+    assert_int_equal(st_report_load(newname, &back, &e), 0);
+    assert_int_equal(st_report_validate(back, &e), 0);
+    st_report_free(back);
+    unlink(newname);
+
+    /* Cut short: the journal renamed, the report not. */
+    j = run_steps(doc, 2);
+    st_journal_close(j);
+    assert_int_equal(rename(jpath, newj), 0);
+    char orphan[160];
+    snprintf(orphan, sizeof orphan, "%s/gone.journal", dir); /* a journal with no report */
+    FILE *f = fopen(orphan, "w");
+    fputs("station-journal 1 gone-too.yaml\n", f);
+    fclose(f);
+    assert_int_equal(st_journal_recover_dir(dir, &n, &e), 0);
+    assert_int_equal(n.recovered, 1);
+    assert_int_equal(n.orphans, 1);
+    assert_false(exists(report));
+    assert_true(exists(newname));
+    assert_false(exists(newj));
+    assert_int_equal(st_report_load(newname, &back, &e), 0);
+    assert_int_equal(st_report_validate(back, &e), 0);
+    assert_string_equal(st_rget_str(back, "verdict"), "incomplete");
+    st_report_free(back);
+    st_report_free(doc);
+}
+
 static void test_path_for(void **state)
 {
     char out[64];
@@ -362,6 +412,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_corrupt_byte_of_the_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_journal_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rename_and_recover_dir, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
