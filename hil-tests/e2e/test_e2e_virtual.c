@@ -1,6 +1,7 @@
 /* End to end: the `station` binary on the virtual fixture, checking exit codes and the
  * content of the reports it writes (through the report reader, not by grepping). */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -408,6 +409,38 @@ static void write_can_fixture(int n, const char *slot1_extra)
     write_file("can-fixture.yaml", text);
 }
 
+/* Ctrl-C / SIGTERM during CAN discovery (setup, before any unit is touched): exit 4 and
+ * no report, not death by the signal (130/143 from a shell). */
+static void sig_during_discovery(int sig)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(9, app_sha, comb_sha);
+    write_can_fixture(2, NULL);
+    write_can_job("discover", false, app_sha, comb_sha);
+    /* A long discovery window, so the signal lands inside it. */
+    char p[128];
+    snprintf(p, sizeof p, "%s/can-job.yaml", dir);
+    assert_int_equal(run("sed -i 's/discover_ms: 300/discover_ms: 3000/' %s", p), 0);
+    int rc = run("cd %s && (" STATION " --plain run can-job.yaml -f can-fixture.yaml --reports "
+                 "reports & pid=$!; sleep 0.5; kill -%d $pid; wait $pid; echo \"rc=$?\")",
+                 dir, sig);
+    (void)rc;
+    if (!strstr(out, "rc=4"))
+        fail_msg("signal %d during discovery: expected exit 4:\n%s", sig, out);
+    assert_non_null(strstr(out, "stopped by the operator before any unit was touched"));
+    assert_int_equal(count_reports(), 0);
+}
+
+static void test_sigint_during_discovery(void **state)
+{
+    sig_during_discovery(SIGINT);
+}
+
+static void test_sigterm_during_discovery(void **state)
+{
+    sig_during_discovery(SIGTERM);
+}
+
 static void test_returned_units_synthetic(void **state)
 {
     char app_sha[65], comb_sha[65];
@@ -659,6 +692,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_skip_identical_and_rom_quirks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dfu_list_and_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returned_units_synthetic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_during_discovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_during_discovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returned_units_real, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serial_flash_known_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_off_recovered_through_rom, setup, teardown),
