@@ -441,6 +441,27 @@ static void test_sigterm_during_discovery(void **state)
     sig_during_discovery(SIGTERM);
 }
 
+/* A board that is not the job's target: unit.mcu says what the unit reported, and the
+ * unit fails before anything is written. */
+static void test_wrong_mcu_recorded(void **state)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(9, app_sha, comb_sha);
+    write_can_fixture(1, "      faults: [\"katapult-mcu:stm32f072xb\"]\n");
+    write_can_job("slots", false, app_sha, comb_sha);
+    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    if (rc != 1)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = load_report(NULL, NULL);
+    expect_str(doc, "verdict", "fail");
+    expect_str(doc, "unit.mcu", "stm32f072xb");
+    expect_str(doc, "steps.0.katapult.mcu", "stm32f072xb");
+    assert_non_null(strstr(st_rget_str(doc, "cause"),
+                           "unit reports MCU 'stm32f072xb' but the image is for 'stm32g431xx'"));
+    st_report_free(doc);
+}
+
 static void test_returned_units_synthetic(void **state)
 {
     char app_sha[65], comb_sha[65];
@@ -693,6 +714,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dfu_list_and_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returned_units_synthetic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigint_during_discovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_mcu_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_during_discovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returned_units_real, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serial_flash_known_answer, setup, teardown),

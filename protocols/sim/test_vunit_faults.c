@@ -370,6 +370,26 @@ static void test_katapult_silent_complete(void **state)
     rig_down(&r);
 }
 
+static void test_katapult_mcu(void **state)
+{
+    rig r;
+    rig_up(&r, "katapult-mcu:stm32f072xb", true, ST_TIMING_NONE);
+    st_usb_dev_info info;
+    st_err e;
+    assert_int_equal(st_usb_host_wait(r.host, 0x1d50, 0x6177, PORT, 1000, &info, &e), 0);
+    st_stream *s = NULL;
+    assert_int_equal(st_stream_cdc_open(r.host, &info, NULL, &s, &e), 0);
+    st_katapult *kat = NULL;
+    assert_int_equal(st_katapult_open(s, NULL, &kat, &e), 0);
+    st_katapult_info ki;
+    assert_int_equal(st_katapult_connect(kat, &ki, &e), 0);
+    assert_string_equal(ki.mcu, "stm32f072xb");
+    assert_int_equal(st_katapult_check_mcu(&ki, "stm32g431xx", &e), ST_ERR_MISMATCH);
+    st_katapult_close(kat);
+    st_stream_close(s);
+    rig_down(&r);
+}
+
 /* ---- the list in vunit.h is the list the parser takes -------------------------------- */
 
 static void test_malformed_faults_refused(void **state)
@@ -378,7 +398,8 @@ static void test_malformed_faults_refused(void **state)
         "dfu-stall", "dfu-stall:0", "dfu-stall:x", "dfu-leave:sideways", "corrupt-page:0x1",
         "prog-error", "slow-erase:0", "slow-erase:1001", "power-loss", "power-loss:-1",
         "katapult-drop-rx:0", "katapult-melt:3", "katapult-silent-complete:1",
-        "dfu-start-error:1", "can-bus-off", "", "melt",
+        "dfu-start-error:1", "can-bus-off", "", "melt", "katapult-mcu:", "katapult-mcu:STM32",
+        "katapult-mcu:a/b",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         rig r;
@@ -412,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_katapult_frame_faults),
         cmocka_unit_test(test_katapult_power_loss),
         cmocka_unit_test(test_katapult_silent_complete),
+        cmocka_unit_test(test_katapult_mcu),
         cmocka_unit_test(test_malformed_faults_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

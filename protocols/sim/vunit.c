@@ -277,12 +277,13 @@ static void on_katapult_reset(void *ctx, st_katapult_model *m)
 typedef enum fault_kind {
     F_START_ERROR, F_TRANSFER_SIZE, F_STALL, F_DISCONNECT, F_LEAVE, F_CORRUPT_PAGE,
     F_PROG_ERROR, F_SLOW_ERASE, F_POWER_LOSS, F_KAT_POWER_LOSS, F_KAT_DROP_RX, F_KAT_DROP_TX,
-    F_KAT_CORRUPT_RX, F_KAT_CORRUPT_TX, F_KAT_NACK_STORM, F_KAT_SILENT_COMPLETE,
+    F_KAT_CORRUPT_RX, F_KAT_CORRUPT_TX, F_KAT_NACK_STORM, F_KAT_SILENT_COMPLETE, F_KAT_MCU,
 } fault_kind;
 
 typedef struct fault {
     fault_kind kind;
     uint64_t v;
+    const char *arg; /* the text after ':' (katapult-mcu) */
     st_dfu_leave_fault leave;
 } fault_spec;
 
@@ -372,6 +373,13 @@ static int parse_fault(const char *fault, const st_mcu *mcu, fault_spec *out, st
         out->kind = F_KAT_SILENT_COMPLETE;
         return 0;
     }
+    /* A board in the jig that is not the job's target: Katapult reports this MCU. */
+    if (strcmp(name, "katapult-mcu") == 0 && arg && *arg && strlen(arg) < 32 &&
+        strspn(arg, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(arg)) {
+        out->kind = F_KAT_MCU;
+        out->arg = arg;
+        return 0;
+    }
 unknown:;
     char shown[64];
     return st_err_set(err, ST_ERR_INVAL,
@@ -380,7 +388,7 @@ unknown:;
                       "dfu-leave:stall|vanish|stall-dnload, corrupt-page:ADDR, prog-error:ADDR, "
                       "slow-erase:1..1000, power-loss:BYTES, katapult-power-loss:N, "
                       "katapult-drop-rx|drop-tx|corrupt-rx|corrupt-tx:N, katapult-nack-storm:K, "
-                      "katapult-silent-complete; N and K from 1)",
+                      "katapult-silent-complete, katapult-mcu:NAME; N and K from 1)",
                       st_text_printable(fault ? fault : "", shown, sizeof shown));
 }
 
@@ -407,9 +415,10 @@ int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
     int rc = parse_fault(fault, u->mcu, &f, err);
     if (rc)
         return rc;
-    if (f.kind == F_TRANSFER_SIZE)
+    if (f.kind == F_TRANSFER_SIZE || f.kind == F_KAT_MCU)
         return st_err_set(err, ST_ERR_INVAL,
-                          "dfu-transfer-size is a property of the unit: give it when it is made");
+                          "%s is a property of the unit: give it when it is made",
+                          f.kind == F_KAT_MCU ? "katapult-mcu" : "dfu-transfer-size");
     pthread_mutex_lock(&u->lock);
     unsigned nth = (unsigned)f.v;
     switch (f.kind) {
@@ -429,8 +438,9 @@ int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
     case F_KAT_CORRUPT_TX: st_katapult_model_fault_corrupt_tx(u->kat, nth); break;
     case F_KAT_NACK_STORM: st_katapult_model_fault_nack_storm(u->kat, nth); break;
     case F_KAT_SILENT_COMPLETE: st_katapult_model_fault_silent_complete(u->kat, true); break;
+    case F_KAT_MCU: break;
     }
-    if (f.kind >= F_KAT_POWER_LOSS)
+    if (f.kind >= F_KAT_POWER_LOSS && f.kind != F_KAT_MCU)
         u->kat_faults_armed = true;
     st_dfu_model_set_faults(u->dfu, &u->dfu_faults);
     pthread_mutex_unlock(&u->lock);
@@ -451,12 +461,15 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     u->can_transport = cfg->can_transport;
     u->power = u->nrst = 1;
     uint16_t xfer = 0;
+    char kat_mcu[32] = "";
     for (size_t i = 0; i < cfg->n_faults; i++) {
         fault_spec f;
         if (parse_fault(cfg->faults[i], cfg->mcu, &f, err) != 0)
             return st_vunit_free(u), ST_ERR_INVAL;
         if (f.kind == F_TRANSFER_SIZE)
             xfer = (uint16_t)f.v;
+        if (f.kind == F_KAT_MCU)
+            st_strlcpy(kat_mcu, f.arg, sizeof kat_mcu);
     }
     if (cfg->dfu_serial && strlen(cfg->dfu_serial) > ST_VUNIT_SERIAL_MAX)
         return st_vunit_free(u), st_err_set(err, ST_ERR_INVAL,
@@ -478,7 +491,7 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
                            .serial = app_serial };
     u->app_usb = u->app ? st_cdc_acm_new(&id, st_klipper_app_stream(u->app)) : NULL;
     st_katapult_model_cfg kc = { .with_can = cfg->can_transport, .on_reset = on_katapult_reset,
-                                 .reset_ctx = u };
+                                 .reset_ctx = u, .mcu = kat_mcu[0] ? kat_mcu : NULL };
     memcpy(kc.uuid, cfg->can_uuid, 6);
     if (cfg->timing == ST_TIMING_DATASHEET && !cfg->can_transport)
         kc.turnaround_us = 1000; /* USB full-speed CDC: one 1 ms frame per exchange */
@@ -502,7 +515,8 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
         st_flash_preload(u->flash, cfg->holds_addr, cfg->holds, cfg->holds_len);
     for (size_t i = 0; i < cfg->n_faults; i++) {
         fault_spec f;
-        if (parse_fault(cfg->faults[i], cfg->mcu, &f, NULL) == 0 && f.kind == F_TRANSFER_SIZE)
+        if (parse_fault(cfg->faults[i], cfg->mcu, &f, NULL) == 0 &&
+            (f.kind == F_TRANSFER_SIZE || f.kind == F_KAT_MCU))
             continue;
         int rc = st_vunit_apply_fault(u, cfg->faults[i], err);
         if (rc) {

@@ -86,6 +86,8 @@ unsigned st_vunit_boots(st_vunit *u);
  *                              lose or damage the Nth Katapult frame (host->unit / unit->host)
  *   katapult-nack-storm:K      answer the next K Katapult frames with NACK
  *   katapult-silent-complete   no answer to COMPLETE (the unit still starts its app)
+ *   katapult-mcu:NAME          Katapult's CONNECT reports MCU NAME (another board in the
+ *                              jig; only in st_vunit_config)
  *   can-bus-off                (fixtures only) the unit's virtual CAN bus is bus-off
  * Katapult faults and power-loss fire once: a reboot after they fired disarms them.
  * N and K count from 1; ADDR must lie in the MCU's main flash. */
