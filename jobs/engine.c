@@ -263,6 +263,9 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
     st_rnode *alog = st_rmap_seq(r->cur, "attempt_log");
     unsigned attempt = 0;
     outcome out = OUT_PASS;
+    st_err first; /* the first attempt's error: the cause names it (later ones may only see
+                     the aftermath, e.g. a device that is gone) */
+    st_err_clear(&first);
     for (;;) {
         attempt++;
         if (env->cancel && *env->cancel) {
@@ -284,6 +287,8 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
             break;
         st_err_prefix(err, "%s", name);
         st_rmap_str(a, "error", err->msg);
+        if (attempt == 1)
+            first = *err;
         ST_LOGW(env->log, MOD, "slot %d: attempt %u: %s", run_slot_id(r), attempt, err->msg);
         st_fail_class fc = classify(r, s, rc);
         if (fc == ST_FAIL_LADDER) {
@@ -298,6 +303,12 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
     st_rmap_ms(r->cur, "duration_ms", st_now_us() - t0);
     st_rmap_int(r->cur, "attempts", attempt);
     st_rmap_str(r->cur, "outcome", out == OUT_PASS ? "pass" : out == OUT_CANCEL ? "incomplete" : "fail");
+    if (out != OUT_PASS && out != OUT_CANCEL && attempt > 1 && first.msg[0] &&
+        strcmp(first.msg, err->msg) != 0) {
+        char last[ST_ERR_MSG_MAX];
+        st_strlcpy(last, err->msg, sizeof last);
+        st_err_set(err, err->code, "%.480s; attempt %u: %.480s", first.msg, attempt, last);
+    }
     if (out != OUT_PASS)
         st_rmap_str(r->cur, "error", err->msg);
     /* Its result: synced by the next step's start or the final report. A failure here

@@ -15,7 +15,7 @@ typedef struct row {
     int slot_id;
     char step[24];
     char phase[16];
-    char final[160];
+    char final[2560];         /* verdict, cause and report path: never cut (PATH_MAX + a cause) */
     uint64_t done, total, phase_start_us, last_draw_us;
     uint64_t base;            /* bytes already done at phase_start_us */
     int attempt;
@@ -92,7 +92,7 @@ static void redraw(st_ui *ui)
 
 static void plain(st_ui *ui, const row *r)
 {
-    char buf[200];
+    char buf[2600]; /* a final line is never cut: it carries the cause and the report path */
     line_of(r, buf, sizeof buf);
     fprintf(ui->out, "%s\n", buf);
     fflush(ui->out);

@@ -70,19 +70,21 @@ static void write_file(const char *name, const char *text)
     fclose(f);
 }
 
-/* Two datasheet-timed USB units, the demo job (its generated image) writing to reports/. */
-static void make_jig(void)
+/* Two datasheet-timed USB units (slot 1 with these faults, a YAML list, or none), the demo
+ * job (its generated image) writing to reports/. */
+static void make_jig_with(const char *slot1_faults)
 {
     static const char slot[] =
         "  - id: %d\n"
         "    lines: { boot0: BOOT0_%d, reset: { name: NRST_%d, active_low: true } }\n"
         "    usb_port: vusb-%d\n"
-        "    unit: { timing: datasheet, serial: \"0A1B2C3D4E0%d\" }\n";
+        "    unit: { timing: datasheet, serial: \"0A1B2C3D4E0%d\", faults: %s }\n";
     char fx[1024];
     int n = snprintf(fx, sizeof fx, "name: rel\ngpio: { backend: virtual }\n"
                                     "timing: { reset_pulse_ms: 20, boot_settle_ms: 50 }\nslots:\n");
     for (int i = 1; i <= 2; i++)
-        n += snprintf(fx + n, sizeof fx - (size_t)n, slot, i, i, i, i, i);
+        n += snprintf(fx + n, sizeof fx - (size_t)n, slot, i, i, i, i, i,
+                      i == 1 && slot1_faults ? slot1_faults : "[]");
     write_file("fx.yaml", fx);
     write_file("job.yaml",
                "name: rel\n"
@@ -102,6 +104,11 @@ static void make_jig(void)
                "  - wait-for-app: { usb: \"1d50:614e\", timeout_ms: 10000 }\n");
     assert_int_equal(run("mkdir -p '%s/generated' && '%s' image generate '%s/generated/demo-combined.bin'",
                          dir, STATION, dir), 0);
+}
+
+static void make_jig(void)
+{
+    make_jig_with(NULL);
 }
 
 /* Every file in rdir: no temp files and no journal left; every report validates, at most
@@ -256,11 +263,36 @@ static void test_nearly_full_disk(void **state)
         assert_true(strstr(out, "No space left") || strstr(out, "cannot be written"));
 }
 
+/* A unit that vanishes in the middle of a DFU transfer: the cause names the address of the
+ * transfer that failed (the first error), even when the retries only see a missing device;
+ * the operator line is not cut. */
+static void test_disconnect_names_address(void **state)
+{
+    make_jig_with("[\"dfu-disconnect:30\"]");
+    int rc = run("cd '%s' && '%s' -f fx.yaml run job.yaml --plain -r reports --slot 1", dir,
+                 STATION);
+    if (rc != 1)
+        fail_msg("exit %d:\n%s", rc, out);
+    char rdir[256];
+    snprintf(rdir, sizeof rdir, "%s/reports", dir);
+    int n = 0;
+    check_reports(rdir, &n);
+    assert_int_equal(n, 1);
+    /* "flash: erase 0x08000800: USB device at vusb-1 has disconnected; attempt 3: ..." */
+    const char *cause = strstr(out, "FAIL  ");
+    assert_non_null(cause);
+    assert_non_null(strstr(cause, " 0x0800"));
+    assert_non_null(strstr(cause, "disconnected"));
+    assert_non_null(strstr(out, "report "));
+    assert_non_null(strstr(out, ".yaml"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nearly_full_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disconnect_names_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_at_30_moments, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
