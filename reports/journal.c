@@ -484,6 +484,15 @@ int st_journal_recover_dir(const char *dir, st_journal_recover_counts *counts, s
     struct dirent *de;
     while ((de = readdir(d))) {
         size_t l = strlen(de->d_name);
+        if (strstr(de->d_name, ".yaml.tmp.") && de->d_name[0] != '.') {
+            /* The temp file of an atomic write a killed run never renamed: garbage (the
+             * report itself is whole). One station per report directory, so none is live. */
+            char tpath[PATH_MAX];
+            if ((size_t)snprintf(tpath, sizeof tpath, "%s/%s", dir, de->d_name) < sizeof tpath &&
+                unlink(tpath) == 0)
+                counts->temps++;
+            continue;
+        }
         if (l <= 8 || strcmp(de->d_name + l - 8, ".journal") != 0 || de->d_name[0] == '.')
             continue;
         char jpath[PATH_MAX], rpath[PATH_MAX], first[PATH_MAX];

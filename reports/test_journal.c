@@ -374,7 +374,11 @@ static void test_rename_and_recover_dir(void **state)
     j = run_steps(doc, 2);
     st_journal_close(j);
     assert_int_equal(rename(jpath, newj), 0);
-    char orphan[160];
+    char orphan[160], tmpf[200];
+    snprintf(tmpf, sizeof tmpf, "%s.tmp.99999", newname); /* a killed atomic write's */
+    FILE *tf = fopen(tmpf, "w");
+    fputs("schema: 1\n", tf);
+    fclose(tf);
     snprintf(orphan, sizeof orphan, "%s/gone.journal", dir); /* a journal with no report */
     FILE *f = fopen(orphan, "w");
     fputs("station-journal 1 gone-too.yaml\n", f);
@@ -382,6 +386,8 @@ static void test_rename_and_recover_dir(void **state)
     assert_int_equal(st_journal_recover_dir(dir, &n, &e), 0);
     assert_int_equal(n.recovered, 1);
     assert_int_equal(n.orphans, 1);
+    assert_int_equal(n.temps, 1);
+    assert_false(exists(tmpf));
     assert_false(exists(report));
     assert_true(exists(newname));
     assert_false(exists(newj));

@@ -534,9 +534,9 @@ static int cmd_report_recover(const opts *o, char *const args[])
     st_journal_recover_counts n;
     st_err e;
     int rc = st_journal_recover_dir(args[0], &n, &e);
-    printf("%s: %u report(s) rebuilt from their journals, %u stale journal(s) removed, "
-           "%u journal(s) without a report left alone\n", args[0], n.recovered, n.stale,
-           n.orphans);
+    printf("%s: %u report(s) rebuilt from their journals, %u stale journal(s) and %u temp "
+           "file(s) removed, %u journal(s) without a report left alone\n", args[0],
+           n.recovered, n.stale, n.temps, n.orphans);
     if (rc) {
         err_line("report recover", &e);
         return EXIT_STATION;
