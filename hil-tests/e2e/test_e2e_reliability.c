@@ -21,6 +21,7 @@
 
 #include "reports/report.h"
 #include "station/core/clock.h"
+#include "station/core/text.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
 
@@ -287,12 +288,44 @@ static void test_disconnect_names_address(void **state)
     assert_non_null(strstr(out, ".yaml"));
 }
 
+/* One rule for all input: a fixture that is missing, a FIFO, a directory, or names an
+ * unknown fault gets exit 2 and the same message from `fixture check` and from `run`
+ * (a missing one used to exit 3 under run; a FIFO hung forever). */
+static void test_same_input_same_answer(void **state)
+{
+    make_jig();
+    write_file("badfault.yaml", "name: t\ngpio: {backend: virtual}\nslots:\n  - id: 1\n"
+                                "    lines: {boot0: B0, reset: R0}\n    unit:\n"
+                                "      faults: [\"melt:1\"]\n");
+    char p[256];
+    snprintf(p, sizeof p, "%s/fifo.yaml", dir);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    static const char *const inputs[] = { "missing.yaml", "fifo.yaml", "generated",
+                                          "badfault.yaml" };
+    static const char *const want[] = { "cannot open fixture: No such file or directory",
+                                        "not a fixture file (a FIFO)",
+                                        "is a directory, not a fixture file",
+                                        "slots[0].unit.faults[0]: unknown or malformed fault" };
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
+        int rc = run("cd '%s' && timeout 20 '%s' fixture check %s", dir, STATION, inputs[i]);
+        char check[1024];
+        st_strlcpy(check, out, sizeof check);
+        if (rc != 2 || !strstr(check, want[i]))
+            fail_msg("fixture check %s: exit %d:\n%s", inputs[i], rc, check);
+        rc = run("cd '%s' && timeout 20 '%s' -f %s run job.yaml --plain", dir, STATION, inputs[i]);
+        if (rc != 2 || strcmp(out, check) != 0)
+            fail_msg("run -f %s: exit %d:\n%s\n(fixture check said:\n%s)", inputs[i], rc, out,
+                     check);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nearly_full_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_names_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_input_same_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_at_30_moments, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
