@@ -502,12 +502,25 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
     finish(&r, verdict, &err, res);
     /* Fold the journal into the final report (one atomic write), even after a failed save:
      * the disk may have room again, and then the report tells the whole truth. */
+    /* The end in the journal too, unsynced (the final write's fsync follows), the verdict
+     * last: if the final write fails, a sync keeps what the run ended with. */
+    static const char *const end[] = { "steps", "unit", "device_errors", "recovery", "run",
+                                       "cause", "verdict", NULL };
     st_err ferr;
+    for (size_t k = 0; !r.save_rc && end[k]; k++) {
+        const st_rnode *n = st_rget(r.doc, end[k]);
+        if (n && st_journal_put(r.jr, end[k], n, false, &ferr) != 0)
+            r.save_rc = ferr.code, r.save_err = ferr;
+    }
     rc = st_journal_finish(r.jr, r.doc, &ferr);
     st_strlcpy(res->report_path, r.path, sizeof res->report_path);
-    if (rc)
-        snprintf(res->cause, sizeof res->cause, "final report not written: %.800s (its "
-                 "journal keeps the steps: station report recover)", ferr.msg);
+    if (rc) {
+        char why[ST_ERR_MSG_MAX];
+        st_strlcpy(why, res->cause, sizeof why);
+        snprintf(res->cause, sizeof res->cause, "%.400s%sfinal report not written: %.400s "
+                 "(its journal keeps the steps: station report recover)", why,
+                 why[0] ? "; " : "", ferr.msg);
+    }
     else if (r.save_rc)
         rc = r.save_rc; /* the station could not keep the report: the run stopped early */
     st_report_free(r.doc);

@@ -239,6 +239,11 @@ int st_journal_rename(st_journal *j, const char *new_report_path, st_err *err)
 int st_journal_finish(st_journal *j, const st_rnode *doc, st_err *err)
 {
     int rc = write_report(j, doc, err);
+    if (rc != 0 && !j->failed) {
+        /* The journal is then all there is: make its unsynced tail durable. */
+        j->stats.syncs++;
+        fdatasync(j->fd);
+    }
     if (rc == 0) {
         close(j->fd);
         j->fd = -1;
@@ -350,7 +355,7 @@ static const char *step_in_progress(const st_rnode *doc)
 void st_journal_apply(st_rnode *doc, const char *buf, size_t n, st_journal_replay_info *info)
 {
     size_t off = 0, ml = strlen(MAGIC);
-    bool cause_set = false;
+    bool cause_set = false, ended = false;
     info->records = 0;
     const char *eol = n > ml ? memchr(buf + ml, '\n', n - ml) : NULL;
     if (eol && memcmp(buf, MAGIC, ml) == 0 && (buf[ml] == ' ' || buf[ml] == '\n')) {
@@ -371,6 +376,8 @@ void st_journal_apply(st_rnode *doc, const char *buf, size_t n, st_journal_repla
             bool ok = p && v && st_rput_copy(doc, p, v);
             if (ok && strcmp(p, "cause") == 0)
                 cause_set = true;
+            if (ok && strcmp(p, "verdict") == 0)
+                ended = true;
             st_report_free(rec);
             if (!ok)
                 break;
@@ -379,7 +386,15 @@ void st_journal_apply(st_rnode *doc, const char *buf, size_t n, st_journal_repla
         }
     }
     info->torn_bytes = n > off ? n - off : 0;
-    /* The run did not end: whatever the records said, the verdict stays incomplete. */
+    info->ended = ended;
+    /* A verdict record is the run's last: the run ended and only the final write did not
+     * happen. Otherwise the run did not end: the verdict stays incomplete. */
+    if (ended) {
+        const char *v = st_rget_str(doc, "verdict");
+        if (v && strcmp(v, "pass") == 0)
+            st_rmap_del(doc, "cause"); /* a pass has none (the first report's placeholder) */
+        return;
+    }
     st_rmap_str(doc, "verdict", "incomplete");
     if (!cause_set) {
         const char *step = step_in_progress(doc);

@@ -63,7 +63,7 @@ int st_journal_sync(st_journal *j, st_err *err);
 int st_journal_rename(st_journal *j, const char *new_report_path, st_err *err);
 
 /* Fold: write doc (the complete final report) over the report atomically, then remove the
- * journal, and free j (also on failure; the journal then stays for replay). */
+ * journal, and free j (also on failure: the journal is then synced and stays for replay). */
 int st_journal_finish(st_journal *j, const st_rnode *doc, st_err *err);
 /* Free j without finishing: the journal stays on disk for st_journal_replay. NULL ok. */
 void st_journal_close(st_journal *j);
@@ -77,13 +77,16 @@ typedef struct st_journal_replay_info {
     bool stale;            /* ... but the report is final: the journal was ignored */
     size_t records;        /* records applied */
     size_t torn_bytes;     /* bytes dropped at the end: a torn or corrupt last record */
+    bool ended;            /* the journal holds the run's verdict (its last record) */
 } st_journal_replay_info;
 
 /* Rebuild a report: load it, and when a journal lies beside it and the report is still
  * `incomplete`, apply every whole record in order, stopping at the first torn or corrupt
- * one. The result keeps verdict `incomplete`; unless a record set a cause, its cause says
- * the run stopped before it ended and names the step in progress (the last step whose
- * outcome is `incomplete`). Without a journal the report is returned as it is. *out is new
+ * one. When a record put the `verdict` (the engine's last record before the final write)
+ * the run ended and the result is the final report. Otherwise it keeps verdict
+ * `incomplete`, and unless a record set a cause, its cause says the run stopped before it
+ * ended and names the step in progress (the last step whose outcome is `incomplete`).
+ * Without a journal the report is returned as it is. *out is new
  * (st_report_free); info may be NULL. */
 int st_journal_replay(const char *report_path, st_rnode **out, st_journal_replay_info *info,
                       st_err *err);

@@ -398,6 +398,37 @@ static void test_rename_and_recover_dir(void **state)
     st_report_free(doc);
 }
 
+/* The engine journals the run's end (the verdict last) before the final write: if that
+ * write fails, replay gives the final report, not an incomplete one. */
+static void test_ended_journal(void **state)
+{
+    st_rnode *doc = initial_doc();
+    st_journal *j = run_steps(doc, 100);
+    st_rnode *v = st_report_new();
+    st_rmap_del(v, "schema");
+    st_rnode *run = st_report_copy(st_rget(doc, "run"));
+    st_rmap_time(run, "finished", 1795455780871000ull);
+    st_rmap_ms(run, "duration_ms", 3748412);
+    put(j, doc, "run", run, false);
+    st_report_free(v);
+    st_rnode *pass = NULL;
+    st_err e;
+    assert_int_equal(st_report_parse("verdict: pass\n", 14, "t", &pass, &e), 0);
+    assert_int_equal(st_journal_put(j, "verdict", st_rget(pass, "verdict"), true, &e), 0);
+    st_report_free(pass);
+    st_journal_close(j); /* the final write never happened */
+    st_rnode *back = NULL;
+    st_journal_replay_info info;
+    assert_int_equal(st_journal_replay(report, &back, &info, &e), 0);
+    assert_true(info.ended);
+    assert_string_equal(st_rget_str(back, "verdict"), "pass");
+    assert_null(st_rget(back, "cause"));
+    if (st_report_validate(back, &e) != 0)
+        fail_msg("%s", e.msg);
+    st_report_free(back);
+    st_report_free(doc);
+}
+
 static void test_path_for(void **state)
 {
     char out[64];
@@ -419,6 +450,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_journal_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rename_and_recover_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ended_journal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -319,11 +319,38 @@ static void test_same_input_same_answer(void **state)
     }
 }
 
+/* One unit, 8 KiB free: the journal runs out of room during the run. The unit is stopped
+ * before its next step (never inside one), exit 3, the line says so, and once there is room
+ * again `report recover` gives a valid report that ends with the step it was in. */
+static void test_disk_fills_during_run(void **state)
+{
+    if (!can_unshare())
+        skip();
+    make_jig();
+    run("cd '%s' && mkdir -p mnt saved && unshare -r -m sh -c '"
+        "mount -t tmpfs -o size=64k none mnt && "
+        "dd if=/dev/zero of=mnt/fill bs=4096 count=14 >/dev/null 2>&1 && "
+        "\"%s\" -f fx.yaml run job.yaml --plain -r mnt/reports --slot 1; echo \"rc=$?\"; "
+        "rm -f mnt/fill; \"%s\" report recover mnt/reports >/dev/null; "
+        "cp mnt/reports/* saved/ 2>/dev/null; true'",
+        dir, STATION, STATION);
+    if (!strstr(out, "rc=3"))
+        fail_msg("expected exit 3:\n%s", out);
+    assert_true(strstr(out, "the unit was stopped before") ||
+                strstr(out, "final report not written"));
+    char sdir[256];
+    snprintf(sdir, sizeof sdir, "%s/saved", dir);
+    int n = 0;
+    check_reports(sdir, &n);
+    assert_int_equal(n, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nearly_full_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_fills_during_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_names_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_input_same_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_at_30_moments, setup, teardown),
