@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,11 +31,33 @@ static int setup(void **state)
     return mkdtemp(dir) ? 0 : -1;
 }
 
+static int bad_reports;
+
+/* nftw callback: every unit report a test left validates (issue 8: every report the suite
+ * writes, whatever the test checked). Reports are "<identity>_slot<N>_<time>.yaml". */
+static int validate_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    const char *base = p + ftw->base;
+    size_t l = strlen(base);
+    if (flag != FTW_F || l < 5 || strcmp(base + l - 5, ".yaml") != 0 || !strstr(base, "_slot"))
+        return 0;
+    st_rnode *doc = NULL;
+    st_err e;
+    if (st_report_load(p, &doc, &e) != 0 || st_report_validate(doc, &e) != 0) {
+        print_error("report %s does not validate: %s\n", p, e.msg);
+        bad_reports++;
+    }
+    st_report_free(doc);
+    return 0;
+}
+
 static int teardown(void **state)
 {
+    bad_reports = 0;
+    nftw(dir, validate_one, 16, FTW_PHYS);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return system(cmd) == 0 && bad_reports == 0 ? 0 : -1;
 }
 
 /* Run a shell command line, capture its output, return its exit code. */
