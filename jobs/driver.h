@@ -62,8 +62,10 @@ st_rnode *st_run_unit(st_run *r);
 void st_run_identify(st_run *r, const char *identity);
 /* Note a device-reported error in the current step and in the report's device_errors. */
 void st_run_device_error(st_run *r, const char *msg);
-/* The slot id the report names (0 for a unit that no fixture slot holds). */
+/* The slot id the report names (-1 for a unit that no fixture slot holds). */
 int st_run_slot_id(const st_run *r);
+/* How logs name the unit: "slot 2", or "unit 0a0b0c0d0e01" for a unit in no slot. */
+const char *st_run_label(const st_run *r);
 
 /* How a failed attempt counts (the driver decides; st_fail_default is the usual rule). */
 typedef enum st_fail_class {
@@ -150,13 +152,19 @@ struct st_cli {
     void *host;
 };
 
+/* st_cli_cmd.flags: the command runs a job through st_cli.run_job, so it also takes the
+ * run options (--slot, --reports, --operator, --uuid, --iface). */
+#define ST_CLI_RUNS_JOBS 0x1u
+
 typedef struct st_cli_cmd {
     const char *words;         /* "can scan": the command's words */
     const char *args;          /* "IMAGE": positional arguments (NULL: none) */
     unsigned nargs;            /* how many */
     const char *summary;       /* one line for `station --help` */
-    const char *help;          /* more lines for `station can scan --help` (NULL: none) */
-    const st_cli_opt *opts;    /* options it reads, terminated by { NULL } */
+    const char *help;          /* more for `station can scan --help` (NULL: none) */
+    const st_cli_opt *opts;    /* its own options, terminated by { NULL }; every command also
+                                  takes --fixture, --plain, --verbose, --help */
+    unsigned flags;            /* ST_CLI_* */
     int (*run)(const st_cli *cli, char *const args[]);
 } st_cli_cmd;
 
@@ -204,6 +212,12 @@ struct st_driver {
     const char *rung_name;
     const char *const *rung_steps;
     const st_cli_cmd *commands; /* terminated by { NULL } (NULL: none) */
+    /* Check an image one of its steps takes, before any unit is touched, instead of the
+     * default rule (it fits the job target's flash and starts with a Cortex-M vector
+     * table): an image for another chip on the board (a Bluetooth module's GBL file) has
+     * its own. The pinned SHA-256 is checked either way. NULL: the default rule. */
+    int (*image_check)(const st_job *job, const void *section, const st_image *img,
+                       st_err *err);
 };
 
 /* ---- Registry helpers --------------------------------------------------------------------- */

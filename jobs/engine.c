@@ -42,14 +42,20 @@ struct st_run {
     st_journal *jr;           /* the report's journal, from the first write to the last */
     int save_rc;              /* the first failed save (sticky), 0 while all went to disk */
     st_err save_err;
+    char label[40];           /* "slot 2", or "unit 0a0b0c0d0e01" for a unit in no slot */
 };
 typedef struct st_run run;
 
 int st_run_slot_id(const run *r)
 {
-    return r->env->fslot ? r->env->fslot->id : 0;
+    return r->env->fslot ? r->env->fslot->id : -1;
 }
 #define run_slot_id st_run_slot_id
+
+const char *st_run_label(const run *r)
+{
+    return r->label;
+}
 
 st_rnode *st_run_unit(run *r)
 {
@@ -85,7 +91,7 @@ static int run_save(run *r, st_rnode *step, bool sync)
     if (rc) {
         r->save_rc = rc;
         r->save_err = e;
-        ST_LOGE(r->env->log, MOD, "slot %d: report %s: %s", run_slot_id(r), r->path, e.msg);
+        ST_LOGE(r->env->log, MOD, "%s: report %s: %s", r->label, r->path, e.msg);
     }
     return rc;
 }
@@ -133,8 +139,12 @@ static void begin_report(run *r)
     st_rmap_str(fx, "path", env->fixture->path);
     st_rmap_str(fx, "backend", st_gpio_backend_name(env->fixture->backend));
     st_rnode *sl = st_rmap_map(d, "slot");
-    st_rmap_int(sl, "id", run_slot_id(r));
-    st_rmap_str(sl, "name", env->fslot ? env->fslot->name : "none (found on the bus)");
+    if (env->fslot) {
+        st_rmap_int(sl, "id", env->fslot->id);
+        st_rmap_str(sl, "name", env->fslot->name);
+    } else {
+        st_rmap_str(sl, "name", "none (found on the bus)"); /* no id: no slot holds it */
+    }
     st_rnode *jb = st_rmap_map(d, "job");
     st_rmap_str(jb, "name", r->job->name);
     st_rmap_str(jb, "path", r->job->path);
@@ -289,7 +299,7 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
         st_rmap_str(a, "error", err->msg);
         if (attempt == 1)
             first = *err;
-        ST_LOGW(env->log, MOD, "slot %d: attempt %u: %s", run_slot_id(r), attempt, err->msg);
+        ST_LOGW(env->log, MOD, "%s: attempt %u: %s", r->label, attempt, err->msg);
         st_fail_class fc = classify(r, s, rc);
         if (fc == ST_FAIL_LADDER) {
             out = OUT_LADDER;
@@ -302,6 +312,9 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
     }
     st_rmap_ms(r->cur, "duration_ms", st_now_us() - t0);
     st_rmap_int(r->cur, "attempts", attempt);
+    ST_LOGI(env->log, MOD, "%s: %s: %s (attempt %u, %llu ms)", r->label, name,
+            out == OUT_PASS ? "pass" : out == OUT_CANCEL ? "stopped" : "fail", attempt,
+            (unsigned long long)((st_now_us() - t0) / 1000u));
     st_rmap_str(r->cur, "outcome", out == OUT_PASS ? "pass" : out == OUT_CANCEL ? "incomplete" : "fail");
     if (out != OUT_PASS && out != OUT_CANCEL && attempt > 1 && first.msg[0] &&
         strcmp(first.msg, err->msg) != 0) {
@@ -419,6 +432,10 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
     char early[64];
     bool by_identity = early_identity(job, env, early, sizeof early);
     char pending[64];
+    if (env->fslot)
+        snprintf(r.label, sizeof r.label, "slot %d", env->fslot->id);
+    else
+        snprintf(r.label, sizeof r.label, "unit %.16s", env->can_uuid ? env->can_uuid : "?");
     if (by_identity)
         snprintf(pending, sizeof pending, "%s", early);
     else /* SCHEMA.md's fallback identity until a step names the unit */

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,20 +48,25 @@ static void on_signal(int sig)
 
 /* ---- options ---------------------------------------------------------------------- */
 
-/* The options every command takes. A command's own options come from its table (drivers'
- * commands included), so a driver adds options without an edit here. */
-static const st_cli_opt global_opts[] = {
+/* Options every command takes, and those of every command that runs a job (`run` and the
+ * driver commands flagged ST_CLI_RUNS_JOBS). A command's own options come from its table
+ * (drivers' commands included), so a driver adds options without an edit here. */
+static const st_cli_opt common_opts[] = {
     { "fixture", "FILE", "fixture file (default: $STATION_FIXTURE, else the virtual fixture "
                          STATION_DEFAULT_FIXTURE ")" },
+    { "plain", NULL, "plain progress lines even on a terminal" },
+    { "verbose", NULL, "more log lines: -v the steps and devices, -vv every request" },
+    { "help", NULL, "this help" },
+    { "version", NULL, "the station's version" },
+    { NULL, NULL, NULL },
+};
+
+static const st_cli_opt run_opts[] = {
     { "slot", "N", "run on slot N only (repeatable)" },
     { "reports", "DIR", "write reports to DIR instead of the job's report_dir" },
     { "operator", "NAME", "operator name for the reports (default: $USER)" },
-    { "plain", NULL, "plain progress lines even on a terminal" },
-    { "iface", "NAME", "CAN interface (default: the fixture's)" },
-    { "uuid", "UUID", "run only the unit with this CAN UUID (12 hex digits)" },
-    { "verbose", NULL, "more log messages (twice for debug)" },
-    { "help", NULL, "this help" },
-    { "version", NULL, "version" },
+    { "uuid", "UUID", "units: discover: run only the unit with this CAN UUID (12 hex digits)" },
+    { "iface", "NAME", "CAN interface (default: the slot's, else the fixture's first)" },
     { NULL, NULL, NULL },
 };
 
@@ -156,6 +162,8 @@ typedef struct slot_run {
     st_run_result res;
     int rc;
     pthread_t thread;
+    bool started;             /* its thread runs (join it) */
+    char label[24];           /* "slot 2", "unit 0a0b0c0d0e01" */
 } slot_run;
 
 static void on_step(void *ctx, const char *step, int attempt)
@@ -234,6 +242,21 @@ static bool slot_chosen(const opts *o, int id)
         if (o->slots[i] == id)
             return true;
     return false;
+}
+
+/* After an empty discovery: where the units might be. */
+static void hint_can_fixture(const st_fixture *fx)
+{
+    bool can_units = false;
+    for (size_t i = 0; i < fx->n_slots; i++)
+        can_units |= fx->slots[i].unit.present && fx->slots[i].unit.transport == ST_UNIT_TRANSPORT_CAN;
+    if (fx->backend == ST_GPIO_BACKEND_VIRTUAL && !can_units)
+        fprintf(stderr, "station: fixture %s has no CAN units; %s has three "
+                        "(station run JOB -f %s)\n",
+                fx->name, STATION_CAN_FIXTURE, STATION_CAN_FIXTURE);
+    else if (fx->backend != ST_GPIO_BACKEND_VIRTUAL)
+        fprintf(stderr, "station: check that the units are powered and wired to the bus, and "
+                        "the bitrate (station can scan lists what answers)\n");
 }
 
 static int run_job(const st_job *job, st_image *const *images, const opts *o)
@@ -317,8 +340,11 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
             ntargets++;
         }
         if (!ntargets) {
-            fprintf(stderr, "station: no unit answered on %s\n", ifname);
-            status = EXIT_STATION;
+            /* An empty bus is not a station fault: nothing was touched. */
+            fprintf(stderr, "station: no unit answered on %s%s\n", ifname,
+                    o->nslots ? " in the slots chosen" : "");
+            hint_can_fixture(fx);
+            status = EXIT_USAGE;
             goto out;
         }
     } else {
@@ -377,7 +403,11 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         s->row = (int)i;
         s->job = job;
         s->images = images;
-        st_ui_bind(ui, (int)i, t->fs ? t->fs->id : 0, &s->progress);
+        if (t->fs)
+            snprintf(s->label, sizeof s->label, "slot %d", t->fs->id);
+        else
+            snprintf(s->label, sizeof s->label, "unit %s", t->uuid);
+        st_ui_bind(ui, (int)i, s->label, &s->progress);
         s->env = (st_run_env){
             .station_name = "station",
             .operator_name = who && *who ? who : "unknown",
@@ -391,6 +421,8 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
             .can_uuid = t->uuid,
             .unit_index = (unsigned)i,
             .serial = serial,
+            .uart_open = st_ctx_uart_open,
+            .uart_ctx = ctx,
             .log = st_ui_logger(ui),
             .progress = &s->progress,
             .on_step = on_step,
@@ -407,13 +439,26 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
     /* Reports a killed run left half-written (a journal beside them) are rebuilt first; one
      * station per report directory, so no journal here is live. */
     recover_reports(job, o, st_ui_logger(ui));
-    for (size_t i = 0; i < nruns; i++)
-        pthread_create(&runs[i].thread, NULL, slot_thread, &runs[i]);
-    for (size_t i = 0; i < nruns; i++)
-        pthread_join(runs[i].thread, NULL);
-    size_t pass = 0, fail = 0, inc = 0, err = 0;
+    size_t pass = 0, fail = 0, inc = 0, err = 0, unstarted = 0;
     for (size_t i = 0; i < nruns; i++) {
-        if (runs[i].rc)
+        /* A thread that cannot start (out of threads or memory) leaves its unit untouched:
+         * a station fault, said as such, and never joined. */
+        int te = pthread_create(&runs[i].thread, NULL, slot_thread, &runs[i]);
+        runs[i].started = te == 0;
+        if (te) {
+            char why[160];
+            snprintf(why, sizeof why, "cannot start its run: %s", strerror(te));
+            fprintf(stderr, "station: %s: %s\n", runs[i].label, why);
+            st_ui_done(ui, (int)i, "ERROR", why);
+        }
+    }
+    for (size_t i = 0; i < nruns; i++)
+        if (runs[i].started)
+            pthread_join(runs[i].thread, NULL);
+    for (size_t i = 0; i < nruns; i++) {
+        if (!runs[i].started)
+            unstarted++;
+        else if (runs[i].rc)
             err++;
         else if (runs[i].res.verdict == ST_VERDICT_PASS)
             pass++;
@@ -427,8 +472,10 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         printf(", %zu incomplete", inc);
     if (err)
         printf(", %zu without a report", err);
+    if (unstarted)
+        printf(", %zu not started", unstarted);
     printf("\n");
-    status = err ? EXIT_STATION : inc ? EXIT_INCOMPLETE : fail ? EXIT_UNIT_FAIL : EXIT_PASS;
+    status = err || unstarted ? EXIT_STATION : inc ? EXIT_INCOMPLETE : fail ? EXIT_UNIT_FAIL : EXIT_PASS;
 out:
     for (size_t i = 0; i < nruns; i++)
         st_slot_close(runs[i].env.slot);
@@ -639,7 +686,9 @@ typedef struct builtin {
     const char *args;
     unsigned nargs;
     const char *summary;
+    const char *help;
     const st_cli_opt *opts;
+    unsigned flags;            /* ST_CLI_RUNS_JOBS */
     int (*run)(const opts *o, char *const args[]);
 } builtin;
 
@@ -656,19 +705,57 @@ static const st_cli_opt show_opts[] = {
 };
 
 static const builtin builtins[] = {
-    { "run", "JOB", 1, "run a job on every slot of the fixture (or --slot N), or on every unit "
-                       "found on the CAN bus (a job with units: discover)", NULL, cmd_run },
-    { "steps", NULL, 0, "list every driver's steps, their options and job sections", NULL, cmd_steps },
-    { "job check", "JOB", 1, "parse a job and validate its images; touches nothing", NULL, cmd_job_check },
-    { "report show", "FILE", 1, "summarise a unit report (with its journal, if its run is "
-                                "going or died)", show_opts, cmd_report_show },
+    { "run", "JOB", 1,
+      "run a job on every slot of the fixture (or --slot N), or on every unit found on the "
+      "CAN bus (a job with units: discover)",
+      "Every image is loaded and checked against the job before any pin moves. Slots run in "
+      "parallel; each unit gets one report. Exit codes: 0 all passed, 1 a unit failed, 2 bad "
+      "input (nothing touched), 3 station error, 4 interrupted.",
+      NULL, ST_CLI_RUNS_JOBS, cmd_run },
+    { "steps", NULL, 0, "list every driver's steps, their options and job sections",
+      "The steps a job file may use, by driver, from the drivers' own tables.", NULL, 0,
+      cmd_steps },
+    { "job check", "JOB", 1, "parse a job and validate its images; touches nothing",
+      "Prints the images (with their checked digests), the steps with their drivers and the "
+      "recovery ladder.", NULL, 0, cmd_job_check },
+    { "report show", "FILE", 1, "summarise a unit report",
+      "Prints a unit report and checks it against the schema (reports/SCHEMA.md). A report "
+      "whose run is still going, or died, is shown with its journal folded in.", show_opts,
+      0, cmd_report_show },
     { "report recover", "DIR", 1, "rebuild the reports a killed run left with journals in DIR",
-      NULL, cmd_report_recover },
-    { "fixture check", "FILE", 1, "parse a fixture file and describe its slots", NULL, cmd_fixture_check },
-    { "image generate", "OUT", 1, "write the synthetic combined image the demo job uses", gen_opts,
-      cmd_image_generate },
-    { NULL, NULL, 0, NULL, NULL, NULL },
+      "Folds each journal in DIR into its report (verdict incomplete, the step in progress "
+      "incomplete), removes stale journals and the temp files of cut-short writes. Every run "
+      "does this on its report directory before it starts.", NULL, 0, cmd_report_recover },
+    { "fixture check", "FILE", 1, "parse a fixture file and describe its slots", NULL, NULL, 0,
+      cmd_fixture_check },
+    { "image generate", "OUT", 1, "write the synthetic combined image the demo job uses", NULL,
+      gen_opts, 0, cmd_image_generate },
+    { NULL, NULL, 0, NULL, NULL, NULL, 0, NULL },
 };
+
+/* A command of either kind, for dispatch and help. */
+typedef struct command {
+    const char *words, *args, *summary, *help;
+    unsigned nargs, flags;
+    const st_cli_opt *opts;
+    const builtin *b;
+    const st_cli_cmd *dc;
+} command;
+
+#define MAX_COMMANDS 64
+
+static size_t list_commands(command *out, size_t cap)
+{
+    size_t n = 0;
+    for (const builtin *b = builtins; b->words && n < cap; b++)
+        out[n++] = (command){ b->words, b->args, b->summary, b->help, b->nargs, b->flags,
+                              b->opts, b, NULL };
+    for (const st_driver *const *d = st_drivers_registry(); *d; d++)
+        for (const st_cli_cmd *c = (*d)->commands; c && c->words && n < cap; c++)
+            out[n++] = (command){ c->words, c->args, c->summary, c->help, c->nargs, c->flags,
+                                  c->opts, NULL, c };
+    return n;
+}
 
 typedef struct cli_host {
     st_cli cli;
@@ -709,57 +796,77 @@ static int cli_run_job(const st_cli *cli, const st_job *job, st_image *const ima
     return run_job(job, images, h->o);
 }
 
-static void print_opts(FILE *f, const st_cli_opt *list)
+static bool opt_listed(const st_cli_opt *list, const char *name)
+{
+    for (const st_cli_opt *c = list; c && c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return true;
+    return false;
+}
+
+/* One option line; skip: options already printed (NULL: none). */
+static void print_opts(FILE *f, const st_cli_opt *list, const st_cli_opt *skip1,
+                       const st_cli_opt *skip2)
 {
     for (const st_cli_opt *c = list; c && c->name; c++) {
+        if (opt_listed(skip1, c->name) || opt_listed(skip2, c->name))
+            continue;
         char left[40];
-        snprintf(left, sizeof left, "--%s%s%s", c->name, c->arg ? " " : "", c->arg ? c->arg : "");
-        fprintf(f, "      %-20s", left);
-        st_print_wrapped(f, 27, 26 + (unsigned)(strlen(left) > 20 ? strlen(left) - 20 : 0), c->help);
+        const char *shortopt = strcmp(c->name, "fixture") == 0    ? "-f, "
+                               : strcmp(c->name, "slot") == 0     ? "-s, "
+                               : strcmp(c->name, "reports") == 0  ? "-r, "
+                               : strcmp(c->name, "operator") == 0 ? "-o, "
+                               : strcmp(c->name, "verbose") == 0  ? "-v, "
+                               : strcmp(c->name, "help") == 0     ? "-h, "
+                               : strcmp(c->name, "version") == 0  ? "-V, "
+                                                                  : "    ";
+        snprintf(left, sizeof left, "%s--%s%s%s", shortopt, c->name, c->arg ? " " : "",
+                 c->arg ? c->arg : "");
+        fprintf(f, "  %-24s", left);
+        st_print_wrapped(f, 27, 26 + (unsigned)(strlen(left) > 24 ? strlen(left) - 24 : 0),
+                         c->help);
     }
+}
+
+static void usage_line(FILE *f, const command *c)
+{
+    fprintf(f, "Usage: station %s%s%s [OPTIONS]\n", c->words, c->args ? " " : "",
+            c->args ? c->args : "");
+}
+
+/* `station COMMAND --help`. */
+static void command_help(FILE *f, const command *c)
+{
+    usage_line(f, c);
+    fputc('\n', f);
+    st_print_wrapped(f, 0, 0, c->summary);
+    if (c->help) {
+        fputc('\n', f);
+        st_print_wrapped(f, 0, 0, c->help);
+    }
+    fputs("\nOptions:\n", f);
+    print_opts(f, c->opts, NULL, NULL);
+    if (c->flags & ST_CLI_RUNS_JOBS)
+        print_opts(f, run_opts, c->opts, NULL);
+    print_opts(f, common_opts, c->opts, NULL);
 }
 
 static void usage(FILE *f)
 {
+    command cmds[MAX_COMMANDS];
+    size_t n = list_commands(cmds, MAX_COMMANDS);
     fputs("Usage: station COMMAND [OPTIONS]\n\nCommands:\n", f);
-    for (const builtin *b = builtins; b->words; b++) {
+    for (size_t i = 0; i < n; i++) {
         char left[40];
-        snprintf(left, sizeof left, "%s%s%s", b->words, b->args ? " " : "", b->args ? b->args : "");
+        snprintf(left, sizeof left, "%s%s%s", cmds[i].words, cmds[i].args ? " " : "",
+                 cmds[i].args ? cmds[i].args : "");
         fprintf(f, "  %-20s", left);
-        st_print_wrapped(f, 23, 22, b->summary);
+        st_print_wrapped(f, 23, 22, cmds[i].summary);
     }
-    for (const st_driver *const *d = st_drivers_registry(); *d; d++) {
-        for (const st_cli_cmd *c = (*d)->commands; c && c->words; c++) {
-            char left[40];
-            snprintf(left, sizeof left, "%s%s%s", c->words, c->args ? " " : "", c->args ? c->args : "");
-            fprintf(f, "  %-20s", left);
-            st_print_wrapped(f, 23, 22, c->summary);
-        }
-    }
-    fputs("\nOptions:\n  -f, --fixture FILE   fixture file (default: $STATION_FIXTURE, else the virtual\n"
-          "                       fixture " STATION_DEFAULT_FIXTURE ")\n"
-          "  -s, --slot N         run on slot N only (repeatable)\n"
-          "  -r, --reports DIR    write reports to DIR instead of the job's report_dir\n"
-          "  -o, --operator NAME  operator name for the reports (default: $USER)\n"
-          "      --plain          plain progress lines even on a terminal\n"
-          "      --iface NAME     CAN interface (default: the fixture's)\n"
-          "      --uuid UUID      the unit's CAN UUID (12 hex digits)\n"
-          "  -v, --verbose        more log messages (twice for debug)\n"
-          "  -h, --help           this help\n"
-          "  -V, --version        version\n",
-          f);
-    for (const builtin *b = builtins; b->words; b++)
-        if (b->opts) {
-            fprintf(f, "  %s:\n", b->words);
-            print_opts(f, b->opts);
-        }
-    for (const st_driver *const *d = st_drivers_registry(); *d; d++)
-        for (const st_cli_cmd *c = (*d)->commands; c && c->words; c++)
-            if (c->opts) {
-                fprintf(f, "  %s:\n", c->words);
-                print_opts(f, c->opts);
-            }
-    fputs("\nSteps for job files: `station steps` lists every driver's steps and options.\n"
+    fputs("\nOptions every command takes:\n", f);
+    print_opts(f, common_opts, NULL, NULL);
+    fputs("\n`station COMMAND --help` (or `station help COMMAND`) shows a command's own options.\n"
+          "`station steps` lists every driver's job steps and their options.\n"
           "\n"
           "Exit codes: 0 all units passed; 1 a unit failed (see its report); 2 bad command\n"
           "line or input, nothing touched; 3 station error (backend, permissions, disk);\n"
@@ -767,7 +874,7 @@ static void usage(FILE *f)
           f);
 }
 
-/* How many leading words of a (the positional arguments) name the command words. */
+/* Does words (e.g. "can flash") start a (the positional arguments)? *used: its length. */
 static bool words_match(const char *words, int n, char **a, int *used)
 {
     char buf[64];
@@ -780,17 +887,45 @@ static bool words_match(const char *words, int n, char **a, int *used)
     return true;
 }
 
+/* The command a starts with (the longest match), or NULL. */
+static const command *find_command(const command *cmds, size_t ncmds, int n, char **a, int *used)
+{
+    const command *best = NULL;
+    for (size_t i = 0; i < ncmds; i++) {
+        int u;
+        if (words_match(cmds[i].words, n, a, &u) && (!best || u > *used)) {
+            best = &cmds[i];
+            *used = u;
+        }
+    }
+    return best;
+}
+
+/* A usage error of command c: the message, its usage line, a pointer to its help. */
+static int usage_error(const command *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const command *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "station: %s: ", c->words);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    usage_line(stderr, c);
+    fprintf(stderr, "(`station %s --help` for its options)\n", c->words);
+    return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
     opts o;
     memset(&o, 0, sizeof o);
-    opt_add(&o, global_opts);
-    for (const builtin *b = builtins; b->words; b++)
-        opt_add(&o, b->opts);
-    const st_driver *const *drivers = st_drivers_registry();
-    for (const st_driver *const *d = drivers; *d; d++)
-        for (const st_cli_cmd *c = (*d)->commands; c && c->words; c++)
-            opt_add(&o, c->opts);
+    command cmds[MAX_COMMANDS];
+    size_t ncmds = list_commands(cmds, MAX_COMMANDS);
+    opt_add(&o, common_opts);
+    opt_add(&o, run_opts);
+    for (size_t i = 0; i < ncmds; i++)
+        opt_add(&o, cmds[i].opts);
     struct option longopts[MAX_OPTS + 1];
     for (size_t i = 0; i < o.n; i++) {
         const char *nm = o.names[i];
@@ -802,6 +937,7 @@ int main(int argc, char **argv)
                                        shortc };
     }
     longopts[o.n] = (struct option){ NULL, 0, NULL, 0 };
+    bool help = false;
     int c;
     while ((c = getopt_long(argc, argv, "f:s:r:o:vhV", longopts, NULL)) != -1) {
         const char *name = NULL;
@@ -817,45 +953,77 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             o.slots[o.nslots++] = (int)v;
-            continue;
+            name = "slot";
+            break;
         }
-        case 'v': o.verbose++; continue;
-        case 'h': usage(stdout); return EXIT_PASS;
+        case 'v': o.verbose++; name = "verbose"; break;
+        case 'h': help = true; continue;
         case 'V': printf("station %s\n", STATION_VERSION); return EXIT_PASS;
         default:
             if (c >= 0x100 && c < 0x100 + (int)o.n) {
                 name = o.names[c - 0x100];
                 break;
             }
-            usage(stderr);
+            fputs("(`station --help` lists the commands and options)\n", stderr);
             return EXIT_USAGE;
         }
         o.vals[opt_index(&o, name)] = optarg ? optarg : "";
     }
     int n = argc - optind;
     char **a = argv + optind;
-    int used = 0;
-    for (const builtin *b = builtins; b->words; b++)
-        if (words_match(b->words, n, a, &used) && n - used == (int)b->nargs)
-            return b->run(&o, a + used);
-    for (const st_driver *const *d = drivers; *d; d++) {
-        for (const st_cli_cmd *cmd = (*d)->commands; cmd && cmd->words; cmd++) {
-            if (!words_match(cmd->words, n, a, &used) || n - used != (int)cmd->nargs)
-                continue;
-            cli_host h = { .o = &o };
-            h.cli = (st_cli){ .out = stdout, .errout = stderr, .drivers = drivers,
-                              .opt = cli_opt, .slots = o.slots, .nslots = (size_t)o.nslots,
-                              .verbose = o.verbose, .open = cli_open,
-                              .can_iface = cli_can_iface, .run_job = cli_run_job, .host = &h };
-            int status = cmd->run(&h.cli, a + used);
-            st_ctx_close(h.ctx);
-            return status;
-        }
+    if (n > 0 && strcmp(a[0], "help") == 0) {
+        /* `station help [COMMAND]` */
+        help = true;
+        n--;
+        a++;
     }
-    if (n == 0)
-        fprintf(stderr, "station: no command given\n");
-    else
-        fprintf(stderr, "station: unknown command \"%s\"\n", a[0]);
-    usage(stderr);
-    return EXIT_USAGE;
+    int used = 0;
+    const command *cmd = find_command(cmds, ncmds, n, a, &used);
+    if (!cmd) {
+        if (help && n == 0) {
+            usage(stdout);
+            return EXIT_PASS;
+        }
+        if (n == 0) {
+            fprintf(stderr, "station: no command given\n");
+        } else {
+            /* Name as many words as start some command ("can frobnicate"). */
+            bool first_known = false;
+            for (size_t i = 0; i < ncmds; i++)
+                first_known |= strncmp(cmds[i].words, a[0], strlen(a[0])) == 0 &&
+                               cmds[i].words[strlen(a[0])] == ' ';
+            if (first_known && n > 1)
+                fprintf(stderr, "station: unknown command \"%s %s\"\n", a[0], a[1]);
+            else
+                fprintf(stderr, "station: unknown command \"%s\"\n", a[0]);
+        }
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (help) {
+        command_help(stdout, cmd);
+        return EXIT_PASS;
+    }
+    for (size_t i = 0; i < o.n; i++) {
+        if (!o.vals[i] || opt_listed(common_opts, o.names[i]) || opt_listed(cmd->opts, o.names[i]) ||
+            ((cmd->flags & ST_CLI_RUNS_JOBS) && opt_listed(run_opts, o.names[i])))
+            continue;
+        return usage_error(cmd, "--%s is not an option of this command", o.names[i]);
+    }
+    char **args = a + used;
+    int nargs = n - used;
+    if (nargs < (int)cmd->nargs)
+        return usage_error(cmd, "missing %s", cmd->args ? cmd->args : "an argument");
+    if (nargs > (int)cmd->nargs)
+        return usage_error(cmd, "unexpected argument \"%s\"", args[cmd->nargs]);
+    if (cmd->b)
+        return cmd->b->run(&o, args);
+    cli_host h = { .o = &o };
+    h.cli = (st_cli){ .out = stdout, .errout = stderr, .drivers = st_drivers_registry(),
+                      .opt = cli_opt, .slots = o.slots, .nslots = (size_t)o.nslots,
+                      .verbose = o.verbose, .open = cli_open, .can_iface = cli_can_iface,
+                      .run_job = cli_run_job, .host = &h };
+    int status = cmd->dc->run(&h.cli, args);
+    st_ctx_close(h.ctx);
+    return status;
 }

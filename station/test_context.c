@@ -105,6 +105,11 @@ static void test_unknown_fault(void **state)
             "stm32g431xx's main flash", NULL);
     refused("      faults: [can-bus-off]\n",
             "slots[0].unit.faults[0]: can-bus-off needs a CAN unit", NULL);
+    /* The Bluetooth module's own fault list (protocols/bgapi). */
+    refused("      module:\n"
+            "        faults: [\"drop-rx:3\", \"melt\"]\n"
+            "    module: { baud: 115200 }\n",
+            "fx.yaml:9: slots[0].unit.module.faults[1]:", "melt");
 }
 
 static void test_holds_must_fit(void **state)

@@ -262,8 +262,8 @@ static int step_start(st_step_call *c, st_err *err)
                                     "jumped); accepted because write and verify passed");
     if (rc) {
         /* A leave the ROM refused: a reset with BOOT0 low starts the image anyway. */
-        ST_LOGW(c->env->log, MOD, "slot %d: leave failed (%s); starting by reset",
-                st_run_slot_id(c->run), err ? err->msg : "");
+        ST_LOGW(c->env->log, MOD, "%s: leave failed (%s); starting by reset",
+                st_run_label(c->run), err ? err->msg : "");
         st_err e2;
         rc = st_slot_run(c->env->slot, &method, &e2);
         st_rmap_str(c->rec, "rung", "reset after failed leave");
@@ -420,8 +420,8 @@ static int cmd_list(const st_cli *cli, char *const args[])
 static const st_cli_cmd commands[] = {
     { .words = "dfu list",
       .summary = "list DFU devices: port path, serial, alt settings, layout",
-      .help = "Lists every USB device of the fixture's USB host that declares a DFU interface,\n"
-              "with its DFU version, transfer size and each alt setting's memory layout.\n",
+      .help = "Lists every USB device of the fixture's USB host that declares a DFU interface, "
+              "with its DFU version, transfer size and each alt setting's memory layout.",
       .run = cmd_list },
     { .words = NULL },
 };

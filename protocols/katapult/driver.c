@@ -714,9 +714,24 @@ static int cmd_flash(const st_cli *cli, bool can, const char *image_path)
     st_strlcpy(job->images[0].role, "application", sizeof job->images[0].role);
     job->images[0].load_addr = addr;
     job->nimages = 1;
+    /* --sha256 pins the image here, not a job: say so when it does not match. */
+    const char *want = cli->opt(cli, "sha256");
+    uint8_t pin[ST_SHA256_LEN];
+    if (want && !st_unhex(want, pin, sizeof pin)) {
+        fprintf(cli->errout, "station: --sha256: \"%s\" is not 64 hex digits\n", want);
+        goto out;
+    }
     if (st_image_load(job->images[0].path, addr, &images[0], &e) ||
-        st_image_validate(images[0], mcu, cli->opt(cli, "sha256"), &e)) {
+        st_image_validate(images[0], mcu, NULL, &e)) {
         st_cli_error(cli, "image refused", &e);
+        goto out;
+    }
+    char pinned[65] = "";
+    if (want)
+        st_hex(pin, sizeof pin, false, pinned);
+    if (want && strcmp(pinned, images[0]->sha256_hex) != 0) {
+        fprintf(cli->errout, "station: image refused: %s: its SHA-256 is %s, --sha256 asks for %s\n",
+                images[0]->path, images[0]->sha256_hex, pinned);
         goto out;
     }
     /* Without --sha256 the image is taken as given; the report still pins what was sent.
@@ -802,14 +817,15 @@ static const st_cli_cmd commands[] = {
       .opts = scan_opts, .run = cmd_can_scan },
     { .words = "can flash", .args = "IMAGE", .nargs = 1,
       .summary = "reflash an application over CAN with Katapult (--uuid U)",
-      .help = "Runs enter-katapult, read-app, katapult-flash (skip_identical), katapult-verify,\n"
-              "katapult-complete and wait-for-app on the unit with that UUID, in its slot when\n"
-              "the fixture maps it, and writes its report.\n",
-      .opts = can_flash_opts, .run = cmd_can_flash },
+      .help = "Runs enter-katapult, read-app, katapult-flash (skip_identical), katapult-verify, "
+              "katapult-complete and wait-for-app on the unit with that UUID, in its slot when "
+              "the fixture maps it, and writes its report.",
+      .opts = can_flash_opts, .flags = ST_CLI_RUNS_JOBS, .run = cmd_can_flash },
     { .words = "serial flash", .args = "IMAGE", .nargs = 1,
       .summary = "reflash an application over USB-CDC with Katapult (--slot N)",
-      .help = "The same steps over the slot's USB port: the 1200-baud touch, then Katapult.\n",
-      .opts = serial_flash_opts, .run = cmd_serial_flash },
+      .help = "The same steps over the slot's USB port (--slot N): the 1200-baud touch, then "
+              "Katapult on the same port path.",
+      .opts = serial_flash_opts, .flags = ST_CLI_RUNS_JOBS, .run = cmd_serial_flash },
     { .words = NULL },
 };
 
