@@ -7,9 +7,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -91,6 +93,12 @@ int st_journal_create(const char *report_path, const st_rnode *doc, st_journal *
     const char *what = "create";
     j->fd = open(j->path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
     if (j->fd < 0)
+        goto fail;
+    /* Held while the run lives (and released by the kernel when it dies): recovery leaves a
+     * locked journal alone, so a second station on the same directory cannot fold a live
+     * run's journal. */
+    what = "lock";
+    if (flock(j->fd, LOCK_EX | LOCK_NB) != 0)
         goto fail;
     what = "write";
     const char *base = strrchr(report_path, '/');
@@ -499,9 +507,14 @@ int st_journal_recover_dir(const char *dir, st_journal_recover_counts *counts, s
     struct dirent *de;
     while ((de = readdir(d))) {
         size_t l = strlen(de->d_name);
-        if (strstr(de->d_name, ".yaml.tmp.") && de->d_name[0] != '.') {
+        const char *tmp = strstr(de->d_name, ".yaml.tmp.");
+        if (tmp && de->d_name[0] != '.') {
             /* The temp file of an atomic write a killed run never renamed: garbage (the
-             * report itself is whole). One station per report directory, so none is live. */
+             * report itself is whole). Its name ends with the writer's pid: a writer that is
+             * still alive (another station on this directory) is left alone. */
+            long pid = strtol(tmp + 10, NULL, 10);
+            if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+                continue;
             char tpath[PATH_MAX];
             if ((size_t)snprintf(tpath, sizeof tpath, "%s/%s", dir, de->d_name) < sizeof tpath &&
                 unlink(tpath) == 0)
@@ -537,9 +550,19 @@ int st_journal_recover_dir(const char *dir, st_journal_recover_counts *counts, s
             }
             report = first;
         }
+        /* A journal whose run is alive holds its lock: not ours to fold. */
+        int lfd = open(jpath, O_RDONLY | O_CLOEXEC);
+        if (lfd >= 0 && flock(lfd, LOCK_SH | LOCK_NB) != 0) {
+            close(lfd);
+            counts->live++;
+            continue;
+        }
         st_journal_replay_info info;
         st_err e;
-        if (recover_pair(report, jpath, rpath, &info, &e) != 0) {
+        int prc = recover_pair(report, jpath, rpath, &info, &e);
+        if (lfd >= 0)
+            close(lfd);
+        if (prc != 0) {
             counts->failed++;
             if (rc == 0)
                 rc = st_err_set(err, e.code, "%s", e.msg);

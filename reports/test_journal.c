@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -374,10 +375,17 @@ static void test_rename_and_recover_dir(void **state)
     j = run_steps(doc, 2);
     st_journal_close(j);
     assert_int_equal(rename(jpath, newj), 0);
-    char orphan[160], tmpf[200];
-    snprintf(tmpf, sizeof tmpf, "%s.tmp.99999", newname); /* a killed atomic write's */
+    char orphan[160], tmpf[200], livef[200];
+    pid_t dead = fork(); /* a writer that is gone */
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    snprintf(tmpf, sizeof tmpf, "%s.tmp.%ld", newname, (long)dead); /* a killed write's */
+    snprintf(livef, sizeof livef, "%s.tmp.%ld", report, (long)getppid()); /* a live one */
     FILE *tf = fopen(tmpf, "w");
     fputs("schema: 1\n", tf);
+    fclose(tf);
+    tf = fopen(livef, "w");
     fclose(tf);
     snprintf(orphan, sizeof orphan, "%s/gone.journal", dir); /* a journal with no report */
     FILE *f = fopen(orphan, "w");
@@ -388,6 +396,8 @@ static void test_rename_and_recover_dir(void **state)
     assert_int_equal(n.orphans, 1);
     assert_int_equal(n.temps, 1);
     assert_false(exists(tmpf));
+    assert_true(exists(livef));
+    unlink(livef);
     assert_false(exists(report));
     assert_true(exists(newname));
     assert_false(exists(newj));
@@ -429,6 +439,25 @@ static void test_ended_journal(void **state)
     st_report_free(doc);
 }
 
+/* A second station on the same directory must not fold a live run's journal. */
+static void test_live_journal_left_alone(void **state)
+{
+    st_rnode *doc = initial_doc();
+    st_journal *j = run_steps(doc, 3);
+    st_journal_recover_counts n;
+    st_err e;
+    assert_int_equal(st_journal_recover_dir(dir, &n, &e), 0);
+    assert_int_equal(n.live, 1);
+    assert_int_equal(n.recovered, 0);
+    assert_true(exists(jpath));
+    st_journal_close(j); /* the run dies: its lock goes with it */
+    assert_int_equal(st_journal_recover_dir(dir, &n, &e), 0);
+    assert_int_equal(n.live, 0);
+    assert_int_equal(n.recovered, 1);
+    assert_false(exists(jpath));
+    st_report_free(doc);
+}
+
 static void test_path_for(void **state)
 {
     char out[64];
@@ -451,6 +480,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rename_and_recover_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ended_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_journal_left_alone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

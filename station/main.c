@@ -436,8 +436,9 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         status = EXIT_INCOMPLETE;
         goto out;
     }
-    /* Reports a killed run left half-written (a journal beside them) are rebuilt first; one
-     * station per report directory, so no journal here is live. */
+    /* Reports a killed run left half-written (a journal beside them) are rebuilt first; the
+     * journal of a run still going (another station on this directory) is locked and left
+     * alone. */
     recover_reports(job, o, st_ui_logger(ui));
     size_t pass = 0, fail = 0, inc = 0, err = 0, unstarted = 0;
     for (size_t i = 0; i < nruns; i++) {
@@ -582,8 +583,8 @@ static int cmd_report_recover(const opts *o, char *const args[])
     st_err e;
     int rc = st_journal_recover_dir(args[0], &n, &e);
     printf("%s: %u report(s) rebuilt from their journals, %u stale journal(s) and %u temp "
-           "file(s) removed, %u journal(s) without a report left alone\n", args[0],
-           n.recovered, n.stale, n.temps, n.orphans);
+           "file(s) removed, %u journal(s) without a report and %u of runs still going left "
+           "alone\n", args[0], n.recovered, n.stale, n.temps, n.orphans, n.live);
     if (rc) {
         err_line("report recover", &e);
         return EXIT_STATION;
