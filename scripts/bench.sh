@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the benchmarks (Release, -O2) and runs them one after the other, printing their
 # figures (and saving them to BUILD_DIR/bench-results.txt): bench_dfuse (DfuSe engine vs
-# the ROM DFU model), bench_katapult_can (Katapult over CAN, one and N units on one bus)
+# the ROM DFU model), bench_katapult_can (Katapult over CAN, one and N units on one bus),
+# bench_klipper_can (the Klipper host engine over CAN: identify and a sensor run),
 # bench_station (the station binary end to end, CPU and memory per unit), bench_bgapi
 # (BGAPI UART DFU engine vs the Bluetooth module model at 115200 baud) and bench_journal
 # (report upkeep per unit: full rewrites vs the journal; BENCH_JOURNAL_DIR picks the file
@@ -10,7 +11,8 @@
 #   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME]
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
-#     --only NAME      run one benchmark: dfuse, katapult_can, station, bgapi or journal
+#     --only NAME      run one benchmark: dfuse, katapult_can, klipper_can, station, bgapi
+#                      or journal
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -33,8 +35,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Release with -O2 (CMake's Release default is -O3): what a station build on a Pi uses.
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
-cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_station bench_bgapi \
-  bench_journal station \
+cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_klipper_can bench_station \
+  bench_bgapi bench_journal station \
   >/dev/null
 
 results="$dir/bench-results.txt"
@@ -61,12 +63,14 @@ run() {
 if [ -n "$check" ]; then
   run dfuse protocols/dfuse/bench_dfuse --check
   run katapult_can hil-tests/bench/bench_katapult_can --check
+  run klipper_can hil-tests/bench/bench_klipper_can --check
   run station hil-tests/bench/bench_station --check
   run bgapi protocols/bgapi/bench_bgapi --check
   run journal hil-tests/bench/bench_journal --check
 else
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
+  run klipper_can hil-tests/bench/bench_klipper_can
   run station hil-tests/bench/bench_station
   run bgapi protocols/bgapi/bench_bgapi
   run journal hil-tests/bench/bench_journal --units 50 ${BENCH_JOURNAL_DIR:+--dir "$BENCH_JOURNAL_DIR"}

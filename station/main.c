@@ -21,6 +21,7 @@
 #include "protocols/link/serial_ports.h"
 #include "protocols/sim/synth.h"
 #include "reports/journal.h"
+#include "reports/junit.h"
 #include "reports/report.h"
 #include "station/context.h"
 #include "station/core/clock.h"
@@ -67,6 +68,7 @@ static const st_cli_opt run_opts[] = {
     { "operator", "NAME", "operator name for the reports (default: $USER)" },
     { "uuid", "UUID", "units: discover: run only the unit with this CAN UUID (12 hex digits)" },
     { "iface", "NAME", "CAN interface (default: the slot's, else the fixture's first)" },
+    { "junit", "FILE", "also write JUnit XML for CI: a test suite per unit, a test case per step" },
     { NULL, NULL, NULL },
 };
 
@@ -467,6 +469,21 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
             fail++;
         else
             inc++;
+    }
+    const char *junit = opt_get(o, "junit");
+    if (junit) {
+        const char **paths = calloc(nruns ? nruns : 1, sizeof *paths);
+        size_t np = 0;
+        for (size_t i = 0; paths && i < nruns; i++)
+            if (!runs[i].rc && runs[i].res.report_path[0])
+                paths[np++] = runs[i].res.report_path;
+        if (!paths || st_junit_write(junit, job->name, paths, np, &e)) {
+            if (!paths)
+                st_err_set(&e, ST_ERR_NOMEM, "out of memory");
+            err_line("junit", &e);
+            err++;
+        }
+        free(paths);
     }
     printf("station: %zu passed, %zu failed", pass, fail);
     if (inc)

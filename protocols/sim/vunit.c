@@ -9,9 +9,11 @@
 #include "protocols/canadmin/klipper_node.h"
 #include "protocols/dfuse/dfu_model.h"
 #include "protocols/katapult/katapult_model.h"
+#include "protocols/klipper/klipper_model.h"
 #include "protocols/sim/cdc_acm.h"
 #include "protocols/sim/klipper_app.h"
 #include "station/core/clock.h"
+#include "station/core/image.h"
 #include "station/core/text.h"
 #include "station/core/yamldoc.h"
 
@@ -31,6 +33,7 @@ struct st_vunit {
     st_vunit_usb_port port;
     st_vunit_can_port can;
     bool can_transport;
+    bool kat_on_can;              /* the Katapult build in flash speaks CAN */
     st_dfu_model *dfu;
     st_klipper_app *app;
     st_cdc_acm *app_usb;
@@ -39,6 +42,7 @@ struct st_vunit {
     st_can_stream_node *kat_can;  /* Katapult on the CAN bus */
     st_klipper_node *app_can;     /* the Klipper application on the CAN bus */
     char serial[32];
+    uint8_t can_uuid[6];
     int boot0, nrst, power;
     mode mode;
     bool attached;
@@ -48,6 +52,12 @@ struct st_vunit {
     bool start_error;        /* the ROM enumerates in dfuERROR (fault) */
     unsigned boots;
     st_dfu_model_faults dfu_faults;
+    /* The Klipper protocol of the application the flash holds (design.md 5: the face comes
+     * from the image). app_z is the dictionary found at the last application boot. */
+    st_klp_model *klp;
+    uint8_t *klp_z, *app_z;
+    size_t klp_z_len, app_z_len;
+    st_klp_model_faults klp_faults;
     pthread_t clock;              /* the unit's own clock: lets models' timers fire */
     bool clock_running, stopping;
 };
@@ -62,7 +72,7 @@ static void *unit_clock(void *arg)
         st_sleep_us(CLOCK_TICK_US);
         pthread_mutex_lock(&u->lock);
         bool stop = u->stopping;
-        bool kat_usb = u->mode == M_KATAPULT && !u->can_transport;
+        bool kat_usb = u->mode == M_KATAPULT && !u->kat_on_can;
         pthread_mutex_unlock(&u->lock);
         if (stop)
             return NULL;
@@ -76,6 +86,21 @@ static uint32_t rd32(st_flash *f, uint32_t addr, bool *ok)
     uint8_t b[4];
     *ok = st_flash_read(f, addr, b, 4) == ST_FLASH_OK;
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* Flash from addr to the end of main flash (malloc'd), for reading what an image holds. */
+static uint8_t *flash_from(st_vunit *u, uint32_t addr, size_t *len)
+{
+    uint32_t end = u->mcu->flash_start + u->mcu->flash_size;
+    if (addr >= end)
+        return NULL;
+    *len = end - addr;
+    uint8_t *b = malloc(*len);
+    if (b && st_flash_read(u->flash, addr, b, *len) != ST_FLASH_OK) {
+        free(b);
+        b = NULL;
+    }
+    return b;
 }
 
 static bool code_at(st_vunit *u, uint32_t addr, uint32_t *reset)
@@ -94,8 +119,118 @@ static bool code_at(st_vunit *u, uint32_t addr, uint32_t *reset)
     bool ok3;
     if (rd32(u->flash, entry, &ok3) == 0xFFFFFFFFu || !ok3)
         return false;
+    /* Code linked for another address jumps into the wrong place at its first absolute
+     * branch: an application linked behind a bootloader but written at the start of flash
+     * never runs (the vector table tells where it is linked). */
+    if (entry < addr)
+        return false; /* its reset handler lies below its own vector table */
+    size_t n;
+    uint8_t *head = flash_from(u, addr, &n);
+    if (!head)
+        return false;
+    st_image_facts f;
+    st_image_facts_of(head, n, u->mcu, &f);
+    free(head);
+    if (f.link_known && f.link_addr != addr)
+        return false;
     *reset = entry;
     return true;
+}
+
+/* The transport a Katapult build speaks: USB when it carries a USB device descriptor; else
+ * CAN when it is a real build (it names its MCU, as Katapult reports it, or the flash holds
+ * a Klipper dictionary). The station's synthetic images carry neither and keep the face
+ * their fixture names. UART builds of Katapult are not modelled. */
+static bool katapult_on_can(st_vunit *u)
+{
+    size_t n;
+    uint8_t *b = flash_from(u, u->mcu->flash_start, &n);
+    if (!b)
+        return u->can_transport;
+    st_image_facts f;
+    size_t kn = u->mcu->katapult_app_offset < n ? u->mcu->katapult_app_offset : n;
+    st_image_facts_of(b, kn, u->mcu, &f);
+    bool can = u->can_transport;
+    if (f.usb_device) {
+        can = false;
+    } else if (memmem(b, kn, u->mcu->name, strlen(u->mcu->name))) {
+        can = true;
+    } else {
+        size_t off, zl;
+        st_klp_dict *d = NULL;
+        if (st_klp_image_dict(b, n, &off, &zl, &d, NULL) == 0)
+            can = true;
+        st_klp_dict_free(d);
+    }
+    free(b);
+    return can;
+}
+
+/* Look for the application's dictionary; remember it for present(). Returns the transport
+ * it names (ST_KLP_TRANSPORT_UNKNOWN when there is none). */
+static st_klp_transport app_dictionary(st_vunit *u, uint32_t addr)
+{
+    free(u->app_z);
+    u->app_z = NULL;
+    u->app_z_len = 0;
+    size_t n;
+    uint8_t *b = flash_from(u, addr, &n);
+    if (!b)
+        return ST_KLP_TRANSPORT_UNKNOWN;
+    size_t off, zl;
+    st_klp_dict *d = NULL;
+    st_klp_transport t = ST_KLP_TRANSPORT_UNKNOWN;
+    if (st_klp_image_dict(b, n, &off, &zl, &d, NULL) == 0) {
+        t = st_klp_dict_transport(d, NULL);
+        u->app_z = malloc(zl);
+        if (u->app_z) {
+            memcpy(u->app_z, b + off, zl);
+            u->app_z_len = zl;
+        }
+        st_klp_dict_free(d);
+    }
+    free(b);
+    return t;
+}
+
+static int klp_nodeid(void *ctx)
+{
+    st_vunit *u = ctx;
+    return st_klipper_node_nodeid(u->app_can);
+}
+
+/* The application's protocol model for what app_dictionary found: a new model when the
+ * flash holds another build, else a reboot of the one there. Called with the faces
+ * detached. */
+static void app_protocol(st_vunit *u)
+{
+    if (!u->app_z) {
+        st_klipper_app_set_protocol(u->app, NULL);
+        return;
+    }
+    if (u->klp && u->klp_z_len == u->app_z_len && memcmp(u->klp_z, u->app_z, u->app_z_len) == 0) {
+        st_klp_model_set_faults(u->klp, &u->klp_faults);
+        st_klp_model_reset(u->klp);
+        st_klipper_app_set_protocol(u->app, st_klp_model_stream(u->klp));
+        return;
+    }
+    st_klipper_app_set_protocol(u->app, NULL);
+    st_klp_model_free(u->klp);
+    u->klp = NULL;
+    free(u->klp_z);
+    u->klp_z = NULL;
+    st_klp_model_cfg c = { .dict_z = u->app_z, .dict_z_len = u->app_z_len,
+                           .nodeid = klp_nodeid, .nodeid_ctx = u, .faults = u->klp_faults,
+                           .seed = (uint32_t)st_fasthash64(u->serial, strlen(u->serial), 1) | 1 };
+    memcpy(c.can_uuid, u->can_uuid, 6);
+    if (st_klp_model_new(&c, &u->klp, NULL) != 0)
+        return; /* the image's dictionary does not parse: the app answers nothing */
+    u->klp_z = malloc(u->app_z_len);
+    if (u->klp_z) {
+        memcpy(u->klp_z, u->app_z, u->app_z_len);
+        u->klp_z_len = u->app_z_len;
+    }
+    st_klipper_app_set_protocol(u->app, st_klp_model_stream(u->klp));
 }
 
 static bool is_katapult(st_vunit *u, uint32_t entry)
@@ -109,6 +244,7 @@ static bool is_katapult(st_vunit *u, uint32_t entry)
 typedef struct face {
     st_usb_model *usb;
     st_can_node *can;
+    bool app; /* the application runs: present() readies its protocol model */
 } face;
 
 static face katapult_face(st_vunit *u)
@@ -120,19 +256,31 @@ static face katapult_face(st_vunit *u)
         u->kat_faults_armed = false;
     }
     st_katapult_model_reboot(u->kat);
-    face f = { NULL, NULL };
-    if (u->can_transport)
+    face f = { NULL, NULL, false };
+    u->kat_on_can = katapult_on_can(u);
+    if (u->kat_on_can)
         f.can = st_can_stream_node_base(u->kat_can);
     else
         f.usb = st_cdc_acm_usb(u->kat_usb);
     return f;
 }
 
-static face app_face(st_vunit *u)
+/* The application's face comes from the dictionary its image embeds (USB or CAN build);
+ * an image without one (the station's synthetic images) shows the fixture's transport and
+ * answers only the bootloader requests; a build for another transport (UART) shows none. */
+static face app_face(st_vunit *u, uint32_t addr)
 {
     u->mode = M_APP;
-    face f = { NULL, NULL };
-    if (u->can_transport) {
+    face f = { NULL, NULL, true };
+    st_klp_transport t = app_dictionary(u, addr);
+    bool can = u->can_transport;
+    if (t == ST_KLP_TRANSPORT_CAN)
+        can = true;
+    else if (t == ST_KLP_TRANSPORT_USB)
+        can = false;
+    else if (t != ST_KLP_TRANSPORT_UNKNOWN || u->app_z)
+        return f; /* a serial build, or one naming no transport: nothing on USB or CAN */
+    if (can) {
         f.can = st_klipper_node_base(u->app_can);
     } else {
         st_klipper_app_reset(u->app);
@@ -144,7 +292,7 @@ static face app_face(st_vunit *u)
 /* Decide the mode after a boot from addr. */
 static face boot_code(st_vunit *u, uint32_t addr)
 {
-    face none = { NULL, NULL };
+    face none = { NULL, NULL, false };
     uint32_t entry;
     if (!code_at(u, addr, &entry)) {
         u->mode = M_CRASHED;
@@ -163,8 +311,9 @@ static face boot_code(st_vunit *u, uint32_t addr)
             u->mode = M_CRASHED;
             return none;
         }
+        return app_face(u, app);
     }
-    return app_face(u);
+    return app_face(u, addr);
 }
 
 static face rom(st_vunit *u)
@@ -174,7 +323,7 @@ static face rom(st_vunit *u)
     if (u->start_error)
         st_dfu_model_set_state(u->dfu, 10 /* dfuERROR */, 0x0E /* errUNKNOWN */);
     st_dfu_model_set_faults(u->dfu, &u->dfu_faults);
-    face f = { st_dfu_model_usb(u->dfu), NULL };
+    face f = { st_dfu_model_usb(u->dfu), NULL, false };
     return f;
 }
 
@@ -203,6 +352,8 @@ static void present(st_vunit *u, face next)
         u->can.detach(u->can.ctx, u->on_can);
         u->on_can = NULL;
     }
+    if (next.app)
+        app_protocol(u);
     if (next.usb && u->port.attach(u->port.ctx, next.usb, NULL) == 0)
         u->attached = true;
     if (next.can && u->can.attach && u->can.attach(u->can.ctx, next.can, NULL) == 0)
@@ -211,7 +362,7 @@ static void present(st_vunit *u, face next)
 
 static face no_face(void)
 {
-    face f = { NULL, NULL };
+    face f = { NULL, NULL, false };
     return f;
 }
 
@@ -278,6 +429,7 @@ typedef enum fault_kind {
     F_START_ERROR, F_TRANSFER_SIZE, F_STALL, F_DISCONNECT, F_LEAVE, F_CORRUPT_PAGE,
     F_PROG_ERROR, F_SLOW_ERASE, F_POWER_LOSS, F_KAT_POWER_LOSS, F_KAT_DROP_RX, F_KAT_DROP_TX,
     F_KAT_CORRUPT_RX, F_KAT_CORRUPT_TX, F_KAT_NACK_STORM, F_KAT_SILENT_COMPLETE, F_KAT_MCU,
+    F_KLP_SENSOR, F_KLP_TEMP, F_KLP_DROP, F_KLP_BAD_CRC, F_KLP_SILENT,
 } fault_kind;
 
 typedef struct fault {
@@ -373,6 +525,26 @@ static int parse_fault(const char *fault, const st_mcu *mcu, fault_spec *out, st
         out->kind = F_KAT_SILENT_COMPLETE;
         return 0;
     }
+    /* The running Klipper application (they last: a reboot keeps them). */
+    if (strcmp(name, "klipper-sensor") == 0 && arg &&
+        (strcmp(arg, "stuck") == 0 || strcmp(arg, "normal") == 0)) {
+        out->kind = F_KLP_SENSOR;
+        out->arg = arg;
+        return 0;
+    }
+    if (strcmp(name, "klipper-temp") == 0 && num && v <= UINT32_MAX) {
+        out->kind = F_KLP_TEMP;
+        return 0;
+    }
+    if ((strcmp(name, "klipper-drop") == 0 || strcmp(name, "klipper-bad-crc") == 0) && num &&
+        v >= 2 && v < UINT32_MAX) {
+        out->kind = name[8] == 'd' ? F_KLP_DROP : F_KLP_BAD_CRC;
+        return 0;
+    }
+    if (strcmp(name, "klipper-silent") == 0 && !arg) {
+        out->kind = F_KLP_SILENT;
+        return 0;
+    }
     /* A board in the jig that is not the job's target: Katapult reports this MCU. */
     if (strcmp(name, "katapult-mcu") == 0 && arg && *arg && strlen(arg) < 32 &&
         strspn(arg, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(arg)) {
@@ -388,7 +560,9 @@ unknown:;
                       "dfu-leave:stall|vanish|stall-dnload, corrupt-page:ADDR, prog-error:ADDR, "
                       "slow-erase:1..1000, power-loss:BYTES, katapult-power-loss:N, "
                       "katapult-drop-rx|drop-tx|corrupt-rx|corrupt-tx:N, katapult-nack-storm:K, "
-                      "katapult-silent-complete, katapult-mcu:NAME; N and K from 1)",
+                      "katapult-silent-complete, katapult-mcu:NAME, klipper-sensor:stuck|normal, "
+                      "klipper-temp:N, klipper-drop:N, klipper-bad-crc:N, klipper-silent; N and K "
+                      "from 1, klipper-drop and klipper-bad-crc from 2)",
                       st_text_printable(fault ? fault : "", shown, sizeof shown));
 }
 
@@ -439,10 +613,23 @@ int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
     case F_KAT_NACK_STORM: st_katapult_model_fault_nack_storm(u->kat, nth); break;
     case F_KAT_SILENT_COMPLETE: st_katapult_model_fault_silent_complete(u->kat, true); break;
     case F_KAT_MCU: break;
+    case F_KLP_SENSOR:
+        u->klp_faults.sensor = strcmp(f.arg, "stuck") == 0 ? ST_KLP_SENSOR_STUCK
+                                                           : ST_KLP_SENSOR_NORMAL;
+        break;
+    case F_KLP_TEMP:
+        u->klp_faults.temp_set = true;
+        u->klp_faults.temp = (uint32_t)f.v;
+        break;
+    case F_KLP_DROP: u->klp_faults.drop_every = (unsigned)f.v; break;
+    case F_KLP_BAD_CRC: u->klp_faults.bad_crc_every = (unsigned)f.v; break;
+    case F_KLP_SILENT: u->klp_faults.silent = true; break;
     }
-    if (f.kind >= F_KAT_POWER_LOSS && f.kind != F_KAT_MCU)
+    if (f.kind >= F_KAT_POWER_LOSS && f.kind <= F_KAT_SILENT_COMPLETE)
         u->kat_faults_armed = true;
     st_dfu_model_set_faults(u->dfu, &u->dfu_faults);
+    if (u->klp)
+        st_klp_model_set_faults(u->klp, &u->klp_faults);
     pthread_mutex_unlock(&u->lock);
     return 0;
 }
@@ -459,6 +646,7 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     if (can)
         u->can = *can;
     u->can_transport = cfg->can_transport;
+    memcpy(u->can_uuid, cfg->can_uuid, 6);
     u->power = u->nrst = 1;
     uint16_t xfer = 0;
     char kat_mcu[32] = "";
@@ -504,7 +692,8 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     st_can_stream_node_cfg kcn = { .app = 0x11 };
     memcpy(kcn.uuid, cfg->can_uuid, 6);
     u->kat_can = u->kat ? st_can_stream_node_new(st_katapult_model_stream(u->kat), &kcn) : NULL;
-    st_klipper_node_cfg kn = { .on_bootloader_request = on_app_bootloader_request, .ctx = u };
+    st_klipper_node_cfg kn = { .on_bootloader_request = on_app_bootloader_request, .ctx = u,
+                               .app = u->app ? st_klipper_app_stream(u->app) : NULL };
     memcpy(kn.uuid.b, cfg->can_uuid, 6);
     u->app_can = st_klipper_node_new(&kn);
     if (!u->dfu || !u->app_usb || !u->kat || !u->kat_usb || !u->kat_can || !u->app_can) {
@@ -553,6 +742,9 @@ void st_vunit_free(st_vunit *u)
     st_katapult_model_free(u->kat);
     st_cdc_acm_free(u->app_usb);
     st_klipper_app_free(u->app);
+    st_klp_model_free(u->klp);
+    free(u->klp_z);
+    free(u->app_z);
     st_dfu_model_free(u->dfu);
     st_flash_free(u->flash);
     pthread_mutex_destroy(&u->lock);

@@ -42,7 +42,7 @@ typedef struct st_vunit_config {
     const st_mcu *mcu;
     st_timing_profile timing;
     const char *dfu_serial;      /* NULL: model default; at most ST_VUNIT_SERIAL_MAX chars */
-    bool can_transport;          /* the application and Katapult speak CAN (else USB-CDC) */
+    bool can_transport;          /* images that do not say: the app and Katapult speak CAN */
     uint8_t can_uuid[6];         /* the unit's CAN UUID (CAN units) */
     const uint8_t *holds;        /* flash contents at arrival (copied), NULL = erased */
     size_t holds_len;
@@ -89,8 +89,23 @@ unsigned st_vunit_boots(st_vunit *u);
  *   katapult-mcu:NAME          Katapult's CONNECT reports MCU NAME (another board in the
  *                              jig; only in st_vunit_config)
  *   can-bus-off                (fixtures only) the unit's virtual CAN bus is bus-off
- * Katapult faults and power-loss fire once: a reboot after they fired disarms them.
- * N and K count from 1; ADDR must lie in the MCU's main flash. */
+ *   klipper-sensor:stuck|normal  cartographer_data repeats one value / varies with noise
+ *   klipper-temp:N             cartographer_data's temp is N (e.g. out of range)
+ *   klipper-drop:N             every Nth cartographer_data is lost (N >= 2)
+ *   klipper-bad-crc:N          every Nth block the application sends has a bad CRC
+ *   klipper-silent             the application receives and answers nothing
+ * Katapult faults and power-loss fire once: a reboot after they fired disarms them;
+ * klipper-* faults last. N and K count from 1; ADDR must lie in the MCU's main flash.
+ *
+ * What boots is what the flash holds (design.md 5). Code runs only where its vector table
+ * says it is linked (an application written at the start of flash does not boot: no face,
+ * only BOOT0 + ROM DFU reach the unit). Katapult ("CanBoot!" mark) shows USB-CDC when its
+ * build carries a USB device descriptor, else CAN. The application answers the Klipper
+ * protocol with the dictionary its image embeds and shows the face that dictionary names
+ * (USB build: USB-CDC 1d50:614e; CAN build: a Klipper CAN node), whatever the fixture says.
+ * An image without a dictionary (the station's synthetic images) shows the face of
+ * can_transport, for Katapult and application alike, and its application answers only the
+ * bootloader requests. */
 int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err);
 
 /* Whether st_vunit_new would take this fault string for a unit with this MCU, without
