@@ -446,6 +446,12 @@ static int replay_pair(const char *report_path, const char *jpath, st_rnode **ou
     }
     st_journal_apply(doc, buf, n, info);
     free(buf);
+    /* A run that died has no end time; the journal's last write is when it was last seen
+     * alive (SCHEMA.md run.finished), and what tells `station ship` the report is done. */
+    if (!info->ended && !st_rget(doc, "run.finished") && stat(jpath, &sb) == 0)
+        st_rmap_time(st_rmap_map(doc, "run"), "finished",
+                     (uint64_t)sb.st_mtim.tv_sec * 1000000u +
+                         (uint64_t)sb.st_mtim.tv_nsec / 1000u);
     *out = doc;
     return 0;
 }
@@ -528,15 +534,24 @@ int st_journal_recover_dir(const char *dir, st_journal_recover_counts *counts, s
             (size_t)snprintf(rpath, sizeof rpath, "%s/%.*s.yaml", dir, (int)(l - 8),
                              de->d_name) >= sizeof rpath)
             continue;
+        /* A journal whose run is alive holds its lock: not ours to fold. */
+        int lfd = open(jpath, O_RDONLY | O_CLOEXEC);
+        if (lfd >= 0 && flock(lfd, LOCK_SH | LOCK_NB) != 0) {
+            close(lfd);
+            counts->live++;
+            continue;
+        }
         const char *report = rpath;
         struct stat sb;
         if (stat(rpath, &sb) != 0) {
             /* Renamed report, cut short: the journal's first line names the old one. */
             char head[PATH_MAX + 32] = "";
             FILE *f = fopen(jpath, "r");
+            bool records = false;
             if (f) {
                 if (!fgets(head, sizeof head, f))
                     head[0] = '\0';
+                records = fgetc(f) != EOF;
                 fclose(f);
             }
             size_t ml = strlen(MAGIC);
@@ -545,17 +560,18 @@ int st_journal_recover_dir(const char *dir, st_journal_recover_counts *counts, s
             if (!*name || strchr(name, '/') ||
                 (size_t)snprintf(first, sizeof first, "%s/%s", dir, name) >= sizeof first ||
                 stat(first, &sb) != 0) {
-                counts->orphans++;
+                /* No report under either name. A journal with no record is a run that died
+                 * before its first report was on disk, so before any pin moved: nothing to
+                 * rebuild. One with records has lost its report: left for a person. */
+                if (!records && unlink(jpath) == 0)
+                    counts->empty++;
+                else
+                    counts->orphans++;
+                if (lfd >= 0)
+                    close(lfd);
                 continue;
             }
             report = first;
-        }
-        /* A journal whose run is alive holds its lock: not ours to fold. */
-        int lfd = open(jpath, O_RDONLY | O_CLOEXEC);
-        if (lfd >= 0 && flock(lfd, LOCK_SH | LOCK_NB) != 0) {
-            close(lfd);
-            counts->live++;
-            continue;
         }
         st_journal_replay_info info;
         st_err e;

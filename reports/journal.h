@@ -110,13 +110,16 @@ typedef struct st_journal_recover_counts {
     unsigned failed;    /* journals that could not be replayed (the first error is err) */
     unsigned temps;     /* temp files of atomic writes a killed run left, removed */
     unsigned live;      /* journals of runs still going (their lock is held): left alone */
+    unsigned empty;     /* journals of runs that died before their first report: removed */
 } st_journal_recover_counts;
 
 /* st_journal_recover on every "*.journal" in dir: what a station does when it starts on a
  * report directory a killed run left journals in. A journal whose report is missing under
  * its name is matched with the report its first line names (a rename cut short); the
  * rebuilt report then takes the journal's name. Temp files of atomic writes a killed run
- * left ("<name>.yaml.tmp.<pid>") are removed. A journal whose run is still going (its
+ * left ("<name>.yaml.tmp.<pid>") are removed, and so is a journal with no report and no
+ * record (its run died before its first report: before any pin moved). A journal whose
+ * run is still going (its
  * writer holds an flock on it until it ends or dies) is left alone. A missing dir is no
  * error. */
 int st_journal_recover_dir(const char *dir, st_journal_recover_counts *counts, st_err *err);

@@ -169,6 +169,7 @@ static void test_killed_at_every_record(void **state)
         if (st_report_validate(back, &e) != 0)
             fail_msg("after %d records: %s", upto, e.msg);
         assert_string_equal(st_rget_str(back, "verdict"), "incomplete");
+        assert_non_null(st_rget(back, "run.finished")); /* when it was last seen */
         size_t nsteps = st_rnode_len(st_rget(back, "steps"));
         assert_int_equal(nsteps, st_rnode_len(st_rget(doc, "steps")));
         const char *cause = st_rget_str(back, "cause");
@@ -375,7 +376,11 @@ static void test_rename_and_recover_dir(void **state)
     j = run_steps(doc, 2);
     st_journal_close(j);
     assert_int_equal(rename(jpath, newj), 0);
-    char orphan[160], tmpf[200], livef[200];
+    char orphan[160], tmpf[200], livef[200], emptyj[160];
+    snprintf(emptyj, sizeof emptyj, "%s/early.journal", dir); /* died before its report */
+    FILE *ej = fopen(emptyj, "w");
+    fputs("station-journal 1 early.yaml\n", ej);
+    fclose(ej);
     pid_t dead = fork(); /* a writer that is gone */
     if (dead == 0)
         _exit(0);
@@ -389,11 +394,13 @@ static void test_rename_and_recover_dir(void **state)
     fclose(tf);
     snprintf(orphan, sizeof orphan, "%s/gone.journal", dir); /* a journal with no report */
     FILE *f = fopen(orphan, "w");
-    fputs("station-journal 1 gone-too.yaml\n", f);
+    fputs("station-journal 1 gone-too.yaml\nJ 3 00000000\nabc\n", f); /* records, no report */
     fclose(f);
     assert_int_equal(st_journal_recover_dir(dir, &n, &e), 0);
     assert_int_equal(n.recovered, 1);
     assert_int_equal(n.orphans, 1);
+    assert_int_equal(n.empty, 1);
+    assert_false(exists(emptyj));
     assert_int_equal(n.temps, 1);
     assert_false(exists(tmpf));
     assert_true(exists(livef));

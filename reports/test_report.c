@@ -1,5 +1,6 @@
 /* Tests for per-unit YAML reports: round trip with hostile strings, getters, file names,
  * atomic writes, schema validation of the SCHEMA.md example, parse errors, rendering. */
+#include <math.h>
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
@@ -629,6 +630,22 @@ static void test_validate_catches(void **state)
     expect_invalid(doc, "steps.2.bytes");
     st_rmap_int(st_rfind(doc, "steps.2"), "bytes", 1);
     assert_int_equal(st_report_validate(doc, &err), 0);
+
+    /* A measurement's value and limits are any number: a temperature below zero, .nan
+     * when there is no value (SCHEMA.md); text is not a value. */
+    st_rnode *m = st_rseq_add_map(st_rmap_seq(st_rfind(doc, "steps.2"), "measurements"));
+    st_rmap_str(m, "name", "temp_min");
+    st_rmap_num(m, "value", -12.5);
+    st_rmap_str(m, "unit", "C");
+    st_rmap_num(m, "low", -40);
+    st_rmap_num(m, "high", 85);
+    st_rmap_str(m, "outcome", "pass");
+    assert_int_equal(st_report_validate(doc, &err), 0);
+    st_rmap_num(m, "value", NAN);
+    assert_int_equal(st_report_validate(doc, &err), 0);
+    st_rmap_str(m, "value", "CARTOGRAPHER V4");
+    expect_invalid(doc, "steps.2.measurements.0.value");
+    st_rmap_del(st_rfind(doc, "steps.2"), "measurements");
 
     st_rmap_str(st_rfind(doc, "images.0"), "sha256", "abc");
     expect_invalid(doc, "images.0.sha256");

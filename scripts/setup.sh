@@ -13,6 +13,10 @@ pkgs=(
   libssl-dev            # SHA-1 / SHA-256 (OpenSSL libcrypto EVP)
   libjson-c-dev         # Klipper data dictionaries (JSON from a unit or an image)
   libcmocka-dev         # unit tests
+  libpq-dev             # station ship / history: the fleet's PostgreSQL database
+  libmosquitto-dev      # live station status on MQTT
+  postgresql            # the fleet tests start a private cluster (initdb on a free port)
+  mosquitto             # the fleet tests start a private broker (mosquitto_passwd, ACLs)
   clang                 # fuzz targets (libFuzzer needs clang; STATION_FUZZ=ON)
   libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes for clang 14
 )

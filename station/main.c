@@ -23,6 +23,7 @@
 #include "reports/journal.h"
 #include "reports/junit.h"
 #include "reports/report.h"
+#include "station/cmd_fleet.h"
 #include "station/context.h"
 #include "station/core/clock.h"
 #include "station/core/digest.h"
@@ -166,18 +167,21 @@ typedef struct slot_run {
     pthread_t thread;
     bool started;             /* its thread runs (join it) */
     char label[24];           /* "slot 2", "unit 0a0b0c0d0e01" */
+    station_fleet *fleet;     /* live status on MQTT; NULL without a fleet configuration */
 } slot_run;
 
 static void on_step(void *ctx, const char *step, int attempt)
 {
     slot_run *s = ctx;
     st_ui_step(s->ui, s->row, step, attempt);
+    station_fleet_step(s->fleet, (size_t)s->row, step, attempt);
 }
 
 static void *slot_thread(void *arg)
 {
     slot_run *s = arg;
     s->rc = st_job_run(s->job, s->images, &s->env, &s->res);
+    station_fleet_done(s->fleet, (size_t)s->row, s->rc, &s->res);
     char detail[PATH_MAX + ST_ERR_MSG_MAX + 16];
     if (s->rc && s->res.report_path[0])
         snprintf(detail, sizeof detail, "%s\n         report %s", s->res.cause,
@@ -272,6 +276,7 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
     st_ctx *ctx = NULL;
     slot_run *runs = NULL;
     target *targets = NULL;
+    station_fleet *fleet = NULL;
     size_t nruns = 0, ntargets = 0;
     const char *uuid_opt = opt_get(o, "uuid");
     st_slot_needs needs = job_needs(job);
@@ -371,6 +376,8 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
     uint64_t now = st_wall_us();
     snprintf(run_id, sizeof run_id, "%llx-%x", (unsigned long long)(now / 1000u), (unsigned)getpid());
     const char *who = opt_get(o, "operator") ? opt_get(o, "operator") : getenv("USER");
+    if ((status = station_fleet_begin(run_id, ntargets, &fleet)) != 0)
+        goto out;
     printf("station: job %s on %s (%zu unit%s)\n", job->name, fx->name, ntargets,
            ntargets == 1 ? "" : "s");
     st_serial_host *serial = NULL;
@@ -410,8 +417,10 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         else
             snprintf(s->label, sizeof s->label, "unit %s", t->uuid);
         st_ui_bind(ui, (int)i, s->label, &s->progress);
+        s->fleet = fleet;
+        station_fleet_slot(fleet, i, t->fs ? t->fs->id : 0, &s->progress);
         s->env = (st_run_env){
-            .station_name = "station",
+            .station_name = station_fleet_name(fleet, "station"),
             .operator_name = who && *who ? who : "unknown",
             .run_id = run_id,
             .report_dir = opt_get(o, "reports"),
@@ -499,6 +508,7 @@ out:
         st_slot_close(runs[i].env.slot);
     free(runs);
     free(targets);
+    station_fleet_end(fleet);
     st_ctx_close(ctx);
     st_ui_free(ui);
     st_ui_free(boot_ui);
@@ -599,9 +609,10 @@ static int cmd_report_recover(const opts *o, char *const args[])
     st_journal_recover_counts n;
     st_err e;
     int rc = st_journal_recover_dir(args[0], &n, &e);
-    printf("%s: %u report(s) rebuilt from their journals, %u stale journal(s) and %u temp "
-           "file(s) removed, %u journal(s) without a report and %u of runs still going left "
-           "alone\n", args[0], n.recovered, n.stale, n.temps, n.orphans, n.live);
+    printf("%s: %u report(s) rebuilt from their journals, %u stale and %u empty journal(s) "
+           "and %u temp file(s) removed, %u journal(s) without a report and %u of runs still "
+           "going left alone\n", args[0], n.recovered, n.stale, n.empty, n.temps, n.orphans,
+           n.live);
     if (rc) {
         err_line("report recover", &e);
         return EXIT_STATION;
@@ -658,7 +669,12 @@ static int cmd_image_generate(const opts *o, char *const args[])
     }
     uint8_t *img = NULL;
     st_err e;
-    const st_mcu *mcu = st_mcu_find("stm32g431xx");
+    const char *mcu_name = opt_get(o, "mcu") ? opt_get(o, "mcu") : "stm32g431xx";
+    const st_mcu *mcu = st_mcu_find(mcu_name);
+    if (!mcu) {
+        fprintf(stderr, "station: --mcu %s: unknown MCU\n", mcu_name);
+        return EXIT_USAGE;
+    }
     size_t n = (size_t)size;
     if (st_synth_combined_seeded(mcu, n, (uint32_t)seed, &img, &e)) {
         err_line("image generate", &e);
@@ -714,6 +730,7 @@ static const st_cli_opt gen_opts[] = {
     { "size", "BYTES", "image size (default 35984)" },
     { "seed", "N", "application variant (default 0)" },
     { "app", NULL, "only the application (loads at the Katapult application start)" },
+    { "mcu", "NAME", "target MCU (default stm32g431xx)" },
     { NULL, NULL, NULL },
 };
 
@@ -721,6 +738,27 @@ static const st_cli_opt show_opts[] = {
     { "no-color", NULL, "no ANSI colours" },
     { NULL, NULL, NULL },
 };
+
+/* The fleet commands (cmd_fleet.c) read their options through this. */
+static const char *opt_of(const void *o, const char *name)
+{
+    return opt_get(o, name);
+}
+
+static int cmd_ship(const opts *o, char *const args[])
+{
+    return station_cmd_ship(opt_of, o, o->verbose, args);
+}
+
+static int cmd_history(const opts *o, char *const args[])
+{
+    return station_cmd_history(opt_of, o, args);
+}
+
+static int cmd_report_summary(const opts *o, char *const args[])
+{
+    return station_cmd_report_summary(opt_of, o, args);
+}
 
 static const builtin builtins[] = {
     { "run", "JOB", 1,
@@ -744,6 +782,21 @@ static const builtin builtins[] = {
       "Folds each journal in DIR into its report (verdict incomplete, the step in progress "
       "incomplete), removes stale journals and the temp files of cut-short writes. Every run "
       "does this on its report directory before it starts.", NULL, 0, cmd_report_recover },
+    { "report summary", "[DIR]", 1,
+      "runs, pass/fail, units, first-pass yield and failures by step and cause: of the "
+      "reports in DIR, or (--db) across the fleet database",
+      "Both read the same figures (reports/FLEET.md \"Queries\"); --db reads every station "
+      "the configured database role may read.", station_summary_opts, 0, cmd_report_summary },
+    { "ship", NULL, 0, "ship finished reports into the fleet's PostgreSQL database, exactly once",
+      "A service (reports/ship/station-ship.service): watches the report directory and ships "
+      "every finished report; reports are never changed or deleted, and a database outage "
+      "only makes them wait. --once makes one pass; --migrate applies the schema migrations. "
+      "-v prints a line per report. See reports/FLEET.md.", station_ship_opts, 0, cmd_ship },
+    { "history", "UNIT", 1,
+      "every run of a unit (identity, chip UID, DFU serial or CAN UUID) across the stations, "
+      "from the fleet database",
+      "Oldest first: started, station, slot, verdict, job, failed step, cause. Exit 1 when "
+      "the unit has no runs.", station_history_opts, 0, cmd_history },
     { "fixture check", "FILE", 1, "parse a fixture file and describe its slots", NULL, NULL, 0,
       cmd_fixture_check },
     { "image generate", "OUT", 1, "write the synthetic combined image the demo job uses", NULL,
@@ -1030,7 +1083,8 @@ int main(int argc, char **argv)
     }
     char **args = a + used;
     int nargs = n - used;
-    if (nargs < (int)cmd->nargs)
+    /* An argument shown in brackets ("[DIR]") may be left out. */
+    if (nargs < (int)cmd->nargs && !(cmd->args && cmd->args[0] == '['))
         return usage_error(cmd, "missing %s", cmd->args ? cmd->args : "an argument");
     if (nargs > (int)cmd->nargs)
         return usage_error(cmd, "unexpected argument \"%s\"", args[cmd->nargs]);

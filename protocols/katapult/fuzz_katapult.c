@@ -66,7 +66,9 @@ static void fs_close(st_stream *s)
 {
 }
 
-static const st_stream_ops fs_ops = { fs_write, fs_read, fs_line, fs_modem, fs_ok, fs_close };
+static const st_stream_ops fs_ops = { .write = fs_write, .read = fs_read, .set_line = fs_line,
+                                      .set_modem = fs_modem, .flush_input = fs_ok,
+                                      .close = fs_close };
 
 static void host_side(const uint8_t *data, size_t size)
 {

@@ -2,10 +2,12 @@
 #include "protocols/sim/vunit.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocols/an3155/an3155_model.h"
 #include "protocols/canadmin/klipper_node.h"
 #include "protocols/dfuse/dfu_model.h"
 #include "protocols/katapult/katapult_model.h"
@@ -13,6 +15,7 @@
 #include "protocols/sim/cdc_acm.h"
 #include "protocols/sim/klipper_app.h"
 #include "station/core/clock.h"
+#include "station/core/digest.h"
 #include "station/core/image.h"
 #include "station/core/text.h"
 #include "station/core/yamldoc.h"
@@ -52,6 +55,11 @@ struct st_vunit {
     bool start_error;        /* the ROM enumerates in dfuERROR (fault) */
     unsigned boots;
     st_dfu_model_faults dfu_faults;
+    st_an_model *uart_rom;        /* the ROM's AN3155 face on the UART (may be NULL) */
+    st_stream_model uart;         /* the UART as the host's stream sees it */
+    bool boot_select_low;
+    bool uart_go_pending, uart_go_rom, uart_keep;
+    uint32_t uart_go_addr;
     /* The Klipper protocol of the application the flash holds (design.md 5: the face comes
      * from the image). app_z is the dictionary found at the last application boot. */
     st_klp_model *klp;
@@ -334,7 +342,8 @@ static face boot(st_vunit *u)
     /* A reset or power-on ends an injected power loss. */
     st_flash_power_restore(u->flash);
     bool ok;
-    if (u->boot0 || rd32(u->flash, u->mcu->flash_start, &ok) == 0xFFFFFFFFu) {
+    bool rom_selected = u->boot_select_low ? !u->boot0 : u->boot0;
+    if (rom_selected || rd32(u->flash, u->mcu->flash_start, &ok) == 0xFFFFFFFFu) {
         /* BOOT0 high, or main flash empty (PEMPTY): system memory, the ROM bootloader. */
         return rom(u);
     }
@@ -344,6 +353,15 @@ static face boot(st_vunit *u)
 /* Swap what is on the USB port and the CAN bus: detach the old faces, attach the new. */
 static void present(st_vunit *u, face next)
 {
+    /* The UART follows the mode: the ROM's AN3155 bootloader restarts (and waits for
+     * 0x7F again), anything else leaves the line silent. */
+    if (u->uart_rom && u->uart_keep) {
+        /* The ROM itself jumped or reset: its last ACK is on the wire already. */
+        if (u->mode != M_ROM)
+            st_an_model_go_silent(u->uart_rom);
+    } else if (u->uart_rom) {
+        st_an_model_reset(u->uart_rom, u->mode == M_ROM, st_now_us());
+    }
     if (u->attached) {
         u->port.detach(u->port.ctx);
         u->attached = false;
@@ -393,6 +411,90 @@ static void on_app_bootloader_request(void *ctx)
     pthread_mutex_unlock(&u->lock);
 }
 
+/* ---- UART ---------------------------------------------------------------------------- */
+
+/* From inside the AN3155 model (lock held): note the exit, act after the model returns. */
+static void on_uart_exit(void *ctx, st_an_model *m, uint32_t addr, bool rom)
+{
+    st_vunit *u = ctx;
+    (void)m;
+    u->uart_go_pending = true;
+    u->uart_go_addr = addr;
+    u->uart_go_rom = rom;
+}
+
+static void uart_after(st_vunit *u)
+{
+    if (!u->uart_go_pending)
+        return;
+    u->uart_go_pending = false;
+    u->boots++;
+    if (u->uart_go_rom) {
+        /* The ROM reset itself after (un)protect: with the boot pin still selecting it,
+         * the model already restarts on its own (its last ACK still goes out). */
+        bool rom_selected = u->boot_select_low ? !u->boot0 : u->boot0;
+        u->uart_keep = true;
+        if (!rom_selected)
+            present(u, boot(u));
+        u->uart_keep = false;
+        return;
+    }
+    /* Go: the code at the address runs (the application, or Katapult). */
+    u->uart_keep = true;
+    present(u, boot_code(u, u->uart_go_addr));
+    u->uart_keep = false;
+}
+
+static st_vunit *uart_unit(st_stream_model *b)
+{
+    return (st_vunit *)((char *)b - offsetof(st_vunit, uart));
+}
+
+static void uart_rx(st_stream_model *b, const uint8_t *buf, size_t n, uint64_t now)
+{
+    st_vunit *u = uart_unit(b);
+    pthread_mutex_lock(&u->lock);
+    st_an_model_stream(u->uart_rom)->ops->rx(st_an_model_stream(u->uart_rom), buf, n, now);
+    uart_after(u);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static size_t uart_tx(st_stream_model *b, uint8_t *buf, size_t cap, uint64_t now)
+{
+    st_vunit *u = uart_unit(b);
+    pthread_mutex_lock(&u->lock);
+    size_t n = st_an_model_stream(u->uart_rom)->ops->tx(st_an_model_stream(u->uart_rom), buf,
+                                                        cap, now);
+    pthread_mutex_unlock(&u->lock);
+    return n;
+}
+
+static uint64_t uart_next(st_stream_model *b)
+{
+    st_vunit *u = uart_unit(b);
+    pthread_mutex_lock(&u->lock);
+    uint64_t t = st_an_model_stream(u->uart_rom)->ops->next_event_us(st_an_model_stream(u->uart_rom));
+    pthread_mutex_unlock(&u->lock);
+    return t;
+}
+
+static void uart_line(st_stream_model *b, const st_stream_line *l, int dtr, int rts)
+{
+    st_vunit *u = uart_unit(b);
+    pthread_mutex_lock(&u->lock);
+    st_an_model_stream(u->uart_rom)->ops->line(st_an_model_stream(u->uart_rom), l, dtr, rts);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static const st_stream_model_ops uart_ops = {
+    .rx = uart_rx, .tx = uart_tx, .next_event_us = uart_next, .line = uart_line, .brk = NULL,
+};
+
+st_stream_model *st_vunit_uart(st_vunit *u)
+{
+    return u->uart_rom ? &u->uart : NULL;
+}
+
 void st_vunit_set_pin(st_vunit *u, st_vunit_pin pin, int level)
 {
     pthread_mutex_lock(&u->lock);
@@ -429,7 +531,7 @@ typedef enum fault_kind {
     F_START_ERROR, F_TRANSFER_SIZE, F_STALL, F_DISCONNECT, F_LEAVE, F_CORRUPT_PAGE,
     F_PROG_ERROR, F_SLOW_ERASE, F_POWER_LOSS, F_KAT_POWER_LOSS, F_KAT_DROP_RX, F_KAT_DROP_TX,
     F_KAT_CORRUPT_RX, F_KAT_CORRUPT_TX, F_KAT_NACK_STORM, F_KAT_SILENT_COMPLETE, F_KAT_MCU,
-    F_KLP_SENSOR, F_KLP_TEMP, F_KLP_DROP, F_KLP_BAD_CRC, F_KLP_SILENT,
+    F_KLP_SENSOR, F_KLP_TEMP, F_KLP_DROP, F_KLP_BAD_CRC, F_KLP_SILENT, F_RDP, F_UART,
 } fault_kind;
 
 typedef struct fault {
@@ -525,6 +627,18 @@ static int parse_fault(const char *fault, const st_mcu *mcu, fault_spec *out, st
         out->kind = F_KAT_SILENT_COMPLETE;
         return 0;
     }
+    /* Readout protection, and the ROM's USART bootloader (protocols/an3155). */
+    if (strcmp(name, "rdp") == 0 && !arg) {
+        out->kind = F_RDP;
+        return 0;
+    }
+    if ((strcmp(name, "uart-nack") == 0 || strcmp(name, "uart-silent") == 0 ||
+         strcmp(name, "uart-noise-rx") == 0 || strcmp(name, "uart-noise-tx") == 0 ||
+         strcmp(name, "uart-late-start") == 0) && num && v < UINT32_MAX) {
+        out->kind = F_UART;
+        out->arg = fault + 5; /* "nack:3": the AN3155 model's own fault string */
+        return 0;
+    }
     /* The running Klipper application (they last: a reboot keeps them). */
     if (strcmp(name, "klipper-sensor") == 0 && arg &&
         (strcmp(arg, "stuck") == 0 || strcmp(arg, "normal") == 0)) {
@@ -560,7 +674,9 @@ unknown:;
                       "dfu-leave:stall|vanish|stall-dnload, corrupt-page:ADDR, prog-error:ADDR, "
                       "slow-erase:1..1000, power-loss:BYTES, katapult-power-loss:N, "
                       "katapult-drop-rx|drop-tx|corrupt-rx|corrupt-tx:N, katapult-nack-storm:K, "
-                      "katapult-silent-complete, katapult-mcu:NAME, klipper-sensor:stuck|normal, "
+                      "katapult-silent-complete, katapult-mcu:NAME, rdp, "
+                      "uart-nack|silent|noise-rx|noise-tx:N, uart-late-start:MS, "
+                      "klipper-sensor:stuck|normal, "
                       "klipper-temp:N, klipper-drop:N, klipper-bad-crc:N, klipper-silent; N and K "
                       "from 1, klipper-drop and klipper-bad-crc from 2)",
                       st_text_printable(fault ? fault : "", shown, sizeof shown));
@@ -624,6 +740,14 @@ int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
     case F_KLP_DROP: u->klp_faults.drop_every = (unsigned)f.v; break;
     case F_KLP_BAD_CRC: u->klp_faults.bad_crc_every = (unsigned)f.v; break;
     case F_KLP_SILENT: u->klp_faults.silent = true; break;
+    case F_RDP: st_flash_set_rdp(u->flash, true); break;
+    case F_UART:
+        if (!u->uart_rom || !st_an_model_fault(u->uart_rom, f.arg)) {
+            pthread_mutex_unlock(&u->lock);
+            return st_err_set(err, ST_ERR_INVAL, "fault \"%s\": this unit's ROM has no USART "
+                              "bootloader model", fault);
+        }
+        break;
     }
     if (f.kind >= F_KAT_POWER_LOSS && f.kind <= F_KAT_SILENT_COMPLETE)
         u->kat_faults_armed = true;
@@ -646,8 +770,11 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     if (can)
         u->can = *can;
     u->can_transport = cfg->can_transport;
+    u->boot_select_low = cfg->boot_select_low;
     memcpy(u->can_uuid, cfg->can_uuid, 6);
     u->power = u->nrst = 1;
+    /* BOOT0 rests at the level that selects the flash. */
+    u->boot0 = u->boot_select_low ? 1 : 0;
     uint16_t xfer = 0;
     char kat_mcu[32] = "";
     for (size_t i = 0; i < cfg->n_faults; i++) {
@@ -700,6 +827,18 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
         st_vunit_free(u);
         return st_err_set(err, ST_ERR_NOMEM, "cannot create the unit's device models");
     }
+    /* The ROM's USART bootloader, when the part is in the AN3155 table. */
+    st_an_model_cfg ac = { .on_exit = on_uart_exit, .ctx = u,
+                           .baud = 115200, .accept_8n1 = cfg->uart_on_pty };
+    /* The unique ID the ROM reads back: the ROM DFU's serial is derived from it on real
+     * parts, so the same unit shows the same identity on both paths. */
+    for (size_t i = 0; i < 12 && u->serial[i]; i++) {
+        int v = st_hexval(u->serial[i]);
+        ac.uid[6 + i / 2] |= (uint8_t)((v < 0 ? 0 : v) << (i % 2 ? 0 : 4));
+    }
+    ac.uid[0] = 0x20;
+    u->uart_rom = st_an_model_new(u->flash, &ac);
+    u->uart.ops = &uart_ops;
     if (cfg->holds)
         st_flash_preload(u->flash, cfg->holds_addr, cfg->holds, cfg->holds_len);
     for (size_t i = 0; i < cfg->n_faults; i++) {
@@ -746,6 +885,7 @@ void st_vunit_free(st_vunit *u)
     free(u->klp_z);
     free(u->app_z);
     st_dfu_model_free(u->dfu);
+    st_an_model_free(u->uart_rom);
     st_flash_free(u->flash);
     pthread_mutex_destroy(&u->lock);
     free(u);

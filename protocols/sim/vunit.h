@@ -2,7 +2,8 @@
  * and its device models (ROM DFU, Katapult, Klipper application) and boots exactly as the
  * board would when its pins change: NRST released with BOOT0 high -> ROM DFU on its USB
  * port; BOOT0 low -> the code in flash (Katapult, which starts the application), or the
- * ROM when main flash is empty (the G4's PEMPTY rule). The flash persists across reboots.
+ * ROM when main flash is empty (the G4's PEMPTY rule). The ROM also answers AN3155 on the
+ * unit's UART. The flash persists across reboots.
  * The same object serves the virtual fixture, tests and the kernel-driver rig: it only
  * attaches models to and detaches them from a USB attach point. Thread-safe. */
 #ifndef STATION_PROTOCOLS_SIM_VUNIT_H
@@ -49,6 +50,11 @@ typedef struct st_vunit_config {
     uint32_t holds_addr;
     const char *const *faults;   /* fault strings (see st_vunit_apply_fault) */
     size_t n_faults;
+    /* The board drives BOOT0 through an inverter (seed 002's Neptune 4 guide: the ROM is
+     * entered when the boot-select line is low during reset). */
+    bool boot_select_low;
+    /* The UART is served on a pty, which cannot carry parity: the ROM model takes 8N1. */
+    bool uart_on_pty;
 } st_vunit_config;
 
 typedef struct st_vunit st_vunit;
@@ -63,6 +69,13 @@ void st_vunit_free(st_vunit *u);
  * (1 = powered). Edges drive the boot logic. */
 typedef enum st_vunit_pin { ST_VUNIT_BOOT0, ST_VUNIT_NRST, ST_VUNIT_POWER } st_vunit_pin;
 void st_vunit_set_pin(st_vunit *u, st_vunit_pin pin, int level);
+
+/* The unit's UART (USART1 on the boot pins' ROM path): while the ROM runs, its AN3155
+ * bootloader answers here (8E1, like the chip; a Go or a reset swaps the face as the pins
+ * and the flash say); otherwise the line is silent. The stream model belongs to the unit
+ * (for st_stream_mem_open or a pty server); NULL when the MCU has no AN3155 table row.
+ * Calls into it take the unit's lock. */
+st_stream_model *st_vunit_uart(st_vunit *u);
 
 /* "off", "reset", "rom-dfu", "katapult", "app", "crashed" (no valid code ran). */
 const char *st_vunit_state(st_vunit *u);
@@ -89,6 +102,9 @@ unsigned st_vunit_boots(st_vunit *u);
  *   katapult-mcu:NAME          Katapult's CONNECT reports MCU NAME (another board in the
  *                              jig; only in st_vunit_config)
  *   can-bus-off                (fixtures only) the unit's virtual CAN bus is bus-off
+ *   rdp                        readout protection is on (the AN3155 ROM refuses reads)
+ *   uart-nack:N / uart-silent:N / uart-noise-rx:N / uart-noise-tx:N / uart-late-start:MS
+ *                              AN3155 ROM faults (see an3155_model.h)
  *   klipper-sensor:stuck|normal  cartographer_data repeats one value / varies with noise
  *   klipper-temp:N             cartographer_data's temp is N (e.g. out of range)
  *   klipper-drop:N             every Nth cartographer_data is lost (N >= 2)
