@@ -14,6 +14,8 @@ pkgs=(
   uuid-dev              # run ids: random UUIDs (libuuid), unique across stations
   libjson-c-dev         # Klipper data dictionaries (JSON from a unit or an image)
   libcmocka-dev         # unit tests
+  clang                 # second compiler: scripts/test.sh builds the tree with it (-Werror)
+  libclang-rt-14-dev    # libFuzzer for clang's -DSTATION_FUZZ=ON targets (only recommended by clang)
   libpq-dev             # station ship / history: the fleet's PostgreSQL database
   libmosquitto-dev      # live station status on MQTT
   postgresql            # the fleet tests start a private cluster (initdb on a free port)

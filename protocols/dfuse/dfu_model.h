@@ -35,7 +35,9 @@ typedef struct st_dfu_model_config {
 typedef struct st_dfu_model st_dfu_model;
 
 /* flash is shared, not owned, and must outlive the model. cfg may be NULL (defaults).
- * Returns NULL on bad config (transfer_size > 4096, bad serial) or no memory. */
+ * The device enumerates with the USB id of the flash's MCU row (st_mcu.usb_rom_dfu).
+ * Returns NULL on bad config (transfer_size > 4096, bad serial), for an MCU whose row has
+ * no ROM USB DFU id, or on no memory. */
 st_dfu_model *st_dfu_model_new(st_flash *flash, const st_dfu_model_config *cfg);
 void st_dfu_model_free(st_dfu_model *m);
 /* The USB face to attach to a bus (st_vusb_attach). Valid until st_dfu_model_free. */

@@ -55,6 +55,15 @@ static void test_text(void **state)
     assert_string_equal(st_text_filename("../../x\n: y", out, sizeof out), "_._.._x___y");
     assert_string_equal(st_text_filename("", out, sizeof out), "unknown");
     assert_string_equal(st_text_filename(".hidden", out, sizeof out), "_hidden");
+    /* Names a file gives its own things (image roles). */
+    assert_true(st_text_is_name("combined"));
+    assert_true(st_text_is_name("boot-loader_v2.1"));
+    assert_true(st_text_is_name("a234567890123456789012345678901")); /* 31 */
+    assert_false(st_text_is_name("a2345678901234567890123456789012")); /* 32 */
+    assert_false(st_text_is_name(""));
+    assert_false(st_text_is_name(NULL));
+    assert_false(st_text_is_name("my image"));
+    assert_false(st_text_is_name("x\n"));
     assert_string_equal(st_text_printable("a\x1b[2Jb\xff", out, sizeof out), "a?[2Jb?");
     assert_string_equal(st_text_filename("208A31574253", out, 8), "208A315");
 }

@@ -681,7 +681,8 @@ static const char *shown_as(const st_ynode *n, bool strict, char *buf, size_t ca
     if (st_ynode_is_seq(n))
         return "a list";
     const char *s = st_ynode_text(n);
-    char p[64];
+    /* Sized so that the quotes and "..." still fit the callers' 64-byte buffers. */
+    char p[56];
     size_t width = strict ? 48 : sizeof p;
     st_text_printable(s, p, width);
     snprintf(buf, cap, "\"%s%s\"", p, strict && strlen(s) >= width ? "..." : "");
@@ -973,7 +974,7 @@ int st_ynode_u64(const st_ydoc *doc, const st_ynode *n, const char *field, uint6
 int st_ynode_u32(const st_ydoc *doc, const st_ynode *n, const char *field, uint32_t min,
                  uint32_t max, uint32_t *out, st_err *err)
 {
-    uint64_t v;
+    uint64_t v = 0;
     int rc = st_ynode_u64(doc, n, field, min, max, &v, err);
     if (rc == 0)
         *out = (uint32_t)v;
