@@ -56,6 +56,7 @@ struct st_vunit {
     st_an_model *uart_rom;        /* the ROM's AN3155 face on the UART (may be NULL) */
     st_stream_model uart;         /* the UART as the host's stream sees it */
     bool boot_select_low;
+    st_vunit_wire dtr_wire, rts_wire; /* the UART's modem lines on the board */
     bool uart_go_pending, uart_go_rom, uart_keep;
     uint32_t uart_go_addr;
     /* The Klipper protocol of the application the flash holds (design.md 5: the face comes
@@ -476,11 +477,30 @@ static uint64_t uart_next(st_stream_model *b)
     return t;
 }
 
+static void set_pin_locked(st_vunit *u, st_vunit_pin pin, int level);
+
+/* The host's DTR/RTS through the board's wiring (vunit.h st_vunit_wire). The line that
+ * drives BOOT0 goes first: when both change in one call the boot pin is settled before the
+ * reset edge samples it, as with the GPIO pair. */
+static void modem_lines(st_vunit *u, int dtr, int rts)
+{
+    const st_vunit_wire *w[2] = { &u->dtr_wire, &u->rts_wire };
+    int lvl[2] = { dtr, rts };
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < 2; i++) {
+            if (lvl[i] < 0 || !w[i]->present || (w[i]->pin == ST_VUNIT_BOOT0) != (pass == 0))
+                continue;
+            set_pin_locked(u, w[i]->pin, w[i]->inverted ? !lvl[i] : !!lvl[i]);
+        }
+    }
+}
+
 static void uart_line(st_stream_model *b, const st_stream_line *l, int dtr, int rts)
 {
     st_vunit *u = uart_unit(b);
     pthread_mutex_lock(&u->lock);
     st_an_model_stream(u->uart_rom)->ops->line(st_an_model_stream(u->uart_rom), l, dtr, rts);
+    modem_lines(u, dtr, rts);
     pthread_mutex_unlock(&u->lock);
 }
 
@@ -496,6 +516,12 @@ st_stream_model *st_vunit_uart(st_vunit *u)
 void st_vunit_set_pin(st_vunit *u, st_vunit_pin pin, int level)
 {
     pthread_mutex_lock(&u->lock);
+    set_pin_locked(u, pin, level);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static void set_pin_locked(st_vunit *u, st_vunit_pin pin, int level)
+{
     bool was_running = u->power && u->nrst;
     if (pin == ST_VUNIT_BOOT0)
         u->boot0 = level;
@@ -510,7 +536,6 @@ void st_vunit_set_pin(st_vunit *u, st_vunit_pin pin, int level)
     } else if (!was_running && running) {
         present(u, boot(u));
     }
-    pthread_mutex_unlock(&u->lock);
 }
 
 /* Katapult resets into the application ~100 ms after COMPLETE (called from inside the
@@ -637,6 +662,8 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
         u->can = *can;
     u->can_transport = cfg->can_transport;
     u->boot_select_low = cfg->boot_select_low;
+    u->dtr_wire = cfg->dtr;
+    u->rts_wire = cfg->rts;
     memcpy(u->can_uuid, cfg->can_uuid, 6);
     u->power = u->nrst = 1;
     /* BOOT0 rests at the level that selects the flash. */
