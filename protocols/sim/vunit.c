@@ -65,6 +65,7 @@ struct st_vunit {
     uint8_t *klp_z, *app_z;
     size_t klp_z_len, app_z_len;
     st_klp_model_faults klp_faults;
+    st_image_facts app_facts;     /* what the application's image says (its USB identity) */
     pthread_t clock;              /* the unit's own clock: lets models' timers fire */
     bool clock_running, stopping;
 };
@@ -280,6 +281,12 @@ static face app_face(st_vunit *u, uint32_t addr)
     u->mode = M_APP;
     face f = { NULL, NULL, true };
     st_klp_transport t = app_dictionary(u, addr);
+    size_t n;
+    uint8_t *b = flash_from(u, addr, &n);
+    memset(&u->app_facts, 0, sizeof u->app_facts);
+    if (b)
+        st_image_facts_of(b, n, u->mcu, &u->app_facts);
+    free(b);
     bool can = u->can_transport;
     if (t == ST_KLP_TRANSPORT_CAN)
         can = true;
@@ -287,6 +294,8 @@ static face app_face(st_vunit *u, uint32_t addr)
         can = false;
     else if (t != ST_KLP_TRANSPORT_UNKNOWN || u->app_z)
         return f; /* a serial build, or one naming no transport: nothing on USB or CAN */
+    else if (u->app_facts.usb_device)
+        can = false; /* no dictionary, but a USB device descriptor: a USB build */
     if (can) {
         f.can = st_klipper_node_base(u->app_can);
     } else {
@@ -349,6 +358,30 @@ static face boot(st_vunit *u)
     return boot_code(u, u->mcu->flash_start);
 }
 
+/* The USB identity the application enumerates with is the one its build carries: the
+ * device descriptor its image embeds (ids, release, and the manufacturer/product/serial
+ * strings stored behind it), else the MCU table's Klipper id (a synthetic image). A serial
+ * number made from the chip's UID at run time is the unit's own. Called detached. */
+static void app_usb_identity(st_vunit *u)
+{
+    const st_image_facts *f = &u->app_facts;
+    st_cdc_identity id = { .vid = u->mcu->usb_klipper.vid, .pid = u->mcu->usb_klipper.pid,
+                           .bcd_device = 0x0100, .manufacturer = "Klipper",
+                           .product = u->mcu->name, .serial = u->serial };
+    if (f->usb_device) {
+        id.vid = f->usb_vid;
+        id.pid = f->usb_pid;
+        id.bcd_device = f->usb_bcd_device;
+        if (f->usb_manufacturer[0])
+            id.manufacturer = f->usb_manufacturer;
+        if (f->usb_product[0])
+            id.product = f->usb_product;
+        if (f->usb_serial[0])
+            id.serial = f->usb_serial;
+    }
+    st_cdc_acm_set_identity(u->app_usb, &id);
+}
+
 /* Swap what is on the USB port and the CAN bus: detach the old faces, attach the new. */
 static void present(st_vunit *u, face next)
 {
@@ -371,6 +404,8 @@ static void present(st_vunit *u, face next)
     }
     if (next.app)
         app_protocol(u);
+    if (next.app && next.usb)
+        app_usb_identity(u);
     if (next.usb && u->port.attach(u->port.ctx, next.usb, NULL) == 0)
         u->attached = true;
     if (next.can && u->can.attach && u->can.attach(u->can.ctx, next.can, NULL) == 0)

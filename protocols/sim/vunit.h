@@ -130,7 +130,11 @@ unsigned st_vunit_boots(st_vunit *u);
  * only BOOT0 + ROM DFU reach the unit). Katapult ("CanBoot!" mark) shows USB-CDC when its
  * build carries a USB device descriptor, else CAN. The application answers the Klipper
  * protocol with the dictionary its image embeds and shows the face that dictionary names
- * (USB build: USB-CDC 1d50:614e; CAN build: a Klipper CAN node), whatever the fixture says.
+ * (USB build: USB-CDC; CAN build: a Klipper CAN node), whatever the fixture says. On USB it
+ * enumerates with the device descriptor its image embeds (VID:PID, release, and the
+ * manufacturer/product/serial strings stored behind it; a serial made from the chip at run
+ * time is the unit's own), and with the MCU table's Klipper id (1d50:614e) only when the
+ * image carries none; an image with a descriptor and no dictionary is a USB build.
  * An image without a dictionary (the station's synthetic images) shows the face of
  * can_transport, for Katapult and application alike, and its application answers only the
  * bootloader requests. */
