@@ -384,7 +384,12 @@ int st_ctx_serial(st_ctx *c, st_serial_host **out, st_err *err)
  * backend (bytes, framing, parity refusal and flushes all cross the kernel's tty layer, as
  * on a jig's UART), with the one thing a pty cannot carry, the modem lines, handed to the
  * unit's UART face the way a USB-serial adapter's DTR/RTS pins reach the board (the unit's
- * unit.modem wiring decides what they drive). Everything else goes to the tty. */
+ * unit.modem wiring decides what they drive): raised at open, set by TIOCMBIS/TIOCMBIC,
+ * dropped at close, as the kernel does for a real adapter (the kernel-driver rig's cdc_acm
+ * sends the same as SET_CONTROL_LINE_STATE). Everything else goes to the tty. Why not an
+ * in-memory stream: the termios backend (8E1 refused on a pty, allow_8n1) would then go
+ * untested on the virtual fixture; why not poll TIOCMGET on the pty: a pty has no modem
+ * lines, its TIOCMBIS fails with ENOTTY. */
 typedef struct modem_tty {
     st_stream base; /* first */
     st_stream *tty;
@@ -433,7 +438,10 @@ static int mt_send_break(st_stream *s, unsigned ms, st_err *err)
 
 static void mt_close(st_stream *s)
 {
-    st_stream_close(((modem_tty *)s)->tty);
+    modem_tty *m = (modem_tty *)s;
+    st_stream_close(m->tty);
+    /* The last close drops DTR and RTS (HUPCL, which the termios backend leaves set). */
+    m->unit->ops->line(m->unit, NULL, 0, 0);
     free(s);
 }
 
@@ -456,6 +464,9 @@ static int open_unit_uart(vslot *v, const char *device, const st_stream_line *li
     m->base.ops = &modem_tty_ops;
     st_strlcpy(m->base.name, m->tty->name, sizeof m->base.name);
     m->unit = st_vunit_uart(v->unit);
+    /* Opening a tty raises DTR and RTS (the kernel's tty_port_raise_dtr_rts), as a
+     * USB-serial adapter's pins show the board. */
+    m->unit->ops->line(m->unit, NULL, 1, 1);
     *out = &m->base;
     return 0;
 }

@@ -434,11 +434,12 @@ static void test_fixture_plan(void **state)
     st_report_free(doc);
 }
 
-/* A board whose USB-serial adapter drives RESET from DTR and BOOT0 from RTS (unit.modem):
- * stm32flash's `rts,-dtr,dtr:-rts,-dtr,dtr` enters the ROM through the modem lines alone
- * (the termios backend's TIOCMBIS/TIOCMBIC reach the unit) and the job flashes; the
- * built-in DTR pulse, which leaves BOOT0 where it rests, resets the unit into its flash and
- * the entry step fails naming the plan. */
+/* A board whose USB-serial adapter drives RESET from DTR and BOOT0 from RTS through an
+ * inverter (unit.modem: dtr: reset, rts: -boot0; opening the port raises both: the unit
+ * keeps running its flash): `-rts,-dtr,dtr:rts,-dtr,dtr` enters the ROM through the modem
+ * lines alone (the termios backend's TIOCMBIS/TIOCMBIC reach the unit) and the job flashes;
+ * the built-in DTR pulse, which leaves RTS raised (BOOT0 low), resets the unit into its
+ * flash and the entry step fails naming the plan. */
 #define MODEM_FIXTURE                                                                     \
     "name: modem-wired\n"                                                                  \
     "gpio: { backend: virtual, chip: virtual }\n"                                          \
@@ -446,7 +447,7 @@ static void test_fixture_plan(void **state)
     "  - id: 4\n"                                                                          \
     "    lines: { boot0: BOOT0_4, reset: { name: NRST_4, active_low: true } }\n"               \
     "    serial: { device: pty }\n"                                                        \
-    "    unit: { mcu: stm32f401xc, holds: synthetic:3, modem: { dtr: reset, rts: boot0 } }\n"
+    "    unit: { mcu: stm32f401xc, holds: synthetic:3, modem: { dtr: reset, rts: -boot0 } }\n"
 #define MODEM_JOB(entry)                                                                  \
     "name: modem-entry\n"                                                                  \
     "target: stm32f401xc\n"                                                                \
@@ -465,7 +466,7 @@ static void test_modem_line_plan(void **state)
 {
     (void)state;
     write_text("modem.yaml", MODEM_FIXTURE);
-    write_text("rts-dtr.yaml", MODEM_JOB("\"rts,-dtr,dtr:-rts,-dtr,dtr\""));
+    write_text("rts-dtr.yaml", MODEM_JOB("\"-rts,-dtr,dtr:rts,-dtr,dtr\""));
     int rc = run(STATION " --plain run %s/rts-dtr.yaml -f %s/modem.yaml --reports %s/r-m", dir,
                  dir, dir);
     if (rc)
@@ -473,7 +474,7 @@ static void test_modem_line_plan(void **state)
     st_rnode *doc = load_report("r-m");
     expect_str(doc, "verdict", "pass");
     expect_str(doc, "steps.0.entry_plan.kind", "gpio-string");
-    expect_str(doc, "steps.0.entry_plan.entry", "rts,-dtr,dtr");
+    expect_str(doc, "steps.0.entry_plan.entry", "-rts,-dtr,dtr");
     expect_str(doc, "steps.0.sync", "ack");
     expect_str(doc, "unit.usart_pid", "0x423");
     char want[65];
@@ -481,7 +482,7 @@ static void test_modem_line_plan(void **state)
     sha_file(IMAGE, want, &len);
     expect_str(doc, "steps.3.sha256", want);
     expect_str(doc, "steps.4.entry_method", "uart:exit-sequence");
-    expect_str(doc, "steps.4.sequence", "-rts,-dtr,dtr");
+    expect_str(doc, "steps.4.sequence", "rts,-dtr,dtr");
     st_report_free(doc);
 }
 

@@ -140,9 +140,11 @@ static void set_identity(st_cdc_acm *d, const st_cdc_identity *id)
 
 void st_cdc_acm_set_identity(st_cdc_acm *d, const st_cdc_identity *id)
 {
-    pthread_mutex_lock(&d->lock);
+    /* No lock: the descriptors are read without one (control requests), and a detached
+     * device has no call in flight (a bus's detach waits for them). Taking d->lock here
+     * would also order it after the unit's lock, the reverse of a bulk transfer that asks
+     * the unit for its bootloader. */
     set_identity(d, id);
-    pthread_mutex_unlock(&d->lock);
 }
 
 st_cdc_acm *st_cdc_acm_new(const st_cdc_identity *id, st_stream_model *inner)
