@@ -18,6 +18,8 @@ pkgs=(
   libmosquitto-dev      # live station status on MQTT
   postgresql            # the fleet tests start a private cluster (initdb on a free port)
   mosquitto             # the fleet tests start a private broker (mosquitto_passwd, ACLs)
+  clang                 # fuzz targets (libFuzzer needs clang; STATION_FUZZ=ON)
+  libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes for clang 14
 )
 peers=(dfu-util stm32flash can-utils)
 

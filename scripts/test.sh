@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing (scripts/setup.sh), then builds and runs ctest
-# twice: a -Werror build and an ASan+UBSan build. Extra arguments go to ctest
-# (e.g. `scripts/test.sh -L rig` or `-LE rig`).
+# twice: a -Werror build and an ASan+UBSan build, then runs every libFuzzer target (clang,
+# ASan+UBSan) for FUZZ_SECONDS seconds each (default 30), two at a time. Extra arguments go
+# to ctest (e.g. `scripts/test.sh -L rig` or `-LE rig`); FUZZ_SECONDS=0 skips fuzzing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -30,6 +31,13 @@ run() {
 
 run build-test
 run build-asan -DSTATION_SANITIZE=ON
+fuzz_seconds=${FUZZ_SECONDS:-30}
+if [ "$fuzz_seconds" -gt 0 ]; then
+  # Only the fuzz targets and the libraries they link are built with clang.
+  CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSTATION_WERROR=ON \
+    -DSTATION_FUZZ=ON -DSTATION_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
+  cmake --build build-fuzz --target fuzzers -j"$jobs"
+fi
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -41,4 +49,11 @@ echo "== kernel-driver rig tests (-Werror build)"
 ctest --test-dir build-test --output-on-failure -j2 -L rig "$@" || status=1
 echo "== tests (ASan+UBSan build)"
 ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE rig "$@" || status=1
+if [ "$fuzz_seconds" -gt 0 ]; then
+  # Each target runs from its seed corpus for $fuzz_seconds s; a crash, a leak, a sanitizer
+  # report, an input slower than 10 s or more than 2 GiB of memory fails it. Findings are
+  # kept in build-fuzz/fuzz/<target>/ (crash-* is the input to reproduce with).
+  echo "== fuzz targets (${fuzz_seconds} s each, libFuzzer + ASan+UBSan)"
+  ctest --test-dir build-fuzz --output-on-failure -j2 -L fuzz || status=1
+fi
 exit $status

@@ -46,7 +46,7 @@ struct st_dfu_model {
     st_flash *flash;
     const st_mcu *mcu;
     st_dfu_model_config cfg;
-    char serial[16];
+    char serial[ST_DFU_MODEL_SERIAL_MAX + 1];
     uint16_t xfer;
     uint8_t devd[18];
     uint8_t cfgd[CFG_LEN];
@@ -143,7 +143,7 @@ st_dfu_model *st_dfu_model_new(st_flash *flash, const st_dfu_model_config *cfg)
         c.serial = "208A31574253";
     if (!c.transfer_size)
         c.transfer_size = 2048;
-    if (c.transfer_size > MAX_XFER || strlen(c.serial) >= 16 || !flash)
+    if (c.transfer_size > MAX_XFER || strlen(c.serial) > ST_DFU_MODEL_SERIAL_MAX || !flash)
         return NULL;
     st_dfu_model *m = calloc(1, sizeof *m);
     if (!m)
