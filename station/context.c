@@ -274,6 +274,16 @@ static int open_virtual_module(st_ctx *c, vslot *v, st_err *err)
     return 0;
 }
 
+/* unit.modem's wiring as the unit model takes it. */
+static st_vunit_wire wire_of(st_unit_wire w)
+{
+    st_vunit_wire v = { .present = w != ST_UNIT_WIRE_NONE,
+                        .pin = w == ST_UNIT_WIRE_BOOT0 || w == ST_UNIT_WIRE_BOOT0_INV
+                                   ? ST_VUNIT_BOOT0 : ST_VUNIT_NRST,
+                        .inverted = w == ST_UNIT_WIRE_RESET_INV || w == ST_UNIT_WIRE_BOOT0_INV };
+    return v;
+}
+
 static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
 {
     int rc = st_ctx_check_units(c->fx, err);
@@ -303,6 +313,8 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
             .can_transport = fu->transport == ST_UNIT_TRANSPORT_CAN,
             .boot_select_low = fu->boot_select_low,
             .uart_on_pty = fs->serial.present && strcmp(fs->serial.device, "pty") == 0,
+            .dtr = wire_of(fu->modem_dtr),
+            .rts = wire_of(fu->modem_rts),
         };
         if (fu->can_uuid[0]) {
             st_can_uuid uuid;
@@ -436,12 +448,108 @@ int st_ctx_serial(st_ctx *c, st_serial_host **out, st_err *err)
     return 0;
 }
 
+/* The virtual unit's UART as the station opens it: the pty through the real termios
+ * backend (bytes, framing, parity refusal and flushes all cross the kernel's tty layer, as
+ * on a jig's UART), with the one thing a pty cannot carry, the modem lines, handed to the
+ * unit's UART face the way a USB-serial adapter's DTR/RTS pins reach the board (the unit's
+ * unit.modem wiring decides what they drive): raised at open, set by TIOCMBIS/TIOCMBIC,
+ * dropped at close, as the kernel does for a real adapter (the kernel-driver rig's cdc_acm
+ * sends the same as SET_CONTROL_LINE_STATE). Everything else goes to the tty. Why not an
+ * in-memory stream: the termios backend (8E1 refused on a pty, allow_8n1) would then go
+ * untested on the virtual fixture; why not poll TIOCMGET on the pty: a pty has no modem
+ * lines, its TIOCMBIS fails with ENOTTY. */
+typedef struct modem_tty {
+    st_stream base; /* first */
+    st_stream *tty;
+    st_stream_model *unit;
+} modem_tty;
+
+static st_stream *tty_of(st_stream *s)
+{
+    st_stream *t = ((modem_tty *)s)->tty;
+    t->clock = s->clock;
+    return t;
+}
+
+static int mt_write(st_stream *s, const uint8_t *b, size_t n, unsigned ms, st_err *err)
+{
+    return st_stream_write(tty_of(s), b, n, ms, err);
+}
+
+static int mt_read(st_stream *s, uint8_t *b, size_t cap, unsigned ms, st_err *err)
+{
+    return st_stream_read(tty_of(s), b, cap, ms, err);
+}
+
+static int mt_set_line(st_stream *s, const st_stream_line *l, st_err *err)
+{
+    return st_stream_set_line(tty_of(s), l, err);
+}
+
+static int mt_set_modem(st_stream *s, int dtr, int rts, st_err *err)
+{
+    (void)err;
+    st_stream_model *m = ((modem_tty *)s)->unit;
+    m->ops->line(m, NULL, dtr, rts);
+    return 0;
+}
+
+static int mt_flush_input(st_stream *s, st_err *err)
+{
+    return st_stream_flush_input(tty_of(s), err);
+}
+
+static int mt_send_break(st_stream *s, unsigned ms, st_err *err)
+{
+    return st_stream_send_break(tty_of(s), ms, err);
+}
+
+static void mt_close(st_stream *s)
+{
+    modem_tty *m = (modem_tty *)s;
+    st_stream_close(m->tty);
+    /* The last close drops DTR and RTS (HUPCL, which the termios backend leaves set). */
+    m->unit->ops->line(m->unit, NULL, 0, 0);
+    free(s);
+}
+
+static const st_stream_ops modem_tty_ops = {
+    .write = mt_write, .read = mt_read, .set_line = mt_set_line, .set_modem = mt_set_modem,
+    .flush_input = mt_flush_input, .close = mt_close, .send_break = mt_send_break,
+};
+
+static int open_unit_uart(vslot *v, const char *device, const st_stream_line *line,
+                          st_stream **out, st_err *err)
+{
+    modem_tty *m = calloc(1, sizeof *m);
+    if (!m)
+        return st_err_set(err, ST_ERR_NOMEM, "out of memory");
+    int rc = st_stream_tty_open(device, line, &m->tty, err);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    m->base.ops = &modem_tty_ops;
+    st_strlcpy(m->base.name, m->tty->name, sizeof m->base.name);
+    m->unit = st_vunit_uart(v->unit);
+    /* Opening a tty raises DTR and RTS (the kernel's tty_port_raise_dtr_rts), as a
+     * USB-serial adapter's pins show the board. */
+    m->unit->ops->line(m->unit, NULL, 1, 1);
+    *out = &m->base;
+    return 0;
+}
+
 int st_ctx_uart_open(void *ctx, const st_fixture_slot *slot, const char *device,
                      const st_stream_line *line, st_stream **out, st_err *err)
 {
     st_ctx *c = ctx;
     if (c->fx->backend != ST_GPIO_BACKEND_VIRTUAL)
         return st_stream_tty_open(device, line, out, err);
+    for (size_t i = 0; slot && i < c->nvslots; i++) {
+        vslot *v = &c->vslots[i];
+        if (v->fs->id == slot->id && v->uart && strcmp(device, v->fs->serial.device) == 0)
+            return open_unit_uart(v, device, line, out, err);
+    }
     for (size_t i = 0; slot && i < c->nvslots; i++) {
         vslot *v = &c->vslots[i];
         if (v->fs->id != slot->id || !v->module || !slot->module.present ||

@@ -37,7 +37,9 @@ typedef struct st_serial_host st_serial_host;
 int st_ctx_serial(st_ctx *c, st_serial_host **out, st_err *err);
 /* How the job engine opens a slot's UART (st_run_env.uart_open; ctx is the st_ctx): the
  * tty at device for a real jig; for the virtual fixture, a stream to the slot's simulated
- * device on that UART (its Bluetooth module on module.device). */
+ * device on that UART: the unit's own UART on its pty (termios; DTR/RTS, which a pty
+ * lacks, reach the unit as its unit.modem wiring says), or its Bluetooth module on
+ * module.device. */
 int st_ctx_uart_open(void *ctx, const st_fixture_slot *slot, const char *device,
                      const st_stream_line *line, st_stream **out, st_err *err);
 /* For the virtual fixture: the simulated unit's state in a slot ("rom-dfu", "app", ...),

@@ -58,6 +58,7 @@ struct st_vunit {
     st_an_model *uart_rom;        /* the ROM's AN3155 face on the UART (may be NULL) */
     st_stream_model uart;         /* the UART as the host's stream sees it */
     bool boot_select_low;
+    st_vunit_wire dtr_wire, rts_wire; /* the UART's modem lines on the board */
     bool uart_go_pending, uart_go_rom, uart_keep;
     uint32_t uart_go_addr;
     /* The Klipper protocol of the application the flash holds (design.md 5: the face comes
@@ -66,6 +67,7 @@ struct st_vunit {
     uint8_t *klp_z, *app_z;
     size_t klp_z_len, app_z_len;
     st_klp_model_faults klp_faults;
+    st_image_facts app_facts;     /* what the application's image says (its USB identity) */
     pthread_t clock;              /* the unit's own clock: lets models' timers fire */
     bool clock_running, stopping;
 };
@@ -281,6 +283,12 @@ static face app_face(st_vunit *u, uint32_t addr)
     u->mode = M_APP;
     face f = { NULL, NULL, true };
     st_klp_transport t = app_dictionary(u, addr);
+    size_t n;
+    uint8_t *b = flash_from(u, addr, &n);
+    memset(&u->app_facts, 0, sizeof u->app_facts);
+    if (b)
+        st_image_facts_of(b, n, u->mcu, &u->app_facts);
+    free(b);
     bool can = u->can_transport;
     if (t == ST_KLP_TRANSPORT_CAN)
         can = true;
@@ -288,6 +296,8 @@ static face app_face(st_vunit *u, uint32_t addr)
         can = false;
     else if (t != ST_KLP_TRANSPORT_UNKNOWN || u->app_z)
         return f; /* a serial build, or one naming no transport: nothing on USB or CAN */
+    else if (u->app_facts.usb_device)
+        can = false; /* no dictionary, but a USB device descriptor: a USB build */
     if (can) {
         f.can = st_klipper_node_base(u->app_can);
     } else {
@@ -350,6 +360,30 @@ static face boot(st_vunit *u)
     return boot_code(u, u->mcu->flash_start);
 }
 
+/* The USB identity the application enumerates with is the one its build carries: the
+ * device descriptor its image embeds (ids, release, and the manufacturer/product/serial
+ * strings stored behind it), else the MCU table's Klipper id (a synthetic image). A serial
+ * number made from the chip's UID at run time is the unit's own. Called detached. */
+static void app_usb_identity(st_vunit *u)
+{
+    const st_image_facts *f = &u->app_facts;
+    st_cdc_identity id = { .vid = u->mcu->usb_klipper.vid, .pid = u->mcu->usb_klipper.pid,
+                           .bcd_device = 0x0100, .manufacturer = "Klipper",
+                           .product = u->mcu->name, .serial = u->serial };
+    if (f->usb_device) {
+        id.vid = f->usb_vid;
+        id.pid = f->usb_pid;
+        id.bcd_device = f->usb_bcd_device;
+        if (f->usb_manufacturer[0])
+            id.manufacturer = f->usb_manufacturer;
+        if (f->usb_product[0])
+            id.product = f->usb_product;
+        if (f->usb_serial[0])
+            id.serial = f->usb_serial;
+    }
+    st_cdc_acm_set_identity(u->app_usb, &id);
+}
+
 /* Swap what is on the USB port and the CAN bus: detach the old faces, attach the new. */
 static void present(st_vunit *u, face next)
 {
@@ -372,6 +406,8 @@ static void present(st_vunit *u, face next)
     }
     if (next.app)
         app_protocol(u);
+    if (next.app && next.usb)
+        app_usb_identity(u);
     if (next.usb && u->port.attach(u->port.ctx, next.usb, NULL) == 0)
         u->attached = true;
     if (next.can && u->can.attach && u->can.attach(u->can.ctx, next.can, NULL) == 0)
@@ -478,11 +514,30 @@ static uint64_t uart_next(st_stream_model *b)
     return t;
 }
 
+static void set_pin_locked(st_vunit *u, st_vunit_pin pin, int level);
+
+/* The host's DTR/RTS through the board's wiring (vunit.h st_vunit_wire). The line that
+ * drives BOOT0 goes first: when both change in one call the boot pin is settled before the
+ * reset edge samples it, as with the GPIO pair. */
+static void modem_lines(st_vunit *u, int dtr, int rts)
+{
+    const st_vunit_wire *w[2] = { &u->dtr_wire, &u->rts_wire };
+    int lvl[2] = { dtr, rts };
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < 2; i++) {
+            if (lvl[i] < 0 || !w[i]->present || (w[i]->pin == ST_VUNIT_BOOT0) != (pass == 0))
+                continue;
+            set_pin_locked(u, w[i]->pin, w[i]->inverted ? !lvl[i] : !!lvl[i]);
+        }
+    }
+}
+
 static void uart_line(st_stream_model *b, const st_stream_line *l, int dtr, int rts)
 {
     st_vunit *u = uart_unit(b);
     pthread_mutex_lock(&u->lock);
     st_an_model_stream(u->uart_rom)->ops->line(st_an_model_stream(u->uart_rom), l, dtr, rts);
+    modem_lines(u, dtr, rts);
     pthread_mutex_unlock(&u->lock);
 }
 
@@ -498,6 +553,12 @@ st_stream_model *st_vunit_uart(st_vunit *u)
 void st_vunit_set_pin(st_vunit *u, st_vunit_pin pin, int level)
 {
     pthread_mutex_lock(&u->lock);
+    set_pin_locked(u, pin, level);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static void set_pin_locked(st_vunit *u, st_vunit_pin pin, int level)
+{
     bool was_running = u->power && u->nrst;
     if (pin == ST_VUNIT_BOOT0)
         u->boot0 = level;
@@ -512,7 +573,6 @@ void st_vunit_set_pin(st_vunit *u, st_vunit_pin pin, int level)
     } else if (!was_running && running) {
         present(u, boot(u));
     }
-    pthread_mutex_unlock(&u->lock);
 }
 
 /* Katapult resets into the application ~100 ms after COMPLETE (called from inside the
@@ -771,6 +831,8 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
         u->can = *can;
     u->can_transport = cfg->can_transport;
     u->boot_select_low = cfg->boot_select_low;
+    u->dtr_wire = cfg->dtr;
+    u->rts_wire = cfg->rts;
     memcpy(u->can_uuid, cfg->can_uuid, 6);
     u->power = u->nrst = 1;
     /* BOOT0 rests at the level that selects the flash. */

@@ -292,6 +292,20 @@ static void test_image_facts(void **state)
     assert_true(f.usb_device);
     assert_int_equal(f.usb_vid, 0x1d50);
     assert_int_equal(f.usb_pid, 0x6177);
+    assert_int_equal(f.usb_bcd_device, 0x0100);
+    assert_string_equal(f.usb_product, ""); /* no string descriptors behind it */
+    /* With them (usb_cdc.c's layout: padding, language ids, strings by index; a control
+     * character is shown as '?'; a descriptor cut short by the buffer's end is ignored). */
+    static const uint8_t strs[] = { 0, 0, 4, 3, 0x09, 0x04, 10, 3, 'k', 0, 'a', 0, 't', 0,
+                                    7, 0, 6, 3, 'g', 0, '4', 0 };
+    memcpy(raw + 0x400 + 18, strs, sizeof strs);
+    st_image_facts_of(raw, 16384, g4, &f);
+    assert_string_equal(f.usb_manufacturer, "kat?");
+    assert_string_equal(f.usb_product, "g4");
+    assert_string_equal(f.usb_serial, "");
+    st_image_facts_of(raw, 0x400 + 18 + 8, g4, &f);
+    assert_true(f.usb_device);
+    assert_string_equal(f.usb_manufacturer, "");
     /* Garbage: no vectors, nothing known; short buffers are safe. */
     memset(raw, 0xFF, 16384);
     st_image_facts_of(raw, 16384, g4, &f);
@@ -322,6 +336,10 @@ static void test_image_facts(void **state)
         if (t[i].pid) {
             assert_int_equal(f.usb_vid, 0x1d50);
             assert_int_equal(f.usb_pid, t[i].pid);
+            /* The first descriptor's strings: Katapult's, or the application's. */
+            assert_string_equal(f.usb_manufacturer, t[i].kat ? "katapult" : "Cartographer");
+            assert_string_equal(f.usb_product, "stm32g431xx");
+            assert_string_equal(f.usb_serial, "");
         }
         /* Loaded at 0x08000000 (ROM DFU of a whole flash): only the combined images pass. */
         assert_int_equal(st_image_check_link(img, g4, &e), t[i].kat ? 0 : ST_ERR_MISMATCH);
