@@ -172,6 +172,83 @@ static void on_gpio(void *ctx, const st_gpio_transition *ev)
     pthread_mutex_unlock(&c->vlock);
 }
 
+_Static_assert(sizeof(((st_fixture_unit *)0)->serial) == ST_VUNIT_SERIAL_MAX + 1,
+               "the fixture's serial limit is the unit model's");
+
+/* The image a slot's unit holds at arrival (NULL when it arrives erased). */
+static int load_holds(const st_fixture *fx, const st_fixture_slot *fs, const st_mcu *mcu,
+                      st_image **out, st_err *err)
+{
+    const st_fixture_unit *fu = &fs->unit;
+    *out = NULL;
+    uint64_t seed;
+    int rc = 0;
+    if (strncmp(fu->holds, "synthetic:", 10) == 0 && st_parse_u64(fu->holds + 10, &seed)) {
+        uint8_t *img = NULL;
+        rc = st_synth_combined_seeded(mcu, ST_SYNTH_DEFAULT_SIZE, (uint32_t)seed, &img, err);
+        if (!rc)
+            rc = st_image_from_memory(fu->holds, img, ST_SYNTH_DEFAULT_SIZE, mcu->flash_start,
+                                      out, err);
+        free(img);
+    } else if (fu->holds[0]) {
+        rc = st_image_load(fu->holds, fu->holds_addr, out, err);
+    }
+    return rc;
+}
+
+int st_ctx_check_units(const st_fixture *fx, st_err *err)
+{
+    if (fx->backend != ST_GPIO_BACKEND_VIRTUAL)
+        return 0;
+    for (size_t i = 0; i < fx->n_slots; i++) {
+        const st_fixture_slot *fs = &fx->slots[i];
+        const st_fixture_unit *fu = &fs->unit;
+        const char *mcu_name = fu->present ? fu->mcu : ST_FIXTURE_DEFAULT_UNIT_MCU;
+        const st_mcu *mcu = st_mcu_find(mcu_name);
+        if (!mcu)
+            return st_err_set(err, ST_ERR_INVAL, "%s:%u: slots[%zu].unit.mcu: unknown MCU \"%s\"",
+                              fx->path, fs->yaml_line, i, mcu_name);
+        bool can = fu->transport == ST_UNIT_TRANSPORT_CAN;
+        for (size_t k = 0; k < fu->n_faults; k++) {
+            int rc = 0;
+            if (strcmp(fu->faults[k], "can-bus-off") == 0) {
+                if (!can)
+                    rc = st_err_set(err, ST_ERR_INVAL, "can-bus-off needs a CAN unit "
+                                    "(unit.transport: can) on the slot's can.iface");
+            } else {
+                rc = st_vunit_check_fault(fu->faults[k], mcu, err);
+            }
+            if (rc)
+                return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.faults[%zu]", fx->path,
+                                   fu->fault_lines[k], i, k);
+        }
+        if (fu->module.n_faults) {
+            /* The Bluetooth module's faults, tried on a model made for the purpose. */
+            st_flash *mf = st_flash_new(st_mcu_find("efr32bg13p632f512"), ST_TIMING_NONE);
+            st_bgapi_model_cfg mc = { .gen = ST_BGAPI_GEN_GSDK4 };
+            st_bgapi_model *m = mf ? st_bgapi_model_new(mf, &mc) : NULL;
+            int rc = m ? 0 : st_err_set(err, ST_ERR_NOMEM, "out of memory");
+            size_t k = 0;
+            for (; rc == 0 && k < fu->module.n_faults; k++)
+                rc = st_bgapi_model_apply_fault(m, fu->module.faults[k], err);
+            st_bgapi_model_free(m);
+            st_flash_free(mf);
+            if (rc)
+                return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.module.faults[%zu]",
+                                   fx->path, k ? fu->module.fault_lines[k - 1] : fs->yaml_line,
+                                   i, k ? k - 1 : 0);
+        }
+        st_image *holds = NULL;
+        int rc = load_holds(fx, fs, mcu, &holds, err);
+        if (!rc && holds)
+            rc = st_vunit_check_holds(mcu, holds->load_addr, holds->size, err);
+        st_image_free(holds);
+        if (rc)
+            return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.holds", fx->path, fu->holds_line, i);
+    }
+    return 0;
+}
+
 /* The slot's simulated Bluetooth module (fixture unit.module). */
 static int open_virtual_module(st_ctx *c, vslot *v, st_err *err)
 {
@@ -204,6 +281,16 @@ static int open_virtual_module(st_ctx *c, vslot *v, st_err *err)
     return 0;
 }
 
+/* unit.modem's wiring as the unit model takes it. */
+static st_vunit_wire wire_of(st_unit_wire w)
+{
+    st_vunit_wire v = { .present = w != ST_UNIT_WIRE_NONE,
+                        .pin = w == ST_UNIT_WIRE_BOOT0 || w == ST_UNIT_WIRE_BOOT0_INV
+                                   ? ST_VUNIT_BOOT0 : ST_VUNIT_NRST,
+                        .inverted = w == ST_UNIT_WIRE_RESET_INV || w == ST_UNIT_WIRE_BOOT0_INV };
+    return v;
+}
+
 /* A fresh simulated unit in slot v: the fixture's unit, and for unit number unit_no (1, 2,
  * ... of a simulated shift; 0 otherwise) its own serial and its exceptions' faults. */
 static int make_unit(st_ctx *c, vslot *v, unsigned unit_no, st_err *err)
@@ -223,6 +310,8 @@ static int make_unit(st_ctx *c, vslot *v, unsigned unit_no, st_err *err)
         .can_transport = fu->transport == ST_UNIT_TRANSPORT_CAN,
         .boot_select_low = fu->boot_select_low,
         .uart_on_pty = fs->serial.present && strcmp(fs->serial.device, "pty") == 0,
+        .dtr = wire_of(fu->modem_dtr),
+        .rts = wire_of(fu->modem_rts),
     };
     if (fu->can_uuid[0]) {
         st_can_uuid uuid;
@@ -258,23 +347,11 @@ static int make_unit(st_ctx *c, vslot *v, unsigned unit_no, st_err *err)
         return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: unknown unit MCU \"%s\"",
                           c->fx->path, fs->id, fu->mcu);
     st_image *holds = NULL;
-    uint64_t seed;
-    if (strncmp(fu->holds, "synthetic:", 10) == 0 && st_parse_u64(fu->holds + 10, &seed)) {
-        uint8_t *img = NULL;
-        rc = st_synth_combined_seeded(cfg.mcu, ST_SYNTH_DEFAULT_SIZE, (uint32_t)seed, &img, err);
-        if (!rc)
-            rc = st_image_from_memory(fu->holds, img, ST_SYNTH_DEFAULT_SIZE,
-                                      cfg.mcu->flash_start, &holds, err);
-        free(img);
-        if (rc)
-            return st_err_wrap(err, rc, "%s: slot %d: unit.holds", c->fx->path, fs->id);
-        cfg.holds = holds->data;
-        cfg.holds_len = holds->size;
-        cfg.holds_addr = holds->load_addr;
-    } else if (fu->holds[0]) {
-        rc = st_image_load(fu->holds, fu->holds_addr, &holds, err);
-        if (rc)
-            return st_err_wrap(err, rc, "%s: slot %d: unit.holds", c->fx->path, fs->id);
+    rc = load_holds(c->fx, fs, cfg.mcu, &holds, err);
+    if (rc)
+        return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.holds", c->fx->path, fu->holds_line,
+                           (size_t)(fs - c->fx->slots));
+    if (holds) {
         cfg.holds = holds->data;
         cfg.holds_len = holds->size;
         cfg.holds_addr = holds->load_addr;
@@ -290,10 +367,13 @@ static int make_unit(st_ctx *c, vslot *v, unsigned unit_no, st_err *err)
 
 static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
 {
+    int rc = st_ctx_check_units(c->fx, err);
+    if (rc)
+        return rc;
     c->vbus = st_vusb_bus_new();
     if (!c->vbus)
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
-    int rc = st_usb_host_mem_new(c->vbus, log, &c->usb, err);
+    rc = st_usb_host_mem_new(c->vbus, log, &c->usb, err);
     if (rc)
         return rc;
     c->vslots = calloc(c->fx->n_slots, sizeof *c->vslots);
@@ -395,12 +475,108 @@ int st_ctx_serial(st_ctx *c, st_serial_host **out, st_err *err)
     return 0;
 }
 
+/* The virtual unit's UART as the station opens it: the pty through the real termios
+ * backend (bytes, framing, parity refusal and flushes all cross the kernel's tty layer, as
+ * on a jig's UART), with the one thing a pty cannot carry, the modem lines, handed to the
+ * unit's UART face the way a USB-serial adapter's DTR/RTS pins reach the board (the unit's
+ * unit.modem wiring decides what they drive): raised at open, set by TIOCMBIS/TIOCMBIC,
+ * dropped at close, as the kernel does for a real adapter (the kernel-driver rig's cdc_acm
+ * sends the same as SET_CONTROL_LINE_STATE). Everything else goes to the tty. Why not an
+ * in-memory stream: the termios backend (8E1 refused on a pty, allow_8n1) would then go
+ * untested on the virtual fixture; why not poll TIOCMGET on the pty: a pty has no modem
+ * lines, its TIOCMBIS fails with ENOTTY. */
+typedef struct modem_tty {
+    st_stream base; /* first */
+    st_stream *tty;
+    st_stream_model *unit;
+} modem_tty;
+
+static st_stream *tty_of(st_stream *s)
+{
+    st_stream *t = ((modem_tty *)s)->tty;
+    t->clock = s->clock;
+    return t;
+}
+
+static int mt_write(st_stream *s, const uint8_t *b, size_t n, unsigned ms, st_err *err)
+{
+    return st_stream_write(tty_of(s), b, n, ms, err);
+}
+
+static int mt_read(st_stream *s, uint8_t *b, size_t cap, unsigned ms, st_err *err)
+{
+    return st_stream_read(tty_of(s), b, cap, ms, err);
+}
+
+static int mt_set_line(st_stream *s, const st_stream_line *l, st_err *err)
+{
+    return st_stream_set_line(tty_of(s), l, err);
+}
+
+static int mt_set_modem(st_stream *s, int dtr, int rts, st_err *err)
+{
+    (void)err;
+    st_stream_model *m = ((modem_tty *)s)->unit;
+    m->ops->line(m, NULL, dtr, rts);
+    return 0;
+}
+
+static int mt_flush_input(st_stream *s, st_err *err)
+{
+    return st_stream_flush_input(tty_of(s), err);
+}
+
+static int mt_send_break(st_stream *s, unsigned ms, st_err *err)
+{
+    return st_stream_send_break(tty_of(s), ms, err);
+}
+
+static void mt_close(st_stream *s)
+{
+    modem_tty *m = (modem_tty *)s;
+    st_stream_close(m->tty);
+    /* The last close drops DTR and RTS (HUPCL, which the termios backend leaves set). */
+    m->unit->ops->line(m->unit, NULL, 0, 0);
+    free(s);
+}
+
+static const st_stream_ops modem_tty_ops = {
+    .write = mt_write, .read = mt_read, .set_line = mt_set_line, .set_modem = mt_set_modem,
+    .flush_input = mt_flush_input, .close = mt_close, .send_break = mt_send_break,
+};
+
+static int open_unit_uart(vslot *v, const char *device, const st_stream_line *line,
+                          st_stream **out, st_err *err)
+{
+    modem_tty *m = calloc(1, sizeof *m);
+    if (!m)
+        return st_err_set(err, ST_ERR_NOMEM, "out of memory");
+    int rc = st_stream_tty_open(device, line, &m->tty, err);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    m->base.ops = &modem_tty_ops;
+    st_strlcpy(m->base.name, m->tty->name, sizeof m->base.name);
+    m->unit = st_vunit_uart(v->unit);
+    /* Opening a tty raises DTR and RTS (the kernel's tty_port_raise_dtr_rts), as a
+     * USB-serial adapter's pins show the board. */
+    m->unit->ops->line(m->unit, NULL, 1, 1);
+    *out = &m->base;
+    return 0;
+}
+
 int st_ctx_uart_open(void *ctx, const st_fixture_slot *slot, const char *device,
                      const st_stream_line *line, st_stream **out, st_err *err)
 {
     st_ctx *c = ctx;
     if (c->fx->backend != ST_GPIO_BACKEND_VIRTUAL)
         return st_stream_tty_open(device, line, out, err);
+    for (size_t i = 0; slot && i < c->nvslots; i++) {
+        vslot *v = &c->vslots[i];
+        if (v->fs->id == slot->id && v->uart && strcmp(device, v->fs->serial.device) == 0)
+            return open_unit_uart(v, device, line, out, err);
+    }
     for (size_t i = 0; slot && i < c->nvslots; i++) {
         vslot *v = &c->vslots[i];
         if (v->fs->id != slot->id || !v->module || !slot->module.present ||

@@ -30,6 +30,7 @@
 static char dir[64];
 static char out[65536];
 
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...)
 {
     char cmd[4096];
@@ -37,7 +38,10 @@ static int run(const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir);
+    if (n < 0 || (size_t)n >= sizeof cmd ||
+        snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir) >=
+            (int)(sizeof cmd - (size_t)n))
+        fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
     int st = system(cmd);
     char p[128];
     snprintf(p, sizeof p, "%s/out.txt", dir);
@@ -434,6 +438,92 @@ static void test_fixture_plan(void **state)
     st_report_free(doc);
 }
 
+/* A board whose USB-serial adapter drives RESET from DTR and BOOT0 from RTS through an
+ * inverter (unit.modem: dtr: reset, rts: -boot0; opening the port raises both: the unit
+ * keeps running its flash): `-rts,-dtr,dtr:rts,-dtr,dtr` enters the ROM through the modem
+ * lines alone (the termios backend's TIOCMBIS/TIOCMBIC reach the unit) and the job flashes;
+ * the built-in DTR pulse, which leaves RTS raised (BOOT0 low), resets the unit into its
+ * flash and the entry step fails naming the plan. */
+#define MODEM_FIXTURE                                                                     \
+    "name: modem-wired\n"                                                                  \
+    "gpio: { backend: virtual, chip: virtual }\n"                                          \
+    "slots:\n"                                                                             \
+    "  - id: 4\n"                                                                          \
+    "    lines: { boot0: BOOT0_4, reset: { name: NRST_4, active_low: true } }\n"               \
+    "    serial: { device: pty }\n"                                                        \
+    "    unit: { mcu: stm32f401xc, holds: synthetic:3, modem: { dtr: reset, rts: -boot0 } }\n"
+#define MODEM_JOB(entry)                                                                  \
+    "name: modem-entry\n"                                                                  \
+    "target: stm32f401xc\n"                                                                \
+    "images: { combined: { path: " IMAGE ", load_addr: 0x08000000,"                         \
+    " sha256: f807596741eb3a492a68bf3276a1bedd2bf157eaa0b78139effcb522c6bd3731 } }\n"        \
+    "report_dir: r\n"                                                                      \
+    "uart: { entry: " entry ", allow_8n1: true }\n"                                        \
+    "steps:\n"                                                                             \
+    "  - uart-enter\n"                                                                     \
+    "  - uart-info\n"                                                                      \
+    "  - uart-flash: { image: combined }\n"                                                \
+    "  - uart-verify: { image: combined }\n"                                               \
+    "  - uart-start: { image: combined }\n"
+
+static void test_modem_line_plan(void **state)
+{
+    (void)state;
+    write_text("modem.yaml", MODEM_FIXTURE);
+    write_text("rts-dtr.yaml", MODEM_JOB("\"-rts,-dtr,dtr:rts,-dtr,dtr\""));
+    int rc = run(STATION " --plain run %s/rts-dtr.yaml -f %s/modem.yaml --reports %s/r-m", dir,
+                 dir, dir);
+    if (rc)
+        fail_msg("exit %d\n%s", rc, out);
+    st_rnode *doc = load_report("r-m");
+    expect_str(doc, "verdict", "pass");
+    expect_str(doc, "steps.0.entry_plan.kind", "gpio-string");
+    expect_str(doc, "steps.0.entry_plan.entry", "-rts,-dtr,dtr");
+    expect_str(doc, "steps.0.sync", "ack");
+    expect_str(doc, "unit.usart_pid", "0x423");
+    char want[65];
+    size_t len;
+    sha_file(IMAGE, want, &len);
+    expect_str(doc, "steps.3.sha256", want);
+    expect_str(doc, "steps.4.entry_method", "uart:exit-sequence");
+    expect_str(doc, "steps.4.sequence", "rts,-dtr,dtr");
+    st_report_free(doc);
+}
+
+static void test_modem_plan_without_boot0(void **state)
+{
+    (void)state;
+    write_text("modem.yaml", MODEM_FIXTURE);
+    write_text("dtr.yaml", MODEM_JOB("dtr-pulse"));
+    int rc = run(STATION " --plain run %s/dtr.yaml -f %s/modem.yaml --reports %s/r-d", dir, dir,
+                 dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = load_report("r-d");
+    expect_str(doc, "verdict", "fail");
+    expect_str(doc, "steps.0.name", "uart-enter");
+    expect_str(doc, "steps.0.outcome", "fail");
+    expect_str(doc, "steps.0.entry_plan.kind", "dtr-pulse");
+    const char *cause = st_rget_str(doc, "cause");
+    if (!cause || !strstr(cause, "uart-enter") ||
+        !strstr(cause, "after entry plan \"-dtr,dtr\" (dtr-pulse)"))
+        fail_msg("cause: %s\n%s", cause ? cause : "(none)", out);
+    st_report_free(doc);
+    /* The fixture's wiring is checked where it is written. */
+    write_text("bad-modem.yaml", "name: m\n"
+                                 "gpio: { backend: virtual, chip: virtual }\n"
+                                 "slots:\n"
+                                 "  - id: 4\n"
+                                 "    lines: { boot0: B, reset: R }\n"
+                                 "    serial: { device: pty }\n"
+                                 "    unit:\n"
+                                 "      modem: { dtr: reset, rts: nrst }\n");
+    rc = run(STATION " --plain run %s/dtr.yaml -f %s/bad-modem.yaml --reports %s/r-bm", dir,
+             dir, dir);
+    assert_int_equal(rc, 2);
+    if (!strstr(out, "bad-modem.yaml:8: slots[0].unit.modem.rts"))
+        fail_msg("no file:line:field error:\n%s", out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -445,6 +535,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unprotect_flag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_boot0_reset_plan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fixture_plan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modem_line_plan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modem_plan_without_boot0, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,7 +17,9 @@
 
 #include "protocols/klipper/klipper_model.h"
 #include "protocols/link/pty_server.h"
+#include "protocols/sim/synth.h"
 #include "reports/report.h"
+#include "station/core/digest.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
 #define FWDIR STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/"
@@ -42,6 +44,7 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...)
 {
     char cmd[4096];
@@ -49,7 +52,10 @@ static int run(const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir);
+    if (n < 0 || (size_t)n >= sizeof cmd ||
+        snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir) >=
+            (int)(sizeof cmd - (size_t)n))
+        fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
     int st = system(cmd);
     char p[128];
     snprintf(p, sizeof p, "%s/out.txt", dir);
@@ -681,6 +687,80 @@ static void test_other_mcu_refused(void **state)
                         "the job targets stm32g431xx");
 }
 
+/* The application enumerates with the USB id its own image's device descriptor names, not
+ * the MCU table's: a synthetic image whose descriptor says 1209:beef, flashed through the
+ * ROM DFU and started, shows up as 1209:beef; a job waiting for 1d50:614e fails at
+ * wait-for-app naming the id it waited for, one waiting for 1209:beef passes. */
+static void test_app_usb_id_from_image(void **state)
+{
+    const st_mcu *mcu = st_mcu_find("stm32g431xx");
+    uint8_t *img;
+    assert_int_equal(st_synth_combined(mcu, ST_SYNTH_DEFAULT_SIZE, &img, NULL), 0);
+    static const uint8_t desc[] = {
+        18, 1, 0x00, 0x02, 0x02, 0x00, 0x00, 16, 0x09, 0x12, 0xef, 0xbe, 0x00, 0x01, 1, 2, 3, 1,
+        0, 0, 4, 3, 0x09, 0x04,
+        10, 3, 'A', 0, 'c', 0, 'm', 0, 'e', 0,
+        16, 3, 'P', 0, 'r', 0, 'o', 0, 'b', 0, 'e', 0, ' ', 0, 'X', 0,
+    };
+    memcpy(img + mcu->katapult_app_offset + 0x800, desc, sizeof desc);
+    char p[256];
+    snprintf(p, sizeof p, "%s/other-id.bin", dir);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(img, 1, ST_SYNTH_DEFAULT_SIZE, f), ST_SYNTH_DEFAULT_SIZE);
+    fclose(f);
+    uint8_t md[32];
+    char hex[65];
+    st_sha256(img, ST_SYNTH_DEFAULT_SIZE, md);
+    st_hex(md, 32, false, hex);
+    free(img);
+    write_fixture("");
+    const char *ids[2] = { "1d50:614e", "1209:beef" };
+    for (int i = 0; i < 2; i++) {
+        char job[2048];
+        snprintf(job, sizeof job,
+                 "name: app-usb-id\n"
+                 "target: stm32g431xx\n"
+                 "images: { combined: { path: %s, load_addr: 0x08000000, sha256: %s } }\n"
+                 "report_dir: r\n"
+                 "steps:\n"
+                 "  - enter-bootloader\n"
+                 "  - flash: { image: combined }\n"
+                 "  - start: { image: combined }\n"
+                 "  - wait-for-app: { usb: \"%s\", timeout_ms: 1500, retries: 0 }\n",
+                 p, hex, ids[i]);
+        write_file("job.yaml", job);
+        run("rm -rf %s/reports", dir);
+        int rc = run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports",
+                     dir, dir, dir);
+        st_rnode *doc = only_report();
+        int w = step_index(doc, "wait-for-app", 0);
+        char k[96];
+        snprintf(k, sizeof k, "steps.%d.outcome", w);
+        if (i == 0) {
+            assert_int_equal(rc, 1);
+            assert_string_equal(str_at(doc, "verdict"), "fail");
+            assert_string_equal(str_at(doc, k), "fail");
+            const char *cause = str_at(doc, "cause");
+            if (!strstr(cause, "wait-for-app") ||
+                !strstr(cause, "waiting for the application 1d50:614e: the port has "
+                               "1209:beef (\"Acme\" \"Probe X\") instead"))
+                fail_msg("cause: %s\n%s", cause, out);
+        } else {
+            if (rc != 0)
+                fail_msg("exit %d\n%s", rc, out);
+            assert_string_equal(str_at(doc, k), "pass");
+            snprintf(k, sizeof k, "steps.%d.app_usb.id", w);
+            const char *got = st_rget_str(doc, k);
+            if (!got || strcmp(got, "1209:beef") != 0)
+                fail_msg("%s: %s\n%s", k, got ? got : "(absent)", out);
+            snprintf(k, sizeof k, "steps.%d.app_usb.product", w);
+            assert_string_equal(str_at(doc, k), "Probe X");
+        }
+        st_report_free(doc);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -698,6 +778,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nightly_junit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mcu_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mcu_over_uart_pty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_app_usb_id_from_image, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "protocols/klipper/msgproto.h"
 #include "station/core/image.h"
@@ -43,6 +44,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     st_image_facts_of(data, size, st_mcu_find("stm32g431xx"), &f);
     if (f.link_known && (f.link_addr & 0x7FF))
         abort(); /* a link address is page-aligned */
+    /* USB strings from the image: terminated, printable ASCII only (they become a USB
+     * identity and a line of `image info`). */
+    const char *strs[3] = { f.usb_manufacturer, f.usb_product, f.usb_serial };
+    for (int k = 0; k < 3; k++) {
+        size_t l = strnlen(strs[k], sizeof f.usb_product);
+        if (l == sizeof f.usb_product || (l && !f.usb_device))
+            abort();
+        for (size_t i = 0; i < l; i++)
+            if (strs[k][i] < 0x20 || strs[k][i] > 0x7e)
+                abort();
+    }
     size_t off, zl;
     if (size < 4096 && st_klp_image_dict(data, size, &off, &zl, &d, NULL) == 0) {
         if (off + zl > size)

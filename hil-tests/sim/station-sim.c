@@ -98,6 +98,10 @@ static const char usage[] =
     "                       sl_status codes; default gsdk4)\n"
     "  --baud N             bgm model: the module's UART rate (default 115200)\n"
     "  --empty              bgm model: no application, it comes up in DFU mode\n"
+    "  --modem dtr=W,rts=W  an3155 model: the adapter drives a whole board (a virtual unit\n"
+    "                       holding --flash) whose pins follow its DTR/RTS as the host sets\n"
+    "                       them (SET_CONTROL_LINE_STATE); W: reset, -reset, boot0, -boot0,\n"
+    "                       none (\"-\": inverted); without it the ROM runs on its own\n"
     "  --unit               start the next unit's options (port, gpio-sim, lines, flash,\n"
     "                       dump, serial, uuid, transport, fault, uart, boot-select apply\n"
     "                       to the current unit)\n"
@@ -132,6 +136,7 @@ typedef struct unit_opts {
 typedef struct sim_opts {
     const char *endpoint, *model, *mcu, *flash_file, *dump, *serial, *ifname, *link;
     const char *gpio_dir, *ready_file;
+    const char *modem; /* an3155 model: "dtr=W,rts=W", the adapter's lines wired to a board */
     uint32_t flash_addr;
     bool has_flash_addr;
     uint8_t uuid[6];
@@ -219,6 +224,7 @@ typedef struct sim {
 #endif
 #if defined(STATION_SIM_HAVE_AN3155) && defined(STATION_SIM_HAVE_VUNIT)
     st_cdc_acm *an3155_cdc;
+    st_vunit *an3155_board;      /* --modem: the board behind the adapter */
 #endif
 #ifdef STATION_SIM_HAVE_BGAPI
     st_bgapi_model *bgm;
@@ -273,7 +279,7 @@ static void parse_args(int argc, char **argv, sim_opts *o)
     enum { O_MODEL = 256, O_MCU, O_TIMING, O_FLASH, O_DUMP, O_SERIAL, O_UUID, O_PORT,
            O_IFNAME, O_LINK, O_GPIO, O_BOOT0, O_NRST, O_FAULT, O_READY, O_DURATION, O_ONCE,
            O_VERSION, O_TRANSPORT, O_UNIT, O_UART, O_BOOT_SELECT,
-           O_BOOTLOADER, O_BAUD, O_EMPTY };
+           O_BOOTLOADER, O_BAUD, O_EMPTY, O_MODEM };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, O_MODEL},
         {"mcu", required_argument, NULL, O_MCU},
@@ -299,6 +305,7 @@ static void parse_args(int argc, char **argv, sim_opts *o)
         {"bootloader", required_argument, NULL, O_BOOTLOADER},
         {"baud", required_argument, NULL, O_BAUD},
         {"empty", no_argument, NULL, O_EMPTY},
+        {"modem", required_argument, NULL, O_MODEM},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
@@ -381,6 +388,7 @@ static void parse_args(int argc, char **argv, sim_opts *o)
             o->bgm_sdk2 = strcmp(optarg, "gsdk3") == 0;
             break;
         case O_BAUD: o->baud = (uint32_t)parse_long("--baud", optarg, 50, 4000000); break;
+        case O_MODEM: o->modem = optarg; break;
         case O_EMPTY: o->empty = true; break;
         case O_READY: o->ready_file = optarg; break;
         case O_DURATION:
@@ -812,6 +820,76 @@ static void units_free(sim *s)
 static void pty_an3155_exit(void *ctx, st_an_model *m, uint32_t addr, bool rom);
 #endif
 
+#if defined(STATION_SIM_HAVE_AN3155) && defined(STATION_SIM_HAVE_VUNIT)
+static int parse_wire(const char *w, size_t n, st_vunit_wire *out)
+{
+    static const struct { const char *name; bool present; st_vunit_pin pin; bool inv; } t[] = {
+        { "none", false, ST_VUNIT_NRST, false }, { "reset", true, ST_VUNIT_NRST, false },
+        { "-reset", true, ST_VUNIT_NRST, true }, { "boot0", true, ST_VUNIT_BOOT0, false },
+        { "-boot0", true, ST_VUNIT_BOOT0, true },
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        if (strlen(t[i].name) == n && strncmp(t[i].name, w, n) == 0) {
+            *out = (st_vunit_wire){ t[i].present, t[i].pin, t[i].inv };
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int board_attach(void *ctx, st_usb_model *m, st_err *err)
+{
+    (void)ctx;
+    (void)m;
+    (void)err;
+    return 0; /* the board's own USB (its ROM DFU) is not cabled: only the adapter is */
+}
+
+static void board_detach(void *ctx)
+{
+    (void)ctx;
+}
+
+/* --modem: the adapter's DTR/RTS drive a whole board's RESET/BOOT0, so an entry plan of
+ * modem lines (stm32flash -i 'rts,-dtr,dtr') reaches the ROM through the kernel's cdc_acm
+ * as real SET_CONTROL_LINE_STATE requests. */
+static int an3155_board(sim *s)
+{
+    st_vunit_config c = {.mcu = s->mcu, .timing = s->o.timing, .holds = s->holds,
+                         .holds_len = s->holds_len, .holds_addr = s->o.flash_addr,
+                         .faults = s->o.faults, .n_faults = s->o.nfaults};
+    const char *p = s->o.modem;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        st_vunit_wire *w = strncmp(p, "dtr=", 4) == 0 ? &c.dtr
+                           : strncmp(p, "rts=", 4) == 0 ? &c.rts : NULL;
+        if (!w || n < 4 || parse_wire(p + 4, n - 4, w) < 0)
+            die_usage("--modem: '%s' is not dtr=W,rts=W (W: reset, -reset, boot0, -boot0, none)",
+                      s->o.modem);
+        p += n + (end ? 1 : 0);
+    }
+    st_vunit_usb_port none = {board_attach, board_detach, NULL};
+    st_err e = {0};
+    if (st_vunit_new(&c, &none, NULL, &s->an3155_board, &e) < 0) {
+        fprintf(stderr, "station-sim: an3155 board: %s\n", e.msg);
+        return -1;
+    }
+    st_stream_model *uart = st_vunit_uart(s->an3155_board);
+    if (!uart) {
+        fprintf(stderr, "station-sim: an3155: MCU '%s' has no AN3155 device-table row\n",
+                s->o.mcu);
+        return -1;
+    }
+    ST_LOGI(&s->log, "sim", "an3155 board (%s): %s", s->o.modem, st_vunit_state(s->an3155_board));
+    st_cdc_identity id = {0x0483, 0x5740, 0x0200, "STMicroelectronics",
+                          "USB-UART to a board (DTR/RTS wired)",
+                          s->o.serial ? s->o.serial : "AN3155BOARD"};
+    s->an3155_cdc = st_cdc_acm_new(&id, uart);
+    return s->an3155_cdc ? port_attach(s, st_cdc_acm_usb(s->an3155_cdc), NULL) : -1;
+}
+#endif
+
 static int setup_usbip(sim *s)
 {
     st_err e = {0};
@@ -843,6 +921,8 @@ static int setup_usbip(sim *s)
     if (strcmp(m, "an3155") == 0) {
         if (setup_flash(s) < 0)
             return -1;
+        if (s->o.modem)
+            return an3155_board(s);
         /* Behind a real adapter the ROM sees the framing the host set: strict 8E1. */
         st_an_model_cfg c = {.on_exit = pty_an3155_exit, .ctx = s};
         s->an3155 = st_an_model_new(s->flash, &c);
@@ -1292,6 +1372,7 @@ static void teardown(sim *s)
 #endif
 #if defined(STATION_SIM_HAVE_AN3155) && defined(STATION_SIM_HAVE_VUNIT)
     st_cdc_acm_free(s->an3155_cdc);
+    st_vunit_free(s->an3155_board);
 #endif
 #ifdef STATION_SIM_HAVE_AN3155
     st_an_model_free(s->an3155);

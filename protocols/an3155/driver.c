@@ -227,6 +227,17 @@ static int need_serial(const st_step_call *c, st_err *err)
                       "needs the unit's UART (fixture: slots[].serial)");
 }
 
+/* The slot's UART through the station's opener (the virtual fixture's unit behind its pty,
+ * with the modem lines reaching the board), else the tty itself. */
+static int uart_open(const st_step_call *c, const st_stream_line *line, st_stream **out,
+                     st_err *err)
+{
+    const st_fixture_slot *fs = c->env->fslot;
+    if (c->env->uart_open)
+        return c->env->uart_open(c->env->uart_ctx, fs, fs->serial.device, line, out, err);
+    return st_stream_tty_open(fs->serial.device, line, out, err);
+}
+
 /* Open the slot's tty at the job's framing; a device that cannot keep it (a pty drops
  * PARENB, reference 4.3a) is refused unless the job allows 8N1. */
 static int open_link(const st_step_call *c, uart_session *s, st_err *err)
@@ -236,12 +247,12 @@ static int open_link(const st_step_call *c, uart_session *s, st_err *err)
     st_stream_line line = sec->framing;
     line.baud = sec->baud ? sec->baud : fs->serial.baud;
     char shown[32];
-    int rc = st_stream_tty_open(fs->serial.device, &line, &s->link, err);
+    int rc = uart_open(c, &line, &s->link, err);
     if (rc == ST_ERR_UNSUPPORTED && line.parity != 'N' && sec->allow_8n1) {
         ST_LOGW(c->env->log, MOD, "slot %d: %s; the job allows 8N1", st_run_slot_id(c->run),
                 err ? err->msg : "parity refused");
         line.parity = 'N';
-        rc = st_stream_tty_open(fs->serial.device, &line, &s->link, err);
+        rc = uart_open(c, &line, &s->link, err);
         if (!rc)
             snprintf(s->framing, sizeof s->framing, "%s (8N1 allowed: the device cannot keep "
                      "parity)", st_stream_line_str(&line, shown, sizeof shown));
@@ -385,7 +396,10 @@ static int enter(st_step_call *c, st_err *err)
     st_an_sync_how how;
     rc = st_an_sync(s->an, &how, err);
     if (rc)
-        return rc;
+        /* Most often the plan did not hold the boot pin during the reset (the unit booted
+         * its flash, whose UART is silent): name the plan that ran. */
+        return st_err_wrap(err, rc, "after entry plan \"%s\" (%s)", sec->plan.text,
+                           entry_kind_names[sec->kind]);
     st_rmap_str(c->rec, "sync", st_an_sync_name(how));
     return 0;
 }

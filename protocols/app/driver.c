@@ -101,8 +101,27 @@ static int step_wait(st_step_call *c, st_err *err)
                           "see its application enumerate");
     int rc = st_usb_host_wait(c->env->usb, o->usb.vid, o->usb.pid, c->env->fslot->usb_port, t,
                               &app, err);
-    if (rc)
+    if (rc) {
+        /* Say what the port does hold: a unit running a build with another USB id (its
+         * own device descriptor names it) is not the same failure as a unit that is gone. */
+        st_usb_dev_info *list = NULL;
+        size_t n = 0;
+        if (rc == ST_ERR_TIMEOUT || rc == ST_ERR_NOTFOUND) {
+            if (st_usb_host_list(c->env->usb, &list, &n, NULL) < 0)
+                n = 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(list[i].port_path, c->env->fslot->usb_port) != 0)
+                continue;
+            char m[ST_USB_STRING_MAX], pr[ST_USB_STRING_MAX];
+            st_err_prefix(err, "the port has %04x:%04x (\"%s\" \"%s\") instead", list[i].vid,
+                          list[i].pid, st_text_printable(list[i].manufacturer, m, sizeof m),
+                          st_text_printable(list[i].product, pr, sizeof pr));
+            break;
+        }
+        free(list);
         return st_err_wrap(err, rc, "waiting for the application %04x:%04x", o->usb.vid, o->usb.pid);
+    }
     char buf[ST_USB_STRING_MAX];
     st_rnode *a = st_rmap_map(c->rec, "app_usb");
     st_rmap_fmt(a, "id", "%04x:%04x", app.vid, app.pid);

@@ -719,9 +719,13 @@ static int cmd_image_info(const st_cli *cli, char *const args[])
         fprintf(out, "linked for: unknown\n");
     fprintf(out, "katapult: %s\n", f.katapult ? "yes (CanBoot! mark before the reset handler)"
                                               : "no");
-    if (f.usb_device)
+    if (f.usb_device) {
         fprintf(out, "usb device: %04x:%04x\n", f.usb_vid, f.usb_pid);
-    else
+        if (f.usb_manufacturer[0] || f.usb_product[0] || f.usb_serial[0])
+            fprintf(out, "usb strings: manufacturer \"%s\", product \"%s\", serial \"%s\"\n",
+                    f.usb_manufacturer, f.usb_product,
+                    f.usb_serial[0] ? f.usb_serial : "(from the chip)");
+    } else
         fprintf(out, "usb device: none\n");
     if (has_dict) {
         uint32_t bitrate;

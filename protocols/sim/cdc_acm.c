@@ -125,14 +125,8 @@ static const st_usb_model_ops cdc_ops = {
     .bulk_in = cdc_bulk_in,
 };
 
-st_cdc_acm *st_cdc_acm_new(const st_cdc_identity *id, st_stream_model *inner)
+static void set_identity(st_cdc_acm *d, const st_cdc_identity *id)
 {
-    st_cdc_acm *d = calloc(1, sizeof *d);
-    if (!d)
-        return NULL;
-    d->usb.ops = &cdc_ops;
-    pthread_mutex_init(&d->lock, NULL);
-    d->inner = inner;
     const uint8_t dev[18] = { 18, 1, 0x00, 0x02, 0x02, 0x00, 0x00, 64,
                               (uint8_t)id->vid, (uint8_t)(id->vid >> 8),
                               (uint8_t)id->pid, (uint8_t)(id->pid >> 8),
@@ -142,6 +136,26 @@ st_cdc_acm *st_cdc_acm_new(const st_cdc_identity *id, st_stream_model *inner)
     st_strlcpy(d->manufacturer, id->manufacturer, sizeof d->manufacturer);
     st_strlcpy(d->product, id->product, sizeof d->product);
     st_strlcpy(d->serial, id->serial, sizeof d->serial);
+}
+
+void st_cdc_acm_set_identity(st_cdc_acm *d, const st_cdc_identity *id)
+{
+    /* No lock: the descriptors are read without one (control requests), and a detached
+     * device has no call in flight (a bus's detach waits for them). Taking d->lock here
+     * would also order it after the unit's lock, the reverse of a bulk transfer that asks
+     * the unit for its bootloader. */
+    set_identity(d, id);
+}
+
+st_cdc_acm *st_cdc_acm_new(const st_cdc_identity *id, st_stream_model *inner)
+{
+    st_cdc_acm *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->usb.ops = &cdc_ops;
+    pthread_mutex_init(&d->lock, NULL);
+    d->inner = inner;
+    set_identity(d, id);
     d->strings[0] = d->manufacturer;
     d->strings[1] = d->product;
     d->strings[2] = d->serial;

@@ -22,6 +22,9 @@ typedef struct st_cdc_acm st_cdc_acm;
 /* inner is not owned and must outlive the device. NULL on allocation failure. */
 st_cdc_acm *st_cdc_acm_new(const st_cdc_identity *id, st_stream_model *inner);
 void st_cdc_acm_free(st_cdc_acm *d);
+/* Change the identity it enumerates with (a unit that booted another build): only while
+ * the device is detached from every bus (no host call in flight). */
+void st_cdc_acm_set_identity(st_cdc_acm *d, const st_cdc_identity *id);
 st_usb_model *st_cdc_acm_usb(st_cdc_acm *d);
 /* Let the inner model's time pass with no host traffic (its delayed actions, such as
  * Katapult's reset 100 ms after COMPLETE, happen then): when its next event is due, a

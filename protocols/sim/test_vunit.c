@@ -146,9 +146,71 @@ static void test_uart_rom(void **state)
     st_vunit_free(u);
 }
 
+/* A board wiring the UART's DTR to NRST (inverted: DTR asserted holds the reset, as the
+ * transistor of an auto-reset circuit does) and RTS to BOOT0: the host's modem lines, as
+ * the in-memory stream carries them, reset the unit, and the RTS level during the reset
+ * picks the ROM, like the GPIO pair. Lines not wired reach nothing. */
+static void test_uart_modem_lines(void **state)
+{
+    (void)state;
+    const st_mcu *mcu = st_mcu_find("stm32g431xx");
+    port_rec rec = { 0 };
+    st_vunit_usb_port port = { rec_attach, rec_detach, &rec };
+    uint8_t *img;
+    st_err e;
+    assert_int_equal(st_synth_combined(mcu, 32 * 1024, &img, &e), 0);
+    st_vunit_config cfg = { .mcu = mcu, .timing = ST_TIMING_NONE, .holds = img,
+                            .holds_len = 32 * 1024, .holds_addr = mcu->flash_start,
+                            .dtr = { true, ST_VUNIT_NRST, true },
+                            .rts = { true, ST_VUNIT_BOOT0, false } };
+    st_vunit *u = NULL;
+    assert_int_equal(st_vunit_new(&cfg, &port, NULL, &u, &e), 0);
+    assert_string_equal(st_vunit_state(u), "app");
+    st_stream *s;
+    assert_int_equal(st_stream_mem_open(st_vunit_uart(u), "mem:uart", &s, &e), 0);
+    unsigned boots = st_vunit_boots(u);
+    /* DTR asserted: held in reset; released: the flash boots (RTS not set: BOOT0 rests). */
+    assert_int_equal(st_stream_set_modem(s, 1, -1, &e), 0);
+    assert_string_equal(st_vunit_state(u), "reset");
+    assert_int_equal(st_stream_set_modem(s, 0, -1, &e), 0);
+    assert_string_equal(st_vunit_state(u), "app");
+    assert_int_equal(st_vunit_boots(u), boots + 1);
+    /* RTS high, DTR pulse: the ROM. Setting a line to the level it has is no edge. */
+    assert_int_equal(st_stream_set_modem(s, -1, 1, &e), 0);
+    assert_string_equal(st_vunit_state(u), "app");
+    assert_int_equal(st_stream_set_modem(s, 1, -1, &e), 0);
+    assert_int_equal(st_stream_set_modem(s, 0, -1, &e), 0);
+    assert_string_equal(st_vunit_state(u), "rom-dfu");
+    assert_int_equal(st_stream_set_modem(s, 0, 1, &e), 0);
+    assert_int_equal(st_vunit_boots(u), boots + 2);
+    /* Both at once: BOOT0 settles before the reset edge samples it. */
+    assert_int_equal(st_stream_set_modem(s, 1, 0, &e), 0);
+    assert_int_equal(st_stream_set_modem(s, 0, 0, &e), 0);
+    assert_string_equal(st_vunit_state(u), "app");
+    assert_int_equal(st_stream_set_modem(s, 1, 1, &e), 0);
+    assert_string_equal(st_vunit_state(u), "reset");
+    assert_int_equal(st_stream_set_modem(s, 0, 1, &e), 0);
+    assert_string_equal(st_vunit_state(u), "rom-dfu");
+    st_stream_close(s);
+    st_vunit_free(u);
+    /* Not wired: the same pulses do nothing. */
+    cfg.dtr.present = cfg.rts.present = false;
+    assert_int_equal(st_vunit_new(&cfg, &port, NULL, &u, &e), 0);
+    assert_int_equal(st_stream_mem_open(st_vunit_uart(u), "mem:uart", &s, &e), 0);
+    boots = st_vunit_boots(u);
+    assert_int_equal(st_stream_set_modem(s, 1, 1, &e), 0);
+    assert_int_equal(st_stream_set_modem(s, 0, 1, &e), 0);
+    assert_string_equal(st_vunit_state(u), "app");
+    assert_int_equal(st_vunit_boots(u), boots);
+    st_stream_close(s);
+    st_vunit_free(u);
+    free(img);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = { cmocka_unit_test(test_boot_paths),
-                                        cmocka_unit_test(test_uart_rom) };
+                                        cmocka_unit_test(test_uart_rom),
+                                        cmocka_unit_test(test_uart_modem_lines) };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

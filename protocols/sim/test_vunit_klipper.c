@@ -242,6 +242,104 @@ static void test_faults_reach_the_model(void **state)
     free(img);
 }
 
+/* The device on the bench's USB port (fails when there is none). */
+static st_usb_dev_info on_port(bench *b)
+{
+    st_usb_dev_info *list = NULL, hit;
+    size_t n = 0;
+    assert_int_equal(st_usb_host_list(b->host, &list, &n, NULL), 0);
+    memset(&hit, 0, sizeof hit);
+    bool found = false;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(list[i].port_path, PORT) == 0) {
+            hit = list[i];
+            found = true;
+        }
+    }
+    free(list);
+    if (!found)
+        fail_msg("nothing on %s", PORT);
+    return hit;
+}
+
+/* Klipper's usb_cdc.c layout: the device descriptor, the language ids, then the strings in
+ * index order (manufacturer, product; the serial comes from the chip). */
+static void embed_usb_descriptor(uint8_t *at, uint16_t vid, uint16_t pid, const char *mfr,
+                                 const char *product)
+{
+    const uint8_t dev[18] = { 18, 1, 0x00, 0x02, 0x02, 0x00, 0x00, 16,
+                              (uint8_t)vid, (uint8_t)(vid >> 8), (uint8_t)pid, (uint8_t)(pid >> 8),
+                              0x03, 0x02, 1, 2, 3, 1 };
+    memcpy(at, dev, 18);
+    at += 18;
+    *at++ = 0;
+    *at++ = 0;
+    const uint8_t lang[4] = { 4, 3, 0x09, 0x04 };
+    memcpy(at, lang, 4);
+    at += 4;
+    const char *str[2] = { mfr, product };
+    for (int k = 0; k < 2; k++) {
+        size_t l = strlen(str[k]);
+        *at++ = (uint8_t)(2 + 2 * l);
+        *at++ = 3;
+        for (size_t i = 0; i < l; i++) {
+            *at++ = (uint8_t)str[k][i];
+            *at++ = 0;
+        }
+    }
+}
+
+/* The application's USB identity comes from the image: the device descriptor its build
+ * embeds names another id (and its own strings) than the MCU table's 1d50:614e, and the
+ * unit enumerates with it (a host waiting for 1d50:614e finds nothing); an image that
+ * carries none falls back to the table. */
+static void test_image_usb_identity(void **state)
+{
+    const st_mcu *mcu = st_mcu_find("stm32g431xx");
+    uint8_t *img;
+    assert_int_equal(st_synth_combined(mcu, ST_SYNTH_DEFAULT_SIZE, &img, NULL), 0);
+    embed_usb_descriptor(img + mcu->katapult_app_offset + 0x800, 0x1209, 0xbeef, "Acme",
+                         "Probe X");
+    bench b;
+    /* No dictionary, a USB device descriptor: a USB build, though the fixture says CAN. */
+    bench_open(&b, true, true, img, ST_SYNTH_DEFAULT_SIZE, 0x08000000u, NULL, 0);
+    assert_string_equal(st_vunit_state(b.u), "app");
+    assert_true(b.on_usb);
+    st_usb_dev_info d = on_port(&b);
+    assert_int_equal(d.vid, 0x1209);
+    assert_int_equal(d.pid, 0xbeef);
+    assert_int_equal(d.bcd_device, 0x0203);
+    assert_string_equal(d.manufacturer, "Acme");
+    assert_string_equal(d.product, "Probe X");
+    assert_string_equal(d.serial, "208A31574253"); /* from the chip: the unit's own */
+    st_usb_dev_info want;
+    memset(&want, 0, sizeof want);
+    snprintf(want.port_path, sizeof want.port_path, "%s", PORT);
+    want.vid = 0x1d50;
+    want.pid = 0x614e;
+    st_stream *s = NULL;
+    assert_true(st_stream_cdc_open(b.host, &want, NULL, &s, NULL) < 0);
+    want.vid = 0x1209;
+    want.pid = 0xbeef;
+    st_err e;
+    if (st_stream_cdc_open(b.host, &want, NULL, &s, &e))
+        fail_msg("%s", e.msg);
+    st_stream_close(s);
+    /* A unit holding the plain synthetic image (no descriptor): the table's id. */
+    uint8_t *plain;
+    assert_int_equal(st_synth_combined(mcu, ST_SYNTH_DEFAULT_SIZE, &plain, NULL), 0);
+    bench_close(&b);
+    bench_open(&b, false, false, plain, ST_SYNTH_DEFAULT_SIZE, 0x08000000u, NULL, 0);
+    d = on_port(&b);
+    assert_int_equal(d.vid, 0x1d50);
+    assert_int_equal(d.pid, 0x614e);
+    assert_string_equal(d.manufacturer, "Klipper");
+    assert_string_equal(d.product, "stm32g431xx");
+    bench_close(&b);
+    free(plain);
+    free(img);
+}
+
 static void test_real_images(void **state)
 {
     size_t un, cn;
@@ -262,7 +360,23 @@ static void test_real_images(void **state)
     assert_string_equal(st_klp_dict_version(st_klp_host_dict(h)), "CARTOGRAPHER V4 6.0.0 Lite");
     st_klp_host_close(h);
     st_stream_close(s);
+    /* It enumerates as its build's descriptor says (its strings, not the table's). */
+    st_usb_dev_info id = on_port(&b);
+    assert_int_equal(id.vid, 0x1d50);
+    assert_int_equal(id.pid, 0x614e);
+    assert_string_equal(id.manufacturer, "Cartographer");
+    assert_string_equal(id.product, "stm32g431xx");
     bench_close(&b);
+    /* The same build with another id in its descriptor enumerates with that id. */
+    assert_int_equal(memcmp(usb + 0x8758 + 8, "\x50\x1d\x4e\x61", 4), 0);
+    memcpy(usb + 0x8758 + 8, "\x09\x12\x01\x00", 4);
+    bench_open(&b, true, false, usb, un, 0x08000000u, NULL, 0);
+    id = on_port(&b);
+    assert_int_equal(id.vid, 0x1209);
+    assert_int_equal(id.pid, 0x0001);
+    assert_string_equal(id.manufacturer, "Cartographer");
+    bench_close(&b);
+    memcpy(usb + 0x8758 + 8, "\x50\x1d\x4e\x61", 4);
 
     /* CAN combined image on a unit the fixture calls USB: nothing on USB; on the CAN bus a
      * Klipper node that speaks the protocol after SET_KLIPPER_NODEID. */
@@ -324,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_synthetic_with_dictionary),
         cmocka_unit_test(test_faults_reach_the_model),
         cmocka_unit_test(test_real_images),
+        cmocka_unit_test(test_image_usb_identity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -260,6 +260,39 @@ static bool in_flash(const st_mcu *mcu, uint32_t a)
     return a >= mcu->flash_start && (uint64_t)a < (uint64_t)mcu->flash_start + mcu->flash_size;
 }
 
+/* The string descriptors behind a device descriptor dev (the 18 bytes before p): within a
+ * few bytes of alignment padding the language-id descriptor (4, 3, lang), then string
+ * descriptors one after another, string k being index k. Each index the device descriptor
+ * names (iManufacturer, iProduct, iSerialNumber) that is found is decoded. */
+static void usb_strings(const uint8_t *p, size_t n, const uint8_t *dev, st_image_facts *out)
+{
+    size_t o = 0;
+    while (o < 4 && o < n && p[o] == 0)
+        o++;
+    if (o + 4 > n || p[o] != 4 || p[o + 1] != 3)
+        return;
+    o += 4;
+    char *dst[3] = { out->usb_manufacturer, out->usb_product, out->usb_serial };
+    for (unsigned idx = 1; idx <= 8; idx++) {
+        for (int pad = 0; pad < 3 && o < n && p[o] == 0; pad++)
+            o++; /* alignment between descriptors (a descriptor's length is never 0) */
+        if (o + 2 > n || p[o] < 2 || (p[o] & 1) || p[o + 1] != 3 || o + p[o] > n)
+            return;
+        size_t chars = (size_t)(p[o] - 2) / 2;
+        for (int k = 0; k < 3; k++) {
+            if (dev[14 + k] != idx)
+                continue;
+            size_t w = 0;
+            for (size_t c = 0; c < chars && w + 1 < sizeof out->usb_product; c++) {
+                uint16_t ch = (uint16_t)(p[o + 2 + 2 * c] | p[o + 3 + 2 * c] << 8);
+                dst[k][w++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+            }
+            dst[k][w] = '\0';
+        }
+        o += p[o];
+    }
+}
+
 void st_image_facts_of(const uint8_t *data, size_t n, const st_mcu *mcu, st_image_facts *out)
 {
     memset(out, 0, sizeof *out);
@@ -296,6 +329,8 @@ void st_image_facts_of(const uint8_t *data, size_t n, const st_mcu *mcu, st_imag
             out->usb_device = true;
             out->usb_vid = (uint16_t)(d[8] | d[9] << 8);
             out->usb_pid = (uint16_t)(d[10] | d[11] << 8);
+            out->usb_bcd_device = (uint16_t)(d[12] | d[13] << 8);
+            usb_strings(data + i + 18, n - i - 18, d, out);
             break;
         }
     }

@@ -56,6 +56,12 @@ typedef struct st_image_facts {
     bool katapult;        /* "CanBoot!" 8 bytes before the reset handler (Katapult's mark) */
     bool usb_device;      /* a USB device descriptor (18 bytes, 12 01, USB 1.1/2.0) */
     uint16_t usb_vid, usb_pid; /* the first such descriptor's ids */
+    uint16_t usb_bcd_device;   /* and its device release */
+    /* Its string descriptors, where the image carries them right behind it (Klipper's and
+     * Katapult's usb_cdc.c: the language ids, then the strings in index order; a serial
+     * made from the chip's UID at run time is not in the image): printable ASCII (other
+     * characters become '?'), "" when absent. Untrusted text from a file. */
+    char usb_manufacturer[64], usb_product[64], usb_serial[64];
 } st_image_facts;
 
 /* Read facts from data[0..n) (an image file, or flash contents from its start). */

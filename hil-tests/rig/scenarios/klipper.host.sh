@@ -15,6 +15,8 @@ r=$(one provision) && check provision "$r" verdict=pass slot.id=1 fixture.backen
   steps.verify.sha256=fec0c7c54d10b71da32f06b658c5c28ec616701f084334874ffc1c3291a9936c \
   steps.identify.link=usb 'steps.identify.version=CARTOGRAPHER V4 6.0.0 Lite' \
   steps.identify.clock_freq=170000000 steps.identify.transport=usb \
+  steps.wait-for-app.app_usb.id=1d50:614e steps.wait-for-app.app_usb.manufacturer=Cartographer \
+  steps.wait-for-app.app_usb.product=stm32g431xx \
   'unit.firmware_version=CARTOGRAPHER V4 6.0.0 Lite' \
   steps.alive.measurements.clock_rate_ratio.outcome=pass \
   steps.sample.measurements.data_stddev.outcome=pass \

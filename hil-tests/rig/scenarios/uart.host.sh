@@ -28,4 +28,9 @@ r=$(one neptune) && {
     steps.uart-verify.sha256=f807596741eb3a492a68bf3276a1bedd2bf157eaa0b78139effcb522c6bd3731 \
     steps.uart-start.entry_method=uart:exit-sequence || fail=1
 }
+r=$(one modem) && { echo "== modem (DTR/RTS through cdc_acm)"; "$C" "$r" verdict=pass \
+  steps.uart-enter.entry_plan.text=-rts,-dtr,dtr:rts,-dtr,dtr steps.uart-enter.sync=ack \
+  steps.uart-enter.framing~8E1 unit.usart_pid=0x468 || fail=1; }
+r=$(one modem-dtr) && { echo "== modem, DTR pulse only"; "$C" "$r" verdict=fail \
+  'cause~after entry plan "-dtr,dtr"' || fail=1; }
 exit $fail

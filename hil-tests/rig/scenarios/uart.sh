@@ -13,6 +13,8 @@
 #            `station run jobs/neptune4-backup-and-flash.yaml` plays the guide's
 #            `-2,-1,1:2,-1,,,1` through libgpiod, backs up the whole flash, flashes,
 #            verifies and starts the new firmware with the exit sequence.
+#  modem:    the adapter wired to a board's NRST/BOOT0 (station-sim --modem): an entry
+#            plan of DTR/RTS only reaches the ROM through cdc_acm; a DTR pulse alone not.
 # Reports go to $RIG_OUT; uart.host.sh checks them on the host.
 set -u
 . "$RIG_DIR/guest-lib.sh"
@@ -99,12 +101,43 @@ EOT
   echo "the application runs on 1-7"
 }
 
+modem() {
+  # A board whose adapter drives NRST from DTR and BOOT0 from RTS through an inverter
+  # (station-sim --modem): the station's TIOCMBIS/TIOCMBIC go through cdc_acm as real
+  # SET_CONTROL_LINE_STATE requests (opening the port raises both: the board keeps running
+  # its flash). `-rts,-dtr,dtr` reaches the ROM; the DTR pulse alone resets it into its
+  # flash and uart-enter fails naming the plan.
+  sim_stop || return 1
+  rig_wait_for 10 sh -c '! ls /dev/ttyACM* >/dev/null 2>&1' || return 1
+  "$STATION_BIN" image generate --seed 2 --size 40000 "$W/held.bin" || return 1
+  sim_start an3155-board usbip --model an3155 --port 4 --flash "$W/held.bin" \
+    --modem dtr=reset,rts=-boot0 || return 1
+  rig_wait_for 10 sh -c 'ls /dev/ttyACM* >/dev/null 2>&1' || return 1
+  TTY=$(ls /dev/ttyACM* | head -n 1)
+  cat > "$W/modem.yaml" <<EOT
+name: rig-modem
+gpio: { backend: libgpiod, chip: jig }
+slots:
+  - id: 1
+    lines: { boot0: BOOT0_1, reset: { name: RESET_1, active_low: true } }
+    serial: { device: $TTY, baud: 115200 }
+EOT
+  station uart info -f "$W/modem.yaml" --slot 1 --entry '-rts,-dtr,dtr:rts,-dtr,dtr' \
+    -r "$RIG_OUT/modem" -o rig || { tail -n 20 "$SIM_ERR"; return 1; }
+  if station uart info -f "$W/modem.yaml" --slot 1 --entry '-dtr,dtr' \
+       -r "$RIG_OUT/modem-dtr" -o rig; then
+    echo "a DTR pulse that leaves BOOT0 low reached the ROM"; return 1
+  fi
+  grep -E 'board|pin' "$SIM_ERR" | head -n 8
+}
+
 rig_jig || exit 1
 part start start
 part peer peer
 part peer8n1 peer8n1
 part station station_uart
 part neptune neptune
+part modem modem
 sim_stop || fail=1
 rm -rf "$W"
 exit $fail
