@@ -576,7 +576,8 @@ static int cmd_produce(const opts *o, char *const args[])
             .report_dir = opt_get(o, "reports"), .operator_name = who && *who ? who : "unknown",
             .station_id = sid && *sid ? sid : "station", .lot = opt_get(o, "lot"),
             .slots = o->slots, .nslots = (size_t)o->nslots, .plain = opt_get(o, "plain") != NULL,
-            .verbose = o->verbose, .max_units = (unsigned)max_units, .out = stdout,
+            .verbose = o->verbose, .max_units = (unsigned)max_units,
+            .rerun = opt_get(o, "rerun") != NULL, .out = stdout,
             .errout = stderr,
         };
         status = st_produce(&cfg);
@@ -782,6 +783,7 @@ static const st_cli_opt produce_opts[] = {
     { "station", "ID", "station id for the reports (default: $STATION_ID, else \"station\")" },
     { "lot", "ID", "production lot or batch id for the reports" },
     { "units", "N", "stop after N units were started (default: run until stopped)" },
+    { "rerun", NULL, "after a crash, run the units that were in flight again at once" },
     { NULL, NULL, NULL },
 };
 

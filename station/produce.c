@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,8 @@
 #include "station/core/clock.h"
 #include "station/core/text.h"
 #include "station/core/uuid.h"
+#include "reports/journal.h"
+#include "reports/report.h"
 #include "station/screen.h"
 #include "station/shift.h"
 
@@ -63,6 +66,8 @@ typedef struct pslot {
     char cause[ST_ERR_MSG_MAX];
     char step[32];
     unsigned units, pass, fail;
+    bool rerun;               /* a unit was in flight here when the station died: run it
+                                 again first (--rerun) */
 } pslot;
 
 struct produce {
@@ -509,7 +514,9 @@ static void *slot_main(void *arg)
         snprintf(s->state, sizeof s->state, "%s", wait_text(s->fs));
         pthread_cond_broadcast(&p->cond);
         pthread_mutex_unlock(&p->lock);
-        if (wait_arrival(s) != 1)
+        bool again = s->rerun;
+        s->rerun = false;
+        if (!again && wait_arrival(s) != 1)
             break;
         char barcode[SCAN_MAX];
         int b = take_barcode(s, barcode, sizeof barcode);
@@ -588,6 +595,80 @@ static void *signal_main(void *arg)
         pthread_setcancelstate(old, NULL);
     }
     return NULL;
+}
+
+/* ---- restart after a crash ------------------------------------------------------------ */
+
+/* The step a rebuilt report was at: its last step still incomplete (or its last step). */
+static const char *step_in_flight(const st_rnode *doc)
+{
+    const st_rnode *steps = st_rget(doc, "steps");
+    const char *name = NULL;
+    for (size_t i = 0; i < st_rnode_len(steps); i++) {
+        const st_rnode *st = st_rnode_child(steps, i);
+        const char *o = st_rget_str(st, "outcome");
+        if (o && strcmp(o, "incomplete") == 0)
+            name = st_rget_str(st, "name");
+    }
+    return name ? name : "before its first step";
+}
+
+/* A run of this station that died (kill -9, power loss) left journals in the report
+ * directory: rebuild those reports (verdict incomplete, the step in progress named), say
+ * which unit was in flight in which slot and at which step, and mark the slots for a
+ * rerun. Returns how many units were in flight. */
+static unsigned recover_in_flight(produce *p)
+{
+    const char *dir = p->cfg->report_dir ? p->cfg->report_dir : p->cfg->job->report_dir;
+    DIR *d = opendir(dir);
+    unsigned n = 0;
+    struct dirent *ent;
+    while (d && (ent = readdir(d)) != NULL) {
+        size_t l = strlen(ent->d_name);
+        if (l < 9 || strcmp(ent->d_name + l - 8, ".journal") != 0)
+            continue;
+        char report[PATH_MAX];
+        snprintf(report, sizeof report, "%s/%.*s.yaml", dir, (int)(l - 8), ent->d_name);
+        st_journal_replay_info info;
+        st_err e;
+        if (access(report, F_OK) != 0 || st_journal_recover(report, &info, &e) != 0)
+            continue; /* a rename cut short or a live run: st_journal_recover_dir below */
+        st_rnode *doc = NULL;
+        if (st_report_load(report, &doc, &e) != 0)
+            continue;
+        const char *verdict = st_rget_str(doc, "verdict");
+        long long slot = -1;
+        st_rget_int(doc, "slot.id", &slot);
+        if (verdict && strcmp(verdict, "incomplete") == 0) {
+            char who[96], step[64];
+            st_text_printable(st_rget_str(doc, "unit.identity") ? st_rget_str(doc, "unit.identity")
+                                                                 : "unknown", who, sizeof who);
+            st_text_printable(step_in_flight(doc), step, sizeof step);
+            n++;
+            pthread_mutex_lock(&p->lock);
+            say_locked(p, "station: produce: after a crash: slot %lld had unit %s in flight at "
+                          "step %s; its report %s is marked incomplete%s", slot, who, step, report,
+                       p->cfg->rerun ? "; running it again" : "; put it back and start it to "
+                                                             "run it again (or --rerun)");
+            for (size_t i = 0; i < p->n; i++)
+                if (p->slots[i].fs->id == slot) {
+                    p->slots[i].rerun = p->cfg->rerun;
+                    snprintf(p->slots[i].cause, sizeof p->slots[i].cause,
+                             "crash: unit %s was at step %s: run it again", who, step);
+                    st_strlcpy(p->slots[i].verdict, "CRASH", sizeof p->slots[i].verdict);
+                    st_strlcpy(p->slots[i].big, "STOP", sizeof p->slots[i].big);
+                }
+            pthread_mutex_unlock(&p->lock);
+        }
+        st_report_free(doc);
+    }
+    if (d)
+        closedir(d);
+    st_journal_recover_counts c;
+    st_err e;
+    if (st_journal_recover_dir(dir, &c, &e) == 0 && c.recovered)
+        n += c.recovered; /* renames cut short: rebuilt, named in their reports */
+    return n;
 }
 
 /* ---- setup and the main loop ---------------------------------------------------------------- */
@@ -808,6 +889,7 @@ int st_produce(const st_produce_cfg *cfg)
         status = ST_EXIT_USAGE;
         goto out;
     }
+    recover_in_flight(p);
     if (want_screen(cfg))
         p->screen = st_screen_open(cfg->out, !getenv("NO_COLOR"));
     if (!p->screen)

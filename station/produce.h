@@ -5,7 +5,10 @@
  * screen, wait for the unit to leave, and again. Slots are independent threads; a failing
  * or hung unit holds only its own slot (the job's per-step deadlines bound it).
  * SIGINT/SIGTERM: the units in flight finish, then the command returns; a second signal
- * stops them at their next step boundary and their reports say why.
+ * stops them at their next step boundary and their reports say why. On start, the
+ * journals a crashed run left in the report directory are replayed: the units that were in
+ * flight are named with their slot and step, their reports marked incomplete, and their
+ * slots offered (or, with rerun, given) a rerun.
  *
  * Front-end code: it writes to out (screen or plain lines) and errout, and returns an exit
  * code (README "Exit codes"). */
@@ -31,6 +34,8 @@ typedef struct st_produce_cfg {
     bool plain;                   /* plain lines even on a terminal */
     int verbose;
     unsigned max_units;           /* stop after this many units were started (0: no limit) */
+    bool rerun;                   /* after a crash, run the units that were in flight again
+                                     at once instead of waiting for a start */
     FILE *out, *errout;
 } st_produce_cfg;
 

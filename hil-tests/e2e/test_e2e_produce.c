@@ -438,6 +438,53 @@ static void test_sigterm_twice_stops_them(void **state)
     signal_case(SIGTERM, true);
 }
 
+/* kill -9 mid-run, then a restart: it names the units in flight, their slots and steps,
+ * their reports are rebuilt from the journals (incomplete, step named), none is torn, and
+ * no journal or temp file is left. */
+static void test_kill9_restart(void **state)
+{
+    write_job("");
+    const char *op = "{ units: 1000, arrive_ms: 1, press_ms: 1, remove_ms: 1 }";
+    const char *ops[] = { op, op };
+    write_fixture(2, false, "datasheet", ops);
+    pid_t pid = start_bg();
+    assert_true(unit_in_flight());
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ls %s/reports/*.journal >/dev/null 2>&1", dir);
+    assert_int_equal(system(cmd), 0); /* the killed run left journals */
+    /* The restart: the same line, one quick unit per slot. */
+    const char *op2 = "{ units: 1, arrive_ms: 1, press_ms: 1, remove_ms: 1 }";
+    const char *ops2[] = { op2, op2 };
+    write_fixture(2, false, "none", ops2);
+    int rc = run("cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports", dir);
+    if (rc != 0)
+        fail_msg("restart: exit %d\n%s", rc, out);
+    unsigned named = 0;
+    for (const char *q = out; (q = strstr(q, "after a crash: slot ")); q++)
+        named++;
+    if (named < 1 || !strstr(out, "in flight at step ") || !strstr(out, "is marked incomplete"))
+        fail_msg("the restart did not name the units in flight:\n%s", out);
+    snprintf(cmd, sizeof cmd, "ls %s/reports/ | grep -q 'journal\\|tmp'", dir);
+    assert_int_not_equal(system(cmd), 0); /* nothing left to replay, no temp file */
+    rep reps[256];
+    size_t n = load_all(reps, 256); /* each one loads and validates: none is torn */
+    unsigned incomplete = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *v = str(reps[i].doc, "verdict");
+        if (strcmp(v, "incomplete") == 0) {
+            incomplete++;
+            assert_non_null(strstr(str(reps[i].doc, "cause"), "the run stopped before it ended"));
+        } else {
+            assert_string_equal(v, "pass");
+        }
+    }
+    assert_int_equal(incomplete, named);
+    free_all(reps, n);
+}
+
 /* Production refuses what it cannot run before touching anything. */
 static void test_refusals(void **state)
 {
@@ -509,6 +556,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shift_200_units_4_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigint_finishes_units_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_twice_stops_them, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_can_arrival, setup, teardown),
     };
