@@ -145,7 +145,7 @@ static int make_reports(const char *src_dir, const char *dir, unsigned n)
 {
     DIR *d = opendir(src_dir);
     struct dirent *e;
-    char src[512] = "";
+    char src[1024] = "";
     while (d && (e = readdir(d)))
         if (strstr(e->d_name, ".yaml")) {
             snprintf(src, sizeof src, "%s/%s", src_dir, e->d_name);
