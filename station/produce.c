@@ -532,7 +532,8 @@ static void *slot_main(void *arg)
         bool go = !p->stopping && (!p->cfg->max_units || p->started_units < p->cfg->max_units);
         if (go)
             p->started_units++;
-        else if (!p->stopping) {
+        /* The last unit --units allows: the others finish theirs, nobody starts another. */
+        if (go && p->cfg->max_units && p->started_units == p->cfg->max_units && !p->stopping) {
             p->stopping = 1;
             snprintf(p->stop_why, sizeof p->stop_why, "%u units started (--units)", p->cfg->max_units);
             pthread_cond_broadcast(&p->cond);

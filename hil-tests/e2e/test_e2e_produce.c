@@ -455,13 +455,28 @@ static void test_kill9_restart(void **state)
     char cmd[512];
     snprintf(cmd, sizeof cmd, "ls %s/reports/*.journal >/dev/null 2>&1", dir);
     assert_int_equal(system(cmd), 0); /* the killed run left journals */
-    /* The restart: the same line, one quick unit per slot. */
-    const char *op2 = "{ units: 1, arrive_ms: 1, press_ms: 1, remove_ms: 1 }";
-    const char *ops2[] = { op2, op2 };
-    write_fixture(2, false, "none", ops2);
-    int rc = run("cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports", dir);
+    /* The restart: the units are still in their slots (no operator), --rerun runs the
+     * ones that were in flight at once; --units stops after them. Which slots had a unit
+     * in flight depends on the moment of the kill: count them from the journals. */
+    snprintf(cmd, sizeof cmd, "test $(ls %s/reports/*.journal | wc -l) -eq 2", dir);
+    int inflight = system(cmd) == 0 ? 2 : 1;
+    char fx[2048];
+    size_t fl = (size_t)snprintf(fx, sizeof fx, "name: restart\ngpio: { backend: virtual }\n"
+                                 "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\nslots:\n");
+    for (int i = 1; i <= 2; i++)
+        fl += (size_t)snprintf(fx + fl, sizeof fx - fl,
+                               "  - id: %d\n    lines: { boot0: B%d, reset: { name: R%d, "
+                               "active_low: true }, present: P%d }\n    usb_port: vusb-%d\n"
+                               "    unit: { serial: \"0A1B2C3D4E%02d\" }\n", i, i, i, i, i, i);
+    write_file("fixture.yaml", fx);
+    int rc = run("cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports "
+                 "--rerun --units %d", dir, inflight);
     if (rc != 0)
         fail_msg("restart: exit %d\n%s", rc, out);
+    char want[64];
+    snprintf(want, sizeof want, "%d units, %d passed", inflight, inflight);
+    if (!strstr(out, want) || !strstr(out, "running it again"))
+        fail_msg("the rerun did not run the %d units in flight:\n%s", inflight, out);
     unsigned named = 0;
     for (const char *q = out; (q = strstr(q, "after a crash: slot ")); q++)
         named++;
@@ -482,6 +497,7 @@ static void test_kill9_restart(void **state)
         }
     }
     assert_int_equal(incomplete, named);
+    assert_int_equal(named, inflight);
     free_all(reps, n);
 }
 
