@@ -133,6 +133,8 @@ static void begin_report(run *r)
     st_rnode *rn = st_rmap_map(d, "run");
     st_rmap_str(rn, "id", env->run_id ? env->run_id : "-");
     st_rmap_time(rn, "started", r->started_wall);
+    if (env->lot && env->lot[0])
+        st_rmap_str(rn, "lot", env->lot);
     st_rmap_str(d, "operator", env->operator_name ? env->operator_name : "unknown");
     st_rnode *fx = st_rmap_map(d, "fixture");
     st_rmap_str(fx, "name", env->fixture->name);
@@ -159,6 +161,10 @@ static void begin_report(run *r)
         st_rmap_str(unit, "port_path", env->fslot->usb_port);
     if (env->can_uuid && env->can_uuid[0])
         st_rmap_str(unit, "can_uuid", env->can_uuid);
+    if (env->barcode && env->barcode[0]) {
+        char shown[128];
+        st_rmap_str(unit, "barcode", st_text_printable(env->barcode, shown, sizeof shown));
+    }
     st_rmap_seq(d, "images");
     for (size_t i = 0; i < r->job->nimages; i++)
         st_report_add_image(d, r->job->images[i].role, r->images[i]);
@@ -279,7 +285,8 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
     for (;;) {
         attempt++;
         if (env->cancel && *env->cancel) {
-            st_err_set(err, ST_ERR_CANCELLED, "stopped by the operator");
+            st_err_set(err, ST_ERR_CANCELLED, "%s",
+                       env->cancel_reason ? env->cancel_reason : "stopped by the operator");
             out = OUT_CANCEL;
             break;
         }

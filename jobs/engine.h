@@ -55,6 +55,10 @@ typedef struct st_run_env {
     void (*on_step)(void *ctx, const char *step, int attempt);
     void *on_step_ctx;
     volatile sig_atomic_t *cancel; /* non-zero: stop at the next step boundary */
+    const char *cancel_reason;  /* the report's cause when cancelled (NULL: "stopped by the
+                                   operator") */
+    const char *lot;            /* reports: run.lot, the production lot or batch (optional) */
+    const char *barcode;        /* reports: unit.barcode, as scanned (optional, untrusted) */
 } st_run_env;
 
 typedef struct st_run_result {

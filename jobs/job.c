@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,7 +466,8 @@ int st_job_load(const char *path, const st_driver *const *drivers, st_job **out,
     const st_ynode *root = st_ydoc_root(doc);
     /* The generic keys, then one section per driver that takes one. */
     static const char *const generic[] = { "name", "description", "target", "images", "steps",
-                                           "retries", "report_dir", "units", "recovery" };
+                                           "retries", "report_dir", "units", "recovery",
+                                           "barcode" };
     const char *keys[sizeof generic / sizeof generic[0] + ST_JOB_MAX_DRIVERS + 1];
     size_t nk = 0;
     for (size_t i = 0; i < sizeof generic / sizeof generic[0]; i++)
@@ -474,7 +476,7 @@ int st_job_load(const char *path, const st_driver *const *drivers, st_job **out,
         if ((*d)->section_parse)
             keys[nk++] = (*d)->name;
     keys[nk] = NULL;
-    const char *name = NULL, *desc = NULL, *target = NULL, *rdir = NULL;
+    const char *name = NULL, *desc = NULL, *target = NULL, *rdir = NULL, *barcode = NULL;
     const st_ynode *images = NULL, *steps = NULL;
     if (!st_ynode_is_map(root))
         rc = st_ydoc_error(doc, root, "", err, ST_ERR_INVAL, "a job file is a map");
@@ -495,6 +497,24 @@ int st_job_load(const char *path, const st_driver *const *drivers, st_job **out,
         rc = st_ymap_get_u32(doc, root, "", "retries", false, 0, 20, &job->retries, err);
     if (!rc)
         rc = st_ymap_get_str(doc, root, "", "report_dir", false, &rdir, err);
+    if (!rc)
+        rc = st_ymap_get_str(doc, root, "", "barcode", false, &barcode, err);
+    if (!rc && barcode) {
+        /* Checked now so a bad pattern names its line, not the first unit scanned. */
+        regex_t re;
+        int rr = strlen(barcode) >= sizeof job->barcode ? REG_ESPACE
+                                                        : regcomp(&re, barcode, REG_EXTENDED | REG_NOSUB);
+        if (rr) {
+            char why[128] = "longer than 255 characters";
+            if (strlen(barcode) < sizeof job->barcode)
+                regerror(rr, &re, why, sizeof why);
+            rc = st_ydoc_error(doc, st_ymap_get(doc, root, "barcode"), "barcode", err,
+                               ST_ERR_INVAL, "not a regular expression: %s", why);
+        } else {
+            regfree(&re);
+            st_strlcpy(job->barcode, barcode, sizeof job->barcode);
+        }
+    }
     if (!rc)
         rc = st_ymap_get_map(doc, root, "", "images", true, &images, err);
     if (!rc)

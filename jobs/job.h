@@ -69,6 +69,8 @@ typedef struct st_job {
     size_t nsteps;
     unsigned retries;         /* default extra attempts per step */
     char report_dir[512];     /* resolved against the current directory when relative */
+    char barcode[256];        /* production mode: POSIX extended regex a scanned unit
+                                 barcode must match ("" = any, or none scanned) */
     st_job_units units;
     const st_driver *finder;  /* units: discover: the driver that finds them */
     /* The drivers the job was parsed against (NULL-terminated registry) and each one's

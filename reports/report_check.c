@@ -217,6 +217,7 @@ static const struct fspec run_f[] = {
     { "started", W_TIME, true, NULL },
     { "finished", W_TIME, false, NULL },
     { "duration_ms", W_NUM, false, NULL },
+    { "lot", W_STR, false, NULL },
 };
 static const struct fspec fixture_f[] = {
     { "name", W_NESTR, true, NULL },
@@ -242,6 +243,7 @@ static const struct fspec unit_f[] = {
     { "before_sha256", W_HEX64, false, NULL },
     { "module", W_MAP, false, NULL },
     { "module_state", W_STR, false, NULL },
+    { "barcode", W_STR, false, NULL },
 };
 /* unit.module: a Bluetooth module updated over BGAPI UART DFU (fields it learnt). */
 static const struct fspec module_f[] = {

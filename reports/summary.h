@@ -25,22 +25,60 @@ typedef struct st_summary_fail {
     unsigned count;
 } st_summary_fail;
 
+/* A time distribution: n samples, their median (the mean of the two middle ones when n is
+ * even) and 95th percentile (nearest rank: the ceil(0.95 n)-th smallest), milliseconds. */
+typedef struct st_summary_dist {
+    unsigned n;
+    double median_ms, p95_ms;
+} st_summary_dist;
+
+/* One step name over the runs (from report files): its time (the step's duration_ms, all
+ * attempts), how often it ran, failed and retried (attempts beyond the first). */
+typedef struct st_summary_step {
+    const char *name;
+    st_summary_dist time;
+    unsigned runs, fails, retries;
+} st_summary_step;
+
+/* One entry method (a step's entry_method, e.g. gpio:boot0+reset): steps that used it and
+ * how many of them passed. */
+typedef struct st_summary_entry {
+    const char *method;
+    unsigned tries, ok;
+} st_summary_entry;
+
 typedef struct st_summary_figures {
     unsigned runs, pass, fail, incomplete;
     unsigned units, first_pass;     /* first_pass: units whose earliest run passed */
     double first_pass_yield;        /* first_pass / units (0 when no units) */
     size_t nfailures;
     const st_summary_fail *failures; /* valid until the next add or free */
+    /* From report files only (st_summary_add_report); zero from the database. */
+    st_summary_dist unit_time;      /* run.duration_ms of pass/fail runs */
+    double units_per_hour;          /* pass+fail runs / (last run.finished - first
+                                       run.started), 0 when under a second */
+    unsigned retries;               /* attempts beyond the first, every step of every run */
+    unsigned runs_with_retries;
+    size_t nsteps;
+    const st_summary_step *steps;   /* in job order (earliest position in a report) */
+    size_t nentries;
+    const st_summary_entry *entries; /* by method name */
 } st_summary_figures;
 
 st_summary *st_summary_new(void);
 void st_summary_free(st_summary *s);
 
+/* Count only runs started at or after since: ISO 8601 UTC text, any prefix of
+ * 2026-12-01T10:00:00.000Z (compared as text, as the reports write it). NULL: all. The
+ * text is copied. 0, ST_ERR_INVAL (not such a time) or ST_ERR_NOMEM. */
+int st_summary_set_since(st_summary *s, const char *since);
+
 /* Add one run. started is ISO 8601 UTC text (sortable); failed_step and cause may be NULL.
  * 0 or ST_ERR_NOMEM. */
 int st_summary_add(st_summary *s, const char *identity, const char *started,
                    const char *verdict, const char *failed_step, const char *cause);
-/* Add the run a (validated) report holds. */
+/* Add the run a (validated) report holds, with its times, retries and entry methods.
+ * Returns 1 when counted, 0 when before --since, or ST_ERR_NOMEM. */
 int st_summary_add_report(st_summary *s, const st_rnode *doc);
 
 /* The figures so far; 0 or ST_ERR_NOMEM. */

@@ -13,7 +13,7 @@
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
 #     --only NAME      run one benchmark: dfuse, katapult_can, an3155, klipper_can, station,
-#                      bgapi or journal
+#                      bgapi, journal or produce
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -37,7 +37,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
 cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_an3155 bench_klipper_can bench_station \
-  bench_bgapi bench_journal station \
+  bench_bgapi bench_journal bench_produce station \
   >/dev/null
 
 results="$dir/bench-results.txt"
@@ -69,6 +69,7 @@ if [ -n "$check" ]; then
   run station hil-tests/bench/bench_station --check
   run bgapi protocols/bgapi/bench_bgapi --check
   run journal hil-tests/bench/bench_journal --check
+  run produce hil-tests/bench/bench_produce --check
 else
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
@@ -77,6 +78,7 @@ else
   run station hil-tests/bench/bench_station
   run bgapi protocols/bgapi/bench_bgapi
   run journal hil-tests/bench/bench_journal --units 50 ${BENCH_JOURNAL_DIR:+--dir "$BENCH_JOURNAL_DIR"}
+  run produce hil-tests/bench/bench_produce
 fi
 echo
 echo "results saved to $results"

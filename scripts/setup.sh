@@ -14,6 +14,7 @@ pkgs=(
   uuid-dev              # run ids: random UUIDs (libuuid), unique across stations
   libjson-c-dev         # Klipper data dictionaries (JSON from a unit or an image)
   libcmocka-dev         # unit tests
+  libncurses-dev        # station produce: the operator screen (slot panels, block letters)
   clang                 # second compiler: scripts/test.sh builds the tree with it (-Werror)
   libclang-rt-14-dev    # libFuzzer for clang's -DSTATION_FUZZ=ON targets (only recommended by clang)
   libpq-dev             # station ship / history: the fleet's PostgreSQL database
@@ -23,7 +24,8 @@ pkgs=(
   clang                 # fuzz targets (libFuzzer needs clang; STATION_FUZZ=ON)
   libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes for clang 14
 )
-peers=(dfu-util stm32flash can-utils)
+# tmux: the operator-screen test runs station produce in a tmux pane (capture-pane).
+peers=(dfu-util stm32flash can-utils tmux)
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

@@ -19,6 +19,7 @@
 #include "reports/report.h"
 #include "reports/ship/config.h"
 #include "reports/ship/ship.h"
+#include "reports/junit.h"
 #include "reports/summary.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
@@ -84,6 +85,9 @@ const st_cli_opt station_summary_opts[] = {
     { "conninfo", "CONNINFO", "libpq connection string for --db instead of the configuration's" },
     { "yaml", NULL, "machine-readable YAML instead of lines for people" },
     { "top", "N", "failure groups shown (default 10, 0 = all)" },
+    { "since", "TIME", "only runs started at or after TIME (UTC, 2026-12-01 or "
+                       "2026-12-01T06:00)" },
+    { "junit", "FILE", "also write the runs counted as JUnit XML (a report directory only)" },
     { NULL, NULL, NULL },
 };
 
@@ -257,39 +261,124 @@ int station_cmd_history(station_opt_fn get, const void *o, char *const args[])
 
 /* ---- report summary ------------------------------------------------------------------- */
 
-static int summarise_dir(const char *dir, st_summary *sum)
+/* The paths of the reports counted, for --junit. */
+typedef struct pathlist {
+    char **v;
+    size_t n, cap;
+} pathlist;
+
+static int pathlist_add(pathlist *l, const char *p)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        char **nv = realloc(l->v, cap * sizeof *nv);
+        if (!nv)
+            return -1;
+        l->v = nv;
+        l->cap = cap;
+    }
+    if (!(l->v[l->n] = strdup(p)))
+        return -1;
+    l->n++;
+    return 0;
+}
+
+/* Reading and checking a report is the costly part (libyaml): workers share it, and add
+ * what they read to the one summary under a lock (its figures do not depend on order). */
+typedef struct sum_work {
+    const char *dir;
+    char **names;
+    size_t n, next;
+    st_summary *sum;
+    pathlist *paths;
+    pthread_mutex_t lock;
+    unsigned bad;
+    bool failed;
+} sum_work;
+
+static void *sum_worker(void *arg)
+{
+    sum_work *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        size_t i = w->next++;
+        bool stop = w->failed;
+        pthread_mutex_unlock(&w->lock);
+        if (i >= w->n || stop)
+            return NULL;
+        char path[PATH_MAX * 2];
+        snprintf(path, sizeof path, "%s/%s", w->dir, w->names[i]);
+        st_rnode *doc = NULL;
+        st_err e;
+        bool ok = st_report_load(path, &doc, &e) == 0 && st_report_validate(doc, &e) == 0;
+        pthread_mutex_lock(&w->lock);
+        if (!ok) {
+            char m[ST_ERR_MSG_MAX];
+            fprintf(stderr, "station: report summary: skipped %s: %s\n", path,
+                    st_text_printable(e.msg, m, sizeof m));
+            w->bad++;
+        } else {
+            int rc = st_summary_add_report(w->sum, doc);
+            if (rc < 0 || (rc == 1 && w->paths && pathlist_add(w->paths, path) < 0))
+                w->failed = true;
+        }
+        pthread_mutex_unlock(&w->lock);
+        st_report_free(doc);
+    }
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int summarise_dir(const char *dir, st_summary *sum, pathlist *paths)
 {
     DIR *d = opendir(dir);
     if (!d) {
         fprintf(stderr, "station: report summary: %s: %s\n", dir, strerror(errno));
         return FX_USAGE;
     }
+    pathlist names = { 0 };
     struct dirent *ent;
-    unsigned bad = 0;
+    int status = FX_OK;
     while ((ent = readdir(d)) != NULL) {
         size_t l = strlen(ent->d_name);
         if (ent->d_name[0] == '.' || l < 6 || strcmp(ent->d_name + l - 5, ".yaml") != 0)
             continue;
-        char path[PATH_MAX * 2];
-        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
-        st_rnode *doc = NULL;
-        st_err e;
-        if (st_report_load(path, &doc, &e) || st_report_validate(doc, &e)) {
-            char m[ST_ERR_MSG_MAX];
-            fprintf(stderr, "station: report summary: skipped %s: %s\n", path,
-                    st_text_printable(e.msg, m, sizeof m));
-            bad++;
-        } else if (st_summary_add_report(sum, doc)) {
-            st_report_free(doc);
-            closedir(d);
-            return FX_STATION;
+        if (pathlist_add(&names, ent->d_name) < 0) {
+            status = FX_STATION;
+            break;
         }
-        st_report_free(doc);
     }
     closedir(d);
-    if (bad)
-        fprintf(stderr, "station: report summary: %u file%s skipped\n", bad, bad == 1 ? "" : "s");
-    return FX_OK;
+    sum_work w = { .dir = dir, .names = names.v, .n = names.n, .sum = sum, .paths = paths };
+    pthread_mutex_init(&w.lock, NULL);
+    if (status == FX_OK) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        size_t nt = cpus < 1 ? 1 : cpus > 8 ? 8 : (size_t)cpus;
+        pthread_t th[8];
+        size_t started = 0;
+        while (started < nt && pthread_create(&th[started], NULL, sum_worker, &w) == 0)
+            started++;
+        if (!started)
+            sum_worker(&w);
+        for (size_t i = 0; i < started; i++)
+            pthread_join(th[i], NULL);
+        if (w.failed)
+            status = FX_STATION;
+    }
+    pthread_mutex_destroy(&w.lock);
+    for (size_t i = 0; i < names.n; i++)
+        free(names.v[i]);
+    free(names.v);
+    /* JUnit lists the runs in file-name order, whatever order the workers took them. */
+    if (paths && paths->n)
+        qsort(paths->v, paths->n, sizeof *paths->v, cmp_name);
+    if (w.bad)
+        fprintf(stderr, "station: report summary: %u file%s skipped\n", w.bad,
+                w.bad == 1 ? "" : "s");
+    return status;
 }
 
 int station_cmd_report_summary(station_opt_fn get, const void *o, char *const args[])
@@ -310,9 +399,22 @@ int station_cmd_report_summary(station_opt_fn get, const void *o, char *const ar
                 use_db ? "both" : "neither");
         return FX_USAGE;
     }
+    const char *junit = get(o, "junit");
+    if (junit && use_db) {
+        fprintf(stderr, "station: report summary: --junit needs a report directory (the "
+                        "database keeps no steps)\n");
+        return FX_USAGE;
+    }
     st_summary *sum = st_summary_new();
     if (!sum)
         return FX_STATION;
+    if (get(o, "since") && st_summary_set_since(sum, get(o, "since"))) {
+        fprintf(stderr, "station: report summary: --since: \"%s\" is not a UTC time like "
+                        "2026-12-01 or 2026-12-01T06:00:00\n", get(o, "since"));
+        st_summary_free(sum);
+        return FX_USAGE;
+    }
+    pathlist paths = { 0 };
     int status;
     if (use_db) {
         st_fleetdb *d = NULL;
@@ -324,10 +426,22 @@ int station_cmd_report_summary(station_opt_fn get, const void *o, char *const ar
         }
         st_fleetdb_close(d);
     } else {
-        status = summarise_dir(args[0], sum);
+        status = summarise_dir(args[0], sum, junit ? &paths : NULL);
     }
     if (!status && st_summary_render(sum, stdout, yaml, (size_t)top))
         status = FX_STATION;
+    if (!status && junit) {
+        /* JUnit XML shares reports/junit.c with `station run --junit`. */
+        st_err e;
+        if (st_junit_write(junit, "station report summary", (const char *const *)paths.v,
+                           paths.n, &e) < 0) {
+            fprintf(stderr, "station: report summary: --junit %s: %s\n", junit, e.msg);
+            status = FX_STATION;
+        }
+    }
+    for (size_t i = 0; i < paths.n; i++)
+        free(paths.v[i]);
+    free(paths.v);
     st_summary_free(sum);
     return status;
 }

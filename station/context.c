@@ -54,6 +54,9 @@ struct st_ctx {
     st_vusb_bus *vbus;
     vslot *vslots;
     size_t nvslots;
+    /* Guards each vslot's unit pointer: a simulated operator puts units in and takes them
+     * out while slot threads move pins. */
+    pthread_mutex_t vlock;
     /* One thread serves the virtual units' UART ptys (the station opens them through its
      * real termios backend, as it would a jig's UART). */
     pthread_t uart_thread;
@@ -153,9 +156,12 @@ static bool line_is(const st_fixture_line *l, const st_gpio_transition *ev)
 static void on_gpio(void *ctx, const st_gpio_transition *ev)
 {
     st_ctx *c = ctx;
+    pthread_mutex_lock(&c->vlock);
     for (size_t i = 0; i < c->nvslots; i++) {
         const st_fixture_slot *fs = c->vslots[i].fs;
         st_vunit *u = c->vslots[i].unit;
+        if (!u)
+            continue;
         if (line_is(&fs->lines[ST_LINE_BOOT0], ev))
             st_vunit_set_pin(u, ST_VUNIT_BOOT0, ev->level);
         else if (line_is(&fs->lines[ST_LINE_RESET], ev))
@@ -163,6 +169,7 @@ static void on_gpio(void *ctx, const st_gpio_transition *ev)
         else if (line_is(&fs->lines[ST_LINE_POWER], ev))
             st_vunit_set_pin(u, ST_VUNIT_POWER, ev->level);
     }
+    pthread_mutex_unlock(&c->vlock);
 }
 
 _Static_assert(sizeof(((st_fixture_unit *)0)->serial) == ST_VUNIT_SERIAL_MAX + 1,
@@ -284,6 +291,80 @@ static st_vunit_wire wire_of(st_unit_wire w)
     return v;
 }
 
+/* A fresh simulated unit in slot v: the fixture's unit, and for unit number unit_no (1, 2,
+ * ... of a simulated shift; 0 otherwise) its own serial and its exceptions' faults. */
+static int make_unit(st_ctx *c, vslot *v, unsigned unit_no, st_err *err)
+{
+    const st_fixture_slot *fs = v->fs;
+    const st_fixture_unit *fu = &fs->unit;
+    int rc;
+    char serial[64];
+    st_strlcpy(serial, fu->serial, sizeof serial);
+    if (unit_no)
+        snprintf(serial, sizeof serial, "%.6s%02X%04X", fu->serial[0] ? fu->serial : "5E5510",
+                 (unsigned)fs->id & 0xFFu, unit_no & 0xFFFFu);
+    st_vunit_config cfg = {
+        .mcu = st_mcu_find(fu->present ? fu->mcu : "stm32g431xx"),
+        .timing = fu->timing == ST_UNIT_TIMING_DATASHEET ? ST_TIMING_DATASHEET : ST_TIMING_NONE,
+        .dfu_serial = serial[0] ? serial : NULL,
+        .can_transport = fu->transport == ST_UNIT_TRANSPORT_CAN,
+        .boot_select_low = fu->boot_select_low,
+        .uart_on_pty = fs->serial.present && strcmp(fs->serial.device, "pty") == 0,
+        .dtr = wire_of(fu->modem_dtr),
+        .rts = wire_of(fu->modem_rts),
+    };
+    if (fu->can_uuid[0]) {
+        st_can_uuid uuid;
+        rc = st_can_uuid_parse(fu->can_uuid, &uuid, err);
+        if (rc)
+            return st_err_wrap(err, rc, "%s: slot %d: unit.can_uuid", c->fx->path, fs->id);
+        memcpy(cfg.can_uuid, uuid.b, 6);
+    }
+    if (cfg.can_transport && !fs->can.present)
+        return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: a CAN unit needs the slot's can.iface",
+                          c->fx->path, fs->id);
+    st_vcan_bus *bus = NULL;
+    if (cfg.can_transport &&
+        (rc = virtual_bus(c, fs->can.iface, fs->can.bitrate, cfg.timing, &bus, err)) < 0)
+        return st_err_wrap(err, rc, "%s: slot %d", c->fx->path, fs->id);
+    /* "can-bus-off" is a fault of the bus the unit sits on, not of the unit. */
+    const char *unit_faults[128];
+    size_t nuf = 0;
+    const st_fixture_shift_unit *x = NULL;
+    for (size_t k = 0; unit_no && k < fu->operator.n_exceptions; k++)
+        if (fu->operator.exceptions[k].unit == unit_no)
+            x = &fu->operator.exceptions[k];
+    for (size_t f = 0; f < fu->n_faults + (x ? x->n_faults : 0) && nuf < 128; f++) {
+        const char *fault = f < fu->n_faults ? fu->faults[f] : x->faults[f - fu->n_faults];
+        if (strcmp(fault, "can-bus-off") == 0 && bus)
+            st_vcan_fault_bus_off(bus, true);
+        else
+            unit_faults[nuf++] = fault;
+    }
+    cfg.faults = unit_faults;
+    cfg.n_faults = nuf;
+    if (!cfg.mcu)
+        return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: unknown unit MCU \"%s\"",
+                          c->fx->path, fs->id, fu->mcu);
+    st_image *holds = NULL;
+    rc = load_holds(c->fx, fs, cfg.mcu, &holds, err);
+    if (rc)
+        return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.holds", c->fx->path, fu->holds_line,
+                           (size_t)(fs - c->fx->slots));
+    if (holds) {
+        cfg.holds = holds->data;
+        cfg.holds_len = holds->size;
+        cfg.holds_addr = holds->load_addr;
+    }
+    st_vunit_usb_port port = { vport_attach, vport_detach, v };
+    st_vunit_can_port cport = { vcan_attach, vcan_detach, v };
+    rc = st_vunit_new(&cfg, &port, &cport, &v->unit, err);
+    st_image_free(holds);
+    if (rc)
+        return st_err_wrap(err, rc, "%s: slot %d: unit", c->fx->path, fs->id);
+    return 0;
+}
+
 static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
 {
     int rc = st_ctx_check_units(c->fx, err);
@@ -300,70 +381,16 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < c->fx->n_slots; i++) {
         const st_fixture_slot *fs = &c->fx->slots[i];
-        const st_fixture_unit *fu = &fs->unit;
         vslot *v = &c->vslots[c->nvslots];
         v->ctx = c;
         v->fs = fs;
-        st_vunit_config cfg = {
-            .mcu = st_mcu_find(fu->present ? fu->mcu : "stm32g431xx"),
-            .timing = fu->timing == ST_UNIT_TIMING_DATASHEET ? ST_TIMING_DATASHEET : ST_TIMING_NONE,
-            .dfu_serial = fu->serial[0] ? fu->serial : NULL,
-            .faults = (const char *const *)fu->faults,
-            .n_faults = fu->n_faults,
-            .can_transport = fu->transport == ST_UNIT_TRANSPORT_CAN,
-            .boot_select_low = fu->boot_select_low,
-            .uart_on_pty = fs->serial.present && strcmp(fs->serial.device, "pty") == 0,
-            .dtr = wire_of(fu->modem_dtr),
-            .rts = wire_of(fu->modem_rts),
-        };
-        if (fu->can_uuid[0]) {
-            st_can_uuid uuid;
-            rc = st_can_uuid_parse(fu->can_uuid, &uuid, err);
-            if (rc)
-                return st_err_wrap(err, rc, "%s: slot %d: unit.can_uuid", c->fx->path, fs->id);
-            memcpy(cfg.can_uuid, uuid.b, 6);
-        }
-        if (cfg.can_transport && !fs->can.present)
-            return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: a CAN unit needs the slot's can.iface",
-                              c->fx->path, fs->id);
-        st_vcan_bus *bus = NULL;
-        if (cfg.can_transport &&
-            (rc = virtual_bus(c, fs->can.iface, fs->can.bitrate, cfg.timing, &bus, err)) < 0)
-            return st_err_wrap(err, rc, "%s: slot %d", c->fx->path, fs->id);
-        /* "can-bus-off" is a fault of the bus the unit sits on, not of the unit. */
-        const char *unit_faults[64];
-        size_t nuf = 0;
-        for (size_t f = 0; f < fu->n_faults && nuf < 64; f++) {
-            if (strcmp(fu->faults[f], "can-bus-off") == 0 && bus)
-                st_vcan_fault_bus_off(bus, true);
-            else
-                unit_faults[nuf++] = fu->faults[f];
-        }
-        cfg.faults = unit_faults;
-        cfg.n_faults = nuf;
-        if (!cfg.mcu)
-            return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: unknown unit MCU \"%s\"",
-                              c->fx->path, fs->id, fu->mcu);
-        st_image *holds = NULL;
-        rc = load_holds(c->fx, fs, cfg.mcu, &holds, err);
-        if (rc)
-            return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.holds", c->fx->path,
-                               fu->holds_line, i);
-        if (holds) {
-            cfg.holds = holds->data;
-            cfg.holds_len = holds->size;
-            cfg.holds_addr = holds->load_addr;
-        }
-        if (fu->module.present && (rc = open_virtual_module(c, v, err)) != 0)
+        if (fs->unit.module.present && (rc = open_virtual_module(c, v, err)) != 0)
             return rc;
-        st_vunit_usb_port port = { vport_attach, vport_detach, v };
-        st_vunit_can_port cport = { vcan_attach, vcan_detach, v };
-        rc = st_vunit_new(&cfg, &port, &cport, &v->unit, err);
-        st_image_free(holds);
-        if (rc)
-            return st_err_wrap(err, rc, "%s: slot %d: unit", c->fx->path, fs->id);
+        /* A slot with a simulated operator starts empty: she brings the units. */
+        if (!fs->unit.operator.present && (rc = make_unit(c, v, 0, err)) != 0)
+            return rc;
         c->nvslots++;
-        if ((rc = open_uart(c, v, &c->fx->slots[i], log, err)) < 0)
+        if (v->unit && (rc = open_uart(c, v, &c->fx->slots[i], log, err)) < 0)
             return rc;
     }
     for (size_t i = 0; i < c->nvslots; i++) {
@@ -572,6 +599,7 @@ int st_ctx_open(const char *fixture_path, const st_logger *log, st_ctx **out, st
     if (!c)
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
     c->log = log;
+    pthread_mutex_init(&c->vlock, NULL);
     int rc = st_fixture_load(fixture_path, &c->fx, err);
     if (!rc)
         rc = st_slot_gpio_open(c->fx, &c->gpio, err);
@@ -613,6 +641,7 @@ void st_ctx_close(st_ctx *c)
     st_vusb_bus_free(c->vbus);
     st_gpio_close(c->gpio);
     st_fixture_free(c->fx);
+    pthread_mutex_destroy(&c->vlock);
     free(c);
 }
 
@@ -633,8 +662,42 @@ st_usb_host *st_ctx_usb(st_ctx *c)
 
 const char *st_ctx_virtual_state(st_ctx *c, int slot_id)
 {
+    const char *st = NULL;
+    pthread_mutex_lock(&c->vlock);
     for (size_t i = 0; i < c->nvslots; i++)
         if (c->vslots[i].fs->id == slot_id)
-            return st_vunit_state(c->vslots[i].unit);
+            st = c->vslots[i].unit ? st_vunit_state(c->vslots[i].unit) : "empty";
+    pthread_mutex_unlock(&c->vlock);
+    return st;
+}
+
+static vslot *vslot_of(st_ctx *c, int slot_id)
+{
+    for (size_t i = 0; i < c->nvslots; i++)
+        if (c->vslots[i].fs->id == slot_id)
+            return &c->vslots[i];
     return NULL;
+}
+
+int st_ctx_virtual_insert(st_ctx *c, int slot_id, unsigned unit_no, st_err *err)
+{
+    vslot *v = vslot_of(c, slot_id);
+    if (!v)
+        return st_err_set(err, ST_ERR_NOTFOUND, "slot %d: no simulated slot", slot_id);
+    pthread_mutex_lock(&c->vlock);
+    int rc = v->unit ? st_err_set(err, ST_ERR_BUSY, "slot %d: a unit is already in", slot_id)
+                     : make_unit(c, v, unit_no, err);
+    pthread_mutex_unlock(&c->vlock);
+    return rc;
+}
+
+void st_ctx_virtual_remove(st_ctx *c, int slot_id)
+{
+    vslot *v = vslot_of(c, slot_id);
+    if (!v)
+        return;
+    pthread_mutex_lock(&c->vlock);
+    st_vunit_free(v->unit);
+    v->unit = NULL;
+    pthread_mutex_unlock(&c->vlock);
 }

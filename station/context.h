@@ -45,5 +45,11 @@ int st_ctx_uart_open(void *ctx, const st_fixture_slot *slot, const char *device,
 /* For the virtual fixture: the simulated unit's state in a slot ("rom-dfu", "app", ...),
  * NULL for a real jig. */
 const char *st_ctx_virtual_state(st_ctx *c, int slot_id);
+/* For the virtual fixture's simulated operator: put a fresh unit into a slot (unit_no: its
+ * number in the shift, 1-based; it gets its own USB serial and the faults of its
+ * unit.operator.exceptions entry) or take the unit out (it vanishes from USB and CAN).
+ * Thread-safe against slot threads moving pins. */
+int st_ctx_virtual_insert(st_ctx *c, int slot_id, unsigned unit_no, st_err *err);
+void st_ctx_virtual_remove(st_ctx *c, int slot_id);
 
 #endif

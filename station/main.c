@@ -30,6 +30,7 @@
 #include "station/core/text.h"
 #include "station/core/uuid.h"
 #include "station/drivers.h"
+#include "station/produce.h"
 #include "station/ui.h"
 
 /* Exit codes (README "Exit codes"): jobs/driver.h, shared with the drivers' commands. */
@@ -544,6 +545,48 @@ static int cmd_run(const opts *o, char *const args[])
     return status;
 }
 
+/* `station produce JOB`: production mode (station/produce.c). */
+static int cmd_produce(const opts *o, char *const args[])
+{
+    st_err e;
+    st_err_clear(&e);
+    st_job *job = NULL;
+    if (st_job_load(args[0], st_drivers_registry(), &job, &e)) {
+        err_line("job", &e);
+        return EXIT_USAGE;
+    }
+    st_image *images[ST_JOB_MAX_IMAGES];
+    if (st_job_load_images(job, images, &e)) {
+        err_line("job refused", &e);
+        st_job_free(job);
+        return EXIT_USAGE;
+    }
+    const char *units = opt_get(o, "units");
+    char *end = NULL;
+    unsigned long max_units = units ? strtoul(units, &end, 10) : 0;
+    const char *who = opt_get(o, "operator") ? opt_get(o, "operator") : getenv("USER");
+    const char *sid = opt_get(o, "station") ? opt_get(o, "station") : getenv("STATION_ID");
+    int status;
+    if (units && (!*units || *end || max_units == 0 || max_units > 100000000ul)) {
+        fprintf(stderr, "station: --units: \"%s\" is not a number of units\n", units);
+        status = EXIT_USAGE;
+    } else {
+        st_produce_cfg cfg = {
+            .job = job, .images = images, .fixture_path = fixture_path(o),
+            .report_dir = opt_get(o, "reports"), .operator_name = who && *who ? who : "unknown",
+            .station_id = sid && *sid ? sid : "station", .lot = opt_get(o, "lot"),
+            .slots = o->slots, .nslots = (size_t)o->nslots, .plain = opt_get(o, "plain") != NULL,
+            .verbose = o->verbose, .max_units = (unsigned)max_units,
+            .rerun = opt_get(o, "rerun") != NULL, .out = stdout,
+            .errout = stderr,
+        };
+        status = st_produce(&cfg);
+    }
+    free_images(images);
+    st_job_free(job);
+    return status;
+}
+
 /* ---- small commands ------------------------------------------------------------------ */
 
 static int cmd_report_show(const opts *o, char *const args[])
@@ -736,6 +779,14 @@ static const st_cli_opt gen_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const st_cli_opt produce_opts[] = {
+    { "station", "ID", "station id for the reports (default: $STATION_ID, else \"station\")" },
+    { "lot", "ID", "production lot or batch id for the reports" },
+    { "units", "N", "stop after N units were started (default: run until stopped)" },
+    { "rerun", NULL, "after a crash, run the units that were in flight again at once" },
+    { NULL, NULL, NULL },
+};
+
 static const st_cli_opt show_opts[] = {
     { "no-color", NULL, "no ANSI colours (also NO_COLOR=1 or TERM=dumb)" },
     { NULL, NULL, NULL },
@@ -770,6 +821,17 @@ static const builtin builtins[] = {
       "parallel; each unit gets one report. Exit codes: 0 all passed, 1 a unit failed, 2 bad "
       "input (nothing touched), 3 station error, 4 interrupted.",
       NULL, ST_CLI_RUNS_JOBS, cmd_run },
+    { "produce", "JOB", 1,
+      "production mode: every slot runs the job on unit after unit until stopped",
+      "Per slot: wait for a unit (start button, unit-present line, its USB device or CAN node "
+      "appearing, as the fixture's slot start: says), read its barcode when the slot has a "
+      "scanner (a barcode that does not match the job's barcode: pattern is refused: the unit "
+      "is not run), run the job, show the verdict on the LEDs and the operator screen, wait for "
+      "the unit to leave, and again. Slots are independent. Ctrl-C or SIGTERM finishes the "
+      "units in flight and stops; a second one stops them at their next step (their reports "
+      "say incomplete). On the virtual fixture, slots with unit.operator replay a shift and "
+      "the command ends with it. Exit codes as run (1 also when a unit was refused).",
+      produce_opts, ST_CLI_RUNS_JOBS, cmd_produce },
     { "steps", NULL, 0, "list every driver's steps, their options and job sections",
       "The steps a job file may use, by driver, from the drivers' own tables.", NULL, 0,
       cmd_steps },
@@ -788,7 +850,9 @@ static const builtin builtins[] = {
       "runs, pass/fail, units, first-pass yield and failures by step and cause: of the "
       "reports in DIR, or (--db) across the fleet database",
       "Both read the same figures (reports/FLEET.md \"Queries\"); --db reads every station "
-      "the configured database role may read.", station_summary_opts, 0, cmd_report_summary },
+      "the configured database role may read. From a directory also: median and p95 time "
+      "per unit and per step, units per hour, retries and entry-method success rates; "
+      "--junit writes the runs as JUnit XML.", station_summary_opts, 0, cmd_report_summary },
     { "ship", NULL, 0, "ship finished reports into the fleet's PostgreSQL database, exactly once",
       "A service (reports/ship/station-ship.service): watches the report directory and ships "
       "every finished report; reports are never changed or deleted, and a database outage "

@@ -854,7 +854,12 @@ static void test_summary_file_equals_db(void **state)
     assert_non_null(p);
     b[fread(b, 1, sizeof b - 1, p)] = '\0';
     assert_int_equal(pclose(p), 0);
-    assert_string_equal(a, b);
+    /* The same yield and failures; the files add times, retries and entry methods (the
+     * database keeps no steps), after them. */
+    char *extra = strstr(a, "unit_time:");
+    assert_non_null(extra);
+    assert_int_equal(strncmp(a, b, (size_t)(extra - a)), 0);
+    assert_string_equal(b + (extra - a), "");
     assert_non_null(strstr(a, "runs: 6\npass: 2\nfail: 3\nincomplete: 1\nunits: 3\nfirst_pass: 1\n"));
     assert_non_null(strstr(a, "- step: \"flash\"\n  cause: \"flash: errPROG\"\n  count: 2\n"));
 }
