@@ -256,6 +256,11 @@ static int step_enter(st_step_call *c, st_err *err)
         .block_tries = sec->tries,
         .read_timeout_ms = sec->timeout_ms,
         .block_timeout_ms = sec->timeout_ms,
+        /* A serial unit reboots into Katapult as the request arrives: CONNECT is polled
+         * until it answers (within the step's time), not sent once and waited out. */
+        .connect_within_ms = sec->transport == KAT_CAN ? 0
+                             : c->step->timeout_ms    ? c->step->timeout_ms
+                                                      : ENTER_DEFAULT_MS,
         .log = c->env->log,
         .progress = c->env->progress,
     };

@@ -829,6 +829,94 @@ static void test_hostile_connect_answers(void **state)
     script_down(&r);
 }
 
+/* ---- entry: no fixed waits ---------------------------------------------------------- */
+
+/* The serial bootloader request reaching a unit that already runs Katapult (a rerun, or a
+ * unit that rebooted faster than the request ended) is garbage to it: one NACK. The engine
+ * must resend CONNECT at once, not after flashtool's drain pause, and must skip the late
+ * ACK to its first CONNECT instead of taking it for the next command's answer. The pause
+ * is set to 30 s here: a fixed wait, were it back, would show as 30 s (and as drained
+ * input), not as a few milliseconds. */
+static void test_entry_nack_resends_at_once(void **state)
+{
+    rig r;
+    st_katapult_opts o = fast;
+    o.retry_pause_ms = 30000;
+    o.read_timeout_ms = 5000;
+    o.block_timeout_ms = 5000;
+    rig_up(&r, ST_TIMING_NONE, NULL, &o);
+    static const char req[] = "~ \x1c Request Serial Bootloader!! ~";
+    st_err err;
+    uint64_t t0 = st_now_us();
+    assert_int_equal(st_stream_write(r.s, (const uint8_t *)req, sizeof req - 1, 100, &err),
+                     (int)(sizeof req - 1));
+    connect_ok(&r, NULL);
+    uint64_t took = st_now_us() - t0;
+    st_katapult_model_stats st;
+    st_katapult_model_get_stats(r.model, &st);
+    assert_int_equal(st.nacks, 1);
+    assert_int_equal(st_katapult_retries(r.k), 1);
+    /* Far below the 30 s pause and the 5 s timeout: no wait of either kind was taken. */
+    assert_true(took < 2000000u);
+    /* The second CONNECT's answer is still on its way: the flash skips it. */
+    st_image *img = make_image(1000, 3, 0);
+    st_katapult_result w, v;
+    assert_int_equal(st_katapult_flash(r.k, img, NULL, &w, &err), 0);
+    assert_int_equal(st_katapult_verify(r.k, img, &v, &err), 0);
+    assert_int_equal(w.retries, 0);
+    assert_int_equal(v.retries, 0);
+    assert_int_equal(w.blocks_sent, 16);
+    assert_true(st_now_us() - t0 < 4000000u);
+    st_image_free(img);
+    rig_down(&r);
+}
+
+/* A unit still rebooting drops the first CONNECTs: with connect_within_ms the engine
+ * resends every connect_poll_ms until one is answered. */
+static unsigned lost_connects;
+static void ans_after_reboot(script *s, const uint8_t *f)
+{
+    if (st_kat_frame_code(f) == 0x11 && lost_connects) {
+        lost_connects--;
+        return;
+    }
+    connect_answer(s, 0x11, 16);
+}
+
+static void test_entry_connect_polls(void **state)
+{
+    script s;
+    rig r;
+    st_err err;
+    memset(&s, 0, sizeof s);
+    memset(&r, 0, sizeof r);
+    s.base.ops = &script_ops;
+    s.answer = ans_after_reboot;
+    lost_connects = 3;
+    st_katapult_opts o = fast;
+    o.read_timeout_ms = 30000;
+    o.retry_pause_ms = 30000;
+    o.connect_within_ms = 5000;
+    o.connect_poll_ms = 10;
+    assert_int_equal(st_stream_mem_open(&s.base, "mem:script", &r.s, &err), 0);
+    assert_int_equal(st_katapult_open(r.s, &o, &r.k, &err), 0);
+    uint64_t t0 = st_now_us();
+    assert_int_equal(st_katapult_connect(r.k, NULL, &err), 0);
+    assert_int_equal(st_katapult_retries(r.k), 3);
+    assert_true(st_now_us() - t0 < 5000000u);
+    script_down(&r);
+
+    /* Nobody answers: the entry gives up when its time is over, naming it. */
+    lost_connects = 1000000;
+    o.connect_within_ms = 100;
+    assert_int_equal(st_stream_mem_open(&s.base, "mem:script", &r.s, &err), 0);
+    assert_int_equal(st_katapult_open(r.s, &o, &r.k, &err), 0);
+    assert_int_equal(st_katapult_connect(r.k, NULL, &err), ST_ERR_TIMEOUT);
+    assert_non_null(strstr(err.msg, "within 100 ms"));
+    assert_true(st_katapult_retries(r.k) >= 5);
+    script_down(&r);
+}
+
 static void test_hostile_block_answers(void **state)
 {
     script s;
@@ -1066,6 +1154,8 @@ int main(void)
         cmocka_unit_test(test_model_delayed_reset),
         cmocka_unit_test(test_hostile_connect_answers),
         cmocka_unit_test(test_hostile_block_answers),
+        cmocka_unit_test(test_entry_nack_resends_at_once),
+        cmocka_unit_test(test_entry_connect_polls),
         cmocka_unit_test(test_random_device),
         cmocka_unit_test(test_datasheet_timing),
         cmocka_unit_test(test_known_answer_cartographer),
