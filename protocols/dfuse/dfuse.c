@@ -577,26 +577,43 @@ int st_dfuse_flash(st_dfuse *d, const st_image *img, const st_dfuse_opts *o, st_
     int rc = 0;
     uint8_t *cur = NULL;
     if (o->skip_identical) {
-        cur = malloc(img->size);
+        /* Probe, then decide: read the first bytes of each page; a page that differs there
+         * is written (a fresh unit costs one short read per page), and the rest of a page
+         * is read only while it still matches (a unit holding the image costs one read). */
+        uint32_t biggest = 0;
+        for (size_t i = 0; i < npages; i++)
+            biggest = pages[i].size > biggest ? pages[i].size : biggest;
+        cur = malloc(biggest);
         if (!cur) {
             free(pages);
             return st_err_set(err, ST_ERR_NOMEM, "readback buffer");
         }
         uint64_t t0 = st_now_us();
-        rc = read_range(d, img->load_addr, cur, img->size, "read", o, r, err);
-        r->read_us += st_now_us() - t0;
-        if (rc < 0)
-            goto out;
         for (size_t i = 0; i < npages; i++) {
             uint64_t lo = pages[i].start > img->load_addr ? pages[i].start : img->load_addr;
             uint64_t hi = (uint64_t)pages[i].start + pages[i].size;
             hi = hi < end ? hi : end;
-            size_t off = (size_t)(lo - img->load_addr);
-            if (memcmp(cur + off, img->data + off, (size_t)(hi - lo)) == 0) {
+            size_t n = (size_t)(hi - lo), off = (size_t)(lo - img->load_addr);
+            size_t first = n < ST_DFUSE_PROBE_BYTES ? n : ST_DFUSE_PROBE_BYTES;
+            rc = read_range(d, (uint32_t)lo, cur, first, "read", o, r, err);
+            r->bytes_probed += first;
+            if (rc == 0 && memcmp(cur, img->data + off, first) != 0)
+                continue;
+            if (rc == 0 && n > first) {
+                rc = read_range(d, (uint32_t)lo + (uint32_t)first, cur + first, n - first,
+                                "read", o, r, err);
+                r->bytes_probed += n - first;
+            }
+            if (rc < 0)
+                break;
+            if (memcmp(cur + first, img->data + off + first, n - first) == 0) {
                 pages[i].write = false;
                 r->pages_skipped++;
             }
         }
+        r->read_us += st_now_us() - t0;
+        if (rc < 0)
+            goto out;
     }
     /* Erase pass first, then write pass, as dfu-util does since 0.10 (§1.5 steps 4-5). */
     uint64_t t0 = st_now_us(), total = 0, done = 0;

@@ -199,6 +199,8 @@ static int step_flash(st_step_call *c, st_err *err)
     st_rmap_uint(c->rec, "pages_erased", res.pages_erased);
     st_rmap_uint(c->rec, "pages_written", res.pages_written);
     st_rmap_uint(c->rec, "pages_skipped", res.pages_skipped);
+    if (o.skip_identical)
+        st_rmap_uint(c->rec, "bytes_probed", res.bytes_probed);
     st_rmap_hex32(c->rec, "address", img->load_addr);
     if (rc) {
         if (rc == ST_ERR_DISCONNECT || rc == ST_ERR_STALL || rc == ST_ERR_TIMEOUT || rc == ST_ERR_IO)
@@ -313,7 +315,8 @@ static void needs_gpio(const st_job *job, const void *section, const void *opts,
 }
 
 static const st_step_opt flash_opts[] = {
-    { "skip_identical", "read the unit's flash first; erase and write only the pages that differ" },
+    { "skip_identical", "erase and write only the pages that differ (each page read back only "
+                        "until it first differs)" },
     { NULL, NULL },
 };
 
@@ -325,7 +328,8 @@ static const st_step_def steps[] = {
       .needs = needs_rom, .run = step_enter },
     { .name = "flash",
       .summary = "DfuSe erase + write of the image's pages",
-      .records = "bytes, pages_erased, pages_written, pages_skipped, address; device_error",
+      .records = "bytes, pages_erased, pages_written, pages_skipped, bytes_probed, address; "
+                 "device_error",
       .flags = ST_STEP_TAKES_IMAGE, .opts = flash_opts, .parse = parse_flash, .free_opts = free,
       .needs = needs_rom, .run = step_flash },
     { .name = "verify",

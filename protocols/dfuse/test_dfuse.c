@@ -337,6 +337,53 @@ static void test_skip_identical(void **state)
     rig_free(r);
 }
 
+/* Probe, then decide: the bytes read back to choose the pages are one probe per page on a
+ * fresh unit, the whole image on a unit that holds it, and in a partly identical unit only
+ * as much of each page as still matches; a page that differs only in its last bytes is
+ * still rewritten. */
+static void test_skip_identical_probe(void **state)
+{
+    (void)state;
+    rig *r = rig_new(0, false, ST_TIMING_NONE);
+    st_image *img = make_image(10 * 1024 + 100, FLASH0, 7); /* 6 pages, the last partial */
+    rig_open_ok(r);
+    st_dfuse_opts o = {.skip_identical = true};
+    st_dfuse_result res = {0};
+    st_err err = {0};
+    /* Fresh (erased) unit: one probe per page, every page written. */
+    assert_int_equal(st_dfuse_flash(r->d, img, &o, &res, &err), 0);
+    assert_int_equal(res.pages_written, 6);
+    assert_int_equal(res.pages_skipped, 0);
+    assert_int_equal(res.bytes_probed, 6 * ST_DFUSE_PROBE_BYTES);
+    flash_equals(r, img);
+    /* Holds it: every byte read once, nothing written. */
+    memset(&res, 0, sizeof res);
+    assert_int_equal(st_dfuse_flash(r->d, img, &o, &res, &err), 0);
+    assert_int_equal(res.pages_written, 0);
+    assert_int_equal(res.pages_skipped, 6);
+    assert_int_equal(res.bytes_probed, img->size);
+    /* Page 1 differs in its last byte, page 4 in its first: page 1 is read whole, page 4
+     * only its probe; both rewritten, the rest read whole and skipped. */
+    img->data[2 * 2048 - 1] ^= 0x10;
+    img->data[4 * 2048] ^= 0x01;
+    memset(&res, 0, sizeof res);
+    assert_int_equal(st_dfuse_flash(r->d, img, &o, &res, &err), 0);
+    assert_int_equal(res.pages_written, 2);
+    assert_int_equal(res.pages_skipped, 4);
+    assert_int_equal(res.bytes_probed, img->size - (2048 - ST_DFUSE_PROBE_BYTES));
+    flash_equals(r, img);
+    /* A page that differs only within its probe bytes' length at the very end of a short
+     * last page: the partial last page (100 bytes) is read in one probe. */
+    img->data[img->size - 1] ^= 0x80;
+    memset(&res, 0, sizeof res);
+    assert_int_equal(st_dfuse_flash(r->d, img, &o, &res, &err), 0);
+    assert_int_equal(res.pages_written, 1);
+    assert_int_equal(res.pages_skipped, 5);
+    flash_equals(r, img);
+    st_image_free(img);
+    rig_free(r);
+}
+
 /* wBlockNum is 16 bits: with wTransferSize 8 a 1 MiB-flash part (the G431 row with more
  * flash) takes 65540 blocks; the engine must re-base the pointer before 0xFFFF. */
 static void test_block_wrap(void **state)
@@ -901,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_unaligned_and_read),
         cmocka_unit_test(test_not_writable),
         cmocka_unit_test(test_skip_identical),
+        cmocka_unit_test(test_skip_identical_probe),
         cmocka_unit_test(test_block_wrap),
         cmocka_unit_test(test_errprog),
         cmocka_unit_test(test_corrupt_page),

@@ -469,6 +469,36 @@ static void padded_block(const st_image *img, uint32_t i, uint32_t bs, uint8_t *
     memset(out + n, 0xFF, bs - n);
 }
 
+/* Probe-then-decide for the page holding blocks first.. (up to page_end): read its blocks
+ * back one by one and stop at the first that differs from the image (*skip = false: the
+ * page must be written); *skip = true when every block matches. */
+static int probe_page(st_katapult *k, const st_image *img, uint32_t first, uint32_t base,
+                      uint32_t nblocks, uint32_t page_end, st_katapult_result *r, bool *skip,
+                      st_err *err)
+{
+    uint32_t bs = k->info.block_size;
+    uint8_t want[512];
+    *skip = true;
+    for (uint32_t i = first; i < nblocks && base + i * bs < page_end; i++) {
+        uint32_t addr = base + i * bs;
+        r->fail_addr = addr;
+        int rc = block_cmd(k, ST_KAT_CMD_REQUEST_BLOCK, addr, NULL, err);
+        if (rc < 0) {
+            st_err_prefix(err, "katapult: probe: REQUEST_BLOCK 0x%08x", addr);
+            return rc;
+        }
+        r->blocks_probed++;
+        size_t len;
+        const uint8_t *got = ack_data(k, &len) + 4;
+        padded_block(img, i, bs, want);
+        if (memcmp(want, got, bs) != 0) {
+            *skip = false;
+            return 0;
+        }
+    }
+    return 0;
+}
+
 static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_flash_opts *fo,
                         st_katapult_result *r, st_digest *d1, st_digest *d256, st_err *err)
 {
@@ -478,7 +508,7 @@ static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_f
         return rc;
     r->blocks = nblocks;
     uint32_t page = fo ? fo->page_size : 0, start = fo ? fo->start_addr : 0;
-    if (!page && fo && (fo->start_addr || fo->skip_page)) {
+    if (!page && fo && (fo->start_addr || fo->skip_page || fo->probe)) {
         const st_mcu *m = st_mcu_find(k->info.mcu);
         if (!m)
             return st_err_set(err, ST_ERR_INVAL,
@@ -494,8 +524,8 @@ static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_f
         return st_err_set(err, ST_ERR_INVAL, "katapult: flash: start 0x%08x outside the image",
                           start);
     uint8_t block[512];
-    uint32_t skip_page_addr = 0;
-    bool skip_known = false, skip = false;
+    bool probe = fo && fo->probe && !fo->skip_page;
+    bool skip = false;
     for (uint32_t i = 0; i < nblocks; i++) {
         uint32_t addr = base + i * bs;
         padded_block(img, i, bs, block);
@@ -505,12 +535,18 @@ static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_f
             r->blocks_skipped++;
             continue;
         }
-        if (fo && fo->skip_page) {
+        /* At each page's first block (or the image's first), decide about the page. */
+        if ((fo && fo->skip_page) || probe) {
             uint32_t pa = addr - addr % page;
-            if (!skip_known || pa != skip_page_addr) {
-                skip = fo->skip_page(fo->skip_ctx, pa);
-                skip_page_addr = pa;
-                skip_known = true;
+            if (addr == pa || addr == base || addr == start) {
+                if (probe) {
+                    rc = probe_page(k, img, i, base, nblocks, pa + page, r, &skip, err);
+                    if (rc < 0)
+                        return rc;
+                } else {
+                    skip = fo->skip_page(fo->skip_ctx, pa);
+                }
+                r->pages_skipped += skip;
             }
             if (skip) {
                 r->blocks_skipped++;

@@ -73,6 +73,8 @@ typedef struct st_katapult_result {
     uint32_t blocks_sent;      /* SEND_BLOCKs acknowledged */
     uint32_t blocks_skipped;   /* in pages the caller said already match, or before start */
     uint32_t blocks_verified;  /* REQUEST_BLOCKs answered and compared */
+    uint32_t blocks_probed;    /* flash with probe: REQUEST_BLOCKs read to decide */
+    uint32_t pages_skipped;    /* flash: pages left as they were (skip_page or probe) */
     bool any_done;             /* last_addr is valid */
     uint32_t last_addr;        /* last block acknowledged (flash) or read (verify) */
     uint32_t fail_addr;        /* block being sent/read when an error stopped the run */
@@ -95,6 +97,11 @@ typedef struct st_katapult_flash_opts {
      * be rewritten (may be NULL). */
     bool (*skip_page)(void *ctx, uint32_t page_addr);
     void *skip_ctx;
+    /* Skip identical pages by probing (when skip_page is NULL): before a page is written,
+     * its first block is read back (REQUEST_BLOCK); a page that differs there is written at
+     * once, and the rest of a page is read only while it still matches. A fresh unit costs
+     * one read per page, a unit that holds the image one read per block. */
+    bool probe;
 } st_katapult_flash_opts;
 
 /* Open an engine on s (not owned; the caller closes it after st_katapult_close). opts may

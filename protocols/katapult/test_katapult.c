@@ -330,6 +330,58 @@ static void test_partial_rewrite(void **state)
     rig_down(&r);
 }
 
+/* Probe, then decide (skip_identical without a read-app): REQUEST_BLOCKs spent to decide
+ * are one per page on a fresh unit, every block on a unit holding the image, and on a
+ * partly identical one only as many as still match; a page that differs only in its last
+ * block is rewritten whole. */
+static void test_probe_then_decide(void **state)
+{
+    rig r;
+    rig_up(&r, ST_TIMING_NONE, NULL, NULL);
+    connect_ok(&r, NULL);
+    st_image *img = make_image(5 * 2048 + 640, 11, 0); /* 6 pages, 170 blocks */
+    st_katapult_flash_opts fo = {.probe = true};
+    st_katapult_result w, v;
+    st_err err;
+    /* Fresh unit. */
+    assert_int_equal(st_katapult_flash(r.k, img, &fo, &w, &err), 0);
+    assert_int_equal(w.blocks_probed, 6);
+    assert_int_equal(w.pages_skipped, 0);
+    assert_int_equal(w.blocks_sent, 170);
+    assert_int_equal(w.pages, 6);
+    assert_int_equal(st_katapult_verify(r.k, img, &v, &err), 0);
+    /* Holds the image: every block read once, nothing sent, SHA-1 still of the image. */
+    st_katapult_model_reboot(r.model);
+    connect_ok(&r, NULL);
+    assert_int_equal(st_katapult_flash(r.k, img, &fo, &w, &err), 0);
+    assert_int_equal(w.blocks_probed, 170);
+    assert_int_equal(w.pages_skipped, 6);
+    assert_int_equal(w.blocks_sent, 0);
+    assert_int_equal(w.pages, 0);
+    char want[41];
+    padded_sha1_hex(img, 64, want);
+    assert_string_equal(w.sha1_hex, want);
+    /* Page 2 differs only in its last block, page 4 in its first. */
+    img->data[3 * 2048 - 1] ^= 0x20;
+    img->data[4 * 2048] ^= 0x02;
+    st_katapult_model_reboot(r.model);
+    connect_ok(&r, NULL);
+    assert_int_equal(st_katapult_flash(r.k, img, &fo, &w, &err), 0);
+    /* pages 0,1,3,5 read whole (32+32+32+10), page 2 whole (32, its last block differs),
+     * page 4 only its first block. */
+    assert_int_equal(w.blocks_probed, 32 + 32 + 32 + 32 + 1 + 10);
+    assert_int_equal(w.pages_skipped, 4);
+    assert_int_equal(w.blocks_sent, 64);
+    assert_int_equal(w.pages, 2);
+    assert_int_equal(st_katapult_verify(r.k, img, &v, &err), 0);
+    uint8_t *now = malloc(img->size);
+    assert_int_equal(st_flash_read(r.flash, APP, now, img->size), 0);
+    assert_memory_equal(now, img->data, img->size);
+    free(now);
+    st_image_free(img);
+    rig_down(&r);
+}
+
 static void test_verify_mismatch_names_block(void **state)
 {
     rig r;
@@ -1138,6 +1190,7 @@ int main(void)
         cmocka_unit_test(test_flash_verify_complete),
         cmocka_unit_test(test_bad_image_placement),
         cmocka_unit_test(test_partial_rewrite),
+        cmocka_unit_test(test_probe_then_decide),
         cmocka_unit_test(test_verify_mismatch_names_block),
         cmocka_unit_test(test_fault_drop_host_frame),
         cmocka_unit_test(test_fault_drop_answer),
