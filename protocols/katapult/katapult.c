@@ -500,7 +500,7 @@ static int probe_page(st_katapult *k, const st_image *img, uint32_t first, uint3
 }
 
 static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_flash_opts *fo,
-                        st_katapult_result *r, st_digest *d1, st_digest *d256, st_err *err)
+                        st_katapult_result *r, st_err *err)
 {
     uint32_t base, nblocks, bs = k->info.block_size;
     int rc = image_place(k, img, "flash", &base, &nblocks, err);
@@ -528,9 +528,6 @@ static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_f
     bool skip = false;
     for (uint32_t i = 0; i < nblocks; i++) {
         uint32_t addr = base + i * bs;
-        padded_block(img, i, bs, block);
-        st_digest_update(d1, block, bs);
-        st_digest_update(d256, block, bs);
         if (addr < start) {
             r->blocks_skipped++;
             continue;
@@ -554,6 +551,7 @@ static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_f
             }
         }
         r->fail_addr = addr;
+        padded_block(img, i, bs, block);
         rc = block_cmd(k, ST_KAT_CMD_SEND_BLOCK, addr, block, err);
         if (rc < 0)
             return st_err_prefix(err, "katapult: SEND_BLOCK 0x%08x (block %u of %u)", addr,
@@ -654,8 +652,16 @@ static int run_with_digests(st_katapult *k, const st_image *img, const st_katapu
         rc = st_err_set(err, ST_ERR_NOMEM, "katapult: out of memory");
     else if (verify)
         rc = verify_blocks(k, img, r, d1, d256, err); /* finishes the digests itself */
-    else if ((rc = flash_blocks(k, img, fo, r, d1, d256, err)) == 0)
-        finish_digests(d1, d256, r);
+    else if ((rc = flash_blocks(k, img, fo, r, err)) == 0) {
+        /* What was sent is the padded image: its digests are the image's, computed once
+         * per image and block size (st_image_padded_digests), not once per unit. */
+        if (st_image_padded_digests(img, k->info.block_size, r->sha1, r->sha256) != 0) {
+            rc = st_err_set(err, ST_ERR_NOMEM, "katapult: out of memory");
+        } else {
+            st_hex(r->sha1, ST_SHA1_LEN, true, r->sha1_hex);
+            st_hex(r->sha256, ST_SHA256_LEN, false, r->sha256_hex);
+        }
+    }
     r->retries = k->retries - retries0;
     st_digest_free(d1);
     st_digest_free(d256);
