@@ -393,6 +393,7 @@ static void link_wait_until(mem_link *l, uint64_t at_us)
 {
     struct timespec ts = { .tv_sec = (time_t)(at_us / 1000000u),
                            .tv_nsec = (long)(at_us % 1000000u) * 1000 };
+    st_clock_precise_wakeups();
     pthread_cond_timedwait(&l->cv, &l->bus->mu, &ts);
 }
 

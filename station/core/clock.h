@@ -23,6 +23,12 @@ int st_deadline_remaining_ms(st_deadline d);
 /* Sleep until the deadline (returns at once if it has passed). */
 void st_sleep_until(st_deadline d);
 
+/* Ask the kernel to wake the calling thread on time (Linux timer slack 1 ns instead of
+ * 50 us) for the rest of its life. The in-memory buses call it in threads that wait for a
+ * simulated frame or answer: a real kernel wakes a reader when the data arrives, so the
+ * default slack would add simulator-only latency to every exchange. */
+void st_clock_precise_wakeups(void);
+
 /* Format a wall time (us since epoch) as ISO 8601 UTC with milliseconds,
  * "2026-11-23T17:42:57.123Z"; buf needs 32 bytes. */
 void st_format_utc(uint64_t wall_us, char *buf, unsigned cap);
