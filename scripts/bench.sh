@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Builds the benchmarks (Release, -O2) and runs them one after the other, printing their
-# figures (and saving them to BUILD_DIR/bench-results.txt): bench_dfuse (DfuSe engine vs
-# the ROM DFU model), bench_katapult_can (Katapult over CAN, one and N units on one bus)
-# and bench_station (the station binary end to end, CPU and memory per unit). What each
-# number means: hil-tests/bench/README.md.
+# figures (and saving them to BUILD_DIR/bench-results.txt). First the one table of every
+# path side by side (bench_paths: DfuSe, Katapult CAN, USB-CDC and UART at 1, 4 and 8
+# units: ratio to the device limit, skip_identical on a fresh unit vs a plain flash, CPU
+# per unit as a share of the unit's wall time, peak RSS), then the detail benchmarks:
+# bench_dfuse (DfuSe engine vs the ROM DFU model), bench_katapult_can (Katapult over CAN,
+# one and N units on one bus) and bench_station (the station binary end to end, CPU and
+# memory per unit). What each number means: hil-tests/bench/README.md.
 #
 #   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME]
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
-#     --only NAME      run one benchmark: dfuse, katapult_can or station
+#     --only NAME      run one benchmark: paths, dfuse, katapult_can or station
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -21,7 +24,7 @@ while [ $# -gt 0 ]; do
     --check) check=--check ;;
     --build-dir) dir=$2; shift ;;
     --only) only=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -31,7 +34,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Release with -O2 (CMake's Release default is -O3): what a station build on a Pi uses.
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
-cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_station station \
+cmake --build "$dir" -j"$jobs" --target bench_paths bench_dfuse bench_katapult_can bench_station station \
   >/dev/null
 
 results="$dir/bench-results.txt"
@@ -56,10 +59,14 @@ run() {
 }
 
 if [ -n "$check" ]; then
+  run paths hil-tests/bench/bench_paths --check
   run dfuse protocols/dfuse/bench_dfuse --check
   run katapult_can hil-tests/bench/bench_katapult_can --check
   run station hil-tests/bench/bench_station --check
 else
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (ratios are host time against modelled" \
+       "time: a busy host makes them worse)" | tee -a "$results"
+  run paths hil-tests/bench/bench_paths
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
   run station hil-tests/bench/bench_station
