@@ -66,7 +66,7 @@ if [ -n "$check" ]; then
 else
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (ratios are host time against modelled" \
        "time: a busy host makes them worse)" | tee -a "$results"
-  run paths hil-tests/bench/bench_paths
+  run paths hil-tests/bench/bench_paths --reps 3
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
   run station hil-tests/bench/bench_station

@@ -39,6 +39,7 @@
 #define USB_APP_SIZE 27792u
 #define CAN_APP_SIZE 27236u
 #define MAX_UNITS 8u
+#define MAX_REPS 9u
 #define BITRATE 1000000u
 #define UART_BAUD 250000u
 #define CDC_TURNAROUND_US 1000u /* USB CDC: one frame per command, ~1 ms each way */
@@ -427,6 +428,35 @@ static int run_child(path p, unsigned n, const st_image *img, bool skip, result 
     return r->bad ? -1 : 0;
 }
 
+/* One measured configuration: the run with the median ratio (or flash time) of reps. */
+typedef struct measured {
+    result r;
+    double cpu_ms;
+    long rss_kib;
+    double key;
+} measured;
+
+static int run_median(path p, unsigned n, const st_image *img, bool skip, unsigned reps,
+                      bool by_flash, measured *out)
+{
+    measured m[MAX_REPS];
+    for (unsigned i = 0; i < reps; i++) {
+        if (run_child(p, n, img, skip, &m[i].r, &m[i].cpu_ms, &m[i].rss_kib) < 0) {
+            out->r = m[i].r;
+            return -1;
+        }
+        m[i].key = by_flash ? (double)m[i].r.flash_us
+                            : (double)m[i].r.unit_wall_us / (double)m[i].r.limit_us;
+        for (unsigned j = i; j > 0 && m[j - 1].key > m[j].key; j--) {
+            measured t = m[j];
+            m[j] = m[j - 1];
+            m[j - 1] = t;
+        }
+    }
+    *out = m[reps / 2];
+    return 0;
+}
+
 static st_image *image_for(path p, bool check, st_err *err)
 {
     const st_mcu *mcu = st_mcu_find("stm32g431xx");
@@ -450,11 +480,12 @@ static st_image *image_for(path p, bool check, st_err *err)
 
 static void usage(FILE *f)
 {
-    fputs("Usage: bench_paths [--check] [--only PATH] [--units LIST]\n"
+    fputs("Usage: bench_paths [--check] [--only PATH] [--units LIST] [--reps R]\n"
           "  Every path at 1, 4 and 8 units on datasheet-timed models: ratio to the device\n"
           "  limit, skip_identical on a fresh unit vs a plain flash, CPU per unit as a share\n"
           "  of the unit's wall time, peak RSS. PATH: dfuse, katapult_can, katapult_cdc,\n"
-          "  katapult_uart. LIST: unit counts, e.g. 1,4,8 (default).\n"
+          "  katapult_uart. LIST: unit counts, e.g. 1,4,8 (default). R: runs per\n"
+          "  configuration, the median (by ratio) is shown (1..9, default 1).\n"
           "  --check   1 and 2 units on tiny images; checks results, not timing\n",
           f);
 }
@@ -463,7 +494,7 @@ int main(int argc, char **argv)
 {
     bool check = false;
     int only = -1;
-    unsigned counts[8] = { 1, 4, 8 }, ncounts = 3;
+    unsigned counts[8] = { 1, 4, 8 }, ncounts = 3, reps = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--check") == 0) {
             check = true;
@@ -473,6 +504,12 @@ int main(int argc, char **argv)
                 if (strcmp(argv[i], path_keys[p]) == 0)
                     only = p;
             if (only < 0) {
+                usage(stderr);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            reps = (unsigned)strtoul(argv[++i], NULL, 10);
+            if (reps < 1 || reps > MAX_REPS) {
                 usage(stderr);
                 return 2;
             }
@@ -499,6 +536,8 @@ int main(int argc, char **argv)
         counts[1] = 2;
         ncounts = 2;
     }
+    if (reps > 1)
+        printf("median of %u runs per configuration\n", reps);
     printf("%-22s %5s %10s %10s %7s %5s %10s %12s %7s %9s\n", "path", "units", "unit ms",
            "limit ms", "ratio", "peer", "skip/plain", "CPU ms/unit", "CPU %", "RSS KiB");
     int fails = 0;
@@ -513,34 +552,33 @@ int main(int argc, char **argv)
             continue;
         }
         /* skip_identical on a fresh unit against a plain flash: the flash step, one unit. */
-        result plain, probe;
-        double cpu, cpu2;
-        long rss, rss2;
+        measured plain, probe;
         double skip_ratio = -1;
-        if (run_child((path)p, 1, img, true, &probe, &cpu2, &rss2) == 0 &&
-            run_child((path)p, 1, img, false, &plain, &cpu, &rss) == 0 && plain.flash_us)
-            skip_ratio = (double)probe.flash_us / (double)plain.flash_us;
+        if (run_median((path)p, 1, img, true, reps, true, &probe) == 0 &&
+            run_median((path)p, 1, img, false, reps, true, &plain) == 0 && plain.r.flash_us)
+            skip_ratio = (double)probe.r.flash_us / (double)plain.r.flash_us;
         else
             fails++;
         for (unsigned c = 0; c < ncounts; c++) {
-            result r;
-            if (run_child((path)p, counts[c], img, false, &r, &cpu, &rss) < 0) {
+            measured m;
+            if (run_median((path)p, counts[c], img, false, reps, false, &m) < 0) {
                 fprintf(stderr, "bench_paths: %s, %u units: %s\n", path_keys[p], counts[c],
-                        r.why[0] ? r.why : "failed");
+                        m.r.why[0] ? m.r.why : "failed");
                 fails++;
                 continue;
             }
-            double per_unit = cpu / counts[c];
+            const result *r = &m.r;
+            double per_unit = m.cpu_ms / counts[c];
             /* CPU is the whole child: engines, simulated units and bus, and set-up. */
             printf("%-22s %5u %10.1f %10.1f %7.3f %5s %10s %12.1f %6.1f%% %9ld\n",
-                   path_names[p], counts[c], r.unit_wall_us / 1000.0, r.limit_us / 1000.0,
-                   (double)r.unit_wall_us / (double)r.limit_us, peers[p], "", per_unit,
-                   100.0 * per_unit / (r.unit_wall_us / 1000.0), rss);
+                   path_names[p], counts[c], r->unit_wall_us / 1000.0, r->limit_us / 1000.0,
+                   (double)r->unit_wall_us / (double)r->limit_us, peers[p], "", per_unit,
+                   100.0 * per_unit / (r->unit_wall_us / 1000.0), m.rss_kib);
         }
         if (skip_ratio > 0)
             printf("%-22s %5s %10.1f %10s %7s %5s %10.3f  (skip_identical flash on a fresh "
-                   "unit / plain flash %.1f ms)\n", path_names[p], "1", probe.flash_us / 1000.0,
-                   "", "", "", skip_ratio, plain.flash_us / 1000.0);
+                   "unit / plain flash %.1f ms)\n", path_names[p], "1",
+                   probe.r.flash_us / 1000.0, "", "", "", skip_ratio, plain.r.flash_us / 1000.0);
         fflush(stdout);
         st_image_free(img);
     }
