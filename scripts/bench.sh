@@ -8,10 +8,12 @@
 # one and N units on one bus) and bench_station (the station binary end to end, CPU and
 # memory per unit). What each number means: hil-tests/bench/README.md.
 #
-#   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME]
+#   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME] [--rig]
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
-#     --only NAME      run one benchmark: paths, dfuse, katapult_can or station
+#     --only NAME      run one benchmark: paths, dfuse, katapult_can, station or rig
+#     --rig            also the peer benchmark in the kernel-driver rig (root, one VM boot,
+#                      about a minute): dfu-util download + upload vs station flash + verify
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -19,12 +21,14 @@ cd "$here"
 dir=build-bench-release
 only=
 check=
+rig=
 while [ $# -gt 0 ]; do
   case $1 in
     --check) check=--check ;;
     --build-dir) dir=$2; shift ;;
     --only) only=$2; shift ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --rig) rig=1 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -35,7 +39,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
 cmake --build "$dir" -j"$jobs" --target bench_paths bench_dfuse bench_katapult_can bench_station station \
-  >/dev/null
+  station-sim rig-usb-probe rig-check-report rig-candump-check >/dev/null
 
 results="$dir/bench-results.txt"
 {
@@ -70,6 +74,20 @@ else
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
   run station hil-tests/bench/bench_station
+fi
+# The peer in the kernel-driver rig: the same binaries, unchanged, in a QEMU VM.
+if [ -z "$check" ] && { [ -n "$rig" ] || [ "$only" = rig ]; }; then
+  echo | tee -a "$results"
+  echo "== rig (peer: dfu-util)" | tee -a "$results"
+  b=$(cd "$dir" && pwd)
+  if ! STATION_SIM=$b/hil-tests/sim/station-sim STATION_BIN=$b/station/station \
+       RIG_USB_PROBE=$b/hil-tests/rig/rig-usb-probe RIG_CHECK_REPORT=$b/hil-tests/rig/rig-check-report \
+       RIG_CANDUMP_CHECK=$b/hil-tests/rig/rig-candump-check STATION_BINARY_DIR=$b \
+       STATION_SOURCE_DIR=$here hil-tests/rig/rig-test.sh "$here/hil-tests/rig/bench/peer.sh" 2>&1 |
+       tee -a "$results"; then
+    echo "bench.sh: rig FAILED (or cannot run here)" | tee -a "$results" >&2
+    status=1
+  fi
 fi
 echo
 echo "results saved to $results"

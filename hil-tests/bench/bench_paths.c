@@ -64,6 +64,7 @@ typedef struct result {
     uint64_t unit_wall_us;     /* the slowest unit: its measured phase */
     uint64_t limit_us;         /* the device limit of that phase (shared floor on CAN) */
     uint64_t flash_us;         /* one unit: the flash step alone */
+    uint32_t retries;          /* Katapult resends, all units (0 expected) */
     char why[1200];
 } result;
 
@@ -93,6 +94,7 @@ typedef struct unit {
     /* measured */
     pthread_barrier_t *start;
     uint64_t t0, t1, flash_us;
+    uint32_t retries;
     int rc;
     st_err err;
     pthread_t thread;
@@ -131,6 +133,7 @@ static int kat_run(unit *u)
                     strcmp(w.sha1_hex, v.sha1_hex) != 0))
         rc = st_err_set(err, ST_ERR_VERIFY, "unit %u: %u of %u blocks sent, %u read back",
                         u->idx, w.blocks_sent, w.blocks, v.blocks_verified);
+    u->retries = st_katapult_retries(u->k);
     return rc;
 }
 
@@ -352,6 +355,7 @@ static void run_config(path p, unsigned n, const st_image *img, bool skip, resul
             out->bad++;
         }
         free(now);
+        out->retries += u->retries;
         first = u->t0 < first ? u->t0 : first;
         last = u->t1 > last ? u->t1 : last;
         if (u->t1 - u->t0 > out->unit_wall_us) {
@@ -568,6 +572,8 @@ int main(int argc, char **argv)
                 continue;
             }
             const result *r = &m.r;
+            if (r->retries)
+                printf("(%u Katapult resends in this run)\n", r->retries);
             double per_unit = m.cpu_ms / counts[c];
             /* CPU is the whole child: engines, simulated units and bus, and set-up. */
             printf("%-22s %5u %10.1f %10.1f %7.3f %5s %10s %12.1f %6.1f%% %9ld\n",
