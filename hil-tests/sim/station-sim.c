@@ -698,7 +698,7 @@ static int setup_units(sim *s)
             return -1;
     if (any_can && slcan_open(s) < 0)
         return -1;
-    char n[16];
+    char n[24]; /* any size_t: -O2 checks the bound */
     snprintf(n, sizeof(n), "%zu", s->nunits);
     ready(s, "units", n, any_can ? st_slcan_server_ifname(s->slcan) : "usb");
     return 0;

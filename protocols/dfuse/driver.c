@@ -7,6 +7,7 @@
 
 #include "fixtures/slot.h"
 #include "protocols/dfuse/dfuse.h"
+#include "station/core/clock.h"
 #include "station/core/text.h"
 
 #define MOD "dfu"
@@ -106,13 +107,28 @@ static int open_dfu(const st_step_call *c, unsigned timeout_ms, st_err *err)
     dfu_session *s = c->session;
     const st_run_env *env = c->env;
     dfu_close(s);
-    int rc = st_usb_host_wait(env->usb, sec->device.vid, sec->device.pid, env->fslot->usb_port,
-                              timeout_ms, &s->dev, err);
-    if (rc)
-        return st_err_prefix(err, "waiting for the ROM DFU device");
-    rc = st_dfuse_open(env->usb, &s->dev, env->log, &s->dfu, err);
-    if (rc)
-        return rc;
+    st_deadline d = st_deadline_in_ms(timeout_ms);
+    int rc;
+    for (;;) {
+        rc = st_usb_host_wait(env->usb, sec->device.vid, sec->device.pid, env->fslot->usb_port,
+                              (unsigned)st_deadline_remaining_ms(d), &s->dev, err);
+        if (rc) {
+            st_err_prefix(err, "waiting for the ROM DFU device");
+            return rc;
+        }
+        rc = st_dfuse_open(env->usb, &s->dev, env->log, &s->dfu, err);
+        /* A unit that was already in the ROM is still listed for a moment after the reset
+         * took it off the bus: the device found may be the one leaving. Look again. */
+        if ((rc == ST_ERR_NOTFOUND || rc == ST_ERR_DISCONNECT) && !st_deadline_passed(d)) {
+            /* the enumeration poll of st_usb_host_wait, bounded by the deadline */
+            uint64_t next = st_now_us() + 20000;
+            st_sleep_until((st_deadline){ next < d.at_us ? next : d.at_us });
+            continue;
+        }
+        if (rc)
+            return rc;
+        break;
+    }
     const st_dfuse_info *info = st_dfuse_get_info(s->dfu);
     char serial[64];
     st_text_printable(info->serial[0] ? info->serial : s->dev.serial, serial, sizeof serial);
