@@ -14,6 +14,8 @@
 #     --only NAME      run one benchmark: paths, dfuse, katapult_can, station or rig
 #     --rig            also the peer benchmark in the kernel-driver rig (root, one VM boot,
 #                      about a minute): dfu-util download + upload vs station flash + verify
+#     --rt             run the benchmarks at real-time priority (chrt -f 5; root) so that other
+#                      work on a shared host does not delay their threads
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -22,13 +24,15 @@ dir=build-bench-release
 only=
 check=
 rig=
+rt=
 while [ $# -gt 0 ]; do
   case $1 in
     --check) check=--check ;;
     --build-dir) dir=$2; shift ;;
     --only) only=$2; shift ;;
     --rig) rig=1 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --rt) rt="chrt -f 5" ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -56,7 +60,8 @@ run() {
   [ -z "$only" ] || [ "$only" = "$name" ] || return 0
   echo | tee -a "$results"
   echo "== $name" | tee -a "$results"
-  if ! "$dir/$exe" "$@" 2>&1 | tee -a "$results"; then
+  # shellcheck disable=SC2086
+  if ! $rt "$dir/$exe" "$@" 2>&1 | tee -a "$results"; then
     echo "bench.sh: $name FAILED" | tee -a "$results" >&2
     status=1
   fi
@@ -69,7 +74,8 @@ if [ -n "$check" ]; then
   run station hil-tests/bench/bench_station --check
 else
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (ratios are host time against modelled" \
-       "time: a busy host makes them worse)" | tee -a "$results"
+       "time: a busy host makes them worse)${rt:+; run at real-time priority ($rt)}" |
+    tee -a "$results"
   run paths hil-tests/bench/bench_paths --reps 3
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
