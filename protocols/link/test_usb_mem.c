@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "protocols/link/usb_model.h"
+#include "station/core/clock.h"
 
 static const uint8_t dev_desc[18] = {18, 1, 0x00, 0x02, 0, 0, 0, 64, 0x83, 0x04, 0x11, 0xdf,
                                      0x00, 0x02, 1, 2, 3, 1};
@@ -265,7 +266,10 @@ static void *hammer_thread(void *arg)
     hammer *h = arg;
     uint8_t buf[4];
     st_usb_setup s = {0xC0, 2, 0, 0, 4};
-    for (int i = 0; i < 100000; i++) {
+    /* Until the detach (bounded by 30 s, not by a call count that a descheduled main
+     * thread could let run out before it detaches). */
+    st_deadline d = st_deadline_in_ms(30000);
+    while (!st_deadline_passed(d)) {
         int rc = st_usb_control(h->dev, &s, buf, 100, NULL);
         if (rc == ST_ERR_DISCONNECT) {
             h->disconnects++;
