@@ -12,8 +12,9 @@
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
 #     --only NAME      run one benchmark: paths, dfuse, katapult_can, station or rig
-#     --rig            also the peer benchmark in the kernel-driver rig (root, one VM boot,
-#                      about a minute): dfu-util download + upload vs station flash + verify
+#     --rig            also the kernel-driver rig benchmarks (root, two VM boots, about two
+#                      minutes): dfu-util download + upload vs station flash + verify, and the
+#                      station's CPU per unit on SocketCAN (slcan)
 #     --rt             run the benchmarks at real-time priority (chrt -f 5; root) so that other
 #                      work on a shared host does not delay their threads
 set -euo pipefail
@@ -81,19 +82,22 @@ else
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
   run station hil-tests/bench/bench_station
 fi
-# The peer in the kernel-driver rig: the same binaries, unchanged, in a QEMU VM.
+# The rig benchmarks: the same binaries, unchanged, in a QEMU VM (one boot each): the peer
+# (dfu-util) and the station's CPU on the real SocketCAN backend (slcan).
 if [ -z "$check" ] && { [ -n "$rig" ] || [ "$only" = rig ]; }; then
-  echo | tee -a "$results"
-  echo "== rig (peer: dfu-util)" | tee -a "$results"
   b=$(cd "$dir" && pwd)
-  if ! STATION_SIM=$b/hil-tests/sim/station-sim STATION_BIN=$b/station/station \
-       RIG_USB_PROBE=$b/hil-tests/rig/rig-usb-probe RIG_CHECK_REPORT=$b/hil-tests/rig/rig-check-report \
-       RIG_CANDUMP_CHECK=$b/hil-tests/rig/rig-candump-check STATION_BINARY_DIR=$b \
-       STATION_SOURCE_DIR=$here hil-tests/rig/rig-test.sh "$here/hil-tests/rig/bench/peer.sh" 2>&1 |
-       tee -a "$results"; then
-    echo "bench.sh: rig FAILED (or cannot run here)" | tee -a "$results" >&2
-    status=1
-  fi
+  for bench in peer can-cpu; do
+    echo | tee -a "$results"
+    echo "== rig: $bench" | tee -a "$results"
+    if ! STATION_SIM=$b/hil-tests/sim/station-sim STATION_BIN=$b/station/station \
+         RIG_USB_PROBE=$b/hil-tests/rig/rig-usb-probe RIG_CHECK_REPORT=$b/hil-tests/rig/rig-check-report \
+         RIG_CANDUMP_CHECK=$b/hil-tests/rig/rig-candump-check STATION_BINARY_DIR=$b \
+         STATION_SOURCE_DIR=$here hil-tests/rig/rig-test.sh "$here/hil-tests/rig/bench/$bench.sh" 2>&1 |
+         tee -a "$results"; then
+      echo "bench.sh: rig $bench FAILED (or cannot run here)" | tee -a "$results" >&2
+      status=1
+    fi
+  done
 fi
 echo
 echo "results saved to $results"
