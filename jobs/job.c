@@ -93,8 +93,15 @@ static int parse_images(const st_ydoc *doc, const st_ynode *map, st_job *job, st
         const char *role = st_ymap_at(doc, map, i, &im);
         char field[96];
         snprintf(field, sizeof field, "images.%.40s", role ? role : "?");
-        if (!role || strlen(role) >= sizeof job->images[0].role)
-            return st_ydoc_error(doc, im, "images", err, ST_ERR_INVAL, "bad image name");
+        /* The role is the job's own name for the image (no closed list: reports take any). */
+        _Static_assert(sizeof job->images[0].role > ST_TEXT_NAME_MAX, "role fits a name");
+        if (!st_text_is_name(role)) {
+            char shown[48];
+            return st_ydoc_error(doc, im, "images", err, ST_ERR_INVAL,
+                                 "image name \"%s\": give 1-%d letters, digits, '.', '_' or '-'",
+                                 st_text_printable(role ? role : "", shown, sizeof shown),
+                                 ST_TEXT_NAME_MAX);
+        }
         if (!st_ynode_is_map(im))
             return st_ydoc_error(doc, im, field, err, ST_ERR_INVAL,
                                  "expected a map with path, load_addr and sha256");
@@ -554,18 +561,51 @@ void st_job_free(st_job *job)
     free(job);
 }
 
+/* The driver that checks image i itself (driver.h image_check): the first one whose step
+ * takes it, in the steps or the recovery ladder. NULL: the default rule. */
+static const st_driver *image_checker(const st_job *job, int i)
+{
+    for (size_t k = 0; k < job->nsteps; k++)
+        if (job->steps[k].image == i && job->steps[k].driver->image_check)
+            return job->steps[k].driver;
+    for (size_t r = 0; r < job->nrungs; r++)
+        for (size_t k = 0; k < job->rungs[r].nsteps; k++)
+            if (job->rungs[r].steps[k].image == i && job->rungs[r].steps[k].driver->image_check)
+                return job->rungs[r].steps[k].driver;
+    return NULL;
+}
+
 int st_job_load_images(const st_job *job, st_image *images[ST_JOB_MAX_IMAGES], st_err *err)
 {
     for (size_t i = 0; i < ST_JOB_MAX_IMAGES; i++)
         images[i] = NULL;
     for (size_t i = 0; i < job->nimages; i++) {
         const st_job_image *ji = &job->images[i];
+        const st_driver *checker = image_checker(job, (int)i);
         int rc = st_image_load(ji->path, ji->load_addr, &images[i], err);
-        if (!rc)
+        if (!rc && checker)
+            rc = checker->image_check(job, st_job_section(job, checker), images[i], err);
+        if (!rc && checker)
+            rc = st_image_check_digest(images[i], ji->sha256, err);
+        else if (!rc)
             rc = st_image_validate(images[i], job->mcu, ji->sha256, err);
         if (rc) {
             st_err_prefix(err, "%s:%u: images.%s", job->path, ji->line, ji->role);
             for (size_t j = 0; j <= i; j++) {
+                st_image_free(images[j]);
+                images[j] = NULL;
+            }
+            return rc;
+        }
+    }
+    for (size_t d = 0; job->drivers && job->drivers[d]; d++) {
+        const st_driver *drv = job->drivers[d];
+        if (!drv->preflight)
+            continue;
+        int rc = drv->preflight(job, job->sections[d], images, err);
+        if (rc) {
+            st_err_prefix(err, "%s", job->path);
+            for (size_t j = 0; j < job->nimages; j++) {
                 st_image_free(images[j]);
                 images[j] = NULL;
             }

@@ -1,5 +1,6 @@
-/* Per-unit YAML reports: a small ordered document model, an atomic writer and a reader
- * (both through libyaml), schema validation and a human summary. Schema: reports/SCHEMA.md.
+/* Per-unit YAML reports: a small ordered document model, an atomic writer (libyaml's
+ * emitter) and a reader (station/core/yamldoc, the project's one YAML parser), schema
+ * validation and a human summary. Schema: reports/SCHEMA.md.
  *
  * Ownership: st_report_new/st_report_load return a root that owns every node below it;
  * free it with st_report_free. Child pointers returned by the builders and getters stay
@@ -70,6 +71,8 @@ void st_rmap_fmt(st_rnode *map, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void st_rmap_int(st_rnode *map, const char *key, long long v);
 void st_rmap_uint(st_rnode *map, const char *key, unsigned long long v);
+/* A real number, plain (10 significant digits; .nan / .inf / -.inf when not finite). */
+void st_rmap_num(st_rnode *map, const char *key, double v);
 void st_rmap_bool(st_rnode *map, const char *key, bool v);
 /* 0x-prefixed, 8 upper-case hex digits: "0x08000000" (an integer to YAML readers). */
 void st_rmap_hex32(st_rnode *map, const char *key, uint32_t v);
@@ -85,6 +88,14 @@ void st_rmap_del(st_rnode *map, const char *key);
  * multiple of 64 bytes, upper-case hex: what Katapult's flashtool prints). Returns the
  * new map, or NULL (doc NULL or out of memory, which also marks doc). */
 st_rnode *st_report_add_image(st_rnode *doc, const char *role, const st_image *img);
+
+/* A deep copy of src as a new root (free with st_report_free); NULL when out of memory. */
+st_rnode *st_report_copy(const st_rnode *src);
+/* Put a deep copy of src at a dotted path of root: the last part is a key of the map the
+ * rest names (set or replaced in place), or an index of the list it names (replaced, or
+ * appended when it is the list's length). Returns the copy, or NULL when the path does not
+ * name such a place (or out of memory, which also marks root). */
+st_rnode *st_rput_copy(st_rnode *root, const char *dotted_path, const st_rnode *src);
 
 /* ---- reading ------------------------------------------------------------------------- */
 
@@ -127,10 +138,12 @@ int st_report_emit(const st_rnode *doc, char **out, size_t *len, st_err *err);
  * One writer per path at a time. */
 int st_report_write_atomic(const st_rnode *doc, const char *path, st_err *err);
 
-/* Parse one YAML document whose root is a map. name labels errors
- * ("<name>:<line>:<col>: <problem>"). Aliases, several documents and nesting deeper than
- * ST_REPORT_DEPTH_MAX are errors; a key that appears twice in a map is an error. On
- * success *out is a new root (free with st_report_free). */
+/* Parse one YAML document whose root is a map, through the project's one YAML reader
+ * (station/core/yamldoc.h). name labels errors ("<name>:<line>:<col>: <problem>").
+ * Aliases, several documents and nesting deeper than ST_REPORT_DEPTH_MAX are errors; a key
+ * that appears twice in a map is an error. Linear in the size of the file: maps index
+ * their keys, so 80,000 keys in one map read in well under a second. On success *out is a
+ * new root (free with st_report_free). */
 int st_report_parse(const char *buf, size_t len, const char *name, st_rnode **out,
                     st_err *err);
 /* st_report_parse on a file. */

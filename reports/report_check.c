@@ -16,17 +16,18 @@ enum want {
     W_NESTR,    /* non-empty string */
     W_UINT,     /* integer >= 0 */
     W_NUM,      /* number >= 0 (int or float) */
+    W_REAL,     /* any number, negative or .nan too (measurement values and limits) */
     W_TIME,     /* "YYYY-MM-DDTHH:MM:SS[.fff]Z" */
     W_HEX64,    /* SHA-256, 64 hex digits */
     W_HEX40,    /* SHA-1, 40 hex digits */
     W_ENUM,     /* string from a list */
     W_SCALAR,   /* string or integer (chip_id, rung) */
+    W_NAME,     /* a name the job gave (st_text_is_name): image roles */
 };
 
 static const char *const outcomes[] = { "pass", "fail", "skipped", "incomplete", NULL };
 static const char *const verdicts[] = { "pass", "fail", "incomplete", NULL };
 static const char *const backends[] = { "libgpiod", "virtual", NULL };
-static const char *const roles[] = { "combined", "application", NULL };
 
 static const char *type_name(st_rtype t)
 {
@@ -128,6 +129,10 @@ static int chk(const st_rnode *map, const char *prefix, const char *key, enum wa
             expect = "a non-negative number";
         break;
     }
+    case W_REAL:
+        if (t != ST_RINT && t != ST_RFLOAT)
+            expect = "a number";
+        break;
     case W_TIME:
         if (t != ST_RSTR || !is_time(text))
             expect = "an ISO 8601 UTC time (2026-11-23T17:42:57.123Z)";
@@ -154,6 +159,10 @@ static int chk(const st_rnode *map, const char *prefix, const char *key, enum wa
     case W_SCALAR:
         if (t != ST_RSTR && t != ST_RINT)
             expect = "a string or an integer";
+        break;
+    case W_NAME:
+        if (t != ST_RSTR || !st_text_is_name(text))
+            expect = "a name (1-31 letters, digits, '.', '_' or '-')";
         break;
     }
     if (expect) {
@@ -231,9 +240,22 @@ static const struct fspec unit_f[] = {
     { "mcu", W_STR, false, NULL },
     { "can_uuid", W_STR, false, NULL },
     { "before_sha256", W_HEX64, false, NULL },
+    { "module", W_MAP, false, NULL },
+    { "module_state", W_STR, false, NULL },
+};
+/* unit.module: a Bluetooth module updated over BGAPI UART DFU (fields it learnt). */
+static const struct fspec module_f[] = {
+    { "entry_method", W_STR, false, NULL },
+    { "bootloader_version", W_UINT, false, NULL },
+    { "image_sha256", W_HEX64, false, NULL },
+    { "chunk_size", W_UINT, false, NULL },
+    { "chunks", W_UINT, false, NULL },
+    { "stack_version", W_STR, false, NULL },
+    { "update_ms", W_NUM, false, NULL },
 };
 static const struct fspec image_f[] = {
-    { "role", W_ENUM, true, roles },
+    /* Whatever the job called it: roles are the job's data, not a list of the station's. */
+    { "role", W_NAME, true, NULL },
     { "path", W_STR, true, NULL },
     { "size", W_UINT, true, NULL },
     { "load_addr", W_UINT, true, NULL },
@@ -259,6 +281,17 @@ static const struct fspec step_f[] = {
     { "device_error", W_STR, false, NULL },
     { "rung", W_SCALAR, false, NULL },
     { "error", W_STR, false, NULL },
+};
+static const char *const m_outcomes[] = { "pass", "marginal", "fail", NULL };
+static const struct fspec measure_f[] = {
+    { "name", W_NESTR, true, NULL },
+    { "value", W_REAL, true, NULL },
+    { "unit", W_STR, true, NULL },
+    { "low", W_REAL, false, NULL },
+    { "high", W_REAL, false, NULL },
+    { "marginal_low", W_REAL, false, NULL },
+    { "marginal_high", W_REAL, false, NULL },
+    { "outcome", W_ENUM, true, m_outcomes },
 };
 static const struct fspec attempt_f[] = {
     { "n", W_UINT, true, NULL },
@@ -293,9 +326,24 @@ static int chk_list(const st_rnode *map, const char *prefix, const char *key,
             return rc;
         if (f == step_f) {
             rc = chk_list(item, at, "attempt_log", attempt_f, NFIELDS(attempt_f), false, err);
+            if (rc == 0)
+                rc = chk_list(item, at, "measurements", measure_f, NFIELDS(measure_f), false, err);
             if (rc != 0)
                 return rc;
         }
+    }
+    return 0;
+}
+
+/* A job names each image once (its images map), so a report's roles are distinct. */
+static int chk_unique_roles(const st_rnode *images, st_err *err)
+{
+    for (size_t i = 0; i < st_rnode_len(images); i++) {
+        const char *ri = st_rget_str(st_rnode_child(images, i), "role");
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(ri, st_rget_str(st_rnode_child(images, j), "role")))
+                return st_err_set(err, ST_ERR_INVAL, "images.%zu.role: '%s' is images.%zu's role too",
+                                  i, ri, j);
     }
     return 0;
 }
@@ -318,7 +366,11 @@ int st_report_validate(const st_rnode *doc, st_err *err)
         (rc = chk_section(doc, "slot", slot_f, NFIELDS(slot_f), true, err)) ||
         (rc = chk_section(doc, "job", job_f, NFIELDS(job_f), true, err)) ||
         (rc = chk_section(doc, "unit", unit_f, NFIELDS(unit_f), true, err)) ||
+        (st_rget(doc, "unit.module") &&
+         (rc = chk_all(st_rget(doc, "unit.module"), "unit.module", module_f, NFIELDS(module_f),
+                       err))) ||
         (rc = chk_list(doc, NULL, "images", image_f, NFIELDS(image_f), true, err)) ||
+        (rc = chk_unique_roles(st_rget(doc, "images"), err)) ||
         (rc = chk_list(doc, NULL, "steps", step_f, NFIELDS(step_f), true, err)))
         return rc;
     const st_rnode *derr;
@@ -439,6 +491,18 @@ int st_report_render(const st_rnode *doc, FILE *out, bool color)
                 pr(s, "name", "?", name, sizeof(name)), color ? outcome_color(oc) : "", oc,
                 color ? C_RESET : "", pr(s, "attempts", "-", att, sizeof(att)),
                 pr(s, "duration_ms", "-", ms, sizeof(ms)), pr(s, "bytes", "-", by, sizeof(by)));
+        const st_rnode *meas = st_rget(s, "measurements");
+        for (size_t k = 0; meas && k < st_rnode_len(meas); k++) {
+            const st_rnode *m = st_rnode_child(meas, k);
+            char mn[48], mv[32], mu[24], lo[32], hi[32], mo[16];
+            const char *moc = pr(m, "outcome", "?", mo, sizeof(mo));
+            fprintf(out, "     %-22s %14s %-8s [%s .. %s] %s%s%s\n",
+                    pr(m, "name", "?", mn, sizeof(mn)), pr(m, "value", "?", mv, sizeof(mv)),
+                    pr(m, "unit", "", mu, sizeof(mu)), pr(m, "low", "-", lo, sizeof(lo)),
+                    pr(m, "high", "-", hi, sizeof(hi)),
+                    color ? outcome_color(strcmp(moc, "marginal") == 0 ? "pass" : moc) : "",
+                    moc, color ? C_RESET : "");
+        }
         const char *e = pr(s, "error", NULL, a, sizeof(a));
         if (e)
             fprintf(out, "     error: %s\n", e);

@@ -5,13 +5,18 @@
 # units: ratio to the device limit, skip_identical on a fresh unit vs a plain flash, CPU
 # per unit as a share of the unit's wall time, peak RSS), then the detail benchmarks:
 # bench_dfuse (DfuSe engine vs the ROM DFU model), bench_katapult_can (Katapult over CAN,
-# one and N units on one bus) and bench_station (the station binary end to end, CPU and
-# memory per unit). What each number means: hil-tests/bench/README.md.
+# one and N units on one bus), bench_an3155 (USART ROM bootloader vs stm32flash on the same
+# model), bench_klipper_can (the Klipper host engine over CAN: identify and a sensor run),
+# bench_station (the station binary end to end, CPU and memory per unit), bench_bgapi
+# (BGAPI UART DFU engine vs the Bluetooth module model at 115200 baud) and bench_journal
+# (report upkeep per unit: full rewrites vs the journal; BENCH_JOURNAL_DIR picks the file
+# system, default /tmp). What each number means: hil-tests/bench/README.md.
 #
 #   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME] [--rig]
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
-#     --only NAME      run one benchmark: paths, dfuse, katapult_can, station or rig
+#     --only NAME      run one benchmark: paths, dfuse, katapult_can, an3155, klipper_can,
+#                      station, bgapi, journal or rig
 #     --rig            also the kernel-driver rig benchmarks (root, two VM boots, about two
 #                      minutes): dfu-util download + upload vs station flash + verify, and the
 #                      station's CPU per unit on SocketCAN (slcan)
@@ -33,7 +38,7 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift ;;
     --rig) rig=1 ;;
     --rt) rt="chrt -f 5" ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -43,7 +48,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Release with -O2 (CMake's Release default is -O3): what a station build on a Pi uses.
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
-cmake --build "$dir" -j"$jobs" --target bench_paths bench_dfuse bench_katapult_can bench_station station \
+cmake --build "$dir" -j"$jobs" --target bench_paths bench_dfuse bench_katapult_can bench_an3155 \
+  bench_klipper_can bench_station bench_bgapi bench_journal station \
   station-sim rig-usb-probe rig-check-report rig-candump-check >/dev/null
 
 results="$dir/bench-results.txt"
@@ -72,7 +78,11 @@ if [ -n "$check" ]; then
   run paths hil-tests/bench/bench_paths --check
   run dfuse protocols/dfuse/bench_dfuse --check
   run katapult_can hil-tests/bench/bench_katapult_can --check
+  run an3155 protocols/an3155/bench_an3155 --check
+  run klipper_can hil-tests/bench/bench_klipper_can --check
   run station hil-tests/bench/bench_station --check
+  run bgapi protocols/bgapi/bench_bgapi --check
+  run journal hil-tests/bench/bench_journal --check
 else
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (ratios are host time against modelled" \
        "time: a busy host makes them worse)${rt:+; run at real-time priority ($rt)}" |
@@ -80,7 +90,11 @@ else
   run paths hil-tests/bench/bench_paths --reps 3
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
+  run an3155 protocols/an3155/bench_an3155
+  run klipper_can hil-tests/bench/bench_klipper_can
   run station hil-tests/bench/bench_station
+  run bgapi protocols/bgapi/bench_bgapi
+  run journal hil-tests/bench/bench_journal --units 50 ${BENCH_JOURNAL_DIR:+--dir "$BENCH_JOURNAL_DIR"}
 fi
 # The rig benchmarks: the same binaries, unchanged, in a QEMU VM (one boot each): the peer
 # (dfu-util) and the station's CPU on the real SocketCAN backend (slcan).

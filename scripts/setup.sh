@@ -11,7 +11,17 @@ pkgs=(
   libyaml-dev           # fixture/job parsing and report writing
   zlib1g-dev            # CRC-32 of DfuSe .dfu file suffixes
   libssl-dev            # SHA-1 / SHA-256 (OpenSSL libcrypto EVP)
+  uuid-dev              # run ids: random UUIDs (libuuid), unique across stations
+  libjson-c-dev         # Klipper data dictionaries (JSON from a unit or an image)
   libcmocka-dev         # unit tests
+  clang                 # second compiler: scripts/test.sh builds the tree with it (-Werror)
+  libclang-rt-14-dev    # libFuzzer for clang's -DSTATION_FUZZ=ON targets (only recommended by clang)
+  libpq-dev             # station ship / history: the fleet's PostgreSQL database
+  libmosquitto-dev      # live station status on MQTT
+  postgresql            # the fleet tests start a private cluster (initdb on a free port)
+  mosquitto             # the fleet tests start a private broker (mosquitto_passwd, ACLs)
+  clang                 # fuzz targets (libFuzzer needs clang; STATION_FUZZ=ON)
+  libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes for clang 14
 )
 peers=(dfu-util stm32flash can-utils)
 

@@ -1,13 +1,20 @@
 /* Station context: backends per fixture; the virtual fixture's units and bus. */
 #include "station/context.h"
 
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fixtures/slot.h"
 #include "protocols/link/can_model.h"
+#include "protocols/link/pty_server.h"
 #include "protocols/link/serial_ports.h"
 #include "protocols/link/usb_model.h"
+#include "protocols/bgapi/bgapi_model.h"
+#include "protocols/bgapi/gbl.h"
 #include "protocols/canadmin/canadmin.h"
 #include "protocols/sim/synth.h"
 #include "protocols/sim/vunit.h"
@@ -20,6 +27,11 @@ typedef struct vslot {
     st_ctx *ctx;
     const st_fixture_slot *fs;
     st_vunit *unit;
+    st_pty_server *uart; /* the unit's UART on a pty (slots with serial), else NULL */
+    /* The board's Bluetooth module on the slot's module UART (unit.module), with its own
+     * flash. Driven by one run (thread) at a time, through the in-memory stream. */
+    st_flash *mflash;
+    st_bgapi_model *module;
 } vslot;
 
 /* A CAN interface in use: a real one, or an in-memory bus for the virtual fixture. */
@@ -42,7 +54,59 @@ struct st_ctx {
     st_vusb_bus *vbus;
     vslot *vslots;
     size_t nvslots;
+    /* One thread serves the virtual units' UART ptys (the station opens them through its
+     * real termios backend, as it would a jig's UART). */
+    pthread_t uart_thread;
+    bool uart_running;
+    atomic_bool uart_stop;
 };
+
+#define MAX_UART_PTYS 64
+
+static void *serve_uarts(void *arg)
+{
+    st_ctx *c = arg;
+    while (!atomic_load(&c->uart_stop)) {
+        struct pollfd p[MAX_UART_PTYS];
+        st_pty_server *srv[MAX_UART_PTYS];
+        size_t n = 0;
+        int t = 50;
+        for (size_t i = 0; i < c->nvslots && n < MAX_UART_PTYS; i++) {
+            if (!c->vslots[i].uart)
+                continue;
+            srv[n] = c->vslots[i].uart;
+            st_pty_server_pollfd(srv[n], &p[n]);
+            int ti = st_pty_server_timeout_ms(srv[n]);
+            if (ti >= 0 && ti < t)
+                t = ti;
+            n++;
+        }
+        (void)poll(p, n, t);
+        for (size_t i = 0; i < n; i++)
+            (void)st_pty_server_step(srv[i], NULL);
+    }
+    return NULL;
+}
+
+/* A virtual slot whose serial.device is "pty" gets its unit's UART on a fresh pty, and the
+ * device becomes the pty's path. Any other device is left alone (a test may serve its own
+ * model there). */
+static int open_uart(st_ctx *c, vslot *v, st_fixture_slot *fs, const st_logger *log,
+                     st_err *err)
+{
+    st_stream_model *m = st_vunit_uart(v->unit);
+    if (!fs->serial.present || strcmp(fs->serial.device, "pty") != 0)
+        return 0;
+    if (!m)
+        return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: serial.device pty: the unit's MCU "
+                          "has no AN3155 bootloader model", c->fx->path, fs->id);
+    int rc = st_pty_server_new(m, log, &v->uart, err);
+    if (rc == 0)
+        st_strlcpy(fs->serial.device, st_pty_server_path(v->uart), sizeof fs->serial.device);
+    if (rc)
+        return st_err_wrap(err, rc, "%s: slot %d: serial", c->fx->path, fs->id);
+    return 0;
+}
 
 static int vport_attach(void *ctx, st_usb_model *m, st_err *err)
 {
@@ -56,21 +120,22 @@ static void vport_detach(void *ctx)
     st_vusb_detach(v->ctx->vbus, v->fs->usb_port);
 }
 
-static st_vcan_bus *virtual_bus(st_ctx *c, const char *name, uint32_t bitrate,
-                                st_timing_profile timing, st_err *err);
+static int virtual_bus(st_ctx *c, const char *name, uint32_t bitrate, st_timing_profile timing,
+                       st_vcan_bus **out, st_err *err);
 
 static int vcan_attach(void *ctx, st_can_node *n, st_err *err)
 {
     vslot *v = ctx;
-    st_vcan_bus *bus = virtual_bus(v->ctx, v->fs->can.iface, v->fs->can.bitrate, ST_TIMING_NONE, err);
-    return bus ? st_vcan_attach(bus, n, err) : ST_ERR_NOTFOUND;
+    st_vcan_bus *bus;
+    int rc = virtual_bus(v->ctx, v->fs->can.iface, v->fs->can.bitrate, ST_TIMING_NONE, &bus, err);
+    return rc < 0 ? rc : st_vcan_attach(bus, n, err);
 }
 
 static void vcan_detach(void *ctx, st_can_node *n)
 {
     vslot *v = ctx;
-    st_vcan_bus *bus = virtual_bus(v->ctx, v->fs->can.iface, v->fs->can.bitrate, ST_TIMING_NONE, NULL);
-    if (bus)
+    st_vcan_bus *bus;
+    if (virtual_bus(v->ctx, v->fs->can.iface, v->fs->can.bitrate, ST_TIMING_NONE, &bus, NULL) == 0)
         st_vcan_detach(bus, n);
 }
 
@@ -100,12 +165,124 @@ static void on_gpio(void *ctx, const st_gpio_transition *ev)
     }
 }
 
+_Static_assert(sizeof(((st_fixture_unit *)0)->serial) == ST_VUNIT_SERIAL_MAX + 1,
+               "the fixture's serial limit is the unit model's");
+
+/* The image a slot's unit holds at arrival (NULL when it arrives erased). */
+static int load_holds(const st_fixture *fx, const st_fixture_slot *fs, const st_mcu *mcu,
+                      st_image **out, st_err *err)
+{
+    const st_fixture_unit *fu = &fs->unit;
+    *out = NULL;
+    uint64_t seed;
+    int rc = 0;
+    if (strncmp(fu->holds, "synthetic:", 10) == 0 && st_parse_u64(fu->holds + 10, &seed)) {
+        uint8_t *img = NULL;
+        rc = st_synth_combined_seeded(mcu, ST_SYNTH_DEFAULT_SIZE, (uint32_t)seed, &img, err);
+        if (!rc)
+            rc = st_image_from_memory(fu->holds, img, ST_SYNTH_DEFAULT_SIZE, mcu->flash_start,
+                                      out, err);
+        free(img);
+    } else if (fu->holds[0]) {
+        rc = st_image_load(fu->holds, fu->holds_addr, out, err);
+    }
+    return rc;
+}
+
+int st_ctx_check_units(const st_fixture *fx, st_err *err)
+{
+    if (fx->backend != ST_GPIO_BACKEND_VIRTUAL)
+        return 0;
+    for (size_t i = 0; i < fx->n_slots; i++) {
+        const st_fixture_slot *fs = &fx->slots[i];
+        const st_fixture_unit *fu = &fs->unit;
+        const char *mcu_name = fu->present ? fu->mcu : ST_FIXTURE_DEFAULT_UNIT_MCU;
+        const st_mcu *mcu = st_mcu_find(mcu_name);
+        if (!mcu)
+            return st_err_set(err, ST_ERR_INVAL, "%s:%u: slots[%zu].unit.mcu: unknown MCU \"%s\"",
+                              fx->path, fs->yaml_line, i, mcu_name);
+        bool can = fu->transport == ST_UNIT_TRANSPORT_CAN;
+        for (size_t k = 0; k < fu->n_faults; k++) {
+            int rc = 0;
+            if (strcmp(fu->faults[k], "can-bus-off") == 0) {
+                if (!can)
+                    rc = st_err_set(err, ST_ERR_INVAL, "can-bus-off needs a CAN unit "
+                                    "(unit.transport: can) on the slot's can.iface");
+            } else {
+                rc = st_vunit_check_fault(fu->faults[k], mcu, err);
+            }
+            if (rc)
+                return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.faults[%zu]", fx->path,
+                                   fu->fault_lines[k], i, k);
+        }
+        if (fu->module.n_faults) {
+            /* The Bluetooth module's faults, tried on a model made for the purpose. */
+            st_flash *mf = st_flash_new(st_mcu_find("efr32bg13p632f512"), ST_TIMING_NONE);
+            st_bgapi_model_cfg mc = { .gen = ST_BGAPI_GEN_GSDK4 };
+            st_bgapi_model *m = mf ? st_bgapi_model_new(mf, &mc) : NULL;
+            int rc = m ? 0 : st_err_set(err, ST_ERR_NOMEM, "out of memory");
+            size_t k = 0;
+            for (; rc == 0 && k < fu->module.n_faults; k++)
+                rc = st_bgapi_model_apply_fault(m, fu->module.faults[k], err);
+            st_bgapi_model_free(m);
+            st_flash_free(mf);
+            if (rc)
+                return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.module.faults[%zu]",
+                                   fx->path, k ? fu->module.fault_lines[k - 1] : fs->yaml_line,
+                                   i, k ? k - 1 : 0);
+        }
+        st_image *holds = NULL;
+        int rc = load_holds(fx, fs, mcu, &holds, err);
+        if (!rc && holds)
+            rc = st_vunit_check_holds(mcu, holds->load_addr, holds->size, err);
+        st_image_free(holds);
+        if (rc)
+            return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.holds", fx->path, fu->holds_line, i);
+    }
+    return 0;
+}
+
+/* The slot's simulated Bluetooth module (fixture unit.module). */
+static int open_virtual_module(st_ctx *c, vslot *v, st_err *err)
+{
+    const st_fixture_slot *fs = v->fs;
+    const st_fixture_unit *fu = &fs->unit;
+    unsigned a = 1, b = 0, d = 0;
+    if (fu->module.stack[0])
+        sscanf(fu->module.stack, "%u.%u.%u", &a, &b, &d);
+    st_bgapi_model_cfg mc = {
+        .gen = fu->module.gsdk3 ? ST_BGAPI_GEN_SDK2 : ST_BGAPI_GEN_GSDK4,
+        .baud = fu->module.baud ? fu->module.baud : fs->module.baud,
+        .flow_control = fu->module.flow_control,
+        .no_app = fu->module.empty,
+        .app_version = st_gbl_stack_version(a, b, d, 1),
+        .require_signed = fu->module.require_signed,
+    };
+    v->mflash = st_flash_new(st_mcu_find("efr32bg13p632f512"),
+                             fu->timing == ST_UNIT_TIMING_DATASHEET ? ST_TIMING_DATASHEET
+                                                                    : ST_TIMING_NONE);
+    v->module = v->mflash ? st_bgapi_model_new(v->mflash, &mc) : NULL;
+    if (!v->module)
+        return st_err_set(err, ST_ERR_NOMEM, "%s: slot %d: unit.module: out of memory",
+                          c->fx->path, fs->id);
+    for (size_t f = 0; f < fu->module.n_faults; f++) {
+        int rc = st_bgapi_model_apply_fault(v->module, fu->module.faults[f], err);
+        if (rc)
+            return st_err_wrap(err, rc, "%s: slot %d: unit.module.faults[%zu]", c->fx->path,
+                                 fs->id, f);
+    }
+    return 0;
+}
+
 static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
 {
+    int rc = st_ctx_check_units(c->fx, err);
+    if (rc)
+        return rc;
     c->vbus = st_vusb_bus_new();
     if (!c->vbus)
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
-    int rc = st_usb_host_mem_new(c->vbus, log, &c->usb, err);
+    rc = st_usb_host_mem_new(c->vbus, log, &c->usb, err);
     if (rc)
         return rc;
     c->vslots = calloc(c->fx->n_slots, sizeof *c->vslots);
@@ -124,12 +301,14 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
             .faults = (const char *const *)fu->faults,
             .n_faults = fu->n_faults,
             .can_transport = fu->transport == ST_UNIT_TRANSPORT_CAN,
+            .boot_select_low = fu->boot_select_low,
+            .uart_on_pty = fs->serial.present && strcmp(fs->serial.device, "pty") == 0,
         };
         if (fu->can_uuid[0]) {
             st_can_uuid uuid;
             rc = st_can_uuid_parse(fu->can_uuid, &uuid, err);
             if (rc)
-                return st_err_prefix(err, "%s: slot %d: unit.can_uuid", c->fx->path, fs->id);
+                return st_err_wrap(err, rc, "%s: slot %d: unit.can_uuid", c->fx->path, fs->id);
             memcpy(cfg.can_uuid, uuid.b, 6);
         }
         if (cfg.can_transport && !fs->can.present)
@@ -137,8 +316,8 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
                               c->fx->path, fs->id);
         st_vcan_bus *bus = NULL;
         if (cfg.can_transport &&
-            !(bus = virtual_bus(c, fs->can.iface, fs->can.bitrate, cfg.timing, err)))
-            return st_err_prefix(err, "%s: slot %d", c->fx->path, fs->id);
+            (rc = virtual_bus(c, fs->can.iface, fs->can.bitrate, cfg.timing, &bus, err)) < 0)
+            return st_err_wrap(err, rc, "%s: slot %d", c->fx->path, fs->id);
         /* "can-bus-off" is a fault of the bus the unit sits on, not of the unit. */
         const char *unit_faults[64];
         size_t nuf = 0;
@@ -154,64 +333,66 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
             return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: unknown unit MCU \"%s\"",
                               c->fx->path, fs->id, fu->mcu);
         st_image *holds = NULL;
-        uint64_t seed;
-        if (strncmp(fu->holds, "synthetic:", 10) == 0 && st_parse_u64(fu->holds + 10, &seed)) {
-            uint8_t *img = NULL;
-            rc = st_synth_combined_seeded(cfg.mcu, ST_SYNTH_DEFAULT_SIZE, (uint32_t)seed, &img, err);
-            if (!rc)
-                rc = st_image_from_memory(fu->holds, img, ST_SYNTH_DEFAULT_SIZE,
-                                          cfg.mcu->flash_start, &holds, err);
-            free(img);
-            if (rc)
-                return st_err_prefix(err, "%s: slot %d: unit.holds", c->fx->path, fs->id);
-            cfg.holds = holds->data;
-            cfg.holds_len = holds->size;
-            cfg.holds_addr = holds->load_addr;
-        } else if (fu->holds[0]) {
-            rc = st_image_load(fu->holds, fu->holds_addr, &holds, err);
-            if (rc)
-                return st_err_prefix(err, "%s: slot %d: unit.holds", c->fx->path, fs->id);
+        rc = load_holds(c->fx, fs, cfg.mcu, &holds, err);
+        if (rc)
+            return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.holds", c->fx->path,
+                               fu->holds_line, i);
+        if (holds) {
             cfg.holds = holds->data;
             cfg.holds_len = holds->size;
             cfg.holds_addr = holds->load_addr;
         }
+        if (fu->module.present && (rc = open_virtual_module(c, v, err)) != 0)
+            return rc;
         st_vunit_usb_port port = { vport_attach, vport_detach, v };
         st_vunit_can_port cport = { vcan_attach, vcan_detach, v };
         rc = st_vunit_new(&cfg, &port, &cport, &v->unit, err);
         st_image_free(holds);
         if (rc)
-            return st_err_prefix(err, "%s: slot %d: unit", c->fx->path, fs->id);
+            return st_err_wrap(err, rc, "%s: slot %d: unit", c->fx->path, fs->id);
         c->nvslots++;
+        if ((rc = open_uart(c, v, &c->fx->slots[i], log, err)) < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < c->nvslots; i++) {
+        if (c->vslots[i].uart) {
+            atomic_init(&c->uart_stop, false);
+            if (pthread_create(&c->uart_thread, NULL, serve_uarts, c) != 0)
+                return st_err_set(err, ST_ERR_NOMEM, "cannot start the UART server");
+            c->uart_running = true;
+            break;
+        }
     }
     return st_gpio_virtual_set_observer(c->gpio, on_gpio, c);
 }
 
 /* The virtual bus for an interface name, created on first use. The first unit on a bus
  * sets its timing profile (datasheet if that unit is). */
-static st_vcan_bus *virtual_bus(st_ctx *c, const char *name, uint32_t bitrate,
-                                st_timing_profile timing, st_err *err)
+static int virtual_bus(st_ctx *c, const char *name, uint32_t bitrate, st_timing_profile timing,
+                       st_vcan_bus **out, st_err *err)
 {
-    for (size_t i = 0; i < c->ncans; i++)
-        if (strcmp(c->cans[i].name, name) == 0)
-            return c->cans[i].bus;
-    if (c->ncans == MAX_CAN_IFS) {
-        st_err_set(err, ST_ERR_INVAL, "more than %d CAN interfaces", MAX_CAN_IFS);
-        return NULL;
+    for (size_t i = 0; i < c->ncans; i++) {
+        if (strcmp(c->cans[i].name, name) == 0) {
+            *out = c->cans[i].bus;
+            return 0;
+        }
     }
+    if (c->ncans == MAX_CAN_IFS)
+        return st_err_set(err, ST_ERR_INVAL, "more than %d CAN interfaces", MAX_CAN_IFS);
     can_if *ci = &c->cans[c->ncans];
     ci->bus = st_vcan_bus_new(bitrate, timing);
-    if (!ci->bus) {
-        st_err_set(err, ST_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
-    if (st_can_iface_mem_new(ci->bus, name, c->log, &ci->iface, err)) {
+    if (!ci->bus)
+        return st_err_set(err, ST_ERR_NOMEM, "out of memory");
+    int rc = st_can_iface_mem_new(ci->bus, name, c->log, &ci->iface, err);
+    if (rc < 0) {
         st_vcan_bus_free(ci->bus);
         ci->bus = NULL;
-        return NULL;
+        return rc;
     }
     st_strlcpy(ci->name, name, sizeof ci->name);
     c->ncans++;
-    return ci->bus;
+    *out = ci->bus;
+    return 0;
 }
 
 int st_ctx_can_iface(st_ctx *c, const char *ifname, st_can_iface **out, st_err *err)
@@ -223,8 +404,10 @@ int st_ctx_can_iface(st_ctx *c, const char *ifname, st_can_iface **out, st_err *
         }
     }
     if (c->fx->backend == ST_GPIO_BACKEND_VIRTUAL) {
-        if (!virtual_bus(c, ifname, 1000000u, ST_TIMING_NONE, err))
-            return err ? err->code : ST_ERR_NOMEM;
+        st_vcan_bus *bus;
+        int rc = virtual_bus(c, ifname, 1000000u, ST_TIMING_NONE, &bus, err);
+        if (rc < 0)
+            return rc;
         *out = c->cans[c->ncans - 1].iface;
         return 0;
     }
@@ -251,6 +434,28 @@ int st_ctx_serial(st_ctx *c, st_serial_host **out, st_err *err)
     }
     *out = c->serial;
     return 0;
+}
+
+int st_ctx_uart_open(void *ctx, const st_fixture_slot *slot, const char *device,
+                     const st_stream_line *line, st_stream **out, st_err *err)
+{
+    st_ctx *c = ctx;
+    if (c->fx->backend != ST_GPIO_BACKEND_VIRTUAL)
+        return st_stream_tty_open(device, line, out, err);
+    for (size_t i = 0; slot && i < c->nvslots; i++) {
+        vslot *v = &c->vslots[i];
+        if (v->fs->id != slot->id || !v->module || !slot->module.present ||
+            strcmp(device, slot->module.device) != 0)
+            continue;
+        char name[64];
+        snprintf(name, sizeof name, "virtual:slot%d-module", slot->id);
+        int rc = st_stream_mem_open(st_bgapi_model_stream(v->module), name, out, err);
+        if (!rc)
+            rc = st_stream_set_line(*out, line, err);
+        return rc;
+    }
+    return st_err_set(err, ST_ERR_NOTFOUND, "slot %d: no simulated device on the UART \"%s\"",
+                      slot ? slot->id : 0, device);
 }
 
 int st_ctx_open(const char *fixture_path, const st_logger *log, st_ctx **out, st_err *err)
@@ -281,8 +486,16 @@ void st_ctx_close(st_ctx *c)
     if (!c)
         return;
     st_serial_host_free(c->serial);
-    for (size_t i = 0; i < c->nvslots; i++)
+    if (c->uart_running) {
+        atomic_store(&c->uart_stop, true);
+        pthread_join(c->uart_thread, NULL);
+    }
+    for (size_t i = 0; i < c->nvslots; i++) {
+        st_pty_server_free(c->vslots[i].uart);
         st_vunit_free(c->vslots[i].unit);
+        st_bgapi_model_free(c->vslots[i].module);
+        st_flash_free(c->vslots[i].mflash);
+    }
     free(c->vslots);
     for (size_t i = 0; i < c->ncans; i++) {
         c->cans[i].iface->ops->free(c->cans[i].iface);

@@ -20,11 +20,15 @@
 #include "jobs/job.h"
 #include "protocols/link/serial_ports.h"
 #include "protocols/sim/synth.h"
+#include "reports/journal.h"
+#include "reports/junit.h"
 #include "reports/report.h"
+#include "station/cmd_fleet.h"
 #include "station/context.h"
 #include "station/core/clock.h"
 #include "station/core/digest.h"
 #include "station/core/text.h"
+#include "station/core/uuid.h"
 #include "station/drivers.h"
 #include "station/ui.h"
 
@@ -66,6 +70,7 @@ static const st_cli_opt run_opts[] = {
     { "operator", "NAME", "operator name for the reports (default: $USER)" },
     { "uuid", "UUID", "units: discover: run only the unit with this CAN UUID (12 hex digits)" },
     { "iface", "NAME", "CAN interface (default: the slot's, else the fixture's first)" },
+    { "junit", "FILE", "also write JUnit XML for CI: a test suite per unit, a test case per step" },
     { NULL, NULL, NULL },
 };
 
@@ -123,7 +128,19 @@ static void err_line(const char *what, const st_err *e)
 static int open_context(const opts *o, const st_logger *log, st_ctx **ctx)
 {
     st_err e;
-    int rc = st_ctx_open(fixture_path(o), log, ctx, &e);
+    /* The fixture file first, as `fixture check` reads it: whatever is wrong with the file
+     * (missing, unreadable, a FIFO, a bad field, a fault string) is bad input, exit 2, with
+     * the same message from every command. What is left is the station's own backends. */
+    st_fixture *fx = NULL;
+    int rc = st_fixture_load(fixture_path(o), &fx, &e);
+    if (!rc)
+        rc = st_ctx_check_units(fx, &e);
+    st_fixture_free(fx);
+    if (rc) {
+        err_line("fixture", &e);
+        return EXIT_USAGE;
+    }
+    rc = st_ctx_open(fixture_path(o), log, ctx, &e);
     if (!rc)
         return 0;
     err_line("fixture", &e);
@@ -151,21 +168,28 @@ typedef struct slot_run {
     pthread_t thread;
     bool started;             /* its thread runs (join it) */
     char label[24];           /* "slot 2", "unit 0a0b0c0d0e01" */
+    station_fleet *fleet;     /* live status on MQTT; NULL without a fleet configuration */
 } slot_run;
 
 static void on_step(void *ctx, const char *step, int attempt)
 {
     slot_run *s = ctx;
     st_ui_step(s->ui, s->row, step, attempt);
+    station_fleet_step(s->fleet, (size_t)s->row, step, attempt);
 }
 
 static void *slot_thread(void *arg)
 {
     slot_run *s = arg;
     s->rc = st_job_run(s->job, s->images, &s->env, &s->res);
+    station_fleet_done(s->fleet, (size_t)s->row, s->rc, &s->res);
     char detail[PATH_MAX + ST_ERR_MSG_MAX + 16];
-    if (s->rc)
-        snprintf(detail, sizeof detail, "no report written: %s", s->res.cause);
+    if (s->rc && s->res.report_path[0])
+        snprintf(detail, sizeof detail, "%s\n         report %s", s->res.cause,
+                 s->res.report_path);
+    else if (s->rc)
+        snprintf(detail, sizeof detail, "no report written: %s",
+                 s->res.cause[0] ? s->res.cause : "unknown error");
     else if (s->res.verdict == ST_VERDICT_PASS)
         snprintf(detail, sizeof detail, "report %s", s->res.report_path);
     else
@@ -192,6 +216,22 @@ static st_slot_needs job_needs(const st_job *job)
         }
     }
     return n;
+}
+
+/* Rebuild the reports of a run that died (their journals) in the report directory. */
+static void recover_reports(const st_job *job, const opts *o, const st_logger *log)
+{
+    const char *dir = opt_get(o, "reports") ? opt_get(o, "reports") : job->report_dir;
+    st_journal_recover_counts n;
+    st_err e;
+    if (st_journal_recover_dir(dir, &n, &e) != 0)
+        ST_LOGW(log, "station", "%s: %s", dir, e.msg);
+    if (n.recovered)
+        ST_LOGW(log, "station", "%s: %u report(s) of a run that stopped were rebuilt from "
+                "their journals (verdict incomplete)", dir, n.recovered);
+    if (n.orphans)
+        ST_LOGW(log, "station", "%s: %u journal(s) without their report left alone", dir,
+                n.orphans);
 }
 
 /* The CAN interface a command means: --iface, else the first slot's. */
@@ -231,15 +271,21 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
     st_err e;
     st_err_clear(&e);
     int status = EXIT_PASS;
-    bool fancy = !opt_get(o, "plain") && isatty(STDOUT_FILENO);
+    bool fancy = !opt_get(o, "plain") &&
+                 st_ui_caps_for(isatty(STDOUT_FILENO), getenv("TERM"), getenv("NO_COLOR")).cursor;
     st_log_level level = o->verbose >= 2 ? ST_LOG_DEBUG : o->verbose ? ST_LOG_INFO : ST_LOG_WARN;
     st_ui *ui = NULL;
     st_ctx *ctx = NULL;
     slot_run *runs = NULL;
     target *targets = NULL;
+    station_fleet *fleet = NULL;
     size_t nruns = 0, ntargets = 0;
     const char *uuid_opt = opt_get(o, "uuid");
     st_slot_needs needs = job_needs(job);
+    /* Ctrl-C / SIGTERM from here on end the run with exit 4 (README): during setup and CAN
+     * discovery no unit is touched; once the slots run, each stops at its next attempt. */
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     /* The logger exists before the context so backends can log. */
     st_ui *boot_ui = st_ui_new(stdout, 0, false, level);
     int rc = 0;
@@ -328,10 +374,11 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         status = EXIT_STATION;
         goto out;
     }
-    char run_id[40];
-    uint64_t now = st_wall_us();
-    snprintf(run_id, sizeof run_id, "%llx-%x", (unsigned long long)(now / 1000u), (unsigned)getpid());
+    char run_id[ST_UUID_STR_LEN];
+    st_uuid_new(run_id);
     const char *who = opt_get(o, "operator") ? opt_get(o, "operator") : getenv("USER");
+    if ((status = station_fleet_begin(run_id, ntargets, &fleet)) != 0)
+        goto out;
     printf("station: job %s on %s (%zu unit%s)\n", job->name, fx->name, ntargets,
            ntargets == 1 ? "" : "s");
     st_serial_host *serial = NULL;
@@ -371,8 +418,10 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         else
             snprintf(s->label, sizeof s->label, "unit %s", t->uuid);
         st_ui_bind(ui, (int)i, s->label, &s->progress);
+        s->fleet = fleet;
+        station_fleet_slot(fleet, i, t->fs ? t->fs->id : 0, &s->progress);
         s->env = (st_run_env){
-            .station_name = "station",
+            .station_name = station_fleet_name(fleet, "station"),
             .operator_name = who && *who ? who : "unknown",
             .run_id = run_id,
             .report_dir = opt_get(o, "reports"),
@@ -384,6 +433,8 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
             .can_uuid = t->uuid,
             .unit_index = (unsigned)i,
             .serial = serial,
+            .uart_open = st_ctx_uart_open,
+            .uart_ctx = ctx,
             .log = st_ui_logger(ui),
             .progress = &s->progress,
             .on_step = on_step,
@@ -392,8 +443,15 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         };
         nruns++;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    if (cancel_flag) {
+        fprintf(stderr, "station: stopped by the operator before any unit was touched\n");
+        status = EXIT_INCOMPLETE;
+        goto out;
+    }
+    /* Reports a killed run left half-written (a journal beside them) are rebuilt first; the
+     * journal of a run still going (another station on this directory) is locked and left
+     * alone. */
+    recover_reports(job, o, st_ui_logger(ui));
     size_t pass = 0, fail = 0, inc = 0, err = 0, unstarted = 0;
     for (size_t i = 0; i < nruns; i++) {
         /* A thread that cannot start (out of threads or memory) leaves its unit untouched:
@@ -422,6 +480,21 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         else
             inc++;
     }
+    const char *junit = opt_get(o, "junit");
+    if (junit) {
+        const char **paths = calloc(nruns ? nruns : 1, sizeof *paths);
+        size_t np = 0;
+        for (size_t i = 0; paths && i < nruns; i++)
+            if (!runs[i].rc && runs[i].res.report_path[0])
+                paths[np++] = runs[i].res.report_path;
+        if (!paths || st_junit_write(junit, job->name, paths, np, &e)) {
+            if (!paths)
+                st_err_set(&e, ST_ERR_NOMEM, "out of memory");
+            err_line("junit", &e);
+            err++;
+        }
+        free(paths);
+    }
     printf("station: %zu passed, %zu failed", pass, fail);
     if (inc)
         printf(", %zu incomplete", inc);
@@ -436,6 +509,7 @@ out:
         st_slot_close(runs[i].env.slot);
     free(runs);
     free(targets);
+    station_fleet_end(fleet);
     st_ctx_close(ctx);
     st_ui_free(ui);
     st_ui_free(boot_ui);
@@ -477,12 +551,18 @@ static int cmd_report_show(const opts *o, char *const args[])
     const char *path = args[0];
     st_rnode *doc = NULL;
     st_err e;
-    if (st_report_load(path, &doc, &e)) {
+    st_journal_replay_info info;
+    /* A report whose run is still going, or died, is shown with its journal folded in. */
+    if (st_journal_replay(path, &doc, &info, &e)) {
         err_line("report", &e);
         return EXIT_USAGE;
     }
+    if (info.had_journal && !info.stale)
+        printf("(with %zu record(s) from its journal%s)\n", info.records,
+               info.torn_bytes ? "; a torn last record dropped" : "");
     int rc = st_report_validate(doc, &e);
-    st_report_render(doc, stdout, !opt_get(o, "no-color") && isatty(STDOUT_FILENO));
+    st_report_render(doc, stdout, !opt_get(o, "no-color") &&
+                     st_ui_caps_for(isatty(STDOUT_FILENO), getenv("TERM"), getenv("NO_COLOR")).color);
     if (rc)
         fprintf(stderr, "station: warning: %s: not a valid schema-1 report: %s\n", path, e.msg);
     st_report_free(doc);
@@ -526,13 +606,30 @@ static int cmd_job_check(const opts *o, char *const args[])
     return EXIT_PASS;
 }
 
+static int cmd_report_recover(const opts *o, char *const args[])
+{
+    st_journal_recover_counts n;
+    st_err e;
+    int rc = st_journal_recover_dir(args[0], &n, &e);
+    printf("%s: %u report(s) rebuilt from their journals, %u stale and %u empty journal(s) "
+           "and %u temp file(s) removed, %u journal(s) without a report and %u of runs still "
+           "going left alone\n", args[0], n.recovered, n.stale, n.empty, n.temps, n.orphans,
+           n.live);
+    if (rc) {
+        err_line("report recover", &e);
+        return EXIT_STATION;
+    }
+    return EXIT_PASS;
+}
+
 static int cmd_fixture_check(const opts *o, char *const args[])
 {
     const char *path = args[0];
     st_fixture *fx = NULL;
     st_err e;
-    if (st_fixture_load(path, &fx, &e)) {
+    if (st_fixture_load(path, &fx, &e) || st_ctx_check_units(fx, &e)) {
         err_line("fixture", &e);
+        st_fixture_free(fx);
         return EXIT_USAGE;
     }
     printf("fixture %s: %s backend, chip %s, %zu slot(s)\n", fx->name,
@@ -574,7 +671,12 @@ static int cmd_image_generate(const opts *o, char *const args[])
     }
     uint8_t *img = NULL;
     st_err e;
-    const st_mcu *mcu = st_mcu_find("stm32g431xx");
+    const char *mcu_name = opt_get(o, "mcu") ? opt_get(o, "mcu") : "stm32g431xx";
+    const st_mcu *mcu = st_mcu_find(mcu_name);
+    if (!mcu) {
+        fprintf(stderr, "station: --mcu %s: unknown MCU\n", mcu_name);
+        return EXIT_USAGE;
+    }
     size_t n = (size_t)size;
     if (st_synth_combined_seeded(mcu, n, (uint32_t)seed, &img, &e)) {
         err_line("image generate", &e);
@@ -630,13 +732,35 @@ static const st_cli_opt gen_opts[] = {
     { "size", "BYTES", "image size (default 35984)" },
     { "seed", "N", "application variant (default 0)" },
     { "app", NULL, "only the application (loads at the Katapult application start)" },
+    { "mcu", "NAME", "target MCU (default stm32g431xx)" },
     { NULL, NULL, NULL },
 };
 
 static const st_cli_opt show_opts[] = {
-    { "no-color", NULL, "no ANSI colours" },
+    { "no-color", NULL, "no ANSI colours (also NO_COLOR=1 or TERM=dumb)" },
     { NULL, NULL, NULL },
 };
+
+/* The fleet commands (cmd_fleet.c) read their options through this. */
+static const char *opt_of(const void *o, const char *name)
+{
+    return opt_get(o, name);
+}
+
+static int cmd_ship(const opts *o, char *const args[])
+{
+    return station_cmd_ship(opt_of, o, o->verbose, args);
+}
+
+static int cmd_history(const opts *o, char *const args[])
+{
+    return station_cmd_history(opt_of, o, args);
+}
+
+static int cmd_report_summary(const opts *o, char *const args[])
+{
+    return station_cmd_report_summary(opt_of, o, args);
+}
 
 static const builtin builtins[] = {
     { "run", "JOB", 1,
@@ -653,8 +777,28 @@ static const builtin builtins[] = {
       "Prints the images (with their checked digests), the steps with their drivers and the "
       "recovery ladder.", NULL, 0, cmd_job_check },
     { "report show", "FILE", 1, "summarise a unit report",
-      "Prints a unit report and checks it against the schema (reports/SCHEMA.md).", show_opts,
+      "Prints a unit report and checks it against the schema (reports/SCHEMA.md). A report "
+      "whose run is still going, or died, is shown with its journal folded in.", show_opts,
       0, cmd_report_show },
+    { "report recover", "DIR", 1, "rebuild the reports a killed run left with journals in DIR",
+      "Folds each journal in DIR into its report (verdict incomplete, the step in progress "
+      "incomplete), removes stale journals and the temp files of cut-short writes. Every run "
+      "does this on its report directory before it starts.", NULL, 0, cmd_report_recover },
+    { "report summary", "[DIR]", 1,
+      "runs, pass/fail, units, first-pass yield and failures by step and cause: of the "
+      "reports in DIR, or (--db) across the fleet database",
+      "Both read the same figures (reports/FLEET.md \"Queries\"); --db reads every station "
+      "the configured database role may read.", station_summary_opts, 0, cmd_report_summary },
+    { "ship", NULL, 0, "ship finished reports into the fleet's PostgreSQL database, exactly once",
+      "A service (reports/ship/station-ship.service): watches the report directory and ships "
+      "every finished report; reports are never changed or deleted, and a database outage "
+      "only makes them wait. --once makes one pass; --migrate applies the schema migrations. "
+      "-v prints a line per report. See reports/FLEET.md.", station_ship_opts, 0, cmd_ship },
+    { "history", "UNIT", 1,
+      "every run of a unit (identity, chip UID, DFU serial or CAN UUID) across the stations, "
+      "from the fleet database",
+      "Oldest first: started, station, slot, verdict, job, failed step, cause. Exit 1 when "
+      "the unit has no runs.", station_history_opts, 0, cmd_history },
     { "fixture check", "FILE", 1, "parse a fixture file and describe its slots", NULL, NULL, 0,
       cmd_fixture_check },
     { "image generate", "OUT", 1, "write the synthetic combined image the demo job uses", NULL,
@@ -941,7 +1085,8 @@ int main(int argc, char **argv)
     }
     char **args = a + used;
     int nargs = n - used;
-    if (nargs < (int)cmd->nargs)
+    /* An argument shown in brackets ("[DIR]") may be left out. */
+    if (nargs < (int)cmd->nargs && !(cmd->args && cmd->args[0] == '['))
         return usage_error(cmd, "missing %s", cmd->args ? cmd->args : "an argument");
     if (nargs > (int)cmd->nargs)
         return usage_error(cmd, "unexpected argument \"%s\"", args[cmd->nargs]);

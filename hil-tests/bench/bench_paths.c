@@ -240,7 +240,7 @@ static int unit_up(unit *u, st_vcan_bus *bus, st_can_iface *ifc, st_can_link *ad
         if (!u->cdc || !u->vbus)
             return st_err_set(err, ST_ERR_NOMEM, "CDC model");
         st_usb_dev_info info;
-        st_stream_line line = { 115200, 8, 'N', 1 };
+        st_stream_line line = { 115200, 8, 'N', 1, 0 };
         rc = st_vusb_attach(u->vbus, port, st_cdc_acm_usb(u->cdc), err);
         if (!rc)
             rc = st_usb_host_mem_new(u->vbus, NULL, &u->host, err);
@@ -255,7 +255,7 @@ static int unit_up(unit *u, st_vcan_bus *bus, st_can_iface *ifc, st_can_link *ad
         rc = st_pty_server_new(st_katapult_model_stream(u->kat), NULL, &u->pty, err);
         if (!rc && pthread_create(&u->pty_thread, NULL, pty_serve, u) != 0)
             rc = st_err_set(err, ST_ERR_IO, "pty thread");
-        st_stream_line line = { UART_BAUD, 8, 'N', 1 };
+        st_stream_line line = { UART_BAUD, 8, 'N', 1, 0 };
         if (!rc)
             rc = st_stream_tty_open(st_pty_server_path(u->pty), &line, &u->stream, err);
         ko.connect_within_ms = 5000;

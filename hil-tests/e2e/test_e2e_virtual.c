@@ -1,6 +1,7 @@
 /* End to end: the `station` binary on the virtual fixture, checking exit codes and the
  * content of the reports it writes (through the report reader, not by grepping). */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -8,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <poll.h>
+#include <pty.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,14 +33,37 @@ static int setup(void **state)
     return mkdtemp(dir) ? 0 : -1;
 }
 
+static int bad_reports;
+
+/* nftw callback: every unit report a test left validates (issue 8: every report the suite
+ * writes, whatever the test checked). Reports are "<identity>_slot<N>_<time>.yaml". */
+static int validate_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    const char *base = p + ftw->base;
+    size_t l = strlen(base);
+    if (flag != FTW_F || l < 5 || strcmp(base + l - 5, ".yaml") != 0 || !strstr(base, "_slot"))
+        return 0;
+    st_rnode *doc = NULL;
+    st_err e;
+    if (st_report_load(p, &doc, &e) != 0 || st_report_validate(doc, &e) != 0) {
+        print_error("report %s does not validate: %s\n", p, e.msg);
+        bad_reports++;
+    }
+    st_report_free(doc);
+    return 0;
+}
+
 static int teardown(void **state)
 {
+    bad_reports = 0;
+    nftw(dir, validate_one, 16, FTW_PHYS);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return system(cmd) == 0 && bad_reports == 0 ? 0 : -1;
 }
 
 /* Run a shell command line, capture its output, return its exit code. */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...)
 {
     char cmd[4096];
@@ -44,7 +71,10 @@ static int run(const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir);
+    if (n < 0 || (size_t)n >= sizeof cmd ||
+        snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir) >=
+            (int)(sizeof cmd - (size_t)n))
+        fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
     int st = system(cmd);
     char p[128];
     snprintf(p, sizeof p, "%s/out.txt", dir);
@@ -167,6 +197,22 @@ static void demo_image(void)
                          " image generate " STATION_SOURCE_DIR "/jobs/generated/demo-combined.bin"), 0);
 }
 
+/* A run id is an RFC 4122 random UUID (version 4, variant 10xx) in lower-case hex:
+ * ids must be unique across stations (issue 7), which a timestamp plus a PID is not. */
+static void expect_uuid_v4(const char *id)
+{
+    assert_non_null(id);
+    if (strlen(id) != 36)
+        fail_msg("run.id \"%s\" is not a UUID", id);
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? id[i] != '-' : !strchr("0123456789abcdef", id[i]))
+            fail_msg("run.id \"%s\" is not a UUID", id);
+    }
+    if (id[14] != '4' || !strchr("89ab", id[19]))
+        fail_msg("run.id \"%s\" is not a random (version 4) UUID", id);
+}
+
 static void test_demo_job_two_slots(void **state)
 {
     demo_image();
@@ -175,6 +221,7 @@ static void test_demo_job_two_slots(void **state)
         fail_msg("exit %d:\n%s", rc, out);
     assert_non_null(strstr(out, "2 passed, 0 failed"));
     assert_int_equal(count_reports(), 2);
+    char run_id[64] = "";
     for (int slot = 1; slot <= 2; slot++) {
         char needle[32];
         /* Named after the ROM's DFU serial (the unit's identity on the DFU path). */
@@ -188,8 +235,27 @@ static void test_demo_job_two_slots(void **state)
         expect_str(doc, "steps.4.app_usb.id", "1d50:614e");
         expect_steps_timed(doc, 5, "pass");
         assert_null(st_rget(doc, "cause"));
+        const char *id = st_rget_str(doc, "run.id");
+        expect_uuid_v4(id);
+        if (slot == 1)
+            snprintf(run_id, sizeof run_id, "%s", id);
+        else
+            expect_str(doc, "run.id", run_id); /* one id for the slots of one run */
         st_report_free(doc);
     }
+    /* A second run of the same job on the same station gets a new id. */
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/reports'", dir);
+    assert_int_equal(system(cmd), 0);
+    rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml --slot 1 --reports %s/reports", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = load_report(NULL, NULL);
+    const char *id = st_rget_str(doc, "run.id");
+    expect_uuid_v4(id);
+    if (strcmp(id, run_id) == 0)
+        fail_msg("two runs share the id %s", id);
+    st_report_free(doc);
 }
 
 static void test_usb_combined_image(void **state)
@@ -341,6 +407,79 @@ static void test_dfu_list_and_usage(void **state)
     assert_non_null(strstr(out, "/nonexistent.yaml"));
 }
 
+/* ---- terminal output: NO_COLOR and TERM=dumb ---------------------------------------- */
+
+/* Run the station on a pseudo-terminal (so isatty() is true, as for an operator) with TERM
+ * and NO_COLOR set as given (NULL: unset); collect everything it writes into out. */
+static int run_on_pty(const char *term, const char *no_color, char *const argv[])
+{
+    int master;
+    struct winsize ws = { .ws_row = 40, .ws_col = 200 };
+    pid_t pid = forkpty(&master, NULL, NULL, &ws);
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        term ? setenv("TERM", term, 1) : unsetenv("TERM");
+        no_color ? setenv("NO_COLOR", no_color, 1) : unsetenv("NO_COLOR");
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    size_t got = 0;
+    for (;;) {
+        struct pollfd pfd = { master, POLLIN, 0 };
+        if (poll(&pfd, 1, 30000) <= 0)
+            break;
+        ssize_t n = read(master, out + got, sizeof out - 1 - got);
+        if (n <= 0)
+            break; /* EIO: the child closed its side */
+        got += (size_t)n;
+        if (got == sizeof out - 1)
+            break;
+    }
+    out[got] = '\0';
+    close(master);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_no_color_and_dumb_terminal(void **state)
+{
+    demo_image();
+    char reports[128];
+    snprintf(reports, sizeof reports, "%s/reports", dir);
+    char *run_argv[] = { STATION, "run", STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml", "--slot", "1",
+                         "--reports", reports, NULL };
+    /* A capable terminal gets the bars redrawn in place (so the check below can fail). */
+    assert_int_equal(run_on_pty("xterm", NULL, run_argv), 0);
+    if (!strstr(out, "\033["))
+        fail_msg("no cursor movement on an xterm:\n%s", out);
+    char path[512];
+    st_rnode *doc = load_report(NULL, path);
+    st_report_free(doc);
+    /* TERM=dumb: no escape sequence at all; the run still reports every step. */
+    assert_int_equal(run_on_pty("dumb", NULL, run_argv), 0);
+    if (strchr(out, '\033'))
+        fail_msg("escape sequences with TERM=dumb:\n%s", out);
+    assert_non_null(strstr(out, "PASS"));
+    assert_int_equal(run_on_pty(NULL, NULL, run_argv), 0);
+    assert_null(strchr(out, '\033'));
+
+    char *show_argv[] = { STATION, "report", "show", path, NULL };
+    assert_int_equal(run_on_pty("xterm", NULL, show_argv), 0);
+    if (!strstr(out, "\033[1;32m"))
+        fail_msg("no colour on an xterm:\n%s", out);
+    /* NO_COLOR (any non-empty value): no colour escapes. */
+    assert_int_equal(run_on_pty("xterm", "1", show_argv), 0);
+    if (strchr(out, '\033'))
+        fail_msg("colour escapes with NO_COLOR=1:\n%s", out);
+    assert_non_null(strstr(out, "pass"));
+    assert_int_equal(run_on_pty("dumb", NULL, show_argv), 0);
+    assert_null(strchr(out, '\033'));
+    /* NO_COLOR="" is "unset" (no-color.org). */
+    assert_int_equal(run_on_pty("xterm", "", show_argv), 0);
+    assert_non_null(strstr(out, "\033[1;32m"));
+}
+
 /* ---- Katapult over CAN and USB-CDC ------------------------------------------------- */
 
 #define CAN_APP STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/CartographerV4_6.0.0_CAN_1M_full_8kib_offset.bin"
@@ -406,6 +545,59 @@ static void write_can_fixture(int n, const char *slot1_extra)
                       "      can_uuid: 0a0b0c0d0e%02x\n%s",
                       i, i, i, i, i, i, i, i == 1 && slot1_extra ? slot1_extra : "");
     write_file("can-fixture.yaml", text);
+}
+
+/* Ctrl-C / SIGTERM during CAN discovery (setup, before any unit is touched): exit 4 and
+ * no report, not death by the signal (130/143 from a shell). */
+static void sig_during_discovery(int sig)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(9, app_sha, comb_sha);
+    write_can_fixture(2, NULL);
+    write_can_job("discover", false, app_sha, comb_sha);
+    /* A long discovery window, so the signal lands inside it. */
+    char p[128];
+    snprintf(p, sizeof p, "%s/can-job.yaml", dir);
+    assert_int_equal(run("sed -i 's/discover_ms: 300/discover_ms: 3000/' %s", p), 0);
+    int rc = run("cd %s && (" STATION " --plain run can-job.yaml -f can-fixture.yaml --reports "
+                 "reports & pid=$!; sleep 0.5; kill -%d $pid; wait $pid; echo \"rc=$?\")",
+                 dir, sig);
+    (void)rc;
+    if (!strstr(out, "rc=4"))
+        fail_msg("signal %d during discovery: expected exit 4:\n%s", sig, out);
+    assert_non_null(strstr(out, "stopped by the operator before any unit was touched"));
+    assert_int_equal(count_reports(), 0);
+}
+
+static void test_sigint_during_discovery(void **state)
+{
+    sig_during_discovery(SIGINT);
+}
+
+static void test_sigterm_during_discovery(void **state)
+{
+    sig_during_discovery(SIGTERM);
+}
+
+/* A board that is not the job's target: unit.mcu says what the unit reported, and the
+ * unit fails before anything is written. */
+static void test_wrong_mcu_recorded(void **state)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(9, app_sha, comb_sha);
+    write_can_fixture(1, "      faults: [\"katapult-mcu:stm32f072xb\"]\n");
+    write_can_job("slots", false, app_sha, comb_sha);
+    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    if (rc != 1)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = load_report(NULL, NULL);
+    expect_str(doc, "verdict", "fail");
+    expect_str(doc, "unit.mcu", "stm32f072xb");
+    expect_str(doc, "steps.0.katapult.mcu", "stm32f072xb");
+    assert_non_null(strstr(st_rget_str(doc, "cause"),
+                           "unit reports MCU 'stm32f072xb' but the image is for 'stm32g431xx'"));
+    st_report_free(doc);
 }
 
 static void test_returned_units_synthetic(void **state)
@@ -658,7 +850,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hostile_serial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_identical_and_rom_quirks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dfu_list_and_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_color_and_dumb_terminal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returned_units_synthetic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_during_discovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_mcu_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_during_discovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returned_units_real, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serial_flash_known_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_off_recovered_through_rom, setup, teardown),

@@ -137,7 +137,7 @@ static uint64_t toy_can_next(st_can_node *n)
     return t->qn ? 0 : UINT64_MAX;
 }
 
-static const st_can_node_ops toy_can_ops = {toy_can_rx, toy_can_tx, toy_can_next};
+static const st_can_node_ops toy_can_ops = {toy_can_rx, toy_can_tx, toy_can_next, NULL};
 
 void st_toy_can_init(st_toy_can *n)
 {
@@ -180,7 +180,7 @@ static void toy_stream_line(st_stream_model *m, const st_stream_line *l, int dtr
 }
 
 static const st_stream_model_ops toy_stream_ops = {toy_stream_rx, toy_stream_tx,
-                                                   toy_stream_next, toy_stream_line};
+                                                   toy_stream_next, toy_stream_line, NULL};
 
 void st_toy_stream_init(st_toy_stream *s)
 {

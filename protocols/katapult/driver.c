@@ -17,6 +17,7 @@
 #include "protocols/link/serial_ports.h"
 #include "station/core/digest.h"
 #include "station/core/text.h"
+#include "station/core/yamldoc.h"
 
 #define MOD "katapult"
 /* How long a unit may take from the bootloader request to answering as Katapult:
@@ -206,7 +207,7 @@ static int enter_usb(st_step_call *c, kat_session *s, st_err *err)
         int rc = st_serial_touch_1200(app, err);
         st_stream_close(app);
         if (rc)
-            return st_err_prefix(err, "1200-baud touch at port %s", port);
+            return st_err_wrap(err, rc, "1200-baud touch at port %s", port);
         st_rmap_str(c->rec, "entry_method", "usb:1200-baud-touch");
     } else {
         st_rmap_str(c->rec, "entry_method", "usb:already-in-katapult");
@@ -216,7 +217,7 @@ static int enter_usb(st_step_call *c, kat_session *s, st_err *err)
                                  c->step->timeout_ms ? c->step->timeout_ms : SERIAL_ENUM_MS,
                                  &s->kstream, err);
     if (rc)
-        return st_err_prefix(err, "waiting for Katapult (%04x:%04x) at port %s", kid.vid, kid.pid,
+        return st_err_wrap(err, rc, "waiting for Katapult (%04x:%04x) at port %s", kid.vid, kid.pid,
                              port);
     st_run_identify(c->run, port);
     return 0;
@@ -276,6 +277,8 @@ static int step_enter(st_step_call *c, st_err *err)
     st_rmap_hex32(k, "app_start", s->kinfo.app_start);
     st_rmap_uint(k, "block_size", s->kinfo.block_size);
     st_rmap_str(st_run_unit(c->run), "katapult_version", s->kinfo.sw_version);
+    /* unit.mcu is what the unit says it is, not what the job expected. */
+    st_rmap_str(st_run_unit(c->run), "mcu", s->kinfo.mcu);
     /* The image's target must be what the bootloader says it runs on. */
     rc = st_katapult_check_mcu(&s->kinfo, job->mcu->name, err);
     if (rc)
@@ -683,15 +686,10 @@ static int cmd_flash(const st_cli *cli, bool can, const char *image_path)
         return ST_EXIT_USAGE;
     }
     uint32_t addr = mcu->flash_start + mcu->katapult_app_offset;
-    if (addr_s) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(addr_s, &end, 0);
-        if (!*addr_s || *end || errno || v > 0xFFFFFFFFull || addr_s[0] == '-') {
-            fprintf(cli->errout, "station: --addr: \"%s\" is not a number\n", addr_s);
-            return ST_EXIT_USAGE;
-        }
-        addr = (uint32_t)v;
+    /* st_parse_u32 is 64-bit inside: 0x90000000 is a number on 32-bit builds too. */
+    if (addr_s && !st_parse_u32(addr_s, &addr)) {
+        fprintf(cli->errout, "station: --addr: \"%s\" is not a number\n", addr_s);
+        return ST_EXIT_USAGE;
     }
     if (can && (!uuid || st_can_uuid_parse(uuid, &(st_can_uuid){ { 0 } }, &e))) {
         fprintf(cli->errout, "station: can flash needs --uuid with the unit's 12-hex-digit CAN UUID\n");

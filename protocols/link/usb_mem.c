@@ -277,7 +277,7 @@ static int mem_set_alt(st_usb_dev *dev, int iface, int alt, st_err *err)
 {
     st_usb_setup s = {0x01, 11, (uint16_t)alt, (uint16_t)iface, 0};
     int rc = mem_control(dev, &s, NULL, 1000, err);
-    return rc < 0 ? st_err_prefix(err, "set interface %d alt %d", iface, alt) : 0;
+    return rc < 0 ? st_err_wrap(err, rc, "set interface %d alt %d", iface, alt) : 0;
 }
 
 #define NAK_RETRY_US 200 /* a model that cannot say when its data comes is polled this often */
