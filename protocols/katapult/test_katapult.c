@@ -15,6 +15,7 @@
 #include "protocols/katapult/frame.h"
 #include "protocols/katapult/katapult.h"
 #include "protocols/katapult/katapult_model.h"
+#include "protocols/link/serial_ports.h"
 #include "station/core/clock.h"
 #include "station/core/digest.h"
 
@@ -953,9 +954,9 @@ static void test_hostile_connect_answers(void **state)
 /* The serial bootloader request reaching a unit that already runs Katapult (a rerun, or a
  * unit that rebooted faster than the request ended) is garbage to it: one NACK. The engine
  * must resend CONNECT at once, not after flashtool's drain pause, and must skip the late
- * ACK to its first CONNECT instead of taking it for the next command's answer. The pause
- * is set to 30 s here: a fixed wait, were it back, would show as 30 s (and as drained
- * input), not as a few milliseconds. */
+ * ACK to its first CONNECT instead of taking it for the next command's answer. On the
+ * virtual clock with the pause at 30 s: a fixed wait, were it back, would show as 30 s of
+ * virtual time (and as drained input), where the untimed model's conversation takes none. */
 static void test_entry_nack_resends_at_once(void **state)
 {
     rig r;
@@ -964,19 +965,20 @@ static void test_entry_nack_resends_at_once(void **state)
     o.read_timeout_ms = 5000;
     o.block_timeout_ms = 5000;
     rig_up(&r, ST_TIMING_NONE, NULL, &o);
+    rig_virtual_time(&r);
     static const char req[] = "~ \x1c Request Serial Bootloader!! ~";
     st_err err;
-    uint64_t t0 = st_now_us();
+    uint64_t t0 = st_clock_now_us(r.clock);
     assert_int_equal(st_stream_write(r.s, (const uint8_t *)req, sizeof req - 1, 100, &err),
                      (int)(sizeof req - 1));
     connect_ok(&r, NULL);
-    uint64_t took = st_now_us() - t0;
+    uint64_t took = st_clock_now_us(r.clock) - t0;
     st_katapult_model_stats st;
     st_katapult_model_get_stats(r.model, &st);
     assert_int_equal(st.nacks, 1);
     assert_int_equal(st_katapult_retries(r.k), 1);
-    /* Far below the 30 s pause and the 5 s timeout: no wait of either kind was taken. */
-    assert_true(took < 2000000u);
+    /* No wait of either kind (30 s pause, 5 s timeout) was taken. */
+    assert_true(took < 1000u);
     /* The second CONNECT's answer is still on its way: the flash skips it. */
     st_image *img = make_image(1000, 3, 0);
     st_katapult_result w, v;
@@ -985,7 +987,7 @@ static void test_entry_nack_resends_at_once(void **state)
     assert_int_equal(w.retries, 0);
     assert_int_equal(v.retries, 0);
     assert_int_equal(w.blocks_sent, 16);
-    assert_true(st_now_us() - t0 < 4000000u);
+    assert_true(st_clock_now_us(r.clock) - t0 < 1000u);
     st_image_free(img);
     rig_down(&r);
 }
@@ -1034,6 +1036,67 @@ static void test_entry_connect_polls(void **state)
     assert_non_null(strstr(err.msg, "within 100 ms"));
     assert_true(st_katapult_retries(r.k) >= 5);
     script_down(&r);
+}
+
+/* Serial entry on the virtual clock (issue 9 item 1): the engine's default pauses
+ * (flashtool's 0.5 s drain before a resend, ST_KATAPULT_RETRY_PAUSE_MS) with the entry the
+ * driver uses (connect_within_ms, polled every ST_KATAPULT_CONNECT_POLL_MS), against the
+ * datasheet-timed model at 250000 baud. Every wait the engine takes runs on the stream's
+ * clock, so it shows as virtual time, and only as that: the bounds below are modelled
+ * time, not a measurement of the host. A fixed wait back on the entry (the drain after the
+ * request string's NACK, a sleep before CONNECT, one long CONNECT attempt instead of
+ * polling) costs at least 500 ms here, where the conversation costs wire time and, for a
+ * rebooting unit, its reboot plus at most one poll interval. */
+static void reboot_unit(void *ctx, uint64_t now_us)
+{
+    (void)now_us;
+    st_katapult_model_reboot(ctx);
+}
+
+static void test_entry_no_fixed_wait_virtual(void **state)
+{
+    rig r;
+    st_katapult_opts o = {.connect_within_ms = 5000}; /* every other option its default */
+    st_katapult_model_cfg c = {.baud = 250000};
+    rig_up(&r, ST_TIMING_DATASHEET, &c, &o);
+    rig_virtual_time(&r);
+    st_err err;
+
+    /* The request string reaches a unit already in Katapult (a rerun): one NACK, then
+     * CONNECT at once. */
+    uint64_t t0 = st_clock_now_us(r.clock);
+    assert_int_equal(st_serial_request_bootloader_uart(r.s, &err), 0);
+    connect_ok(&r, NULL);
+    uint64_t took = st_clock_now_us(r.clock) - t0;
+    st_katapult_model_stats st;
+    st_katapult_model_get_stats(r.model, &st);
+    assert_int_equal(st.nacks, 1);
+    assert_int_equal(st_katapult_retries(r.k), 1);
+    /* Request (34 bytes), NACK and two CONNECT exchanges: about 5 ms of wire time. */
+    assert_true(took > 0);
+    assert_true(took < 50000);
+
+    /* The unit runs its application (COMPLETE, then the jump ~100 ms later) and reboots
+     * into Katapult 150 ms after the request: CONNECT is answered by the first poll after
+     * the reboot. */
+    assert_int_equal(st_katapult_complete(r.k, &err), 0);
+    st_clock_virtual_advance(r.clock, 110000);
+    t0 = st_clock_now_us(r.clock);
+    assert_int_equal(st_serial_request_bootloader_uart(r.s, &err), 0);
+    assert_int_equal(st_katapult_model_get_state(r.model), ST_KATAPULT_MODEL_GONE);
+    assert_int_equal(st_clock_virtual_at(r.clock, t0 + 150000, reboot_unit, r.model), 0);
+    connect_ok(&r, NULL);
+    took = st_clock_now_us(r.clock) - t0;
+    assert_int_equal(st_katapult_model_get_state(r.model), ST_KATAPULT_MODEL_RUNNING);
+    assert_true(took >= 150000);
+    assert_true(took < 150000 + ST_KATAPULT_CONNECT_POLL_MS * 1000 + 10000);
+    /* The CONNECTs lost to the reboot are owed no answer the next command could take. */
+    st_image *img = make_image(300, 5, 0);
+    st_katapult_result w;
+    assert_int_equal(st_katapult_flash(r.k, img, NULL, &w, &err), 0);
+    assert_int_equal(w.retries, 0);
+    st_image_free(img);
+    rig_down(&r);
 }
 
 static void test_hostile_block_answers(void **state)
@@ -1277,6 +1340,7 @@ int main(void)
         cmocka_unit_test(test_hostile_block_answers),
         cmocka_unit_test(test_entry_nack_resends_at_once),
         cmocka_unit_test(test_entry_connect_polls),
+        cmocka_unit_test(test_entry_no_fixed_wait_virtual),
         cmocka_unit_test(test_random_device),
         cmocka_unit_test(test_datasheet_timing),
         cmocka_unit_test(test_known_answer_cartographer),
