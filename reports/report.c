@@ -474,21 +474,15 @@ st_rnode *st_report_add_image(st_rnode *doc, const char *role, const st_image *i
     st_hex(img->sha256, ST_SHA256_LEN, false, hex);
     st_rmap_str(m, "sha256", hex);
     /* Katapult sends 64-byte blocks, the last one padded with 0xFF, and hashes what it
-     * sent (protocols.md 2.4, flashtool.py); operators compare this line. */
-    st_digest *d = st_digest_new(ST_DIGEST_SHA1);
-    if (!d) {
+     * sent (protocols.md 2.4, flashtool.py); operators compare this line. Computed once
+     * per image and shared by the units of the job. */
+    uint8_t sum[ST_SHA1_LEN];
+    if (st_image_padded_digests(img, 64, sum, NULL) != 0) {
         mark_oom(doc);
         return NULL;
     }
-    uint8_t ff[64];
-    memset(ff, 0xff, sizeof(ff));
-    st_digest_update(d, img->data, img->size);
-    st_digest_update(d, ff, (64u - img->size % 64u) % 64u);
-    uint8_t sum[ST_DIGEST_MAX];
-    size_t n = st_digest_final(d, sum);
-    st_digest_free(d);
-    char sha1[2 * ST_DIGEST_MAX + 1];
-    st_hex(sum, n, true, sha1);
+    char sha1[2 * ST_SHA1_LEN + 1];
+    st_hex(sum, sizeof sum, true, sha1);
     st_rmap_str(m, "sha1_padded", sha1);
     return m;
 }

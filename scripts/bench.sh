@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # Builds the benchmarks (Release, -O2) and runs them one after the other, printing their
-# figures (and saving them to BUILD_DIR/bench-results.txt): bench_dfuse (DfuSe engine vs
-# the ROM DFU model), bench_katapult_can (Katapult over CAN, one and N units on one bus),
-# bench_an3155 (USART ROM bootloader vs stm32flash on the same model), bench_klipper_can
-# (the Klipper host engine over CAN: identify and a sensor run), bench_station (the
-# station binary end to end, CPU and memory per unit), bench_bgapi (BGAPI UART DFU engine
-# vs the Bluetooth module model at 115200 baud) and bench_journal (report upkeep per unit:
-# full rewrites vs the journal; BENCH_JOURNAL_DIR picks the file system, default /tmp).
-# What each number means: hil-tests/bench/README.md.
+# figures (and saving them to BUILD_DIR/bench-results.txt). First the one table of every
+# path side by side (bench_paths: DfuSe, Katapult CAN, USB-CDC and UART at 1, 4 and 8
+# units: ratio to the device limit, skip_identical on a fresh unit vs a plain flash, CPU
+# per unit as a share of the unit's wall time, peak RSS), then the detail benchmarks:
+# bench_dfuse (DfuSe engine vs the ROM DFU model), bench_katapult_can (Katapult over CAN,
+# one and N units on one bus), bench_an3155 (USART ROM bootloader vs stm32flash on the same
+# model), bench_klipper_can (the Klipper host engine over CAN: identify and a sensor run),
+# bench_station (the station binary end to end, CPU and memory per unit), bench_bgapi
+# (BGAPI UART DFU engine vs the Bluetooth module model at 115200 baud) and bench_journal
+# (report upkeep per unit: full rewrites vs the journal; BENCH_JOURNAL_DIR picks the file
+# system, default /tmp). What each number means: hil-tests/bench/README.md.
 #
-#   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME]
+#   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME] [--rig]
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
-#     --only NAME      run one benchmark: dfuse, katapult_can, an3155, klipper_can, station,
-#                      bgapi, journal or produce
+#     --only NAME      run one benchmark: paths, dfuse, katapult_can, an3155, klipper_can,
+#                      station, bgapi, journal, produce or rig
+#     --rig            also the kernel-driver rig benchmarks (root, two VM boots, about two
+#                      minutes): dfu-util download + upload vs station flash + verify, and the
+#                      station's CPU per unit on SocketCAN (slcan)
+#     --rt             run the benchmarks at real-time priority (chrt -f 5; root) so that other
+#                      work on a shared host does not delay their threads
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -21,12 +29,16 @@ cd "$here"
 dir=build-bench-release
 only=
 check=
+rig=
+rt=
 while [ $# -gt 0 ]; do
   case $1 in
     --check) check=--check ;;
     --build-dir) dir=$2; shift ;;
     --only) only=$2; shift ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --rig) rig=1 ;;
+    --rt) rt="chrt -f 5" ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -36,9 +48,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Release with -O2 (CMake's Release default is -O3): what a station build on a Pi uses.
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
-cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_an3155 bench_klipper_can bench_station \
-  bench_bgapi bench_journal bench_produce station \
-  >/dev/null
+cmake --build "$dir" -j"$jobs" --target bench_paths bench_dfuse bench_katapult_can bench_an3155 \
+  bench_klipper_can bench_station bench_bgapi bench_journal bench_produce station \
+  station-sim rig-usb-probe rig-check-report rig-candump-check >/dev/null
 
 results="$dir/bench-results.txt"
 {
@@ -55,13 +67,15 @@ run() {
   [ -z "$only" ] || [ "$only" = "$name" ] || return 0
   echo | tee -a "$results"
   echo "== $name" | tee -a "$results"
-  if ! "$dir/$exe" "$@" 2>&1 | tee -a "$results"; then
+  # shellcheck disable=SC2086
+  if ! $rt "$dir/$exe" "$@" 2>&1 | tee -a "$results"; then
     echo "bench.sh: $name FAILED" | tee -a "$results" >&2
     status=1
   fi
 }
 
 if [ -n "$check" ]; then
+  run paths hil-tests/bench/bench_paths --check
   run dfuse protocols/dfuse/bench_dfuse --check
   run katapult_can hil-tests/bench/bench_katapult_can --check
   run an3155 protocols/an3155/bench_an3155 --check
@@ -71,6 +85,10 @@ if [ -n "$check" ]; then
   run journal hil-tests/bench/bench_journal --check
   run produce hil-tests/bench/bench_produce --check
 else
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (ratios are host time against modelled" \
+       "time: a busy host makes them worse)${rt:+; run at real-time priority ($rt)}" |
+    tee -a "$results"
+  run paths hil-tests/bench/bench_paths --reps 3
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
   run an3155 protocols/an3155/bench_an3155
@@ -79,6 +97,23 @@ else
   run bgapi protocols/bgapi/bench_bgapi
   run journal hil-tests/bench/bench_journal --units 50 ${BENCH_JOURNAL_DIR:+--dir "$BENCH_JOURNAL_DIR"}
   run produce hil-tests/bench/bench_produce
+fi
+# The rig benchmarks: the same binaries, unchanged, in a QEMU VM (one boot each): the peer
+# (dfu-util) and the station's CPU on the real SocketCAN backend (slcan).
+if [ -z "$check" ] && { [ -n "$rig" ] || [ "$only" = rig ]; }; then
+  b=$(cd "$dir" && pwd)
+  for bench in peer can-cpu; do
+    echo | tee -a "$results"
+    echo "== rig: $bench" | tee -a "$results"
+    if ! STATION_SIM=$b/hil-tests/sim/station-sim STATION_BIN=$b/station/station \
+         RIG_USB_PROBE=$b/hil-tests/rig/rig-usb-probe RIG_CHECK_REPORT=$b/hil-tests/rig/rig-check-report \
+         RIG_CANDUMP_CHECK=$b/hil-tests/rig/rig-candump-check STATION_BINARY_DIR=$b \
+         STATION_SOURCE_DIR=$here hil-tests/rig/rig-test.sh "$here/hil-tests/rig/bench/$bench.sh" 2>&1 |
+         tee -a "$results"; then
+      echo "bench.sh: rig $bench FAILED (or cannot run here)" | tee -a "$results" >&2
+      status=1
+    fi
+  done
 fi
 echo
 echo "results saved to $results"

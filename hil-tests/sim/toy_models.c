@@ -80,7 +80,7 @@ static int toy_bulk_in(st_usb_model *m, uint8_t ep, uint8_t *buf, size_t cap)
     return (int)n;
 }
 
-static const st_usb_model_ops toy_usb_ops = {toy_control, toy_bulk_out, toy_bulk_in};
+static const st_usb_model_ops toy_usb_ops = {toy_control, toy_bulk_out, toy_bulk_in, NULL};
 
 st_toy_usb *st_toy_usb_new(const char *serial)
 {

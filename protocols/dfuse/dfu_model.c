@@ -576,8 +576,14 @@ int st_dfu_model_device_limit(st_dfu_model *m, const st_image *img, bool skip_id
                 free(page);
                 return ST_ERR_DEVICE;
             }
-            if (memcmp(page, want, n) == 0)
+            /* To decide, a host must read a page that matches whole, and of one that
+             * differs at least one full-speed packet (64 bytes). */
+            if (memcmp(page, want, n) == 0) {
+                for (uint64_t a = lo; a < hi; a += xfer)
+                    out->wire_read_us += st_dfu_wire_us((uint32_t)(hi - a < xfer ? hi - a : xfer));
                 continue;
+            }
+            out->wire_read_us += st_dfu_wire_us((uint32_t)(n < 64 ? n : 64));
         }
         out->pages_erased++;
         out->erase_us += mcu->page_erase_us;
@@ -590,7 +596,7 @@ int st_dfu_model_device_limit(st_dfu_model *m, const st_image *img, bool skip_id
     uint64_t one_read = 0;
     for (uint64_t a = img->load_addr; a < end; a += xfer)
         one_read += st_dfu_wire_us((uint32_t)(end - a < xfer ? end - a : xfer));
-    out->wire_read_us = one_read * ((skip_identical ? 1u : 0u) + (verify ? 1u : 0u));
+    out->wire_read_us += verify ? one_read : 0;
     out->total_us = out->erase_us + out->program_us + out->wire_write_us + out->wire_read_us;
     return 0;
 }

@@ -87,8 +87,9 @@ uint64_t st_dfu_wire_us(uint32_t len);
 
 /* The device limit of a job: the least time the device itself needs to flash (and verify)
  * img from its present flash contents, whatever the host does. With skip_identical only
- * pages that differ are erased and programmed, but the host must read the image range
- * first. verify adds one readback. Erase + program times come from the flash model
+ * pages that differ are erased and programmed, and the host must read to decide: a page
+ * that matches whole, one that differs at least one 64-byte packet. verify adds one
+ * readback. Erase + program times come from the flash model
  * (datasheet profile); wire time is st_dfu_wire_us per wTransferSize chunk. */
 typedef struct st_dfu_limit {
     uint32_t pages_erased;

@@ -532,6 +532,135 @@ typedef struct page {
     bool write;
 } page;
 
+/* The image's part of page p: [*lo, *hi). */
+static void page_span(const page *p, const st_image *img, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t end = (uint64_t)img->load_addr + img->size;
+    *lo = p->start > img->load_addr ? p->start : img->load_addr;
+    *hi = (uint64_t)p->start + p->size < end ? (uint64_t)p->start + p->size : end;
+}
+
+/* Probe, then decide, one read per request: with the Address Pointer set once at the first
+ * page, UPLOAD's wBlockNum reaches every page start (pointer + (n - 2) * wTransferSize,
+ * AN3156) and wLength may be short. A page is probed with its first ST_DFUSE_PROBE_BYTES;
+ * one that differs there is written (a fresh unit: one short read per page); while pages
+ * keep matching, the next is read whole at once (a unit that holds the image: about one
+ * read of the image). Returns 1 when the layout does not allow it (page starts not
+ * wTransferSize apart, too many blocks): the caller probes page by page. */
+static int probe_blocks(st_dfuse *d, const st_image *img, page *pages, size_t npages,
+                        const st_dfuse_opts *o, st_dfuse_result *r, uint8_t *buf, st_err *err)
+{
+    uint16_t xfer = d->info.transfer_size;
+    uint64_t base, hi;
+    page_span(&pages[0], img, &base, &hi);
+    for (size_t i = 0; i < npages; i++) {
+        uint64_t lo;
+        page_span(&pages[i], img, &lo, &hi);
+        if ((lo - base) % xfer || 2 + (hi - base + xfer - 1) / xfer > 0xFFFF)
+            return 1;
+    }
+    unsigned t = tmo(d, o);
+    int rc = set_address(d, (uint32_t)base, t, r, err);
+    if (rc == 0)
+        rc = abort_to_idle(d, t, r, err);
+    bool whole = false; /* the previous page matched: read this one whole */
+    for (size_t i = 0; rc == 0 && i < npages; i++) {
+        uint64_t lo;
+        page_span(&pages[i], img, &lo, &hi);
+        size_t n = (size_t)(hi - lo), off = (size_t)(lo - img->load_addr);
+        bool same = true, done = false;
+        /* Probe (unless the previous page matched), then the page whole, block by block,
+         * from its start, only while it matches. */
+        for (size_t got = 0, k = whole ? 1 : 0; rc == 0 && same && !done; k++) {
+            size_t want = n - got < xfer ? n - got : xfer;
+            if (k == 0 && want > ST_DFUSE_PROBE_BYTES)
+                want = ST_DFUSE_PROBE_BYTES;
+            uint16_t blk = (uint16_t)(2 + (lo + got - base) / xfer);
+            ST_LOGD(d->log, MOD, "probe 0x%08X (%zu bytes)", (uint32_t)(lo + got), want);
+            rc = req_in(d, R_UPLOAD, blk, buf, (uint16_t)want, t, err);
+            if (rc >= 0 && (size_t)rc != want)
+                rc = st_err_set(err, ST_ERR_PROTO, "short read: %d of %zu bytes", rc, want);
+            if (rc < 0) {
+                st_err_prefix(err, "read 0x%08x", (uint32_t)(lo + got));
+                r->fail_addr = (uint32_t)(lo + got);
+                break;
+            }
+            rc = 0;
+            r->bytes_read += want;
+            r->bytes_probed += want;
+            same = memcmp(buf, img->data + off + got, want) == 0;
+            if (k == 0 && want < n)
+                continue; /* the probe matched: read the page whole from its start */
+            got += want;
+            done = got >= n;
+        }
+        if (rc == 0 && same) {
+            pages[i].write = false;
+            r->pages_skipped++;
+        }
+        whole = rc == 0 && same;
+        st_progress_update(o->progress, "read", i + 1, npages);
+    }
+    if (rc == 0)
+        rc = abort_to_idle(d, t, r, err);
+    return rc;
+}
+
+/* The same page by page (any layout): a probe read, then the rest of the page only when
+ * it matched. */
+static int probe_pages_slow(st_dfuse *d, const st_image *img, page *pages, size_t npages,
+                            const st_dfuse_opts *o, st_dfuse_result *r, uint8_t *cur,
+                            st_err *err)
+{
+    for (size_t i = 0; i < npages; i++) {
+        uint64_t lo, hi;
+        page_span(&pages[i], img, &lo, &hi);
+        size_t n = (size_t)(hi - lo), off = (size_t)(lo - img->load_addr);
+        size_t first = n < ST_DFUSE_PROBE_BYTES ? n : ST_DFUSE_PROBE_BYTES;
+        int rc = read_range(d, (uint32_t)lo, cur, first, "read", o, r, err);
+        r->bytes_probed += first;
+        if (rc == 0 && memcmp(cur, img->data + off, first) != 0)
+            continue;
+        if (rc == 0 && n > first) {
+            rc = read_range(d, (uint32_t)lo + (uint32_t)first, cur + first, n - first, "read", o,
+                            r, err);
+            r->bytes_probed += n - first;
+        }
+        if (rc < 0)
+            return rc;
+        if (memcmp(cur + first, img->data + off + first, n - first) == 0) {
+            pages[i].write = false;
+            r->pages_skipped++;
+        }
+    }
+    return 0;
+}
+
+static int probe_pages(st_dfuse *d, const st_image *img, page *pages, size_t npages,
+                       const st_dfuse_opts *o, st_dfuse_result *r, st_err *err)
+{
+    uint32_t biggest = d->info.transfer_size;
+    for (size_t i = 0; i < npages; i++)
+        biggest = pages[i].size > biggest ? pages[i].size : biggest;
+    uint8_t *buf = malloc(biggest);
+    if (!buf)
+        return st_err_set(err, ST_ERR_NOMEM, "readback buffer");
+    int rc = probe_blocks(d, img, pages, npages, o, r, buf, err);
+    if (rc == ST_ERR_STALL &&
+        recover_stall(d, "read", r->fail_addr, tmo(d, o), r, err)) {
+        /* Start over, page by page, from what the unit holds. */
+        for (size_t i = 0; i < npages; i++)
+            pages[i].write = true;
+        r->pages_skipped = 0;
+        rc = 1;
+    }
+    if (rc == 1)
+        rc = probe_pages_slow(d, img, pages, npages, o, r, buf, err);
+    free(buf);
+    return rc;
+}
+
+
 int st_dfuse_flash(st_dfuse *d, const st_image *img, const st_dfuse_opts *o, st_dfuse_result *r,
                    st_err *err)
 {
@@ -576,28 +705,12 @@ int st_dfuse_flash(st_dfuse *d, const st_image *img, const st_dfuse_opts *o, st_
         a += seg->page_size;
     }
     int rc = 0;
-    uint8_t *cur = NULL;
     if (o->skip_identical) {
-        cur = malloc(img->size);
-        if (!cur) {
-            free(pages);
-            return st_err_set(err, ST_ERR_NOMEM, "readback buffer");
-        }
         uint64_t t0 = st_now_us();
-        rc = read_range(d, img->load_addr, cur, img->size, "read", o, r, err);
+        rc = probe_pages(d, img, pages, npages, o, r, err);
         r->read_us += st_now_us() - t0;
         if (rc < 0)
             goto out;
-        for (size_t i = 0; i < npages; i++) {
-            uint64_t lo = pages[i].start > img->load_addr ? pages[i].start : img->load_addr;
-            uint64_t hi = (uint64_t)pages[i].start + pages[i].size;
-            hi = hi < end ? hi : end;
-            size_t off = (size_t)(lo - img->load_addr);
-            if (memcmp(cur + off, img->data + off, (size_t)(hi - lo)) == 0) {
-                pages[i].write = false;
-                r->pages_skipped++;
-            }
-        }
     }
     /* Erase pass first, then write pass, as dfu-util does since 0.10 (§1.5 steps 4-5). */
     uint64_t t0 = st_now_us(), total = 0, done = 0;
@@ -658,7 +771,6 @@ int st_dfuse_flash(st_dfuse *d, const st_image *img, const st_dfuse_opts *o, st_
     rc = abort_to_idle(d, t, r, err);
     r->write_us += st_now_us() - t0;
 out:
-    free(cur);
     free(pages);
     return rc;
 }
@@ -683,10 +795,10 @@ int st_dfuse_verify(st_dfuse *d, const st_image *img, const st_dfuse_opts *o, st
         free(buf);
         return st_err_wrap(err, rc, "verify");
     }
-    uint8_t want[ST_SHA256_LEN];
+    /* Only the read-back is hashed (for the report): the comparison is with the image's
+     * bytes, and the image's own digest was computed once when it was loaded. */
     st_sha256(buf, img->size, r->readback_sha256);
-    st_sha256(img->data, img->size, want);
-    if (memcmp(want, r->readback_sha256, sizeof want) != 0) {
+    if (memcmp(buf, img->data, img->size) != 0) {
         size_t i = 0;
         while (i < img->size && buf[i] == img->data[i])
             i++;

@@ -18,6 +18,9 @@
 
 #define ST_DFUSE_MAX_ALTS 8
 #define ST_DFUSE_DEFAULT_TIMEOUT_MS 5000 /* dfu-util's control timeout (§1.1) */
+/* skip_identical's probe: one full-speed packet, enough to tell a fresh page from the
+ * image's (a blank page differs in its first word unless the image is blank there). */
+#define ST_DFUSE_PROBE_BYTES 64u
 
 /* DFU functional descriptor bmAttributes bits (DFU 1.1 §4.1.3). */
 #define ST_DFU_ATTR_CAN_DNLOAD 0x01u
@@ -46,7 +49,9 @@ typedef struct st_dfuse_info {
 typedef struct st_dfuse st_dfuse;
 
 typedef struct st_dfuse_opts {
-    bool skip_identical;        /* read first; erase+write only pages that differ */
+    /* Erase + write only pages that differ: each page's first ST_DFUSE_PROBE_BYTES are read
+     * back, and the rest of the page only when those match. */
+    bool skip_identical;
     unsigned request_timeout_ms; /* per control request and busy wait; 0 = 5000 */
     const st_progress *progress; /* phases "erase", "write", "verify", "read" (bytes) */
     /* Write with one Set Address Pointer per run and wBlockNum 2,3,4... (AN3156 block
@@ -57,6 +62,7 @@ typedef struct st_dfuse_opts {
 typedef struct st_dfuse_result {
     uint32_t pages_erased, pages_written, pages_skipped;
     uint64_t bytes_written, bytes_read;
+    uint64_t bytes_probed;          /* skip_identical: read back to decide (in bytes_read) */
     uint8_t readback_sha256[32];
     uint8_t dfu_status, dfu_state;  /* last device status */
     uint32_t fail_addr;             /* first bad address on verify/device error */

@@ -7,6 +7,7 @@
 
 #include "fixtures/slot.h"
 #include "protocols/dfuse/dfuse.h"
+#include "station/core/clock.h"
 #include "station/core/text.h"
 
 #define MOD "dfu"
@@ -106,13 +107,26 @@ static int open_dfu(const st_step_call *c, unsigned timeout_ms, st_err *err)
     dfu_session *s = c->session;
     const st_run_env *env = c->env;
     dfu_close(s);
-    int rc = st_usb_host_wait(env->usb, sec->device.vid, sec->device.pid, env->fslot->usb_port,
-                              timeout_ms, &s->dev, err);
-    if (rc)
-        return st_err_wrap(err, rc, "waiting for the ROM DFU device");
-    rc = st_dfuse_open(env->usb, &s->dev, env->log, &s->dfu, err);
-    if (rc)
-        return rc;
+    st_deadline d = st_deadline_in_ms(timeout_ms);
+    int rc;
+    for (;;) {
+        rc = st_usb_host_wait(env->usb, sec->device.vid, sec->device.pid, env->fslot->usb_port,
+                              (unsigned)st_deadline_remaining_ms(d), &s->dev, err);
+        if (rc)
+            return st_err_wrap(err, rc, "waiting for the ROM DFU device");
+        rc = st_dfuse_open(env->usb, &s->dev, env->log, &s->dfu, err);
+        /* A unit that was already in the ROM is still listed for a moment after the reset
+         * took it off the bus: the device found may be the one leaving. Look again. */
+        if ((rc == ST_ERR_NOTFOUND || rc == ST_ERR_DISCONNECT) && !st_deadline_passed(d)) {
+            /* the enumeration poll of st_usb_host_wait, bounded by the deadline */
+            uint64_t next = st_now_us() + 20000;
+            st_sleep_until((st_deadline){ next < d.at_us ? next : d.at_us });
+            continue;
+        }
+        if (rc)
+            return rc;
+        break;
+    }
     const st_dfuse_info *info = st_dfuse_get_info(s->dfu);
     char serial[64];
     st_text_printable(info->serial[0] ? info->serial : s->dev.serial, serial, sizeof serial);
@@ -199,6 +213,8 @@ static int step_flash(st_step_call *c, st_err *err)
     st_rmap_uint(c->rec, "pages_erased", res.pages_erased);
     st_rmap_uint(c->rec, "pages_written", res.pages_written);
     st_rmap_uint(c->rec, "pages_skipped", res.pages_skipped);
+    if (o.skip_identical)
+        st_rmap_uint(c->rec, "bytes_probed", res.bytes_probed);
     st_rmap_hex32(c->rec, "address", img->load_addr);
     if (rc) {
         if (rc == ST_ERR_DISCONNECT || rc == ST_ERR_STALL || rc == ST_ERR_TIMEOUT || rc == ST_ERR_IO)
@@ -313,7 +329,8 @@ static void needs_gpio(const st_job *job, const void *section, const void *opts,
 }
 
 static const st_step_opt flash_opts[] = {
-    { "skip_identical", "read the unit's flash first; erase and write only the pages that differ" },
+    { "skip_identical", "erase and write only the pages that differ (each page read back only "
+                        "until it first differs)" },
     { NULL, NULL },
 };
 
@@ -325,7 +342,8 @@ static const st_step_def steps[] = {
       .needs = needs_rom, .run = step_enter },
     { .name = "flash",
       .summary = "DfuSe erase + write of the image's pages",
-      .records = "bytes, pages_erased, pages_written, pages_skipped, address; device_error",
+      .records = "bytes, pages_erased, pages_written, pages_skipped, bytes_probed, address; "
+                 "device_error",
       .flags = ST_STEP_TAKES_IMAGE, .opts = flash_opts, .parse = parse_flash, .free_opts = free,
       .needs = needs_rom, .run = step_flash },
     { .name = "verify",

@@ -342,7 +342,8 @@ static void test_skip_identical(void **state)
     assert_int_equal(res.pages_written, 0);
     assert_int_equal(res.pages_erased, 0);
     assert_int_equal(res.pages_skipped, 18);
-    assert_int_equal(res.bytes_read, 2 * 36 * 1024);
+    /* One probe of the first page, then every page read whole once, then the verify. */
+    assert_int_equal(res.bytes_read, 2 * 36 * 1024 + ST_DFUSE_PROBE_BYTES);
     st_dfu_model_counts c;
     st_dfu_model_get_counts(r->model, &c);
     assert_int_equal(c.data_blocks, 0);
@@ -364,6 +365,88 @@ static void test_skip_identical(void **state)
     memset(&res, 0, sizeof res);
     assert_int_equal(flash_and_verify(r, img, NULL, &res, &err), 0);
     assert_int_equal(res.pages_written, 18);
+    st_image_free(img);
+    rig_free(r);
+}
+
+/* Probe, then decide: the bytes read back to choose the pages are one probe per page on a
+ * fresh unit, the whole image (plus the first page's probe) on a unit that holds it, and on
+ * a partly identical unit a probe where the page before differed and whole pages while
+ * they match; a page that differs only in its last bytes is still rewritten. */
+static void test_skip_identical_probe(void **state)
+{
+    (void)state;
+    rig *r = rig_new(0, false, ST_TIMING_NONE);
+    st_image *img = make_image(10 * 1024 + 100, FLASH0, 7); /* 6 pages, the last partial */
+    rig_open_ok(r);
+    st_dfuse_opts o = {.skip_identical = true};
+    st_dfuse_result res = {0};
+    st_err err = {0};
+    /* Fresh (erased) unit: one probe per page, every page written. */
+    assert_int_equal(st_dfuse_flash(r->d, img, &o, &res, &err), 0);
+    assert_int_equal(res.pages_written, 6);
+    assert_int_equal(res.pages_skipped, 0);
+    assert_int_equal(res.bytes_probed, 6 * ST_DFUSE_PROBE_BYTES);
+    flash_equals(r, img);
+    /* Holds it: every byte read once (after one probe), nothing written. */
+    memset(&res, 0, sizeof res);
+    assert_int_equal(st_dfuse_flash(r->d, img, &o, &res, &err), 0);
+    assert_int_equal(res.pages_written, 0);
+    assert_int_equal(res.pages_skipped, 6);
+    assert_int_equal(res.bytes_probed, img->size + ST_DFUSE_PROBE_BYTES);
+    /* Page 1 differs in its last byte, page 4 in its first: pages 0, 2 and 5 are probed
+     * (the page before each differed or there was none) and read whole, pages 1, 3 and 4
+     * read whole at once (the page before matched); 1 and 4 rewritten. */
+    img->data[2 * 2048 - 1] ^= 0x10;
+    img->data[4 * 2048] ^= 0x01;
+    memset(&res, 0, sizeof res);
+    assert_int_equal(st_dfuse_flash(r->d, img, &o, &res, &err), 0);
+    assert_int_equal(res.pages_written, 2);
+    assert_int_equal(res.pages_skipped, 4);
+    assert_int_equal(res.bytes_probed, img->size + 3 * ST_DFUSE_PROBE_BYTES);
+    flash_equals(r, img);
+    /* A page that differs only within its probe bytes' length at the very end of a short
+     * last page: the partial last page (100 bytes) is read in one probe. */
+    img->data[img->size - 1] ^= 0x80;
+    memset(&res, 0, sizeof res);
+    assert_int_equal(st_dfuse_flash(r->d, img, &o, &res, &err), 0);
+    assert_int_equal(res.pages_written, 1);
+    assert_int_equal(res.pages_skipped, 5);
+    flash_equals(r, img);
+    st_image_free(img);
+    rig_free(r);
+
+    /* An image that does not start on a wTransferSize boundary (+104) is probed page by page;
+     * with wTransferSize 1024 each page is two blocks; a stall inside the probe is cleared
+     * and the probe starts over page by page. Same decisions each time. */
+    r = rig_new(1024, false, ST_TIMING_NONE);
+    rig_open_ok(r);
+    img = make_image(3 * 2048, FLASH0 + 104, 8);
+    memset(&res, 0, sizeof res);
+    if (st_dfuse_flash(r->d, img, &o, &res, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(res.pages_written, 4);
+    assert_int_equal(res.bytes_probed, 4 * ST_DFUSE_PROBE_BYTES);
+    memset(&res, 0, sizeof res);
+    assert_int_equal(st_dfuse_flash(r->d, img, &o, &res, &err), 0);
+    assert_int_equal(res.pages_skipped, 4);
+    assert_int_equal(res.pages_written, 0);
+    flash_equals(r, img);
+    st_image_free(img);
+    img = make_image(3 * 2048, FLASH0, 8);
+    st_flash_preload(r->flash, FLASH0, img->data, img->size);
+    memset(&res, 0, sizeof res);
+    assert_int_equal(st_dfuse_flash(r->d, img, &o, &res, &err), 0);
+    assert_int_equal(res.pages_skipped, 3);
+    assert_int_equal(res.bytes_probed, img->size + ST_DFUSE_PROBE_BYTES);
+    st_dfu_model_reset_counts(r->model);
+    st_dfu_model_faults f = {.stall_at = 4}; /* an UPLOAD of the probe */
+    st_dfu_model_set_faults(r->model, &f);
+    memset(&res, 0, sizeof res);
+    assert_int_equal(st_dfuse_flash(r->d, img, &o, &res, &err), 0);
+    assert_int_equal(res.stall_recoveries, 1);
+    assert_int_equal(res.pages_skipped, 3);
+    assert_int_equal(res.pages_written, 0);
     st_image_free(img);
     rig_free(r);
 }
@@ -1000,6 +1083,7 @@ int main(void)
         cmocka_unit_test(test_unaligned_and_read),
         cmocka_unit_test(test_not_writable),
         cmocka_unit_test(test_skip_identical),
+        cmocka_unit_test(test_skip_identical_probe),
         cmocka_unit_test(test_block_wrap),
         cmocka_unit_test(test_errprog),
         cmocka_unit_test(test_corrupt_page),

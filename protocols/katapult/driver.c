@@ -257,6 +257,11 @@ static int step_enter(st_step_call *c, st_err *err)
         .block_tries = sec->tries,
         .read_timeout_ms = sec->timeout_ms,
         .block_timeout_ms = sec->timeout_ms,
+        /* A serial unit reboots into Katapult as the request arrives: CONNECT is polled
+         * until it answers (within the step's time), not sent once and waited out. */
+        .connect_within_ms = sec->transport == KAT_CAN ? 0
+                             : c->step->timeout_ms    ? c->step->timeout_ms
+                                                      : ENTER_DEFAULT_MS,
         .log = c->env->log,
         .progress = c->env->progress,
     };
@@ -401,18 +406,22 @@ static int step_flash(st_step_call *c, st_err *err)
         return rc;
     const st_mcu *mcu = st_mcu_find(s->kinfo.mcu);
     skip_ctx sc = { s, img, mcu ? mcu->page_size : c->job->mcu->page_size, 0 };
-    if (skip && !s->before && (rc = read_before(s, img, err)) != 0)
-        return st_err_wrap(err, rc, "reading the unit's application to skip identical pages");
     st_katapult_flash_opts fo = { .page_size = sc.page_size };
-    if (skip) {
+    if (skip && s->before) {
+        /* read-app has read the unit already: decide from what it read. */
         fo.skip_page = page_matches;
         fo.skip_ctx = &sc;
+    } else if (skip) {
+        /* Probe, then decide: a page is read back only until it first differs. */
+        fo.probe = true;
     }
     st_katapult_result res;
     memset(&res, 0, sizeof res);
     rc = st_katapult_flash(s->kat, img, &fo, &res, err);
     st_rmap_uint(c->rec, "pages_written", res.pages);
-    st_rmap_uint(c->rec, "pages_skipped", sc.skipped);
+    st_rmap_uint(c->rec, "pages_skipped", res.pages_skipped);
+    if (fo.probe)
+        st_rmap_uint(c->rec, "bytes_probed", (uint64_t)res.blocks_probed * s->kinfo.block_size);
     st_rmap_uint(c->rec, "blocks", res.blocks);
     st_rmap_uint(c->rec, "blocks_sent", res.blocks_sent);
     st_rmap_uint(c->rec, "bytes", (uint64_t)res.blocks_sent * s->kinfo.block_size);
@@ -522,7 +531,8 @@ static void needs(const st_job *job, const void *section, const void *opts, st_s
 }
 
 static const st_step_opt flash_opts[] = {
-    { "skip_identical", "do not send pages that already hold the image's bytes (read first)" },
+    { "skip_identical", "do not send pages that already hold the image's bytes (probe each "
+                        "page's first block; read on only while it matches)" },
     { NULL, NULL },
 };
 
@@ -541,8 +551,8 @@ static const st_step_def steps[] = {
       .classify = classify_transfer },
     { .name = "katapult-flash",
       .summary = "SEND_BLOCK for every block (the last padded with 0xFF), SEND_EOF",
-      .records = "pages_written, pages_skipped, blocks, blocks_sent, bytes, sha1, address "
-                 "(block, last_acknowledged when cut off)",
+      .records = "pages_written, pages_skipped, blocks, blocks_sent, bytes_probed, bytes, sha1, "
+                 "address (block, last_acknowledged when cut off)",
       .flags = ST_STEP_TAKES_IMAGE, .opts = flash_opts, .parse = parse_flash, .free_opts = free,
       .needs = needs, .run = step_flash, .classify = classify_transfer },
     { .name = "katapult-verify",

@@ -19,6 +19,9 @@ struct st_katapult {
     st_katapult_info info;
     bool connected;
     uint32_t retries;
+    /* Commands resent without a drain (after a NACK, or while polling CONNECT on entry)
+     * whose first copy may still be answered: that many unexpected ACKs are skipped. */
+    unsigned stale;
     size_t rx_len;
     uint8_t rx[2 * ST_KAT_FRAME_MAX];
     size_t ans_len;               /* last accepted answer frame */
@@ -37,6 +40,7 @@ enum attempt {
     AT_OTHER,     /* an answer code we do not know */
     AT_WRONG_CMD, /* ACK for another command */
     AT_SHORT,     /* ACK without the echoed command word */
+    AT_STALE,     /* the late answer to an earlier copy of a resent command: skipped */
 };
 
 static const char *attempt_name(enum attempt a)
@@ -51,6 +55,7 @@ static const char *attempt_name(enum attempt a)
     case AT_OTHER: return "unknown answer code";
     case AT_WRONG_CMD: return "device acknowledged a different command";
     case AT_SHORT: return "ACK without the echoed command";
+    case AT_STALE: return "late answer to an earlier command";
     }
     return "?";
 }
@@ -88,6 +93,7 @@ int st_katapult_open(st_stream *s, const st_katapult_opts *opts, st_katapult **o
     k->o.retry_pause_ms = or_default(k->o.retry_pause_ms, ST_KATAPULT_RETRY_PAUSE_MS);
     k->o.busy_wait_ms = or_default(k->o.busy_wait_ms, ST_KATAPULT_BUSY_WAIT_MS);
     k->o.addr_pause_ms = or_default(k->o.addr_pause_ms, ST_KATAPULT_ADDR_PAUSE_MS);
+    k->o.connect_poll_ms = or_default(k->o.connect_poll_ms, ST_KATAPULT_CONNECT_POLL_MS);
     *out = k;
     return 0;
 }
@@ -154,6 +160,7 @@ static int drain(st_katapult *k, unsigned ms, st_err *err)
 {
     st_deadline d = st_clock_deadline_in_ms(k->s->clock, ms);
     k->rx_len = 0;
+    k->stale = 0; /* whatever was still owed is drained with the rest */
     for (;;) {
         int left = st_clock_deadline_remaining_ms(k->s->clock, d);
         if (left == 0)
@@ -165,10 +172,40 @@ static int drain(st_katapult *k, unsigned ms, st_err *err)
     }
 }
 
+/* What one answer frame (in k->ans) says about command cmd (addr: the block address a
+ * SEND_BLOCK/REQUEST_BLOCK answer must echo, NULL for other commands). */
+static enum attempt classify(st_katapult *k, uint8_t cmd, const uint32_t *addr)
+{
+    uint8_t code = st_kat_frame_code(k->ans);
+    if (code == ST_KAT_RSP_ERROR)
+        return AT_ERROR;
+    if (code == ST_KAT_RSP_BUSY)
+        return AT_BUSY;
+    if (code == ST_KAT_RSP_NACK)
+        return AT_NACK;
+    if (code != ST_KAT_RSP_ACK)
+        return AT_OTHER;
+    size_t len = st_kat_frame_payload_len(k->ans);
+    const uint8_t *p = st_kat_frame_payload(k->ans);
+    if (len < 4)
+        return AT_SHORT;
+    bool other_cmd = st_kat_get_le32(p) != cmd;
+    bool other_addr = addr && len >= 8 && st_kat_get_le32(p + 4) != *addr;
+    /* An ACK for another command, or for another block of this one, while earlier copies
+     * of commands are still owed an answer: that answer, late. */
+    if ((other_cmd || other_addr) && k->stale) {
+        k->stale--;
+        return AT_STALE;
+    }
+    return other_cmd ? AT_WRONG_CMD : AT_OK;
+}
+
 /* Send one command and wait for its ACK, with up to `tries` attempts (reference §2.4).
- * On success k->ans holds the ACK frame. */
+ * On success k->ans holds the ACK frame. A NACK says the device lost frame sync (garbage
+ * on the line before our frame, or our frame damaged): the command is resent at once, not
+ * after flashtool's 0.5 s pause, and its first copy's answer, if one comes, is skipped. */
 static int transact(st_katapult *k, uint8_t cmd, const uint8_t *payload, size_t plen,
-                    unsigned tries, unsigned timeout_ms, st_err *err)
+                    unsigned tries, unsigned timeout_ms, const uint32_t *addr, st_err *err)
 {
     size_t n = st_kat_frame_encode(cmd, payload, plen, k->tx, sizeof k->tx);
     if (!n)
@@ -179,38 +216,27 @@ static int transact(st_katapult *k, uint8_t cmd, const uint8_t *payload, size_t 
             k->retries++;
             ST_LOGD(k->o.log, MOD, "%s: %s: %s, resending (%u of %u)", k->s->name,
                     st_kat_code_name(cmd), attempt_name(last), t + 1, tries);
-            int rc = drain(k, last == AT_BUSY ? k->o.busy_wait_ms : k->o.retry_pause_ms, err);
-            if (rc < 0)
-                return rc;
+            if (last == AT_NACK) {
+                if (k->stale < tries)
+                    k->stale++;
+            } else {
+                int rc = drain(k, last == AT_BUSY ? k->o.busy_wait_ms : k->o.retry_pause_ms,
+                               err);
+                if (rc < 0)
+                    return rc;
+            }
         }
         int rc = st_stream_write(k->s, k->tx, n, timeout_ms, err);
         if (rc < 0)
             return rc;
-        rc = read_frame(k, st_clock_deadline_in_ms(k->s->clock, timeout_ms), err);
-        if (rc < 0)
-            return rc;
-        if (rc == 0) {
-            last = AT_TIMEOUT;
-            continue;
-        }
-        if (rc == 2) {
-            last = AT_BAD_FRAME;
-            continue;
-        }
-        uint8_t code = st_kat_frame_code(k->ans);
-        if (code == ST_KAT_RSP_ERROR)
-            last = AT_ERROR;
-        else if (code == ST_KAT_RSP_BUSY)
-            last = AT_BUSY;
-        else if (code == ST_KAT_RSP_NACK)
-            last = AT_NACK;
-        else if (code != ST_KAT_RSP_ACK)
-            last = AT_OTHER;
-        else if (st_kat_frame_payload_len(k->ans) < 4)
-            last = AT_SHORT;
-        else if (st_kat_get_le32(st_kat_frame_payload(k->ans)) != cmd)
-            last = AT_WRONG_CMD;
-        else
+        st_deadline d = st_clock_deadline_in_ms(k->s->clock, timeout_ms);
+        do {
+            rc = read_frame(k, d, err);
+            if (rc < 0)
+                return rc;
+            last = rc == 0 ? AT_TIMEOUT : rc == 2 ? AT_BAD_FRAME : classify(k, cmd, addr);
+        } while (last == AT_STALE);
+        if (last == AT_OK)
             return 0;
     }
     return st_err_set(err, attempt_code(last), "%s after %u %s", attempt_name(last), tries,
@@ -275,6 +301,25 @@ static int parse_connect(st_katapult *k, st_katapult_info *info, st_err *err)
     return 0;
 }
 
+/* Entry: resend CONNECT every connect_poll_ms until it is answered or connect_within_ms
+ * have passed. A unit still rebooting into Katapult loses the frames sent meanwhile; each
+ * unanswered copy may yet be answered late, and such answers are skipped. */
+static int connect_poll(st_katapult *k, st_err *err)
+{
+    st_deadline end = st_clock_deadline_in_ms(k->s->clock, k->o.connect_within_ms);
+    for (unsigned n = 0;; n++) {
+        if (n)
+            k->retries++;
+        int rc = transact(k, ST_KAT_CMD_CONNECT, NULL, 0, 1, k->o.connect_poll_ms, NULL, err);
+        if (rc == 0 || (rc != ST_ERR_TIMEOUT && rc != ST_ERR_PROTO))
+            return rc;
+        if (st_clock_deadline_passed(k->s->clock, end))
+            return st_err_wrap(err, rc, "within %u ms", k->o.connect_within_ms);
+        if (k->stale < 64)
+            k->stale++;
+    }
+}
+
 int st_katapult_connect(st_katapult *k, st_katapult_info *info, st_err *err)
 {
     k->connected = false;
@@ -291,7 +336,9 @@ int st_katapult_connect(st_katapult *k, st_katapult_info *info, st_err *err)
             return st_err_wrap(err, rc, "katapult: prime");
         k->rx_len = 0;
     }
-    int rc = transact(k, ST_KAT_CMD_CONNECT, NULL, 0, k->o.tries, k->o.read_timeout_ms, err);
+    int rc = k->o.connect_within_ms ? connect_poll(k, err)
+                                    : transact(k, ST_KAT_CMD_CONNECT, NULL, 0, k->o.tries,
+                                               k->o.read_timeout_ms, NULL, err);
     if (rc == 0)
         rc = parse_connect(k, &k->info, err);
     if (rc < 0)
@@ -319,7 +366,7 @@ int st_katapult_check_mcu(const st_katapult_info *info, const char *expected, st
 int st_katapult_get_canbus_id(st_katapult *k, uint8_t uuid[6], st_err *err)
 {
     int rc = transact(k, ST_KAT_CMD_GET_CANBUS_ID, NULL, 0, k->o.tries, k->o.read_timeout_ms,
-                      err);
+                      NULL, err);
     if (rc < 0)
         return st_err_wrap(err, rc, "katapult: GET_CANBUS_ID");
     size_t len;
@@ -333,7 +380,8 @@ int st_katapult_get_canbus_id(st_katapult *k, uint8_t uuid[6], st_err *err)
 
 int st_katapult_complete(st_katapult *k, st_err *err)
 {
-    int rc = transact(k, ST_KAT_CMD_COMPLETE, NULL, 0, k->o.tries, k->o.read_timeout_ms, err);
+    int rc = transact(k, ST_KAT_CMD_COMPLETE, NULL, 0, k->o.tries, k->o.read_timeout_ms, NULL,
+                      err);
     if (rc < 0)
         return st_err_wrap(err, rc, "katapult: COMPLETE");
     return 0;
@@ -361,7 +409,7 @@ static int block_cmd(st_katapult *k, uint8_t cmd, uint32_t addr, const uint8_t *
             if (rc < 0)
                 return rc;
         }
-        int rc = transact(k, cmd, payload, plen, tries, tmo, err);
+        int rc = transact(k, cmd, payload, plen, tries, tmo, &addr, err);
         if (rc < 0)
             return rc;
         size_t len;
@@ -419,8 +467,36 @@ static void padded_block(const st_image *img, uint32_t i, uint32_t bs, uint8_t *
     memset(out + n, 0xFF, bs - n);
 }
 
+/* Probe-then-decide for the page holding blocks first.. (up to page_end): read its blocks
+ * back one by one and stop at the first that differs from the image (*skip = false: the
+ * page must be written); *skip = true when every block matches. */
+static int probe_page(st_katapult *k, const st_image *img, uint32_t first, uint32_t base,
+                      uint32_t nblocks, uint32_t page_end, st_katapult_result *r, bool *skip,
+                      st_err *err)
+{
+    uint32_t bs = k->info.block_size;
+    uint8_t want[512];
+    *skip = true;
+    for (uint32_t i = first; i < nblocks && base + i * bs < page_end; i++) {
+        uint32_t addr = base + i * bs;
+        r->fail_addr = addr;
+        int rc = block_cmd(k, ST_KAT_CMD_REQUEST_BLOCK, addr, NULL, err);
+        if (rc < 0)
+            return st_err_wrap(err, rc, "katapult: probe: REQUEST_BLOCK 0x%08x", addr);
+        r->blocks_probed++;
+        size_t len;
+        const uint8_t *got = ack_data(k, &len) + 4;
+        padded_block(img, i, bs, want);
+        if (memcmp(want, got, bs) != 0) {
+            *skip = false;
+            return 0;
+        }
+    }
+    return 0;
+}
+
 static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_flash_opts *fo,
-                        st_katapult_result *r, st_digest *d1, st_digest *d256, st_err *err)
+                        st_katapult_result *r, st_err *err)
 {
     uint32_t base, nblocks, bs = k->info.block_size;
     int rc = image_place(k, img, "flash", &base, &nblocks, err);
@@ -428,7 +504,7 @@ static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_f
         return rc;
     r->blocks = nblocks;
     uint32_t page = fo ? fo->page_size : 0, start = fo ? fo->start_addr : 0;
-    if (!page && fo && (fo->start_addr || fo->skip_page)) {
+    if (!page && fo && (fo->start_addr || fo->skip_page || fo->probe)) {
         const st_mcu *m = st_mcu_find(k->info.mcu);
         if (!m)
             return st_err_set(err, ST_ERR_INVAL,
@@ -444,23 +520,26 @@ static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_f
         return st_err_set(err, ST_ERR_INVAL, "katapult: flash: start 0x%08x outside the image",
                           start);
     uint8_t block[512];
-    uint32_t skip_page_addr = 0;
-    bool skip_known = false, skip = false;
+    bool probe = fo && fo->probe && !fo->skip_page;
+    bool skip = false;
     for (uint32_t i = 0; i < nblocks; i++) {
         uint32_t addr = base + i * bs;
-        padded_block(img, i, bs, block);
-        st_digest_update(d1, block, bs);
-        st_digest_update(d256, block, bs);
         if (addr < start) {
             r->blocks_skipped++;
             continue;
         }
-        if (fo && fo->skip_page) {
+        /* At each page's first block (or the image's first), decide about the page. */
+        if ((fo && fo->skip_page) || probe) {
             uint32_t pa = addr - addr % page;
-            if (!skip_known || pa != skip_page_addr) {
-                skip = fo->skip_page(fo->skip_ctx, pa);
-                skip_page_addr = pa;
-                skip_known = true;
+            if (addr == pa || addr == base || addr == start) {
+                if (probe) {
+                    rc = probe_page(k, img, i, base, nblocks, pa + page, r, &skip, err);
+                    if (rc < 0)
+                        return rc;
+                } else {
+                    skip = fo->skip_page(fo->skip_ctx, pa);
+                }
+                r->pages_skipped += skip;
             }
             if (skip) {
                 r->blocks_skipped++;
@@ -468,6 +547,7 @@ static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_f
             }
         }
         r->fail_addr = addr;
+        padded_block(img, i, bs, block);
         rc = block_cmd(k, ST_KAT_CMD_SEND_BLOCK, addr, block, err);
         if (rc < 0)
             return st_err_wrap(err, rc, "katapult: SEND_BLOCK 0x%08x (block %u of %u)", addr,
@@ -479,7 +559,7 @@ static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_f
                            (uint64_t)nblocks * bs);
     }
     r->fail_addr = 0;
-    rc = transact(k, ST_KAT_CMD_SEND_EOF, NULL, 0, k->o.tries, k->o.read_timeout_ms, err);
+    rc = transact(k, ST_KAT_CMD_SEND_EOF, NULL, 0, k->o.tries, k->o.read_timeout_ms, NULL, err);
     if (rc < 0)
         return st_err_wrap(err, rc, "katapult: SEND_EOF");
     size_t len;
@@ -568,8 +648,16 @@ static int run_with_digests(st_katapult *k, const st_image *img, const st_katapu
         rc = st_err_set(err, ST_ERR_NOMEM, "katapult: out of memory");
     else if (verify)
         rc = verify_blocks(k, img, r, d1, d256, err); /* finishes the digests itself */
-    else if ((rc = flash_blocks(k, img, fo, r, d1, d256, err)) == 0)
-        finish_digests(d1, d256, r);
+    else if ((rc = flash_blocks(k, img, fo, r, err)) == 0) {
+        /* What was sent is the padded image: its digests are the image's, computed once
+         * per image and block size (st_image_padded_digests), not once per unit. */
+        if (st_image_padded_digests(img, k->info.block_size, r->sha1, r->sha256) != 0) {
+            rc = st_err_set(err, ST_ERR_NOMEM, "katapult: out of memory");
+        } else {
+            st_hex(r->sha1, ST_SHA1_LEN, true, r->sha1_hex);
+            st_hex(r->sha256, ST_SHA256_LEN, false, r->sha256_hex);
+        }
+    }
     r->retries = k->retries - retries0;
     st_digest_free(d1);
     st_digest_free(d256);

@@ -1,8 +1,10 @@
 /* Katapult host engine (PROTOCOL.md): connect, flash, verify, read back and start the
  * application of one unit in the Katapult bootloader, over any byte stream (tty, USB-CDC,
  * the CAN adapter stream, or the in-memory stream to the device model). Stop-and-wait with
- * flashtool.py's bounded retries (reference §2.4). No printing, no globals, no sleeps:
- * pauses between retries are spent draining input until a deadline. */
+ * flashtool.py's bounded retries (reference §2.4), except that a NACK (the device lost
+ * frame sync, e.g. on the tail of a serial bootloader request) is answered by resending at
+ * once, and answers to such resent commands are recognised and skipped. No printing, no
+ * globals, no sleeps: pauses between retries are spent draining input until a deadline. */
 #ifndef STATION_PROTOCOLS_KATAPULT_KATAPULT_H
 #define STATION_PROTOCOLS_KATAPULT_KATAPULT_H
 
@@ -26,6 +28,9 @@
 #define ST_KATAPULT_RETRY_PAUSE_MS 500     /* drain + sleep before a resend */
 #define ST_KATAPULT_BUSY_WAIT_MS 1500      /* after a BUSY (0xF3) answer */
 #define ST_KATAPULT_ADDR_PAUSE_MS 100      /* after an echoed-address mismatch */
+/* Entry polling: a CONNECT frame and its answer take under 3 ms at 250000 baud, so an
+ * attempt unanswered after 20 ms was lost (sent while the unit rebooted) and is resent. */
+#define ST_KATAPULT_CONNECT_POLL_MS 20
 
 typedef struct st_katapult_opts {
     bool prime;                 /* send the 0x90 prime and discard one answer (STM32G4 USB) */
@@ -37,6 +42,12 @@ typedef struct st_katapult_opts {
     unsigned retry_pause_ms;    /* 0 = ST_KATAPULT_RETRY_PAUSE_MS */
     unsigned busy_wait_ms;      /* 0 = ST_KATAPULT_BUSY_WAIT_MS */
     unsigned addr_pause_ms;     /* 0 = ST_KATAPULT_ADDR_PAUSE_MS */
+    /* Entry (a unit that is still rebooting into Katapult): when connect_within_ms is set,
+     * CONNECT is resent every connect_poll_ms (0 = ST_KATAPULT_CONNECT_POLL_MS) until an
+     * answer or until connect_within_ms have passed, instead of `tries` attempts of
+     * read_timeout_ms with a drain pause between them. */
+    unsigned connect_within_ms;
+    unsigned connect_poll_ms;
     const st_logger *log;       /* may be NULL */
     const st_progress *progress;/* may be NULL; phases "write", "verify", "read" in bytes */
 } st_katapult_opts;
@@ -62,6 +73,8 @@ typedef struct st_katapult_result {
     uint32_t blocks_sent;      /* SEND_BLOCKs acknowledged */
     uint32_t blocks_skipped;   /* in pages the caller said already match, or before start */
     uint32_t blocks_verified;  /* REQUEST_BLOCKs answered and compared */
+    uint32_t blocks_probed;    /* flash with probe: REQUEST_BLOCKs read to decide */
+    uint32_t pages_skipped;    /* flash: pages left as they were (skip_page or probe) */
     bool any_done;             /* last_addr is valid */
     uint32_t last_addr;        /* last block acknowledged (flash) or read (verify) */
     uint32_t fail_addr;        /* block being sent/read when an error stopped the run */
@@ -84,6 +97,11 @@ typedef struct st_katapult_flash_opts {
      * be rewritten (may be NULL). */
     bool (*skip_page)(void *ctx, uint32_t page_addr);
     void *skip_ctx;
+    /* Skip identical pages by probing (when skip_page is NULL): before a page is written,
+     * its first block is read back (REQUEST_BLOCK); a page that differs there is written at
+     * once, and the rest of a page is read only while it still matches. A fresh unit costs
+     * one read per page, a unit that holds the image one read per block. */
+    bool probe;
 } st_katapult_flash_opts;
 
 /* Open an engine on s (not owned; the caller closes it after st_katapult_close). opts may

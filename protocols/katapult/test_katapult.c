@@ -15,6 +15,7 @@
 #include "protocols/katapult/frame.h"
 #include "protocols/katapult/katapult.h"
 #include "protocols/katapult/katapult_model.h"
+#include "protocols/link/serial_ports.h"
 #include "station/core/clock.h"
 #include "station/core/digest.h"
 
@@ -341,6 +342,58 @@ static void test_partial_rewrite(void **state)
     assert_int_equal(st_katapult_flash(r.k, b, &fo, &w, &err), ST_ERR_INVAL);
     st_image_free(a);
     st_image_free(b);
+    rig_down(&r);
+}
+
+/* Probe, then decide (skip_identical without a read-app): REQUEST_BLOCKs spent to decide
+ * are one per page on a fresh unit, every block on a unit holding the image, and on a
+ * partly identical one only as many as still match; a page that differs only in its last
+ * block is rewritten whole. */
+static void test_probe_then_decide(void **state)
+{
+    rig r;
+    rig_up(&r, ST_TIMING_NONE, NULL, NULL);
+    connect_ok(&r, NULL);
+    st_image *img = make_image(5 * 2048 + 640, 11, 0); /* 6 pages, 170 blocks */
+    st_katapult_flash_opts fo = {.probe = true};
+    st_katapult_result w, v;
+    st_err err;
+    /* Fresh unit. */
+    assert_int_equal(st_katapult_flash(r.k, img, &fo, &w, &err), 0);
+    assert_int_equal(w.blocks_probed, 6);
+    assert_int_equal(w.pages_skipped, 0);
+    assert_int_equal(w.blocks_sent, 170);
+    assert_int_equal(w.pages, 6);
+    assert_int_equal(st_katapult_verify(r.k, img, &v, &err), 0);
+    /* Holds the image: every block read once, nothing sent, SHA-1 still of the image. */
+    st_katapult_model_reboot(r.model);
+    connect_ok(&r, NULL);
+    assert_int_equal(st_katapult_flash(r.k, img, &fo, &w, &err), 0);
+    assert_int_equal(w.blocks_probed, 170);
+    assert_int_equal(w.pages_skipped, 6);
+    assert_int_equal(w.blocks_sent, 0);
+    assert_int_equal(w.pages, 0);
+    char want[41];
+    padded_sha1_hex(img, 64, want);
+    assert_string_equal(w.sha1_hex, want);
+    /* Page 2 differs only in its last block, page 4 in its first. */
+    img->data[3 * 2048 - 1] ^= 0x20;
+    img->data[4 * 2048] ^= 0x02;
+    st_katapult_model_reboot(r.model);
+    connect_ok(&r, NULL);
+    assert_int_equal(st_katapult_flash(r.k, img, &fo, &w, &err), 0);
+    /* pages 0,1,3,5 read whole (32+32+32+10), page 2 whole (32, its last block differs),
+     * page 4 only its first block. */
+    assert_int_equal(w.blocks_probed, 32 + 32 + 32 + 32 + 1 + 10);
+    assert_int_equal(w.pages_skipped, 4);
+    assert_int_equal(w.blocks_sent, 64);
+    assert_int_equal(w.pages, 2);
+    assert_int_equal(st_katapult_verify(r.k, img, &v, &err), 0);
+    uint8_t *now = malloc(img->size);
+    assert_int_equal(st_flash_read(r.flash, APP, now, img->size), 0);
+    assert_memory_equal(now, img->data, img->size);
+    free(now);
+    st_image_free(img);
     rig_down(&r);
 }
 
@@ -896,6 +949,156 @@ static void test_hostile_connect_answers(void **state)
     script_down(&r);
 }
 
+/* ---- entry: no fixed waits ---------------------------------------------------------- */
+
+/* The serial bootloader request reaching a unit that already runs Katapult (a rerun, or a
+ * unit that rebooted faster than the request ended) is garbage to it: one NACK. The engine
+ * must resend CONNECT at once, not after flashtool's drain pause, and must skip the late
+ * ACK to its first CONNECT instead of taking it for the next command's answer. On the
+ * virtual clock with the pause at 30 s: a fixed wait, were it back, would show as 30 s of
+ * virtual time (and as drained input), where the untimed model's conversation takes none. */
+static void test_entry_nack_resends_at_once(void **state)
+{
+    rig r;
+    st_katapult_opts o = fast;
+    o.retry_pause_ms = 30000;
+    o.read_timeout_ms = 5000;
+    o.block_timeout_ms = 5000;
+    rig_up(&r, ST_TIMING_NONE, NULL, &o);
+    rig_virtual_time(&r);
+    static const char req[] = "~ \x1c Request Serial Bootloader!! ~";
+    st_err err;
+    uint64_t t0 = st_clock_now_us(r.clock);
+    assert_int_equal(st_stream_write(r.s, (const uint8_t *)req, sizeof req - 1, 100, &err),
+                     (int)(sizeof req - 1));
+    connect_ok(&r, NULL);
+    uint64_t took = st_clock_now_us(r.clock) - t0;
+    st_katapult_model_stats st;
+    st_katapult_model_get_stats(r.model, &st);
+    assert_int_equal(st.nacks, 1);
+    assert_int_equal(st_katapult_retries(r.k), 1);
+    /* No wait of either kind (30 s pause, 5 s timeout) was taken. */
+    assert_true(took < 1000u);
+    /* The second CONNECT's answer is still on its way: the flash skips it. */
+    st_image *img = make_image(1000, 3, 0);
+    st_katapult_result w, v;
+    assert_int_equal(st_katapult_flash(r.k, img, NULL, &w, &err), 0);
+    assert_int_equal(st_katapult_verify(r.k, img, &v, &err), 0);
+    assert_int_equal(w.retries, 0);
+    assert_int_equal(v.retries, 0);
+    assert_int_equal(w.blocks_sent, 16);
+    assert_true(st_clock_now_us(r.clock) - t0 < 1000u);
+    st_image_free(img);
+    rig_down(&r);
+}
+
+/* A unit still rebooting drops the first CONNECTs: with connect_within_ms the engine
+ * resends every connect_poll_ms until one is answered. */
+static unsigned lost_connects;
+static void ans_after_reboot(script *s, const uint8_t *f)
+{
+    if (st_kat_frame_code(f) == 0x11 && lost_connects) {
+        lost_connects--;
+        return;
+    }
+    connect_answer(s, 0x11, 16);
+}
+
+static void test_entry_connect_polls(void **state)
+{
+    script s;
+    rig r;
+    st_err err;
+    memset(&s, 0, sizeof s);
+    memset(&r, 0, sizeof r);
+    s.base.ops = &script_ops;
+    s.answer = ans_after_reboot;
+    lost_connects = 3;
+    st_katapult_opts o = fast;
+    o.read_timeout_ms = 30000;
+    o.retry_pause_ms = 30000;
+    o.connect_within_ms = 5000;
+    o.connect_poll_ms = 10;
+    assert_int_equal(st_stream_mem_open(&s.base, "mem:script", &r.s, &err), 0);
+    assert_int_equal(st_katapult_open(r.s, &o, &r.k, &err), 0);
+    uint64_t t0 = st_now_us();
+    assert_int_equal(st_katapult_connect(r.k, NULL, &err), 0);
+    assert_int_equal(st_katapult_retries(r.k), 3);
+    assert_true(st_now_us() - t0 < 5000000u);
+    script_down(&r);
+
+    /* Nobody answers: the entry gives up when its time is over, naming it. */
+    lost_connects = 1000000;
+    o.connect_within_ms = 100;
+    assert_int_equal(st_stream_mem_open(&s.base, "mem:script", &r.s, &err), 0);
+    assert_int_equal(st_katapult_open(r.s, &o, &r.k, &err), 0);
+    assert_int_equal(st_katapult_connect(r.k, NULL, &err), ST_ERR_TIMEOUT);
+    assert_non_null(strstr(err.msg, "within 100 ms"));
+    assert_true(st_katapult_retries(r.k) >= 5);
+    script_down(&r);
+}
+
+/* Serial entry on the virtual clock (issue 9 item 1): the engine's default pauses
+ * (flashtool's 0.5 s drain before a resend, ST_KATAPULT_RETRY_PAUSE_MS) with the entry the
+ * driver uses (connect_within_ms, polled every ST_KATAPULT_CONNECT_POLL_MS), against the
+ * datasheet-timed model at 250000 baud. Every wait the engine takes runs on the stream's
+ * clock, so it shows as virtual time, and only as that: the bounds below are modelled
+ * time, not a measurement of the host. A fixed wait back on the entry (the drain after the
+ * request string's NACK, a sleep before CONNECT, one long CONNECT attempt instead of
+ * polling) costs at least 500 ms here, where the conversation costs wire time and, for a
+ * rebooting unit, its reboot plus at most one poll interval. */
+static void reboot_unit(void *ctx, uint64_t now_us)
+{
+    (void)now_us;
+    st_katapult_model_reboot(ctx);
+}
+
+static void test_entry_no_fixed_wait_virtual(void **state)
+{
+    rig r;
+    st_katapult_opts o = {.connect_within_ms = 5000}; /* every other option its default */
+    st_katapult_model_cfg c = {.baud = 250000};
+    rig_up(&r, ST_TIMING_DATASHEET, &c, &o);
+    rig_virtual_time(&r);
+    st_err err;
+
+    /* The request string reaches a unit already in Katapult (a rerun): one NACK, then
+     * CONNECT at once. */
+    uint64_t t0 = st_clock_now_us(r.clock);
+    assert_int_equal(st_serial_request_bootloader_uart(r.s, &err), 0);
+    connect_ok(&r, NULL);
+    uint64_t took = st_clock_now_us(r.clock) - t0;
+    st_katapult_model_stats st;
+    st_katapult_model_get_stats(r.model, &st);
+    assert_int_equal(st.nacks, 1);
+    assert_int_equal(st_katapult_retries(r.k), 1);
+    /* Request (34 bytes), NACK and two CONNECT exchanges: about 5 ms of wire time. */
+    assert_true(took > 0);
+    assert_true(took < 50000);
+
+    /* The unit runs its application (COMPLETE, then the jump ~100 ms later) and reboots
+     * into Katapult 150 ms after the request: CONNECT is answered by the first poll after
+     * the reboot. */
+    assert_int_equal(st_katapult_complete(r.k, &err), 0);
+    st_clock_virtual_advance(r.clock, 110000);
+    t0 = st_clock_now_us(r.clock);
+    assert_int_equal(st_serial_request_bootloader_uart(r.s, &err), 0);
+    assert_int_equal(st_katapult_model_get_state(r.model), ST_KATAPULT_MODEL_GONE);
+    assert_int_equal(st_clock_virtual_at(r.clock, t0 + 150000, reboot_unit, r.model), 0);
+    connect_ok(&r, NULL);
+    took = st_clock_now_us(r.clock) - t0;
+    assert_int_equal(st_katapult_model_get_state(r.model), ST_KATAPULT_MODEL_RUNNING);
+    assert_true(took >= 150000);
+    assert_true(took < 150000 + ST_KATAPULT_CONNECT_POLL_MS * 1000 + 10000);
+    /* The CONNECTs lost to the reboot are owed no answer the next command could take. */
+    st_image *img = make_image(300, 5, 0);
+    st_katapult_result w;
+    assert_int_equal(st_katapult_flash(r.k, img, NULL, &w, &err), 0);
+    assert_int_equal(w.retries, 0);
+    st_image_free(img);
+    rig_down(&r);
+}
+
 static void test_hostile_block_answers(void **state)
 {
     script s;
@@ -1117,6 +1320,7 @@ int main(void)
         cmocka_unit_test(test_flash_verify_complete),
         cmocka_unit_test(test_bad_image_placement),
         cmocka_unit_test(test_partial_rewrite),
+        cmocka_unit_test(test_probe_then_decide),
         cmocka_unit_test(test_verify_mismatch_names_block),
         cmocka_unit_test(test_fault_drop_host_frame),
         cmocka_unit_test(test_fault_drop_answer),
@@ -1134,6 +1338,9 @@ int main(void)
         cmocka_unit_test(test_model_delayed_reset),
         cmocka_unit_test(test_hostile_connect_answers),
         cmocka_unit_test(test_hostile_block_answers),
+        cmocka_unit_test(test_entry_nack_resends_at_once),
+        cmocka_unit_test(test_entry_connect_polls),
+        cmocka_unit_test(test_entry_no_fixed_wait_virtual),
         cmocka_unit_test(test_random_device),
         cmocka_unit_test(test_datasheet_timing),
         cmocka_unit_test(test_known_answer_cartographer),

@@ -1,7 +1,13 @@
 /* In-memory CAN bus: device-model nodes and host links on one shared medium, with a
  * timing profile and fault injection (see can_model.h). There is no bus thread: whichever
  * host thread sends or waits on the bus runs the nodes ("pumps") under the bus lock, so a
- * frame's delivery time is computed from the wire model, not from who happened to run. */
+ * frame's delivery time is computed from the wire model, not from who happened to run.
+ * Time on the wire is kept apart from when the pump ran: a node receives each frame
+ * stamped with its arrival time and its answer goes on the wire when it was ready, so a
+ * host thread that woke late does not make the simulated unit late. Waiters are woken
+ * fairly: each link has its own condition variable, signalled only when a frame is queued
+ * for it, and one waiting thread at a time (the pumper) sleeps until the bus's next event;
+ * CPU per unit stays flat as units are added. */
 #include "protocols/link/can_model.h"
 
 #include <errno.h>
@@ -42,7 +48,6 @@ typedef struct node_slot {
 
 struct st_vcan_bus {
     pthread_mutex_t mu; /* recursive: node callbacks may attach/detach */
-    pthread_cond_t cv;
     uint32_t bitrate;
     st_timing_profile timing;
     bool bus_off;
@@ -55,6 +60,9 @@ struct st_vcan_bus {
     inflight *fl; /* ring of frames on the wire */
     size_t flhead, flcount, flcap;
     uint64_t free_at_us;
+    uint64_t vnow_us;    /* arrival time of the latest frame delivered (wire time) */
+    mem_link *pumper;    /* the waiter that sleeps until the bus's next event, if any */
+    uint64_t pumper_wake_us; /* when it will wake */
     unsigned pump_depth;
     uint64_t drop_nth, corrupt_nth;
     st_vcan_stats stats;
@@ -63,6 +71,8 @@ struct st_vcan_bus {
 struct mem_link {
     st_can_link base;
     st_vcan_bus *bus;
+    pthread_cond_t cv;  /* signalled when a frame is queued for it, or it must pump */
+    bool waiting;       /* a thread waits in mem_recv on it */
     uint32_t *ids;
     size_t nids;
     st_can_frame *q;
@@ -88,11 +98,6 @@ st_vcan_bus *st_vcan_bus_new(uint32_t bitrate, st_timing_profile timing)
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&b->mu, &ma);
     pthread_mutexattr_destroy(&ma);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->cv, &ca);
-    pthread_condattr_destroy(&ca);
     b->bitrate = bitrate;
     b->timing = timing;
     return b;
@@ -102,7 +107,6 @@ void st_vcan_bus_free(st_vcan_bus *b)
 {
     if (!b)
         return;
-    pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
     free(b->nodes);
     free(b->links);
@@ -117,6 +121,14 @@ static void bus_compact_nodes(st_vcan_bus *b)
         if (!b->nodes[r].gone)
             b->nodes[w++] = b->nodes[r];
     b->nnodes = w;
+}
+
+/* Something changed for everyone (a node, a fault): every waiter looks again. */
+static void bus_kick(st_vcan_bus *b)
+{
+    for (size_t i = 0; i < b->nlinks; i++)
+        if (b->links[i]->waiting)
+            pthread_cond_signal(&b->links[i]->cv);
 }
 
 int st_vcan_attach(st_vcan_bus *b, st_can_node *n, st_err *err)
@@ -141,7 +153,7 @@ int st_vcan_attach(st_vcan_bus *b, st_can_node *n, st_err *err)
     if (n->ops->power_on)
         n->ops->power_on(n);
     b->nodes[b->nnodes++] = (node_slot){ n, false };
-    pthread_cond_broadcast(&b->cv);
+    bus_kick(b);
 out:
     pthread_mutex_unlock(&b->mu);
     return rc;
@@ -167,7 +179,7 @@ void st_vcan_fault_bus_off(st_vcan_bus *b, bool on)
 {
     pthread_mutex_lock(&b->mu);
     b->bus_off = on;
-    pthread_cond_broadcast(&b->cv);
+    bus_kick(b);
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -175,7 +187,7 @@ void st_vcan_fault_down(st_vcan_bus *b, bool down)
 {
     pthread_mutex_lock(&b->mu);
     b->down = down;
-    pthread_cond_broadcast(&b->cv);
+    bus_kick(b);
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -263,6 +275,21 @@ static uint64_t bus_enqueue(st_vcan_bus *b, const st_can_frame *f, st_can_node *
     b->fl[(b->flhead + b->flcount) % b->flcap] =
         (inflight){ fr, start + dur, src_node, src_link };
     b->flcount++;
+    /* Nodes get the frame now, stamped with its arrival time: a model's answer depends only
+     * on that stamp, and no host thread has to wake at every frame's end to hand it over
+     * (the frame's place on the wire is already fixed: the bus is first come, first
+     * served). Host links still get it at its arrival time (bus_pump). */
+    uint64_t at = start + dur;
+    b->pump_depth++;
+    for (size_t i = 0; i < b->nnodes; i++) {
+        node_slot *s = &b->nodes[i];
+        if (!s->gone && s->n != src_node)
+            s->n->ops->rx(s->n, &fr, at);
+    }
+    if (--b->pump_depth == 0)
+        bus_compact_nodes(b);
+    if (at > b->vnow_us)
+        b->vnow_us = at;
     return start;
 }
 
@@ -276,13 +303,10 @@ static bool link_accepts(const mem_link *l, uint32_t id)
     return false;
 }
 
-static void bus_deliver(st_vcan_bus *b, const inflight *e, uint64_t now_us)
+/* Deliver a frame that has arrived to the host links: those whose filter takes it get it
+ * queued and their waiter (only theirs) woken. (Nodes had it at bus_enqueue.) */
+static void bus_deliver(st_vcan_bus *b, const inflight *e)
 {
-    for (size_t i = 0; i < b->nnodes; i++) {
-        node_slot *s = &b->nodes[i];
-        if (!s->gone && s->n != e->src_node)
-            s->n->ops->rx(s->n, &e->f, now_us);
-    }
     for (size_t i = 0; i < b->nlinks; i++) {
         mem_link *l = b->links[i];
         if (l == e->src_link || !link_accepts(l, e->f.id))
@@ -293,14 +317,19 @@ static void bus_deliver(st_vcan_bus *b, const inflight *e, uint64_t now_us)
         }
         l->q[(l->qhead + l->qcount) % MEM_LINK_QUEUE] = e->f;
         l->qcount++;
+        if (l->waiting) {
+            pthread_cond_signal(&l->cv);
+            b->stats.wakeups++;
+        }
     }
 }
 
 /* Run the bus up to the present: deliver frames whose time has come and collect what the
- * nodes want to send, until nothing moves. Called with the lock held. */
+ * nodes want to send, until nothing moves. A node's frame goes on the wire when the node
+ * had it ready (its next event, never before the latest arrival that may have caused it),
+ * not when this pump happened to run. Called with the lock held. */
 static void bus_pump(st_vcan_bus *b)
 {
-    bool any = false;
     b->pump_depth++;
     for (unsigned round = 0; round < PUMP_ROUNDS_MAX; round++) {
         uint64_t now = st_now_us();
@@ -309,34 +338,45 @@ static void bus_pump(st_vcan_bus *b)
             inflight e = b->fl[b->flhead];
             b->flhead = (b->flhead + 1) % b->flcap;
             b->flcount--;
-            bus_deliver(b, &e, now);
+            if (e.at_us > b->vnow_us)
+                b->vnow_us = e.at_us;
+            bus_deliver(b, &e);
             progress = true;
         }
         for (size_t i = 0; i < b->nnodes; i++) {
             for (unsigned k = 0; k < PUMP_NODE_BURST && !b->nodes[i].gone; k++) {
                 st_can_frame f;
                 st_can_node *n = b->nodes[i].n;
+                uint64_t ready = n->ops->next_event_us(n);
                 if (n->ops->tx(n, &f, now) != 1)
                     break;
-                bus_enqueue(b, &f, n, NULL, now);
+                if (ready > now)
+                    ready = now; /* it said later but had it now */
+                if (ready < b->vnow_us)
+                    ready = b->vnow_us;
+                bus_enqueue(b, &f, n, NULL, ready);
                 progress = true;
             }
         }
         if (!progress)
             break;
-        any = true;
     }
     if (--b->pump_depth == 0)
         bus_compact_nodes(b);
-    if (any)
-        pthread_cond_broadcast(&b->cv);
 }
 
 static uint64_t bus_next_wake(st_vcan_bus *b)
 {
     uint64_t wake = UINT64_MAX;
-    if (b->flcount)
-        wake = b->fl[b->flhead].at_us;
+    /* The first frame some host link will take (frames only nodes see need no wake-up). */
+    for (size_t i = 0; i < b->flcount && wake == UINT64_MAX; i++) {
+        const inflight *e = &b->fl[(b->flhead + i) % b->flcap];
+        for (size_t j = 0; j < b->nlinks; j++)
+            if (b->links[j] != e->src_link && link_accepts(b->links[j], e->f.id)) {
+                wake = e->at_us;
+                break;
+            }
+    }
     for (size_t i = 0; i < b->nnodes; i++) {
         if (b->nodes[i].gone)
             continue;
@@ -351,11 +391,20 @@ static uint64_t bus_next_wake(st_vcan_bus *b)
     return wake;
 }
 
-static void bus_wait_until(st_vcan_bus *b, uint64_t at_us)
+static void link_wait_until(mem_link *l, uint64_t at_us)
 {
     struct timespec ts = { .tv_sec = (time_t)(at_us / 1000000u),
                            .tv_nsec = (long)(at_us % 1000000u) * 1000 };
-    pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+    st_clock_precise_wakeups();
+    pthread_cond_timedwait(&l->cv, &l->bus->mu, &ts);
+}
+
+/* After a pump by a thread that is not the pumper: if the bus now has an event earlier
+ * than the pumper's wake-up (a frame just sent, a node's answer due), wake it. */
+static void bus_nudge(st_vcan_bus *b, const mem_link *self)
+{
+    if (b->pumper && b->pumper != self && bus_next_wake(b) < b->pumper_wake_us)
+        pthread_cond_signal(&b->pumper->cv);
 }
 
 /* ---- host links -------------------------------------------------------------------- */
@@ -398,7 +447,7 @@ static int mem_send(st_can_link *base, const st_can_frame *f, unsigned timeout_m
         return st_err_set(err, ST_ERR_NOMEM, "CAN send");
     }
     bus_pump(b);
-    pthread_cond_broadcast(&b->cv);
+    bus_nudge(b, l);
     /* Like a SocketCAN netdev's transmit queue (txqueuelen 10 on Linux CAN devices) the
      * send returns while the frame waits behind at most MEM_TXQ - 1 others; only a sender
      * further back waits, as write() on a full queue would. */
@@ -416,6 +465,7 @@ static int mem_recv(st_can_link *base, st_can_frame *f, unsigned timeout_ms, st_
     uint64_t deadline = st_now_us() + (uint64_t)timeout_ms * 1000u;
     int rc = 0;
     pthread_mutex_lock(&b->mu);
+    l->waiting = true;
     for (;;) {
         if (b->bus_off || b->down) {
             rc = b->down ? down_error(err) : bus_off_error(err);
@@ -431,8 +481,29 @@ static int mem_recv(st_can_link *base, st_can_frame *f, unsigned timeout_ms, st_
         }
         if (st_now_us() >= deadline)
             break;
-        uint64_t wake = bus_next_wake(b);
-        bus_wait_until(b, wake < deadline ? wake : deadline);
+        /* One waiter keeps the bus moving; the others sleep until a frame is theirs. */
+        if (!b->pumper)
+            b->pumper = l;
+        uint64_t until = deadline;
+        if (b->pumper == l) {
+            uint64_t wake = bus_next_wake(b);
+            if (wake < until)
+                until = wake;
+            b->pumper_wake_us = until;
+        }
+        link_wait_until(l, until);
+    }
+    l->waiting = false;
+    if (b->pumper == l) {
+        /* Hand the bus to another waiter, if any. */
+        b->pumper = NULL;
+        for (size_t i = 0; i < b->nlinks; i++)
+            if (b->links[i]->waiting) {
+                pthread_cond_signal(&b->links[i]->cv);
+                break;
+            }
+    } else {
+        bus_nudge(b, l);
     }
     pthread_mutex_unlock(&b->mu);
     return rc;
@@ -483,6 +554,7 @@ static void mem_close(st_can_link *base)
             e->src_link = NULL;
     }
     pthread_mutex_unlock(&b->mu);
+    pthread_cond_destroy(&l->cv);
     free(l->ids);
     free(l->q);
     free(l);
@@ -511,6 +583,11 @@ static int mem_open_link(st_can_iface *base, st_can_link **out, st_err *err)
     }
     l->base.ops = &mem_link_ops;
     l->bus = b;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_lock(&b->mu);
     if (b->nlinks == b->caplinks) {
         size_t cap = b->caplinks ? b->caplinks * 2 : 8;

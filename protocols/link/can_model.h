@@ -59,6 +59,8 @@ typedef struct st_vcan_stats {
     uint64_t dropped;      /* frames removed by the drop fault */
     uint64_t corrupted;    /* frames altered by the corrupt fault */
     uint64_t overruns;     /* frames lost because a host link's receive queue was full */
+    uint64_t wakeups;      /* waiting host threads woken because a frame was queued for
+                            * their link (each waiter is woken only for its own frames) */
 } st_vcan_stats;
 
 /* New bus. bitrate in bit/s (0 = "no bitrate", like vcan; only allowed with

@@ -314,10 +314,21 @@ int st_pty_server_run(st_pty_server *s, unsigned ms, st_err *err)
             return 0;
         struct pollfd p;
         st_pty_server_pollfd(s, &p);
-        int t = st_pty_server_timeout_ms(s);
-        if (t < 0 || t > left)
-            t = left;
-        if (poll(&p, 1, t) < 0 && errno != EINTR)
+        /* Wait to the microsecond for the model's next answer (a millisecond timeout
+         * rounded up would add up to 1 ms to every simulated exchange). */
+        uint64_t now = st_now_us(), until = d.at_us;
+        if (s->model) {
+            uint64_t next = s->model->ops->next_event_us(s->model);
+            if (next < until)
+                until = next;
+        }
+        if (!s->stats.connected && now + RETRY_MS * 1000u < until)
+            until = now + RETRY_MS * 1000u;
+        uint64_t us = until > now ? until - now : 0;
+        struct timespec ts = { .tv_sec = (time_t)(us / 1000000u),
+                               .tv_nsec = (long)(us % 1000000u) * 1000 };
+        st_clock_precise_wakeups();
+        if (ppoll(&p, 1, &ts, NULL) < 0 && errno != EINTR)
             return st_err_set(err, st_err_from_errno(errno), "pty: poll: %s", strerror(errno));
     }
 }

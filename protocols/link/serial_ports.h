@@ -46,7 +46,8 @@ int st_serial_port_wait(const char *sysfs_root, const char *dev_dir, const char 
 int st_serial_touch_1200(st_stream *s, st_err *err);
 
 /* Send flashtool's UART request "~ \x1c Request Serial Bootloader!! ~" (at the line speed
- * the application uses); the caller then waits (flashtool: 1 s) and reopens. */
+ * the application uses); the unit reboots into Katapult on the same line, and the caller
+ * polls CONNECT until it answers (flashtool waits 1 s and reopens instead). */
 int st_serial_request_bootloader_uart(st_stream *s, st_err *err);
 
 /* ---- serial host ---- */

@@ -321,6 +321,67 @@ static void test_datasheet_contention(void **state)
                   (unsigned long long)s.busy_us, (unsigned long long)wall);
 }
 
+/* A fair bus: a thread waiting on its link is signalled for frames its filter takes, never
+ * for the traffic of other links (before: every frame broadcast to every waiter, so CPU per
+ * unit grew with the number of units). One waiter at a time also keeps the bus moving
+ * (timed wake-ups at the bus's events), which is not a signal. */
+typedef struct waiter {
+    st_can_link *l;
+    int got;
+    st_can_frame f;
+} waiter;
+
+static void *wait_one(void *arg)
+{
+    waiter *w = arg;
+    w->got = st_can_recv(w->l, &w->f, 5000, NULL);
+    return NULL;
+}
+
+static void test_wakes_only_its_link(void **state)
+{
+    st_vcan_bus *bus = st_vcan_bus_new(1000000, ST_TIMING_DATASHEET);
+    echo_node n;
+    echo_init(&n, 0x300);
+    assert_int_equal(st_vcan_attach(bus, &n.base, NULL), 0);
+    st_can_iface *ifc;
+    assert_int_equal(st_can_iface_mem_new(bus, NULL, NULL, &ifc, NULL), 0);
+    st_can_link *a, *b;
+    assert_int_equal(ifc->ops->open_link(ifc, &a, NULL), 0);
+    assert_int_equal(ifc->ops->open_link(ifc, &b, NULL), 0);
+    uint32_t ida = 0x301, idb = 0x401;
+    assert_int_equal(st_can_set_filter(a, &ida, 1, NULL), 0);
+    assert_int_equal(st_can_set_filter(b, &idb, 1, NULL), 0);
+    waiter w = { b, -1, { 0 } };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, wait_one, &w), 0);
+    /* 50 round trips with the node on link a while b waits. */
+    for (int i = 0; i < 50; i++) {
+        st_can_frame f = frame(0x300, 8, (uint8_t)i), r;
+        assert_int_equal(st_can_send(a, &f, 100, NULL), 0);
+        assert_int_equal(st_can_recv(a, &r, 100, NULL), 1);
+        assert_int_equal(r.id, 0x301);
+    }
+    st_vcan_stats s;
+    st_vcan_get_stats(bus, &s);
+    /* Signals went to a (at most one per answer), none to b. */
+    uint64_t before = s.wakeups;
+    assert_true(before <= 50);
+    /* Now a frame for b: exactly one wake-up, b's. */
+    st_can_frame f = frame(0x401, 2, 9);
+    assert_int_equal(st_can_send(a, &f, 100, NULL), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(w.got, 1);
+    assert_int_equal(w.f.id, 0x401);
+    st_vcan_get_stats(bus, &s);
+    assert_int_equal(s.wakeups, before + 1);
+    st_can_link_close(a);
+    st_can_link_close(b);
+    st_vcan_detach(bus, &n.base);
+    ifc->ops->free(ifc);
+    st_vcan_bus_free(bus);
+}
+
 static void test_socketcan_missing_interface(void **state)
 {
     st_can_iface *ifc = NULL;
@@ -354,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_prepare_bitrate),
         cmocka_unit_test(test_two_threads_separate_filters),
         cmocka_unit_test(test_datasheet_contention),
+        cmocka_unit_test(test_wakes_only_its_link),
         cmocka_unit_test(test_socketcan_missing_interface),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

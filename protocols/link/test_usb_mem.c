@@ -327,6 +327,76 @@ static void test_bus_detach_while_busy(void **state)
     st_vusb_bus_free(bus);
 }
 
+/* A bulk IN device whose data is ready at a known time: the bus retries the NAKed transfer
+ * when the model says the data will be there, not every 200 us (a CDC-ACM Katapult answer
+ * 30 ms after a page erase took ~150 polls). Counted, not timed. */
+typedef struct late_model {
+    st_usb_model base;
+    tmodel t;
+    uint64_t ready_at;
+    unsigned in_calls, next_calls;
+    bool tell; /* implement next_in_us */
+} late_model;
+
+static int late_control(st_usb_model *m, const st_usb_setup *s, uint8_t *data)
+{
+    late_model *l = (late_model *)m;
+    return tcontrol(&l->t.base, s, data);
+}
+
+static int late_in(st_usb_model *m, uint8_t ep, uint8_t *buf, size_t cap)
+{
+    late_model *l = (late_model *)m;
+    l->in_calls++;
+    if (st_now_us() < l->ready_at || cap < 1)
+        return 0;
+    buf[0] = 0x5A;
+    return 1;
+}
+
+static uint64_t late_next(st_usb_model *m, uint8_t ep)
+{
+    late_model *l = (late_model *)m;
+    l->next_calls++;
+    return l->tell ? l->ready_at : UINT64_MAX;
+}
+
+static const st_usb_model_ops late_ops = {.control = late_control, .bulk_in = late_in,
+                                          .next_in_us = late_next};
+
+static void test_bulk_in_waits_for_model(void **state)
+{
+    (void)state;
+    for (int tell = 1; tell >= 0; tell--) {
+        st_vusb_bus *bus = st_vusb_bus_new();
+        st_usb_host *host;
+        assert_int_equal(st_usb_host_mem_new(bus, NULL, &host, NULL), 0);
+        late_model l;
+        memset(&l, 0, sizeof l);
+        tmodel_init(&l.t, bus, "3-1");
+        l.base.ops = &late_ops;
+        l.tell = tell;
+        assert_int_equal(st_vusb_attach(bus, "3-1", &l.base, NULL), 0);
+        st_usb_dev_info want = {0};
+        strcpy(want.port_path, "3-1");
+        st_usb_dev *dev;
+        assert_int_equal(st_usb_host_open(host, &want, &dev, NULL), 0);
+        l.ready_at = st_now_us() + 30000;
+        uint8_t b[64];
+        st_err err = {0};
+        assert_int_equal(dev->ops->bulk(dev, 0x81, b, sizeof b, 1000, &err), 1);
+        assert_int_equal(b[0], 0x5A);
+        assert_true(st_now_us() >= l.ready_at);
+        if (tell) /* NAK, then the retry at the time it gave (a model that does not say is
+                   * polled about every 200 us: ~150 calls here) */
+            assert_true(l.in_calls <= 3);
+        st_usb_dev_close(dev);
+        st_vusb_detach(bus, "3-1");
+        st_usb_host_free(host);
+        st_vusb_bus_free(bus);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_bus_attach_open_detach),
         cmocka_unit_test(test_bus_model_detaches_itself),
         cmocka_unit_test(test_bus_detach_while_busy),
+        cmocka_unit_test(test_bulk_in_waits_for_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

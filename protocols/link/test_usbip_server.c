@@ -101,7 +101,7 @@ static int tm_bulk_in(st_usb_model *m, uint8_t ep, uint8_t *buf, size_t cap)
     return (int)n;
 }
 
-static const st_usb_model_ops tm_ops = {tm_control, tm_bulk_out, tm_bulk_in};
+static const st_usb_model_ops tm_ops = {tm_control, tm_bulk_out, tm_bulk_in, NULL};
 
 /* ---- the fake kernel side ------------------------------------------------------------- */
 

@@ -280,6 +280,8 @@ static int mem_set_alt(st_usb_dev *dev, int iface, int alt, st_err *err)
     return rc < 0 ? st_err_wrap(err, rc, "set interface %d alt %d", iface, alt) : 0;
 }
 
+#define NAK_RETRY_US 200 /* a model that cannot say when its data comes is polled this often */
+
 /* A model NAKs with 0; the transfer is retried until the caller's deadline, like a host
  * controller retrying a NAKed bulk transaction. */
 static int mem_bulk(st_usb_dev *dev, uint8_t ep, uint8_t *data, size_t len, unsigned timeout_ms,
@@ -296,10 +298,14 @@ static int mem_bulk(st_usb_dev *dev, uint8_t ep, uint8_t *data, size_t len, unsi
             return gone(d, err);
         }
         int rc;
-        if (ep & 0x80)
+        uint64_t next = UINT64_MAX;
+        if (ep & 0x80) {
             rc = m->ops->bulk_in ? m->ops->bulk_in(m, ep, data, len) : ST_ERR_UNSUPPORTED;
-        else
+            if (rc == 0 && m->ops->next_in_us)
+                next = m->ops->next_in_us(m, ep);
+        } else {
             rc = m->ops->bulk_out ? m->ops->bulk_out(m, ep, data, len) : ST_ERR_UNSUPPORTED;
+        }
         call_leave(d, &c, p);
         if (rc == ST_ERR_UNSUPPORTED)
             return st_err_set(err, rc, "device has no bulk endpoint 0x%02x", ep);
@@ -312,7 +318,15 @@ static int mem_bulk(st_usb_dev *dev, uint8_t ep, uint8_t *data, size_t len, unsi
         if (st_deadline_passed(dl))
             return st_err_set(err, ST_ERR_TIMEOUT, "bulk endpoint 0x%02x: no data in %u ms", ep,
                               timeout_ms);
-        st_sleep_us(200); /* NAK retry interval; bounded by the deadline above */
+        /* NAK: retry when the model says its data will be there, else every 200 us;
+         * bounded by the deadline above. */
+        uint64_t now = st_now_us(), at = now + NAK_RETRY_US;
+        if (next != UINT64_MAX)
+            at = next > now ? next : now + 20; /* due but not given: do not spin on it */
+        if (at > dl.at_us)
+            at = dl.at_us;
+        st_clock_precise_wakeups();
+        st_sleep_until((st_deadline){ at });
     }
 }
 

@@ -22,6 +22,10 @@ typedef struct st_usb_model_ops {
     int (*bulk_out)(st_usb_model *m, uint8_t ep, const uint8_t *data, size_t len);
     /* Bulk IN from ep (0x80 set): returns bytes (0 = NAK, nothing to send). */
     int (*bulk_in)(st_usb_model *m, uint8_t ep, uint8_t *buf, size_t cap);
+    /* Optional: when a bulk IN on ep that was just NAKed will have data without new input
+     * (st_now_us time; UINT64_MAX = not without new input). The in-memory bus then retries
+     * at that moment instead of polling, as a host controller's retries would catch it. */
+    uint64_t (*next_in_us)(st_usb_model *m, uint8_t ep);
 } st_usb_model_ops;
 
 struct st_usb_model {

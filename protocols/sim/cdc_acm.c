@@ -96,6 +96,17 @@ static int cdc_bulk_out(st_usb_model *m, uint8_t ep, const uint8_t *buf, size_t 
     return (int)len;
 }
 
+static uint64_t cdc_next_in(st_usb_model *m, uint8_t ep)
+{
+    st_cdc_acm *d = (st_cdc_acm *)m;
+    if (ep != EP_IN)
+        return UINT64_MAX;
+    pthread_mutex_lock(&d->lock);
+    uint64_t t = d->inner->ops->next_event_us(d->inner);
+    pthread_mutex_unlock(&d->lock);
+    return t;
+}
+
 static int cdc_bulk_in(st_usb_model *m, uint8_t ep, uint8_t *buf, size_t cap)
 {
     st_cdc_acm *d = (st_cdc_acm *)m;
@@ -123,6 +134,7 @@ static const st_usb_model_ops cdc_ops = {
     .control = cdc_control,
     .bulk_out = cdc_bulk_out,
     .bulk_in = cdc_bulk_in,
+    .next_in_us = cdc_next_in,
 };
 
 static void set_identity(st_cdc_acm *d, const st_cdc_identity *id)

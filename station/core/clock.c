@@ -3,6 +3,9 @@
 
 #include "err.h"
 
+#include <stdbool.h>
+#include <sys/prctl.h>
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -56,6 +59,17 @@ void st_sleep_until(st_deadline d)
     uint64_t now = st_now_us();
     if (now < d.at_us)
         st_sleep_us(d.at_us - now);
+}
+
+void st_clock_precise_wakeups(void)
+{
+#ifdef PR_SET_TIMERSLACK
+    static _Thread_local bool done;
+    if (!done) {
+        prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+        done = true;
+    }
+#endif
 }
 
 void st_format_utc(uint64_t wall_us, char *buf, unsigned cap)

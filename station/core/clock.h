@@ -26,6 +26,12 @@ int st_deadline_remaining_ms(st_deadline d);
 /* Sleep until the deadline (returns at once if it has passed). */
 void st_sleep_until(st_deadline d);
 
+/* Ask the kernel to wake the calling thread on time (Linux timer slack 1 ns instead of
+ * 50 us) for the rest of its life. The in-memory buses call it in threads that wait for a
+ * simulated frame or answer: a real kernel wakes a reader when the data arrives, so the
+ * default slack would add simulator-only latency to every exchange. */
+void st_clock_precise_wakeups(void);
+
 /* ---- Injectable clocks ------------------------------------------------------------------- */
 
 typedef struct st_clock st_clock;

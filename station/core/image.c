@@ -2,6 +2,7 @@
 #include "image.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,17 @@
 
 #define IMAGE_MAX (16u * 1024u * 1024u)
 #define DFU_MAX_GAP (64u * 1024u)
+#define CACHE_SLOTS 4 /* block sizes kept: Katapult's 64, 128, 256, 512 */
+
+/* Padded digests already computed, per block size. */
+struct st_image_cache {
+    pthread_mutex_t mu;
+    size_t n;
+    struct {
+        uint32_t block;
+        uint8_t sha1[ST_SHA1_LEN], sha256[ST_SHA256_LEN];
+    } e[CACHE_SLOTS];
+};
 
 static uint32_t le32(const uint8_t *p)
 {
@@ -62,8 +74,10 @@ static int read_file(const char *path, uint8_t **data, size_t *size, st_err *err
 static int finish(st_image *img, const char *path, const char *format)
 {
     img->path = strdup(path);
-    if (!img->path)
+    img->cache = calloc(1, sizeof *img->cache);
+    if (!img->path || !img->cache)
         return ST_ERR_NOMEM;
+    pthread_mutex_init(&img->cache->mu, NULL);
     st_sha256(img->data, img->size, img->sha256);
     st_hex(img->sha256, sizeof img->sha256, false, img->sha256_hex);
     st_strlcpy(img->format, format, sizeof img->format);
@@ -207,7 +221,73 @@ void st_image_free(st_image *img)
         return;
     free(img->path);
     free(img->data);
+    if (img->cache)
+        pthread_mutex_destroy(&img->cache->mu);
+    free(img->cache);
     free(img);
+}
+
+static int padded(const st_image *img, uint32_t block, uint8_t sha1[ST_SHA1_LEN],
+                  uint8_t sha256[ST_SHA256_LEN])
+{
+    uint8_t ff[512];
+    memset(ff, 0xFF, sizeof ff);
+    size_t pad = (block - img->size % block) % block;
+    st_digest *d1 = st_digest_new(ST_DIGEST_SHA1), *d2 = st_digest_new(ST_DIGEST_SHA256);
+    int rc = d1 && d2 ? 0 : ST_ERR_NOMEM;
+    if (!rc) {
+        uint8_t out[ST_DIGEST_MAX];
+        st_digest_update(d1, img->data, img->size);
+        st_digest_update(d2, img->data, img->size);
+        for (size_t left = pad; left;) {
+            size_t k = left < sizeof ff ? left : sizeof ff;
+            st_digest_update(d1, ff, k);
+            st_digest_update(d2, ff, k);
+            left -= k;
+        }
+        st_digest_final(d1, out);
+        memcpy(sha1, out, ST_SHA1_LEN);
+        st_digest_final(d2, out);
+        memcpy(sha256, out, ST_SHA256_LEN);
+    }
+    st_digest_free(d1);
+    st_digest_free(d2);
+    return rc;
+}
+
+int st_image_padded_digests(const st_image *img, uint32_t block, uint8_t sha1[ST_SHA1_LEN],
+                            uint8_t sha256[ST_SHA256_LEN])
+{
+    uint8_t s1[ST_SHA1_LEN], s2[ST_SHA256_LEN];
+    struct st_image_cache *c = img->cache;
+    int rc = 0;
+    if (block <= 1)
+        block = 1;
+    if (!c) {
+        rc = padded(img, block, s1, s2);
+    } else {
+        pthread_mutex_lock(&c->mu);
+        size_t i = 0;
+        while (i < c->n && c->e[i].block != block)
+            i++;
+        if (i < c->n) {
+            memcpy(s1, c->e[i].sha1, sizeof s1);
+            memcpy(s2, c->e[i].sha256, sizeof s2);
+        } else if ((rc = padded(img, block, s1, s2)) == 0 && c->n < CACHE_SLOTS) {
+            c->e[c->n].block = block;
+            memcpy(c->e[c->n].sha1, s1, sizeof s1);
+            memcpy(c->e[c->n].sha256, s2, sizeof s2);
+            c->n++;
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (rc)
+        return rc;
+    if (sha1)
+        memcpy(sha1, s1, sizeof s1);
+    if (sha256)
+        memcpy(sha256, s2, sizeof s2);
+    return 0;
 }
 
 int st_image_check_digest(const st_image *img, const char *pinned_hex, st_err *err)

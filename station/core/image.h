@@ -1,5 +1,7 @@
 /* Firmware images: load a raw .bin (load address from the job) or a DfuSe .dfu container
- * (addresses from the file), and validate before any unit is touched. */
+ * (addresses from the file), and validate before any unit is touched. An image is loaded
+ * once per job and shared by its units; its data must not change after loading, because
+ * its digests are computed once and kept with it. */
 #ifndef STATION_CORE_IMAGE_H
 #define STATION_CORE_IMAGE_H
 
@@ -19,6 +21,7 @@ typedef struct st_image {
     uint8_t sha256[ST_SHA256_LEN]; /* of data as loaded (the file for .bin) */
     char sha256_hex[2 * ST_SHA256_LEN + 1];
     char format[8];      /* "bin" or "dfu" */
+    struct st_image_cache *cache; /* digests computed on demand; owned (image.c) */
 } st_image;
 
 /* Load a file. For .bin, load_addr is where it goes. For .dfu (recognised by its "DfuSe"
@@ -32,6 +35,14 @@ int st_image_from_memory(const char *label, const void *data, size_t size, uint3
                          st_image **out, st_err *err);
 
 void st_image_free(st_image *img);
+
+/* SHA-1 and SHA-256 of the image padded with 0xFF to a whole number of `block`-byte
+ * blocks (Katapult sends 64-byte blocks and flashtool prints the SHA-1 of what it sent;
+ * block <= 1: unpadded). Computed once per image and block size and kept with the image,
+ * so the units of a job share one computation; safe to call from several threads.
+ * Either output may be NULL. Returns 0, or ST_ERR_NOMEM. */
+int st_image_padded_digests(const st_image *img, uint32_t block, uint8_t sha1[ST_SHA1_LEN],
+                            uint8_t sha256[ST_SHA256_LEN]);
 
 /* Compare the image's SHA-256 with a pinned 64-hex-digit string. */
 int st_image_check_digest(const st_image *img, const char *pinned_hex, st_err *err);

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -66,6 +67,48 @@ static void test_text(void **state)
     assert_false(st_text_is_name("x\n"));
     assert_string_equal(st_text_printable("a\x1b[2Jb\xff", out, sizeof out), "a?[2Jb?");
     assert_string_equal(st_text_filename("208A31574253", out, 8), "208A315");
+}
+
+/* Padded digests are what an independent hash of the padded bytes gives, for each block
+ * size, and stay the same when asked again (from the cache) or from several threads. */
+static void *padded_thread(void *arg)
+{
+    uint8_t s1[ST_SHA1_LEN];
+    st_image_padded_digests(arg, 64, s1, NULL);
+    return NULL;
+}
+
+static void test_image_padded_digests(void **state)
+{
+    (void)state;
+    uint8_t data[1000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 7 + 1);
+    st_image *img;
+    assert_int_equal(st_image_from_memory("p.bin", data, sizeof data, 0x08002000, &img, NULL), 0);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, padded_thread, img), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    const uint32_t blocks[] = { 64, 512, 1, 64, 128, 256, 8 };
+    for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
+        size_t n = (sizeof data + blocks[b] - 1) / blocks[b] * blocks[b];
+        uint8_t *p = malloc(n), w1[ST_SHA1_LEN], w2[ST_SHA256_LEN], g1[ST_SHA1_LEN],
+                g2[ST_SHA256_LEN];
+        memset(p, 0xFF, n);
+        memcpy(p, data, sizeof data);
+        st_sha1(p, n, w1);
+        st_sha256(p, n, w2);
+        free(p);
+        assert_int_equal(st_image_padded_digests(img, blocks[b], g1, g2), 0);
+        assert_memory_equal(g1, w1, sizeof w1);
+        assert_memory_equal(g2, w2, sizeof w2);
+    }
+    uint8_t u[ST_SHA256_LEN];
+    assert_int_equal(st_image_padded_digests(img, 0, NULL, u), 0);
+    assert_memory_equal(u, img->sha256, sizeof u);
+    st_image_free(img);
 }
 
 static void test_digest_vectors(void **state)
@@ -830,7 +873,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err_prefix_chain), cmocka_unit_test(test_text),
-        cmocka_unit_test(test_digest_vectors),   cmocka_unit_test(test_image_bin_validate),
+        cmocka_unit_test(test_digest_vectors),   cmocka_unit_test(test_image_padded_digests),   cmocka_unit_test(test_image_bin_validate),
         cmocka_unit_test(test_image_dfuse),      cmocka_unit_test(test_real_firmware),
         cmocka_unit_test(test_image_facts),
         cmocka_unit_test(test_measure),

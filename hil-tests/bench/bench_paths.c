@@ -1,0 +1,613 @@
+/* Benchmark of every flashing path side by side (issue 9): DfuSe (ROM DFU over USB),
+ * Katapult over CAN, Katapult over USB-CDC and Katapult over a UART (a real pty through the
+ * station's termios link), each with 1, 4 and 8 units at once on `datasheet`-timed device
+ * models. Per path and unit count: the slowest unit's time against its device limit, CPU
+ * per unit as a share of the unit's wall time, and the peak RSS; per path, skip_identical
+ * on a fresh unit against a plain flash. Each configuration runs in a child process so its
+ * CPU time and peak RSS are its own (wait4). Not a ctest test; `--check` runs every path
+ * once with one and two units on tiny images and checks results, not timing (ctest label
+ * bench-smoke). What the columns mean: README.md in this directory. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "protocols/canadmin/canadmin.h"
+#include "protocols/dfuse/dfu_model.h"
+#include "protocols/dfuse/dfuse.h"
+#include "protocols/katapult/katapult.h"
+#include "protocols/katapult/katapult_model.h"
+#include "protocols/link/can_model.h"
+#include "protocols/link/pty_server.h"
+#include "protocols/link/stream_cdc.h"
+#include "protocols/link/usb_model.h"
+#include "protocols/sim/cdc_acm.h"
+#include "protocols/sim/flash.h"
+#include "protocols/sim/synth.h"
+#include "station/core/clock.h"
+
+#define FW_DIR STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/"
+#define USB_COMBINED FW_DIR "Katapult_plus_CartographerV4_6.0.0__USB_lite.bin"
+#define USB_APP FW_DIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin"
+#define CAN_APP FW_DIR "CartographerV4_6.0.0_CAN_1M_full_8kib_offset.bin"
+#define USB_COMBINED_SIZE 35984u
+#define USB_APP_SIZE 27792u
+#define CAN_APP_SIZE 27236u
+#define MAX_UNITS 8u
+#define MAX_REPS 9u
+#define BITRATE 1000000u
+#define UART_BAUD 250000u
+#define CDC_TURNAROUND_US 1000u /* USB CDC: one frame per command, ~1 ms each way */
+#define UART_TURNAROUND_US 100u
+
+static const char request[] = "~ \x1c Request Serial Bootloader!! ~";
+
+typedef enum path { P_DFUSE, P_KAT_CAN, P_KAT_CDC, P_KAT_UART, P_COUNT } path;
+static const char *const path_names[] = { "DfuSe (ROM DFU, USB)", "Katapult CAN",
+                                          "Katapult USB-CDC", "Katapult UART (pty)" };
+static const char *const path_keys[] = { "dfuse", "katapult_can", "katapult_cdc",
+                                         "katapult_uart" };
+/* The peer tool on the same model: dfu-util runs only against a real USB device (the
+ * kernel-driver rig); Katapult's flashtool.py is not packaged in Debian, so Katapult is
+ * measured against its wire + device limit only. */
+static const char *const peers[] = { "rig", "-", "-", "-" };
+
+/* What a child reports for one configuration (through a pipe). */
+typedef struct result {
+    int bad;                   /* units that failed or came out wrong */
+    unsigned n;
+    uint64_t unit_wall_us;     /* the slowest unit: its measured phase */
+    uint64_t limit_us;         /* the device limit of that phase (shared floor on CAN) */
+    uint64_t flash_us;         /* one unit: the flash step alone */
+    uint32_t retries;          /* Katapult resends, all units (0 expected) */
+    uint64_t cpu_us;           /* process CPU during the measured phase (all threads) */
+    char why[1200];
+} result;
+
+/* One unit of any path. */
+typedef struct unit {
+    path p;
+    unsigned idx;
+    const st_image *img;
+    bool skip;                 /* flash with skip_identical (probe) */
+    st_flash *flash;
+    /* DfuSe */
+    st_dfu_model *dfu;
+    /* Katapult */
+    st_katapult_model *kat;
+    st_can_stream_node *node;
+    st_cdc_acm *cdc;
+    st_pty_server *pty;
+    pthread_t pty_thread;
+    atomic_bool pty_stop;
+    st_vusb_bus *vbus;
+    st_usb_host *host;
+    st_can_link *link;
+    st_stream *stream;
+    st_katapult *k;
+    st_can_uuid uuid;
+    uint8_t nodeid;
+    /* measured */
+    pthread_barrier_t *start;
+    uint64_t t0, t1, flash_us;
+    uint32_t retries;
+    int rc;
+    st_err err;
+    pthread_t thread;
+} unit;
+
+static uint64_t cpu_now_us(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+static void *pty_serve(void *arg)
+{
+    unit *u = arg;
+    while (!atomic_load(&u->pty_stop))
+        if (st_pty_server_run(u->pty, 20, NULL) < 0)
+            break;
+    return NULL;
+}
+
+/* Katapult: flash (plain or probing) + verify; the serial paths start with their entry. */
+static int kat_run(unit *u)
+{
+    st_err *err = &u->err;
+    int rc = 0;
+    if (u->p == P_KAT_UART) {
+        /* The unit already runs Katapult: the request string is garbage to it (one NACK). */
+        rc = st_stream_write(u->stream, (const uint8_t *)request, sizeof request - 1, 1000, err);
+        if (rc < 0)
+            return rc;
+    }
+    if (u->p != P_KAT_CAN && (rc = st_katapult_connect(u->k, NULL, err)) < 0)
+        return rc;
+    st_katapult_flash_opts fo = { .probe = u->skip };
+    st_katapult_result w, v;
+    uint64_t f0 = st_now_us();
+    rc = st_katapult_flash(u->k, u->img, &fo, &w, err);
+    u->flash_us = st_now_us() - f0;
+    if (rc == 0)
+        rc = st_katapult_verify(u->k, u->img, &v, err);
+    if (rc == 0 && (w.blocks_sent != w.blocks || v.blocks_verified != w.blocks ||
+                    strcmp(w.sha1_hex, v.sha1_hex) != 0))
+        rc = st_err_set(err, ST_ERR_VERIFY, "unit %u: %u of %u blocks sent, %u read back",
+                        u->idx, w.blocks_sent, w.blocks, v.blocks_verified);
+    u->retries = st_katapult_retries(u->k);
+    return rc;
+}
+
+static int dfu_run(unit *u)
+{
+    st_usb_dev_info info;
+    st_dfuse *d = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "1-%u", u->idx + 1);
+    int rc = st_usb_host_find(u->host, 0x0483, 0xdf11, port, &info, &u->err);
+    if (rc == 0)
+        rc = st_dfuse_open(u->host, &info, NULL, &d, &u->err);
+    st_dfuse_opts o = { .skip_identical = u->skip };
+    st_dfuse_result r;
+    memset(&r, 0, sizeof r);
+    uint64_t f0 = st_now_us();
+    if (rc == 0)
+        rc = st_dfuse_flash(d, u->img, &o, &r, &u->err);
+    u->flash_us = st_now_us() - f0;
+    if (rc == 0)
+        rc = st_dfuse_verify(d, u->img, &o, &r, &u->err);
+    st_dfuse_close(d);
+    return rc;
+}
+
+static void *unit_thread(void *arg)
+{
+    unit *u = arg;
+    pthread_barrier_wait(u->start);
+    u->t0 = st_now_us();
+    u->rc = u->p == P_DFUSE ? dfu_run(u) : kat_run(u);
+    u->t1 = st_now_us();
+    return NULL;
+}
+
+/* Build unit i of path p. The CAN units share bus (already made). */
+static int unit_up(unit *u, st_vcan_bus *bus, st_can_iface *ifc, st_can_link *admin)
+{
+    const st_mcu *mcu = st_mcu_find("stm32g431xx");
+    st_err *err = &u->err;
+    u->flash = st_flash_new(mcu, ST_TIMING_DATASHEET);
+    if (!u->flash)
+        return st_err_set(err, ST_ERR_NOMEM, "flash model");
+    if (u->p == P_DFUSE) {
+        st_dfu_model_config cfg = { .transfer_size = 2048, .start_in_error = true };
+        char port[16];
+        snprintf(port, sizeof port, "1-%u", u->idx + 1);
+        u->dfu = st_dfu_model_new(u->flash, &cfg);
+        u->vbus = st_vusb_bus_new();
+        if (!u->dfu || !u->vbus)
+            return st_err_set(err, ST_ERR_NOMEM, "DFU model");
+        int rc = st_vusb_attach(u->vbus, port, st_dfu_model_usb(u->dfu), err);
+        return rc ? rc : st_usb_host_mem_new(u->vbus, NULL, &u->host, err);
+    }
+    st_katapult_model_cfg kc = { .with_can = u->p == P_KAT_CAN };
+    if (u->p == P_KAT_CDC)
+        kc.turnaround_us = CDC_TURNAROUND_US;
+    if (u->p == P_KAT_UART) {
+        kc.baud = UART_BAUD;
+        kc.turnaround_us = UART_TURNAROUND_US;
+    }
+    static const uint8_t base[6] = { 0x5e, 0x7a, 0x71, 0x00, 0xbe, 0x00 };
+    memcpy(u->uuid.b, base, 6);
+    u->uuid.b[5] = (uint8_t)(u->idx + 1);
+    memcpy(kc.uuid, u->uuid.b, 6);
+    u->kat = st_katapult_model_new(u->flash, &kc);
+    if (!u->kat)
+        return st_err_set(err, ST_ERR_NOMEM, "Katapult model");
+    st_katapult_opts ko = { 0 };
+    int rc = 0;
+    if (u->p == P_KAT_CAN) {
+        st_can_stream_node_cfg nc = { .app = ST_CANADMIN_APP_KATAPULT };
+        memcpy(nc.uuid, u->uuid.b, 6);
+        u->node = st_can_stream_node_new(st_katapult_model_stream(u->kat), &nc);
+        u->nodeid = (uint8_t)(ST_CANADMIN_NODEID_KATAPULT + u->idx);
+        if (!u->node)
+            return st_err_set(err, ST_ERR_NOMEM, "CAN node");
+        rc = st_vcan_attach(bus, st_can_stream_node_base(u->node), err);
+        if (!rc)
+            rc = st_canadmin_katapult_assign(admin, &u->uuid, 0, u->nodeid, 2000, err);
+        if (!rc)
+            rc = ifc->ops->open_link(ifc, &u->link, err);
+        if (!rc)
+            rc = st_can_stream_open(u->link, st_canadmin_nodeid_tx_id(u->nodeid),
+                                    st_canadmin_nodeid_rx_id(u->nodeid), &u->stream, err);
+    } else if (u->p == P_KAT_CDC) {
+        st_cdc_identity id = { .vid = 0x1d50, .pid = 0x6177, .bcd_device = 0x0100,
+                               .manufacturer = "katapult", .product = "stm32g431xx",
+                               .serial = "BE4C00000001" };
+        char port[16];
+        snprintf(port, sizeof port, "1-%u", u->idx + 1);
+        u->cdc = st_cdc_acm_new(&id, st_katapult_model_stream(u->kat));
+        u->vbus = st_vusb_bus_new();
+        if (!u->cdc || !u->vbus)
+            return st_err_set(err, ST_ERR_NOMEM, "CDC model");
+        st_usb_dev_info info;
+        st_stream_line line = { 115200, 8, 'N', 1, 0 };
+        rc = st_vusb_attach(u->vbus, port, st_cdc_acm_usb(u->cdc), err);
+        if (!rc)
+            rc = st_usb_host_mem_new(u->vbus, NULL, &u->host, err);
+        if (!rc)
+            rc = st_usb_host_find(u->host, 0x1d50, 0x6177, port, &info, err);
+        if (!rc)
+            rc = st_stream_cdc_open(u->host, &info, &line, &u->stream, err);
+        ko.prime = true; /* STM32G4 double-buffered USB (reference 2.4) */
+        ko.connect_within_ms = 5000;
+    } else {
+        atomic_init(&u->pty_stop, false);
+        rc = st_pty_server_new(st_katapult_model_stream(u->kat), NULL, &u->pty, err);
+        if (!rc && pthread_create(&u->pty_thread, NULL, pty_serve, u) != 0)
+            rc = st_err_set(err, ST_ERR_IO, "pty thread");
+        st_stream_line line = { UART_BAUD, 8, 'N', 1, 0 };
+        if (!rc)
+            rc = st_stream_tty_open(st_pty_server_path(u->pty), &line, &u->stream, err);
+        ko.connect_within_ms = 5000;
+    }
+    if (!rc)
+        rc = st_katapult_open(u->stream, &ko, &u->k, err);
+    if (!rc && u->p == P_KAT_CAN)
+        rc = st_katapult_connect(u->k, NULL, err); /* entry on CAN is the node id: not timed */
+    return rc;
+}
+
+static void unit_down(unit *u, st_vcan_bus *bus)
+{
+    st_katapult_close(u->k);
+    if (u->stream)
+        st_stream_close(u->stream);
+    if (u->link)
+        st_can_link_close(u->link);
+    if (u->pty) {
+        atomic_store(&u->pty_stop, true);
+        pthread_join(u->pty_thread, NULL);
+        st_pty_server_free(u->pty);
+    }
+    if (u->node) {
+        st_vcan_detach(bus, st_can_stream_node_base(u->node));
+        st_can_stream_node_free(u->node);
+    }
+    st_usb_host_free(u->host);
+    if (u->vbus) {
+        char port[16];
+        snprintf(port, sizeof port, "1-%u", u->idx + 1);
+        st_vusb_detach(u->vbus, port);
+        st_vusb_bus_free(u->vbus);
+    }
+    st_cdc_acm_free(u->cdc);
+    st_dfu_model_free(u->dfu);
+    st_katapult_model_free(u->kat);
+    st_flash_free(u->flash);
+}
+
+/* Wire time of the UART request string (part of the serial entry's limit). */
+static uint64_t request_wire_us(void)
+{
+    return ((uint64_t)(sizeof request - 1) * 10u * 1000000u + UART_BAUD - 1) / UART_BAUD;
+}
+
+/* Run one configuration in this process: n units of path p flashing img at once. */
+static void run_config(path p, unsigned n, const st_image *img, bool skip, result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->n = n;
+    unit units[MAX_UNITS];
+    memset(units, 0, sizeof units);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, n);
+    st_vcan_bus *bus = NULL;
+    st_can_iface *ifc = NULL;
+    st_can_link *admin = NULL;
+    st_err err = { 0 };
+    unsigned made = 0;
+    if (p == P_KAT_CAN) {
+        bus = st_vcan_bus_new(BITRATE, ST_TIMING_DATASHEET);
+        if (!bus || st_can_iface_mem_new(bus, "can0", NULL, &ifc, &err) < 0 ||
+            ifc->ops->open_link(ifc, &admin, &err) < 0) {
+            snprintf(out->why, sizeof out->why, "CAN setup: %s", err.msg);
+            out->bad = (int)n;
+            goto done;
+        }
+    }
+    for (; made < n; made++) {
+        unit *u = &units[made];
+        u->p = p;
+        u->idx = made;
+        u->img = img;
+        u->skip = skip;
+        u->start = &start;
+        if (unit_up(u, bus, ifc, admin) < 0) {
+            snprintf(out->why, sizeof out->why, "unit %u setup: %s", made, u->err.msg);
+            out->bad = (int)n;
+            made++;
+            goto done;
+        }
+        st_flash_reset_stats(u->flash);
+    }
+    st_vcan_stats b0, b1;
+    if (bus)
+        st_vcan_get_stats(bus, &b0);
+    uint64_t cpu0 = cpu_now_us();
+    for (unsigned i = 0; i < n; i++)
+        if (pthread_create(&units[i].thread, NULL, unit_thread, &units[i]) != 0) {
+            fprintf(stderr, "bench_paths: cannot start a thread\n");
+            exit(1); /* the barrier would never open */
+        }
+    for (unsigned i = 0; i < n; i++)
+        pthread_join(units[i].thread, NULL);
+    out->cpu_us = cpu_now_us() - cpu0;
+    uint64_t first = UINT64_MAX, last = 0, dev_max = 0;
+    for (unsigned i = 0; i < n; i++) {
+        unit *u = &units[i];
+        if (u->rc < 0) {
+            snprintf(out->why, sizeof out->why, "unit %u: %s", i, u->err.msg);
+            out->bad++;
+            continue;
+        }
+        uint8_t *now = malloc(img->size);
+        if (!now || st_flash_read(u->flash, img->load_addr, now, img->size) != 0 ||
+            memcmp(now, img->data, img->size) != 0) {
+            snprintf(out->why, sizeof out->why, "unit %u: flash differs from the image", i);
+            out->bad++;
+        }
+        free(now);
+        out->retries += u->retries;
+        first = u->t0 < first ? u->t0 : first;
+        last = u->t1 > last ? u->t1 : last;
+        if (u->t1 - u->t0 > out->unit_wall_us) {
+            out->unit_wall_us = u->t1 - u->t0;
+            out->flash_us = u->flash_us;
+        }
+        /* The device limit of this unit's phase, from its own models. */
+        uint64_t lim;
+        if (p == P_DFUSE) {
+            st_dfu_model_counts c;
+            st_dfu_model_get_counts(u->dfu, &c);
+            lim = c.wire_us + c.device_us;
+        } else if (p == P_KAT_CAN) {
+            st_flash_stats fs;
+            st_flash_get_stats(u->flash, &fs);
+            lim = fs.busy_us;
+        } else {
+            st_katapult_model_stats ks;
+            st_katapult_model_get_stats(u->kat, &ks);
+            lim = ks.device_us + (p == P_KAT_UART ? request_wire_us() : 0);
+        }
+        dev_max = lim > dev_max ? lim : dev_max;
+    }
+    if (p == P_KAT_CAN) {
+        /* One wire for all: the larger of the total bus time and one unit's own bus share
+         * plus its device time (bench_katapult_can's shared floor). */
+        st_vcan_get_stats(bus, &b1);
+        uint64_t busy = b1.busy_us - b0.busy_us, own = busy / n + dev_max;
+        out->limit_us = busy > own ? busy : own;
+        out->unit_wall_us = last - first;
+    } else {
+        out->limit_us = dev_max;
+    }
+done:
+    for (unsigned i = 0; i < made; i++)
+        unit_down(&units[i], bus);
+    if (admin)
+        st_can_link_close(admin);
+    if (ifc)
+        ifc->ops->free(ifc);
+    st_vcan_bus_free(bus);
+    pthread_barrier_destroy(&start);
+}
+
+/* Run a configuration in a child: its own CPU time and peak RSS. */
+static int run_child(path p, unsigned n, const st_image *img, bool skip, result *r,
+                     double *cpu_ms, long *rss_kib)
+{
+    int fd[2];
+    if (pipe(fd) != 0)
+        return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        close(fd[0]);
+        result res;
+        run_config(p, n, img, skip, &res);
+        ssize_t w = write(fd[1], &res, sizeof res);
+        _exit(w == (ssize_t)sizeof res ? 0 : 1);
+    }
+    close(fd[1]);
+    ssize_t got = read(fd[0], r, sizeof *r);
+    close(fd[0]);
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) != pid || got != (ssize_t)sizeof *r || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0)
+        return -1;
+    *cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000.0 +
+              (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
+    *rss_kib = ru.ru_maxrss;
+    return r->bad ? -1 : 0;
+}
+
+/* One measured configuration: the run with the median ratio (or flash time) of reps. */
+typedef struct measured {
+    result r;
+    double cpu_ms;
+    long rss_kib;
+    double key;
+} measured;
+
+static int run_median(path p, unsigned n, const st_image *img, bool skip, unsigned reps,
+                      bool by_flash, measured *out)
+{
+    measured m[MAX_REPS];
+    for (unsigned i = 0; i < reps; i++) {
+        if (run_child(p, n, img, skip, &m[i].r, &m[i].cpu_ms, &m[i].rss_kib) < 0) {
+            out->r = m[i].r;
+            return -1;
+        }
+        m[i].key = by_flash ? (double)m[i].r.flash_us
+                            : (double)m[i].r.unit_wall_us / (double)m[i].r.limit_us;
+        for (unsigned j = i; j > 0 && m[j - 1].key > m[j].key; j--) {
+            measured t = m[j];
+            m[j] = m[j - 1];
+            m[j - 1] = t;
+        }
+    }
+    *out = m[reps / 2];
+    return 0;
+}
+
+static st_image *image_for(path p, bool check, st_err *err)
+{
+    const st_mcu *mcu = st_mcu_find("stm32g431xx");
+    uint32_t app = mcu->flash_start + mcu->katapult_app_offset;
+    const char *real = p == P_DFUSE ? USB_COMBINED : p == P_KAT_CAN ? CAN_APP : USB_APP;
+    size_t size = p == P_DFUSE ? USB_COMBINED_SIZE : p == P_KAT_CAN ? CAN_APP_SIZE : USB_APP_SIZE;
+    uint32_t at = p == P_DFUSE ? mcu->flash_start : app;
+    st_image *img = NULL;
+    if (!check && access(real, R_OK) == 0)
+        return st_image_load(real, at, &img, err) < 0 ? NULL : img;
+    if (check)
+        size = p == P_DFUSE ? 9216 : 3000;
+    uint8_t *data = NULL;
+    size_t off = p == P_DFUSE ? 0 : mcu->katapult_app_offset;
+    if (st_synth_combined(mcu, off + size, &data, err) < 0)
+        return NULL;
+    int rc = st_image_from_memory("generated", data + off, size, at, &img, err);
+    free(data);
+    return rc < 0 ? NULL : img;
+}
+
+static void usage(FILE *f)
+{
+    fputs("Usage: bench_paths [--check] [--only PATH] [--units LIST] [--reps R]\n"
+          "  Every path at 1, 4 and 8 units on datasheet-timed models: ratio to the device\n"
+          "  limit, skip_identical on a fresh unit vs a plain flash, CPU per unit as a share\n"
+          "  of the unit's wall time, peak RSS. PATH: dfuse, katapult_can, katapult_cdc,\n"
+          "  katapult_uart. LIST: unit counts, e.g. 1,4,8 (default). R: runs per\n"
+          "  configuration, the median (by ratio) is shown (1..9, default 1).\n"
+          "  --check   1 and 2 units on tiny images; checks results, not timing\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    bool check = false;
+    int only = -1;
+    unsigned counts[8] = { 1, 4, 8 }, ncounts = 3, reps = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--check") == 0) {
+            check = true;
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            i++;
+            for (int p = 0; p < P_COUNT; p++)
+                if (strcmp(argv[i], path_keys[p]) == 0)
+                    only = p;
+            if (only < 0) {
+                usage(stderr);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            reps = (unsigned)strtoul(argv[++i], NULL, 10);
+            if (reps < 1 || reps > MAX_REPS) {
+                usage(stderr);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--units") == 0 && i + 1 < argc) {
+            ncounts = 0;
+            for (char *s = argv[++i]; *s && ncounts < 8;) {
+                char *end;
+                unsigned long v = strtoul(s, &end, 10);
+                if (end == s || v < 1 || v > MAX_UNITS) {
+                    usage(stderr);
+                    return 2;
+                }
+                counts[ncounts++] = (unsigned)v;
+                s = *end == ',' ? end + 1 : end;
+            }
+        } else {
+            bool help = strcmp(argv[i], "--help") == 0;
+            usage(help ? stdout : stderr);
+            return help ? 0 : 2;
+        }
+    }
+    if (check) {
+        counts[0] = 1;
+        counts[1] = 2;
+        ncounts = 2;
+    }
+    if (reps > 1)
+        printf("median of %u runs per configuration\n", reps);
+    printf("%-22s %5s %10s %10s %7s %5s %10s %12s %7s %9s\n", "path", "units", "unit ms",
+           "limit ms", "ratio", "peer", "skip/plain", "CPU ms/unit", "CPU %", "RSS KiB");
+    int fails = 0;
+    for (int p = 0; p < P_COUNT; p++) {
+        if (only >= 0 && p != only)
+            continue;
+        st_err err = { 0 };
+        st_image *img = image_for((path)p, check, &err);
+        if (!img) {
+            fprintf(stderr, "bench_paths: %s: image: %s\n", path_keys[p], err.msg);
+            fails++;
+            continue;
+        }
+        /* skip_identical on a fresh unit against a plain flash: the flash step, one unit. */
+        measured plain, probe;
+        double skip_ratio = -1;
+        if (run_median((path)p, 1, img, true, reps, true, &probe) == 0 &&
+            run_median((path)p, 1, img, false, reps, true, &plain) == 0 && plain.r.flash_us)
+            skip_ratio = (double)probe.r.flash_us / (double)plain.r.flash_us;
+        else
+            fails++;
+        for (unsigned c = 0; c < ncounts; c++) {
+            measured m;
+            if (run_median((path)p, counts[c], img, false, reps, false, &m) < 0) {
+                fprintf(stderr, "bench_paths: %s, %u units: %s\n", path_keys[p], counts[c],
+                        m.r.why[0] ? m.r.why : "failed");
+                fails++;
+                continue;
+            }
+            const result *r = &m.r;
+            if (r->retries)
+                printf("(%u Katapult resends in this run)\n", r->retries);
+            double per_unit = r->cpu_us / 1000.0 / counts[c];
+            /* CPU of the phase: engines and the simulated units, buses and pty servers. */
+            printf("%-22s %5u %10.1f %10.1f %7.3f %5s %10s %12.1f %6.1f%% %9ld\n",
+                   path_names[p], counts[c], r->unit_wall_us / 1000.0, r->limit_us / 1000.0,
+                   (double)r->unit_wall_us / (double)r->limit_us, peers[p], "", per_unit,
+                   100.0 * per_unit / (r->unit_wall_us / 1000.0), m.rss_kib);
+        }
+        if (skip_ratio > 0)
+            printf("%-22s %5s %10.1f %10s %7s %5s %10.3f  (skip_identical flash on a fresh "
+                   "unit / plain flash %.1f ms)\n", path_names[p], "1",
+                   probe.r.flash_us / 1000.0, "", "", "", skip_ratio, plain.r.flash_us / 1000.0);
+        fflush(stdout);
+        st_image_free(img);
+    }
+    printf("\nunit ms: the slowest unit's phase (serial Katapult: request string, CONNECT, "
+           "flash, verify; DfuSe and CAN: flash + verify; CAN: first start to last end).\n"
+           "limit ms: its device limit (models' wire + device time; CAN: the shared bus floor)."
+           "\npeer: dfu-util download+upload vs station flash+verify is measured in the kernel-"
+           "driver rig only (rig); Katapult has no packaged peer (flashtool.py is not in Debian)."
+           "\nCPU: the child's CPU during the phase per unit (the engines and the simulated units, "
+           "buses and pty servers), as a share of the unit's wall time; RSS: the child's peak.\n"
+           "targets: ratio <= 1.05 (serial Katapult first flash), <= 1.08 (CAN, one unit), <= 1.01"
+           " (CAN, 4 and 8 units); skip/plain <= 1.05; CPU <= 3%%.\n");
+    return fails ? 1 : 0;
+}

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Host half of the rig peer benchmark (bench/peer.sh): station flash + verify (step times
+# from its reports) against dfu-util download + upload (process times minus dfu-util -l,
+# i.e. start-up and enumeration), fresh and holding the image, as ratios.
+set -u
+f=$RIG_OUT/peer.txt
+[ -s "$f" ] || { echo "no dfu-util figures in $f: the VM part did not run"; exit 1; }
+# median of the numbers on stdin
+median() { sort -n | awk '{a[NR]=$1} END{if (NR) print a[int((NR+1)/2)]}'; }
+steps() { # steps DIR: "flash_ms verify_ms", medians over the reports in DIR
+  for r in "$RIG_OUT/$1"/*.yaml; do
+    awk '/^- name: /{n=$3} /^  duration_ms:/{if (n=="flash") f=$2; if (n=="verify") v=$2}
+         END{printf "%s %s\n", f, v}' "$r"
+  done > "$RIG_OUT/$1.steps"
+  echo "$(cut -d' ' -f1 "$RIG_OUT/$1.steps" | median) $(cut -d' ' -f2 "$RIG_OUT/$1.steps" | median)"
+}
+peer() { # peer LABEL: "download_ms upload_ms" (each minus the fastest list), medians
+  d=$(awk -v l="$1" '$2==l{printf "%.1f\n", ($6-$4)/1000}' "$f" | median)
+  u=$(awk -v l="$1" '$2==l{printf "%.1f\n", ($8-$4)/1000}' "$f" | median)
+  echo "$d $u"
+}
+fail=0
+echo "rig (TCG VM, 1 vCPU): ROM DFU model, datasheet timing, $(stat -c %s "$STATION_SOURCE_DIR/../shared/firmware/cartographer-v4/6.0.0/Katapult_plus_CartographerV4_6.0.0__USB_lite.bin") bytes"
+printf "%-14s %10s %10s %10s %12s %12s %12s %8s\n" case "flash ms" "verify ms" "station" \
+  "dfu-util -D" "dfu-util -U" "dfu-util" ratio
+for c in fresh holds; do
+  set -- $(steps station-$c) $(peer $c)
+  [ $# = 4 ] || { echo "FAIL $c: missing figures ($*)"; fail=1; continue; }
+  awk -v c="$c" -v f="$1" -v v="$2" -v d="$3" -v u="$4" 'BEGIN{
+    printf "%-14s %10.1f %10.1f %10.1f %12.1f %12.1f %12.1f %8.3f\n", c, f, v, f+v, d, u, d+u,
+      (f+v)/(d+u)}'
+done
+echo "ratio = station flash + verify (report step times) / dfu-util download + upload"
+echo "(process times minus the fastest dfu-util -l: start-up and enumeration); medians of 3."
+echo "Targets: fresh <= 0.8, holds <= 0.2."
+exit $fail
