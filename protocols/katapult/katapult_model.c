@@ -477,11 +477,16 @@ static void model_rx(st_stream_model *b, const uint8_t *buf, size_t n, uint64_t 
 static size_t model_tx(st_stream_model *b, uint8_t *buf, size_t cap, uint64_t now_us)
 {
     st_katapult_model *m = from_base(b);
-    tick(m, now_us);
+    /* Answers that were on the wire before the jump (ready by jump_at) reach a host that is
+     * reading (cap > 0) even when it asks for them only after it: send them first, then let
+     * the reset drop the rest. */
+    uint64_t upto = now_us;
+    if (m->state == ST_KATAPULT_MODEL_JUMPING && m->jump_at < upto)
+        upto = m->jump_at;
     size_t out = 0;
     while (m->q_count && out < cap) {
         seg *s = &m->q[m->q_head];
-        if (s->ready_at > now_us)
+        if (s->ready_at > upto)
             break;
         size_t n = s->len - s->off < cap - out ? s->len - s->off : cap - out;
         memcpy(buf + out, s->data + s->off, n);
@@ -492,6 +497,8 @@ static size_t model_tx(st_stream_model *b, uint8_t *buf, size_t cap, uint64_t no
             m->q_count--;
         }
     }
+    if (cap == 0 || !m->q_count || m->q[m->q_head].ready_at > upto)
+        tick(m, now_us); /* cap 0: a clock poll only lets time pass (st_cdc_acm_poll) */
     return out;
 }
 

@@ -799,6 +799,31 @@ static void test_model_delayed_reset(void **state)
     rig_down(&r);
 }
 
+/* An answer ready before the jump reaches the host even when the host side (a pty server
+ * preempted on a loaded machine) comes for it only after jump_at; the reset then happens. */
+static void test_model_answer_before_reset_survives(void **state)
+{
+    rig r;
+    rig_up(&r, ST_TIMING_NONE, NULL, NULL);
+    static const uint8_t complete[] = {0x01, 0x88, 0x15, 0x00, 0x91, 0x1b, 0x99, 0x03};
+    st_stream_model *b = st_katapult_model_stream(r.model);
+    uint8_t in[128];
+    uint64_t t = 1000000;
+    b->ops->rx(b, complete, sizeof complete, t);
+    assert_int_equal(b->ops->tx(b, in, sizeof in, t), 12);
+    /* jump_at = t + 100 ms; a CONNECT answered 1 us before it, collected 2 ms after it. */
+    b->ops->rx(b, CONNECT, sizeof CONNECT, t + 99999);
+    assert_int_equal(r.resets, 0);
+    assert_int_equal(b->ops->tx(b, in, sizeof in, t + 102000), 60);
+    assert_int_equal(in[2], 0xa0);
+    assert_int_equal(r.resets, 1);
+    assert_int_equal(st_katapult_model_get_state(r.model), ST_KATAPULT_MODEL_GONE);
+    /* After the reset: nothing more. */
+    b->ops->rx(b, CONNECT, sizeof CONNECT, t + 103000);
+    assert_int_equal(b->ops->tx(b, in, sizeof in, t + 104000), 0);
+    rig_down(&r);
+}
+
 /* ---- a hostile or broken device: scripted answers --------------------------------- */
 
 typedef struct script {
@@ -1336,6 +1361,7 @@ int main(void)
         cmocka_unit_test(test_model_unknown_and_prime),
         cmocka_unit_test(test_model_send_block_rules),
         cmocka_unit_test(test_model_delayed_reset),
+        cmocka_unit_test(test_model_answer_before_reset_survives),
         cmocka_unit_test(test_hostile_connect_answers),
         cmocka_unit_test(test_hostile_block_answers),
         cmocka_unit_test(test_entry_nack_resends_at_once),

@@ -130,7 +130,10 @@ static void test_katapult_pty_tool_reconnect(void **state)
     if (st_stream_tty_open(tty, &line, &st, &err))
         fail_msg("%s: %s", tty, err.msg);
     st_katapult *k;
-    st_katapult_opts o = {.tries = 1, .read_timeout_ms = 100};
+    /* One try each, but a read timeout (5 s) that no scheduler hiccup on a loaded machine
+     * reaches: a CONNECT the tool drops is never answered, however long we wait, so the
+     * test still fails on a drop; with 100 ms, a late answer counted as a drop. */
+    st_katapult_opts o = {.tries = 1, .read_timeout_ms = 5000};
     assert_int_equal(st_katapult_open(st, &o, &k, &err), 0);
     if (st_katapult_connect(k, NULL, &err))
         fail_msg("connect: %s", err.msg);

@@ -69,12 +69,15 @@ struct st_vunit {
     st_klp_model_faults klp_faults;
     st_image_facts app_facts;     /* what the application's image says (its USB identity) */
     pthread_t clock;              /* the unit's own clock: lets models' timers fire */
+    bool kat_reset_pending;       /* a Katapult reset fired on the clock thread (see below) */
     bool clock_running, stopping;
 };
 
 /* A board keeps time whether or not the host talks to it: Katapult resets into the
  * application 100 ms after COMPLETE even when the host has closed the port. */
 #define CLOCK_TICK_US 5000u
+static void katapult_rebooted(st_vunit *u);
+
 static void *unit_clock(void *arg)
 {
     st_vunit *u = arg;
@@ -88,6 +91,13 @@ static void *unit_clock(void *arg)
             return NULL;
         if (kat_usb)
             st_cdc_acm_poll(u->kat_usb); /* may call on_katapult_reset: no lock held here */
+        /* The reset the poll fired, now that the CDC model's lock is released. */
+        pthread_mutex_lock(&u->lock);
+        if (u->kat_reset_pending) {
+            u->kat_reset_pending = false;
+            katapult_rebooted(u);
+        }
+        pthread_mutex_unlock(&u->lock);
     }
 }
 
@@ -577,12 +587,25 @@ static void set_pin_locked(st_vunit *u, st_vunit_pin pin, int level)
 
 /* Katapult resets into the application ~100 ms after COMPLETE (called from inside the
  * model, possibly on the CAN bus's thread with the bus locked). */
+/* The Katapult unit reset (COMPLETE): it boots what its flash holds. u->lock held. */
+static void katapult_rebooted(st_vunit *u)
+{
+    u->boots++;
+    present(u, boot_code(u, u->mcu->flash_start));
+}
+
 static void on_katapult_reset(void *ctx, st_katapult_model *m)
 {
     st_vunit *u = ctx;
     pthread_mutex_lock(&u->lock);
-    u->boots++;
-    present(u, boot_code(u, u->mcu->flash_start));
+    if (u->clock_running && pthread_equal(pthread_self(), u->clock)) {
+        /* On the clock thread the CDC model's lock is held (st_cdc_acm_poll): detaching
+         * here waits for a host transfer that waits for that lock (deadlock). The clock
+         * thread presents the new boot as soon as the poll returns. */
+        u->kat_reset_pending = true;
+    } else {
+        katapult_rebooted(u);
+    }
     pthread_mutex_unlock(&u->lock);
 }
 

@@ -330,10 +330,18 @@ int st_ship_open(const st_ship_config *cfg, st_ship **out, st_err *err)
     if (!rc)
         rc = load_log(s, err);
     if (!rc) {
+        /* inotify only wakes the service early: without it (the user's inotify instances
+         * or watches used up: EMFILE/ENOSPC) it rescans every rescan_ms and ships the same
+         * reports, so the service still starts. */
         s->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (s->ino_fd < 0 ||
-            inotify_add_watch(s->ino_fd, s->dir, IN_MOVED_TO | IN_CLOSE_WRITE) < 0)
-            rc = st_err_set(err, st_err_from_errno(errno), "inotify %s: %s", s->dir, strerror(errno));
+            inotify_add_watch(s->ino_fd, s->dir, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+            ST_LOGW(s->log, MOD, "inotify %s: %s: rescanning on a timer instead", s->dir,
+                    strerror(errno));
+            if (s->ino_fd >= 0)
+                close(s->ino_fd);
+            s->ino_fd = -1;
+        }
     }
     if (rc) {
         st_ship_close(s);
@@ -380,8 +388,8 @@ void st_ship_close(st_ship *s)
 int st_ship_wait(st_ship *s, int timeout_ms)
 {
     struct pollfd p = { .fd = s->ino_fd, .events = POLLIN };
-    int n = poll(&p, 1, timeout_ms < 0 ? 0 : timeout_ms);
-    if (n <= 0)
+    int n = poll(&p, 1, timeout_ms < 0 ? 0 : timeout_ms); /* fd -1 (no inotify): a timer */
+    if (n <= 0 || s->ino_fd < 0)
         return 0;
     char buf[4096];
     while (read(s->ino_fd, buf, sizeof buf) > 0)

@@ -78,7 +78,8 @@ void st_ship_close(st_ship *s);
 int st_ship_pass(st_ship *s, st_ship_stats *stats, st_err *err);
 
 /* Wait until a file appears in the report directory, or timeout_ms passes. Returns 1
- * when something changed, 0 on timeout. Uses inotify; never sleeps longer than asked. */
+ * when something changed, 0 on timeout. Uses inotify (when the user's inotify instances are
+ * used up, st_ship_open logs a warning and this just waits); never sleeps longer than asked. */
 int st_ship_wait(st_ship *s, int timeout_ms);
 
 /* Called by st_ship_serve after every pass: rc and err as st_ship_pass returned them. */

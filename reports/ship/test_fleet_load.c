@@ -62,6 +62,8 @@ typedef struct station {
     unsigned events;       /* unit events published */
     unsigned passes, pass_fail;
     st_live *live;
+    volatile int ship_failed; /* its shipping service could not start (ship_err says why) */
+    char ship_err[ST_ERR_MSG_MAX];
     uint32_t rng;
     slot_state slots[NSLOTS];
 } station;
@@ -143,7 +145,8 @@ static void *shipper(void *arg)
     st_ship *s = NULL;
     st_err e;
     if (st_ship_open(&c, &s, &e)) {
-        fprintf(stderr, "%s: %s\n", st->name, e.msg);
+        snprintf(st->ship_err, sizeof st->ship_err, "%s", e.msg);
+        st->ship_failed = 1;
         return NULL;
     }
     st_ship_serve(s, &stop_shipping, 1000, NULL, NULL);
@@ -178,6 +181,15 @@ static unsigned total_finished(void)
 static double since(uint64_t t0)
 {
     return (double)(st_now_us() - t0) / 1e6;
+}
+
+/* Sleep until `at` seconds after t0; a fault step that overran (a loaded machine) makes it
+ * return at once instead of converting a negative time to an unsigned one. */
+static void sleep_until_s(uint64_t t0, double at)
+{
+    double left = at - since(t0);
+    if (left > 0)
+        st_sleep_until(st_deadline_in_ms((uint64_t)(left * 1000)));
 }
 
 static void test_load_and_faults(void **state)
@@ -219,24 +231,24 @@ static void test_load_and_faults(void **state)
     /* The faults, at fixed fractions of the run. */
     double t_db_down = seconds * 0.25, t_db_up = seconds * 0.45;
     double t_mq_down = seconds * 0.6, t_mq_up = seconds * 0.75;
-    st_sleep_until(st_deadline_in_ms((uint64_t)(t_db_down * 1000)));
+    sleep_until_s(t0, t_db_down);
     unsigned made_at_db_down = total_finished();
     uint64_t wall_down = st_wall_us();
     assert_int_equal(st_tpg_stop(&pg, true), 0);
     printf("t=%5.1fs database stopped (immediate), %u reports so far\n", since(t0), made_at_db_down);
-    st_sleep_until(st_deadline_in_ms((uint64_t)((t_db_up - since(t0)) * 1000)));
+    sleep_until_s(t0, t_db_up);
     assert_int_equal(st_tpg_restart(&pg), 0);
     uint64_t wall_up = st_wall_us();
     unsigned made_at_db_up = total_finished();
     printf("t=%5.1fs database restarted, %u reports so far (%u made while it was down)\n",
            since(t0), made_at_db_up, made_at_db_up - made_at_db_down);
-    st_sleep_until(st_deadline_in_ms((uint64_t)((t_mq_down - since(t0)) * 1000)));
+    sleep_until_s(t0, t_mq_down);
     st_tmq_kill(&mq);
     printf("t=%5.1fs broker killed (SIGKILL)\n", since(t0));
-    st_sleep_until(st_deadline_in_ms((uint64_t)((t_mq_up - since(t0)) * 1000)));
+    sleep_until_s(t0, t_mq_up);
     assert_int_equal(st_tmq_restart(&mq), 0);
     printf("t=%5.1fs broker restarted\n", since(t0));
-    st_sleep_until(st_deadline_in_ms((uint64_t)((seconds - since(t0)) * 1000)));
+    sleep_until_s(t0, seconds);
     stop_producing = 1;
     for (int k = 0; k < NSTATIONS; k++)
         pthread_join(stations[k].producer, NULL);
@@ -244,11 +256,17 @@ static void test_load_and_faults(void **state)
     double produce_s = since(t0);
     printf("t=%5.1fs production stopped: %u reports made by %d stations x %d slots\n", since(t0),
            made, NSTATIONS, NSLOTS);
-    /* Drain: bounded wait for the shippers to catch up. */
-    st_deadline dl = st_deadline_in_ms(60000);
+    /* Drain: wait until the shippers caught up (every service running), bounded by a
+     * deadline no loaded machine reaches (a stuck shipper still fails, after it). */
+    st_deadline dl = st_deadline_in_ms(150000);
     long rows = 0;
-    while (!st_deadline_passed(dl) && (rows = value("SELECT count(*) FROM fleet.runs")) < (long)made)
+    while (!st_deadline_passed(dl) && (rows = value("SELECT count(*) FROM fleet.runs")) < (long)made) {
+        for (int k = 0; k < NSTATIONS; k++)
+            if (stations[k].ship_failed)
+                fail_msg("%s: shipping service did not start: %s", stations[k].name,
+                         stations[k].ship_err);
         st_sleep_until(st_deadline_in_ms(200));
+    }
     printf("t=%5.1fs drained: %ld rows\n", since(t0), rows);
     stop_shipping = 1;
     for (int k = 0; k < NSTATIONS; k++)
