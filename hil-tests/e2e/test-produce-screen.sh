@@ -60,30 +60,50 @@ run_in_tmux() { # $1: TERM for the station
     "cd '$dir' && TERM=$1 '$STATION' produce job.yaml -f fixture.yaml --reports reports --lot LOT-7 --station line-2; echo EXIT=\$?; sleep 120"
 }
 
+# Everything the operator must see once both units are done; prints the first thing missing.
+# The screen is redrawn in place, so a capture can catch a redraw half done: the checks are
+# retried on fresh captures until they all hold at once (bounded by wait_all).
+screen_ok() {
+  local f=$dir/pane.txt
+  grep -q "TOTAL units 2" "$f" || { echo "no totals line with both units"; return 1; }
+  grep -q "yield 50.0%" "$f" || { echo "yield"; return 1; }
+  grep -q "slot 1 (left)" "$f" || { echo "slot 1 panel title"; return 1; }
+  grep -q "slot 2 (right)" "$f" || { echo "slot 2 panel title"; return 1; }
+  grep -q "lot LOT-7  station line-2" "$f" || { echo "header"; return 1; }
+  # The verdict words in block letters, row by row as the font draws them.
+  local P=("#### " "#   #" "#### " "#    " "#    ")
+  local A=(" ### " "#   #" "#####" "#   #" "#   #")
+  local S=(" ####" "#    " " ### " "    #" "#### ")
+  local F=("#####" "#    " "#### " "#    " "#    ")
+  local I=("#####" "  #  " "  #  " "  #  " "#####")
+  local L=("#    " "#    " "#    " "#    " "#####")
+  local r pass failw
+  for r in 0 1 2 3 4; do
+    pass="${P[$r]} ${A[$r]} ${S[$r]} ${S[$r]}"
+    failw="${F[$r]} ${A[$r]} ${I[$r]} ${L[$r]}"
+    # capture-pane drops trailing blanks
+    pass="${pass%"${pass##*[! ]}"}"
+    failw="${failw%"${failw##*[! ]}"}"
+    grep -qF -- "$pass" "$f" || { echo "row $r of PASS in block letters: '$pass'"; return 1; }
+    grep -qF -- "$failw" "$f" || { echo "row $r of FAIL in block letters: '$failw'"; return 1; }
+  done
+  grep -q "last: FAIL" "$f" || { echo "slot 2's last verdict"; return 1; }
+  grep -q "verify" "$f" || { echo "slot 2's cause (verify)"; return 1; }
+}
+
+# Wait (bounded, 60 s) until check $1 holds on one capture; fail with what was missing.
+wait_all() {
+  local why=""
+  for _ in $(seq 1 600); do
+    tmux -L "$sock" capture-pane -p -t produce > "$dir/pane.txt" 2>/dev/null
+    why=$("$1") && return 0
+    sleep 0.1
+  done
+  fail "$why"
+}
+
 run_in_tmux "${TERM_FOR_TEST:-screen}"
-wait_pane "TOTAL units 2" || fail "no totals line with both units"
-grep -q "yield 50.0%" "$dir/pane.txt" || fail "yield"
-grep -q "slot 1 (left)" "$dir/pane.txt" || fail "slot 1 panel title"
-grep -q "slot 2 (right)" "$dir/pane.txt" || fail "slot 2 panel title"
-grep -q "lot LOT-7  station line-2" "$dir/pane.txt" || fail "header"
-# The verdict words in block letters, row by row as the font draws them.
-P=("#### " "#   #" "#### " "#    " "#    ")
-A=(" ### " "#   #" "#####" "#   #" "#   #")
-S=(" ####" "#    " " ### " "    #" "#### ")
-F=("#####" "#    " "#### " "#    " "#    ")
-I=("#####" "  #  " "  #  " "  #  " "#####")
-L=("#    " "#    " "#    " "#    " "#####")
-for r in 0 1 2 3 4; do
-  pass="${P[$r]} ${A[$r]} ${S[$r]} ${S[$r]}"
-  failw="${F[$r]} ${A[$r]} ${I[$r]} ${L[$r]}"
-  # capture-pane drops trailing blanks
-  pass="${pass%"${pass##*[! ]}"}"
-  failw="${failw%"${failw##*[! ]}"}"
-  grep -qF -- "$pass" "$dir/pane.txt" || fail "row $r of PASS in block letters: '$pass'"
-  grep -qF -- "$failw" "$dir/pane.txt" || fail "row $r of FAIL in block letters: '$failw'"
-done
-grep -q "last: FAIL" "$dir/pane.txt" || fail "slot 2's last verdict"
-grep -q "verify" "$dir/pane.txt" || fail "slot 2's cause (verify)"
+wait_all screen_ok
 # Ctrl-C: nothing in flight, so the station stops at once and says what it did.
 tmux -L "$sock" send-keys -t produce C-c
 wait_pane "EXIT=" || fail "no exit after Ctrl-C"
@@ -93,9 +113,12 @@ tmux -L "$sock" kill-server
 rm -rf "$dir/reports"
 
 # TERM=dumb (and likewise output that is not a terminal): plain lines, no panels.
+dumb_ok() {
+  grep -q "slot 2: FAIL" "$dir/pane.txt" || { echo "plain lines with TERM=dumb"; return 1; }
+  grep -q "slot 1: PASS report" "$dir/pane.txt" || { echo "plain PASS line"; return 1; }
+}
 run_in_tmux dumb
-wait_pane "slot 2: FAIL" || fail "plain lines with TERM=dumb"
-grep -q "slot 1: PASS report" "$dir/pane.txt" || fail "plain PASS line"
+wait_all dumb_ok
 grep -q "TOTAL units" "$dir/pane.txt" && fail "panels drawn on a dumb terminal"
 echo "ok: operator screen in tmux (block letters, totals, Ctrl-C), plain lines on TERM=dumb"
 exit 0
