@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Fetches Debian packages into a private directory and unpacks them there, without touching
+# the system's apt sources, apt state or dpkg database: a separate apt state/cache/sources
+# directory per NAME, `apt-get download`, `dpkg -x` into NAME/root. Idempotent and cached:
+# a second run with the same arguments does nothing (the stamp holds the arguments and the
+# list of .debs). Used for libgpiod 2 (Debian 13), trixie's qemu-user and the arm64/armhf
+# sysroots of the cross builds.
+#
+#   private-debs.sh NAME SUITE ARCHS PKG[:ARCH]...
+#     NAME   directory under $STATION_DEPS (default /var/cache/station-deps)
+#     SUITE  bookworm | trixie (Debian's archive at $STATION_DEB_MIRROR, default deb.debian.org)
+#     ARCHS  comma-separated architectures apt may list (amd64,arm64,armhf)
+# Prints the unpacked root (NAME/root) on stdout, progress on stderr.
+set -euo pipefail
+[ $# -ge 4 ] || { echo "usage: $0 NAME SUITE ARCHS PKG..." >&2; exit 2; }
+name=$1 suite=$2 archs=$3; shift 3
+base=${STATION_DEPS:-/var/cache/station-deps}/$name
+mirror=${STATION_DEB_MIRROR:-http://deb.debian.org/debian}
+root=$base/root
+want="$suite $archs $* $mirror"
+if [ -f "$base/stamp" ] && [ "$(head -1 "$base/stamp")" = "$want" ] && [ -d "$root" ]; then
+  echo "$root"
+  exit 0
+fi
+mkdir -p "$base/apt/state/lists/partial" "$base/apt/cache/archives/partial" "$base/apt/etc/preferences.d" \
+         "$base/debs"
+# trixie's Release is signed by the 13/trixie keys, which Debian 12's debian-archive-keyring
+# already ships (/usr/share/keyrings/debian-archive-trixie-*.gpg).
+echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" \
+  > "$base/apt/sources.list"
+# The system's apt.conf.d still applies (proxies); everything that says what exists is ours.
+opts=(-o "Dir::State=$base/apt/state" -o "Dir::State::status=/dev/null"
+      -o "Dir::Cache=$base/apt/cache" -o "Dir::Etc::SourceList=$base/apt/sources.list"
+      -o "Dir::Etc::SourceParts=/dev/null" -o "Dir::Etc::Preferences=/dev/null"
+      -o "Dir::Etc::PreferencesParts=$base/apt/etc/preferences.d"
+      -o "APT::Architecture=amd64" -o "APT::Architectures=$archs"
+      -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1" -o "Acquire::Languages=none" -q)
+echo "private-debs: $name: apt-get update ($suite, $archs)" >&2
+apt-get "${opts[@]}" update >&2
+rm -f "$base"/debs/*.deb
+echo "private-debs: $name: download $*" >&2
+(cd "$base/debs" && apt-get "${opts[@]}" download "$@" >&2)
+rm -rf "$root.new"
+mkdir -p "$root.new"
+for d in "$base"/debs/*.deb; do dpkg -x "$d" "$root.new"; done
+rm -rf "$root"
+mv "$root.new" "$root"
+{ echo "$want"; (cd "$base/debs" && ls); } > "$base/stamp"
+echo "$root"
