@@ -24,6 +24,7 @@
 #include "station/context.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
+#include "station/paths.h"
 #include "station/ui.h"
 
 /* Exit codes (README "Exit codes"). */
@@ -60,8 +61,9 @@ static void usage(FILE *f)
           "  image generate OUT   write the synthetic combined image the demo job uses\n"
           "\n"
           "Options:\n"
-          "  -f, --fixture FILE   fixture file (default: $STATION_FIXTURE, else the virtual\n"
-          "                       fixture " STATION_DEFAULT_FIXTURE ")\n"
+          "  -f, --fixture FILE   fixture file or name (default: $STATION_FIXTURE, else\n"
+          "                       fixture.yaml in ~/.config/station or /etc/station, else\n"
+          "                       the virtual fixture in the share directory)\n"
           "  -s, --slot N         run on slot N only (repeatable)\n"
           "  -r, --reports DIR    write reports to DIR instead of the job's report_dir\n"
           "  -o, --operator NAME  operator name for the reports (default: $USER)\n"
@@ -78,6 +80,11 @@ static void usage(FILE *f)
           "  -v, --verbose        more log messages (twice for debug)\n"
           "  -h, --help           this help\n"
           "  -V, --version        version\n"
+          "\n"
+          "Files: a JOB or fixture FILE without a '/' that is not in the working directory is\n"
+          "looked up in ~/.config/station/{jobs,fixtures}/, /etc/station/{jobs,fixtures}/ and\n"
+          "the share directory (<prefix>/share/station, beside the executable), with .yaml\n"
+          "added when the name has no extension.\n"
           "\n"
           "Exit codes: 0 all units passed; 1 a unit failed (see its report); 2 bad command\n"
           "line or input, nothing touched; 3 station error (backend, permissions, disk);\n"
@@ -104,24 +111,30 @@ typedef struct opts {
     int verbose;
 } opts;
 
-static const char *fixture_path(const opts *o)
-{
-    if (o->fixture)
-        return o->fixture;
-    const char *env = getenv("STATION_FIXTURE");
-    return env && *env ? env : STATION_DEFAULT_FIXTURE;
-}
-
 static void err_line(const char *what, const st_err *e)
 {
     fprintf(stderr, "station: %s: %s\n", what, e->msg[0] ? e->msg : st_strerror(e->code));
+}
+
+/* A job or fixture name through the search path (station/paths.h; NULL fixture: the
+ * default one); NULL when not found, already reported. */
+static const char *find_file(st_path_kind kind, const char *name, char *buf, size_t cap)
+{
+    st_err e;
+    if (st_path_find(kind, name, buf, cap, &e) == 0)
+        return buf;
+    err_line(kind == ST_PATH_JOB ? "job" : "fixture", &e);
+    return NULL;
 }
 
 /* Open the fixture's context; 0, or the exit status for the failure (already reported). */
 static int open_context(const opts *o, const st_logger *log, st_ctx **ctx)
 {
     st_err e;
-    int rc = st_ctx_open(fixture_path(o), log, ctx, &e);
+    char path[4096];
+    if (!find_file(ST_PATH_FIXTURE, o->fixture, path, sizeof path))
+        return EXIT_USAGE;
+    int rc = st_ctx_open(path, log, ctx, &e);
     if (!rc)
         return 0;
     err_line("fixture", &e);
@@ -795,8 +808,10 @@ int main(int argc, char **argv)
     }
     int n = argc - optind;
     char **a = argv + optind;
+    char found[4096]; /* job and fixture names go through the search path */
     if (n == 2 && strcmp(a[0], "run") == 0)
-        return cmd_run(a[1], &o);
+        return find_file(ST_PATH_JOB, a[1], found, sizeof found) ? cmd_run(found, &o)
+                                                                   : EXIT_USAGE;
     if (n == 2 && strcmp(a[0], "dfu") == 0 && strcmp(a[1], "list") == 0)
         return cmd_dfu_list(&o);
     if (n == 2 && strcmp(a[0], "can") == 0 && strcmp(a[1], "scan") == 0)
@@ -808,9 +823,11 @@ int main(int argc, char **argv)
     if (n == 3 && strcmp(a[0], "report") == 0 && strcmp(a[1], "show") == 0)
         return cmd_report_show(a[2], &o);
     if (n == 3 && strcmp(a[0], "job") == 0 && strcmp(a[1], "check") == 0)
-        return cmd_job_check(a[2]);
+        return find_file(ST_PATH_JOB, a[2], found, sizeof found) ? cmd_job_check(found)
+                                                                   : EXIT_USAGE;
     if (n == 3 && strcmp(a[0], "fixture") == 0 && strcmp(a[1], "check") == 0)
-        return cmd_fixture_check(a[2]);
+        return find_file(ST_PATH_FIXTURE, a[2], found, sizeof found) ? cmd_fixture_check(found)
+                                                                       : EXIT_USAGE;
     if (n == 3 && strcmp(a[0], "image") == 0 && strcmp(a[1], "generate") == 0)
         return cmd_image_generate(a[2], &o);
     if (n == 0)
