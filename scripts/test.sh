@@ -42,6 +42,18 @@ ctest --test-dir build-test --output-on-failure -j2 -L rig "$@" || status=1
 echo "== tests (ASan+UBSan build)"
 ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE rig "$@" || status=1
 
+# ---- packages (issue 14) --------------------------------------------------------------
+# The .deb of the -Werror build (CPack): lintian without errors, installed into a private
+# root with dpkg --root, station --version and the virtual job from the installed files,
+# purged without leftovers (packaging/test-deb.sh). Packages land in build-test/packages/.
+echo "== package (amd64 .deb)"
+if (cd build-test && cpack -G DEB >/dev/null); then
+  sh packaging/test-deb.sh build-test/packages/station_*_amd64.deb || status=1
+else
+  echo "test: cpack failed"; status=1
+fi
+# ---- end packages ----------------------------------------------------------------------
+
 # ---- libgpiod 2 (issue 14) ------------------------------------------------------------
 # The v2-API GPIO backend (fixtures/gpio_libgpiod2.c), built against Debian 13's libgpiod
 # 2.2.1 unpacked privately (scripts/libgpiod2.sh; cached in /var/cache/station-deps). The

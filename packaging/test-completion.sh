@@ -1,0 +1,55 @@
+#!/bin/bash
+# Tests the bash completion of station and station-sim (packaging/*.bash-completion)
+# against the built binaries: commands, subcommands, every option --help lists, job and
+# fixture names from the search path, *.yaml files, option values.
+set -u
+: "${STATION_BIN:?}" "${STATION_SIM_BIN:?}"
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/station.bash-completion"
+. "$here/station-sim.bash-completion"
+compopt() { :; } # only works inside a real completion
+fail=0
+# comp FUNC WORD...: the completions for the last WORD.
+comp() {
+  local f=$1; shift
+  COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=()
+  "$f"
+  printf '%s\n' "${COMPREPLY[@]}" | sort -u | tr '\n' ' '
+}
+# expect NAME GOT WANT...: every WANT word is in GOT.
+expect() {
+  local n=$1 got=$2 w; shift 2
+  for w in "$@"; do
+    case " $got " in *" $w "*) ;; *) echo "FAIL $n: \"$w\" not offered (got: $got)"; fail=1; return ;; esac
+  done
+  echo "PASS $n"
+}
+refuse() { # refuse NAME GOT WORD...: no WORD is offered
+  local n=$1 got=$2 w; shift 2
+  for w in "$@"; do
+    case " $got " in *" $w "*) echo "FAIL $n: \"$w\" offered"; fail=1; return ;; esac
+  done
+  echo "PASS $n"
+}
+S=$STATION_BIN
+expect commands "$(comp _station "$S" '')" run dfu can serial report job fixture image
+expect can-sub "$(comp _station "$S" can '')" scan flash
+expect fixture-sub "$(comp _station "$S" -f x fixture '')" check
+opts=$("$S" --help | sed -n 's/^  \(-[A-Za-z], \)\{0,1\}\(--[a-z-]*\).*/\2/p')
+[ -n "$opts" ] || { echo "FAIL no options parsed from --help"; fail=1; }
+# shellcheck disable=SC2086
+expect all-options "$(comp _station "$S" --)" $opts --fixture --slot --help --version
+expect option-prefix "$(comp _station "$S" --fi)" --fixture
+expect job-names "$(comp _station "$S" run de)" demo-usb-dfu
+expect fixture-names "$(comp _station "$S" --plain -f vir)" virtual virtual-can
+expect job-check "$(comp _station "$S" job check demo)" demo-usb-dfu
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+mkdir "$T/sub"; : > "$T/a.yaml"; : > "$T/b.txt"
+got=$(cd "$T" && comp _station "$S" fixture check '')
+expect yaml-files "$got" a.yaml sub/
+refuse not-other-files "$got" b.txt
+# station-sim
+expect sim-endpoints "$(comp _station_sim "$STATION_SIM_BIN" '')" usbip units slcan pty
+expect sim-options "$(comp _station_sim "$STATION_SIM_BIN" usbip --mo)" --model
+expect sim-models "$(comp _station_sim "$STATION_SIM_BIN" pty --model '')" echo katapult klipper
+exit $fail
