@@ -19,7 +19,9 @@ install(FILES jobs/demo-usb-dfu.yaml jobs/README.md DESTINATION ${STATION_SHARE}
 # Things made by running the freshly built binaries (through the emulator when cross
 # compiling): the demo job's synthetic image and the man pages.
 set(STATION_RUN_EMU ${CMAKE_CROSSCOMPILING_EMULATOR})
+string(JOIN " " STATION_RUN_EMU_SH ${CMAKE_CROSSCOMPILING_EMULATOR})
 set(gen ${CMAKE_BINARY_DIR}/generated)
+file(MAKE_DIRECTORY ${gen})
 add_custom_command(OUTPUT ${gen}/demo-combined.bin
   COMMAND ${CMAKE_COMMAND} -E make_directory ${gen}
   COMMAND ${STATION_RUN_EMU} $<TARGET_FILE:station> image generate ${gen}/demo-combined.bin
@@ -38,7 +40,7 @@ if(HELP2MAN)
     endif()
     # help2man runs the program by path: a wrapper runs it through the emulator.
     file(GENERATE OUTPUT ${gen}/run-${prog}
-      CONTENT "#!/bin/sh\nexec ${STATION_RUN_EMU} \"$<TARGET_FILE:${prog}>\" \"$@\"\n"
+      CONTENT "#!/bin/sh\nexec ${STATION_RUN_EMU_SH} \"$<TARGET_FILE:${prog}>\" \"$@\"\n"
       FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
                        WORLD_READ WORLD_EXECUTE)
     add_custom_command(OUTPUT ${gen}/${prog}.1.gz
@@ -47,7 +49,7 @@ if(HELP2MAN)
               --version-string=${PROJECT_VERSION} --output=${gen}/${prog}.1 ${gen}/run-${prog}
       COMMAND sed -i "s/run-${prog}/${prog}/g; s/RUN-${prog}/${prog}/gI" ${gen}/${prog}.1
       COMMAND gzip -n -9 -f ${gen}/${prog}.1
-      DEPENDS ${prog} ${CMAKE_SOURCE_DIR}/packaging/${prog}.h2m VERBATIM)
+      DEPENDS ${prog} ${gen}/run-${prog} ${CMAKE_SOURCE_DIR}/packaging/${prog}.h2m VERBATIM)
     list(APPEND man_outputs ${gen}/${prog}.1.gz)
   endforeach()
   install(FILES ${man_outputs} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)

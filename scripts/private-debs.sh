@@ -11,13 +11,14 @@
 #     SUITE  bookworm | trixie (Debian's archive at $STATION_DEB_MIRROR, default deb.debian.org)
 #     ARCHS  comma-separated architectures apt may list (amd64,arm64,armhf)
 # Prints the unpacked root (NAME/root) on stdout, progress on stderr.
+# PRIVATE_DEBS_ONLY="./usr/bin/a ./usr/bin/b": unpack only these members (a big package).
 set -euo pipefail
 [ $# -ge 4 ] || { echo "usage: $0 NAME SUITE ARCHS PKG..." >&2; exit 2; }
 name=$1 suite=$2 archs=$3; shift 3
 base=${STATION_DEPS:-/var/cache/station-deps}/$name
 mirror=${STATION_DEB_MIRROR:-http://deb.debian.org/debian}
 root=$base/root
-want="$suite $archs $* $mirror"
+want="$suite $archs $* $mirror ${PRIVATE_DEBS_ONLY:-}"
 if [ -f "$base/stamp" ] && [ "$(head -1 "$base/stamp")" = "$want" ] && [ -d "$root" ]; then
   echo "$root"
   exit 0
@@ -42,7 +43,14 @@ echo "private-debs: $name: download $*" >&2
 (cd "$base/debs" && apt-get "${opts[@]}" download "$@" >&2)
 rm -rf "$root.new"
 mkdir -p "$root.new"
-for d in "$base"/debs/*.deb; do dpkg -x "$d" "$root.new"; done
+for d in "$base"/debs/*.deb; do
+  if [ -n "${PRIVATE_DEBS_ONLY:-}" ]; then
+    # shellcheck disable=SC2086
+    dpkg-deb --fsys-tarfile "$d" | tar -x -C "$root.new" $PRIVATE_DEBS_ONLY
+  else
+    dpkg -x "$d" "$root.new"
+  fi
+done
 rm -rf "$root"
 mv "$root.new" "$root"
 { echo "$want"; (cd "$base/debs" && ls); } > "$base/stamp"

@@ -23,6 +23,7 @@ tools=(
   man-db                   # the man page test renders the pages
   gcc-aarch64-linux-gnu    # arm64 cross build
   gcc-arm-linux-gnueabihf  # armhf cross build
+  libc6-dev-arm64-cross libc6-dev-armhf-cross  # their C libraries (only Recommended)
 )
 
 SUDO=""

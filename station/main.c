@@ -24,6 +24,7 @@
 #include "station/context.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
+#include "station/core/yamldoc.h"
 #include "station/paths.h"
 #include "station/ui.h"
 
@@ -788,18 +789,19 @@ int main(int argc, char **argv)
         case 'H': o.sha256 = optarg; break;
         case 'M': o.mcu = optarg; break;
         case 'A':
-        case 'D':
-            errno = 0;
-            v = strtol(optarg, &end, 0);
-            if (*end || errno || v < 0 || v > 0xFFFFFFFFL) {
+        case 'D': {
+            /* Not strtol: a 32-bit long cannot hold 0x90000000 (armhf). */
+            uint64_t u;
+            if (!st_parse_u64(optarg, &u) || u > 0xFFFFFFFFu) {
                 fprintf(stderr, "station: --%s: \"%s\" is not a number\n", c == 'A' ? "addr" : "seed", optarg);
                 return EXIT_USAGE;
             }
             if (c == 'A')
-                o.addr = (uint32_t)v;
+                o.addr = (uint32_t)u;
             else
-                o.seed = (uint32_t)v;
+                o.seed = (uint32_t)u;
             break;
+        }
         case 'v': o.verbose++; break;
         case 'h': usage(stdout); return EXIT_PASS;
         case 'V': printf("station %s\n", STATION_VERSION); return EXIT_PASS;

@@ -13,6 +13,12 @@
 
 #define MAX_DIRS 3
 
+/* stat() of a file with a 64-bit inode number or size fails with EOVERFLOW under a 32-bit
+ * off_t/ino_t (armhf without the build's _FILE_OFFSET_BITS=64, cmake/StationTargets.cmake),
+ * and a 32-bit time_t ends in 2038: refuse to build that way. */
+_Static_assert(sizeof(off_t) == 8 && sizeof(ino_t) == 8, "64-bit file offsets required");
+_Static_assert(sizeof(time_t) == 8, "64-bit time_t required");
+
 static bool set(const char *s)
 {
     return s && *s;

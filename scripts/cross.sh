@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Cross-builds the station for arm64 or armhf with Debian's cross compilers and -Werror, runs
+# the unit and protocol tests under qemu-user, and makes the architecture's .deb (lintian:
+# no errors). The target's libraries come from Debian 12's own arm64/armhf packages,
+# downloaded and unpacked into a private sysroot (scripts/private-debs.sh): no dpkg
+# --add-architecture, nothing installed. qemu-user is Debian 13's (10.0, static binaries,
+# unpacked privately too): Debian 12's qemu 7.2 lacks the TCGETS2 ioctl the termios
+# tests use. The tests run with the sysroot as qemu's loader prefix (-L), so the dynamic
+# loader and libc.so come from the same libc6 package; a loader from one glibc build with a
+# libc.so from another is what makes threaded tests hang.
+#   scripts/cross.sh arm64|armhf      (build dir: build-ARCH; package: build-ARCH/packages/)
+set -euo pipefail
+arch=${1:?usage: cross.sh arm64|armhf}
+case $arch in
+  arm64) triplet=aarch64-linux-gnu qemu=qemu-aarch64 ;;
+  armhf) triplet=arm-linux-gnueabihf qemu=qemu-arm ;;
+  *) echo "cross: unknown architecture $arch" >&2; exit 2 ;;
+esac
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+command -v "$triplet-gcc" >/dev/null || { echo "cross: $triplet-gcc missing (scripts/setup.sh)" >&2; exit 1; }
+
+# The runtime packages of what we link, their -dev packages, and libc6 for qemu's loader
+# prefix (libudev1: libusb's own dependency).
+pkgs=(libc6 libgpiod-dev libgpiod2 libusb-1.0-0-dev libusb-1.0-0 libudev1 libsocketcan-dev
+      libsocketcan2 libyaml-dev libyaml-0-2 libssl-dev libssl3 zlib1g-dev zlib1g libcmocka-dev
+      libcmocka0)
+sysroot=$(bash scripts/private-debs.sh "cross-$arch" bookworm "amd64,$arch" "${pkgs[@]/%/:$arch}")
+# -dev symlinks that point at an absolute path (libz.so -> /lib/...) must point into the
+# sysroot, not at the host's own library.
+find "$sysroot" -type l -lname '/*' | while read -r l; do
+  t=$(readlink "$l")
+  ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$sysroot$t")" "$l"
+done
+qroot=$(PRIVATE_DEBS_ONLY="./usr/bin/qemu-aarch64 ./usr/bin/qemu-arm" \
+        bash scripts/private-debs.sh qemu-user trixie amd64 qemu-user)
+
+build=build-$arch
+jobs=$(nproc 2>/dev/null || echo 2)
+t0=$(date +%s)
+cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE="$here/cmake/cross-linux.cmake" \
+  -DSTATION_CROSS_TRIPLET="$triplet" -DSTATION_SYSROOT="$sysroot" \
+  -DSTATION_QEMU="$qroot/usr/bin/$qemu" -DCMAKE_BUILD_TYPE=Debug -DSTATION_WERROR=ON >/dev/null
+cmake --build "$build" -j"$jobs"
+t1=$(date +%s)
+# Not run under emulation: tests that exec other programs of the build (station-sim, the
+# rig checkers, the e2e tests of the binary): running a foreign binary by exec needs qemu
+# registered in binfmt_misc, a host-wide setting CI does not change; the rig and packaging
+# tests need the x86_64 host build. Their native runs cover them.
+status=0
+ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300 \
+  -LE 'rig|vm|e2e|packaging|bench' -E '^(test_station_sim|rig_checkers)$' || status=1
+t2=$(date +%s)
+(cd "$build" && cpack -G DEB >/dev/null) || { echo "cross: cpack failed" >&2; status=1; }
+deb=$(ls "$build"/packages/station_*_"$arch".deb 2>/dev/null | head -1)
+if [ -n "$deb" ]; then
+  dpkg-deb -f "$deb" Package Version Architecture Depends
+  if command -v lintian >/dev/null; then lintian --fail-on error "$deb" || status=1; fi
+fi
+echo "cross: $arch: build $((t1 - t0)) s, tests $((t2 - t1)) s, package $(( $(date +%s) - t2 )) s"
+exit $status
