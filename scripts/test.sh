@@ -82,6 +82,10 @@ if [ "${STATION_SKIP_GPIOD2:-0}" != 1 ]; then
     PKG_CONFIG_PATH=$gpiod2_pc run build-gpiod2
     ctest --test-dir build-gpiod2 --output-on-failure -j"$jobs" -LE rig "$@" || status=1
     ctest --test-dir build-gpiod2 --output-on-failure -j1 -R '^rig_(gpiosim|usb)$' "$@" || status=1
+    # The package for a libgpiod 2 release (Debian 13): it depends on libgpiod3.
+    (cd build-gpiod2 && cpack -G DEB >/dev/null) && dpkg-deb -f build-gpiod2/packages/station_*_amd64.deb Depends |
+      grep -q 'libgpiod3' && lintian --fail-on error build-gpiod2/packages/station_*_amd64.deb ||
+      { echo "test: libgpiod 2 package FAILED"; status=1; }
   else
     echo "test: libgpiod 2 could not be fetched (scripts/libgpiod2.sh): v2 build FAILED"
     status=1
