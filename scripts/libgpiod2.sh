@@ -5,8 +5,29 @@
 # 2.34, so it loads here). Prints a PKG_CONFIG_PATH directory whose libgpiod.pc points into
 # the private root; builds configured with it link libgpiod.so.3 with an RPATH to it, which
 # the rig VM also sees (it mounts the host's root). Idempotent and cached.
+#   libgpiod2.sh           prints the PKG_CONFIG_PATH directory
+#   libgpiod2.sh --tools   prints a bin directory with Debian 13's gpio tools (v2 syntax):
+#                          they need Debian 13's glibc, so each runs through that libc6's
+#                          own loader, unpacked beside it (the rig tests the tool helpers
+#                          of hil-tests/rig/guest-lib.sh with them)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+if [ "${1:-}" = --tools ]; then
+  troot=$("$here/private-debs.sh" gpiod2-tools trixie amd64 gpiod libgpiod3 libc6)
+  bin=$(dirname "$troot")/bin
+  lib=$troot/usr/lib/x86_64-linux-gnu
+  mkdir -p "$bin"
+  for t in gpiodetect gpioinfo gpioget gpioset gpiomon gpionotify; do
+    [ -x "$troot/usr/bin/$t" ] || continue
+    printf '#!/bin/sh\nexec %s --library-path %s %s "$@"\n' "$lib/ld-linux-x86-64.so.2" "$lib" \
+      "$troot/usr/bin/$t" > "$bin/$t.new"
+    chmod 755 "$bin/$t.new"
+    mv "$bin/$t.new" "$bin/$t"
+  done
+  "$bin/gpioset" --version | grep -q ' v2\.' || { echo "libgpiod2: $bin/gpioset does not run" >&2; exit 1; }
+  echo "$bin"
+  exit 0
+fi
 root=$("$here/private-debs.sh" gpiod2 trixie amd64 libgpiod3 libgpiod-dev)
 pc=$(dirname "$root")/pkgconfig
 if [ ! -f "$pc/libgpiod.pc" ] || [ "$pc/libgpiod.pc" -ot "$root" ]; then

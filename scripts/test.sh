@@ -46,6 +46,7 @@ ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE rig "$@" || status
 # The .deb of the -Werror build (CPack): lintian without errors, installed into a private
 # root with dpkg --root, station --version and the virtual job from the installed files,
 # purged without leftovers (packaging/test-deb.sh). Packages land in build-test/packages/.
+# Measured: ~19 s (lintian most of it).
 echo "== package (amd64 .deb)"
 if (cd build-test && cpack -G DEB >/dev/null); then
   sh packaging/test-deb.sh build-test/packages/station_*_amd64.deb || status=1
@@ -57,8 +58,9 @@ fi
 # ---- cross builds (issue 14) -----------------------------------------------------------
 # arm64 and armhf with Debian's cross compilers and -Werror, unit and protocol tests under
 # qemu-user, and each architecture's .deb (scripts/cross.sh: private sysroots and Debian
-# 13's qemu-user, cached in /var/cache/station-deps). Measured: ~20-45 s per architecture
-# (build, ~12-17 s of tests, package + lintian). STATION_SKIP_CROSS=1 leaves it out.
+# 13's qemu-user, cached in /var/cache/station-deps). Measured: ~25 s per architecture at
+# load 5 (build 7-9 s, tests 11 s, package + lintian 5-6 s; the first run also downloads
+# ~90 MB, 10-20 s). STATION_SKIP_CROSS=1 leaves it out.
 if [ "${STATION_SKIP_CROSS:-0}" != 1 ]; then
   for arch in arm64 armhf; do
     echo "== cross build: $arch (tests under qemu-user)"
@@ -73,15 +75,20 @@ fi
 # ---- libgpiod 2 (issue 14) ------------------------------------------------------------
 # The v2-API GPIO backend (fixtures/gpio_libgpiod2.c), built against Debian 13's libgpiod
 # 2.2.1 unpacked privately (scripts/libgpiod2.sh; cached in /var/cache/station-deps). The
-# whole non-rig suite, then in the rig: rig_gpiosim (the backend against gpio-sim) and
-# rig_usb (station runs that move BOOT0/RESET through it). Measured: ~25 s build, ~15 s
-# tests, ~30 s rig. STATION_SKIP_GPIOD2=1 leaves it out.
+# whole non-rig suite, then in the rig: rig_gpiosim (the backend against gpio-sim, and the
+# rig's gpio tool helpers with Debian 13's v2 tools) and rig_usb (station runs that move
+# BOOT0/RESET through it); its .deb. Measured: 50-60 s in all (build ~10 s, tests ~15 s,
+# rig ~30 s, package ~5 s) at load 5-8. STATION_SKIP_GPIOD2=1 leaves it out.
 if [ "${STATION_SKIP_GPIOD2:-0}" != 1 ]; then
   echo "== libgpiod 2 build (v2 API)"
   if gpiod2_pc=$(bash scripts/libgpiod2.sh); then
     PKG_CONFIG_PATH=$gpiod2_pc run build-gpiod2
     ctest --test-dir build-gpiod2 --output-on-failure -j"$jobs" -LE rig "$@" || status=1
-    ctest --test-dir build-gpiod2 --output-on-failure -j1 -R '^rig_(gpiosim|usb)$' "$@" || status=1
+    # rig_gpiosim also drives a chip with Debian 13's gpio tools (v2 syntax).
+    gpiod2_tools=$(bash scripts/libgpiod2.sh --tools) ||
+      { gpiod2_tools=""; echo "test: Debian 13's gpio tools could not be fetched: FAILED"; status=1; }
+    RIG_GPIO_TOOLS=$gpiod2_tools RIG_GPIO_TOOLS_EXPECT=${gpiod2_tools:+v2} \
+      ctest --test-dir build-gpiod2 --output-on-failure -j1 -R '^rig_(gpiosim|usb)$' "$@" || status=1
     # The package for a libgpiod 2 release (Debian 13): it depends on libgpiod3.
     (cd build-gpiod2 && cpack -G DEB >/dev/null) && dpkg-deb -f build-gpiod2/packages/station_*_amd64.deb Depends |
       grep -q 'libgpiod3' && lintian --fail-on error build-gpiod2/packages/station_*_amd64.deb ||
