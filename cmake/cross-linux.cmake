@@ -18,16 +18,28 @@ endif()
 set(CMAKE_C_COMPILER ${STATION_CROSS_TRIPLET}-gcc)
 set(CMAKE_LIBRARY_ARCHITECTURE ${STATION_CROSS_TRIPLET})
 
-# Libraries and headers: the compiler's own (libc) first, then the sysroot's.
+# A sysroot with its own C library (libc6-dev: the Debian 13 sysroots, whose libraries need
+# its newer glibc) is the compiler's --sysroot; otherwise the compiler keeps the C library
+# of Debian 12's libc6-dev-*-cross and the sysroot adds the other libraries.
+if(EXISTS ${STATION_SYSROOT}/usr/lib/${STATION_CROSS_TRIPLET}/crt1.o)
+  set(CMAKE_SYSROOT ${STATION_SYSROOT})
+endif()
 set(CMAKE_FIND_ROOT_PATH ${STATION_SYSROOT})
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
-set(CMAKE_C_STANDARD_INCLUDE_DIRECTORIES
-  ${STATION_SYSROOT}/usr/include/${STATION_CROSS_TRIPLET} ${STATION_SYSROOT}/usr/include)
+if(NOT CMAKE_SYSROOT)
+  set(CMAKE_C_STANDARD_INCLUDE_DIRECTORIES
+    ${STATION_SYSROOT}/usr/include/${STATION_CROSS_TRIPLET} ${STATION_SYSROOT}/usr/include)
+endif()
 # Shared libraries' own dependencies (libusb -> libudev) are found at link time here.
 set(CMAKE_EXE_LINKER_FLAGS_INIT
   "-Wl,-rpath-link,${STATION_SYSROOT}/usr/lib/${STATION_CROSS_TRIPLET} -Wl,-rpath-link,${STATION_SYSROOT}/lib/${STATION_CROSS_TRIPLET}")
+if(CMAKE_SYSROOT)
+  # Debian's cross gcc searches its own /usr/<triplet>/lib (Debian 12's libc) before the
+  # sysroot: put the sysroot's libc first, or Debian 13's libraries miss GLIBC_2.38.
+  string(APPEND CMAKE_EXE_LINKER_FLAGS_INIT " -L${STATION_SYSROOT}/usr/lib/${STATION_CROSS_TRIPLET}")
+endif()
 
 # pkg-config reads the sysroot's .pc files and prefixes their paths with it.
 set(ENV{PKG_CONFIG_SYSROOT_DIR} ${STATION_SYSROOT})

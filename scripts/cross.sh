@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Cross-builds the station for arm64 or armhf with Debian's cross compilers and -Werror, runs
 # the unit and protocol tests under qemu-user, and makes the architecture's .deb (lintian:
-# no errors). The target's libraries come from Debian 12's own arm64/armhf packages,
-# downloaded and unpacked into a private sysroot (scripts/private-debs.sh): no dpkg
-# --add-architecture, nothing installed. qemu-user is Debian 13's (10.0, static binaries,
+# no errors; its Depends computed from the target's packages by scripts/deb-depends.sh).
+# The target's libraries come from Debian's own arm64/armhf packages of the target release
+# (12 "bookworm": libgpiod 1.6, the v1 backend; 13 "trixie", what current Raspberry Pi OS
+# is built on: libgpiod 2.2, the v2 backend, 64-bit time_t ABI on armhf, and its own
+# libc6-dev as the compiler's --sysroot), downloaded and unpacked into a private sysroot
+# (scripts/private-debs.sh): no dpkg --add-architecture, nothing installed. qemu-user is Debian 13's (10.0, static binaries,
 # unpacked privately too): Debian 12's qemu 7.2 lacks the TCGETS2 ioctl the termios
 # tests use. The tests run with the sysroot as qemu's loader prefix (-L), so the dynamic
 # loader and libc.so come from the same libc6 package; a loader from one glibc build with a
 # libc.so from another is what makes threaded tests hang.
-#   scripts/cross.sh arm64|armhf      (build dir: build-ARCH; package: build-ARCH/packages/)
+#   scripts/cross.sh arm64|armhf [bookworm|trixie]
+#     build dir: build-ARCH (bookworm) or build-trixie-ARCH; package: BUILD/packages/
 set -euo pipefail
-arch=${1:?usage: cross.sh arm64|armhf}
+arch=${1:?usage: cross.sh arm64|armhf [bookworm|trixie]}
+suite=${2:-bookworm}
 case $arch in
   arm64) triplet=aarch64-linux-gnu qemu=qemu-aarch64 ;;
   armhf) triplet=arm-linux-gnueabihf qemu=qemu-arm ;;
@@ -21,22 +26,43 @@ cd "$here"
 command -v "$triplet-gcc" >/dev/null || { echo "cross: $triplet-gcc missing (scripts/setup.sh)" >&2; exit 1; }
 
 # The runtime packages of what we link, their -dev packages, and libc6 for qemu's loader
-# prefix (libudev1: libusb's own dependency).
-pkgs=(libc6 libgpiod-dev libgpiod2 libusb-1.0-0-dev libusb-1.0-0 libudev1 libsocketcan-dev
-      libsocketcan2 libyaml-dev libyaml-0-2 libssl-dev libssl3 zlib1g-dev zlib1g libcmocka-dev
-      libcmocka0)
-sysroot=$(bash scripts/private-debs.sh "cross-$arch" bookworm "amd64,$arch" "${pkgs[@]/%/:$arch}")
+# prefix (libudev1: libusb's own dependency; on trixie also libc6-dev and what the
+# libraries need in turn, for linking against that libc).
+case $suite in
+  bookworm)
+    pkgs=(libc6 libgpiod-dev libgpiod2 libusb-1.0-0-dev libusb-1.0-0 libudev1 libsocketcan-dev
+          libsocketcan2 libyaml-dev libyaml-0-2 libssl-dev libssl3 zlib1g-dev zlib1g libcmocka-dev
+          libcmocka0)
+    build=build-$arch ;;
+  trixie)
+    pkgs=(libc6 libc6-dev libgcc-s1 libgpiod-dev libgpiod3 libusb-1.0-0-dev libusb-1.0-0 libudev1
+          libcap2 libsocketcan-dev libsocketcan2 libyaml-dev libyaml-0-2 libssl-dev libssl3t64
+          zlib1g-dev zlib1g libzstd1 libcmocka-dev libcmocka0)
+    build=build-trixie-$arch ;;
+  *) echo "cross: unknown suite $suite" >&2; exit 2 ;;
+esac
+# linux-libc-dev is Architecture: all in trixie (multiarch headers), per-arch in bookworm.
+if [ "$suite" = trixie ]; then extra=(linux-libc-dev); else extra=(); fi
+sysroot=$(bash scripts/private-debs.sh "cross-$suite-$arch" "$suite" "amd64,$arch" \
+          "${pkgs[@]/%/:$arch}" "${extra[@]}")
 # -dev symlinks that point at an absolute path (libz.so -> /lib/...) must point into the
 # sysroot, not at the host's own library.
 find "$sysroot" -type l -lname '/*' | while read -r l; do
   t=$(readlink "$l")
   ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$sysroot$t")" "$l"
 done
+# A merged-/usr release ships everything under usr/; its libc.so script names /lib/...
+[ -e "$sysroot/lib" ] || ln -s usr/lib "$sysroot/lib"
 qroot=$(PRIVATE_DEBS_ONLY="./usr/bin/qemu-aarch64 ./usr/bin/qemu-arm" \
         bash scripts/private-debs.sh qemu-user trixie amd64 qemu-user)
 
-build=build-$arch
 jobs=$(nproc 2>/dev/null || echo 2)
+# A build dir configured against another sysroot caches its library paths: start over.
+if [ -f "$build/CMakeCache.txt" ] && [ "$(cat "$build/.station-sysroot" 2>/dev/null)" != "$sysroot" ]; then
+  rm -rf "$build"
+fi
+mkdir -p "$build"
+echo "$sysroot" > "$build/.station-sysroot"
 t0=$(date +%s)
 cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE="$here/cmake/cross-linux.cmake" \
   -DSTATION_CROSS_TRIPLET="$triplet" -DSTATION_SYSROOT="$sysroot" \
@@ -51,11 +77,14 @@ status=0
 ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300 \
   -LE 'rig|vm|e2e|packaging|bench' -E '^(test_station_sim|rig_checkers)$' || status=1
 t2=$(date +%s)
-(cd "$build" && cpack -G DEB >/dev/null) || { echo "cross: cpack failed" >&2; status=1; }
+depends=$(bash scripts/deb-depends.sh "$triplet-objdump" "$(dirname "$sysroot")/debs" \
+          "$build/station/station" "$build/hil-tests/sim/station-sim") || status=1
+(cd "$build" && cpack -G DEB -D CPACK_DEBIAN_PACKAGE_DEPENDS="$depends" >/dev/null) ||
+  { echo "cross: cpack failed" >&2; status=1; }
 deb=$(ls "$build"/packages/station_*_"$arch".deb 2>/dev/null | head -1)
 if [ -n "$deb" ]; then
   dpkg-deb -f "$deb" Package Version Architecture Depends
   if command -v lintian >/dev/null; then lintian --fail-on error "$deb" || status=1; fi
 fi
-echo "cross: $arch: build $((t1 - t0)) s, tests $((t2 - t1)) s, package $(( $(date +%s) - t2 )) s"
+echo "cross: $arch ($suite): build $((t1 - t0)) s, tests $((t2 - t1)) s, package $(( $(date +%s) - t2 )) s"
 exit $status
