@@ -45,14 +45,6 @@ esac
 if [ "$suite" = trixie ]; then extra=(linux-libc-dev); else extra=(); fi
 sysroot=$(bash scripts/private-debs.sh "cross-$suite-$arch" "$suite" "amd64,$arch" \
           "${pkgs[@]/%/:$arch}" "${extra[@]}")
-# -dev symlinks that point at an absolute path (libz.so -> /lib/...) must point into the
-# sysroot, not at the host's own library.
-find "$sysroot" -type l -lname '/*' | while read -r l; do
-  t=$(readlink "$l")
-  ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$sysroot$t")" "$l"
-done
-# A merged-/usr release ships everything under usr/; its libc.so script names /lib/...
-[ -e "$sysroot/lib" ] || ln -s usr/lib "$sysroot/lib"
 qroot=$(PRIVATE_DEBS_ONLY="./usr/bin/qemu-aarch64 ./usr/bin/qemu-arm" \
         bash scripts/private-debs.sh qemu-user trixie amd64 qemu-user)
 

@@ -18,7 +18,11 @@ name=$1 suite=$2 archs=$3; shift 3
 base=${STATION_DEPS:-/var/cache/station-deps}/$name
 mirror=${STATION_DEB_MIRROR:-http://deb.debian.org/debian}
 root=$base/root
-want="$suite $archs $* $mirror ${PRIVATE_DEBS_ONLY:-}"
+mkdir -p "$base"
+# One fetch at a time per NAME (several worktrees' CI runs share the cache).
+exec 9>"$base.lock"
+flock 9
+want="fmt2 $suite $archs $* $mirror ${PRIVATE_DEBS_ONLY:-}"
 if [ -f "$base/stamp" ] && [ "$(head -1 "$base/stamp")" = "$want" ] && [ -d "$root" ]; then
   echo "$root"
   exit 0
@@ -51,6 +55,14 @@ for d in "$base"/debs/*.deb; do
     dpkg -x "$d" "$root.new"
   fi
 done
+# Make the tree usable as a sysroot: absolute symlinks (libz.so -> /lib/...) point into it
+# rather than at the host's files, and a merged-/usr release gets lib -> usr/lib (its
+# libc.so linker script names /lib/...).
+find "$root.new" -type l -lname '/*' | while read -r l; do
+  t=$(readlink "$l")
+  ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$root.new$t")" "$l"
+done
+[ -e "$root.new/lib" ] || ln -s usr/lib "$root.new/lib"
 rm -rf "$root"
 mv "$root.new" "$root"
 { echo "$want"; (cd "$base/debs" && ls); } > "$base/stamp"
