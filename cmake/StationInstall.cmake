@@ -43,13 +43,25 @@ if(HELP2MAN)
       CONTENT "#!/bin/sh\nexec ${STATION_RUN_EMU_SH} \"$<TARGET_FILE:${prog}>\" \"$@\"\n"
       FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
                        WORLD_READ WORLD_EXECUTE)
+    set(extra_h2m)
+    set(extra_dep)
+    if(prog STREQUAL station)
+      # Every command's own --help, as a COMMANDS section (drivers add commands).
+      add_custom_command(OUTPUT ${gen}/station-commands.h2m
+        COMMAND sh ${CMAKE_SOURCE_DIR}/packaging/commands-h2m.sh ${gen}/run-station
+                > ${gen}/station-commands.h2m
+        DEPENDS station ${gen}/run-station ${CMAKE_SOURCE_DIR}/packaging/commands-h2m.sh)
+      set(extra_h2m --include=${gen}/station-commands.h2m)
+      set(extra_dep ${gen}/station-commands.h2m)
+    endif()
     add_custom_command(OUTPUT ${gen}/${prog}.1.gz
       COMMAND ${HELP2MAN} --no-info --no-discard-stderr --name=${desc}
-              --include=${CMAKE_SOURCE_DIR}/packaging/${prog}.h2m
+              --include=${CMAKE_SOURCE_DIR}/packaging/${prog}.h2m ${extra_h2m}
               --version-string=${PROJECT_VERSION} --output=${gen}/${prog}.1 ${gen}/run-${prog}
       COMMAND sed -i "s/run-${prog}/${prog}/g; s/RUN-${prog}/${prog}/gI" ${gen}/${prog}.1
       COMMAND gzip -n -9 -f ${gen}/${prog}.1
-      DEPENDS ${prog} ${gen}/run-${prog} ${CMAKE_SOURCE_DIR}/packaging/${prog}.h2m VERBATIM)
+      DEPENDS ${prog} ${gen}/run-${prog} ${CMAKE_SOURCE_DIR}/packaging/${prog}.h2m ${extra_dep}
+      VERBATIM)
     list(APPEND man_outputs ${gen}/${prog}.1.gz)
   endforeach()
   install(FILES ${man_outputs} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)

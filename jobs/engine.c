@@ -1,5 +1,6 @@
 /* The job engine: steps, retries, the recovery ladder, and the unit's report kept current
- * on disk after every step. Protocol steps live in steps_dfu.c and steps_katapult.c. */
+ * on disk after every step. Every step runs through its driver's table (driver.h); the
+ * engine names no protocol and keeps one session per driver per unit. */
 #include "jobs/engine.h"
 
 #include <stdio.h>
@@ -7,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "jobs/run.h"
+#include "jobs/driver.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
 
@@ -22,19 +23,46 @@ const char *st_verdict_name(st_verdict v)
     }
 }
 
-int run_slot_id(const run *r)
+struct st_run {
+    const st_job *job;
+    st_image *const *images;
+    const st_run_env *env;
+    st_rnode *doc;
+    st_rnode *steps;
+    char path[PATH_MAX];      /* where the report is now */
+    bool identified;
+    uint64_t started_wall, started_mono;
+    st_rnode *cur;            /* the current step's report node */
+    void *sessions[ST_JOB_MAX_DRIVERS];
+    bool open[ST_JOB_MAX_DRIVERS];
+    char label[40];           /* "slot 2", or "unit 0a0b0c0d0e01" for a unit in no slot */
+};
+typedef struct st_run run;
+
+int st_run_slot_id(const run *r)
 {
-    return r->env->fslot ? r->env->fslot->id : 0;
+    return r->env->fslot ? r->env->fslot->id : -1;
+}
+#define run_slot_id st_run_slot_id
+
+const char *st_run_label(const run *r)
+{
+    return r->label;
 }
 
-int run_save(run *r, st_err *err)
+st_rnode *st_run_unit(run *r)
+{
+    return st_rmap_map(r->doc, "unit");
+}
+
+static int run_save(run *r, st_err *err)
 {
     return st_report_write_atomic(r->doc, r->path, err);
 }
 
 /* The report's file name comes from the unit's identity, known only once the unit has
  * answered; until then it lives under a provisional name and is renamed (atomically). */
-void run_identify(run *r, const char *identity)
+void st_run_identify(run *r, const char *identity)
 {
     if (r->identified)
         return;
@@ -50,7 +78,7 @@ void run_identify(run *r, const char *identity)
     st_rmap_str(st_rmap_map(r->doc, "unit"), "identity", identity);
 }
 
-void run_device_error(run *r, const char *msg)
+void st_run_device_error(run *r, const char *msg)
 {
     st_rmap_str(r->cur, "device_error", msg);
     st_rseq_add_str(st_rmap_seq(r->doc, "device_errors"), msg);
@@ -75,13 +103,18 @@ static void begin_report(run *r)
     st_rmap_str(fx, "path", env->fixture->path);
     st_rmap_str(fx, "backend", st_gpio_backend_name(env->fixture->backend));
     st_rnode *sl = st_rmap_map(d, "slot");
-    st_rmap_int(sl, "id", run_slot_id(r));
-    st_rmap_str(sl, "name", env->fslot ? env->fslot->name : "none (found on the bus)");
+    if (env->fslot) {
+        st_rmap_int(sl, "id", env->fslot->id);
+        st_rmap_str(sl, "name", env->fslot->name);
+    } else {
+        st_rmap_str(sl, "name", "none (found on the bus)"); /* no id: no slot holds it */
+    }
     st_rnode *jb = st_rmap_map(d, "job");
     st_rmap_str(jb, "name", r->job->name);
     st_rmap_str(jb, "path", r->job->path);
     st_rmap_str(jb, "sha256", r->job->sha256);
     st_rnode *unit = st_rmap_map(d, "unit");
+    st_rmap_str(unit, "identity", "unknown"); /* until a step or a driver names the unit */
     st_rmap_str(unit, "mcu", r->job->mcu->name);
     if (env->fslot && env->fslot->usb_port[0])
         st_rmap_str(unit, "port_path", env->fslot->usb_port);
@@ -96,42 +129,73 @@ static void begin_report(run *r)
     st_rmap_str(d, "cause", "the run has not finished");
 }
 
+static int driver_index(const run *r, const st_driver *d)
+{
+    return st_drivers_index(r->job->drivers, d);
+}
+
+static st_step_call make_call(run *r, const st_job_step *s)
+{
+    int di = driver_index(r, s->driver);
+    st_step_call c = {
+        .run = r,
+        .job = r->job,
+        .step = s,
+        .opts = s->opts,
+        .section = di >= 0 ? r->job->sections[di] : NULL,
+        .image = s->image >= 0 ? r->images[s->image] : NULL,
+        .env = r->env,
+        .session = di >= 0 ? r->sessions[di] : NULL,
+        .rec = r->cur,
+    };
+    return c;
+}
+
+/* One attempt: the driver's session is opened before its first step of the run. */
 static int run_step(run *r, const st_job_step *s, st_err *err)
 {
-    switch (s->kind) {
-    case ST_STEP_ENTER_BOOTLOADER: return dfu_step_enter(r, s, err);
-    case ST_STEP_FLASH: return dfu_step_flash(r, s, err);
-    case ST_STEP_VERIFY: return dfu_step_verify(r, s, err);
-    case ST_STEP_START: return dfu_step_start(r, s, err);
-    case ST_STEP_WAIT_FOR_APP: return dfu_step_wait_app(r, s, err);
-    case ST_STEP_POWER_CYCLE: return dfu_step_power(r, s, err);
-    case ST_STEP_ENTER_KATAPULT: return kat_step_enter(r, s, err);
-    case ST_STEP_READ_APP: return kat_step_read_app(r, s, err);
-    case ST_STEP_KATAPULT_FLASH: return kat_step_flash(r, s, err);
-    case ST_STEP_KATAPULT_VERIFY: return kat_step_verify(r, s, err);
-    case ST_STEP_KATAPULT_COMPLETE: return kat_step_complete(r, s, err);
+    int di = driver_index(r, s->driver);
+    if (di < 0 || !s->def || !s->def->run)
+        return st_err_set(err, ST_ERR_INVAL, "step \"%s\" has no driver", st_job_step_name(s));
+    st_step_call c = make_call(r, s);
+    if (!r->open[di] && s->driver->session_open) {
+        int rc = s->driver->session_open(&c, &r->sessions[di], err);
+        if (rc)
+            return rc;
+        r->open[di] = true;
+        c.session = r->sessions[di];
     }
-    return st_err_set(err, ST_ERR_INVAL, "unknown step");
+    return s->def->run(&c, err);
 }
 
-static bool is_katapult_transfer(st_step_kind k)
+static st_fail_class classify(run *r, const st_job_step *s, int code)
 {
-    return k == ST_STEP_READ_APP || k == ST_STEP_KATAPULT_FLASH || k == ST_STEP_KATAPULT_VERIFY;
+    if (!s->def || !s->def->classify)
+        return st_fail_default(code);
+    st_step_call c = make_call(r, s);
+    return s->def->classify(&c, code);
 }
 
-/* Failures worth another attempt. A verify mismatch is not retried by re-reading, bad
- * input never is, and a Katapult unit that stopped answering mid-transfer is not either:
- * the engine already resent each command, and the unit needs the ROM (the ladder). */
-static bool retryable(const st_job_step *s, int code)
+/* abandon: a failed run first lets each driver put the unit in a safe state. */
+static void close_sessions(run *r, bool abandon)
 {
-    if (is_katapult_transfer(s->kind) && (code == ST_ERR_TIMEOUT || code == ST_ERR_DISCONNECT))
-        return false;
-    return code == ST_ERR_TIMEOUT || code == ST_ERR_IO || code == ST_ERR_STALL ||
-           code == ST_ERR_DISCONNECT || code == ST_ERR_DEVICE || code == ST_ERR_PROTO ||
-           code == ST_ERR_NOTFOUND || code == ST_ERR_BUSY;
+    for (size_t i = 0; r->job->drivers[i] && i < ST_JOB_MAX_DRIVERS; i++) {
+        const st_driver *d = r->job->drivers[i];
+        if (!r->open[i])
+            continue;
+        if (abandon && d->session_abandon) {
+            st_step_call c = { .run = r, .job = r->job, .section = r->job->sections[i],
+                               .env = r->env, .session = r->sessions[i], .rec = r->cur };
+            d->session_abandon(&c, r->sessions[i]);
+        }
+        if (d->session_close)
+            d->session_close(r->sessions[i]);
+        r->sessions[i] = NULL;
+        r->open[i] = false;
+    }
 }
 
-typedef enum { OUT_PASS, OUT_FAIL, OUT_CANCEL } outcome;
+typedef enum { OUT_PASS, OUT_FAIL, OUT_CANCEL, OUT_LADDER } outcome;
 
 /* One step with its attempts, recorded under r->cur. */
 static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_err *err)
@@ -165,54 +229,102 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
             break;
         st_err_prefix(err, "%s", name);
         st_rmap_str(a, "error", err->msg);
-        ST_LOGW(env->log, MOD, "slot %d: attempt %u: %s", run_slot_id(r), attempt, err->msg);
-        if (attempt > s->retries || !retryable(s, rc)) {
+        ST_LOGW(env->log, MOD, "%s: attempt %u: %s", r->label, attempt, err->msg);
+        st_fail_class fc = classify(r, s, rc);
+        if (fc == ST_FAIL_LADDER) {
+            out = OUT_LADDER;
+            break;
+        }
+        if (attempt > s->retries || fc != ST_FAIL_RETRY) {
             out = OUT_FAIL;
             break;
         }
     }
     st_rmap_ms(r->cur, "duration_ms", st_now_us() - t0);
     st_rmap_int(r->cur, "attempts", attempt);
-    st_rmap_str(r->cur, "outcome", out == OUT_PASS ? "pass" : out == OUT_FAIL ? "fail" : "incomplete");
+    ST_LOGI(env->log, MOD, "%s: %s: %s (attempt %u, %llu ms)", r->label, name,
+            out == OUT_PASS ? "pass" : out == OUT_CANCEL ? "stopped" : "fail", attempt,
+            (unsigned long long)((st_now_us() - t0) / 1000u));
+    st_rmap_str(r->cur, "outcome", out == OUT_PASS ? "pass" : out == OUT_CANCEL ? "incomplete" : "fail");
     if (out != OUT_PASS)
         st_rmap_str(r->cur, "error", err->msg);
     st_err e2;
     if (run_save(r, &e2) != 0)
-        ST_LOGE(env->log, MOD, "slot %d: %s", run_slot_id(r), e2.msg);
+        ST_LOGE(env->log, MOD, "%s: %s", r->label, e2.msg);
     return out;
 }
 
-/* The recovery ladder's ROM rung (design.md section 7): a unit that stopped answering
- * Katapult mid-transfer may hold a vector table over a truncated application, which
- * Katapult would boot. BOOT0 + RESET always reaches the ROM; the combined image puts
- * Katapult and the application back. Each rung step is recorded like any other. */
-static outcome recover_rom(run *r, const st_err *why, st_err *err)
+/* The recovery ladder (design.md section 7): a unit that a step left stranded (its driver
+ * classified the failure ST_FAIL_LADDER, e.g. a transfer cut off mid-write) is brought back
+ * by the job's rungs, tried in order. Every session is closed first: the rung starts from
+ * the unit's pins. Each rung step is recorded like
+ * any other, named "recover:<step>". */
+static outcome run_ladder(run *r, const st_err *why, const char **rung_out, st_err *err)
 {
     const st_job *job = r->job;
     st_rnode *rec = st_rmap_map(r->doc, "recovery");
-    st_rmap_str(rec, "rung", "rom-dfu");
     st_rmap_str(rec, "reason", why->msg);
-    kat_close(r);
-    st_job_step s = { .retries = job->retries, .image = job->recovery_image };
-    static const struct {
-        st_step_kind kind;
-        const char *name;
-    } rung[] = {
-        { ST_STEP_ENTER_BOOTLOADER, "recover:enter-bootloader" },
-        { ST_STEP_FLASH, "recover:flash" },
-        { ST_STEP_VERIFY, "recover:verify" },
-        { ST_STEP_START, "recover:start" },
-    };
-    for (size_t i = 0; i < sizeof rung / sizeof rung[0]; i++) {
-        s.kind = rung[i].kind;
-        outcome o = attempt_step(r, &s, rung[i].name, err);
-        if (o != OUT_PASS) {
-            st_rmap_str(rec, "outcome", "fail");
-            return o;
+    outcome o = OUT_FAIL;
+    for (size_t k = 0; k < job->nrungs; k++) {
+        const st_job_rung *rung = &job->rungs[k];
+        *rung_out = rung->name;
+        st_rmap_str(rec, "rung", rung->name);
+        close_sessions(r, false);
+        o = OUT_PASS;
+        for (size_t i = 0; i < rung->nsteps && o == OUT_PASS; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "recover:%s", st_job_step_name(&rung->steps[i]));
+            o = attempt_step(r, &rung->steps[i], name, err);
+        }
+        if (o == OUT_PASS || o == OUT_CANCEL)
+            break;
+    }
+    st_rmap_str(rec, "outcome", o == OUT_PASS ? "pass" : "fail");
+    return o == OUT_LADDER ? OUT_FAIL : o;
+}
+
+/* A rung whose steps need the slot's pins cannot reach a unit that no fixture slot holds. */
+static bool ladder_reachable(const run *r)
+{
+    if (r->env->slot)
+        return true;
+    for (size_t k = 0; k < r->job->nrungs; k++) {
+        const st_job_rung *rung = &r->job->rungs[k];
+        for (size_t i = 0; i < rung->nsteps; i++) {
+            const st_job_step *s = &rung->steps[i];
+            st_slot_needs n = { 0, 0 };
+            if (s->def->needs)
+                s->def->needs(r->job, st_job_section(r->job, s->driver), s->opts, &n);
+            if (n.what & ST_NEED_GPIO)
+                return false;
         }
     }
-    st_rmap_str(rec, "outcome", "pass");
-    return OUT_PASS;
+    return true;
+}
+
+/* The early identity (SCHEMA.md): a driver whose steps read the unit's identity from the
+ * unit wins (returns -1: none now); otherwise the first that knows it from the start (a bus
+ * address); otherwise the slot names the report until a step identifies the unit. */
+static bool early_identity(const st_job *job, const st_run_env *env, char *buf, size_t cap)
+{
+    bool found = false;
+    for (size_t i = 0; job->drivers[i]; i++) {
+        const st_driver *d = job->drivers[i];
+        bool used = false;
+        for (size_t k = 0; k < job->nsteps; k++)
+            used |= job->steps[k].driver == d;
+        if (!used || !d->identity)
+            continue;
+        char tmp[64];
+        int v = d->identity(job, job->sections[i], env, tmp, sizeof tmp);
+        if (v < 0)
+            return false;
+        if (v > 0 && !found) {
+            st_strlcpy(buf, tmp, cap);
+            found = true;
+        }
+    }
+    return found;
 }
 
 static void finish(run *r, st_verdict v, const st_err *cause, st_run_result *res)
@@ -241,17 +353,19 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
     st_err err;
     st_err_clear(&err);
     const char *dir = env->report_dir ? env->report_dir : job->report_dir;
-    /* Identity (SCHEMA.md): the DFU serial when the ROM is used, else the CAN UUID of a
-     * Katapult-over-CAN unit (known from the start), else the port. */
-    bool by_uuid = env->can_uuid && env->can_uuid[0] && job->katapult.transport == ST_KAT_CAN;
-    for (size_t k = 0; k < job->nsteps; k++)
-        if (job->steps[k].kind == ST_STEP_ENTER_BOOTLOADER)
-            by_uuid = false;
+    char early[64];
+    bool by_identity = early_identity(job, env, early, sizeof early);
     char pending[64];
-    if (by_uuid)
-        snprintf(pending, sizeof pending, "%s", env->can_uuid);
+    if (env->fslot)
+        snprintf(r.label, sizeof r.label, "slot %d", env->fslot->id);
     else
-        snprintf(pending, sizeof pending, "slot%d-unidentified", run_slot_id(&r));
+        snprintf(r.label, sizeof r.label, "unit %.16s", env->can_uuid ? env->can_uuid : "?");
+    if (by_identity)
+        snprintf(pending, sizeof pending, "%s", early);
+    else if (env->fslot)
+        snprintf(pending, sizeof pending, "slot%d-unidentified", env->fslot->id);
+    else
+        snprintf(pending, sizeof pending, "unidentified");
     int rc = st_report_make_path(dir, pending, run_slot_id(&r), r.started_wall, r.path,
                                  sizeof r.path, &err);
     begin_report(&r);
@@ -262,34 +376,36 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
         st_report_free(r.doc);
         return rc;
     }
-    if (by_uuid) {
-        /* A CAN unit is named by its UUID from the start: the file already carries it. */
+    if (by_identity) {
+        /* A unit known from the start: the file already carries its name. */
         r.identified = true;
-        st_rmap_str(st_rmap_map(r.doc, "unit"), "identity", env->can_uuid);
+        st_rmap_str(st_rmap_map(r.doc, "unit"), "identity", early);
     }
 
     st_verdict verdict = ST_VERDICT_PASS;
     bool recovered = false;
+    const char *rung = NULL;
     size_t i = 0;
     for (; i < job->nsteps && verdict == ST_VERDICT_PASS && !recovered; i++) {
         const st_job_step *s = &job->steps[i];
-        outcome o = attempt_step(&r, s, st_step_kind_name(s->kind), &err);
+        outcome o = attempt_step(&r, s, st_job_step_name(s), &err);
         if (o == OUT_CANCEL) {
             verdict = ST_VERDICT_INCOMPLETE;
         } else if (o == OUT_FAIL) {
-            bool cut_off = is_katapult_transfer(s->kind) &&
-                           (err.code == ST_ERR_TIMEOUT || err.code == ST_ERR_DISCONNECT);
-            if (!cut_off) {
-                verdict = ST_VERDICT_FAIL;
-            } else if (job->recovery_image < 0 || !env->slot) {
-                st_err_prefix(&err, "the unit needs ROM recovery (BOOT0 + DFU)%s",
+            verdict = ST_VERDICT_FAIL;
+        } else if (o == OUT_LADDER) {
+            const st_driver *d = s->driver;
+            if (job->nrungs == 0 || !ladder_reachable(&r)) {
+                st_err_prefix(&err, "the unit needs %s%s",
+                              d->ladder_hint ? d->ladder_hint : "the recovery ladder",
                               env->slot ? ": the job names no recovery image"
                                         : ": it is in no fixture slot");
-                st_rmap_str(st_rmap_map(r.doc, "recovery"), "rung", "none: needs rom-dfu");
+                st_rmap_fmt(st_rmap_map(r.doc, "recovery"), "rung", "none: needs %s",
+                            d->ladder_needed ? d->ladder_needed : "recovery");
                 verdict = ST_VERDICT_FAIL;
             } else {
                 st_err why = err;
-                outcome ro = recover_rom(&r, &why, &err);
+                outcome ro = run_ladder(&r, &why, &rung, &err);
                 if (ro == OUT_PASS) {
                     recovered = true;
                 } else {
@@ -299,35 +415,31 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
             }
         }
     }
-    /* After a recovery the unit holds the combined image, started from the ROM: only a
-     * final wait-for-app still means something. */
+    /* After a recovery the unit holds the rung's image, started by the rung: only steps
+     * that check the running unit (wait-for-app) still mean something. */
     for (; i < job->nsteps; i++) {
         const st_job_step *s = &job->steps[i];
-        if (recovered && verdict == ST_VERDICT_PASS && s->kind == ST_STEP_WAIT_FOR_APP) {
-            outcome o = attempt_step(&r, s, st_step_kind_name(s->kind), &err);
+        if (recovered && verdict == ST_VERDICT_PASS && (s->def->flags & ST_STEP_AFTER_RECOVERY)) {
+            outcome o = attempt_step(&r, s, st_job_step_name(s), &err);
             if (o != OUT_PASS)
                 verdict = o == OUT_CANCEL ? ST_VERDICT_INCOMPLETE : ST_VERDICT_FAIL;
             continue;
         }
         st_rnode *sk = st_rseq_add_map(r.steps);
-        st_rmap_str(sk, "name", st_step_kind_name(s->kind));
+        st_rmap_str(sk, "name", st_job_step_name(s));
         st_rmap_time(sk, "started", st_wall_us());
         st_rmap_ms(sk, "duration_ms", 0);
         st_rmap_str(sk, "outcome", "skipped");
         st_rmap_int(sk, "attempts", 0);
         if (recovered)
-            st_rmap_str(sk, "note", "not needed: the ROM recovery rung flashed the unit");
+            st_rmap_fmt(sk, "note", "not needed: the recovery rung %s flashed the unit", rung);
     }
-    if (verdict != ST_VERDICT_PASS)
-        kat_abandon(&r);
-    kat_close(&r);
-    dfu_close(&r);
+    close_sessions(&r, verdict != ST_VERDICT_PASS);
     if (env->slot)
         st_slot_set_leds(env->slot, verdict == ST_VERDICT_PASS, verdict != ST_VERDICT_PASS, NULL);
     finish(&r, verdict, &err, res);
     rc = run_save(&r, &err);
     st_strlcpy(res->report_path, r.path, sizeof res->report_path);
-    free(r.before);
     st_report_free(r.doc);
     return rc;
 }

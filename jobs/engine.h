@@ -37,10 +37,11 @@ typedef struct st_run_env {
     const st_fixture_slot *fslot; /* NULL for a unit found on a bus that no slot holds */
     st_slot *slot;              /* GPIO side of the slot (NULL with fslot) */
     st_usb_host *usb;
-    st_can_iface *can;          /* Katapult over CAN: the unit's interface */
-    const char *can_uuid;       /* its UUID, 12 hex digits (from the fixture or discovery) */
-    uint8_t can_nodeid;         /* the Katapult node id this run gives it (distinct per bus) */
-    st_serial_host *serial;     /* Katapult over USB-CDC / UART: how to open the unit's port */
+    st_can_iface *can;          /* the unit's CAN interface (when a step needs CAN) */
+    const char *can_uuid;       /* its CAN UUID, 12 hex digits (from the fixture or discovery) */
+    unsigned unit_index;        /* 0, 1, ...: distinct per unit of one run (a driver derives
+                                   per-unit bus addresses from it, e.g. Katapult node ids) */
+    st_serial_host *serial;     /* how to open a USB-CDC tty by the slot's port path */
     const st_logger *log;
     const st_progress *progress;
     /* Phase notifications for the operator's display ("enter-bootloader", "flash"...). */

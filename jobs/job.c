@@ -8,33 +8,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jobs/driver.h"
 #include "station/core/digest.h"
 #include "station/core/text.h"
 #include "station/core/yamldoc.h"
 
-static const struct {
-    const char *name;
-    st_step_kind kind;
-} step_names[] = {
-    { "enter-bootloader", ST_STEP_ENTER_BOOTLOADER },
-    { "flash", ST_STEP_FLASH },
-    { "verify", ST_STEP_VERIFY },
-    { "start", ST_STEP_START },
-    { "wait-for-app", ST_STEP_WAIT_FOR_APP },
-    { "power-cycle", ST_STEP_POWER_CYCLE },
-    { "enter-katapult", ST_STEP_ENTER_KATAPULT },
-    { "read-app", ST_STEP_READ_APP },
-    { "katapult-flash", ST_STEP_KATAPULT_FLASH },
-    { "katapult-verify", ST_STEP_KATAPULT_VERIFY },
-    { "katapult-complete", ST_STEP_KATAPULT_COMPLETE },
-};
-
-const char *st_step_kind_name(st_step_kind k)
+const char *st_job_step_name(const st_job_step *s)
 {
-    for (size_t i = 0; i < sizeof step_names / sizeof step_names[0]; i++)
-        if (step_names[i].kind == k)
-            return step_names[i].name;
-    return "?";
+    return s->def ? s->def->name : "?";
+}
+
+const void *st_job_section(const st_job *job, const st_driver *drv)
+{
+    int i = st_drivers_index(job->drivers, drv);
+    return i < 0 ? NULL : job->sections[i];
 }
 
 bool st_parse_usb_id(const char *s, uint16_t *vid, uint16_t *pid)
@@ -137,7 +124,7 @@ static int parse_images(const st_ydoc *doc, const st_ynode *map, st_job *job, st
     return 0;
 }
 
-static int find_image(const st_job *job, const char *role)
+int st_job_find_image(const st_job *job, const char *role)
 {
     for (size_t i = 0; i < job->nimages; i++)
         if (strcmp(job->images[i].role, role) == 0)
@@ -145,79 +132,22 @@ static int find_image(const st_job *job, const char *role)
     return -1;
 }
 
-/* katapult:, units: and recovery: */
-static int parse_katapult(const st_ydoc *doc, const st_ynode *root, st_job *job, st_err *err)
+/* Every step name the drivers offer, for "unknown step" errors. */
+static void step_list(const st_job *job, char *buf, size_t cap)
 {
-    const st_ynode *k = NULL, *rec = NULL;
-    const char *units = NULL, *transport = NULL, *app = NULL, *img = NULL;
-    int rc = st_ymap_get_str(doc, root, "", "units", false, &units, err);
-    if (!rc && units) {
-        if (strcmp(units, "slots") == 0)
-            job->units = ST_UNITS_SLOTS;
-        else if (strcmp(units, "discover") == 0)
-            job->units = ST_UNITS_DISCOVER;
-        else
-            rc = st_ydoc_error(doc, st_ymap_get(doc, root, "units"), "units", err, ST_ERR_INVAL,
-                               "expected slots or discover");
-    }
-    if (!rc)
-        rc = st_ymap_get_map(doc, root, "", "katapult", false, &k, err);
-    if (!rc && k) {
-        static const char *const kk[] = { "transport", "bitrate", "baud", "app_usb", "discover_ms",
-                                          "timeout_ms", "tries", NULL };
-        rc = st_ymap_check_keys(doc, k, "katapult", kk, err);
-        if (!rc)
-            rc = st_ymap_get_str(doc, k, "katapult", "transport", false, &transport, err);
-        if (!rc && transport) {
-            if (strcmp(transport, "can") == 0)
-                job->katapult.transport = ST_KAT_CAN;
-            else if (strcmp(transport, "usb") == 0)
-                job->katapult.transport = ST_KAT_USB;
-            else if (strcmp(transport, "uart") == 0)
-                job->katapult.transport = ST_KAT_UART;
-            else
-                rc = st_ydoc_error(doc, st_ymap_get(doc, k, "transport"), "katapult.transport", err,
-                                   ST_ERR_INVAL, "expected can, usb or uart");
-        }
-        if (!rc)
-            rc = st_ymap_get_u32(doc, k, "katapult", "bitrate", false, 0, 1000000, &job->katapult.bitrate, err);
-        if (!rc)
-            rc = st_ymap_get_u32(doc, k, "katapult", "baud", false, 1200, 4000000, &job->katapult.baud, err);
-        if (!rc)
-            rc = st_ymap_get_u32(doc, k, "katapult", "discover_ms", false, 100, 60000,
-                                 &job->katapult.discover_ms, err);
-        if (!rc)
-            rc = st_ymap_get_u32(doc, k, "katapult", "timeout_ms", false, 10, 60000,
-                                 &job->katapult.timeout_ms, err);
-        if (!rc)
-            rc = st_ymap_get_u32(doc, k, "katapult", "tries", false, 1, 20, &job->katapult.tries, err);
-        if (!rc)
-            rc = st_ymap_get_str(doc, k, "katapult", "app_usb", false, &app, err);
-        if (!rc && app && !st_parse_usb_id(app, &job->katapult.app_vid, &job->katapult.app_pid))
-            rc = st_ydoc_error(doc, st_ymap_get(doc, k, "app_usb"), "katapult.app_usb", err,
-                               ST_ERR_INVAL, "expected a USB id like 1d50:614e");
-    }
-    if (!rc && job->units == ST_UNITS_DISCOVER && job->katapult.transport != ST_KAT_CAN)
-        rc = st_ydoc_error(doc, st_ymap_get(doc, root, "units"), "units", err, ST_ERR_INVAL,
-                           "discover finds units on a CAN bus: it needs katapult.transport: can");
-    if (!rc)
-        rc = st_ymap_get_map(doc, root, "", "recovery", false, &rec, err);
-    if (!rc && rec) {
-        static const char *const rk[] = { "image", NULL };
-        rc = st_ymap_check_keys(doc, rec, "recovery", rk, err);
-        if (!rc)
-            rc = st_ymap_get_str(doc, rec, "recovery", "image", true, &img, err);
-        if (!rc && (job->recovery_image = find_image(job, img)) < 0)
-            rc = st_ydoc_error(doc, st_ymap_get(doc, rec, "image"), "recovery.image", err,
-                               ST_ERR_INVAL, "no image named \"%.40s\" in images", img);
-    }
-    return rc;
+    size_t n = 0;
+    buf[0] = '\0';
+    for (const st_driver *const *d = job->drivers; *d; d++)
+        for (const st_step_def *sd = (*d)->steps; sd && sd->name; sd++)
+            if (n < cap)
+                n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", sd->name);
 }
 
-static int parse_step(const st_ydoc *doc, const st_ynode *item, size_t idx, st_job *job, st_err *err)
+/* One step: a bare name or {name: {options}}. The keys every step takes (retries,
+ * timeout_ms, image for image steps) are handled here; the rest is the driver's. */
+static int parse_step(const st_ydoc *doc, const st_ynode *item, const char *at, st_job *job,
+                      int default_image, st_job_step *s, st_err *err)
 {
-    char field[48];
-    snprintf(field, sizeof field, "steps[%zu]", idx);
     const char *name = NULL;
     const st_ynode *opts = NULL;
     if (st_ynode_is_scalar(item)) {
@@ -226,47 +156,37 @@ static int parse_step(const st_ydoc *doc, const st_ynode *item, size_t idx, st_j
         name = st_ymap_at(doc, item, 0, &opts);
         if (opts && !st_ynode_is_map(opts) &&
             !(st_ynode_is_scalar(opts) && st_ynode_text(opts)[0] == '\0'))
-            return st_ydoc_error(doc, opts, field, err, ST_ERR_INVAL,
+            return st_ydoc_error(doc, opts, at, err, ST_ERR_INVAL,
                                  "the options of step \"%.40s\" must be a map", name ? name : "?");
         if (!st_ynode_is_map(opts))
             opts = NULL;
     } else {
-        return st_ydoc_error(doc, item, field, err, ST_ERR_INVAL,
+        return st_ydoc_error(doc, item, at, err, ST_ERR_INVAL,
                              "expected a step name or a map {step-name: {options}}");
     }
-    st_job_step *s = &job->steps[job->nsteps];
     memset(s, 0, sizeof *s);
     s->image = -1;
     s->retries = job->retries;
     s->line = st_ynode_line(item);
-    bool known = false;
-    for (size_t i = 0; name && i < sizeof step_names / sizeof step_names[0]; i++) {
-        if (strcmp(step_names[i].name, name) == 0) {
-            s->kind = step_names[i].kind;
-            known = true;
-        }
+    s->def = name ? st_drivers_find_step(job->drivers, name, &s->driver) : NULL;
+    if (!s->def) {
+        char shown[48], list[512];
+        step_list(job, list, sizeof list);
+        return st_ydoc_error(doc, item, at, err, ST_ERR_INVAL, "unknown step \"%s\" (steps: %s)",
+                             st_text_printable(name ? name : "?", shown, sizeof shown), list);
     }
-    if (!known) {
-        char shown[48];
-        return st_ydoc_error(doc, item, field, err, ST_ERR_INVAL,
-                             "unknown step \"%s\" (steps: enter-bootloader, flash, verify, start, "
-                             "wait-for-app, power-cycle, enter-katapult, read-app, katapult-flash, "
-                             "katapult-verify, katapult-complete)",
-                             st_text_printable(name ? name : "?", shown, sizeof shown));
-    }
-    snprintf(field, sizeof field, "steps[%zu].%s", idx, name);
-    static const char *const k_flash[] = { "image", "skip_identical", "retries", "timeout_ms", NULL };
-    static const char *const k_verify[] = { "image", "retries", "timeout_ms", NULL };
-    static const char *const k_wait[] = { "usb", "can", "retries", "timeout_ms", NULL };
-    static const char *const k_plain[] = { "retries", "timeout_ms", NULL };
-    const char *const *allowed = k_plain;
-    if (s->kind == ST_STEP_FLASH || s->kind == ST_STEP_KATAPULT_FLASH)
-        allowed = k_flash;
-    else if (s->kind == ST_STEP_VERIFY || s->kind == ST_STEP_START ||
-             s->kind == ST_STEP_KATAPULT_VERIFY || s->kind == ST_STEP_READ_APP)
-        allowed = k_verify;
-    else if (s->kind == ST_STEP_WAIT_FOR_APP)
-        allowed = k_wait;
+    char field[96];
+    snprintf(field, sizeof field, "%s.%s", at, name);
+    const char *allowed[24];
+    size_t na = 0;
+    allowed[na++] = "retries";
+    allowed[na++] = "timeout_ms";
+    bool takes_image = s->def->flags & ST_STEP_TAKES_IMAGE;
+    if (takes_image)
+        allowed[na++] = "image";
+    for (const st_step_opt *o = s->def->opts; o && o->key && na < 23; o++)
+        allowed[na++] = o->key;
+    allowed[na] = NULL;
     int rc = 0;
     if (opts) {
         rc = st_ymap_check_keys(doc, opts, field, allowed, err);
@@ -274,79 +194,281 @@ static int parse_step(const st_ydoc *doc, const st_ynode *item, size_t idx, st_j
             rc = st_ymap_get_u32(doc, opts, field, "retries", false, 0, 20, &s->retries, err);
         if (!rc)
             rc = st_ymap_get_u32(doc, opts, field, "timeout_ms", false, 1, 3600000, &s->timeout_ms, err);
-        if (!rc)
-            rc = st_ymap_get_bool(doc, opts, field, "skip_identical", false, &s->skip_identical, err);
-        if (!rc)
-            rc = st_ymap_get_bool(doc, opts, field, "can", false, &s->can, err);
-        const char *img = NULL, *usb = NULL;
-        if (!rc)
+        const char *img = NULL;
+        if (!rc && takes_image)
             rc = st_ymap_get_str(doc, opts, field, "image", false, &img, err);
-        if (!rc)
-            rc = st_ymap_get_str(doc, opts, field, "usb", false, &usb, err);
         if (rc)
             return rc;
-        char sub[64];
+        char sub[112];
         snprintf(sub, sizeof sub, "%s.image", field);
-        if (img && (s->image = find_image(job, img)) < 0)
+        if (img && (s->image = st_job_find_image(job, img)) < 0)
             return st_ydoc_error(doc, st_ymap_get(doc, opts, "image"), sub, err, ST_ERR_INVAL,
                                  "no image named \"%.40s\" in images", img);
-        snprintf(sub, sizeof sub, "%s.usb", field);
-        if (usb && !st_parse_usb_id(usb, &s->usb_vid, &s->usb_pid))
-            return st_ydoc_error(doc, st_ymap_get(doc, opts, "usb"), sub, err, ST_ERR_INVAL,
-                                 "expected a USB id like 1d50:614e");
     }
-    /* Steps that move an image default to the job's first one. */
-    if (s->image < 0 && (s->kind == ST_STEP_FLASH || s->kind == ST_STEP_VERIFY ||
-                         s->kind == ST_STEP_START || s->kind == ST_STEP_READ_APP ||
-                         s->kind == ST_STEP_KATAPULT_FLASH || s->kind == ST_STEP_KATAPULT_VERIFY))
-        s->image = 0;
-    if (s->kind == ST_STEP_WAIT_FOR_APP && !s->usb_vid && !s->can)
-        return st_ydoc_error(doc, item, field, err, ST_ERR_INVAL,
-                             "wait-for-app needs the application's USB id (usb: \"1d50:614e\") "
-                             "or can: true");
+    /* Steps that move an image default to the job's first one (a rung's to its own). */
+    if (takes_image && s->image < 0)
+        s->image = default_image;
+    if (s->def->parse) {
+        st_job_parse p = { .doc = doc, .at = item, .field = field, .job = job };
+        rc = s->def->parse(&p, opts, &s->opts, err);
+    }
+    return rc;
+}
+
+/* units: slots | discover. discover needs a driver whose section lets it find units. */
+static int parse_units(const st_ydoc *doc, const st_ynode *root, st_job *job, st_err *err)
+{
+    const char *units = NULL;
+    int rc = st_ymap_get_str(doc, root, "", "units", false, &units, err);
+    if (rc || !units)
+        return rc;
+    const st_ynode *at = st_ymap_get(doc, root, "units");
+    if (strcmp(units, "slots") == 0) {
+        job->units = ST_UNITS_SLOTS;
+        return 0;
+    }
+    if (strcmp(units, "discover") != 0)
+        return st_ydoc_error(doc, at, "units", err, ST_ERR_INVAL, "expected slots or discover");
+    job->units = ST_UNITS_DISCOVER;
+    const char *why = NULL;
+    for (size_t i = 0; job->drivers[i]; i++) {
+        const st_driver *d = job->drivers[i];
+        if (!d->discover)
+            continue;
+        const char *r = d->discover_refusal ? d->discover_refusal(job->sections[i]) : NULL;
+        if (!r) {
+            job->finder = d;
+            return 0;
+        }
+        if (!why)
+            why = r;
+    }
+    return st_ydoc_error(doc, at, "units", err, ST_ERR_INVAL, "%s",
+                         why ? why : "no driver can find units on a bus");
+}
+
+/* A default rung: the first driver that offers one. */
+static const st_driver *rung_driver(const st_job *job)
+{
+    for (const st_driver *const *d = job->drivers; *d; d++)
+        if ((*d)->rung_steps && (*d)->rung_name)
+            return *d;
+    return NULL;
+}
+
+static int parse_rung(const st_ydoc *doc, const st_ynode *node, const char *field, st_job *job,
+                      st_err *err)
+{
+    if (job->nrungs == ST_JOB_MAX_RUNGS)
+        return st_ydoc_error(doc, node, field, err, ST_ERR_INVAL, "at most %d rungs",
+                             ST_JOB_MAX_RUNGS);
+    if (!st_ynode_is_map(node))
+        return st_ydoc_error(doc, node, field, err, ST_ERR_INVAL,
+                             "expected a map with image (and optionally name and steps)");
+    static const char *const rk[] = { "image", "name", "steps", NULL };
+    st_job_rung *rung = &job->rungs[job->nrungs];
+    memset(rung, 0, sizeof *rung);
+    rung->line = st_ynode_line(node);
+    const char *img = NULL, *name = NULL;
+    const st_ynode *steps = NULL;
+    char sub[96];
+    int rc = st_ymap_check_keys(doc, node, field, rk, err);
+    if (!rc)
+        rc = st_ymap_get_str(doc, node, field, "image", true, &img, err);
+    if (!rc)
+        rc = st_ymap_get_str(doc, node, field, "name", false, &name, err);
+    if (!rc)
+        rc = st_ymap_get_seq(doc, node, field, "steps", false, &steps, err);
+    if (rc)
+        return rc;
+    snprintf(sub, sizeof sub, "%s.image", field);
+    if ((rung->image = st_job_find_image(job, img)) < 0)
+        return st_ydoc_error(doc, st_ymap_get(doc, node, "image"), sub, err, ST_ERR_INVAL,
+                             "no image named \"%.40s\" in images", img);
+    job->nrungs++; /* from here on st_job_free frees what its steps hold */
+    if (steps) {
+        size_t n = st_yseq_len(doc, steps);
+        snprintf(sub, sizeof sub, "%s.steps", field);
+        if (n == 0 || n > ST_JOB_MAX_RUNG_STEPS)
+            return st_ydoc_error(doc, steps, sub, err, ST_ERR_INVAL, "1 to %d steps",
+                                 ST_JOB_MAX_RUNG_STEPS);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(sub, sizeof sub, "%s.steps[%zu]", field, i);
+            rc = parse_step(doc, st_yseq_at(doc, steps, i), sub, job, rung->image,
+                            &rung->steps[i], err);
+            if (rc)
+                return rc;
+            rung->nsteps++;
+        }
+        st_strlcpy(rung->name, name ? name : "recovery", sizeof rung->name);
+        return 0;
+    }
+    const st_driver *d = rung_driver(job);
+    if (!d)
+        return st_ydoc_error(doc, node, field, err, ST_ERR_INVAL,
+                             "give the rung's steps: no driver offers a default rung");
+    st_strlcpy(rung->name, name ? name : d->rung_name, sizeof rung->name);
+    for (size_t i = 0; d->rung_steps[i] && i < ST_JOB_MAX_RUNG_STEPS; i++) {
+        st_job_step *s = &rung->steps[i];
+        memset(s, 0, sizeof *s);
+        s->def = st_drivers_find_step(job->drivers, d->rung_steps[i], &s->driver);
+        if (!s->def)
+            return st_ydoc_error(doc, node, field, err, ST_ERR_INVAL,
+                                 "the default rung's step \"%s\" is in no driver", d->rung_steps[i]);
+        s->retries = job->retries;
+        s->line = rung->line;
+        s->image = s->def->flags & ST_STEP_TAKES_IMAGE ? rung->image : -1;
+        rung->nsteps++;
+        if (s->def->parse) {
+            st_job_parse p = { .doc = doc, .at = node, .field = field, .job = job };
+            if ((rc = s->def->parse(&p, NULL, &s->opts, err)) != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* recovery: one rung { image, name?, steps? } or a list of them (the ladder, in order). A
+ * rung without steps is the default rung of the driver that offers one. */
+static int parse_recovery(const st_ydoc *doc, const st_ynode *root, st_job *job, st_err *err)
+{
+    const st_ynode *rec = st_ymap_get(doc, root, "recovery");
+    if (!rec)
+        return 0;
+    if (st_ynode_is_seq(rec)) {
+        size_t n = st_yseq_len(doc, rec);
+        if (n == 0)
+            return st_ydoc_error(doc, rec, "recovery", err, ST_ERR_INVAL, "at least one rung");
+        for (size_t i = 0; i < n; i++) {
+            char field[32];
+            snprintf(field, sizeof field, "recovery[%zu]", i);
+            int rc = parse_rung(doc, st_yseq_at(doc, rec, i), field, job, err);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    return parse_rung(doc, rec, "recovery", job, err);
+}
+
+/* Every driver's section: its key at the top level, parsed by the driver (with NULL when
+ * the job has none, for the defaults). */
+static int parse_sections(const st_ydoc *doc, const st_ynode *root, st_job *job, st_err *err)
+{
+    for (size_t i = 0; job->drivers[i]; i++) {
+        const st_driver *d = job->drivers[i];
+        if (!d->section_parse)
+            continue;
+        const st_ynode *node = NULL;
+        int rc = doc ? st_ymap_get_map(doc, root, "", d->name, false, &node, err) : 0;
+        if (rc)
+            return rc;
+        st_job_parse p = { .doc = doc, .at = node, .field = d->name, .job = job };
+        rc = d->section_parse(&p, node, &job->sections[i], err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int job_alloc(const st_driver *const *drivers, st_job **out, st_err *err)
+{
+    if (st_drivers_count(drivers) > ST_JOB_MAX_DRIVERS)
+        return st_err_set(err, ST_ERR_INVAL, "more than %d drivers", ST_JOB_MAX_DRIVERS);
+    st_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return st_err_set(err, ST_ERR_NOMEM, "out of memory");
+    job->drivers = drivers;
+    job->retries = 2;
+    job->units = ST_UNITS_SLOTS;
+    st_strlcpy(job->report_dir, "reports-out", sizeof job->report_dir);
+    *out = job;
+    return 0;
+}
+
+int st_job_new(const st_driver *const *drivers, const st_mcu *mcu, st_job **out, st_err *err)
+{
+    st_job *job = NULL;
+    int rc = job_alloc(drivers, &job, err);
+    if (rc)
+        return rc;
+    job->mcu = mcu;
+    rc = parse_sections(NULL, NULL, job, err);
+    if (rc) {
+        st_job_free(job);
+        return rc;
+    }
+    *out = job;
+    return 0;
+}
+
+int st_job_add_step(st_job *job, const char *name, int image, const char *opts_yaml, st_err *err)
+{
+    if (job->nsteps == ST_JOB_MAX_STEPS)
+        return st_err_set(err, ST_ERR_INVAL, "at most %d steps", ST_JOB_MAX_STEPS);
+    char text[512];
+    if (opts_yaml)
+        snprintf(text, sizeof text, "%s: %s\n", name, opts_yaml);
+    else
+        snprintf(text, sizeof text, "%s\n", name);
+    st_ydoc *doc = NULL;
+    int rc = st_ydoc_parse("(built-in step)", text, &doc, err);
+    if (rc)
+        return rc;
+    st_job_step *s = &job->steps[job->nsteps];
+    rc = parse_step(doc, st_ydoc_root(doc), "step", job, image >= 0 ? image : 0, s, err);
+    st_ydoc_free(doc);
+    if (rc) {
+        if (s->def && s->def->free_opts)
+            s->def->free_opts(s->opts);
+        return rc;
+    }
     job->nsteps++;
     return 0;
 }
 
-void st_job_defaults(st_job *job)
+/* The MCU names of the MCU table, comma-separated. */
+static const char *mcu_list(char *buf, size_t cap)
 {
-    job->retries = 2;
-    job->dfu_vid = 0x0483;
-    job->dfu_pid = 0xdf11;
-    job->enumerate_timeout_ms = 5000;
-    job->request_timeout_ms = 5000;
-    job->recovery_image = -1;
-    job->units = ST_UNITS_SLOTS;
-    job->katapult.transport = ST_KAT_CAN;
-    job->katapult.baud = 250000;       /* Katapult's UART default (protocols.md 2.5) */
-    job->katapult.app_vid = 0x1d50;
-    job->katapult.app_pid = 0x614e;
-    job->katapult.discover_ms = 2000;  /* canbus_query.py's collection time */
-    st_strlcpy(job->report_dir, "reports-out", sizeof job->report_dir);
+    size_t n = 0;
+    buf[0] = '\0';
+    for (const st_mcu *m = st_mcu_table(); m->name && n < cap; m++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", m->name);
+    return buf;
 }
 
-int st_job_load(const char *path, st_job **out, st_err *err)
+int st_job_load(const char *path, const st_driver *const *drivers, st_job **out, st_err *err)
 {
     st_ydoc *doc = NULL;
     int rc = st_ydoc_load(path, &doc, err);
     if (rc)
         return rc;
-    st_job *job = calloc(1, sizeof *job);
+    st_job *job = NULL;
+    rc = job_alloc(drivers, &job, err);
     /* Reports cite the job by absolute path; images resolve against its directory. */
-    char *abs = realpath(path, NULL);
-    if (!job || !(job->path = abs ? abs : strdup(path))) {
-        free(job);
+    char *abs = rc ? NULL : realpath(path, NULL);
+    if (!rc && !(job->path = abs ? abs : strdup(path)))
+        rc = st_err_set(err, ST_ERR_NOMEM, "out of memory");
+    if (rc) {
+        st_job_free(job);
         st_ydoc_free(doc);
-        return st_err_set(err, ST_ERR_NOMEM, "out of memory");
+        return rc;
     }
-    st_job_defaults(job);
 
     const st_ynode *root = st_ydoc_root(doc);
-    static const char *const keys[] = { "name", "description", "target", "images", "steps",
-                                        "retries", "report_dir", "dfu", "katapult", "units",
-                                        "recovery", NULL };
-    const char *name = NULL, *desc = NULL, *target = NULL, *rdir = NULL, *dfudev = NULL;
-    const st_ynode *images = NULL, *steps = NULL, *dfu = NULL;
+    /* The generic keys, then one section per driver that takes one. */
+    static const char *const generic[] = { "name", "description", "target", "images", "steps",
+                                           "retries", "report_dir", "units", "recovery" };
+    const char *keys[sizeof generic / sizeof generic[0] + ST_JOB_MAX_DRIVERS + 1];
+    size_t nk = 0;
+    for (size_t i = 0; i < sizeof generic / sizeof generic[0]; i++)
+        keys[nk++] = generic[i];
+    for (const st_driver *const *d = drivers; *d; d++)
+        if ((*d)->section_parse)
+            keys[nk++] = (*d)->name;
+    keys[nk] = NULL;
+    const char *name = NULL, *desc = NULL, *target = NULL, *rdir = NULL;
+    const st_ynode *images = NULL, *steps = NULL;
     if (!st_ynode_is_map(root))
         rc = st_ydoc_error(doc, root, "", err, ST_ERR_INVAL, "a job file is a map");
     if (!rc)
@@ -357,44 +479,40 @@ int st_job_load(const char *path, st_job **out, st_err *err)
         rc = st_ymap_get_str(doc, root, "", "description", false, &desc, err);
     if (!rc)
         rc = st_ymap_get_str(doc, root, "", "target", true, &target, err);
-    if (!rc && !(job->mcu = st_mcu_find(target)))
+    if (!rc && !(job->mcu = st_mcu_find(target))) {
+        char known[256];
         rc = st_ydoc_error(doc, st_ymap_get(doc, root, "target"), "target", err, ST_ERR_INVAL,
-                           "unknown MCU \"%.40s\" (known: stm32g431xx)", target);
+                           "unknown MCU \"%.40s\" (known: %s)", target, mcu_list(known, sizeof known));
+    }
     if (!rc)
         rc = st_ymap_get_u32(doc, root, "", "retries", false, 0, 20, &job->retries, err);
     if (!rc)
         rc = st_ymap_get_str(doc, root, "", "report_dir", false, &rdir, err);
     if (!rc)
-        rc = st_ymap_get_map(doc, root, "", "dfu", false, &dfu, err);
-    if (!rc && dfu) {
-        static const char *const dkeys[] = { "device", "enumerate_timeout_ms", "request_timeout_ms", NULL };
-        rc = st_ymap_check_keys(doc, dfu, "dfu", dkeys, err);
-        if (!rc)
-            rc = st_ymap_get_str(doc, dfu, "dfu", "device", false, &dfudev, err);
-        if (!rc && dfudev && !st_parse_usb_id(dfudev, &job->dfu_vid, &job->dfu_pid))
-            rc = st_ydoc_error(doc, st_ymap_get(doc, dfu, "device"), "dfu.device", err,
-                               ST_ERR_INVAL, "expected a USB id like 0483:df11");
-        if (!rc)
-            rc = st_ymap_get_u32(doc, dfu, "dfu", "enumerate_timeout_ms", false, 1, 600000,
-                                 &job->enumerate_timeout_ms, err);
-        if (!rc)
-            rc = st_ymap_get_u32(doc, dfu, "dfu", "request_timeout_ms", false, 1, 600000,
-                                 &job->request_timeout_ms, err);
-    }
-    if (!rc)
         rc = st_ymap_get_map(doc, root, "", "images", true, &images, err);
     if (!rc)
         rc = parse_images(doc, images, job, err);
     if (!rc)
-        rc = parse_katapult(doc, root, job, err);
+        rc = parse_sections(doc, root, job, err);
+    if (!rc)
+        rc = parse_units(doc, root, job, err);
+    if (!rc)
+        rc = parse_recovery(doc, root, job, err);
     if (!rc)
         rc = st_ymap_get_seq(doc, root, "", "steps", true, &steps, err);
     if (!rc && st_yseq_len(doc, steps) == 0)
         rc = st_ydoc_error(doc, steps, "steps", err, ST_ERR_INVAL, "at least one step is needed");
     if (!rc && st_yseq_len(doc, steps) > ST_JOB_MAX_STEPS)
         rc = st_ydoc_error(doc, steps, "steps", err, ST_ERR_INVAL, "at most %d steps", ST_JOB_MAX_STEPS);
-    for (size_t i = 0; !rc && i < st_yseq_len(doc, steps); i++)
-        rc = parse_step(doc, st_yseq_at(doc, steps, i), i, job, err);
+    for (size_t i = 0; !rc && i < st_yseq_len(doc, steps); i++) {
+        char field[32];
+        snprintf(field, sizeof field, "steps[%zu]", i);
+        rc = parse_step(doc, st_yseq_at(doc, steps, i), field, job, 0, &job->steps[i], err);
+        if (!rc)
+            job->nsteps++;
+        else if (job->steps[i].def && job->steps[i].def->free_opts)
+            job->steps[i].def->free_opts(job->steps[i].opts);
+    }
     if (!rc) {
         st_strlcpy(job->name, name, sizeof job->name);
         st_strlcpy(job->description, desc ? desc : "", sizeof job->description);
@@ -411,12 +529,27 @@ int st_job_load(const char *path, st_job **out, st_err *err)
     return 0;
 }
 
+static void free_step(st_job_step *s)
+{
+    if (s->def && s->def->free_opts)
+        s->def->free_opts(s->opts);
+    s->opts = NULL;
+}
+
 void st_job_free(st_job *job)
 {
     if (!job)
         return;
     for (size_t i = 0; i < job->nimages; i++)
         free(job->images[i].path);
+    for (size_t i = 0; i < job->nsteps; i++)
+        free_step(&job->steps[i]);
+    for (size_t r = 0; r < job->nrungs; r++)
+        for (size_t i = 0; i < job->rungs[r].nsteps; i++)
+            free_step(&job->rungs[r].steps[i]);
+    for (size_t i = 0; job->drivers && job->drivers[i] && i < ST_JOB_MAX_DRIVERS; i++)
+        if (job->sections[i] && job->drivers[i]->section_free)
+            job->drivers[i]->section_free(job->sections[i]);
     free(job->path);
     free(job);
 }

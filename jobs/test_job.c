@@ -10,7 +10,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "jobs/driver.h"
 #include "jobs/job.h"
+#include "station/drivers.h"
 
 static char tmpdir[64];
 
@@ -59,17 +61,19 @@ static void test_good(void **state)
                               "  - wait-for-app: { usb: \"1d50:614e\", timeout_ms: 4000 }\n");
     st_job *job = NULL;
     st_err e;
-    assert_int_equal(st_job_load(p, &job, &e), 0);
+    assert_int_equal(st_job_load(p, st_drivers_registry(), &job, &e), 0);
     assert_string_equal(job->name, "t");
     assert_int_equal(job->nsteps, 5);
-    assert_int_equal(job->steps[0].kind, ST_STEP_ENTER_BOOTLOADER);
+    assert_string_equal(st_job_step_name(&job->steps[0]), "enter-bootloader");
+    assert_string_equal(job->steps[0].driver->name, "dfu");
     assert_int_equal(job->steps[0].retries, 1);
-    assert_int_equal(job->steps[1].kind, ST_STEP_FLASH);
-    assert_true(job->steps[1].skip_identical);
+    assert_string_equal(st_job_step_name(&job->steps[1]), "flash");
+    assert_non_null(job->steps[1].opts); /* skip_identical, the driver's own option */
+    assert_true(*(const bool *)job->steps[1].opts);
     assert_int_equal(job->steps[1].retries, 3);
     assert_int_equal(job->steps[2].image, 0);
-    assert_int_equal(job->steps[4].usb_vid, 0x1d50);
-    assert_int_equal(job->steps[4].usb_pid, 0x614e);
+    assert_string_equal(st_job_step_name(&job->steps[4]), "wait-for-app");
+    assert_string_equal(job->steps[4].driver->name, "app");
     assert_int_equal(job->steps[4].timeout_ms, 4000);
     assert_int_equal(job->images[0].load_addr, 0x08000000u);
     char want[300];
@@ -85,7 +89,7 @@ static void expect_error(const char *text, const char *needle1, const char *need
     st_job *job = NULL;
     st_err e;
     st_err_clear(&e);
-    int rc = st_job_load(p, &job, &e);
+    int rc = st_job_load(p, st_drivers_registry(), &job, &e);
     if (rc == 0)
         fail_msg("accepted: %s", text);
     assert_null(job);
@@ -126,7 +130,7 @@ static void test_images_refused(void **state)
     const char *p = write_job("pin.yaml", GOOD_HEAD "steps: [enter-bootloader]\n");
     st_job *job = NULL;
     st_err e;
-    assert_int_equal(st_job_load(p, &job, &e), 0);
+    assert_int_equal(st_job_load(p, st_drivers_registry(), &job, &e), 0);
     st_image *imgs[ST_JOB_MAX_IMAGES];
     int rc = st_job_load_images(job, imgs, &e);
     assert_int_equal(rc, ST_ERR_INVAL); /* vector table checked before the digest */
@@ -154,16 +158,72 @@ static void test_images_refused(void **state)
 static void test_shipped_jobs(void **state)
 {
     const char *jobs[] = { "cartographer-v4-usb-dfu.yaml", "cartographer-v4-can-dfu.yaml",
-                           "demo-usb-dfu.yaml" };
+                           "demo-usb-dfu.yaml", "cartographer-v4-can-reflash.yaml",
+                           "returned-units.yaml" };
     for (size_t i = 0; i < sizeof jobs / sizeof jobs[0]; i++) {
         char p[512];
         snprintf(p, sizeof p, "%s/jobs/%s", STATION_SOURCE_DIR, jobs[i]);
         st_job *job = NULL;
         st_err e;
-        if (st_job_load(p, &job, &e) != 0)
+        if (st_job_load(p, st_drivers_registry(), &job, &e) != 0)
             fail_msg("%s: %s", jobs[i], e.msg);
         st_job_free(job);
     }
+}
+
+/* The recovery ladder is job data: the short form takes the default rung of the driver that
+ * offers one (the ROM's), the long form lists rungs with their own steps and images. */
+static void test_recovery_ladder(void **state)
+{
+    const char *p = write_job("rec.yaml", GOOD_HEAD
+                              "  app:\n"
+                              "    path: app.bin\n"
+                              "    load_addr: 0x08002000\n"
+                              "    sha256: fec0c7c54d10b71da32f06b658c5c28ec616701f084334874ffc1c3291a9936c\n"
+                              "recovery: { image: combined }\n"
+                              "steps: [enter-katapult, katapult-flash: { image: app }]\n");
+    st_job *job = NULL;
+    st_err e;
+    if (st_job_load(p, st_drivers_registry(), &job, &e))
+        fail_msg("%s", e.msg);
+    assert_int_equal(job->nrungs, 1);
+    assert_string_equal(job->rungs[0].name, "rom-dfu");
+    assert_int_equal(job->rungs[0].nsteps, 4);
+    const char *want[] = { "enter-bootloader", "flash", "verify", "start" };
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(st_job_step_name(&job->rungs[0].steps[i]), want[i]);
+    assert_int_equal(job->rungs[0].steps[1].image, 0);
+    assert_int_equal(job->steps[1].image, 1);
+    assert_string_equal(job->steps[1].driver->name, "katapult");
+    st_job_free(job);
+
+    p = write_job("rec2.yaml", GOOD_HEAD
+                  "recovery:\n"
+                  "  - name: power-first\n"
+                  "    image: combined\n"
+                  "    steps: [power-cycle, enter-bootloader, flash, start]\n"
+                  "  - image: combined\n"
+                  "steps: [enter-katapult]\n");
+    if (st_job_load(p, st_drivers_registry(), &job, &e))
+        fail_msg("%s", e.msg);
+    assert_int_equal(job->nrungs, 2);
+    assert_string_equal(job->rungs[0].name, "power-first");
+    assert_int_equal(job->rungs[0].nsteps, 4);
+    assert_string_equal(st_job_step_name(&job->rungs[0].steps[0]), "power-cycle");
+    assert_string_equal(job->rungs[1].name, "rom-dfu");
+    st_job_free(job);
+
+    expect_error(GOOD_HEAD "recovery: { image: nope }\nsteps: [start]\n", ":8: recovery.image",
+                 "no image named \"nope\"");
+    expect_error(GOOD_HEAD "recovery:\n  - image: combined\n    steps: [flsh]\nsteps: [start]\n",
+                 "recovery[0].steps[0]", "unknown step \"flsh\"");
+    expect_error(GOOD_HEAD "recovery: { image: combined, rungs: 2 }\nsteps: [start]\n",
+                 "recovery.rungs", "unknown key");
+    /* units: discover asks the drivers whether the job lets one find units. */
+    expect_error(GOOD_HEAD "units: discover\nkatapult: { transport: usb }\nsteps: [start]\n",
+                 ":8: units", "it needs katapult.transport: can");
+    expect_error(GOOD_HEAD "dfu: { device: nope }\nsteps: [start]\n", ":8: dfu.device",
+                 "expected a USB id");
 }
 
 int main(void)
@@ -173,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_images_refused),
         cmocka_unit_test(test_shipped_jobs),
+        cmocka_unit_test(test_recovery_ladder),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

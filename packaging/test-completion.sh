@@ -9,6 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/station-sim.bash-completion"
 compopt() { :; } # only works inside a real completion
 fail=0
+tmp_cmds=$(mktemp)
 # comp FUNC WORD...: the completions for the last WORD.
 comp() {
   local f=$1; shift
@@ -32,18 +33,30 @@ refuse() { # refuse NAME GOT WORD...: no WORD is offered
   echo "PASS $n"
 }
 S=$STATION_BIN
-expect commands "$(comp _station "$S" '')" run dfu can serial report job fixture image
+cmds=$("$S" --help | sed -n '/^Commands:/,/^$/s/^  \([a-z][a-z]*\) .*/\1/p' | sort -u)
+[ -n "$cmds" ] || { echo "FAIL no commands parsed from --help"; fail=1; }
+# shellcheck disable=SC2086
+expect commands "$(comp _station "$S" '')" $cmds run dfu can serial report job fixture image
 expect can-sub "$(comp _station "$S" can '')" scan flash
 expect fixture-sub "$(comp _station "$S" -f x fixture '')" check
-opts=$("$S" --help | sed -n 's/^  \(-[A-Za-z], \)\{0,1\}\(--[a-z-]*\).*/\2/p')
-[ -n "$opts" ] || { echo "FAIL no options parsed from --help"; fail=1; }
-# shellcheck disable=SC2086
-expect all-options "$(comp _station "$S" --)" $opts --fixture --slot --help --version
+# Every option of every command's own --help is offered after that command.
+"$S" --help | sed -n '/^Commands:/,/^$/s/^  \([a-z][a-z]*\( [a-z][a-z]*\)\{0,1\}\)\( [A-Z].*\|  .*\)$/\1/p' > "$tmp_cmds"
+while read -r c; do
+  o=$("$S" $c --help | sed -n 's/^  \(-[A-Za-z], \)\{0,1\}\(--[a-z0-9-]*\).*/\2/p')
+  [ -n "$o" ] || { echo "FAIL $c: no options in its --help"; fail=1; continue; }
+  # shellcheck disable=SC2086
+  expect "options of '$c'" "$(comp _station "$S" $c --)" $o
+done < "$tmp_cmds"
+expect top-options "$(comp _station "$S" --)" --fixture --help --version
 expect option-prefix "$(comp _station "$S" --fi)" --fixture
+expect run-option "$(comp _station "$S" run --sl)" --slot
 expect job-names "$(comp _station "$S" run de)" demo-usb-dfu
+expect job-after-option "$(comp _station "$S" run -f virtual --reports /tmp de)" demo-usb-dfu
 expect fixture-names "$(comp _station "$S" --plain -f vir)" virtual virtual-can
+expect fixture-names-long "$(comp _station "$S" run --fixture vir)" virtual virtual-can
 expect job-check "$(comp _station "$S" job check demo)" demo-usb-dfu
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+refuse no-second-arg "$(comp _station "$S" job check demo-usb-dfu de)" demo-usb-dfu
+T=$(mktemp -d); trap 'rm -rf "$T" "$tmp_cmds"' EXIT
 mkdir "$T/sub"; : > "$T/a.yaml"; : > "$T/b.txt"
 got=$(cd "$T" && comp _station "$S" fixture check '')
 expect yaml-files "$got" a.yaml sub/

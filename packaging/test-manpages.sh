@@ -6,6 +6,8 @@ set -u
 : "${STATION_BIN:?}" "${STATION_SIM_BIN:?}" "${STATION_MAN_DIR:?}"
 command -v man >/dev/null || { echo "skipped: man (man-db) not installed"; exit 77; }
 fail=0
+T=$(mktemp)
+trap 'rm -f "$T"' EXIT
 for prog in station station-sim; do
   bin=$STATION_BIN; [ $prog = station-sim ] && bin=$STATION_SIM_BIN
   page=$STATION_MAN_DIR/$prog.1.gz
@@ -21,8 +23,17 @@ for prog in station station-sim; do
   printf '%s' "$text" | grep -q "$prog $("$bin" --version | awk '{print $NF}')" ||
     { echo "FAIL $prog: version not in the page"; fail=1; }
 done
-# Commands of station --help ("  run JOB", "  dfu list") are in its page.
-for c in $("$STATION_BIN" --help | sed -n '/^Commands:/,/^$/s/^  \([a-z]*\) .*/\1/p'); do
-  zcat "$STATION_MAN_DIR/station.1.gz" | grep -q "^$c " || { echo "FAIL station: command $c missing"; fail=1; }
-done
+# Every command of station --help is in its page with each option of its own --help.
+text=$(zcat "$STATION_MAN_DIR/station.1.gz" | MANWIDTH=200 man -l - 2>/dev/null | sed 's/.\x08//g')
+"$STATION_BIN" --help | sed -n '/^Commands:/,/^$/s/^  \([a-z][a-z]*\( [a-z][a-z]*\)\{0,1\}\)\( [A-Z].*\|  .*\)$/\1/p' > "$T"
+[ -s "$T" ] || { echo "FAIL no commands parsed from station --help"; fail=1; }
+while read -r c; do
+  printf '%s' "$text" | grep -q "Usage: station $c" || { echo "FAIL station: command $c missing"; fail=1; continue; }
+  missing=""
+  # shellcheck disable=SC2086
+  for o in $("$STATION_BIN" $c --help | grep -o -- '--[a-z][a-z0-9-]*' | sort -u); do
+    printf '%s' "$text" | grep -q -- "$o" || missing="$missing $o"
+  done
+  [ -z "$missing" ] && echo "PASS station $c: in the page" || { echo "FAIL station $c: missing$missing"; fail=1; }
+done < "$T"
 exit $fail

@@ -1112,7 +1112,7 @@ static int mkdir_p(const char *dir, st_err *err)
 int st_report_make_path(const char *dir, const char *unit_identity, int slot,
                         uint64_t wall_us, char *out, size_t cap, st_err *err)
 {
-    if (!dir || !*dir || !out || cap == 0 || slot < 0)
+    if (!dir || !*dir || !out || cap == 0 || slot < ST_REPORT_NO_SLOT)
         return st_err_set(err, ST_ERR_INVAL, "report path: bad arguments");
     out[0] = '\0';
     char d[PATH_MAX];
@@ -1141,8 +1141,10 @@ int st_report_make_path(const char *dir, const char *unit_identity, int slot,
         char suffix[16] = "";
         if (k)
             snprintf(suffix, sizeof(suffix), "-%d", k);
-        int n = snprintf(out, cap, "%s%s%s_slot%d_%s%s.yaml", d, sep, ident, slot, stamp,
-                         suffix);
+        char where[16] = "noslot"; /* a unit that no fixture slot holds */
+        if (slot != ST_REPORT_NO_SLOT)
+            snprintf(where, sizeof where, "slot%d", slot);
+        int n = snprintf(out, cap, "%s%s%s_%s_%s%s.yaml", d, sep, ident, where, stamp, suffix);
         if (n < 0 || (size_t)n >= cap) {
             out[0] = '\0';
             return st_err_set(err, ST_ERR_INVAL, "report path: name longer than %zu bytes",

@@ -136,12 +136,16 @@ int st_report_parse(const char *buf, size_t len, const char *name, st_rnode **ou
 /* st_report_parse on a file. */
 int st_report_load(const char *path, st_rnode **out, st_err *err);
 
-/* Build "<dir>/<identity>_slot<N>_<YYYYmmddTHHMMSS.mmmZ>.yaml" into out, where identity
+/* The slot of a unit that no fixture slot holds (found on a bus). */
+#define ST_REPORT_NO_SLOT (-1)
+
+/* Build "<dir>/<identity>_slot<N>_<YYYYmmddTHHMMSS.mmmZ>.yaml" into out ("_noslot_" for
+ * ST_REPORT_NO_SLOT), where identity
  * is unit_identity made a safe file-name component (station/core/text.h
  * st_text_filename, at most 64 bytes), so it can never leave dir. Creates dir (mkdir -p,
  * mode 0755) if missing. If the name exists, "-1", "-2", ... is added before ".yaml". The
- * name is not reserved: keep one writer per slot. ST_ERR_INVAL if slot < 0 or out is too
- * small; ST_ERR_IO/ST_ERR_PERM if dir cannot be created. */
+ * name is not reserved: keep one writer per slot. ST_ERR_INVAL if slot is negative (other than
+ * ST_REPORT_NO_SLOT) or out is too small; ST_ERR_IO/ST_ERR_PERM if dir cannot be created. */
 int st_report_make_path(const char *dir, const char *unit_identity, int slot,
                         uint64_t wall_us, char *out, size_t cap, st_err *err);
 

@@ -215,7 +215,7 @@ static const struct fspec fixture_f[] = {
     { "backend", W_ENUM, true, backends },
 };
 static const struct fspec slot_f[] = {
-    { "id", W_UINT, true, NULL },
+    { "id", W_UINT, false, NULL }, /* absent for a unit that no slot holds */
     { "name", W_STR, true, NULL },
 };
 static const struct fspec job_f[] = {
@@ -408,7 +408,7 @@ int st_report_render(const st_rnode *doc, FILE *out, bool color)
     fputc('\n', out);
 
     fprintf(out, "slot:     %s (%s)  fixture %s  operator %s\n",
-            pr(doc, "slot.id", "?", a, sizeof(a)), pr(doc, "slot.name", "?", b, sizeof(b)),
+            pr(doc, "slot.id", "-", a, sizeof(a)), pr(doc, "slot.name", "?", b, sizeof(b)),
             pr(doc, "fixture.name", "?", c, sizeof(c)),
             pr(doc, "operator", "?", d, sizeof(d)));
     fprintf(out, "job:      %s  run %s  started %s", pr(doc, "job.name", "?", a, sizeof(a)),

@@ -426,8 +426,12 @@ static void test_make_path(void **state)
     longid[sizeof(longid) - 1] = '\0';
     assert_int_equal(st_report_make_path(cdir, longid, 1, WALL_US, out, sizeof(out), &err), 0);
     assert_true(strlen(out + dl + 1) < 128);
-    assert_int_equal(st_report_make_path(cdir, "x", -1, WALL_US, out, sizeof(out), &err),
+    assert_int_equal(st_report_make_path(cdir, "x", -2, WALL_US, out, sizeof(out), &err),
                      ST_ERR_INVAL);
+    /* A unit that no slot holds is named so, not "slot0" (issue 7). */
+    assert_int_equal(st_report_make_path(cdir, "x", ST_REPORT_NO_SLOT, WALL_US, out, sizeof(out),
+                                         &err), 0);
+    assert_non_null(strstr(out, "/x_noslot_"));
     char tiny[16];
     assert_int_equal(st_report_make_path(cdir, "x", 1, WALL_US, tiny, sizeof(tiny), &err),
                      ST_ERR_INVAL);

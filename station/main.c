@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,27 +15,27 @@
 #include <unistd.h>
 
 #include "fixtures/slot.h"
+#include "jobs/driver.h"
 #include "jobs/engine.h"
 #include "jobs/job.h"
-#include "protocols/canadmin/canadmin.h"
-#include "protocols/dfuse/dfuse.h"
 #include "protocols/link/serial_ports.h"
 #include "protocols/sim/synth.h"
 #include "reports/report.h"
 #include "station/context.h"
 #include "station/core/clock.h"
+#include "station/core/digest.h"
 #include "station/core/text.h"
-#include "station/core/yamldoc.h"
+#include "station/drivers.h"
 #include "station/paths.h"
 #include "station/ui.h"
 
-/* Exit codes (README "Exit codes"). */
+/* Exit codes (README "Exit codes"): jobs/driver.h, shared with the drivers' commands. */
 enum {
-    EXIT_PASS = 0,       /* every unit passed */
-    EXIT_UNIT_FAIL = 1,  /* at least one unit failed; its report says why */
-    EXIT_USAGE = 2,      /* bad command line or bad input (job, fixture, image): nothing touched */
-    EXIT_STATION = 3,    /* the station itself could not work (backend, permissions, disk) */
-    EXIT_INCOMPLETE = 4, /* stopped by the operator or a signal; reports say incomplete */
+    EXIT_PASS = ST_EXIT_PASS,
+    EXIT_UNIT_FAIL = ST_EXIT_UNIT_FAIL,
+    EXIT_USAGE = ST_EXIT_USAGE,
+    EXIT_STATION = ST_EXIT_STATION,
+    EXIT_INCOMPLETE = ST_EXIT_INCOMPLETE,
 };
 
 static volatile sig_atomic_t cancel_flag;
@@ -45,72 +46,66 @@ static void on_signal(int sig)
     signal(sig, SIG_DFL); /* a second Ctrl-C ends the process at once */
 }
 
-static void usage(FILE *f)
-{
-    fputs("Usage: station COMMAND [OPTIONS]\n"
-          "\n"
-          "Commands:\n"
-          "  run JOB              run a job on every slot of the fixture (or --slot N), or on\n"
-          "                       every unit found on the CAN bus (a job with units: discover)\n"
-          "  dfu list             list DFU devices: port path, serial, alt settings, layout\n"
-          "  can scan             list the units on a CAN bus: UUID, Klipper or Katapult, slot\n"
-          "  can flash IMAGE      reflash an application over CAN with Katapult (--uuid U)\n"
-          "  serial flash IMAGE   reflash an application over USB-CDC with Katapult (--slot N)\n"
-          "  report show FILE     summarise a unit report\n"
-          "  job check JOB        parse a job and validate its images; touches nothing\n"
-          "  fixture check FILE   parse a fixture file and describe its slots\n"
-          "  image generate OUT   write the synthetic combined image the demo job uses\n"
-          "\n"
-          "Options:\n"
-          "  -f, --fixture FILE   fixture file or name (default: $STATION_FIXTURE, else\n"
-          "                       fixture.yaml in ~/.config/station or /etc/station, else\n"
-          "                       the virtual fixture in the share directory)\n"
-          "  -s, --slot N         run on slot N only (repeatable)\n"
-          "  -r, --reports DIR    write reports to DIR instead of the job's report_dir\n"
-          "  -o, --operator NAME  operator name for the reports (default: $USER)\n"
-          "      --plain          plain progress lines even on a terminal\n"
-          "      --iface NAME     can scan/flash: CAN interface (default: the fixture's)\n"
-          "      --uuid UUID      can flash: the unit's CAN UUID (12 hex digits)\n"
-          "      --addr ADDR      can/serial flash: load address (default 0x08002000)\n"
-          "      --sha256 HEX     can/serial flash: refuse the image unless it has this digest\n"
-          "      --mcu NAME       can/serial flash: target MCU (default stm32g431xx)\n"
-          "      --size BYTES     image generate: image size (default 35984)\n"
-          "      --seed N         image generate: application variant (default 0)\n"
-          "      --app            image generate: only the application (loads at 0x08002000)\n"
-          "      --no-color       report show: no ANSI colours\n"
-          "  -v, --verbose        more log messages (twice for debug)\n"
-          "  -h, --help           this help\n"
-          "  -V, --version        version\n"
-          "\n"
-          "Files: a JOB or fixture FILE without a '/' that is not in the working directory is\n"
-          "looked up in ~/.config/station/{jobs,fixtures}/, /etc/station/{jobs,fixtures}/ and\n"
-          "the share directory (<prefix>/share/station, beside the executable), with .yaml\n"
-          "added when the name has no extension.\n"
-          "\n"
-          "Exit codes: 0 all units passed; 1 a unit failed (see its report); 2 bad command\n"
-          "line or input, nothing touched; 3 station error (backend, permissions, disk);\n"
-          "4 interrupted, reports say incomplete.\n",
-          f);
-}
+/* ---- options ---------------------------------------------------------------------- */
+
+/* Options every command takes, and those of every command that runs a job (`run` and the
+ * driver commands flagged ST_CLI_RUNS_JOBS). A command's own options come from its table
+ * (drivers' commands included), so a driver adds options without an edit here. */
+static const st_cli_opt common_opts[] = {
+    { "fixture", "FILE", "fixture file or name (default: $STATION_FIXTURE, else fixture.yaml "
+                         "in ~/.config/station or /etc/station, else the virtual fixture in "
+                         "the share directory)" },
+    { "plain", NULL, "plain progress lines even on a terminal" },
+    { "verbose", NULL, "more log lines: -v the steps and devices, -vv every request" },
+    { "help", NULL, "this help" },
+    { "version", NULL, "the station's version" },
+    { NULL, NULL, NULL },
+};
+
+static const st_cli_opt run_opts[] = {
+    { "slot", "N", "run on slot N only (repeatable)" },
+    { "reports", "DIR", "write reports to DIR instead of the job's report_dir" },
+    { "operator", "NAME", "operator name for the reports (default: $USER)" },
+    { "uuid", "UUID", "units: discover: run only the unit with this CAN UUID (12 hex digits)" },
+    { "iface", "NAME", "CAN interface (default: the slot's, else the fixture's first)" },
+    { NULL, NULL, NULL },
+};
+
+#define MAX_OPTS 64
 
 typedef struct opts {
-    const char *fixture;
-    const char *iface;
-    const char *uuid;
-    const char *sha256;
-    const char *mcu;
-    uint32_t addr;
-    uint32_t seed;
+    const char *names[MAX_OPTS];   /* every option any command takes */
+    bool has_arg[MAX_OPTS];
+    const char *vals[MAX_OPTS];    /* the value given ("" for a flag), NULL when absent */
+    size_t n;
     int slots[64];
     int nslots;
-    const char *reports;
-    const char *operator_name;
-    bool plain;
-    bool no_color;
-    bool app_only;
-    size_t size;
     int verbose;
 } opts;
+
+static int opt_index(const opts *o, const char *name)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (strcmp(o->names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static const char *opt_get(const opts *o, const char *name)
+{
+    int i = opt_index(o, name);
+    return i < 0 ? NULL : o->vals[i];
+}
+
+static void opt_add(opts *o, const st_cli_opt *list)
+{
+    for (const st_cli_opt *c = list; c && c->name; c++)
+        if (opt_index(o, c->name) < 0 && o->n < MAX_OPTS) {
+            o->names[o->n] = c->name;
+            o->has_arg[o->n] = c->arg != NULL;
+            o->n++;
+        }
+}
 
 static void err_line(const char *what, const st_err *e)
 {
@@ -133,7 +128,7 @@ static int open_context(const opts *o, const st_logger *log, st_ctx **ctx)
 {
     st_err e;
     char path[4096];
-    if (!find_file(ST_PATH_FIXTURE, o->fixture, path, sizeof path))
+    if (!find_file(ST_PATH_FIXTURE, opt_get(o, "fixture"), path, sizeof path))
         return EXIT_USAGE;
     int rc = st_ctx_open(path, log, ctx, &e);
     if (!rc)
@@ -147,7 +142,7 @@ static int open_context(const opts *o, const st_logger *log, st_ctx **ctx)
 /* One unit to run the job on: a fixture slot, a unit found on the CAN bus, or both. */
 typedef struct target {
     const st_fixture_slot *fs;
-    char uuid[ST_CAN_UUID_STRLEN];
+    char uuid[13]; /* a CAN UUID: 12 hex digits */
     char iface[32];
 } target;
 
@@ -157,10 +152,12 @@ typedef struct slot_run {
     st_ui *ui;
     int row;
     const st_job *job;
-    st_image **images;
+    st_image *const *images;
     st_run_result res;
     int rc;
     pthread_t thread;
+    bool started;             /* its thread runs (join it) */
+    char label[24];           /* "slot 2", "unit 0a0b0c0d0e01" */
 } slot_run;
 
 static void on_step(void *ctx, const char *step, int attempt)
@@ -185,43 +182,30 @@ static void *slot_thread(void *arg)
     return NULL;
 }
 
-static bool job_uses_can(const st_job *job)
+/* What the job's steps (and its recovery rungs) need from a slot, from their drivers. */
+static st_slot_needs job_needs(const st_job *job)
 {
-    if (job->katapult.transport != ST_KAT_CAN)
-        return false;
+    st_slot_needs n = { 0, 0 };
     for (size_t i = 0; i < job->nsteps; i++) {
-        st_step_kind k = job->steps[i].kind;
-        if (k == ST_STEP_ENTER_KATAPULT || (k == ST_STEP_WAIT_FOR_APP && job->steps[i].can))
-            return true;
+        const st_job_step *s = &job->steps[i];
+        if (s->def->needs)
+            s->def->needs(job, st_job_section(job, s->driver), s->opts, &n);
     }
-    return false;
+    for (size_t r = 0; r < job->nrungs; r++) {
+        for (size_t i = 0; i < job->rungs[r].nsteps; i++) {
+            const st_job_step *s = &job->rungs[r].steps[i];
+            if (s->def->needs)
+                s->def->needs(job, st_job_section(job, s->driver), s->opts, &n);
+        }
+    }
+    return n;
 }
 
 /* The CAN interface a command means: --iface, else the first slot's. */
 static const char *default_iface(const st_fixture *fx, const opts *o)
 {
-    if (o->iface)
-        return o->iface;
-    for (size_t i = 0; i < fx->n_slots; i++)
-        if (fx->slots[i].can.present)
-            return fx->slots[i].can.iface;
-    return "can0";
-}
-
-static uint32_t default_bitrate(const st_fixture *fx, const char *iface)
-{
-    for (size_t i = 0; i < fx->n_slots; i++)
-        if (fx->slots[i].can.present && strcmp(fx->slots[i].can.iface, iface) == 0)
-            return fx->slots[i].can.bitrate;
-    return 0;
-}
-
-static const st_fixture_slot *slot_of_uuid(const st_fixture *fx, const char *uuid)
-{
-    for (size_t i = 0; i < fx->n_slots; i++)
-        if (fx->slots[i].can.present && strcasecmp(fx->slots[i].can.uuid, uuid) == 0)
-            return &fx->slots[i];
-    return NULL;
+    const char *i = opt_get(o, "iface");
+    return i ? i : st_fixture_can_iface(fx);
 }
 
 static bool slot_chosen(const opts *o, int id)
@@ -234,36 +218,40 @@ static bool slot_chosen(const opts *o, int id)
     return false;
 }
 
-/* Every unit that answers QUERY on the interface (Klipper applications and Katapult). */
-static int discover(st_ctx *ctx, const char *ifname, uint32_t bitrate, unsigned ms,
-                    st_canadmin_node *nodes, size_t cap, st_err *err)
+/* After an empty discovery: where the units might be. */
+static void hint_can_fixture(const st_fixture *fx)
 {
-    st_can_iface *ifc = NULL;
-    st_can_link *l = NULL;
-    int rc = st_ctx_can_iface(ctx, ifname, &ifc, err);
-    if (!rc)
-        rc = st_can_iface_prepare(ifc, bitrate, err);
-    if (!rc)
-        rc = ifc->ops->open_link(ifc, &l, err);
-    if (rc)
-        return rc;
-    rc = st_canadmin_query(l, ms, nodes, cap, err);
-    st_can_link_close(l);
-    return rc;
+    bool can_units = false;
+    for (size_t i = 0; i < fx->n_slots; i++)
+        can_units |= fx->slots[i].unit.present && fx->slots[i].unit.transport == ST_UNIT_TRANSPORT_CAN;
+    if (fx->backend == ST_GPIO_BACKEND_VIRTUAL && !can_units) {
+        /* The shipped CAN fixture, wherever the search path finds it. */
+        char can[4096];
+        st_err e;
+        if (st_path_find(ST_PATH_FIXTURE, "virtual-can", can, sizeof can, &e) < 0)
+            st_strlcpy(can, "virtual-can", sizeof can);
+        fprintf(stderr, "station: fixture %s has no CAN units; %s has three "
+                        "(station run JOB -f %s)\n", fx->name, can, can);
+    } else if (fx->backend != ST_GPIO_BACKEND_VIRTUAL) {
+        fprintf(stderr, "station: check that the units are powered and wired to the bus, and "
+                        "the bitrate (station can scan lists what answers)\n");
+    }
 }
 
-static int run_job(st_job *job, st_image **images, const opts *o)
+static int run_job(const st_job *job, st_image *const *images, const opts *o)
 {
     st_err e;
     st_err_clear(&e);
     int status = EXIT_PASS;
-    bool fancy = !o->plain && isatty(STDOUT_FILENO);
+    bool fancy = !opt_get(o, "plain") && isatty(STDOUT_FILENO);
     st_log_level level = o->verbose >= 2 ? ST_LOG_DEBUG : o->verbose ? ST_LOG_INFO : ST_LOG_WARN;
     st_ui *ui = NULL;
     st_ctx *ctx = NULL;
     slot_run *runs = NULL;
     target *targets = NULL;
     size_t nruns = 0, ntargets = 0;
+    const char *uuid_opt = opt_get(o, "uuid");
+    st_slot_needs needs = job_needs(job);
     /* The logger exists before the context so backends can log. */
     st_ui *boot_ui = st_ui_new(stdout, 0, false, level);
     int rc = 0;
@@ -282,28 +270,36 @@ static int run_job(st_job *job, st_image **images, const opts *o)
             goto out;
         }
     }
-    if (job->units == ST_UNITS_DISCOVER && o->uuid) {
+    if (job->units == ST_UNITS_DISCOVER && uuid_opt) {
         /* One unit named on the command line: no need to ask the whole bus. */
         target *t = &targets[ntargets++];
-        st_strlcpy(t->uuid, o->uuid, sizeof t->uuid);
+        st_strlcpy(t->uuid, uuid_opt, sizeof t->uuid);
         for (char *c = t->uuid; *c; c++)
             *c = (char)tolower((unsigned char)*c);
-        t->fs = slot_of_uuid(fx, t->uuid);
+        t->fs = st_fixture_slot_by_can_uuid(fx, t->uuid);
         st_strlcpy(t->iface, t->fs ? t->fs->can.iface : default_iface(fx, o), sizeof t->iface);
         st_can_iface *ifc = NULL;
         if (st_ctx_can_iface(ctx, t->iface, &ifc, &e) ||
-            st_can_iface_prepare(ifc, job->katapult.bitrate ? job->katapult.bitrate
-                                                             : default_bitrate(fx, t->iface), &e)) {
+            st_can_iface_prepare(ifc, needs.can_bitrate ? needs.can_bitrate
+                                                        : st_fixture_can_bitrate(fx, t->iface), &e)) {
             err_line("can", &e);
             status = EXIT_STATION;
             goto out;
         }
     } else if (job->units == ST_UNITS_DISCOVER) {
+        const st_driver *finder = job->finder;
+        const void *section = st_job_section(job, finder);
         const char *ifname = default_iface(fx, o);
-        uint32_t bitrate = job->katapult.bitrate ? job->katapult.bitrate : default_bitrate(fx, ifname);
-        st_canadmin_node nodes[64];
-        printf("station: looking for units on %s for %u ms\n", ifname, job->katapult.discover_ms);
-        int n = discover(ctx, ifname, bitrate, job->katapult.discover_ms, nodes, 64, &e);
+        uint32_t bitrate = needs.can_bitrate ? needs.can_bitrate : st_fixture_can_bitrate(fx, ifname);
+        st_found_unit found[64];
+        st_can_iface *ifc = NULL;
+        printf("station: looking for units on %s for %u ms\n", ifname,
+               finder->discover_ms ? finder->discover_ms(section) : 0);
+        int n = st_ctx_can_iface(ctx, ifname, &ifc, &e);
+        if (!n)
+            n = st_can_iface_prepare(ifc, bitrate, &e);
+        if (!n)
+            n = finder->discover(section, ifc, found, 64, &e);
         if (n < 0) {
             err_line("discover", &e);
             status = EXIT_STATION;
@@ -311,16 +307,19 @@ static int run_job(st_job *job, st_image **images, const opts *o)
         }
         for (int i = 0; i < n && i < 64; i++) {
             target *t = &targets[ntargets];
-            st_can_uuid_format(&nodes[i].uuid, t->uuid);
-            t->fs = slot_of_uuid(fx, t->uuid);
+            st_strlcpy(t->uuid, found[i].uuid, sizeof t->uuid);
+            t->fs = st_fixture_slot_by_can_uuid(fx, t->uuid);
             if (o->nslots && (!t->fs || !slot_chosen(o, t->fs->id)))
                 continue;
             st_strlcpy(t->iface, ifname, sizeof t->iface);
             ntargets++;
         }
         if (!ntargets) {
-            fprintf(stderr, "station: no unit answered on %s\n", ifname);
-            status = EXIT_STATION;
+            /* An empty bus is not a station fault: nothing was touched. */
+            fprintf(stderr, "station: no unit answered on %s%s\n", ifname,
+                    o->nslots ? " in the slots chosen" : "");
+            hint_can_fixture(fx);
+            status = EXIT_USAGE;
             goto out;
         }
     } else {
@@ -344,11 +343,11 @@ static int run_job(st_job *job, st_image **images, const opts *o)
     char run_id[40];
     uint64_t now = st_wall_us();
     snprintf(run_id, sizeof run_id, "%llx-%x", (unsigned long long)(now / 1000u), (unsigned)getpid());
-    const char *who = o->operator_name ? o->operator_name : getenv("USER");
+    const char *who = opt_get(o, "operator") ? opt_get(o, "operator") : getenv("USER");
     printf("station: job %s on %s (%zu unit%s)\n", job->name, fx->name, ntargets,
            ntargets == 1 ? "" : "s");
     st_serial_host *serial = NULL;
-    if (job->katapult.transport == ST_KAT_USB && (rc = st_ctx_serial(ctx, &serial, &e)) != 0) {
+    if ((needs.what & ST_NEED_USB_SERIAL) && (rc = st_ctx_serial(ctx, &serial, &e)) != 0) {
         err_line("serial", &e);
         status = EXIT_STATION;
         goto out;
@@ -363,11 +362,11 @@ static int run_job(st_job *job, st_image **images, const opts *o)
             status = rc == ST_ERR_INVAL ? EXIT_USAGE : EXIT_STATION;
             goto out;
         }
-        if (job_uses_can(job)) {
+        if (needs.what & ST_NEED_CAN) {
             rc = st_ctx_can_iface(ctx, t->iface, &ifc, &e);
             if (!rc && job->units != ST_UNITS_DISCOVER)
-                rc = st_can_iface_prepare(ifc, job->katapult.bitrate ? job->katapult.bitrate
-                                                                      : default_bitrate(fx, t->iface), &e);
+                rc = st_can_iface_prepare(ifc, needs.can_bitrate ? needs.can_bitrate
+                                                                 : st_fixture_can_bitrate(fx, t->iface), &e);
             if (rc) {
                 st_slot_close(slot);
                 err_line("can", &e);
@@ -379,21 +378,23 @@ static int run_job(st_job *job, st_image **images, const opts *o)
         s->row = (int)i;
         s->job = job;
         s->images = images;
-        st_ui_bind(ui, (int)i, t->fs ? t->fs->id : 0, &s->progress);
+        if (t->fs)
+            snprintf(s->label, sizeof s->label, "slot %d", t->fs->id);
+        else
+            snprintf(s->label, sizeof s->label, "unit %s", t->uuid);
+        st_ui_bind(ui, (int)i, s->label, &s->progress);
         s->env = (st_run_env){
             .station_name = "station",
             .operator_name = who && *who ? who : "unknown",
             .run_id = run_id,
-            .report_dir = o->reports,
+            .report_dir = opt_get(o, "reports"),
             .fixture = fx,
             .fslot = t->fs,
             .slot = slot,
             .usb = st_ctx_usb(ctx),
             .can = ifc,
             .can_uuid = t->uuid,
-            /* Distinct node ids so units on one bus can be flashed at once (flashtool
-             * gives its single node 129). */
-            .can_nodeid = (uint8_t)(ST_CANADMIN_NODEID_KATAPULT + i),
+            .unit_index = (unsigned)i,
             .serial = serial,
             .log = st_ui_logger(ui),
             .progress = &s->progress,
@@ -405,13 +406,26 @@ static int run_job(st_job *job, st_image **images, const opts *o)
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    for (size_t i = 0; i < nruns; i++)
-        pthread_create(&runs[i].thread, NULL, slot_thread, &runs[i]);
-    for (size_t i = 0; i < nruns; i++)
-        pthread_join(runs[i].thread, NULL);
-    size_t pass = 0, fail = 0, inc = 0, err = 0;
+    size_t pass = 0, fail = 0, inc = 0, err = 0, unstarted = 0;
     for (size_t i = 0; i < nruns; i++) {
-        if (runs[i].rc)
+        /* A thread that cannot start (out of threads or memory) leaves its unit untouched:
+         * a station fault, said as such, and never joined. */
+        int te = pthread_create(&runs[i].thread, NULL, slot_thread, &runs[i]);
+        runs[i].started = te == 0;
+        if (te) {
+            char why[160];
+            snprintf(why, sizeof why, "cannot start its run: %s", strerror(te));
+            fprintf(stderr, "station: %s: %s\n", runs[i].label, why);
+            st_ui_done(ui, (int)i, "ERROR", why);
+        }
+    }
+    for (size_t i = 0; i < nruns; i++)
+        if (runs[i].started)
+            pthread_join(runs[i].thread, NULL);
+    for (size_t i = 0; i < nruns; i++) {
+        if (!runs[i].started)
+            unstarted++;
+        else if (runs[i].rc)
             err++;
         else if (runs[i].res.verdict == ST_VERDICT_PASS)
             pass++;
@@ -425,8 +439,10 @@ static int run_job(st_job *job, st_image **images, const opts *o)
         printf(", %zu incomplete", inc);
     if (err)
         printf(", %zu without a report", err);
+    if (unstarted)
+        printf(", %zu not started", unstarted);
     printf("\n");
-    status = err ? EXIT_STATION : inc ? EXIT_INCOMPLETE : fail ? EXIT_UNIT_FAIL : EXIT_PASS;
+    status = err || unstarted ? EXIT_STATION : inc ? EXIT_INCOMPLETE : fail ? EXIT_UNIT_FAIL : EXIT_PASS;
 out:
     for (size_t i = 0; i < nruns; i++)
         st_slot_close(runs[i].env.slot);
@@ -444,12 +460,15 @@ static void free_images(st_image **images)
         st_image_free(images[i]);
 }
 
-static int cmd_run(const char *job_path, const opts *o)
+static int cmd_run(const opts *o, char *const args[])
 {
     st_err e;
     st_err_clear(&e);
     st_job *job = NULL;
-    if (st_job_load(job_path, &job, &e)) {
+    char path[4096];
+    if (!find_file(ST_PATH_JOB, args[0], path, sizeof path))
+        return EXIT_USAGE;
+    if (st_job_load(path, st_drivers_registry(), &job, &e)) {
         err_line("job", &e);
         return EXIT_USAGE;
     }
@@ -466,183 +485,11 @@ static int cmd_run(const char *job_path, const opts *o)
     return status;
 }
 
-/* `can flash` / `serial flash`: the same engine with a job made from the command line. */
-static int cmd_flash(bool can, const char *image_path, const opts *o)
-{
-    st_err e;
-    st_job *job = calloc(1, sizeof *job);
-    st_image *images[ST_JOB_MAX_IMAGES] = { NULL };
-    int status = EXIT_USAGE;
-    if (!job)
-        return EXIT_STATION;
-    job->mcu = st_mcu_find(o->mcu ? o->mcu : "stm32g431xx");
-    if (!job->mcu) {
-        fprintf(stderr, "station: --mcu %s: unknown MCU\n", o->mcu);
-        goto out;
-    }
-    if (can && (!o->uuid || st_can_uuid_parse(o->uuid, &(st_can_uuid){ { 0 } }, &e))) {
-        fprintf(stderr, "station: can flash needs --uuid with the unit's 12-hex-digit CAN UUID\n");
-        goto out;
-    }
-    if (!can && o->nslots != 1) {
-        fprintf(stderr, "station: serial flash needs --slot N (the slot whose USB port holds the unit)\n");
-        goto out;
-    }
-    st_job_defaults(job);
-    st_strlcpy(job->name, can ? "can-flash" : "serial-flash", sizeof job->name);
-    job->retries = 1;
-    job->katapult.transport = can ? ST_KAT_CAN : ST_KAT_USB;
-    uint32_t addr = o->addr ? o->addr : job->mcu->flash_start + job->mcu->katapult_app_offset;
-    job->images[0].path = realpath(image_path, NULL);
-    if (!job->images[0].path)
-        job->images[0].path = strdup(image_path);
-    st_strlcpy(job->images[0].role, "application", sizeof job->images[0].role);
-    job->images[0].load_addr = addr;
-    job->nimages = 1;
-    if (st_image_load(job->images[0].path, addr, &images[0], &e) ||
-        st_image_validate(images[0], job->mcu, o->sha256, &e)) {
-        err_line("image refused", &e);
-        goto out;
-    }
-    /* Without --sha256 the image is taken as given; the report still pins what was sent.
-     * The job is the command line: the report cites it, and its digest, as the job. */
-    st_strlcpy(job->images[0].sha256, images[0]->sha256_hex, sizeof job->images[0].sha256);
-    char line[PATH_MAX + 128];
-    snprintf(line, sizeof line, "station %s flash %s --addr 0x%08X %s%s", can ? "can" : "serial",
-             job->images[0].path, addr, can ? "--uuid " : "--slot", can ? o->uuid : "");
-    if (!can)
-        snprintf(line + strlen(line), sizeof line - strlen(line), " %d", o->slots[0]);
-    job->path = strdup(line);
-    uint8_t md[ST_SHA256_LEN];
-    st_sha256(line, strlen(line), md);
-    st_hex(md, sizeof md, false, job->sha256);
-    static const st_step_kind steps[] = { ST_STEP_ENTER_KATAPULT, ST_STEP_READ_APP,
-                                          ST_STEP_KATAPULT_FLASH, ST_STEP_KATAPULT_VERIFY,
-                                          ST_STEP_KATAPULT_COMPLETE, ST_STEP_WAIT_FOR_APP };
-    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-        st_job_step *s = &job->steps[job->nsteps++];
-        s->kind = steps[i];
-        s->retries = job->retries;
-        s->image = 0;
-        s->skip_identical = steps[i] == ST_STEP_KATAPULT_FLASH;
-        s->can = can;
-        s->usb_vid = can ? 0 : 0x1d50;
-        s->usb_pid = can ? 0 : 0x614e;
-    }
-    /* A unit named by UUID runs like a discovered one: in its slot if the fixture maps it. */
-    if (can)
-        job->units = ST_UNITS_DISCOVER;
-    status = run_job(job, images, o);
-out:
-    free_images(images);
-    st_job_free(job);
-    return status;
-}
-
-/* ---- dfu list ----------------------------------------------------------------------- */
-
-static int cmd_dfu_list(const opts *o)
-{
-    st_err e;
-    st_ctx *ctx = NULL;
-    int status = open_context(o, NULL, &ctx);
-    if (status)
-        return status;
-    st_usb_host *host = st_ctx_usb(ctx);
-    st_usb_dev_info *list = NULL;
-    size_t n = 0;
-    if (st_usb_host_list(host, &list, &n, &e)) {
-        err_line("dfu list", &e);
-        st_ctx_close(ctx);
-        return EXIT_STATION;
-    }
-    size_t found = 0;
-    for (size_t i = 0; i < n; i++) {
-        /* Only devices that declare a DFU interface are opened: claiming an interface of
-         * anything else (a CDC-ACM unit) would take it from its kernel driver. */
-        bool is_dfu = false;
-        if (st_dfuse_probe(host, &list[i], &is_dfu, NULL) != 0 || !is_dfu)
-            continue;
-        found++;
-        st_dfuse *d = NULL;
-        char s1[ST_USB_STRING_MAX], s2[ST_USB_STRING_MAX];
-        printf("%04x:%04x port %s  serial \"%s\"  %s\n", list[i].vid, list[i].pid,
-               list[i].port_path, st_text_printable(list[i].serial, s1, sizeof s1),
-               st_text_printable(list[i].product, s2, sizeof s2));
-        if (st_dfuse_open(host, &list[i], NULL, &d, &e)) {
-            printf("  (cannot open: %s)\n", e.msg);
-            continue;
-        }
-        const st_dfuse_info *info = st_dfuse_get_info(d);
-        printf("  DFU %x.%02x, transfer size %u, attributes 0x%02x, detach %u ms\n",
-               info->dfu_version >> 8, info->dfu_version & 0xFF, info->transfer_size,
-               info->attributes, info->detach_timeout_ms);
-        for (size_t a = 0; a < info->nalts; a++) {
-            const st_dfuse_alt *alt = &info->alts[a];
-            printf("  alt %u \"%s\"\n", alt->alt, st_text_printable(alt->name, s1, sizeof s1));
-            if (!alt->layout) {
-                printf("    (no memory layout)\n");
-                continue;
-            }
-            for (size_t g = 0; g < alt->layout->nsegs; g++) {
-                const st_dfuse_segment *sg = &alt->layout->segs[g];
-                printf("    0x%08X-0x%08llX  %u x %u bytes  %s%s%s\n", sg->start,
-                       (unsigned long long)(sg->start + sg->size - 1), sg->count, sg->page_size,
-                       sg->flags & ST_DFUSE_MEM_READABLE ? "r" : "-",
-                       sg->flags & ST_DFUSE_MEM_ERASABLE ? "e" : "-",
-                       sg->flags & ST_DFUSE_MEM_WRITABLE ? "w" : "-");
-            }
-        }
-        st_dfuse_close(d);
-    }
-    if (!found)
-        printf("no DFU devices\n");
-    free(list);
-    st_ctx_close(ctx);
-    return EXIT_PASS;
-}
-
-/* ---- can scan ---------------------------------------------------------------------- */
-
-static int cmd_can_scan(const opts *o)
-{
-    st_err e;
-    st_ctx *ctx = NULL;
-    int status = open_context(o, NULL, &ctx);
-    if (status)
-        return status;
-    const st_fixture *fx = st_ctx_fixture(ctx);
-    const char *ifname = default_iface(fx, o);
-    st_canadmin_node nodes[64];
-    int n = discover(ctx, ifname, default_bitrate(fx, ifname), ST_CANADMIN_QUERY_MS, nodes, 64, &e);
-    if (n < 0) {
-        err_line("can scan", &e);
-        st_ctx_close(ctx);
-        return EXIT_STATION;
-    }
-    printf("%d unit%s on %s\n", n, n == 1 ? "" : "s", ifname);
-    if (n)
-        printf("%-14s %-12s %s\n", "UUID", "RUNS", "SLOT");
-    for (int i = 0; i < n && i < 64; i++) {
-        char uuid[ST_CAN_UUID_STRLEN], app[32];
-        st_can_uuid_format(&nodes[i].uuid, uuid);
-        const st_fixture_slot *fs = slot_of_uuid(fx, uuid);
-        char slot[80] = "-";
-        if (fs)
-            snprintf(slot, sizeof slot, "%d%s%s%s", fs->id, fs->name[0] ? " (" : "", fs->name,
-                     fs->name[0] ? ")" : "");
-        printf("%-14s %-12s %s\n", uuid, st_canadmin_app_name(&nodes[i], app, sizeof app), slot);
-    }
-    if (n > 64)
-        printf("(%d more not shown)\n", n - 64);
-    st_ctx_close(ctx);
-    return EXIT_PASS;
-}
-
 /* ---- small commands ------------------------------------------------------------------ */
 
-static int cmd_report_show(const char *path, const opts *o)
+static int cmd_report_show(const opts *o, char *const args[])
 {
+    const char *path = args[0];
     st_rnode *doc = NULL;
     st_err e;
     if (st_report_load(path, &doc, &e)) {
@@ -650,18 +497,22 @@ static int cmd_report_show(const char *path, const opts *o)
         return EXIT_USAGE;
     }
     int rc = st_report_validate(doc, &e);
-    st_report_render(doc, stdout, !o->no_color && isatty(STDOUT_FILENO));
+    st_report_render(doc, stdout, !opt_get(o, "no-color") && isatty(STDOUT_FILENO));
     if (rc)
         fprintf(stderr, "station: warning: %s: not a valid schema-1 report: %s\n", path, e.msg);
     st_report_free(doc);
     return rc ? EXIT_USAGE : EXIT_PASS;
 }
 
-static int cmd_job_check(const char *path)
+static int cmd_job_check(const opts *o, char *const args[])
 {
+    char found[4096];
+    const char *path = find_file(ST_PATH_JOB, args[0], found, sizeof found);
+    if (!path)
+        return EXIT_USAGE;
     st_job *job = NULL;
     st_err e;
-    if (st_job_load(path, &job, &e)) {
+    if (st_job_load(path, st_drivers_registry(), &job, &e)) {
         err_line("job", &e);
         return EXIT_USAGE;
     }
@@ -680,14 +531,25 @@ static int cmd_job_check(const char *path)
         st_image_free(images[i]);
     }
     for (size_t i = 0; i < job->nsteps; i++)
-        printf("  step %zu: %s (retries %u)\n", i + 1, st_step_kind_name(job->steps[i].kind),
-               job->steps[i].retries);
+        printf("  step %zu: %s (%s, retries %u)\n", i + 1, st_job_step_name(&job->steps[i]),
+               job->steps[i].driver->name, job->steps[i].retries);
+    for (size_t r = 0; r < job->nrungs; r++) {
+        printf("  recovery rung %zu: %s, image %s:", r + 1, job->rungs[r].name,
+               job->images[job->rungs[r].image].role);
+        for (size_t i = 0; i < job->rungs[r].nsteps; i++)
+            printf(" %s", st_job_step_name(&job->rungs[r].steps[i]));
+        printf("\n");
+    }
     st_job_free(job);
     return EXIT_PASS;
 }
 
-static int cmd_fixture_check(const char *path)
+static int cmd_fixture_check(const opts *o, char *const args[])
 {
+    char found[4096];
+    const char *path = find_file(ST_PATH_FIXTURE, args[0], found, sizeof found);
+    if (!path)
+        return EXIT_USAGE;
     st_fixture *fx = NULL;
     st_err e;
     if (st_fixture_load(path, &fx, &e)) {
@@ -704,18 +566,43 @@ static int cmd_fixture_check(const char *path)
     return EXIT_PASS;
 }
 
-static int cmd_image_generate(const char *out, const opts *o)
+/* --size/--seed: a number, or -1 after the error is reported. */
+static long long num_opt(const opts *o, const char *name, long long dflt, long long max)
 {
+    const char *v = opt_get(o, name);
+    if (!v)
+        return dflt;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 0);
+    if (!*v || *end || errno || n < 0 || n > max) {
+        fprintf(stderr, "station: --%s: \"%s\" is not a %s\n", name, v,
+                strcmp(name, "size") == 0 ? "size" : "number");
+        return -1;
+    }
+    return n;
+}
+
+static int cmd_image_generate(const opts *o, char *const args[])
+{
+    const char *out = args[0];
+    long long size = num_opt(o, "size", ST_SYNTH_DEFAULT_SIZE, 64 * 1024 * 1024);
+    long long seed = num_opt(o, "seed", 0, 0xFFFFFFFFll);
+    if (size <= 0 || seed < 0) {
+        if (size == 0)
+            fprintf(stderr, "station: --size: \"%s\" is not a size\n", opt_get(o, "size"));
+        return EXIT_USAGE;
+    }
     uint8_t *img = NULL;
     st_err e;
     const st_mcu *mcu = st_mcu_find("stm32g431xx");
-    size_t n = o->size ? o->size : ST_SYNTH_DEFAULT_SIZE;
-    if (st_synth_combined_seeded(mcu, n, o->seed, &img, &e)) {
+    size_t n = (size_t)size;
+    if (st_synth_combined_seeded(mcu, n, (uint32_t)seed, &img, &e)) {
         err_line("image generate", &e);
         return EXIT_USAGE;
     }
     /* The application part alone is what a Katapult reflash sends. */
-    size_t skip = o->app_only ? mcu->katapult_app_offset : 0;
+    size_t skip = opt_get(o, "app") ? mcu->katapult_app_offset : 0;
     const uint8_t *data = img + skip;
     n -= skip;
     char tmp[PATH_MAX];
@@ -741,101 +628,357 @@ static int cmd_image_generate(const char *out, const opts *o)
     return EXIT_PASS;
 }
 
+static int cmd_steps(const opts *o, char *const args[])
+{
+    st_drivers_describe(st_drivers_registry(), stdout);
+    return EXIT_PASS;
+}
+
+/* ---- commands and the CLI host a driver's command sees ---------------------------------- */
+
+typedef struct builtin {
+    const char *words;
+    const char *args;
+    unsigned nargs;
+    const char *summary;
+    const char *help;
+    const st_cli_opt *opts;
+    unsigned flags;            /* ST_CLI_RUNS_JOBS */
+    int (*run)(const opts *o, char *const args[]);
+} builtin;
+
+static const st_cli_opt gen_opts[] = {
+    { "size", "BYTES", "image size (default 35984)" },
+    { "seed", "N", "application variant (default 0)" },
+    { "app", NULL, "only the application (loads at the Katapult application start)" },
+    { NULL, NULL, NULL },
+};
+
+static const st_cli_opt show_opts[] = {
+    { "no-color", NULL, "no ANSI colours" },
+    { NULL, NULL, NULL },
+};
+
+static const builtin builtins[] = {
+    { "run", "JOB", 1,
+      "run a job on every slot of the fixture (or --slot N), or on every unit found on the "
+      "CAN bus (a job with units: discover)",
+      "Every image is loaded and checked against the job before any pin moves. Slots run in "
+      "parallel; each unit gets one report. Exit codes: 0 all passed, 1 a unit failed, 2 bad "
+      "input (nothing touched), 3 station error, 4 interrupted.",
+      NULL, ST_CLI_RUNS_JOBS, cmd_run },
+    { "steps", NULL, 0, "list every driver's steps, their options and job sections",
+      "The steps a job file may use, by driver, from the drivers' own tables.", NULL, 0,
+      cmd_steps },
+    { "job check", "JOB", 1, "parse a job and validate its images; touches nothing",
+      "Prints the images (with their checked digests), the steps with their drivers and the "
+      "recovery ladder.", NULL, 0, cmd_job_check },
+    { "report show", "FILE", 1, "summarise a unit report",
+      "Prints a unit report and checks it against the schema (reports/SCHEMA.md).", show_opts,
+      0, cmd_report_show },
+    { "fixture check", "FILE", 1, "parse a fixture file and describe its slots", NULL, NULL, 0,
+      cmd_fixture_check },
+    { "image generate", "OUT", 1, "write the synthetic combined image the demo job uses", NULL,
+      gen_opts, 0, cmd_image_generate },
+    { NULL, NULL, 0, NULL, NULL, NULL, 0, NULL },
+};
+
+/* A command of either kind, for dispatch and help. */
+typedef struct command {
+    const char *words, *args, *summary, *help;
+    unsigned nargs, flags;
+    const st_cli_opt *opts;
+    const builtin *b;
+    const st_cli_cmd *dc;
+} command;
+
+#define MAX_COMMANDS 64
+
+static size_t list_commands(command *out, size_t cap)
+{
+    size_t n = 0;
+    for (const builtin *b = builtins; b->words && n < cap; b++)
+        out[n++] = (command){ b->words, b->args, b->summary, b->help, b->nargs, b->flags,
+                              b->opts, b, NULL };
+    for (const st_driver *const *d = st_drivers_registry(); *d; d++)
+        for (const st_cli_cmd *c = (*d)->commands; c && c->words && n < cap; c++)
+            out[n++] = (command){ c->words, c->args, c->summary, c->help, c->nargs, c->flags,
+                                  c->opts, NULL, c };
+    return n;
+}
+
+typedef struct cli_host {
+    st_cli cli;
+    const opts *o;
+    st_ctx *ctx;
+} cli_host;
+
+static const char *cli_opt(const st_cli *cli, const char *name)
+{
+    const cli_host *h = cli->host;
+    return opt_get(h->o, name);
+}
+
+static int cli_open(const st_cli *cli, const st_fixture **fx, st_usb_host **usb)
+{
+    cli_host *h = cli->host;
+    if (!h->ctx) {
+        int status = open_context(h->o, NULL, &h->ctx);
+        if (status)
+            return status;
+    }
+    *fx = st_ctx_fixture(h->ctx);
+    *usb = st_ctx_usb(h->ctx);
+    return 0;
+}
+
+static int cli_can_iface(const st_cli *cli, const char *ifname, st_can_iface **out, st_err *err)
+{
+    cli_host *h = cli->host;
+    if (!h->ctx)
+        return st_err_set(err, ST_ERR_INVAL, "no fixture open");
+    return st_ctx_can_iface(h->ctx, ifname, out, err);
+}
+
+static int cli_run_job(const st_cli *cli, const st_job *job, st_image *const images[])
+{
+    const cli_host *h = cli->host;
+    return run_job(job, images, h->o);
+}
+
+static bool opt_listed(const st_cli_opt *list, const char *name)
+{
+    for (const st_cli_opt *c = list; c && c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return true;
+    return false;
+}
+
+/* One option line; skip: options already printed (NULL: none). */
+static void print_opts(FILE *f, const st_cli_opt *list, const st_cli_opt *skip1,
+                       const st_cli_opt *skip2)
+{
+    for (const st_cli_opt *c = list; c && c->name; c++) {
+        if (opt_listed(skip1, c->name) || opt_listed(skip2, c->name))
+            continue;
+        char left[40];
+        const char *shortopt = strcmp(c->name, "fixture") == 0    ? "-f, "
+                               : strcmp(c->name, "slot") == 0     ? "-s, "
+                               : strcmp(c->name, "reports") == 0  ? "-r, "
+                               : strcmp(c->name, "operator") == 0 ? "-o, "
+                               : strcmp(c->name, "verbose") == 0  ? "-v, "
+                               : strcmp(c->name, "help") == 0     ? "-h, "
+                               : strcmp(c->name, "version") == 0  ? "-V, "
+                                                                  : "    ";
+        snprintf(left, sizeof left, "%s--%s%s%s", shortopt, c->name, c->arg ? " " : "",
+                 c->arg ? c->arg : "");
+        fprintf(f, "  %-24s", left);
+        st_print_wrapped(f, 27, 26 + (unsigned)(strlen(left) > 24 ? strlen(left) - 24 : 0),
+                         c->help);
+    }
+}
+
+static void usage_line(FILE *f, const command *c)
+{
+    fprintf(f, "Usage: station %s%s%s [OPTIONS]\n", c->words, c->args ? " " : "",
+            c->args ? c->args : "");
+}
+
+/* `station COMMAND --help`. */
+static void command_help(FILE *f, const command *c)
+{
+    usage_line(f, c);
+    fputc('\n', f);
+    st_print_wrapped(f, 0, 0, c->summary);
+    if (c->help) {
+        fputc('\n', f);
+        st_print_wrapped(f, 0, 0, c->help);
+    }
+    fputs("\nOptions:\n", f);
+    print_opts(f, c->opts, NULL, NULL);
+    if (c->flags & ST_CLI_RUNS_JOBS)
+        print_opts(f, run_opts, c->opts, NULL);
+    print_opts(f, common_opts, c->opts, NULL);
+}
+
+static void usage(FILE *f)
+{
+    command cmds[MAX_COMMANDS];
+    size_t n = list_commands(cmds, MAX_COMMANDS);
+    fputs("Usage: station COMMAND [OPTIONS]\n\nCommands:\n", f);
+    for (size_t i = 0; i < n; i++) {
+        char left[40];
+        snprintf(left, sizeof left, "%s%s%s", cmds[i].words, cmds[i].args ? " " : "",
+                 cmds[i].args ? cmds[i].args : "");
+        fprintf(f, "  %-20s", left);
+        st_print_wrapped(f, 23, 22, cmds[i].summary);
+    }
+    fputs("\nOptions every command takes:\n", f);
+    print_opts(f, common_opts, NULL, NULL);
+    fputs("\n`station COMMAND --help` (or `station help COMMAND`) shows a command's own options.\n"
+          "`station steps` lists every driver's job steps and their options.\n"
+          "\n"
+          "Files: a JOB or fixture FILE without a '/' that is not in the working directory is\n"
+          "looked up in ~/.config/station/{jobs,fixtures}/, /etc/station/{jobs,fixtures}/ and\n"
+          "the share directory (<prefix>/share/station, beside the executable), with .yaml\n"
+          "added when the name has no extension.\n"
+          "\n"
+          "Exit codes: 0 all units passed; 1 a unit failed (see its report); 2 bad command\n"
+          "line or input, nothing touched; 3 station error (backend, permissions, disk);\n"
+          "4 interrupted, reports say incomplete.\n",
+          f);
+}
+
+/* Does words (e.g. "can flash") start a (the positional arguments)? *used: its length. */
+static bool words_match(const char *words, int n, char **a, int *used)
+{
+    char buf[64];
+    st_strlcpy(buf, words, sizeof buf);
+    int k = 0;
+    for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save), k++)
+        if (k >= n || strcmp(a[k], w) != 0)
+            return false;
+    *used = k;
+    return true;
+}
+
+/* The command a starts with (the longest match), or NULL. */
+static const command *find_command(const command *cmds, size_t ncmds, int n, char **a, int *used)
+{
+    const command *best = NULL;
+    for (size_t i = 0; i < ncmds; i++) {
+        int u;
+        if (words_match(cmds[i].words, n, a, &u) && (!best || u > *used)) {
+            best = &cmds[i];
+            *used = u;
+        }
+    }
+    return best;
+}
+
+/* A usage error of command c: the message, its usage line, a pointer to its help. */
+static int usage_error(const command *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const command *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "station: %s: ", c->words);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    usage_line(stderr, c);
+    fprintf(stderr, "(`station %s --help` for its options)\n", c->words);
+    return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "fixture", required_argument, NULL, 'f' }, { "slot", required_argument, NULL, 's' },
-        { "reports", required_argument, NULL, 'r' }, { "operator", required_argument, NULL, 'o' },
-        { "plain", no_argument, NULL, 'P' },         { "no-color", no_argument, NULL, 'C' },
-        { "size", required_argument, NULL, 'S' },    { "verbose", no_argument, NULL, 'v' },
-        { "iface", required_argument, NULL, 'I' },   { "uuid", required_argument, NULL, 'U' },
-        { "addr", required_argument, NULL, 'A' },    { "sha256", required_argument, NULL, 'H' },
-        { "mcu", required_argument, NULL, 'M' },     { "seed", required_argument, NULL, 'D' },
-        { "app", no_argument, NULL, 'a' },
-        { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 },
-    };
     opts o;
     memset(&o, 0, sizeof o);
+    command cmds[MAX_COMMANDS];
+    size_t ncmds = list_commands(cmds, MAX_COMMANDS);
+    opt_add(&o, common_opts);
+    opt_add(&o, run_opts);
+    for (size_t i = 0; i < ncmds; i++)
+        opt_add(&o, cmds[i].opts);
+    struct option longopts[MAX_OPTS + 1];
+    for (size_t i = 0; i < o.n; i++) {
+        const char *nm = o.names[i];
+        int shortc = strcmp(nm, "fixture") == 0 ? 'f' : strcmp(nm, "slot") == 0 ? 's'
+                     : strcmp(nm, "reports") == 0 ? 'r' : strcmp(nm, "operator") == 0 ? 'o'
+                     : strcmp(nm, "verbose") == 0 ? 'v' : strcmp(nm, "help") == 0 ? 'h'
+                     : strcmp(nm, "version") == 0 ? 'V' : 0x100 + (int)i;
+        longopts[i] = (struct option){ nm, o.has_arg[i] ? required_argument : no_argument, NULL,
+                                       shortc };
+    }
+    longopts[o.n] = (struct option){ NULL, 0, NULL, 0 };
+    bool help = false;
     int c;
     while ((c = getopt_long(argc, argv, "f:s:r:o:vhV", longopts, NULL)) != -1) {
-        char *end;
-        long v;
+        const char *name = NULL;
         switch (c) {
-        case 'f': o.fixture = optarg; break;
-        case 's':
-            v = strtol(optarg, &end, 10);
+        case 'f': name = "fixture"; break;
+        case 'r': name = "reports"; break;
+        case 'o': name = "operator"; break;
+        case 's': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
             if (*end || v < 0 || v > 999 || o.nslots == 64) {
                 fprintf(stderr, "station: --slot: \"%s\" is not a slot number\n", optarg);
                 return EXIT_USAGE;
             }
             o.slots[o.nslots++] = (int)v;
-            break;
-        case 'r': o.reports = optarg; break;
-        case 'o': o.operator_name = optarg; break;
-        case 'P': o.plain = true; break;
-        case 'C': o.no_color = true; break;
-        case 'S':
-            v = strtol(optarg, &end, 0);
-            if (*end || v <= 0) {
-                fprintf(stderr, "station: --size: \"%s\" is not a size\n", optarg);
-                return EXIT_USAGE;
-            }
-            o.size = (size_t)v;
-            break;
-        case 'I': o.iface = optarg; break;
-        case 'a': o.app_only = true; break;
-        case 'U': o.uuid = optarg; break;
-        case 'H': o.sha256 = optarg; break;
-        case 'M': o.mcu = optarg; break;
-        case 'A':
-        case 'D': {
-            /* Not strtol: a 32-bit long cannot hold 0x90000000 (armhf). */
-            uint64_t u;
-            if (!st_parse_u64(optarg, &u) || u > 0xFFFFFFFFu) {
-                fprintf(stderr, "station: --%s: \"%s\" is not a number\n", c == 'A' ? "addr" : "seed", optarg);
-                return EXIT_USAGE;
-            }
-            if (c == 'A')
-                o.addr = (uint32_t)u;
-            else
-                o.seed = (uint32_t)u;
+            name = "slot";
             break;
         }
-        case 'v': o.verbose++; break;
-        case 'h': usage(stdout); return EXIT_PASS;
+        case 'v': o.verbose++; name = "verbose"; break;
+        case 'h': help = true; continue;
         case 'V': printf("station %s\n", STATION_VERSION); return EXIT_PASS;
-        default: usage(stderr); return EXIT_USAGE;
+        default:
+            if (c >= 0x100 && c < 0x100 + (int)o.n) {
+                name = o.names[c - 0x100];
+                break;
+            }
+            fputs("(`station --help` lists the commands and options)\n", stderr);
+            return EXIT_USAGE;
         }
+        o.vals[opt_index(&o, name)] = optarg ? optarg : "";
     }
     int n = argc - optind;
     char **a = argv + optind;
-    char found[4096]; /* job and fixture names go through the search path */
-    if (n == 2 && strcmp(a[0], "run") == 0)
-        return find_file(ST_PATH_JOB, a[1], found, sizeof found) ? cmd_run(found, &o)
-                                                                   : EXIT_USAGE;
-    if (n == 2 && strcmp(a[0], "dfu") == 0 && strcmp(a[1], "list") == 0)
-        return cmd_dfu_list(&o);
-    if (n == 2 && strcmp(a[0], "can") == 0 && strcmp(a[1], "scan") == 0)
-        return cmd_can_scan(&o);
-    if (n == 3 && strcmp(a[0], "can") == 0 && strcmp(a[1], "flash") == 0)
-        return cmd_flash(true, a[2], &o);
-    if (n == 3 && strcmp(a[0], "serial") == 0 && strcmp(a[1], "flash") == 0)
-        return cmd_flash(false, a[2], &o);
-    if (n == 3 && strcmp(a[0], "report") == 0 && strcmp(a[1], "show") == 0)
-        return cmd_report_show(a[2], &o);
-    if (n == 3 && strcmp(a[0], "job") == 0 && strcmp(a[1], "check") == 0)
-        return find_file(ST_PATH_JOB, a[2], found, sizeof found) ? cmd_job_check(found)
-                                                                   : EXIT_USAGE;
-    if (n == 3 && strcmp(a[0], "fixture") == 0 && strcmp(a[1], "check") == 0)
-        return find_file(ST_PATH_FIXTURE, a[2], found, sizeof found) ? cmd_fixture_check(found)
-                                                                       : EXIT_USAGE;
-    if (n == 3 && strcmp(a[0], "image") == 0 && strcmp(a[1], "generate") == 0)
-        return cmd_image_generate(a[2], &o);
-    if (n == 0)
-        fprintf(stderr, "station: no command given\n");
-    else
-        fprintf(stderr, "station: unknown command \"%s\"\n", a[0]);
-    usage(stderr);
-    return EXIT_USAGE;
+    if (n > 0 && strcmp(a[0], "help") == 0) {
+        /* `station help [COMMAND]` */
+        help = true;
+        n--;
+        a++;
+    }
+    int used = 0;
+    const command *cmd = find_command(cmds, ncmds, n, a, &used);
+    if (!cmd) {
+        if (help && n == 0) {
+            usage(stdout);
+            return EXIT_PASS;
+        }
+        if (n == 0) {
+            fprintf(stderr, "station: no command given\n");
+        } else {
+            /* Name as many words as start some command ("can frobnicate"). */
+            bool first_known = false;
+            for (size_t i = 0; i < ncmds; i++)
+                first_known |= strncmp(cmds[i].words, a[0], strlen(a[0])) == 0 &&
+                               cmds[i].words[strlen(a[0])] == ' ';
+            if (first_known && n > 1)
+                fprintf(stderr, "station: unknown command \"%s %s\"\n", a[0], a[1]);
+            else
+                fprintf(stderr, "station: unknown command \"%s\"\n", a[0]);
+        }
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (help) {
+        command_help(stdout, cmd);
+        return EXIT_PASS;
+    }
+    for (size_t i = 0; i < o.n; i++) {
+        if (!o.vals[i] || opt_listed(common_opts, o.names[i]) || opt_listed(cmd->opts, o.names[i]) ||
+            ((cmd->flags & ST_CLI_RUNS_JOBS) && opt_listed(run_opts, o.names[i])))
+            continue;
+        return usage_error(cmd, "--%s is not an option of this command", o.names[i]);
+    }
+    char **args = a + used;
+    int nargs = n - used;
+    if (nargs < (int)cmd->nargs)
+        return usage_error(cmd, "missing %s", cmd->args ? cmd->args : "an argument");
+    if (nargs > (int)cmd->nargs)
+        return usage_error(cmd, "unexpected argument \"%s\"", args[cmd->nargs]);
+    if (cmd->b)
+        return cmd->b->run(&o, args);
+    cli_host h = { .o = &o };
+    h.cli = (st_cli){ .out = stdout, .errout = stderr, .drivers = st_drivers_registry(),
+                      .opt = cli_opt, .slots = o.slots, .nslots = (size_t)o.nslots,
+                      .verbose = o.verbose, .open = cli_open, .can_iface = cli_can_iface,
+                      .run_job = cli_run_job, .host = &h };
+    int status = cmd->dc->run(&h.cli, args);
+    st_ctx_close(h.ctx);
+    return status;
 }

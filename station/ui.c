@@ -12,7 +12,7 @@
 
 typedef struct row {
     st_ui *ui;
-    int slot_id;
+    char label[24];           /* "slot 2", "unit 0a0b0c0d0e01" */
     char step[24];
     char phase[16];
     char final[160];
@@ -44,11 +44,11 @@ static void fmt_bytes(char *b, size_t cap, double v)
 static void line_of(const row *r, char *buf, size_t cap)
 {
     if (r->final[0]) {
-        snprintf(buf, cap, "slot %-3d %s", r->slot_id, r->final);
+        snprintf(buf, cap, "%-8s %s", r->label, r->final);
         return;
     }
     if (!r->total) {
-        snprintf(buf, cap, "slot %-3d %-16s%s", r->slot_id, r->step[0] ? r->step : "waiting",
+        snprintf(buf, cap, "%-8s %-16s%s", r->label, r->step[0] ? r->step : "waiting",
                  r->attempt > 1 ? " (retry)" : "");
         return;
     }
@@ -72,7 +72,7 @@ static void line_of(const row *r, char *buf, size_t cap)
         snprintf(rt, sizeof rt, "-");
         snprintf(eta, sizeof eta, "ETA -");
     }
-    snprintf(buf, cap, "slot %-3d %-7s [%s] %3d%%  %s/%s  %s  %s", r->slot_id, r->phase, bar,
+    snprintf(buf, cap, "%-8s %-7s [%s] %3d%%  %s/%s  %s  %s", r->label, r->phase, bar,
              (int)(r->done * 100 / r->total), d, t, rt, eta);
 }
 
@@ -123,9 +123,9 @@ static void on_progress(void *ctx, const char *phase, uint64_t done, uint64_t to
         fmt_bytes(b, sizeof b, (double)total);
         fmt_bytes(rt, sizeof rt, secs > 0.0005 ? (double)total / secs : 0);
         if (secs < 0.001)
-            fprintf(ui->out, "slot %-3d %s: %s\n", r->slot_id, phase, b);
+            fprintf(ui->out, "%-8s %s: %s\n", r->label, phase, b);
         else
-            fprintf(ui->out, "slot %-3d %s: %s in %.2f s (%s/s)\n", r->slot_id, phase, b, secs, rt);
+            fprintf(ui->out, "%-8s %s: %s in %.2f s (%s/s)\n", r->label, phase, b, secs, rt);
         fflush(ui->out);
     }
     pthread_mutex_unlock(&ui->lock);
@@ -183,9 +183,9 @@ void st_ui_free(st_ui *ui)
     free(ui);
 }
 
-void st_ui_bind(st_ui *ui, int i, int slot_id, st_progress *p)
+void st_ui_bind(st_ui *ui, int i, const char *label, st_progress *p)
 {
-    ui->rows[i].slot_id = slot_id;
+    snprintf(ui->rows[i].label, sizeof ui->rows[i].label, "%s", label);
     p->update = on_progress;
     p->ctx = &ui->rows[i];
 }
@@ -203,7 +203,7 @@ void st_ui_step(st_ui *ui, int i, const char *step, int attempt)
     else {
         char buf[64];
         snprintf(buf, sizeof buf, "%s%s", step, attempt > 1 ? " (retry)" : "");
-        fprintf(ui->out, "slot %-3d %s\n", r->slot_id, buf);
+        fprintf(ui->out, "%-8s %s\n", r->label, buf);
         fflush(ui->out);
     }
     pthread_mutex_unlock(&ui->lock);

@@ -16,8 +16,9 @@ typedef struct st_ui st_ui;
 st_ui *st_ui_new(FILE *out, int nslots, bool fancy, st_log_level level);
 void st_ui_free(st_ui *ui);
 
-/* Row i shows slot_id. progress/step hooks for the job engine of that row. */
-void st_ui_bind(st_ui *ui, int row, int slot_id, st_progress *progress_out);
+/* Row i shows label ("slot 2", or "unit <uuid>" for a unit in no slot); progress/step hooks
+ * for the job engine of that row. */
+void st_ui_bind(st_ui *ui, int row, const char *label, st_progress *progress_out);
 void st_ui_step(st_ui *ui, int row, const char *step, int attempt);
 void st_ui_done(st_ui *ui, int row, const char *verdict, const char *detail);
 

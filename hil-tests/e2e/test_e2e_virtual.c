@@ -551,6 +551,54 @@ static void test_cut_off_without_recovery_fails(void **state)
     st_report_free(doc);
 }
 
+/* Steps of two drivers in one job (issue 7): the ROM DFU driver provisions the combined
+ * image, then the Katapult driver reflashes the application over CAN; one session per
+ * driver, one report, the unit named by its DFU serial. */
+static void test_dfu_then_katapult_one_job(void **state)
+{
+    char app_sha[65], comb_sha[65], app2_sha[65], unused[65];
+    synth_images(14, app2_sha, unused);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "mv %s/app.bin %s/app2.bin", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    synth_images(13, app_sha, comb_sha);
+    write_can_fixture(1, "      serial: \"MIXED0001\"\n");
+    char job[2048];
+    snprintf(job, sizeof job,
+             "name: e2e-mixed\ntarget: stm32g431xx\n"
+             "images:\n"
+             "  combined: { path: combined.bin, load_addr: 0x08000000, sha256: %s }\n"
+             "  application: { path: app2.bin, load_addr: 0x08002000, sha256: %s }\n"
+             "katapult: { transport: can, bitrate: 1000000, timeout_ms: 100, tries: 2 }\n"
+             "retries: 1\n"
+             "steps:\n"
+             "  - enter-bootloader\n"
+             "  - flash: { image: combined }\n"
+             "  - verify: { image: combined }\n"
+             "  - start: { image: combined }\n"
+             "  - enter-katapult\n"
+             "  - katapult-flash: { image: application }\n"
+             "  - katapult-verify: { image: application }\n"
+             "  - katapult-complete\n"
+             "  - wait-for-app: { can: true, timeout_ms: 3000 }\n",
+             comb_sha, app2_sha);
+    write_file("mixed-job.yaml", job);
+    int rc = run(STATION " --plain run %s/mixed-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    assert_int_equal(count_reports(), 1);
+    st_rnode *doc = load_report("MIXED0001_", NULL);
+    expect_str(doc, "verdict", "pass");
+    expect_str(doc, "unit.dfu_serial", "MIXED0001");
+    expect_str(doc, "steps.2.sha256", comb_sha);
+    expect_str(doc, "steps.4.entry_method", "can:request-bootloader");
+    expect_str(doc, "unit.after_sha256", app2_sha);
+    expect_str(doc, "steps.8.app", "klipper (answers QUERY on the CAN bus)");
+    expect_steps_timed(doc, 9, "pass");
+    st_report_free(doc);
+}
+
 static void test_can_scan(void **state)
 {
     /* One unit runs the application; one holds only Katapult (no application). */
@@ -615,6 +663,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_serial_flash_known_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_off_recovered_through_rom, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_off_without_recovery_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dfu_then_katapult_one_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_can_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_can_bus_off, setup, teardown),
     };

@@ -387,6 +387,10 @@ int st_dfuse_open(st_usb_host *host, const st_usb_dev_info *devinfo, const st_lo
     rc = to_idle(d, d->timeout_ms, NULL, err);
     if (rc < 0)
         goto fail;
+    ST_LOGI(log, MOD, "opened %04x:%04x at port %s: DFU %x.%02x, transfer size %u, %zu alt "
+            "setting%s", devinfo->vid, devinfo->pid, devinfo->port_path, d->info.dfu_version >> 8,
+            d->info.dfu_version & 0xFFu, d->info.transfer_size, d->info.nalts,
+            d->info.nalts == 1 ? "" : "s");
     *out = d;
     return 0;
 fail:
@@ -423,6 +427,7 @@ static int read_range(st_dfuse *d, uint32_t addr, uint8_t *buf, size_t len, cons
     bool retried = false;
     while (done < len) {
         uint32_t at = addr + (uint32_t)done;
+        ST_LOGD(d->log, MOD, "read 0x%08X (%zu bytes)", at, len - done);
         /* Set the pointer, leave dfuDNLOAD-IDLE (UPLOAD needs dfuIDLE, §1.5), then read
          * blocks 2, 3, ... until wBlockNum would pass 0xFFFF, then re-base. */
         int rc = set_address(d, at, t, r, err);
@@ -475,6 +480,7 @@ int st_dfuse_read(st_dfuse *d, uint32_t addr, uint8_t *buf, size_t len, const st
 
 static int erase_page(st_dfuse *d, uint32_t page, unsigned t, st_dfuse_result *r, st_err *err)
 {
+    ST_LOGD(d->log, MOD, "erase 0x%08X", page);
     for (int attempt = 0;; attempt++) {
         int rc = command(d, 0x41, page, true, t, r, err);
         if (rc == ST_ERR_STALL && attempt == 0 && recover_stall(d, "erase", page, t, r, err))
@@ -492,6 +498,7 @@ static int erase_page(st_dfuse *d, uint32_t page, unsigned t, st_dfuse_result *r
 static int write_chunk(st_dfuse *d, uint32_t addr, const uint8_t *data, uint16_t n, bool seq,
                        uint32_t *blk, unsigned t, st_dfuse_result *r, st_err *err)
 {
+    ST_LOGD(d->log, MOD, "write 0x%08X (%u bytes)", addr, (unsigned)n);
     for (int attempt = 0;; attempt++) {
         int rc = 0;
         if (!seq || *blk == 0 || *blk > 0xFFFF) {

@@ -379,7 +379,8 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     u->app = st_klipper_app_new(on_app_bootloader_request, u);
     char app_serial[48];
     snprintf(app_serial, sizeof app_serial, "%s", u->serial);
-    st_cdc_identity id = { .vid = 0x1d50, .pid = 0x614e, .bcd_device = 0x0100,
+    st_cdc_identity id = { .vid = cfg->mcu->usb_klipper.vid, .pid = cfg->mcu->usb_klipper.pid,
+                           .bcd_device = 0x0100,
                            .manufacturer = "Klipper", .product = cfg->mcu->name,
                            .serial = app_serial };
     u->app_usb = u->app ? st_cdc_acm_new(&id, st_klipper_app_stream(u->app)) : NULL;
@@ -389,7 +390,8 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     if (cfg->timing == ST_TIMING_DATASHEET && !cfg->can_transport)
         kc.turnaround_us = 1000; /* USB full-speed CDC: one 1 ms frame per exchange */
     u->kat = u->flash ? st_katapult_model_new(u->flash, &kc) : NULL;
-    st_cdc_identity kid = { .vid = 0x1d50, .pid = 0x6177, .bcd_device = 0x0100,
+    st_cdc_identity kid = { .vid = cfg->mcu->usb_katapult.vid, .pid = cfg->mcu->usb_katapult.pid,
+                            .bcd_device = 0x0100,
                             .manufacturer = "katapult", .product = cfg->mcu->name,
                             .serial = app_serial };
     u->kat_usb = u->kat ? st_cdc_acm_new(&kid, st_katapult_model_stream(u->kat)) : NULL;

@@ -1,5 +1,6 @@
 /* The MCU table. Figures: STM32G431 datasheet flash table (typical) and
- * shared/reference/protocols.md section 1.7. */
+ * shared/reference/protocols.md section 1.7; USB ids: AN2606 (ROM DFU), Katapult and Klipper
+ * sources (protocols.md section 2). */
 #include "mcu.h"
 
 #include <stddef.h>
@@ -16,6 +17,10 @@ static const st_mcu mcus[] = {
         .sysmem_start = 0x1FFF0000u,
         .usart_pid = 0x468,
         .katapult_app_offset = 0x2000u,
+        .usb_rom_dfu = { 0x0483, 0xdf11 },  /* AN2606 */
+        .usb_katapult = { 0x1d50, 0x6177 }, /* Katapult's USB-CDC id (protocols.md 2.4) */
+        .usb_klipper = { 0x1d50, 0x614e },  /* Klipper's USB-CDC id */
+        .katapult_usb_prime = true,
         .page_erase_us = 22000u, .dword_program_us = 82u, .mass_erase_us = 22000u,
     },
     { .name = NULL },

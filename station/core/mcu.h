@@ -3,7 +3,13 @@
 #ifndef STATION_CORE_MCU_H
 #define STATION_CORE_MCU_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+/* A USB vendor:product id. */
+typedef struct st_usb_id {
+    uint16_t vid, pid;
+} st_usb_id;
 
 typedef struct st_mcu {
     const char *name;          /* "stm32g431xx": the string Katapult reports */
@@ -18,6 +24,12 @@ typedef struct st_mcu {
     uint32_t sysmem_start;     /* ROM bootloader */
     uint16_t usart_pid;        /* AN3155 Get ID */
     uint32_t katapult_app_offset; /* application start relative to flash_start */
+    st_usb_id usb_rom_dfu;     /* the ROM's USB DFU bootloader */
+    st_usb_id usb_katapult;    /* Katapult's USB-CDC bootloader */
+    st_usb_id usb_klipper;     /* the Klipper application over USB-CDC */
+    /* flashtool's "prime": the first command after enumeration is lost on STM32s with
+     * double-buffered full-speed USB (all but F2/F4/H7), so an invalid one goes first. */
+    bool katapult_usb_prime;
     /* Datasheet timings (typical) for the `datasheet` timing profile. */
     uint32_t page_erase_us;
     uint32_t dword_program_us; /* one 64-bit program operation */

@@ -59,6 +59,9 @@ static int no_second_document(const char *path, const st_ydoc_opts *o, yaml_pars
     return rc;
 }
 
+static int load_stream(const char *path, const st_ydoc_opts *o, FILE *f, st_ydoc **out,
+                       st_err *err);
+
 int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, st_err *err)
 {
     static const st_ydoc_opts plain = { 0 };
@@ -79,6 +82,13 @@ int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, s
         return st_err_set(err, ST_ERR_INVAL, "%s: not a %s file (%s)", path,
                           o->kind ? o->kind : "YAML", why);
     }
+    return load_stream(path, o, f, out, err);
+}
+
+/* Parse the one document in f (closed here) under the name path. */
+static int load_stream(const char *path, const st_ydoc_opts *o, FILE *f, st_ydoc **out,
+                       st_err *err)
+{
     st_ydoc *d = calloc(1, sizeof *d);
     yaml_parser_t p;
     if (!d || !(d->path = strdup(path)) || !yaml_parser_initialize(&p)) {
@@ -114,6 +124,15 @@ int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, s
     }
     *out = d;
     return 0;
+}
+
+int st_ydoc_parse(const char *name, const char *text, st_ydoc **out, st_err *err)
+{
+    static const st_ydoc_opts plain = { 0 };
+    FILE *f = fmemopen((void *)text, strlen(text), "rb");
+    if (!f)
+        return st_err_set(err, st_err_from_errno(errno), "%s: %s", name, strerror(errno));
+    return load_stream(name, &plain, f, out, err);
 }
 
 int st_ydoc_load(const char *path, st_ydoc **out, st_err *err)

@@ -17,6 +17,8 @@ typedef struct st_ynode st_ynode;   /* a node inside it (opaque) */
  * none is an error. Free with st_ydoc_free. */
 int st_ydoc_load(const char *path, st_ydoc **out, st_err *err);
 void st_ydoc_free(st_ydoc *doc);
+/* The same for text in memory (one document); name stands for the path in errors. */
+int st_ydoc_parse(const char *name, const char *text, st_ydoc **out, st_err *err);
 const char *st_ydoc_path(const st_ydoc *doc);
 const st_ynode *st_ydoc_root(const st_ydoc *doc);
 

@@ -1,0 +1,17 @@
+/* The driver registry (see drivers.h). Adding a protocol: one include and one line here. */
+#include "station/drivers.h"
+
+#include "protocols/app/driver.h"
+#include "protocols/dfuse/driver.h"
+#include "protocols/katapult/driver.h"
+
+const st_driver *const *st_drivers_registry(void)
+{
+    static const st_driver *const drivers[] = {
+        &st_dfuse_driver,    /* ROM USB DFU (DfuSe): enter-bootloader, flash, verify, start */
+        &st_katapult_driver, /* Katapult over CAN / USB-CDC / UART */
+        &st_app_driver,      /* the running application: wait-for-app */
+        NULL,
+    };
+    return drivers;
+}
