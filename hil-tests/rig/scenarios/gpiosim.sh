@@ -37,14 +37,15 @@ tools() {
   kill $G; wait $G 2>/dev/null
   [ "$v1" = 0 ] || return 1
   rig_wait_for 5 grep -q 1 "$RIG_SIM/sim_gpio1/value" || { echo "RESET not released"; return 1; }
-  # pulse: RESET low for 300 ms, then released (back to its pull-up); the call lasts that long.
+  # pulse: RESET low for 1.5 s, then released (back to its pull-up); the call lasts that
+  # long. (Long enough that polling the sim side sees it even when the VM is starved.)
   t0=$(now_ms)
-  rig_gpioset_pulse "$RIG_CHIP" 300 1=0 & P=$!
-  rig_wait_for 2 grep -q 0 "$RIG_SIM/sim_gpio1/value" || { echo "pulse never drove RESET low"; kill $P; return 1; }
+  rig_gpioset_pulse "$RIG_CHIP" 1500 1=0 & P=$!
+  rig_wait_for 10 grep -q 0 "$RIG_SIM/sim_gpio1/value" || { echo "pulse never drove RESET low"; kill $P 2>/dev/null; return 1; }
   wait $P || { echo "pulse failed"; return 1; }
   dt=$(( $(now_ms) - t0 )); echo "pulse: $dt ms"
-  [ "$dt" -ge 300 ] || { echo "pulse shorter than 300 ms"; return 1; }
-  rig_wait_for 2 grep -q 1 "$RIG_SIM/sim_gpio1/value" || { echo "RESET not released after the pulse"; return 1; }
+  [ "$dt" -ge 1500 ] || { echo "pulse shorter than 1500 ms"; return 1; }
+  rig_wait_for 5 grep -q 1 "$RIG_SIM/sim_gpio1/value" || { echo "RESET not released after the pulse"; return 1; }
   # get: the button input follows its pull.
   echo pull-up > "$RIG_SIM/sim_gpio2/pull"
   a=$(rig_gpioget "$RIG_CHIP" 2)
