@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing (scripts/setup.sh), then builds and runs ctest
-# twice: a -Werror build and an ASan+UBSan build. Extra arguments go to ctest
-# (e.g. `scripts/test.sh -L rig` or `-LE rig`).
+# twice: a -Werror build and an ASan+UBSan build. Then (issue 14, each in its own block
+# below): the amd64 .deb installed into a private root; arm64/armhf cross builds for
+# Debian 12 and 13 with their tests under qemu-user; the libgpiod 2 build. Extra arguments
+# go to ctest (e.g. `scripts/test.sh -L rig` or `-LE rig`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
