@@ -212,6 +212,12 @@ struct st_driver {
     const char *rung_name;
     const char *const *rung_steps;
     const st_cli_cmd *commands; /* terminated by { NULL } (NULL: none) */
+    /* Check an image one of its steps takes, before any unit is touched, instead of the
+     * default rule (it fits the job target's flash and starts with a Cortex-M vector
+     * table): an image for another chip on the board (a Bluetooth module's GBL file) has
+     * its own. The pinned SHA-256 is checked either way. NULL: the default rule. */
+    int (*image_check)(const st_job *job, const void *section, const st_image *img,
+                       st_err *err);
 };
 
 /* ---- Registry helpers --------------------------------------------------------------------- */

@@ -13,6 +13,7 @@
 #include "fixtures/slot.h"
 #include "jobs/job.h"
 #include "protocols/link/can.h"
+#include "protocols/link/stream.h"
 #include "protocols/link/usb.h"
 #include "station/core/err.h"
 #include "station/core/log.h"
@@ -42,6 +43,12 @@ typedef struct st_run_env {
     unsigned unit_index;        /* 0, 1, ...: distinct per unit of one run (a driver derives
                                    per-unit bus addresses from it, e.g. Katapult node ids) */
     st_serial_host *serial;     /* how to open a USB-CDC tty by the slot's port path */
+    /* How to open a UART of the slot (a fixture tty path such as module.device) with these
+     * line settings. NULL: the termios backend (st_stream_tty_open). The virtual fixture
+     * connects the slot's simulated device here instead. */
+    int (*uart_open)(void *ctx, const st_fixture_slot *slot, const char *device,
+                     const st_stream_line *line, st_stream **out, st_err *err);
+    void *uart_ctx;
     const st_logger *log;
     const st_progress *progress;
     /* Phase notifications for the operator's display ("enter-bootloader", "flash"...). */

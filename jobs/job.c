@@ -554,14 +554,33 @@ void st_job_free(st_job *job)
     free(job);
 }
 
+/* The driver that checks image i itself (driver.h image_check): the first one whose step
+ * takes it, in the steps or the recovery ladder. NULL: the default rule. */
+static const st_driver *image_checker(const st_job *job, int i)
+{
+    for (size_t k = 0; k < job->nsteps; k++)
+        if (job->steps[k].image == i && job->steps[k].driver->image_check)
+            return job->steps[k].driver;
+    for (size_t r = 0; r < job->nrungs; r++)
+        for (size_t k = 0; k < job->rungs[r].nsteps; k++)
+            if (job->rungs[r].steps[k].image == i && job->rungs[r].steps[k].driver->image_check)
+                return job->rungs[r].steps[k].driver;
+    return NULL;
+}
+
 int st_job_load_images(const st_job *job, st_image *images[ST_JOB_MAX_IMAGES], st_err *err)
 {
     for (size_t i = 0; i < ST_JOB_MAX_IMAGES; i++)
         images[i] = NULL;
     for (size_t i = 0; i < job->nimages; i++) {
         const st_job_image *ji = &job->images[i];
+        const st_driver *checker = image_checker(job, (int)i);
         int rc = st_image_load(ji->path, ji->load_addr, &images[i], err);
-        if (!rc)
+        if (!rc && checker)
+            rc = checker->image_check(job, st_job_section(job, checker), images[i], err);
+        if (!rc && checker)
+            rc = st_image_check_digest(images[i], ji->sha256, err);
+        else if (!rc)
             rc = st_image_validate(images[i], job->mcu, ji->sha256, err);
         if (rc) {
             st_err_prefix(err, "%s:%u: images.%s", job->path, ji->line, ji->role);

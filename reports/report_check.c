@@ -26,7 +26,7 @@ enum want {
 static const char *const outcomes[] = { "pass", "fail", "skipped", "incomplete", NULL };
 static const char *const verdicts[] = { "pass", "fail", "incomplete", NULL };
 static const char *const backends[] = { "libgpiod", "virtual", NULL };
-static const char *const roles[] = { "combined", "application", NULL };
+static const char *const roles[] = { "combined", "application", "module", NULL };
 
 static const char *type_name(st_rtype t)
 {
@@ -231,6 +231,18 @@ static const struct fspec unit_f[] = {
     { "mcu", W_STR, false, NULL },
     { "can_uuid", W_STR, false, NULL },
     { "before_sha256", W_HEX64, false, NULL },
+    { "module", W_MAP, false, NULL },
+    { "module_state", W_STR, false, NULL },
+};
+/* unit.module: a Bluetooth module updated over BGAPI UART DFU (fields it learnt). */
+static const struct fspec module_f[] = {
+    { "entry_method", W_STR, false, NULL },
+    { "bootloader_version", W_UINT, false, NULL },
+    { "image_sha256", W_HEX64, false, NULL },
+    { "chunk_size", W_UINT, false, NULL },
+    { "chunks", W_UINT, false, NULL },
+    { "stack_version", W_STR, false, NULL },
+    { "update_ms", W_NUM, false, NULL },
 };
 static const struct fspec image_f[] = {
     { "role", W_ENUM, true, roles },
@@ -318,6 +330,9 @@ int st_report_validate(const st_rnode *doc, st_err *err)
         (rc = chk_section(doc, "slot", slot_f, NFIELDS(slot_f), true, err)) ||
         (rc = chk_section(doc, "job", job_f, NFIELDS(job_f), true, err)) ||
         (rc = chk_section(doc, "unit", unit_f, NFIELDS(unit_f), true, err)) ||
+        (st_rget(doc, "unit.module") &&
+         (rc = chk_all(st_rget(doc, "unit.module"), "unit.module", module_f, NFIELDS(module_f),
+                       err))) ||
         (rc = chk_list(doc, NULL, "images", image_f, NFIELDS(image_f), true, err)) ||
         (rc = chk_list(doc, NULL, "steps", step_f, NFIELDS(step_f), true, err)))
         return rc;

@@ -1,6 +1,7 @@
 /* Station context: backends per fixture; the virtual fixture's units and bus. */
 #include "station/context.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,8 @@
 #include "protocols/link/can_model.h"
 #include "protocols/link/serial_ports.h"
 #include "protocols/link/usb_model.h"
+#include "protocols/bgapi/bgapi_model.h"
+#include "protocols/bgapi/gbl.h"
 #include "protocols/canadmin/canadmin.h"
 #include "protocols/sim/synth.h"
 #include "protocols/sim/vunit.h"
@@ -20,6 +23,10 @@ typedef struct vslot {
     st_ctx *ctx;
     const st_fixture_slot *fs;
     st_vunit *unit;
+    /* The board's Bluetooth module on the slot's module UART (unit.module), with its own
+     * flash. Driven by one run (thread) at a time, through the in-memory stream. */
+    st_flash *mflash;
+    st_bgapi_model *module;
 } vslot;
 
 /* A CAN interface in use: a real one, or an in-memory bus for the virtual fixture. */
@@ -100,6 +107,38 @@ static void on_gpio(void *ctx, const st_gpio_transition *ev)
     }
 }
 
+/* The slot's simulated Bluetooth module (fixture unit.module). */
+static int open_virtual_module(st_ctx *c, vslot *v, st_err *err)
+{
+    const st_fixture_slot *fs = v->fs;
+    const st_fixture_unit *fu = &fs->unit;
+    unsigned a = 1, b = 0, d = 0;
+    if (fu->module.stack[0])
+        sscanf(fu->module.stack, "%u.%u.%u", &a, &b, &d);
+    st_bgapi_model_cfg mc = {
+        .gen = fu->module.gsdk3 ? ST_BGAPI_GEN_SDK2 : ST_BGAPI_GEN_GSDK4,
+        .baud = fu->module.baud ? fu->module.baud : fs->module.baud,
+        .flow_control = fu->module.flow_control,
+        .no_app = fu->module.empty,
+        .app_version = st_gbl_stack_version(a, b, d, 1),
+        .require_signed = fu->module.require_signed,
+    };
+    v->mflash = st_flash_new(st_mcu_find("efr32bg13p632f512"),
+                             fu->timing == ST_UNIT_TIMING_DATASHEET ? ST_TIMING_DATASHEET
+                                                                    : ST_TIMING_NONE);
+    v->module = v->mflash ? st_bgapi_model_new(v->mflash, &mc) : NULL;
+    if (!v->module)
+        return st_err_set(err, ST_ERR_NOMEM, "%s: slot %d: unit.module: out of memory",
+                          c->fx->path, fs->id);
+    for (size_t f = 0; f < fu->module.n_faults; f++) {
+        int rc = st_bgapi_model_apply_fault(v->module, fu->module.faults[f], err);
+        if (rc)
+            return st_err_prefix(err, "%s: slot %d: unit.module.faults[%zu]", c->fx->path,
+                                 fs->id, f);
+    }
+    return 0;
+}
+
 static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
 {
     c->vbus = st_vusb_bus_new();
@@ -175,6 +214,8 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
             cfg.holds_len = holds->size;
             cfg.holds_addr = holds->load_addr;
         }
+        if (fu->module.present && (rc = open_virtual_module(c, v, err)) != 0)
+            return rc;
         st_vunit_usb_port port = { vport_attach, vport_detach, v };
         st_vunit_can_port cport = { vcan_attach, vcan_detach, v };
         rc = st_vunit_new(&cfg, &port, &cport, &v->unit, err);
@@ -253,6 +294,28 @@ int st_ctx_serial(st_ctx *c, st_serial_host **out, st_err *err)
     return 0;
 }
 
+int st_ctx_uart_open(void *ctx, const st_fixture_slot *slot, const char *device,
+                     const st_stream_line *line, st_stream **out, st_err *err)
+{
+    st_ctx *c = ctx;
+    if (c->fx->backend != ST_GPIO_BACKEND_VIRTUAL)
+        return st_stream_tty_open(device, line, out, err);
+    for (size_t i = 0; slot && i < c->nvslots; i++) {
+        vslot *v = &c->vslots[i];
+        if (v->fs->id != slot->id || !v->module || !slot->module.present ||
+            strcmp(device, slot->module.device) != 0)
+            continue;
+        char name[64];
+        snprintf(name, sizeof name, "virtual:slot%d-module", slot->id);
+        int rc = st_stream_mem_open(st_bgapi_model_stream(v->module), name, out, err);
+        if (!rc)
+            rc = st_stream_set_line(*out, line, err);
+        return rc;
+    }
+    return st_err_set(err, ST_ERR_NOTFOUND, "slot %d: no simulated device on the UART \"%s\"",
+                      slot ? slot->id : 0, device);
+}
+
 int st_ctx_open(const char *fixture_path, const st_logger *log, st_ctx **out, st_err *err)
 {
     st_ctx *c = calloc(1, sizeof *c);
@@ -281,8 +344,11 @@ void st_ctx_close(st_ctx *c)
     if (!c)
         return;
     st_serial_host_free(c->serial);
-    for (size_t i = 0; i < c->nvslots; i++)
+    for (size_t i = 0; i < c->nvslots; i++) {
         st_vunit_free(c->vslots[i].unit);
+        st_bgapi_model_free(c->vslots[i].module);
+        st_flash_free(c->vslots[i].mflash);
+    }
     free(c->vslots);
     for (size_t i = 0; i < c->ncans; i++) {
         c->cans[i].iface->ops->free(c->cans[i].iface);

@@ -7,6 +7,7 @@
 #include "fixtures/fixture.h"
 #include "fixtures/gpio.h"
 #include "protocols/link/can.h"
+#include "protocols/link/stream.h"
 #include "protocols/link/usb.h"
 #include "station/core/err.h"
 #include "station/core/log.h"
@@ -27,6 +28,11 @@ int st_ctx_can_iface(st_ctx *c, const char *ifname, st_can_iface **out, st_err *
  * for a real jig, a CDC-ACM stream over the in-memory USB bus for the virtual fixture. */
 typedef struct st_serial_host st_serial_host;
 int st_ctx_serial(st_ctx *c, st_serial_host **out, st_err *err);
+/* How the job engine opens a slot's UART (st_run_env.uart_open; ctx is the st_ctx): the
+ * tty at device for a real jig; for the virtual fixture, a stream to the slot's simulated
+ * device on that UART (its Bluetooth module on module.device). */
+int st_ctx_uart_open(void *ctx, const st_fixture_slot *slot, const char *device,
+                     const st_stream_line *line, st_stream **out, st_err *err);
 /* For the virtual fixture: the simulated unit's state in a slot ("rom-dfu", "app", ...),
  * NULL for a real jig. */
 const char *st_ctx_virtual_state(st_ctx *c, int slot_id);

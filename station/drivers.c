@@ -2,6 +2,7 @@
 #include "station/drivers.h"
 
 #include "protocols/app/driver.h"
+#include "protocols/bgapi/driver.h"
 #include "protocols/dfuse/driver.h"
 #include "protocols/katapult/driver.h"
 
@@ -11,6 +12,7 @@ const st_driver *const *st_drivers_registry(void)
         &st_dfuse_driver,    /* ROM USB DFU (DfuSe): enter-bootloader, flash, verify, start */
         &st_katapult_driver, /* Katapult over CAN / USB-CDC / UART */
         &st_app_driver,      /* the running application: wait-for-app */
+        &st_bgapi_driver,    /* Bluetooth modules: BGAPI UART DFU (Gecko bootloader) */
         NULL,
     };
     return drivers;

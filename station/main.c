@@ -396,6 +396,8 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
             .can_uuid = t->uuid,
             .unit_index = (unsigned)i,
             .serial = serial,
+            .uart_open = st_ctx_uart_open,
+            .uart_ctx = ctx,
             .log = st_ui_logger(ui),
             .progress = &s->progress,
             .on_step = on_step,

@@ -33,7 +33,11 @@
 #ifdef STATION_SIM_HAVE_KLIPPER_NODE
 #include "protocols/canadmin/klipper_node.h"
 #endif
+#ifdef STATION_SIM_HAVE_BGAPI
+#include "protocols/bgapi/bgapi_model.h"
+#endif
 #ifdef STATION_SIM_HAVE_VUNIT
+#include "protocols/sim/cdc_acm.h"
 #include "protocols/sim/klipper_app.h"
 #include "protocols/sim/synth.h"
 #include "protocols/sim/vunit.h"
@@ -50,11 +54,13 @@ static const char usage[] =
     "Serve a device model on a real endpoint (root, in the rig VM or on a test host).\n"
     "\n"
     "Endpoints and models:\n"
-    "  usbip   --model loopback|dfu|unit   a USB device through vhci-hcd (modprobe vhci-hcd)\n"
+    "  usbip   --model loopback|dfu|unit|bgm  a USB device through vhci-hcd (modprobe\n"
+    "          vhci-hcd); bgm: the Bluetooth module behind a USB CDC-ACM bridge (1209:0003)\n"
     "  units   whole virtual units (same as usbip --model unit): each on its own vhci\n"
     "          port and gpio-sim lines; CAN units share one bus behind an slcan netdev\n"
     "  slcan   --model echo|katapult|klipper  a CAN bus behind a kernel slcan interface\n"
-    "  pty     --model echo|katapult|klipper  a serial port (pseudo-terminal)\n"
+    "  pty     --model echo|katapult|klipper|bgm  a serial port (pseudo-terminal); bgm is a\n"
+    "          Silicon Labs Bluetooth module (NCP) with the BGAPI UART DFU bootloader\n"
     "\n"
     "Options:\n"
     "  --model NAME         the device model (default: loopback / echo)\n"
@@ -72,6 +78,11 @@ static const char usage[] =
     "  --boot0-line N, --nrst-line N   line offsets in that chip (default 0 and 1)\n"
     "  --fault STR          unit model fault (vunit.h syntax), repeatable\n"
     "  --transport usb|can  unit model: its application and Katapult speak USB-CDC or CAN\n"
+    "  --bootloader gsdk3|gsdk4  bgm model: Gecko bootloader generation (up to GSDK 3.2:\n"
+    "                       dfu_reset, bg_err codes; from GSDK 4.0: system_reset,\n"
+    "                       sl_status codes; default gsdk4)\n"
+    "  --baud N             bgm model: the module's UART rate (default 115200)\n"
+    "  --empty              bgm model: no application, it comes up in DFU mode\n"
     "  --unit               start the next unit's options (port, gpio-sim, lines, flash,\n"
     "                       dump, serial, uuid, transport, fault apply to the current unit)\n"
     "  --ready-file PATH    write endpoint facts (port=, ifname=, path=) there when ready\n"
@@ -116,6 +127,8 @@ typedef struct sim_opts {
     size_t nunits;
     double duration_s;
     bool once;
+    bool bgm_sdk2, empty; /* bgm model */
+    uint32_t baud;
     int verbose;
 } sim_opts;
 
@@ -183,10 +196,20 @@ typedef struct sim {
 #ifdef STATION_SIM_HAVE_VUNIT
     st_klipper_app *app;
 #endif
+#ifdef STATION_SIM_HAVE_BGAPI
+    st_bgapi_model *bgm;
+#ifdef STATION_SIM_HAVE_VUNIT
+    st_cdc_acm *bgm_cdc;
+#endif
+#endif
     /* units (usbip --model unit, units) */
     unit_rt units[MAX_UNITS];
     size_t nunits;
 } sim;
+
+#if defined(STATION_SIM_HAVE_BGAPI)
+static st_stream_model *bgm_stream(sim *s);
+#endif
 
 static void log_write(void *ctx, st_log_level level, const char *module, const char *msg)
 {
@@ -226,7 +249,7 @@ static void parse_args(int argc, char **argv, sim_opts *o)
 {
     enum { O_MODEL = 256, O_MCU, O_TIMING, O_FLASH, O_DUMP, O_SERIAL, O_UUID, O_PORT,
            O_IFNAME, O_LINK, O_GPIO, O_BOOT0, O_NRST, O_FAULT, O_READY, O_DURATION, O_ONCE,
-           O_VERSION, O_TRANSPORT, O_UNIT };
+           O_VERSION, O_TRANSPORT, O_UNIT, O_BOOTLOADER, O_BAUD, O_EMPTY };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, O_MODEL},
         {"mcu", required_argument, NULL, O_MCU},
@@ -247,6 +270,9 @@ static void parse_args(int argc, char **argv, sim_opts *o)
         {"once", no_argument, NULL, O_ONCE},
         {"transport", required_argument, NULL, O_TRANSPORT},
         {"unit", no_argument, NULL, O_UNIT},
+        {"bootloader", required_argument, NULL, O_BOOTLOADER},
+        {"baud", required_argument, NULL, O_BAUD},
+        {"empty", no_argument, NULL, O_EMPTY},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
@@ -316,6 +342,13 @@ static void parse_args(int argc, char **argv, sim_opts *o)
             u->can = strcmp(optarg, "can") == 0;
             break;
         case O_UNIT: break;
+        case O_BOOTLOADER:
+            if (strcmp(optarg, "gsdk3") && strcmp(optarg, "gsdk4"))
+                die_usage("--bootloader: '%s' is not gsdk3 or gsdk4", optarg);
+            o->bgm_sdk2 = strcmp(optarg, "gsdk3") == 0;
+            break;
+        case O_BAUD: o->baud = (uint32_t)parse_long("--baud", optarg, 50, 4000000); break;
+        case O_EMPTY: o->empty = true; break;
         case O_READY: o->ready_file = optarg; break;
         case O_DURATION:
             o->duration_s = (double)parse_long("--duration", optarg, 0, 86400);
@@ -752,6 +785,19 @@ static int setup_usbip(sim *s)
         return port_attach(s, st_dfu_model_usb(s->dfu), NULL);
     }
 #endif
+#if defined(STATION_SIM_HAVE_BGAPI) && defined(STATION_SIM_HAVE_VUNIT)
+    if (strcmp(m, "bgm") == 0) {
+        /* The module behind a USB CDC-ACM bridge (the kernel's cdc_acm makes it a
+         * /dev/ttyACMn); 1209:0003 is a pid.codes test id, like the loopback's 1209:0001. */
+        st_stream_model *inner = bgm_stream(s);
+        st_cdc_identity id = {.vid = 0x1209, .pid = 0x0003, .bcd_device = 0x0100,
+                              .manufacturer = "station-sim",
+                              .product = "Bluetooth module (BGAPI UART DFU)",
+                              .serial = s->o.serial ? s->o.serial : "BGM000000001"};
+        s->bgm_cdc = inner ? st_cdc_acm_new(&id, inner) : NULL;
+        return s->bgm_cdc ? port_attach(s, st_cdc_acm_usb(s->bgm_cdc), NULL) : -1;
+    }
+#endif
     die_usage("usbip: unknown or unavailable model '%s'", m);
 }
 
@@ -879,6 +925,29 @@ static int setup_slcan(sim *s)
     return 0;
 }
 
+/* ---- the Bluetooth module ------------------------------------------------------------- */
+
+#if defined(STATION_SIM_HAVE_BGAPI)
+/* The module model (its own EFR32 flash), for the pty or behind USB CDC-ACM. */
+static st_stream_model *bgm_stream(sim *s)
+{
+    st_err e = {0};
+    if (strcmp(s->o.mcu, "stm32g431xx") == 0)
+        s->o.mcu = "efr32bg13p632f512"; /* the module's own chip, not the board's MCU */
+    if (setup_flash(s) < 0)
+        return NULL;
+    st_bgapi_model_cfg c = {.gen = s->o.bgm_sdk2 ? ST_BGAPI_GEN_SDK2 : ST_BGAPI_GEN_GSDK4,
+                            .baud = s->o.baud, .no_app = s->o.empty};
+    s->bgm = st_bgapi_model_new(s->flash, &c);
+    if (!s->bgm)
+        return NULL;
+    for (size_t i = 0; i < s->o.nfaults; i++)
+        if (st_bgapi_model_apply_fault(s->bgm, s->o.faults[i], &e) < 0)
+            die_usage("--fault: %s", e.msg);
+    return st_bgapi_model_stream(s->bgm);
+}
+#endif
+
 /* ---- pty ------------------------------------------------------------------------------ */
 
 #if defined(STATION_SIM_HAVE_KATAPULT) && defined(STATION_SIM_HAVE_VUNIT)
@@ -923,6 +992,11 @@ static int setup_pty(sim *s)
             return -1;
         s->app = st_klipper_app_new(pty_app_wants_bootloader, s);
         model = s->app ? st_klipper_app_stream(s->app) : NULL;
+    }
+#endif
+#if defined(STATION_SIM_HAVE_BGAPI)
+    else if (strcmp(m, "bgm") == 0) {
+        model = bgm_stream(s);
     }
 #endif
     else {
@@ -1068,6 +1142,12 @@ static void teardown(sim *s)
 #endif
 #ifdef STATION_SIM_HAVE_VUNIT
     st_klipper_app_free(s->app);
+#endif
+#ifdef STATION_SIM_HAVE_BGAPI
+#ifdef STATION_SIM_HAVE_VUNIT
+    st_cdc_acm_free(s->bgm_cdc);
+#endif
+    st_bgapi_model_free(s->bgm);
 #endif
 #ifdef STATION_SIM_HAVE_DFU
     st_dfu_model_free(s->dfu);

@@ -25,6 +25,12 @@
 #include "protocols/link/stream.h"
 #include "station/core/image.h"
 #endif
+#ifdef TEST_WITH_BGAPI
+#include <stdlib.h>
+
+#include "protocols/bgapi/bgapi.h"
+#include "protocols/bgapi/gbl.h"
+#endif
 
 static void test_toy_usb_identity_and_loopback(void **state)
 {
@@ -215,7 +221,7 @@ static void test_pty_katapult_seed001(void **state)
     read_ready_path(fd, tty, sizeof(tty));
     st_err e = {0};
     st_stream *s;
-    st_stream_line line = {115200, 8, 'N', 1};
+    st_stream_line line = {115200, 8, 'N', 1, 0};
     assert_int_equal(st_stream_tty_open(tty, &line, &s, &e), 0);
     st_katapult *k;
     assert_int_equal(st_katapult_open(s, NULL, &k, &e), 0);
@@ -243,6 +249,54 @@ static void test_pty_katapult_seed001(void **state)
 #endif
 }
 
+/* station-sim serves the Bluetooth module model (GSDK <= 3.2 bootloader, arriving empty)
+ * on a pty; the station's engine updates it through the termios backend. */
+static void test_pty_bgm(void **state)
+{
+#ifndef TEST_WITH_BGAPI
+    skip();
+#else
+    const char *args[] = {"station-sim", "pty", "--model", "bgm", "--bootloader", "gsdk3",
+                          "--empty", NULL};
+    int fd;
+    pid_t pid;
+    run_sim(args, &fd, &pid);
+    char tty[64] = {0};
+    read_ready_path(fd, tty, sizeof(tty));
+    st_err e = {0};
+    st_stream *s;
+    st_stream_line line = {115200, 8, 'N', 1, 0};
+    assert_int_equal(st_stream_tty_open(tty, &line, &s, &e), 0);
+    st_bgapi *b;
+    assert_int_equal(st_bgapi_open(s, NULL, &b, &e), 0);
+    uint8_t data[4096];
+    memset(data, 0x5a, sizeof data);
+    st_gbl_build_opts go = {.app_type = 8, .app_version = st_gbl_stack_version(2, 13, 10, 1),
+                            .data = data, .len = sizeof data};
+    uint8_t *g;
+    size_t n;
+    assert_int_equal(st_gbl_build(&go, &g, &n, &e), 0);
+    int rc = st_bgapi_enter_dfu(b, &e);
+    if (rc == 0)
+        rc = st_bgapi_upload(b, g, n, &e);
+    if (rc == 0)
+        rc = st_bgapi_finish(b, &e);
+    if (rc == 0)
+        rc = st_bgapi_boot(b, &e);
+    if (rc)
+        fail_msg("%s", e.msg);
+    const st_bgapi_result *r = st_bgapi_get_result(b);
+    assert_int_equal(r->entry, ST_BGAPI_ENTRY_DFU_RESET);
+    assert_int_equal(r->stack.minor, 13);
+    st_bgapi_close(b);
+    st_stream_close(s);
+    free(g);
+    kill(pid, SIGTERM);
+    assert_int_equal(wait_exit(pid), 0);
+    close(fd);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_pty_echo_process),
         cmocka_unit_test(test_pty_katapult_seed001),
+        cmocka_unit_test(test_pty_bgm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

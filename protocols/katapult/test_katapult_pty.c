@@ -59,7 +59,7 @@ static void test_flash_over_pty(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, serve, &s), 0);
 
-    st_stream_line line = {250000, 8, 'N', 1};
+    st_stream_line line = {250000, 8, 'N', 1, 0};
     st_stream *st;
     int rc = st_stream_tty_open(tty, &line, &st, &err);
     if (rc)

@@ -62,6 +62,7 @@ static void termios_to_line(const struct termios *t, st_stream_line *l)
     }
     l->parity = (t->c_cflag & PARENB) ? ((t->c_cflag & PARODD) ? 'O' : 'E') : 'N';
     l->stop_bits = (t->c_cflag & CSTOPB) ? 2 : 1;
+    l->rtscts = (t->c_cflag & CRTSCTS) ? 1 : 0;
 }
 
 int st_pty_server_new(st_stream_model *m, const st_logger *log, st_pty_server **out,

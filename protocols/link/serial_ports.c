@@ -212,7 +212,7 @@ int st_serial_port_wait(const char *sysfs_root, const char *dev_dir, const char 
 
 int st_serial_touch_1200(st_stream *s, st_err *err)
 {
-    static const st_stream_line l1200 = {1200, 8, 'N', 1};
+    static const st_stream_line l1200 = {1200, 8, 'N', 1, 0};
     int rc = st_stream_set_modem(s, 1, -1, err);
     if (rc == 0)
         rc = st_stream_set_line(s, &l1200, err);

@@ -17,6 +17,7 @@ typedef struct st_stream_line {
     uint8_t data_bits;
     char parity;
     uint8_t stop_bits;
+    uint8_t rtscts; /* 1: RTS/CTS hardware flow control (0 in every positional initializer) */
 } st_stream_line;
 
 typedef struct st_stream_ops {

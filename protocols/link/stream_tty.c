@@ -157,6 +157,8 @@ static int tty_set_line(st_stream *s, const st_stream_line *line, st_err *err)
         t.c_cflag |= PARENB | (line->parity == 'O' ? PARODD : 0);
     if (line->stop_bits == 2)
         t.c_cflag |= CSTOPB;
+    if (line->rtscts)
+        t.c_cflag |= CRTSCTS;
     t.c_iflag &= ~(tcflag_t)(IXON | IXOFF | IXANY | INPCK | ISTRIP);
     t.c_cc[VMIN] = 0;
     t.c_cc[VTIME] = 0;

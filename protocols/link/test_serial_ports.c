@@ -296,7 +296,7 @@ static void test_tty_host_pty(void **state)
     st_serial_host *h = NULL;
     st_err err;
     assert_int_equal(st_serial_host_tty_new_at(t->root, devdir, &h, &err), 0);
-    st_stream_line l = {115200, 8, 'N', 1};
+    st_stream_line l = {115200, 8, 'N', 1, 0};
     st_stream *s = NULL;
     assert_int_equal(st_serial_host_open(h, "1-1.2", 0x1d50, 0x614e, &l, 500, &s, &err), 0);
     assert_int_equal(st_stream_write(s, (const uint8_t *)"abc", 3, 500, &err), 3);
@@ -425,7 +425,7 @@ static void test_usb_host_touch_and_reopen(void **state)
     st_err err;
     assert_int_equal(st_serial_host_usb_new(usb, &h, &err), 0);
 
-    st_stream_line l = {250000, 8, 'N', 1};
+    st_stream_line l = {250000, 8, 'N', 1, 0};
     st_stream *s = NULL;
     /* nothing at another port */
     assert_int_equal(st_serial_host_open(h, "1-1.4", 0x1d50, 0x614e, &l, 50, &s, &err),

@@ -112,7 +112,7 @@ static void test_mem_line_forwarded(void **state)
     st_stream *s;
     st_err err;
     assert_int_equal(st_stream_mem_open(&m.base, "mem", &s, &err), 0);
-    st_stream_line l = {1200, 8, 'N', 1};
+    st_stream_line l = {1200, 8, 'N', 1, 0};
     assert_int_equal(st_stream_set_modem(s, 1, -1, &err), 0);
     assert_int_equal(m.dtr, 1);
     assert_int_equal(m.rts, -1);
@@ -149,7 +149,7 @@ static void test_tty_pty_roundtrip(void **state)
 {
     char path[128];
     int master = open_pty(path, sizeof path);
-    st_stream_line l = {250000, 8, 'N', 1};
+    st_stream_line l = {250000, 8, 'N', 1, 0};
     st_stream *s;
     st_err err;
     int rc = st_stream_tty_open(path, &l, &s, &err);
@@ -201,7 +201,7 @@ static void test_tty_pty_refuses_parity(void **state)
 {
     char path[128];
     int master = open_pty(path, sizeof path);
-    st_stream_line l = {115200, 8, 'E', 1};
+    st_stream_line l = {115200, 8, 'E', 1, 0};
     st_stream *s;
     st_err err;
     int rc;

@@ -109,7 +109,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static const st_stream_line l250k = {250000, 8, 'N', 1};
+static const st_stream_line l250k = {250000, 8, 'N', 1, 0};
 
 static void test_round_trip(void **state)
 {
@@ -196,7 +196,7 @@ static void test_line_and_modem_reach_model(void **state)
     assert_int_equal(dtr, 1); /* -1 kept DTR up */
     assert_int_equal(rts, 1);
 
-    st_stream_line l2 = {9600, 7, 'E', 2};
+    st_stream_line l2 = {9600, 7, 'E', 2, 0};
     assert_int_equal(st_stream_set_line(s, &l2, &err), 0);
     st_cdc_acm_line(f->cdc, &l, NULL, NULL);
     assert_int_equal(l.baud, 9600);
@@ -204,16 +204,16 @@ static void test_line_and_modem_reach_model(void **state)
     assert_int_equal(l.parity, 'E');
     assert_int_equal(l.stop_bits, 2);
     assert_int_equal(f->echo.line.parity, 'E');
-    st_stream_line l3 = {19200, 8, 'O', 1};
+    st_stream_line l3 = {19200, 8, 'O', 1, 0};
     assert_int_equal(st_stream_set_line(s, &l3, &err), 0);
     st_cdc_acm_line(f->cdc, &l, NULL, NULL);
     assert_int_equal(l.parity, 'O');
 
-    st_stream_line bad = {0, 8, 'N', 1};
+    st_stream_line bad = {0, 8, 'N', 1, 0};
     assert_int_equal(st_stream_set_line(s, &bad, &err), ST_ERR_INVAL);
-    bad = (st_stream_line){9600, 9, 'N', 1};
+    bad = (st_stream_line){9600, 9, 'N', 1, 0};
     assert_int_equal(st_stream_set_line(s, &bad, &err), ST_ERR_INVAL);
-    bad = (st_stream_line){9600, 8, 'X', 1};
+    bad = (st_stream_line){9600, 8, 'X', 1, 0};
     assert_int_equal(st_stream_set_line(s, &bad, &err), ST_ERR_INVAL);
     st_stream_close(s);
 }
@@ -330,7 +330,7 @@ static void run_touch(bool drop_off)
     st_strlcpy(want.port_path, PORT, sizeof want.port_path);
 
     /* Opening at 1200 baud must not reboot the unit: DTR is raised first. */
-    static const st_stream_line l1200 = {1200, 8, 'N', 1};
+    static const st_stream_line l1200 = {1200, 8, 'N', 1, 0};
     st_stream *s = NULL;
     st_err err;
     assert_int_equal(st_stream_cdc_open(host, &want, &l1200, &s, &err), 0);

@@ -23,6 +23,16 @@ static const st_mcu mcus[] = {
         .katapult_usb_prime = true,
         .page_erase_us = 22000u, .dword_program_us = 82u, .mass_erase_us = 22000u,
     },
+    {
+        /* Silicon Labs EFR32BG13 (the SoC of BGM13P Bluetooth modules), for the BGAPI UART
+         * DFU module model: 512 KiB flash at 0 in 2 KiB pages, 64 KiB SRAM. Timings are
+         * approximate datasheet figures (page erase ~20 ms, 32-bit word ~11 us), used only
+         * by the `datasheet` timing profile. No ST ROM: the AN3155/Katapult fields are 0. */
+        .name = "efr32bg13p632f512",
+        .flash_start = 0x00000000u, .flash_size = 512u * 1024u, .page_size = 2048u,
+        .sram_start = 0x20000000u, .sram_size = 0x10000u,
+        .page_erase_us = 20000u, .dword_program_us = 22u, .mass_erase_us = 20000u,
+    },
     { .name = NULL },
 };
 
