@@ -12,14 +12,16 @@
 #                          of hil-tests/rig/guest-lib.sh with them)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+arch=$(dpkg --print-architecture)
 if [ "${1:-}" = --tools ]; then
-  troot=$("$here/private-debs.sh" gpiod2-tools trixie amd64 gpiod libgpiod3 libc6)
+  troot=$("$here/private-debs.sh" gpiod2-tools trixie "$arch" gpiod libgpiod3 libc6)
   bin=$(dirname "$troot")/bin
-  lib=$troot/usr/lib/x86_64-linux-gnu
+  lib=$(dirname "$(find "$troot/usr/lib" -name 'libc.so.6' | head -1)")
+  loader=$(find "$troot/usr/lib" -maxdepth 2 -name 'ld-linux*.so.*' | head -1)
   mkdir -p "$bin"
   for t in gpiodetect gpioinfo gpioget gpioset gpiomon gpionotify; do
     [ -x "$troot/usr/bin/$t" ] || continue
-    printf '#!/bin/sh\nexec %s --library-path %s %s "$@"\n' "$lib/ld-linux-x86-64.so.2" "$lib" \
+    printf '#!/bin/sh\nexec %s --library-path %s %s "$@"\n' "$loader" "$lib" \
       "$troot/usr/bin/$t" > "$bin/$t.new"
     chmod 755 "$bin/$t.new"
     mv "$bin/$t.new" "$bin/$t"
@@ -28,7 +30,7 @@ if [ "${1:-}" = --tools ]; then
   echo "$bin"
   exit 0
 fi
-root=$("$here/private-debs.sh" gpiod2 trixie amd64 libgpiod3 libgpiod-dev)
+root=$("$here/private-debs.sh" gpiod2 trixie "$arch" libgpiod3 libgpiod-dev)
 pc=$(dirname "$root")/pkgconfig
 if [ ! -f "$pc/libgpiod.pc" ] || [ "$pc/libgpiod.pc" -ot "$root" ]; then
   mkdir -p "$pc"

@@ -9,7 +9,7 @@
 #   private-debs.sh NAME SUITE ARCHS PKG[:ARCH]...
 #     NAME   directory under $STATION_DEPS (default /var/cache/station-deps)
 #     SUITE  bookworm | trixie (Debian's archive at $STATION_DEB_MIRROR, default deb.debian.org)
-#     ARCHS  comma-separated architectures apt may list (amd64,arm64,armhf)
+#     ARCHS  comma-separated architectures apt may list (the host's first: amd64,arm64)
 # Prints the unpacked root (NAME/root) on stdout, progress on stderr.
 # PRIVATE_DEBS_ONLY="./usr/bin/a ./usr/bin/b": unpack only these members (a big package).
 set -euo pipefail
@@ -38,7 +38,7 @@ opts=(-o "Dir::State=$base/apt/state" -o "Dir::State::status=/dev/null"
       -o "Dir::Cache=$base/apt/cache" -o "Dir::Etc::SourceList=$base/apt/sources.list"
       -o "Dir::Etc::SourceParts=/dev/null" -o "Dir::Etc::Preferences=/dev/null"
       -o "Dir::Etc::PreferencesParts=$base/apt/etc/preferences.d"
-      -o "APT::Architecture=amd64" -o "APT::Architectures=$archs"
+      -o "APT::Architecture=$(dpkg --print-architecture)" -o "APT::Architectures=$archs"
       -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1" -o "Acquire::Languages=none" -q)
 echo "private-debs: $name: apt-get update ($suite, $archs)" >&2
 apt-get "${opts[@]}" update >&2

@@ -99,7 +99,7 @@ if [ "${STATION_SKIP_GPIOD2:-0}" != 1 ]; then
     # LD_LIBRARY_PATH, as this host has no libgpiod3 package).
     if (cd build-gpiod2 && cpack -G DEB >/dev/null) &&
        dpkg-deb -f build-gpiod2/packages/station_*_amd64.deb Depends | grep -q 'libgpiod3'; then
-      LD_LIBRARY_PATH=$(dirname "$gpiod2_pc")/root/usr/lib/x86_64-linux-gnu \
+      LD_LIBRARY_PATH=$(dirname "$gpiod2_pc")/root/usr/lib/$(gcc -print-multiarch) \
         sh packaging/test-deb.sh build-gpiod2/packages/station_*_amd64.deb || status=1
     else
       echo "test: libgpiod 2 package FAILED (cpack, or no libgpiod3 in its Depends)"; status=1
