@@ -212,6 +212,11 @@ struct st_driver {
     const char *rung_name;
     const char *const *rung_steps;
     const st_cli_cmd *commands; /* terminated by { NULL } (NULL: none) */
+    /* Before any pin moves (st_job_load_images, after every image is loaded and validated):
+     * refuse images this driver knows cannot work on the job's units, with a message that
+     * says why (section is NULL when the job has none). NULL: nothing to check. */
+    int (*preflight)(const st_job *job, const void *section, st_image *const images[],
+                     st_err *err);
     /* Check an image one of its steps takes, before any unit is touched, instead of the
      * default rule (it fits the job target's flash and starts with a Cortex-M vector
      * table): an image for another chip on the board (a Bluetooth module's GBL file) has

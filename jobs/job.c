@@ -591,5 +591,19 @@ int st_job_load_images(const st_job *job, st_image *images[ST_JOB_MAX_IMAGES], s
             return rc;
         }
     }
+    for (size_t d = 0; job->drivers && job->drivers[d]; d++) {
+        const st_driver *drv = job->drivers[d];
+        if (!drv->preflight)
+            continue;
+        int rc = drv->preflight(job, job->sections[d], images, err);
+        if (rc) {
+            st_err_prefix(err, "%s", job->path);
+            for (size_t j = 0; j < job->nimages; j++) {
+                st_image_free(images[j]);
+                images[j] = NULL;
+            }
+            return rc;
+        }
+    }
     return 0;
 }

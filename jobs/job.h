@@ -99,7 +99,8 @@ int st_job_load(const char *path, const st_driver *const *drivers, st_job **out,
 void st_job_free(st_job *job);
 
 /* Load every image and validate it against the job before any pin moves: it fits the
- * target's flash, its vector table is plausible, and its SHA-256 is the pinned one.
+ * target's flash, its vector table is plausible and linked for its load address, its
+ * SHA-256 is the pinned one, and every driver's preflight accepts it.
  * images[i] receives the loaded image (free each with st_image_free). */
 int st_job_load_images(const st_job *job, st_image *images[ST_JOB_MAX_IMAGES], st_err *err);
 

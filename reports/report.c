@@ -309,6 +309,18 @@ void st_rmap_int(st_rnode *map, const char *key, long long v)
     set_scalar(map, key, ST_RINT, true, buf);
 }
 
+void st_rmap_num(st_rnode *map, const char *key, double v)
+{
+    char buf[40];
+    if (isnan(v))
+        snprintf(buf, sizeof(buf), ".nan");
+    else if (isinf(v))
+        snprintf(buf, sizeof(buf), "%s", v < 0 ? "-.inf" : ".inf");
+    else
+        snprintf(buf, sizeof(buf), "%.10g", v);
+    set_scalar(map, key, ST_RFLOAT, true, buf);
+}
+
 void st_rmap_uint(st_rnode *map, const char *key, unsigned long long v)
 {
     char buf[32];

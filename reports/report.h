@@ -70,6 +70,8 @@ void st_rmap_fmt(st_rnode *map, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void st_rmap_int(st_rnode *map, const char *key, long long v);
 void st_rmap_uint(st_rnode *map, const char *key, unsigned long long v);
+/* A real number, plain (10 significant digits; .nan / .inf / -.inf when not finite). */
+void st_rmap_num(st_rnode *map, const char *key, double v);
 void st_rmap_bool(st_rnode *map, const char *key, bool v);
 /* 0x-prefixed, 8 upper-case hex digits: "0x08000000" (an integer to YAML readers). */
 void st_rmap_hex32(st_rnode *map, const char *key, uint32_t v);

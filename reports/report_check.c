@@ -272,6 +272,17 @@ static const struct fspec step_f[] = {
     { "rung", W_SCALAR, false, NULL },
     { "error", W_STR, false, NULL },
 };
+static const char *const m_outcomes[] = { "pass", "marginal", "fail", NULL };
+static const struct fspec measure_f[] = {
+    { "name", W_NESTR, true, NULL },
+    { "value", W_NUM, true, NULL },
+    { "unit", W_STR, true, NULL },
+    { "low", W_NUM, false, NULL },
+    { "high", W_NUM, false, NULL },
+    { "marginal_low", W_NUM, false, NULL },
+    { "marginal_high", W_NUM, false, NULL },
+    { "outcome", W_ENUM, true, m_outcomes },
+};
 static const struct fspec attempt_f[] = {
     { "n", W_UINT, true, NULL },
     { "started", W_TIME, true, NULL },
@@ -305,6 +316,8 @@ static int chk_list(const st_rnode *map, const char *prefix, const char *key,
             return rc;
         if (f == step_f) {
             rc = chk_list(item, at, "attempt_log", attempt_f, NFIELDS(attempt_f), false, err);
+            if (rc == 0)
+                rc = chk_list(item, at, "measurements", measure_f, NFIELDS(measure_f), false, err);
             if (rc != 0)
                 return rc;
         }
@@ -454,6 +467,18 @@ int st_report_render(const st_rnode *doc, FILE *out, bool color)
                 pr(s, "name", "?", name, sizeof(name)), color ? outcome_color(oc) : "", oc,
                 color ? C_RESET : "", pr(s, "attempts", "-", att, sizeof(att)),
                 pr(s, "duration_ms", "-", ms, sizeof(ms)), pr(s, "bytes", "-", by, sizeof(by)));
+        const st_rnode *meas = st_rget(s, "measurements");
+        for (size_t k = 0; meas && k < st_rnode_len(meas); k++) {
+            const st_rnode *m = st_rnode_child(meas, k);
+            char mn[48], mv[32], mu[24], lo[32], hi[32], mo[16];
+            const char *moc = pr(m, "outcome", "?", mo, sizeof(mo));
+            fprintf(out, "     %-22s %14s %-8s [%s .. %s] %s%s%s\n",
+                    pr(m, "name", "?", mn, sizeof(mn)), pr(m, "value", "?", mv, sizeof(mv)),
+                    pr(m, "unit", "", mu, sizeof(mu)), pr(m, "low", "-", lo, sizeof(lo)),
+                    pr(m, "high", "-", hi, sizeof(hi)),
+                    color ? outcome_color(strcmp(moc, "marginal") == 0 ? "pass" : moc) : "",
+                    moc, color ? C_RESET : "");
+        }
         const char *e = pr(s, "error", NULL, a, sizeof(a));
         if (e)
             fprintf(out, "     error: %s\n", e);

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Builds the benchmarks (Release, -O2) and runs them one after the other, printing their
 # figures (and saving them to BUILD_DIR/bench-results.txt): bench_dfuse (DfuSe engine vs
-# the ROM DFU model), bench_katapult_can (Katapult over CAN, one and N units on one bus)
-# bench_station (the station binary end to end, CPU and memory per unit) and bench_bgapi
-# (BGAPI UART DFU engine vs the Bluetooth module model at 115200 baud). What each
-# number means: hil-tests/bench/README.md.
+# the ROM DFU model), bench_katapult_can (Katapult over CAN, one and N units on one bus),
+# bench_an3155 (USART ROM bootloader vs stm32flash on the same model), bench_klipper_can
+# (the Klipper host engine over CAN: identify and a sensor run), bench_station (the
+# station binary end to end, CPU and memory per unit) and bench_bgapi (BGAPI UART DFU
+# engine vs the Bluetooth module model at 115200 baud). What each number means:
+# hil-tests/bench/README.md.
 #
 #   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME]
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
-#     --only NAME      run one benchmark: dfuse, katapult_can, station or bgapi
+#     --only NAME      run one benchmark: dfuse, katapult_can, an3155, klipper_can, station or bgapi
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -22,7 +24,7 @@ while [ $# -gt 0 ]; do
     --check) check=--check ;;
     --build-dir) dir=$2; shift ;;
     --only) only=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -32,7 +34,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Release with -O2 (CMake's Release default is -O3): what a station build on a Pi uses.
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
-cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_station bench_bgapi station \
+cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_an3155 bench_klipper_can bench_station \
+  bench_bgapi station \
   >/dev/null
 
 results="$dir/bench-results.txt"
@@ -59,11 +62,15 @@ run() {
 if [ -n "$check" ]; then
   run dfuse protocols/dfuse/bench_dfuse --check
   run katapult_can hil-tests/bench/bench_katapult_can --check
+  run an3155 protocols/an3155/bench_an3155 --check
+  run klipper_can hil-tests/bench/bench_klipper_can --check
   run station hil-tests/bench/bench_station --check
   run bgapi protocols/bgapi/bench_bgapi --check
 else
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
+  run an3155 protocols/an3155/bench_an3155
+  run klipper_can hil-tests/bench/bench_klipper_can
   run station hil-tests/bench/bench_station
   run bgapi protocols/bgapi/bench_bgapi
 fi

@@ -11,6 +11,7 @@ pkgs=(
   libyaml-dev           # fixture/job parsing and report writing
   zlib1g-dev            # CRC-32 of DfuSe .dfu file suffixes
   libssl-dev            # SHA-1 / SHA-256 (OpenSSL libcrypto EVP)
+  libjson-c-dev         # Klipper data dictionaries (JSON from a unit or an image)
   libcmocka-dev         # unit tests
 )
 peers=(dfu-util stm32flash can-utils)

@@ -1,12 +1,16 @@
 /* Station context: backends per fixture; the virtual fixture's units and bus. */
 #include "station/context.h"
 
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fixtures/slot.h"
 #include "protocols/link/can_model.h"
+#include "protocols/link/pty_server.h"
 #include "protocols/link/serial_ports.h"
 #include "protocols/link/usb_model.h"
 #include "protocols/bgapi/bgapi_model.h"
@@ -23,6 +27,7 @@ typedef struct vslot {
     st_ctx *ctx;
     const st_fixture_slot *fs;
     st_vunit *unit;
+    st_pty_server *uart; /* the unit's UART on a pty (slots with serial), else NULL */
     /* The board's Bluetooth module on the slot's module UART (unit.module), with its own
      * flash. Driven by one run (thread) at a time, through the in-memory stream. */
     st_flash *mflash;
@@ -49,7 +54,59 @@ struct st_ctx {
     st_vusb_bus *vbus;
     vslot *vslots;
     size_t nvslots;
+    /* One thread serves the virtual units' UART ptys (the station opens them through its
+     * real termios backend, as it would a jig's UART). */
+    pthread_t uart_thread;
+    bool uart_running;
+    atomic_bool uart_stop;
 };
+
+#define MAX_UART_PTYS 64
+
+static void *serve_uarts(void *arg)
+{
+    st_ctx *c = arg;
+    while (!atomic_load(&c->uart_stop)) {
+        struct pollfd p[MAX_UART_PTYS];
+        st_pty_server *srv[MAX_UART_PTYS];
+        size_t n = 0;
+        int t = 50;
+        for (size_t i = 0; i < c->nvslots && n < MAX_UART_PTYS; i++) {
+            if (!c->vslots[i].uart)
+                continue;
+            srv[n] = c->vslots[i].uart;
+            st_pty_server_pollfd(srv[n], &p[n]);
+            int ti = st_pty_server_timeout_ms(srv[n]);
+            if (ti >= 0 && ti < t)
+                t = ti;
+            n++;
+        }
+        (void)poll(p, n, t);
+        for (size_t i = 0; i < n; i++)
+            (void)st_pty_server_step(srv[i], NULL);
+    }
+    return NULL;
+}
+
+/* A virtual slot whose serial.device is "pty" gets its unit's UART on a fresh pty, and the
+ * device becomes the pty's path. Any other device is left alone (a test may serve its own
+ * model there). */
+static int open_uart(st_ctx *c, vslot *v, st_fixture_slot *fs, const st_logger *log,
+                     st_err *err)
+{
+    st_stream_model *m = st_vunit_uart(v->unit);
+    if (!fs->serial.present || strcmp(fs->serial.device, "pty") != 0)
+        return 0;
+    if (!m)
+        return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: serial.device pty: the unit's MCU "
+                          "has no AN3155 bootloader model", c->fx->path, fs->id);
+    int rc = st_pty_server_new(m, log, &v->uart, err);
+    if (rc == 0)
+        st_strlcpy(fs->serial.device, st_pty_server_path(v->uart), sizeof fs->serial.device);
+    if (rc)
+        return st_err_prefix(err, "%s: slot %d: serial", c->fx->path, fs->id);
+    return 0;
+}
 
 static int vport_attach(void *ctx, st_usb_model *m, st_err *err)
 {
@@ -163,6 +220,8 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
             .faults = (const char *const *)fu->faults,
             .n_faults = fu->n_faults,
             .can_transport = fu->transport == ST_UNIT_TRANSPORT_CAN,
+            .boot_select_low = fu->boot_select_low,
+            .uart_on_pty = fs->serial.present && strcmp(fs->serial.device, "pty") == 0,
         };
         if (fu->can_uuid[0]) {
             st_can_uuid uuid;
@@ -223,6 +282,17 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
         if (rc)
             return st_err_prefix(err, "%s: slot %d: unit", c->fx->path, fs->id);
         c->nvslots++;
+        if ((rc = open_uart(c, v, &c->fx->slots[i], log, err)) < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < c->nvslots; i++) {
+        if (c->vslots[i].uart) {
+            atomic_init(&c->uart_stop, false);
+            if (pthread_create(&c->uart_thread, NULL, serve_uarts, c) != 0)
+                return st_err_set(err, ST_ERR_NOMEM, "cannot start the UART server");
+            c->uart_running = true;
+            break;
+        }
     }
     return st_gpio_virtual_set_observer(c->gpio, on_gpio, c);
 }
@@ -344,7 +414,12 @@ void st_ctx_close(st_ctx *c)
     if (!c)
         return;
     st_serial_host_free(c->serial);
+    if (c->uart_running) {
+        atomic_store(&c->uart_stop, true);
+        pthread_join(c->uart_thread, NULL);
+    }
     for (size_t i = 0; i < c->nvslots; i++) {
+        st_pty_server_free(c->vslots[i].uart);
         st_vunit_free(c->vslots[i].unit);
         st_bgapi_model_free(c->vslots[i].module);
         st_flash_free(c->vslots[i].mflash);

@@ -20,6 +20,7 @@
 #include "jobs/job.h"
 #include "protocols/link/serial_ports.h"
 #include "protocols/sim/synth.h"
+#include "reports/junit.h"
 #include "reports/report.h"
 #include "station/context.h"
 #include "station/core/clock.h"
@@ -68,6 +69,7 @@ static const st_cli_opt run_opts[] = {
     { "operator", "NAME", "operator name for the reports (default: $USER)" },
     { "uuid", "UUID", "units: discover: run only the unit with this CAN UUID (12 hex digits)" },
     { "iface", "NAME", "CAN interface (default: the slot's, else the fixture's first)" },
+    { "junit", "FILE", "also write JUnit XML for CI: a test suite per unit, a test case per step" },
     { NULL, NULL, NULL },
 };
 
@@ -436,6 +438,21 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         else
             inc++;
     }
+    const char *junit = opt_get(o, "junit");
+    if (junit) {
+        const char **paths = calloc(nruns ? nruns : 1, sizeof *paths);
+        size_t np = 0;
+        for (size_t i = 0; paths && i < nruns; i++)
+            if (!runs[i].rc && runs[i].res.report_path[0])
+                paths[np++] = runs[i].res.report_path;
+        if (!paths || st_junit_write(junit, job->name, paths, np, &e)) {
+            if (!paths)
+                st_err_set(&e, ST_ERR_NOMEM, "out of memory");
+            err_line("junit", &e);
+            err++;
+        }
+        free(paths);
+    }
     printf("station: %zu passed, %zu failed", pass, fail);
     if (inc)
         printf(", %zu incomplete", inc);
@@ -597,7 +614,12 @@ static int cmd_image_generate(const opts *o, char *const args[])
     }
     uint8_t *img = NULL;
     st_err e;
-    const st_mcu *mcu = st_mcu_find("stm32g431xx");
+    const char *mcu_name = opt_get(o, "mcu") ? opt_get(o, "mcu") : "stm32g431xx";
+    const st_mcu *mcu = st_mcu_find(mcu_name);
+    if (!mcu) {
+        fprintf(stderr, "station: --mcu %s: unknown MCU\n", mcu_name);
+        return EXIT_USAGE;
+    }
     size_t n = (size_t)size;
     if (st_synth_combined_seeded(mcu, n, (uint32_t)seed, &img, &e)) {
         err_line("image generate", &e);
@@ -653,6 +675,7 @@ static const st_cli_opt gen_opts[] = {
     { "size", "BYTES", "image size (default 35984)" },
     { "seed", "N", "application variant (default 0)" },
     { "app", NULL, "only the application (loads at the Katapult application start)" },
+    { "mcu", "NAME", "target MCU (default stm32g431xx)" },
     { NULL, NULL, NULL },
 };
 

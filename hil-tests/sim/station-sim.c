@@ -33,6 +33,9 @@
 #ifdef STATION_SIM_HAVE_KLIPPER_NODE
 #include "protocols/canadmin/klipper_node.h"
 #endif
+#ifdef STATION_SIM_HAVE_AN3155
+#include "protocols/an3155/an3155_model.h"
+#endif
 #ifdef STATION_SIM_HAVE_BGAPI
 #include "protocols/bgapi/bgapi_model.h"
 #endif
@@ -54,13 +57,17 @@ static const char usage[] =
     "Serve a device model on a real endpoint (root, in the rig VM or on a test host).\n"
     "\n"
     "Endpoints and models:\n"
-    "  usbip   --model loopback|dfu|unit|bgm  a USB device through vhci-hcd (modprobe\n"
-    "          vhci-hcd); bgm: the Bluetooth module behind a USB CDC-ACM bridge (1209:0003)\n"
+    "  usbip   --model loopback|dfu|unit|bgm|an3155  a USB device through vhci-hcd\n"
+    "          (modprobe vhci-hcd); bgm: the Bluetooth module behind a USB CDC-ACM\n"
+    "          bridge (1209:0003); an3155: a USB CDC-ACM serial adapter (0483:5740)\n"
+    "          wired to the ST USART ROM bootloader, which takes only 8E1\n"
     "  units   whole virtual units (same as usbip --model unit): each on its own vhci\n"
     "          port and gpio-sim lines; CAN units share one bus behind an slcan netdev\n"
     "  slcan   --model echo|katapult|klipper  a CAN bus behind a kernel slcan interface\n"
-    "  pty     --model echo|katapult|klipper|bgm  a serial port (pseudo-terminal); bgm is a\n"
-    "          Silicon Labs Bluetooth module (NCP) with the BGAPI UART DFU bootloader\n"
+    "  pty     --model echo|katapult|klipper|bgm|an3155  a serial port (pseudo-terminal);\n"
+    "          bgm is a Silicon Labs Bluetooth module (NCP) with the BGAPI UART DFU\n"
+    "          bootloader; an3155: the ST USART ROM bootloader (8N1 accepted: a pty\n"
+    "          drops parity), e.g. stm32flash -m 8n1 PATH; --fault takes its faults\n"
     "\n"
     "Options:\n"
     "  --model NAME         the device model (default: loopback / echo)\n"
@@ -78,13 +85,18 @@ static const char usage[] =
     "  --boot0-line N, --nrst-line N   line offsets in that chip (default 0 and 1)\n"
     "  --fault STR          unit model fault (vunit.h syntax), repeatable\n"
     "  --transport usb|can  unit model: its application and Katapult speak USB-CDC or CAN\n"
+    "  --uart PATH          unit model: serve the unit's UART (its ROM's AN3155 bootloader,\n"
+    "                       8N1 accepted: a pty drops parity) on a pty, symlinked at PATH\n"
+    "  --boot-select low|high  unit model: the BOOT0 level that selects the ROM (default\n"
+    "                       high; low = a board that inverts it, seed 002)\n"
     "  --bootloader gsdk3|gsdk4  bgm model: Gecko bootloader generation (up to GSDK 3.2:\n"
     "                       dfu_reset, bg_err codes; from GSDK 4.0: system_reset,\n"
     "                       sl_status codes; default gsdk4)\n"
     "  --baud N             bgm model: the module's UART rate (default 115200)\n"
     "  --empty              bgm model: no application, it comes up in DFU mode\n"
     "  --unit               start the next unit's options (port, gpio-sim, lines, flash,\n"
-    "                       dump, serial, uuid, transport, fault apply to the current unit)\n"
+    "                       dump, serial, uuid, transport, fault, uart, boot-select apply\n"
+    "                       to the current unit)\n"
     "  --ready-file PATH    write endpoint facts (port=, ifname=, path=) there when ready\n"
     "  --duration SEC       exit after SEC seconds (default: run until SIGTERM/SIGINT)\n"
     "  --once               dfu model: exit when the device leaves DFU\n"
@@ -101,7 +113,8 @@ static const char usage[] =
 
 /* One virtual unit's options (per --unit). */
 typedef struct unit_opts {
-    const char *flash_file, *dump, *serial, *gpio_dir;
+    const char *flash_file, *dump, *serial, *gpio_dir, *uart;
+    bool boot_select_low;
     uint32_t flash_addr;
     bool has_flash_addr;
     uint8_t uuid[6];
@@ -154,6 +167,7 @@ typedef struct unit_rt {
     bool plug_retrying;
     int gpio_fd[2];
     int gpio_val[2];
+    st_pty_server *uart; /* --uart: the unit's UART (its ROM's AN3155 bootloader) */
 #ifdef STATION_SIM_HAVE_VUNIT
     st_vunit *unit;
 #endif
@@ -195,6 +209,12 @@ typedef struct sim {
 #endif
 #ifdef STATION_SIM_HAVE_VUNIT
     st_klipper_app *app;
+#endif
+#ifdef STATION_SIM_HAVE_AN3155
+    st_an_model *an3155;
+#endif
+#if defined(STATION_SIM_HAVE_AN3155) && defined(STATION_SIM_HAVE_VUNIT)
+    st_cdc_acm *an3155_cdc;
 #endif
 #ifdef STATION_SIM_HAVE_BGAPI
     st_bgapi_model *bgm;
@@ -249,7 +269,8 @@ static void parse_args(int argc, char **argv, sim_opts *o)
 {
     enum { O_MODEL = 256, O_MCU, O_TIMING, O_FLASH, O_DUMP, O_SERIAL, O_UUID, O_PORT,
            O_IFNAME, O_LINK, O_GPIO, O_BOOT0, O_NRST, O_FAULT, O_READY, O_DURATION, O_ONCE,
-           O_VERSION, O_TRANSPORT, O_UNIT, O_BOOTLOADER, O_BAUD, O_EMPTY };
+           O_VERSION, O_TRANSPORT, O_UNIT, O_UART, O_BOOT_SELECT,
+           O_BOOTLOADER, O_BAUD, O_EMPTY };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, O_MODEL},
         {"mcu", required_argument, NULL, O_MCU},
@@ -270,6 +291,8 @@ static void parse_args(int argc, char **argv, sim_opts *o)
         {"once", no_argument, NULL, O_ONCE},
         {"transport", required_argument, NULL, O_TRANSPORT},
         {"unit", no_argument, NULL, O_UNIT},
+        {"uart", required_argument, NULL, O_UART},
+        {"boot-select", required_argument, NULL, O_BOOT_SELECT},
         {"bootloader", required_argument, NULL, O_BOOTLOADER},
         {"baud", required_argument, NULL, O_BAUD},
         {"empty", no_argument, NULL, O_EMPTY},
@@ -285,7 +308,7 @@ static void parse_args(int argc, char **argv, sim_opts *o)
         /* Per-unit options describe the current unit (the first one is implicit). */
         bool per_unit = c == O_FLASH || c == O_DUMP || c == O_SERIAL || c == O_UUID ||
                         c == O_PORT || c == O_GPIO || c == O_BOOT0 || c == O_NRST ||
-                        c == O_FAULT || c == O_TRANSPORT;
+                        c == O_FAULT || c == O_TRANSPORT || c == O_UART || c == O_BOOT_SELECT;
         if ((per_unit && o->nunits == 0) || c == O_UNIT) {
             if (o->nunits == MAX_UNITS)
                 die_usage("at most %d units", MAX_UNITS);
@@ -342,6 +365,12 @@ static void parse_args(int argc, char **argv, sim_opts *o)
             u->can = strcmp(optarg, "can") == 0;
             break;
         case O_UNIT: break;
+        case O_UART: u->uart = optarg; break;
+        case O_BOOT_SELECT:
+            if (strcmp(optarg, "low") && strcmp(optarg, "high"))
+                die_usage("--boot-select: '%s' is not low or high", optarg);
+            u->boot_select_low = strcmp(optarg, "low") == 0;
+            break;
         case O_BOOTLOADER:
             if (strcmp(optarg, "gsdk3") && strcmp(optarg, "gsdk4"))
                 die_usage("--bootloader: '%s' is not gsdk3 or gsdk4", optarg);
@@ -713,7 +742,9 @@ static int setup_units(sim *s)
                              .holds = u->holds, .holds_len = u->holds_len,
                              .holds_addr = u->o->has_flash_addr ? u->o->flash_addr
                                                                 : s->mcu->flash_start,
-                             .faults = u->o->faults, .n_faults = u->o->nfaults};
+                             .faults = u->o->faults, .n_faults = u->o->nfaults,
+                             .boot_select_low = u->o->boot_select_low,
+                             .uart_on_pty = u->o->uart != NULL};
         memcpy(c.can_uuid, u->o->uuid, 6);
         st_vunit_usb_port port = {unit_port_attach, unit_port_detach, u};
         st_vunit_can_port can = {unit_can_attach, unit_can_detach, u};
@@ -723,6 +754,20 @@ static int setup_units(sim *s)
         }
         if (u->o->gpio_dir && unit_gpio_open(u) < 0)
             return -1;
+        if (u->o->uart) {
+            st_stream_model *m = st_vunit_uart(u->unit);
+            if (!m) {
+                fprintf(stderr, "station-sim: unit %zu: --uart: MCU '%s' has no AN3155 model\n",
+                        i + 1, s->o.mcu);
+                return -1;
+            }
+            if (st_pty_server_new(m, &s->log, &u->uart, &e) < 0 ||
+                st_pty_server_symlink(u->uart, u->o->uart, &e) < 0) {
+                fprintf(stderr, "station-sim: unit %zu: --uart %s: %s\n", i + 1, u->o->uart,
+                        e.msg);
+                return -1;
+            }
+        }
         ST_LOGI(&s->log, "sim", "unit %zu: %s, %s, vhci port %d, state %s", i + 1,
                 u->o->can ? "CAN" : "USB", u->o->flash_file ? u->o->flash_file : "erased",
                 u->o->port, st_vunit_state(u->unit));
@@ -732,7 +777,7 @@ static int setup_units(sim *s)
             return -1;
     if (any_can && slcan_open(s) < 0)
         return -1;
-    char n[16];
+    char n[24];
     snprintf(n, sizeof(n), "%zu", s->nunits);
     ready(s, "units", n, any_can ? st_slcan_server_ifname(s->slcan) : "usb");
     return 0;
@@ -745,6 +790,7 @@ static void units_free(sim *s)
         if (u->unit)
             dump_flash(s, u->o->dump, st_vunit_flash(u->unit));
         /* The vunit detaches its faces (CAN from the bus) while both still exist. */
+        st_pty_server_free(u->uart);
         st_vunit_free(u->unit);
         st_usbip_server_free(u->usbip);
         for (int k = 0; k < 2; k++)
@@ -756,6 +802,10 @@ static void units_free(sim *s)
     }
     s->nunits = 0;
 }
+#endif
+
+#if defined(STATION_SIM_HAVE_AN3155)
+static void pty_an3155_exit(void *ctx, st_an_model *m, uint32_t addr, bool rom);
 #endif
 
 static int setup_usbip(sim *s)
@@ -783,6 +833,28 @@ static int setup_usbip(sim *s)
             return -1;
         }
         return port_attach(s, st_dfu_model_usb(s->dfu), NULL);
+    }
+#endif
+#if defined(STATION_SIM_HAVE_AN3155) && defined(STATION_SIM_HAVE_VUNIT)
+    if (strcmp(m, "an3155") == 0) {
+        if (setup_flash(s) < 0)
+            return -1;
+        /* Behind a real adapter the ROM sees the framing the host set: strict 8E1. */
+        st_an_model_cfg c = {.on_exit = pty_an3155_exit, .ctx = s};
+        s->an3155 = st_an_model_new(s->flash, &c);
+        if (!s->an3155) {
+            fprintf(stderr, "station-sim: an3155: MCU '%s' has no AN3155 device-table row\n",
+                    s->o.mcu);
+            return -1;
+        }
+        for (size_t i = 0; i < s->o.nfaults; i++)
+            if (!st_an_model_fault(s->an3155, s->o.faults[i]))
+                die_usage("an3155: unknown fault '%s'", s->o.faults[i]);
+        st_an_model_reset(s->an3155, true, st_now_us());
+        st_cdc_identity id = {0x0483, 0x5740, 0x0200, "STMicroelectronics",
+                              "USB-UART to the AN3155 ROM", s->o.serial ? s->o.serial : "AN3155RIG"};
+        s->an3155_cdc = st_cdc_acm_new(&id, st_an_model_stream(s->an3155));
+        return s->an3155_cdc ? port_attach(s, st_cdc_acm_usb(s->an3155_cdc), NULL) : -1;
     }
 #endif
 #if defined(STATION_SIM_HAVE_BGAPI) && defined(STATION_SIM_HAVE_VUNIT)
@@ -968,6 +1040,19 @@ static void pty_katapult_reset(void *ctx, st_katapult_model *m)
 }
 #endif
 
+#if defined(STATION_SIM_HAVE_AN3155)
+static void pty_an3155_exit(void *ctx, st_an_model *m, uint32_t addr, bool rom)
+{
+    sim *s = ctx;
+    (void)m;
+    if (rom)
+        ST_LOGI(&s->log, "sim", "an3155: the ROM resets (unprotect): sync again");
+    else
+        ST_LOGI(&s->log, "sim", "an3155: go 0x%08x: the application runs; the port stays "
+                "silent until station-sim restarts", addr);
+}
+#endif
+
 static int setup_pty(sim *s)
 {
     st_err e = {0};
@@ -992,6 +1077,24 @@ static int setup_pty(sim *s)
             return -1;
         s->app = st_klipper_app_new(pty_app_wants_bootloader, s);
         model = s->app ? st_klipper_app_stream(s->app) : NULL;
+    }
+#endif
+#if defined(STATION_SIM_HAVE_AN3155)
+    else if (strcmp(m, "an3155") == 0) {
+        if (setup_flash(s) < 0)
+            return -1;
+        st_an_model_cfg c = {.accept_8n1 = true, .on_exit = pty_an3155_exit, .ctx = s};
+        s->an3155 = st_an_model_new(s->flash, &c);
+        if (!s->an3155) {
+            fprintf(stderr, "station-sim: an3155: MCU '%s' has no AN3155 device-table row\n",
+                    s->o.mcu);
+            return -1;
+        }
+        for (size_t i = 0; i < s->o.nfaults; i++)
+            if (!st_an_model_fault(s->an3155, s->o.faults[i]))
+                die_usage("an3155: unknown fault '%s'", s->o.faults[i]);
+        st_an_model_reset(s->an3155, true, st_now_us());
+        model = st_an_model_stream(s->an3155);
     }
 #endif
 #if defined(STATION_SIM_HAVE_BGAPI)
@@ -1030,7 +1133,7 @@ static int run(sim *s, int sfd)
     for (;;) {
         /* fds: the signal fd, one per unit's USB/IP server (or the single usbip server),
          * the slcan server, the pty server. */
-        struct pollfd p[MAX_UNITS + 4];
+        struct pollfd p[2 * MAX_UNITS + 4];
         size_t np = 0;
         p[np++] = (struct pollfd){.fd = sfd, .events = POLLIN};
         int t = -1;
@@ -1041,6 +1144,10 @@ static int run(sim *s, int sfd)
                 return 1;
             st_usbip_server_pollfd(u->usbip, &p[np++]);
             t = min_timeout(t, st_usbip_server_timeout_ms(u->usbip));
+            if (u->uart) {
+                st_pty_server_pollfd(u->uart, &p[np++]);
+                t = min_timeout(t, st_pty_server_timeout_ms(u->uart));
+            }
             /* gpio-sim values have no poll event; the clock thread may replug the unit. */
             t = min_timeout(t, GPIO_POLL_MS);
         }
@@ -1089,6 +1196,11 @@ static int run(sim *s, int sfd)
                     fprintf(stderr, "station-sim: unit %zu: %s\n", i + 1, e.msg);
             }
             unit_gpio_poll(u);
+            if (u->uart) {
+                e = (st_err){0};
+                if (st_pty_server_step(u->uart, &e) < 0)
+                    fprintf(stderr, "station-sim: unit %zu: uart: %s\n", i + 1, e.msg);
+            }
         }
 #endif
         if (s->usbip) {
@@ -1151,6 +1263,12 @@ static void teardown(sim *s)
 #endif
 #ifdef STATION_SIM_HAVE_DFU
     st_dfu_model_free(s->dfu);
+#endif
+#if defined(STATION_SIM_HAVE_AN3155) && defined(STATION_SIM_HAVE_VUNIT)
+    st_cdc_acm_free(s->an3155_cdc);
+#endif
+#ifdef STATION_SIM_HAVE_AN3155
+    st_an_model_free(s->an3155);
 #endif
     st_vcan_bus_free(s->bus);
     st_toy_usb_free(s->toy_usb);

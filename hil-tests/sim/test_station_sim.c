@@ -113,7 +113,7 @@ static int wait_exit(pid_t pid)
 static void test_usage_errors(void **state)
 {
     (void)state;
-    const char *const cases[][4] = {
+    const char *const cases[][6] = {
         {"station-sim", NULL},
         {"station-sim", "bogus", NULL},
         {"station-sim", "pty", "--model", "nonesuch"},
@@ -121,10 +121,12 @@ static void test_usage_errors(void **state)
         {"station-sim", "units", "--transport", "serial"},
         {"station-sim", "units", "--model", "dfu"},
         {"station-sim", "pty", "--unit", "--unit"}, /* several units: the unit model only */
+        {"station-sim", "units", "--boot-select", "sideways"},
+        {"station-sim", "pty", "--model", "an3155", "--fault", "bogus:1"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *args[6] = {0};
-        for (int k = 0; k < 4 && cases[i][k]; k++)
+        const char *args[7] = {0};
+        for (int k = 0; k < 6 && cases[i][k]; k++)
             args[k] = cases[i][k];
         int fd;
         pid_t pid;

@@ -180,7 +180,7 @@ static void toy_stream_line(st_stream_model *m, const st_stream_line *l, int dtr
 }
 
 static const st_stream_model_ops toy_stream_ops = {toy_stream_rx, toy_stream_tx,
-                                                   toy_stream_next, toy_stream_line};
+                                                   toy_stream_next, toy_stream_line, NULL};
 
 void st_toy_stream_init(st_toy_stream *s)
 {

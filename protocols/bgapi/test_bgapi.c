@@ -597,7 +597,7 @@ static uint64_t sc_next(st_stream_model *m)
     return ((scripted *)m)->out_len ? 0 : UINT64_MAX;
 }
 
-static const st_stream_model_ops sc_ops = {sc_rx, sc_tx, sc_next, NULL};
+static const st_stream_model_ops sc_ops = {sc_rx, sc_tx, sc_next, NULL, NULL};
 
 static int scripted_run(scripted *d, st_err *err, const st_bgapi_result **res, st_bgapi **out,
                         st_stream **sout)

@@ -733,7 +733,7 @@ static uint64_t script_next(st_stream_model *b)
     return s->out_len > s->out_pos ? 0 : UINT64_MAX;
 }
 
-static const st_stream_model_ops script_ops = {script_rx, script_tx, script_next, NULL};
+static const st_stream_model_ops script_ops = {script_rx, script_tx, script_next, NULL, NULL};
 
 /* A well-behaved device for CONNECT (64-byte blocks) that the tests then bend. */
 static void connect_answer(script *s, uint8_t cmd, size_t strings)

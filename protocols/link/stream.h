@@ -11,7 +11,7 @@
 
 typedef struct st_stream st_stream;
 
-/* Line settings; parity 'N', 'E' or 'O'. */
+/* Line settings; parity 'N', 'E' or 'O'; data bits 5..8; stop bits 1 or 2. */
 typedef struct st_stream_line {
     uint32_t baud;
     uint8_t data_bits;
@@ -34,6 +34,9 @@ typedef struct st_stream_ops {
     /* Discard pending input. */
     int (*flush_input)(st_stream *s, st_err *err);
     void (*close)(st_stream *s);
+    /* Send a BREAK (line held at space for at least ms milliseconds; a UART rounds it to
+     * what it can do). May be NULL: the link has no BREAK (ST_ERR_UNSUPPORTED). */
+    int (*send_break)(st_stream *s, unsigned ms, st_err *err);
 } st_stream_ops;
 
 struct st_stream {
@@ -49,9 +52,18 @@ int st_stream_read_exact(st_stream *s, uint8_t *buf, size_t n, unsigned timeout_
 int st_stream_set_line(st_stream *s, const st_stream_line *line, st_err *err);
 int st_stream_set_modem(st_stream *s, int dtr, int rts, st_err *err);
 int st_stream_flush_input(st_stream *s, st_err *err);
+int st_stream_send_break(st_stream *s, unsigned ms, st_err *err);
 void st_stream_close(st_stream *s);
 
-/* termios backend (stream_tty.c). */
+/* Parse a framing such as "8e1", "8N1", "7o2" (stm32flash's -m) into line (baud kept).
+ * 0, or ST_ERR_INVAL naming the bad character. */
+int st_stream_parse_framing(const char *s, st_stream_line *line, st_err *err);
+/* "115200 8E1" into buf (cap >= 24); returns buf. */
+const char *st_stream_line_str(const st_stream_line *line, char *buf, size_t cap);
+
+/* termios backend (stream_tty.c). Standard rates through Bxxx, any other rate through
+ * termios2/BOTHER; line settings are read back and a device that silently dropped one
+ * (a pty drops PARENB) is refused with ST_ERR_UNSUPPORTED. */
 int st_stream_tty_open(const char *path, const st_stream_line *line, st_stream **out,
                        st_err *err);
 
@@ -68,6 +80,8 @@ typedef struct st_stream_model_ops {
     uint64_t (*next_event_us)(st_stream_model *m);
     /* Host changed line settings / modem lines (may be NULL). */
     void (*line)(st_stream_model *m, const st_stream_line *line, int dtr, int rts);
+    /* Host sent a BREAK (may be NULL). */
+    void (*brk)(st_stream_model *m, uint64_t now_us);
 } st_stream_model_ops;
 
 struct st_stream_model {

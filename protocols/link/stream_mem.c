@@ -91,6 +91,16 @@ static int mem_flush_input(st_stream *s, st_err *err)
     return 0;
 }
 
+static int mem_send_break(st_stream *s, unsigned hold_ms, st_err *err)
+{
+    mem_stream *m = ms(s);
+    (void)hold_ms;
+    (void)err;
+    if (m->m->ops->brk)
+        m->m->ops->brk(m->m, st_now_us());
+    return 0;
+}
+
 static void mem_close(st_stream *s)
 {
     free(s);
@@ -103,6 +113,7 @@ static const st_stream_ops mem_ops = {
     .set_modem = mem_set_modem,
     .flush_input = mem_flush_input,
     .close = mem_close,
+    .send_break = mem_send_break,
 };
 
 int st_stream_mem_open(st_stream_model *model, const char *name, st_stream **out, st_err *err)

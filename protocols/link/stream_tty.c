@@ -1,6 +1,7 @@
 /* termios byte-stream backend (st_stream_tty_open, stream.h): raw mode, VMIN/VTIME 0 and
- * poll() deadlines, any baud (termios2/BOTHER for rates like Katapult's 250000), 8N1/8E1,
- * DTR/RTS, and an honest error when the device cannot keep parity (a pty, reference 4.3a). */
+ * poll() deadlines, any baud (termios2/BOTHER for rates like Katapult's 250000),
+ * 5-8 data bits, N/E/O parity, 1-2 stop bits, DTR/RTS, BREAK, and an honest error when
+ * the device cannot keep parity (a pty, reference 4.3a). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -115,7 +116,16 @@ static int tty_read(st_stream *s, uint8_t *buf, size_t cap, unsigned timeout_ms,
 static speed_t std_speed(uint32_t baud)
 {
     switch (baud) {
+    case 50: return B50;
+    case 75: return B75;
+    case 110: return B110;
+    case 134: return B134;
+    case 150: return B150;
+    case 200: return B200;
+    case 300: return B300;
+    case 600: return B600;
     case 1200: return B1200;
+    case 1800: return B1800;
     case 2400: return B2400;
     case 4800: return B4800;
     case 9600: return B9600;
@@ -130,7 +140,12 @@ static speed_t std_speed(uint32_t baud)
     case 921600: return B921600;
     case 1000000: return B1000000;
     case 1500000: return B1500000;
+    case 1152000: return B1152000;
     case 2000000: return B2000000;
+    case 2500000: return B2500000;
+    case 3000000: return B3000000;
+    case 3500000: return B3500000;
+    case 4000000: return B4000000;
     default: return B0;
     }
 }
@@ -239,6 +254,28 @@ static int tty_flush_input(st_stream *s, st_err *err)
     return 0;
 }
 
+static int tty_send_break(st_stream *s, unsigned ms, st_err *err)
+{
+    /* TIOCSBRK/TIOCCBRK hold the break for the time asked; tcsendbreak(0) is 0.25-0.5 s
+     * whatever the driver. The hold is a bounded wait on the wire, like a write. */
+    if (ioctl(fd_of(s), TIOCSBRK) < 0) {
+        int e = errno;
+        if (e == ENOTTY || e == EINVAL) {
+            if (tcsendbreak(fd_of(s), 0) == 0)
+                return 0;
+            e = errno;
+        }
+        return st_err_set(err, e == ENOTTY || e == EINVAL ? ST_ERR_UNSUPPORTED
+                                                          : st_err_from_errno(e),
+                          "%s: cannot send BREAK: %s", s->name, strerror(e));
+    }
+    st_sleep_until(st_deadline_in_ms(ms ? ms : 1));
+    if (ioctl(fd_of(s), TIOCCBRK) < 0)
+        return st_err_set(err, st_err_from_errno(errno), "%s: cannot end BREAK: %s", s->name,
+                          strerror(errno));
+    return 0;
+}
+
 static void tty_close(st_stream *s)
 {
     if (!s)
@@ -254,6 +291,7 @@ static const st_stream_ops tty_ops = {
     .set_modem = tty_set_modem,
     .flush_input = tty_flush_input,
     .close = tty_close,
+    .send_break = tty_send_break,
 };
 
 int st_stream_tty_open(const char *path, const st_stream_line *line, st_stream **out,

@@ -44,7 +44,7 @@ static uint64_t em_next(st_stream_model *m)
     return ((echo_model *)m)->count ? 0 : UINT64_MAX;
 }
 
-static const st_stream_model_ops em_ops = { em_rx, em_tx, em_next, NULL };
+static const st_stream_model_ops em_ops = { em_rx, em_tx, em_next, NULL, NULL };
 
 typedef struct fx {
     st_vcan_bus *bus;

@@ -65,7 +65,7 @@ static void um_line(st_stream_model *m, const st_stream_line *l, int dtr, int rt
     u->last_dtr = dtr;
 }
 
-static const st_stream_model_ops um_ops = {um_rx, um_tx, um_next, um_line};
+static const st_stream_model_ops um_ops = {um_rx, um_tx, um_next, um_line, NULL};
 
 static int open_client(const char *path, speed_t sp)
 {

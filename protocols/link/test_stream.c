@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "protocols/link/stream.h"
@@ -24,7 +25,7 @@ typedef struct echo_model {
     size_t len;
     uint64_t ready_at;
     st_stream_line line;
-    int have_line, dtr, rts, line_calls;
+    int have_line, dtr, rts, line_calls, breaks;
 } echo_model;
 
 static void echo_rx(st_stream_model *b, const uint8_t *buf, size_t n, uint64_t now)
@@ -65,7 +66,14 @@ static void echo_line(st_stream_model *b, const st_stream_line *line, int dtr, i
     m->rts = rts;
 }
 
-static const st_stream_model_ops echo_ops = {echo_rx, echo_tx, echo_next, echo_line};
+static void echo_brk(st_stream_model *b, uint64_t now)
+{
+    echo_model *m = (echo_model *)b;
+    (void)now;
+    m->breaks++;
+}
+
+static const st_stream_model_ops echo_ops = {echo_rx, echo_tx, echo_next, echo_line, echo_brk};
 
 static void test_mem_delayed_answer(void **state)
 {
@@ -254,6 +262,72 @@ static void test_tty_hangup(void **state)
     st_stream_close(s);
 }
 
+static void test_framing_parse(void **state)
+{
+    st_stream_line l = {57600, 8, 'N', 1, 0};
+    st_err err;
+    char buf[32];
+    assert_int_equal(st_stream_parse_framing("8e1", &l, &err), 0);
+    assert_string_equal(st_stream_line_str(&l, buf, sizeof buf), "57600 8E1");
+    assert_int_equal(st_stream_parse_framing("7O2", &l, &err), 0);
+    assert_string_equal(st_stream_line_str(&l, buf, sizeof buf), "57600 7O2");
+    assert_int_equal(st_stream_parse_framing("8x1", &l, &err), ST_ERR_INVAL);
+    assert_non_null(strstr(err.msg, "parity 'x'"));
+    assert_int_equal(st_stream_parse_framing("9n1", &l, &err), ST_ERR_INVAL);
+    assert_int_equal(st_stream_parse_framing("8n3", &l, &err), ST_ERR_INVAL);
+    assert_int_equal(st_stream_parse_framing("8n", &l, &err), ST_ERR_INVAL);
+    assert_int_equal(st_stream_parse_framing(NULL, &l, &err), ST_ERR_INVAL);
+}
+
+static void test_mem_break(void **state)
+{
+    echo_model m = {.base.ops = &echo_ops};
+    st_stream *s;
+    st_err err;
+    assert_int_equal(st_stream_mem_open(&m.base, "mem:echo", &s, &err), 0);
+    assert_int_equal(st_stream_send_break(s, 10, &err), 0);
+    assert_int_equal(m.breaks, 1);
+    st_stream_close(s);
+}
+
+/* Every standard rate and a non-standard one take effect (read back through a second fd),
+ * BREAK works or says why, and a framing the pty cannot keep (7 data bits) is refused. */
+static void test_tty_rates_break_framing(void **state)
+{
+    char path[128];
+    int master = open_pty(path, sizeof path);
+    st_stream *s;
+    st_err err;
+    st_stream_line l = {1800, 8, 'N', 1, 0};
+    assert_int_equal(st_stream_tty_open(path, &l, &s, &err), 0);
+    static const uint32_t rates[] = {50, 300, 1800, 9600, 57600, 115200, 921600, 1152000,
+                                     4000000};
+    int fd = open(path, O_RDWR | O_NOCTTY);
+    assert_true(fd >= 0);
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        l.baud = rates[i];
+        int rc = st_stream_set_line(s, &l, &err);
+        if (rc)
+            fail_msg("baud %u: %s", rates[i], err.msg);
+        struct termios t;
+        assert_int_equal(tcgetattr(fd, &t), 0);
+        assert_int_not_equal(cfgetospeed(&t), B0);
+    }
+    l.baud = 250000; /* BOTHER */
+    assert_int_equal(st_stream_set_line(s, &l, &err), 0);
+    int rc = st_stream_send_break(s, 5, &err);
+    if (rc)
+        assert_int_equal(rc, ST_ERR_UNSUPPORTED);
+    l.data_bits = 7;
+    rc = st_stream_set_line(s, &l, &err);
+    if (rc != ST_ERR_UNSUPPORTED)
+        fail_msg("7 data bits on a pty: %d %s", rc, err.msg);
+    assert_non_null(strstr(err.msg, "7 data bits"));
+    close(fd);
+    st_stream_close(s);
+    close(master);
+}
+
 static void test_tty_open_errors(void **state)
 {
     st_stream *s;
@@ -277,6 +351,9 @@ int main(void)
         cmocka_unit_test(test_tty_modem_and_flush),
         cmocka_unit_test(test_tty_hangup),
         cmocka_unit_test(test_tty_open_errors),
+        cmocka_unit_test(test_framing_parse),
+        cmocka_unit_test(test_mem_break),
+        cmocka_unit_test(test_tty_rates_break_framing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

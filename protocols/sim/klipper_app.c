@@ -16,6 +16,7 @@ struct st_klipper_app {
     bool fired;
     char window[sizeof request - 1];
     size_t have;
+    st_stream_model *proto;
 };
 
 static void fire(st_klipper_app *a)
@@ -39,16 +40,20 @@ static void app_rx(st_stream_model *m, const uint8_t *buf, size_t n, uint64_t no
         if (a->have == len && memcmp(a->window, request, len) == 0)
             fire(a);
     }
+    if (a->proto && !a->fired)
+        a->proto->ops->rx(a->proto, buf, n, now_us);
 }
 
 static size_t app_tx(st_stream_model *m, uint8_t *buf, size_t cap, uint64_t now_us)
 {
-    return 0;
+    st_klipper_app *a = (st_klipper_app *)m;
+    return a->proto && !a->fired ? a->proto->ops->tx(a->proto, buf, cap, now_us) : 0;
 }
 
 static uint64_t app_next(st_stream_model *m)
 {
-    return UINT64_MAX;
+    st_klipper_app *a = (st_klipper_app *)m;
+    return a->proto && !a->fired ? a->proto->ops->next_event_us(a->proto) : UINT64_MAX;
 }
 
 static void app_line(st_stream_model *m, const st_stream_line *line, int dtr, int rts)
@@ -80,6 +85,11 @@ void st_klipper_app_free(st_klipper_app *a)
 st_stream_model *st_klipper_app_stream(st_klipper_app *a)
 {
     return &a->m;
+}
+
+void st_klipper_app_set_protocol(st_klipper_app *a, st_stream_model *protocol)
+{
+    a->proto = protocol;
 }
 
 void st_klipper_app_reset(st_klipper_app *a)

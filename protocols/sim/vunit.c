@@ -2,16 +2,21 @@
 #include "protocols/sim/vunit.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocols/an3155/an3155_model.h"
 #include "protocols/canadmin/klipper_node.h"
 #include "protocols/dfuse/dfu_model.h"
 #include "protocols/katapult/katapult_model.h"
+#include "protocols/klipper/klipper_model.h"
 #include "protocols/sim/cdc_acm.h"
 #include "protocols/sim/klipper_app.h"
 #include "station/core/clock.h"
+#include "station/core/digest.h"
+#include "station/core/image.h"
 #include "station/core/text.h"
 #include "station/core/yamldoc.h"
 
@@ -29,6 +34,7 @@ struct st_vunit {
     st_vunit_usb_port port;
     st_vunit_can_port can;
     bool can_transport;
+    bool kat_on_can;              /* the Katapult build in flash speaks CAN */
     st_dfu_model *dfu;
     st_klipper_app *app;
     st_cdc_acm *app_usb;
@@ -37,6 +43,7 @@ struct st_vunit {
     st_can_stream_node *kat_can;  /* Katapult on the CAN bus */
     st_klipper_node *app_can;     /* the Klipper application on the CAN bus */
     char serial[32];
+    uint8_t can_uuid[6];
     int boot0, nrst, power;
     mode mode;
     bool attached;
@@ -46,6 +53,17 @@ struct st_vunit {
     bool start_error;        /* the ROM enumerates in dfuERROR (fault) */
     unsigned boots;
     st_dfu_model_faults dfu_faults;
+    st_an_model *uart_rom;        /* the ROM's AN3155 face on the UART (may be NULL) */
+    st_stream_model uart;         /* the UART as the host's stream sees it */
+    bool boot_select_low;
+    bool uart_go_pending, uart_go_rom, uart_keep;
+    uint32_t uart_go_addr;
+    /* The Klipper protocol of the application the flash holds (design.md 5: the face comes
+     * from the image). app_z is the dictionary found at the last application boot. */
+    st_klp_model *klp;
+    uint8_t *klp_z, *app_z;
+    size_t klp_z_len, app_z_len;
+    st_klp_model_faults klp_faults;
     pthread_t clock;              /* the unit's own clock: lets models' timers fire */
     bool clock_running, stopping;
 };
@@ -60,7 +78,7 @@ static void *unit_clock(void *arg)
         st_sleep_us(CLOCK_TICK_US);
         pthread_mutex_lock(&u->lock);
         bool stop = u->stopping;
-        bool kat_usb = u->mode == M_KATAPULT && !u->can_transport;
+        bool kat_usb = u->mode == M_KATAPULT && !u->kat_on_can;
         pthread_mutex_unlock(&u->lock);
         if (stop)
             return NULL;
@@ -74,6 +92,21 @@ static uint32_t rd32(st_flash *f, uint32_t addr, bool *ok)
     uint8_t b[4];
     *ok = st_flash_read(f, addr, b, 4) == ST_FLASH_OK;
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* Flash from addr to the end of main flash (malloc'd), for reading what an image holds. */
+static uint8_t *flash_from(st_vunit *u, uint32_t addr, size_t *len)
+{
+    uint32_t end = u->mcu->flash_start + u->mcu->flash_size;
+    if (addr >= end)
+        return NULL;
+    *len = end - addr;
+    uint8_t *b = malloc(*len);
+    if (b && st_flash_read(u->flash, addr, b, *len) != ST_FLASH_OK) {
+        free(b);
+        b = NULL;
+    }
+    return b;
 }
 
 static bool code_at(st_vunit *u, uint32_t addr, uint32_t *reset)
@@ -92,8 +125,118 @@ static bool code_at(st_vunit *u, uint32_t addr, uint32_t *reset)
     bool ok3;
     if (rd32(u->flash, entry, &ok3) == 0xFFFFFFFFu || !ok3)
         return false;
+    /* Code linked for another address jumps into the wrong place at its first absolute
+     * branch: an application linked behind a bootloader but written at the start of flash
+     * never runs (the vector table tells where it is linked). */
+    if (entry < addr)
+        return false; /* its reset handler lies below its own vector table */
+    size_t n;
+    uint8_t *head = flash_from(u, addr, &n);
+    if (!head)
+        return false;
+    st_image_facts f;
+    st_image_facts_of(head, n, u->mcu, &f);
+    free(head);
+    if (f.link_known && f.link_addr != addr)
+        return false;
     *reset = entry;
     return true;
+}
+
+/* The transport a Katapult build speaks: USB when it carries a USB device descriptor; else
+ * CAN when it is a real build (it names its MCU, as Katapult reports it, or the flash holds
+ * a Klipper dictionary). The station's synthetic images carry neither and keep the face
+ * their fixture names. UART builds of Katapult are not modelled. */
+static bool katapult_on_can(st_vunit *u)
+{
+    size_t n;
+    uint8_t *b = flash_from(u, u->mcu->flash_start, &n);
+    if (!b)
+        return u->can_transport;
+    st_image_facts f;
+    size_t kn = u->mcu->katapult_app_offset < n ? u->mcu->katapult_app_offset : n;
+    st_image_facts_of(b, kn, u->mcu, &f);
+    bool can = u->can_transport;
+    if (f.usb_device) {
+        can = false;
+    } else if (memmem(b, kn, u->mcu->name, strlen(u->mcu->name))) {
+        can = true;
+    } else {
+        size_t off, zl;
+        st_klp_dict *d = NULL;
+        if (st_klp_image_dict(b, n, &off, &zl, &d, NULL) == 0)
+            can = true;
+        st_klp_dict_free(d);
+    }
+    free(b);
+    return can;
+}
+
+/* Look for the application's dictionary; remember it for present(). Returns the transport
+ * it names (ST_KLP_TRANSPORT_UNKNOWN when there is none). */
+static st_klp_transport app_dictionary(st_vunit *u, uint32_t addr)
+{
+    free(u->app_z);
+    u->app_z = NULL;
+    u->app_z_len = 0;
+    size_t n;
+    uint8_t *b = flash_from(u, addr, &n);
+    if (!b)
+        return ST_KLP_TRANSPORT_UNKNOWN;
+    size_t off, zl;
+    st_klp_dict *d = NULL;
+    st_klp_transport t = ST_KLP_TRANSPORT_UNKNOWN;
+    if (st_klp_image_dict(b, n, &off, &zl, &d, NULL) == 0) {
+        t = st_klp_dict_transport(d, NULL);
+        u->app_z = malloc(zl);
+        if (u->app_z) {
+            memcpy(u->app_z, b + off, zl);
+            u->app_z_len = zl;
+        }
+        st_klp_dict_free(d);
+    }
+    free(b);
+    return t;
+}
+
+static int klp_nodeid(void *ctx)
+{
+    st_vunit *u = ctx;
+    return st_klipper_node_nodeid(u->app_can);
+}
+
+/* The application's protocol model for what app_dictionary found: a new model when the
+ * flash holds another build, else a reboot of the one there. Called with the faces
+ * detached. */
+static void app_protocol(st_vunit *u)
+{
+    if (!u->app_z) {
+        st_klipper_app_set_protocol(u->app, NULL);
+        return;
+    }
+    if (u->klp && u->klp_z_len == u->app_z_len && memcmp(u->klp_z, u->app_z, u->app_z_len) == 0) {
+        st_klp_model_set_faults(u->klp, &u->klp_faults);
+        st_klp_model_reset(u->klp);
+        st_klipper_app_set_protocol(u->app, st_klp_model_stream(u->klp));
+        return;
+    }
+    st_klipper_app_set_protocol(u->app, NULL);
+    st_klp_model_free(u->klp);
+    u->klp = NULL;
+    free(u->klp_z);
+    u->klp_z = NULL;
+    st_klp_model_cfg c = { .dict_z = u->app_z, .dict_z_len = u->app_z_len,
+                           .nodeid = klp_nodeid, .nodeid_ctx = u, .faults = u->klp_faults,
+                           .seed = (uint32_t)st_fasthash64(u->serial, strlen(u->serial), 1) | 1 };
+    memcpy(c.can_uuid, u->can_uuid, 6);
+    if (st_klp_model_new(&c, &u->klp, NULL) != 0)
+        return; /* the image's dictionary does not parse: the app answers nothing */
+    u->klp_z = malloc(u->app_z_len);
+    if (u->klp_z) {
+        memcpy(u->klp_z, u->app_z, u->app_z_len);
+        u->klp_z_len = u->app_z_len;
+    }
+    st_klipper_app_set_protocol(u->app, st_klp_model_stream(u->klp));
 }
 
 static bool is_katapult(st_vunit *u, uint32_t entry)
@@ -107,6 +250,7 @@ static bool is_katapult(st_vunit *u, uint32_t entry)
 typedef struct face {
     st_usb_model *usb;
     st_can_node *can;
+    bool app; /* the application runs: present() readies its protocol model */
 } face;
 
 static face katapult_face(st_vunit *u)
@@ -118,19 +262,31 @@ static face katapult_face(st_vunit *u)
         u->kat_faults_armed = false;
     }
     st_katapult_model_reboot(u->kat);
-    face f = { NULL, NULL };
-    if (u->can_transport)
+    face f = { NULL, NULL, false };
+    u->kat_on_can = katapult_on_can(u);
+    if (u->kat_on_can)
         f.can = st_can_stream_node_base(u->kat_can);
     else
         f.usb = st_cdc_acm_usb(u->kat_usb);
     return f;
 }
 
-static face app_face(st_vunit *u)
+/* The application's face comes from the dictionary its image embeds (USB or CAN build);
+ * an image without one (the station's synthetic images) shows the fixture's transport and
+ * answers only the bootloader requests; a build for another transport (UART) shows none. */
+static face app_face(st_vunit *u, uint32_t addr)
 {
     u->mode = M_APP;
-    face f = { NULL, NULL };
-    if (u->can_transport) {
+    face f = { NULL, NULL, true };
+    st_klp_transport t = app_dictionary(u, addr);
+    bool can = u->can_transport;
+    if (t == ST_KLP_TRANSPORT_CAN)
+        can = true;
+    else if (t == ST_KLP_TRANSPORT_USB)
+        can = false;
+    else if (t != ST_KLP_TRANSPORT_UNKNOWN || u->app_z)
+        return f; /* a serial build, or one naming no transport: nothing on USB or CAN */
+    if (can) {
         f.can = st_klipper_node_base(u->app_can);
     } else {
         st_klipper_app_reset(u->app);
@@ -142,7 +298,7 @@ static face app_face(st_vunit *u)
 /* Decide the mode after a boot from addr. */
 static face boot_code(st_vunit *u, uint32_t addr)
 {
-    face none = { NULL, NULL };
+    face none = { NULL, NULL, false };
     uint32_t entry;
     if (!code_at(u, addr, &entry)) {
         u->mode = M_CRASHED;
@@ -161,8 +317,9 @@ static face boot_code(st_vunit *u, uint32_t addr)
             u->mode = M_CRASHED;
             return none;
         }
+        return app_face(u, app);
     }
-    return app_face(u);
+    return app_face(u, addr);
 }
 
 static face rom(st_vunit *u)
@@ -172,7 +329,7 @@ static face rom(st_vunit *u)
     if (u->start_error)
         st_dfu_model_set_state(u->dfu, 10 /* dfuERROR */, 0x0E /* errUNKNOWN */);
     st_dfu_model_set_faults(u->dfu, &u->dfu_faults);
-    face f = { st_dfu_model_usb(u->dfu), NULL };
+    face f = { st_dfu_model_usb(u->dfu), NULL, false };
     return f;
 }
 
@@ -183,7 +340,8 @@ static face boot(st_vunit *u)
     /* A reset or power-on ends an injected power loss. */
     st_flash_power_restore(u->flash);
     bool ok;
-    if (u->boot0 || rd32(u->flash, u->mcu->flash_start, &ok) == 0xFFFFFFFFu) {
+    bool rom_selected = u->boot_select_low ? !u->boot0 : u->boot0;
+    if (rom_selected || rd32(u->flash, u->mcu->flash_start, &ok) == 0xFFFFFFFFu) {
         /* BOOT0 high, or main flash empty (PEMPTY): system memory, the ROM bootloader. */
         return rom(u);
     }
@@ -193,6 +351,15 @@ static face boot(st_vunit *u)
 /* Swap what is on the USB port and the CAN bus: detach the old faces, attach the new. */
 static void present(st_vunit *u, face next)
 {
+    /* The UART follows the mode: the ROM's AN3155 bootloader restarts (and waits for
+     * 0x7F again), anything else leaves the line silent. */
+    if (u->uart_rom && u->uart_keep) {
+        /* The ROM itself jumped or reset: its last ACK is on the wire already. */
+        if (u->mode != M_ROM)
+            st_an_model_go_silent(u->uart_rom);
+    } else if (u->uart_rom) {
+        st_an_model_reset(u->uart_rom, u->mode == M_ROM, st_now_us());
+    }
     if (u->attached) {
         u->port.detach(u->port.ctx);
         u->attached = false;
@@ -201,6 +368,8 @@ static void present(st_vunit *u, face next)
         u->can.detach(u->can.ctx, u->on_can);
         u->on_can = NULL;
     }
+    if (next.app)
+        app_protocol(u);
     if (next.usb && u->port.attach(u->port.ctx, next.usb, NULL) == 0)
         u->attached = true;
     if (next.can && u->can.attach && u->can.attach(u->can.ctx, next.can, NULL) == 0)
@@ -209,7 +378,7 @@ static void present(st_vunit *u, face next)
 
 static face no_face(void)
 {
-    face f = { NULL, NULL };
+    face f = { NULL, NULL, false };
     return f;
 }
 
@@ -238,6 +407,90 @@ static void on_app_bootloader_request(void *ctx)
         present(u, rom(u));
     }
     pthread_mutex_unlock(&u->lock);
+}
+
+/* ---- UART ---------------------------------------------------------------------------- */
+
+/* From inside the AN3155 model (lock held): note the exit, act after the model returns. */
+static void on_uart_exit(void *ctx, st_an_model *m, uint32_t addr, bool rom)
+{
+    st_vunit *u = ctx;
+    (void)m;
+    u->uart_go_pending = true;
+    u->uart_go_addr = addr;
+    u->uart_go_rom = rom;
+}
+
+static void uart_after(st_vunit *u)
+{
+    if (!u->uart_go_pending)
+        return;
+    u->uart_go_pending = false;
+    u->boots++;
+    if (u->uart_go_rom) {
+        /* The ROM reset itself after (un)protect: with the boot pin still selecting it,
+         * the model already restarts on its own (its last ACK still goes out). */
+        bool rom_selected = u->boot_select_low ? !u->boot0 : u->boot0;
+        u->uart_keep = true;
+        if (!rom_selected)
+            present(u, boot(u));
+        u->uart_keep = false;
+        return;
+    }
+    /* Go: the code at the address runs (the application, or Katapult). */
+    u->uart_keep = true;
+    present(u, boot_code(u, u->uart_go_addr));
+    u->uart_keep = false;
+}
+
+static st_vunit *uart_unit(st_stream_model *b)
+{
+    return (st_vunit *)((char *)b - offsetof(st_vunit, uart));
+}
+
+static void uart_rx(st_stream_model *b, const uint8_t *buf, size_t n, uint64_t now)
+{
+    st_vunit *u = uart_unit(b);
+    pthread_mutex_lock(&u->lock);
+    st_an_model_stream(u->uart_rom)->ops->rx(st_an_model_stream(u->uart_rom), buf, n, now);
+    uart_after(u);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static size_t uart_tx(st_stream_model *b, uint8_t *buf, size_t cap, uint64_t now)
+{
+    st_vunit *u = uart_unit(b);
+    pthread_mutex_lock(&u->lock);
+    size_t n = st_an_model_stream(u->uart_rom)->ops->tx(st_an_model_stream(u->uart_rom), buf,
+                                                        cap, now);
+    pthread_mutex_unlock(&u->lock);
+    return n;
+}
+
+static uint64_t uart_next(st_stream_model *b)
+{
+    st_vunit *u = uart_unit(b);
+    pthread_mutex_lock(&u->lock);
+    uint64_t t = st_an_model_stream(u->uart_rom)->ops->next_event_us(st_an_model_stream(u->uart_rom));
+    pthread_mutex_unlock(&u->lock);
+    return t;
+}
+
+static void uart_line(st_stream_model *b, const st_stream_line *l, int dtr, int rts)
+{
+    st_vunit *u = uart_unit(b);
+    pthread_mutex_lock(&u->lock);
+    st_an_model_stream(u->uart_rom)->ops->line(st_an_model_stream(u->uart_rom), l, dtr, rts);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static const st_stream_model_ops uart_ops = {
+    .rx = uart_rx, .tx = uart_tx, .next_event_us = uart_next, .line = uart_line, .brk = NULL,
+};
+
+st_stream_model *st_vunit_uart(st_vunit *u)
+{
+    return u->uart_rom ? &u->uart : NULL;
 }
 
 void st_vunit_set_pin(st_vunit *u, st_vunit_pin pin, int level)
@@ -329,6 +582,24 @@ int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
         else
             goto unknown;
         u->kat_faults_armed = true;
+    } else if (strcmp(name, "rdp") == 0 && !arg) {
+        st_flash_set_rdp(u->flash, true);
+    } else if (strncmp(name, "uart-", 5) == 0 && num && u->uart_rom) {
+        if (!st_an_model_fault(u->uart_rom, fault + 5))
+            goto unknown;
+    } else if (strcmp(name, "klipper-sensor") == 0 && arg &&
+               (strcmp(arg, "stuck") == 0 || strcmp(arg, "normal") == 0)) {
+        u->klp_faults.sensor = strcmp(arg, "stuck") == 0 ? ST_KLP_SENSOR_STUCK
+                                                         : ST_KLP_SENSOR_NORMAL;
+    } else if (strcmp(name, "klipper-temp") == 0 && num && v <= UINT32_MAX) {
+        u->klp_faults.temp_set = true;
+        u->klp_faults.temp = (uint32_t)v;
+    } else if (strcmp(name, "klipper-drop") == 0 && num && v >= 2 && v < UINT32_MAX) {
+        u->klp_faults.drop_every = (unsigned)v;
+    } else if (strcmp(name, "klipper-bad-crc") == 0 && num && v >= 2 && v < UINT32_MAX) {
+        u->klp_faults.bad_crc_every = (unsigned)v;
+    } else if (strcmp(name, "klipper-silent") == 0 && !arg) {
+        u->klp_faults.silent = true;
     } else if (strcmp(name, "katapult-silent-complete") == 0 && !arg) {
         st_katapult_model_fault_silent_complete(u->kat, true);
         u->kat_faults_armed = true;
@@ -340,10 +611,15 @@ int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
                         "dfu-stall:N, dfu-disconnect:N, dfu-leave:stall|vanish|stall-dnload, "
                         "corrupt-page:ADDR, prog-error:ADDR, slow-erase:FACTOR, power-loss:BYTES, "
                         "katapult-power-loss:N, katapult-drop-rx|drop-tx|corrupt-rx|corrupt-tx:N, "
-                        "katapult-nack-storm:K, katapult-silent-complete)",
+                        "katapult-nack-storm:K, katapult-silent-complete, rdp, "
+                        "uart-nack|silent|noise-rx|noise-tx:N, uart-late-start:MS, "
+                        "klipper-sensor:stuck|normal, klipper-temp:N, klipper-drop:N, "
+                        "klipper-bad-crc:N, klipper-silent)",
                         st_text_printable(fault, shown, sizeof shown));
     }
     st_dfu_model_set_faults(u->dfu, &u->dfu_faults);
+    if (u->klp)
+        st_klp_model_set_faults(u->klp, &u->klp_faults);
     pthread_mutex_unlock(&u->lock);
     return rc;
 }
@@ -360,7 +636,11 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     if (can)
         u->can = *can;
     u->can_transport = cfg->can_transport;
+    u->boot_select_low = cfg->boot_select_low;
+    memcpy(u->can_uuid, cfg->can_uuid, 6);
     u->power = u->nrst = 1;
+    /* BOOT0 rests at the level that selects the flash. */
+    u->boot0 = u->boot_select_low ? 1 : 0;
     uint16_t xfer = 0;
     for (size_t i = 0; i < cfg->n_faults; i++) {
         uint64_t v;
@@ -398,13 +678,26 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     st_can_stream_node_cfg kcn = { .app = 0x11 };
     memcpy(kcn.uuid, cfg->can_uuid, 6);
     u->kat_can = u->kat ? st_can_stream_node_new(st_katapult_model_stream(u->kat), &kcn) : NULL;
-    st_klipper_node_cfg kn = { .on_bootloader_request = on_app_bootloader_request, .ctx = u };
+    st_klipper_node_cfg kn = { .on_bootloader_request = on_app_bootloader_request, .ctx = u,
+                               .app = u->app ? st_klipper_app_stream(u->app) : NULL };
     memcpy(kn.uuid.b, cfg->can_uuid, 6);
     u->app_can = st_klipper_node_new(&kn);
     if (!u->dfu || !u->app_usb || !u->kat || !u->kat_usb || !u->kat_can || !u->app_can) {
         st_vunit_free(u);
         return st_err_set(err, ST_ERR_NOMEM, "cannot create the unit's device models");
     }
+    /* The ROM's USART bootloader, when the part is in the AN3155 table. */
+    st_an_model_cfg ac = { .on_exit = on_uart_exit, .ctx = u,
+                           .baud = 115200, .accept_8n1 = cfg->uart_on_pty };
+    /* The unique ID the ROM reads back: the ROM DFU's serial is derived from it on real
+     * parts, so the same unit shows the same identity on both paths. */
+    for (size_t i = 0; i < 12 && u->serial[i]; i++) {
+        int v = st_hexval(u->serial[i]);
+        ac.uid[6 + i / 2] |= (uint8_t)((v < 0 ? 0 : v) << (i % 2 ? 0 : 4));
+    }
+    ac.uid[0] = 0x20;
+    u->uart_rom = st_an_model_new(u->flash, &ac);
+    u->uart.ops = &uart_ops;
     if (cfg->holds)
         st_flash_preload(u->flash, cfg->holds_addr, cfg->holds, cfg->holds_len);
     for (size_t i = 0; i < cfg->n_faults; i++) {
@@ -445,7 +738,11 @@ void st_vunit_free(st_vunit *u)
     st_katapult_model_free(u->kat);
     st_cdc_acm_free(u->app_usb);
     st_klipper_app_free(u->app);
+    st_klp_model_free(u->klp);
+    free(u->klp_z);
+    free(u->app_z);
     st_dfu_model_free(u->dfu);
+    st_an_model_free(u->uart_rom);
     st_flash_free(u->flash);
     pthread_mutex_destroy(&u->lock);
     free(u);

@@ -2,7 +2,8 @@
  * and its device models (ROM DFU, Katapult, Klipper application) and boots exactly as the
  * board would when its pins change: NRST released with BOOT0 high -> ROM DFU on its USB
  * port; BOOT0 low -> the code in flash (Katapult, which starts the application), or the
- * ROM when main flash is empty (the G4's PEMPTY rule). The flash persists across reboots.
+ * ROM when main flash is empty (the G4's PEMPTY rule). The ROM also answers AN3155 on the
+ * unit's UART. The flash persists across reboots.
  * The same object serves the virtual fixture, tests and the kernel-driver rig: it only
  * attaches models to and detaches them from a USB attach point. Thread-safe. */
 #ifndef STATION_PROTOCOLS_SIM_VUNIT_H
@@ -39,13 +40,18 @@ typedef struct st_vunit_config {
     const st_mcu *mcu;
     st_timing_profile timing;
     const char *dfu_serial;      /* NULL: model default */
-    bool can_transport;          /* the application and Katapult speak CAN (else USB-CDC) */
+    bool can_transport;          /* images that do not say: the app and Katapult speak CAN */
     uint8_t can_uuid[6];         /* the unit's CAN UUID (CAN units) */
     const uint8_t *holds;        /* flash contents at arrival (copied), NULL = erased */
     size_t holds_len;
     uint32_t holds_addr;
     const char *const *faults;   /* fault strings (see st_vunit_apply_fault) */
     size_t n_faults;
+    /* The board drives BOOT0 through an inverter (seed 002's Neptune 4 guide: the ROM is
+     * entered when the boot-select line is low during reset). */
+    bool boot_select_low;
+    /* The UART is served on a pty, which cannot carry parity: the ROM model takes 8N1. */
+    bool uart_on_pty;
 } st_vunit_config;
 
 typedef struct st_vunit st_vunit;
@@ -60,6 +66,13 @@ void st_vunit_free(st_vunit *u);
  * (1 = powered). Edges drive the boot logic. */
 typedef enum st_vunit_pin { ST_VUNIT_BOOT0, ST_VUNIT_NRST, ST_VUNIT_POWER } st_vunit_pin;
 void st_vunit_set_pin(st_vunit *u, st_vunit_pin pin, int level);
+
+/* The unit's UART (USART1 on the boot pins' ROM path): while the ROM runs, its AN3155
+ * bootloader answers here (8E1, like the chip; a Go or a reset swaps the face as the pins
+ * and the flash say); otherwise the line is silent. The stream model belongs to the unit
+ * (for st_stream_mem_open or a pty server); NULL when the MCU has no AN3155 table row.
+ * Calls into it take the unit's lock. */
+st_stream_model *st_vunit_uart(st_vunit *u);
 
 /* "off", "reset", "rom-dfu", "katapult", "app", "crashed" (no valid code ran). */
 const char *st_vunit_state(st_vunit *u);
@@ -83,7 +96,25 @@ unsigned st_vunit_boots(st_vunit *u);
  *   katapult-nack-storm:K      answer the next K Katapult frames with NACK
  *   katapult-silent-complete   no answer to COMPLETE (the unit still starts its app)
  *   can-bus-off                (fixtures only) the unit's virtual CAN bus is bus-off
- * Katapult faults fire once: a reboot after they fired disarms them. */
+ *   rdp                        readout protection is on (the AN3155 ROM refuses reads)
+ *   uart-nack:N / uart-silent:N / uart-noise-rx:N / uart-noise-tx:N / uart-late-start:MS
+ *                              AN3155 ROM faults (see an3155_model.h)
+ *   klipper-sensor:stuck|normal  cartographer_data repeats one value / varies with noise
+ *   klipper-temp:N             cartographer_data's temp is N (e.g. out of range)
+ *   klipper-drop:N             every Nth cartographer_data is lost (N >= 2)
+ *   klipper-bad-crc:N          every Nth block the application sends has a bad CRC
+ *   klipper-silent             the application receives and answers nothing
+ * Katapult faults fire once: a reboot after they fired disarms them; klipper-* faults last.
+ *
+ * What boots is what the flash holds (design.md 5). Code runs only where its vector table
+ * says it is linked (an application written at the start of flash does not boot: no face,
+ * only BOOT0 + ROM DFU reach the unit). Katapult ("CanBoot!" mark) shows USB-CDC when its
+ * build carries a USB device descriptor, else CAN. The application answers the Klipper
+ * protocol with the dictionary its image embeds and shows the face that dictionary names
+ * (USB build: USB-CDC 1d50:614e; CAN build: a Klipper CAN node), whatever the fixture says.
+ * An image without a dictionary (the station's synthetic images) shows the face of
+ * can_transport, for Katapult and application alike, and its application answers only the
+ * bootloader requests. */
 int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err);
 
 #endif

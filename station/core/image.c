@@ -255,11 +255,71 @@ int st_image_check_vectors(const st_image *img, const st_mcu *mcu, st_err *err)
     return 0;
 }
 
+static bool in_flash(const st_mcu *mcu, uint32_t a)
+{
+    return a >= mcu->flash_start && (uint64_t)a < (uint64_t)mcu->flash_start + mcu->flash_size;
+}
+
+void st_image_facts_of(const uint8_t *data, size_t n, const st_mcu *mcu, st_image_facts *out)
+{
+    memset(out, 0, sizeof *out);
+    if (n >= 8) {
+        out->sp = le32(data);
+        out->reset = le32(data + 4);
+        uint64_t sram_end = (uint64_t)mcu->sram_start + mcu->sram_size;
+        out->has_vectors = out->sp >= mcu->sram_start && out->sp <= sram_end &&
+                           !(out->sp & 3) && (out->reset & 1) && in_flash(mcu, out->reset & ~1u);
+    }
+    if (out->has_vectors) {
+        uint32_t lowest = UINT32_MAX;
+        for (size_t i = 1; i < 16 && 4 * i + 4 <= n; i++) {
+            uint32_t v = le32(data + 4 * i);
+            if ((v & 1) && in_flash(mcu, v & ~1u) && (v & ~1u) < lowest)
+                lowest = v & ~1u;
+        }
+        uint32_t page = mcu->page_size ? mcu->page_size : 2048;
+        uint32_t base = lowest - ((lowest - mcu->flash_start) % page);
+        uint32_t entry = out->reset & ~1u;
+        if (lowest != UINT32_MAX && entry >= base && (uint64_t)entry < (uint64_t)base + n) {
+            out->link_known = true;
+            out->link_addr = base;
+            /* Katapult's mark sits 8 bytes before its reset handler (protocols.md 2.8). */
+            size_t mark = (size_t)(entry - base);
+            out->katapult = mark >= 8 && memcmp(data + mark - 8, "CanBoot!", 8) == 0;
+        }
+    }
+    for (size_t i = 0; i + 18 <= n; i++) {
+        const uint8_t *d = data + i;
+        uint16_t bcd = (uint16_t)(d[2] | d[3] << 8);
+        if (d[0] == 18 && d[1] == 1 && (bcd == 0x0200 || bcd == 0x0110) &&
+            (d[7] == 8 || d[7] == 16 || d[7] == 32 || d[7] == 64) && d[17] >= 1 && d[17] <= 4) {
+            out->usb_device = true;
+            out->usb_vid = (uint16_t)(d[8] | d[9] << 8);
+            out->usb_pid = (uint16_t)(d[10] | d[11] << 8);
+            break;
+        }
+    }
+}
+
+int st_image_check_link(const st_image *img, const st_mcu *mcu, st_err *err)
+{
+    st_image_facts f;
+    st_image_facts_of(img->data, img->size, mcu, &f);
+    if (f.link_known && f.link_addr != img->load_addr)
+        return st_err_set(err, ST_ERR_MISMATCH,
+                          "%s: the image is linked for 0x%08x (its vector table points there) "
+                          "but would be written at 0x%08x, where it cannot run",
+                          img->path, f.link_addr, img->load_addr);
+    return 0;
+}
+
 int st_image_validate(const st_image *img, const st_mcu *mcu, const char *pinned_hex, st_err *err)
 {
     int rc = st_image_check_fit(img, mcu->flash_start, mcu->flash_size, err);
     if (!rc)
         rc = st_image_check_vectors(img, mcu, err);
+    if (!rc)
+        rc = st_image_check_link(img, mcu, err);
     if (!rc && pinned_hex)
         rc = st_image_check_digest(img, pinned_hex, err);
     return rc;

@@ -3,6 +3,7 @@
 #ifndef STATION_CORE_IMAGE_H
 #define STATION_CORE_IMAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,7 +43,30 @@ int st_image_check_fit(const st_image *img, uint32_t start, uint32_t size, st_er
  * included) and word-aligned; reset vector has the Thumb bit and points inside the image. */
 int st_image_check_vectors(const st_image *img, const st_mcu *mcu, st_err *err);
 
-/* All three checks for an image bound for mcu's main flash. */
+/* What an image's bytes say about it, without running it. */
+typedef struct st_image_facts {
+    bool has_vectors;     /* SP in the MCU's SRAM and a Thumb reset vector in its flash */
+    uint32_t sp, reset;   /* words 0 and 1 */
+    bool link_known;
+    /* The address the image is linked for: the lowest of the 15 system exception handlers
+     * that point into main flash, rounded down to a flash page. A Cortex-M vector table
+     * sits at the start of an image and its code follows it, so this is the image's base
+     * unless a linker script puts more than a page between them (none we know does). */
+    uint32_t link_addr;
+    bool katapult;        /* "CanBoot!" 8 bytes before the reset handler (Katapult's mark) */
+    bool usb_device;      /* a USB device descriptor (18 bytes, 12 01, USB 1.1/2.0) */
+    uint16_t usb_vid, usb_pid; /* the first such descriptor's ids */
+} st_image_facts;
+
+/* Read facts from data[0..n) (an image file, or flash contents from its start). */
+void st_image_facts_of(const uint8_t *data, size_t n, const st_mcu *mcu, st_image_facts *out);
+
+/* The image is linked for the address it is loaded at: ST_ERR_MISMATCH naming both
+ * addresses otherwise (an application linked behind a bootloader, written at the start of
+ * flash, would never boot). Passes when the link address cannot be told. */
+int st_image_check_link(const st_image *img, const st_mcu *mcu, st_err *err);
+
+/* The checks for an image bound for mcu's main flash: fit, vectors, link address, digest. */
 int st_image_validate(const st_image *img, const st_mcu *mcu, const char *pinned_hex, st_err *err);
 
 #endif

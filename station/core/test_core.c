@@ -13,6 +13,7 @@
 #include "station/core/digest.h"
 #include "station/core/err.h"
 #include "station/core/image.h"
+#include "station/core/measure.h"
 #include "station/core/mcu.h"
 #include "station/core/text.h"
 #include "station/core/yamldoc.h"
@@ -224,6 +225,115 @@ static void test_real_firmware(void **state)
                         "fec0c7c54d10b71da32f06b658c5c28ec616701f084334874ffc1c3291a9936c");
     assert_int_equal(st_image_validate(img, st_mcu_find("stm32g431xx"), img->sha256_hex, &e), 0);
     st_image_free(img);
+}
+
+/* The link address from the vector table; Katapult's mark; the USB device descriptor. */
+static void test_image_facts(void **state)
+{
+    const st_mcu *g4 = st_mcu_find("stm32g431xx");
+    uint8_t *raw = make_image(16384);
+    uint32_t rv = 0x080021ddu, nmi = 0x080021d9u;
+    memcpy(raw + 4, &rv, 4);
+    memcpy(raw + 8, &nmi, 4);
+    st_image_facts f;
+    st_image_facts_of(raw, 16384, g4, &f);
+    assert_true(f.has_vectors);
+    assert_true(f.link_known);
+    assert_int_equal(f.link_addr, 0x08002000u);
+    assert_false(f.katapult);
+    assert_false(f.usb_device);
+    st_image *img;
+    st_err e;
+    assert_int_equal(st_image_from_memory("app.bin", raw, 16384, 0x08000000u, &img, &e), 0);
+    assert_int_equal(st_image_validate(img, g4, NULL, &e), ST_ERR_MISMATCH);
+    assert_non_null(strstr(e.msg, "linked for 0x08002000"));
+    assert_non_null(strstr(e.msg, "written at 0x08000000"));
+    img->load_addr = 0x08002000u;
+    assert_int_equal(st_image_validate(img, g4, NULL, &e), 0);
+    st_image_free(img);
+    /* Katapult: the mark before the reset handler; a USB device descriptor 1d50:6177. */
+    rv = 0x080000a1u;
+    memcpy(raw + 4, &rv, 4);
+    memcpy(raw + 8, &rv, 4);
+    memcpy(raw + 0xA0 - 8, "CanBoot!", 8);
+    static const uint8_t desc[18] = { 0x12, 0x01, 0x00, 0x02, 0x02, 0x00, 0x00, 0x10, 0x50,
+                                      0x1d, 0x77, 0x61, 0x00, 0x01, 0x01, 0x02, 0x03, 0x01 };
+    memcpy(raw + 0x400, desc, sizeof desc);
+    st_image_facts_of(raw, 16384, g4, &f);
+    assert_int_equal(f.link_addr, 0x08000000u);
+    assert_true(f.katapult);
+    assert_true(f.usb_device);
+    assert_int_equal(f.usb_vid, 0x1d50);
+    assert_int_equal(f.usb_pid, 0x6177);
+    /* Garbage: no vectors, nothing known; short buffers are safe. */
+    memset(raw, 0xFF, 16384);
+    st_image_facts_of(raw, 16384, g4, &f);
+    assert_false(f.has_vectors);
+    assert_false(f.link_known);
+    st_image_facts_of(raw, 3, g4, &f);
+    assert_false(f.has_vectors);
+    free(raw);
+
+    static const struct { const char *file; uint32_t link; bool kat; uint16_t pid; } t[] = {
+        { "CartographerV4_6.0.0_USB_lite_8kib_offset.bin", 0x08002000u, false, 0x614e },
+        { "CartographerV4_6.0.0_CAN_1M_full_8kib_offset.bin", 0x08002000u, false, 0 },
+        { "Katapult_plus_CartographerV4_6.0.0__USB_lite.bin", 0x08000000u, true, 0x6177 },
+        { "Katapult_plus_CartographerV4_6.0.0__CAN_1M.bin", 0x08000000u, true, 0 },
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/firmware/cartographer-v4/6.0.0/%s", STATION_SHARED_DIR,
+                 t[i].file);
+        if (access(p, R_OK) != 0)
+            skip(); /* ../shared/firmware is absent */
+        assert_int_equal(st_image_load(p, 0x08000000u, &img, &e), 0);
+        st_image_facts_of(img->data, img->size, g4, &f);
+        assert_true(f.link_known);
+        assert_int_equal(f.link_addr, t[i].link);
+        assert_int_equal(f.katapult, t[i].kat);
+        assert_int_equal(f.usb_device, t[i].pid != 0);
+        if (t[i].pid) {
+            assert_int_equal(f.usb_vid, 0x1d50);
+            assert_int_equal(f.usb_pid, t[i].pid);
+        }
+        /* Loaded at 0x08000000 (ROM DFU of a whole flash): only the combined images pass. */
+        assert_int_equal(st_image_check_link(img, g4, &e), t[i].kat ? 0 : ST_ERR_MISMATCH);
+        st_image_free(img);
+    }
+}
+
+/* OpenHTF's outcomes: pass, marginal (inside the limits, outside the band), fail. */
+static void test_measure(void **state)
+{
+    st_measure_limits l = { .has_low = true, .low = 10, .has_high = true, .high = 20,
+                            .has_marginal_low = true, .marginal_low = 12,
+                            .has_marginal_high = true, .marginal_high = 18 };
+    assert_int_equal(st_measure_limits_check(&l, NULL), 0);
+    st_measure m;
+    char why[160];
+    assert_int_equal(st_measure_set(&m, "temp", "C", 15, &l), ST_MEASURE_PASS);
+    assert_int_equal(st_measure_set(&m, "temp", "C", 10, &l), ST_MEASURE_MARGINAL);
+    assert_string_equal(st_measure_explain(&m, why, sizeof why), "temp = 10 C is marginal: below 12 C");
+    assert_int_equal(st_measure_set(&m, "temp", "C", 19, &l), ST_MEASURE_MARGINAL);
+    assert_int_equal(st_measure_set(&m, "temp", "C", 20, &l), ST_MEASURE_MARGINAL);
+    assert_int_equal(st_measure_set(&m, "temp", "C", 20.5, &l), ST_MEASURE_FAIL);
+    assert_string_equal(st_measure_explain(&m, why, sizeof why),
+                        "temp = 20.5 C is above the high limit 20 C");
+    assert_int_equal(st_measure_set(&m, "stddev", "", 0, &l), ST_MEASURE_FAIL);
+    assert_string_equal(st_measure_explain(&m, why, sizeof why),
+                        "stddev = 0 is below the low limit 10");
+    assert_string_equal(st_measure_outcome_name(ST_MEASURE_MARGINAL), "marginal");
+    /* No limits: anything finite passes; NaN fails. */
+    assert_int_equal(st_measure_set(&m, "x", NULL, -1e9, NULL), ST_MEASURE_PASS);
+    assert_int_equal(st_measure_set(&m, "x", NULL, 0.0 / 0.0, NULL), ST_MEASURE_FAIL);
+    /* Inconsistent limits are refused. */
+    st_measure_limits bad = { .has_low = true, .low = 5, .has_high = true, .high = 1 };
+    st_err e;
+    assert_int_equal(st_measure_limits_check(&bad, &e), ST_ERR_INVAL);
+    assert_non_null(strstr(e.msg, "low 5 is above high 1"));
+    st_measure_limits bad2 = { .has_low = true, .low = 5, .has_marginal_low = true,
+                               .marginal_low = 4 };
+    assert_int_equal(st_measure_limits_check(&bad2, &e), ST_ERR_INVAL);
 }
 
 static void test_yamldoc(void **state)
@@ -494,6 +604,8 @@ int main(void)
         cmocka_unit_test(test_err_prefix_chain), cmocka_unit_test(test_text),
         cmocka_unit_test(test_digest_vectors),   cmocka_unit_test(test_image_bin_validate),
         cmocka_unit_test(test_image_dfuse),      cmocka_unit_test(test_real_firmware),
+        cmocka_unit_test(test_image_facts),
+        cmocka_unit_test(test_measure),
         cmocka_unit_test(test_yamldoc),          cmocka_unit_test(test_yamldoc_strict_load),
         cmocka_unit_test(test_yamldoc_strict_getters),
     };

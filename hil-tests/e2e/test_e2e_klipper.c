@@ -1,0 +1,703 @@
+/* End to end for issue 12 with the `station` binary: `station image info` on every
+ * Cartographer image and on a synthetic one, and the pre-flight refusal of an application
+ * image written where it is not linked to run (before the fixture is even opened). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+
+#include "protocols/klipper/klipper_model.h"
+#include "protocols/link/pty_server.h"
+#include "reports/report.h"
+
+#define STATION STATION_BINARY_DIR "/station/station"
+#define FWDIR STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/"
+#define USB_COMBINED FWDIR "Katapult_plus_CartographerV4_6.0.0__USB_lite.bin"
+#define CAN_COMBINED FWDIR "Katapult_plus_CartographerV4_6.0.0__CAN_1M.bin"
+#define USB_APP FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin"
+#define PROVISION STATION_SOURCE_DIR "/jobs/cartographer-v4-provision.yaml"
+
+static char dir[64];
+static char out[65536];
+
+static int setup(void **state)
+{
+    strcpy(dir, "/tmp/st-e2e-klp-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int run(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir);
+    int st = system(cmd);
+    char p[128];
+    snprintf(p, sizeof p, "%s/out.txt", dir);
+    FILE *f = fopen(p, "r");
+    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    out[got] = '\0';
+    if (f)
+        fclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void expect(const char *needle)
+{
+    if (!strstr(out, needle))
+        fail_msg("\"%s\" not in:\n%s", needle, out);
+}
+
+static void test_image_info_real(void **state)
+{
+    static const struct { const char *file, *lines[6]; } t[] = {
+        { "CartographerV4_6.0.0_USB_lite_8kib_offset.bin",
+          { "linked for: 0x08002000", "version: CARTOGRAPHER V4 6.0.0 Lite\n",
+            "mcu: stm32g431xx", "transport: usb\n", "clock: 170000000 Hz", "katapult: no" } },
+        { "CartographerV4_6.0.0_CAN_1M_full_8kib_offset.bin",
+          { "linked for: 0x08002000", "version: CARTOGRAPHER V4 6.0.0\n",
+            "mcu: stm32g431xx", "transport: can 1000000 bit/s", "clock: 170000000 Hz",
+            "usb device: none" } },
+        { "Katapult_plus_CartographerV4_6.0.0__USB_lite.bin",
+          { "linked for: 0x08000000", "version: CARTOGRAPHER V4 6.0.0 Lite\n",
+            "usb device: 1d50:6177", "transport: usb\n", "katapult: yes",
+            "sha256: fec0c7c54d10b71da32f06b658c5c28ec616701f084334874ffc1c3291a9936c" } },
+        { "Katapult_plus_CartographerV4_6.0.0__CAN_1M.bin",
+          { "linked for: 0x08000000", "version: CARTOGRAPHER V4 6.0.0\n",
+            "transport: can 1000000 bit/s", "katapult: yes", "offset 0x7a18, 2904 bytes",
+            "vector table: sp 0x20007ff8, reset 0x080000a1" } },
+    };
+    if (access(FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin", R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        int rc = run(STATION " image info " FWDIR "%s", t[i].file);
+        if (rc != 0)
+            fail_msg("exit %d:\n%s", rc, out);
+        for (size_t k = 0; k < 6; k++)
+            expect(t[i].lines[k]);
+    }
+}
+
+static void test_image_info_synthetic(void **state)
+{
+    assert_int_equal(run(STATION " image generate %s/app.bin --app", dir), 0);
+    assert_int_equal(run(STATION " image info %s/app.bin", dir), 0);
+    expect("linked for: 0x08002000");
+    expect("klipper dictionary: none");
+    assert_int_equal(run(STATION " image info %s/nope.bin", dir), 2);
+    expect("station: image info:");
+    assert_int_equal(run(STATION " image info %s/app.bin --mcu z80", dir), 2);
+    expect("unknown MCU");
+}
+
+/* An application-only image (linked for 0x08002000) in a ROM DFU job at 0x08000000. */
+static void refuse_app_at_zero(const char *image)
+{
+    char job[1024], path[256], sha[65];
+    assert_int_equal(run(STATION " image info %s", image), 0);
+    const char *p = strstr(out, "sha256: ");
+    assert_non_null(p);
+    memcpy(sha, p + 8, 64);
+    sha[64] = '\0';
+    snprintf(job, sizeof job,
+             "name: app-at-zero\ntarget: stm32g431xx\nimages:\n  app:\n"
+             "    path: %s\n    load_addr: 0x08000000\n    sha256: %s\n"
+             "steps: [enter-bootloader, flash, verify, start]\n",
+             image, sha);
+    snprintf(path, sizeof path, "%s/job.yaml", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(job, f);
+    fclose(f);
+    int rc = run(STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    if (rc != 2)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("linked for 0x08002000");
+    expect("written at 0x08000000");
+    if (strstr(out, "no-such-fixture"))
+        fail_msg("the fixture was opened before the refusal:\n%s", out);
+    char rd[128];
+    snprintf(rd, sizeof rd, "%s/reports", dir);
+    assert_int_not_equal(access(rd, F_OK), 0); /* no report: nothing was touched */
+}
+
+static void test_app_image_at_zero_refused(void **state)
+{
+    char img[128];
+    snprintf(img, sizeof img, "%s/app.bin", dir);
+    assert_int_equal(run(STATION " image generate %s --app", img), 0);
+    refuse_app_at_zero(img);
+    if (access(FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin", R_OK) == 0)
+        refuse_app_at_zero(FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin");
+}
+
+static void write_file(const char *name, const char *text)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A one-slot virtual fixture (slot 7) whose unit has the given extra YAML. */
+static void write_fixture(const char *unit_extra)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "name: e2e-klipper\n"
+             "gpio: { backend: virtual }\n"
+             "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\n"
+             "slots:\n"
+             "  - id: 7\n"
+             "    lines: { boot0: B, reset: { name: R, active_low: true } }\n"
+             "    usb_port: vusb-7\n"
+             "    unit:\n"
+             "      transport: usb\n"
+             "%s",
+             unit_extra);
+    write_file("fixture.yaml", text);
+}
+
+static st_rnode *only_report(void)
+{
+    char cmd[256], path[512] = "";
+    snprintf(cmd, sizeof cmd, "ls %s/reports/*.yaml 2>/dev/null | head -2", dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(path, 1, sizeof path - 1, p);
+    pclose(p);
+    path[n] = '\0';
+    char *nl = strchr(path, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    assert_null(strchr(nl + 1, '\n')); /* exactly one report */
+    st_rnode *doc;
+    st_err e;
+    if (st_report_load(path, &doc, &e))
+        fail_msg("%s", e.msg);
+    if (st_report_validate(doc, &e))
+        fail_msg("%s: %s", path, e.msg);
+    return doc;
+}
+
+static const char *str_at(const st_rnode *doc, const char *path)
+{
+    const char *s = st_rget_str(doc, path);
+    if (!s)
+        fail_msg("%s: absent", path);
+    return s;
+}
+
+/* The index of the first step called name (from start), or fail. */
+static int step_index(const st_rnode *doc, const char *name, int start)
+{
+    const st_rnode *steps = st_rget(doc, "steps");
+    for (size_t i = (size_t)start; i < st_rnode_len(steps); i++) {
+        char p[64];
+        snprintf(p, sizeof p, "steps.%zu.name", i);
+        if (strcmp(str_at(doc, p), name) == 0)
+            return (int)i;
+    }
+    fail_msg("no step %s", name);
+    return -1;
+}
+
+/* Done-when 1: the provisioning job ends with the version read from the running unit,
+ * the uptime check and a sensor measurement with its limits and outcome. */
+static void test_provision_passes(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_fixture("");
+    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 dir, dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = only_report();
+    assert_string_equal(str_at(doc, "verdict"), "pass");
+    int id = step_index(doc, "identify", 0);
+    char p[96];
+    snprintf(p, sizeof p, "steps.%d.version", id);
+    assert_string_equal(str_at(doc, p), "CARTOGRAPHER V4 6.0.0 Lite");
+    snprintf(p, sizeof p, "steps.%d.mcu", id);
+    assert_string_equal(str_at(doc, p), "stm32g431xx");
+    long long freq;
+    snprintf(p, sizeof p, "steps.%d.clock_freq", id);
+    assert_int_equal(st_rget_int(doc, p, &freq), 0);
+    assert_int_equal(freq, 170000000);
+    assert_string_equal(str_at(doc, "unit.firmware_version"), "CARTOGRAPHER V4 6.0.0 Lite");
+    int al = step_index(doc, "alive", 0);
+    snprintf(p, sizeof p, "steps.%d.measurements.0.name", al);
+    assert_string_equal(str_at(doc, p), "clock_rate_ratio");
+    snprintf(p, sizeof p, "steps.%d.measurements.0.outcome", al);
+    assert_string_equal(str_at(doc, p), "pass");
+    double v;
+    snprintf(p, sizeof p, "steps.%d.measurements.0.value", al);
+    assert_int_equal(st_rget_num(doc, p, &v), 0);
+    assert_true(v > 0.98 && v < 1.02);
+    int sa = step_index(doc, "sample", 0);
+    snprintf(p, sizeof p, "steps.%d.measurements.3.name", sa);
+    assert_string_equal(str_at(doc, p), "data_stddev");
+    snprintf(p, sizeof p, "steps.%d.measurements.3.low", sa);
+    assert_int_equal(st_rget_num(doc, p, &v), 0);
+    assert_true(v == 5);
+    snprintf(p, sizeof p, "steps.%d.measurements.3.outcome", sa);
+    assert_string_equal(str_at(doc, p), "pass");
+    snprintf(p, sizeof p, "steps.%d.measurements.2.name", sa);
+    assert_string_equal(str_at(doc, p), "data_mean");
+    snprintf(p, sizeof p, "steps.%d.measurements.2.marginal_low", sa);
+    assert_int_equal(st_rget_num(doc, p, &v), 0);
+    st_report_free(doc);
+}
+
+/* Done-when 2a: a stuck sensor fails, naming measurement, value and limit. */
+static void test_stuck_sensor_fails(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_fixture("      faults: [\"klipper-sensor:stuck\"]\n");
+    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = only_report();
+    assert_string_equal(str_at(doc, "verdict"), "fail");
+    const char *cause = str_at(doc, "cause");
+    if (!strstr(cause, "data_stddev = 0 counts is below the low limit 5 counts"))
+        fail_msg("cause: %s", cause);
+    int sa = step_index(doc, "sample", 0);
+    char p[96];
+    snprintf(p, sizeof p, "steps.%d.outcome", sa);
+    assert_string_equal(str_at(doc, p), "fail");
+    snprintf(p, sizeof p, "steps.%d.measurements.3.outcome", sa);
+    assert_string_equal(str_at(doc, p), "fail");
+    snprintf(p, sizeof p, "steps.%d.measurements.2.outcome", sa);
+    assert_string_equal(str_at(doc, p), "pass"); /* the mean is still in its band */
+    st_report_free(doc);
+}
+
+/* A temperature out of range fails the temperature sample. */
+static void test_temperature_out_of_range(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_fixture("      faults: [\"klipper-temp:4095\"]\n");
+    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = only_report();
+    const char *cause = str_at(doc, "cause");
+    if (!strstr(cause, "temp_max = 4095 adc is above the high limit 4000 adc"))
+        fail_msg("cause: %s", cause);
+    st_report_free(doc);
+}
+
+/* Dropped samples fail the gaps limit; bad-CRC blocks from the unit are survived (the host
+ * drops them and retransmits what lost its ack); a silent unit fails identify, saying so. */
+static const char *sha_of(const char *image, char sha[65]);
+
+static void test_link_faults(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_fixture("      faults: [\"klipper-drop:10\", \"klipper-bad-crc:9\"]\n");
+    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = only_report();
+    const char *cause = str_at(doc, "cause");
+    if (!strstr(cause, "sample: measurement data_gaps = ") ||
+        !strstr(cause, "is above the high limit 0"))
+        fail_msg("cause: %s", cause);
+    int id = step_index(doc, "identify", 0);
+    char p[96];
+    snprintf(p, sizeof p, "steps.%d.outcome", id);
+    assert_string_equal(str_at(doc, p), "pass");
+    st_report_free(doc);
+
+    char rd[160];
+    snprintf(rd, sizeof rd, "rm -rf %s/reports", dir);
+    assert_int_equal(system(rd), 0);
+    write_fixture("      holds: " USB_COMBINED "\n      faults: [\"klipper-silent\"]\n");
+    char job[1024], sha[65];
+    snprintf(job, sizeof job,
+             "name: silent\ntarget: stm32g431xx\nimages:\n  combined:\n"
+             "    path: %s\n    load_addr: 0x08000000\n    sha256: %s\n"
+             "klipper: { transport: usb, timeout_ms: 500 }\n"
+             "steps: [ identify: { retries: 0 } ]\n",
+             USB_COMBINED, sha_of(USB_COMBINED, sha));
+    write_file("silent.yaml", job);
+    rc = run(STATION " --plain run %s/silent.yaml -f %s/fixture.yaml --reports %s/reports", dir,
+             dir, dir);
+    assert_int_equal(rc, 1);
+    doc = only_report();
+    cause = str_at(doc, "cause");
+    if (!strstr(cause, "identify: 0 dictionary bytes after"))
+        fail_msg("cause: %s", cause);
+    st_report_free(doc);
+}
+
+/* The real USB combined image with its dictionary's version replaced (recompressed in
+ * place): a unit "flashed with another version". */
+static void write_variant(const char *name, const char *from, const char *to);
+
+static void write_other_version(const char *name, const char *version)
+{
+    char to[128];
+    snprintf(to, sizeof to, "\"%s\"", version);
+    write_variant(name, "\"CARTOGRAPHER V4 6.0.0 Lite\"", to);
+}
+
+/* The real USB combined image with one piece of its dictionary's JSON replaced. */
+static void write_variant(const char *name, const char *from, const char *to)
+{
+    FILE *f = fopen(USB_COMBINED, "rb");
+    assert_non_null(f);
+    static uint8_t img[40000];
+    size_t n = fread(img, 1, sizeof img, f);
+    fclose(f);
+    static char json[16384];
+    uLongf jl = sizeof json - 1;
+    assert_int_equal(uncompress((Bytef *)json, &jl, img + 0x7B98, 2827), Z_OK);
+    json[jl] = '\0';
+    char *at = strstr(json, from);
+    assert_non_null(at);
+    static char edited[16384];
+    size_t head = (size_t)(at - json);
+    snprintf(edited, sizeof edited, "%.*s%s%s", (int)head, json, to, at + strlen(from));
+    uLongf zl = compressBound(strlen(edited));
+    static uint8_t z[20000];
+    assert_int_equal(compress2(z, &zl, (const Bytef *)edited, strlen(edited), 9), Z_OK);
+    assert_true(0x7B98 + zl <= n);
+    memcpy(img + 0x7B98, z, zl);
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(img, 1, n, f), n);
+    fclose(f);
+}
+
+/* Done-when 2b: a unit that reports another version fails at identify (checks only: the
+ * nightly job on a unit that already holds 5.9.9). */
+static void test_other_version_fails_identify(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_other_version("other.bin", "CARTOGRAPHER V4 5.9.9 Lite");
+    char extra[512];
+    snprintf(extra, sizeof extra, "      holds: %s/other.bin\n      holds_addr: 0x08000000\n", dir);
+    write_fixture(extra);
+    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
+                 " -f %s/fixture.yaml --reports %s/reports", dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = only_report();
+    const char *cause = str_at(doc, "cause");
+    if (!strstr(cause, "identify") ||
+        !strstr(cause, "the unit reports version \"CARTOGRAPHER V4 5.9.9 Lite\", the job "
+                       "expects \"CARTOGRAPHER V4 6.0.0 Lite\""))
+        fail_msg("cause: %s", cause);
+    int id = step_index(doc, "identify", 0);
+    char p[96];
+    snprintf(p, sizeof p, "steps.%d.outcome", id);
+    assert_string_equal(str_at(doc, p), "fail");
+    snprintf(p, sizeof p, "steps.%d.version", id);
+    assert_string_equal(str_at(doc, p), "CARTOGRAPHER V4 5.9.9 Lite");
+    st_report_free(doc);
+}
+
+/* The nightly job on two already-flashed units, one with a stuck sensor, with JUnit XML. */
+static void test_nightly_junit(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    char fx[2048];
+    snprintf(fx, sizeof fx,
+             "name: lab\ngpio: { backend: virtual }\n"
+             "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\nslots:\n"
+             "  - id: 1\n    lines: { boot0: B1, reset: { name: R1, active_low: true } }\n"
+             "    usb_port: vusb-1\n    unit: { transport: usb, holds: %s }\n"
+             "  - id: 2\n    lines: { boot0: B2, reset: { name: R2, active_low: true } }\n"
+             "    usb_port: vusb-2\n"
+             "    unit: { transport: usb, holds: %s, faults: [\"klipper-sensor:stuck\"] }\n",
+             USB_COMBINED, USB_COMBINED);
+    write_file("lab.yaml", fx);
+    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
+                 " -f %s/lab.yaml --reports %s/reports --junit %s/nightly.xml", dir, dir, dir);
+    if (rc != 1)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("1 passed, 1 failed");
+    assert_int_equal(run("cat %s/nightly.xml", dir), 0);
+    expect("<testsuites name=\"nightly-regression\">");
+    expect("<testsuite name=\"vusb-1 (slot 1)\" tests=\"4\" failures=\"0\"");
+    expect("<testsuite name=\"vusb-2 (slot 2)\" tests=\"4\" failures=\"1\"");
+    expect("name=\"4-sample\"");
+    expect("<failure type=\"fail\" message=\"sample: measurement data_stddev = 0 counts is "
+           "below the low limit 5 counts\">");
+    expect("clock_rate_ratio = ");
+    expect("</testsuites>");
+    /* Only nightly wrote nothing to the units: no flash step ran. */
+    const char *p = strstr(out, "flash");
+    assert_null(p);
+}
+
+/* station mcu identify|query|sample against a unit in a slot (USB) and by CAN UUID. */
+static void test_mcu_commands(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    char fx[2048];
+    snprintf(fx, sizeof fx,
+             "name: bench\ngpio: { backend: virtual }\n"
+             "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\nslots:\n"
+             "  - id: 1\n    lines: { boot0: B1, reset: { name: R1, active_low: true } }\n"
+             "    usb_port: vusb-1\n    unit: { transport: usb, holds: %s }\n"
+             "  - id: 2\n    lines: { boot0: B2, reset: { name: R2, active_low: true } }\n"
+             "    usb_port: vusb-2\n"
+             "    can: { iface: vcan-virtual, bitrate: 1000000, uuid: 11aa22bb33c2 }\n"
+             "    unit: { transport: can, can_uuid: 11aa22bb33c2, holds: %s }\n",
+             USB_COMBINED, CAN_COMBINED);
+    write_file("bench.yaml", fx);
+    int rc = run(STATION " mcu identify --slot 1 -f %s/bench.yaml", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("version: CARTOGRAPHER V4 6.0.0 Lite\n");
+    expect("mcu: stm32g431xx");
+    expect("clock: 170000000 Hz");
+    expect("transport: usb");
+    rc = run(STATION " mcu query get_uptime --response uptime --slot 1 -f %s/bench.yaml", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("uptime high=0 clock=");
+    rc = run(STATION " mcu sample --count 20 --slot 1 -f %s/bench.yaml", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("data: n 20, min ");
+    rc = run(STATION " mcu identify --uuid 11aa22bb33c2 -f %s/bench.yaml", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("version: CARTOGRAPHER V4 6.0.0\n");
+    expect("transport: can 1000000 bit/s");
+    rc = run(STATION " mcu query get_canbus_id --uuid 11aa22bb33c2 --response canbus_id "
+             "-f %s/bench.yaml", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("canbus_id canbus_uuid=11aa22bb33c2 canbus_nodeid=4");
+    /* Usage errors. */
+    assert_int_equal(run(STATION " mcu identify -f %s/bench.yaml", dir), 2);
+    expect("give one of --device PATH, --uuid UUID or --slot N");
+    assert_int_equal(run(STATION " mcu query no_such --slot 1 -f %s/bench.yaml", dir), 1);
+    expect("no command \"no_such\"");
+}
+
+/* The same version string but another build (a K1-style variant): identify compares the
+ * dictionary the unit sends with the one in the job's image and fails. */
+static void test_other_build_same_version_fails(void **state)
+{
+    if (access(USB_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    write_variant("k1.bin", "\"build_versions\":\"\"", "\"build_versions\":\"gcc: k1\"");
+    char extra[512];
+    snprintf(extra, sizeof extra, "      holds: %s/k1.bin\n", dir);
+    write_fixture(extra);
+    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
+                 " -f %s/fixture.yaml --reports %s/reports", dir, dir);
+    assert_int_equal(rc, 1);
+    st_rnode *doc = only_report();
+    const char *cause = str_at(doc, "cause");
+    if (!strstr(cause, "identify: the unit's data dictionary") || !strstr(cause, "another build"))
+        fail_msg("cause: %s", cause);
+    int id = step_index(doc, "identify", 0);
+    char p[96];
+    snprintf(p, sizeof p, "steps.%d.version", id);
+    assert_string_equal(str_at(doc, p), "CARTOGRAPHER V4 6.0.0 Lite");
+    snprintf(p, sizeof p, "steps.%d.build_versions", id);
+    assert_string_equal(str_at(doc, p), "gcc: k1");
+    st_report_free(doc);
+}
+
+/* A Klipper MCU on a pseudo-terminal (a UART unit), served from a thread. */
+typedef struct pty_unit {
+    st_pty_server *srv;
+    volatile int stop;
+    pthread_t t;
+} pty_unit;
+
+static void *pty_loop(void *arg)
+{
+    pty_unit *p = arg;
+    while (!p->stop)
+        st_pty_server_run(p->srv, 20, NULL);
+    return NULL;
+}
+
+/* station mcu identify|query|sample --device: the termios backend to a UART unit (the
+ * model with the test subset dictionary; needs no ../shared). */
+static void test_mcu_over_uart_pty(void **state)
+{
+    FILE *f = fopen(STATION_SOURCE_DIR "/protocols/klipper/testdata/cartographer-usb-subset.json",
+                    "rb");
+    assert_non_null(f);
+    static char json[8192];
+    size_t jn = fread(json, 1, sizeof json, f);
+    fclose(f);
+    uint8_t z[4096];
+    uLongf zl = sizeof z;
+    assert_int_equal(compress2(z, &zl, (const Bytef *)json, jn, 9), Z_OK);
+    st_klp_model_cfg c = { .dict_z = z, .dict_z_len = zl };
+    st_klp_model *m;
+    st_err e;
+    assert_int_equal(st_klp_model_new(&c, &m, &e), 0);
+    pty_unit p = { 0 };
+    assert_int_equal(st_pty_server_new(st_klp_model_stream(m), NULL, &p.srv, &e), 0);
+    assert_int_equal(pthread_create(&p.t, NULL, pty_loop, &p), 0);
+    const char *dev = st_pty_server_path(p.srv);
+    int rc = run(STATION " mcu identify --device %s", dev);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("version: TEST USB 1.0\n");
+    expect("clock: 170000000 Hz");
+    rc = run(STATION " mcu query 'debug_ping data=7e00ff' --response pong --device %s", dev);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("pong data=7e00ff");
+    rc = run(STATION " mcu sample --count 30 --field temp --device %s", dev);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect("temp: n 30, min 1997");
+    p.stop = 1;
+    pthread_join(p.t, NULL);
+    st_pty_server_free(p.srv);
+    st_klp_model_free(m);
+}
+
+/* A job's text with one image; refused before the (missing) fixture opens. */
+static void expect_refused(const char *job_text, const char *why)
+{
+    write_file("job.yaml", job_text);
+    int rc = run(STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    if (rc != 2)
+        fail_msg("exit %d:\n%s", rc, out);
+    expect(why);
+    if (strstr(out, "no-such-fixture"))
+        fail_msg("the fixture was opened before the refusal:\n%s", out);
+    char rd[128];
+    snprintf(rd, sizeof rd, "%s/reports", dir);
+    assert_int_not_equal(access(rd, F_OK), 0);
+}
+
+static const char *sha_of(const char *image, char sha[65])
+{
+    assert_int_equal(run(STATION " image info %s", image), 0);
+    const char *p = strstr(out, "sha256: ");
+    assert_non_null(p);
+    memcpy(sha, p + 8, 64);
+    sha[64] = '\0';
+    return sha;
+}
+
+/* Done-when 4: a CAN build for a USB unit and a USB build for a CAN unit are refused. */
+static void test_transport_mismatches_refused(void **state)
+{
+    if (access(CAN_COMBINED, R_OK) != 0)
+        skip(); /* ../shared/firmware is absent */
+    char sha[65], job[2048];
+    snprintf(job, sizeof job,
+             "name: can-build-to-usb-unit\ntarget: stm32g431xx\nimages:\n  combined:\n"
+             "    path: %s\n    load_addr: 0x08000000\n    sha256: %s\n"
+             "klipper: { transport: usb }\n"
+             "steps: [enter-bootloader, flash, verify, start, identify]\n",
+             CAN_COMBINED, sha_of(CAN_COMBINED, sha));
+    expect_refused(job, "images.combined: a can build (its Klipper dictionary has "
+                        "CANBUS_FREQUENCY), but the job's units speak usb");
+    snprintf(job, sizeof job,
+             "name: usb-build-to-can-unit\ntarget: stm32g431xx\nimages:\n  application:\n"
+             "    path: %s\n    load_addr: 0x08002000\n    sha256: %s\n"
+             "katapult: { transport: can }\nklipper: { transport: can }\n"
+             "steps: [enter-katapult, katapult-flash, katapult-verify, katapult-complete]\n",
+             USB_APP, sha_of(USB_APP, sha));
+    expect_refused(job, "images.application: a usb build");
+    /* A version the job does not pin. */
+    snprintf(job, sizeof job,
+             "name: wrong-version\ntarget: stm32g431xx\nimages:\n  combined:\n"
+             "    path: %s\n    load_addr: 0x08000000\n    sha256: %s\n"
+             "klipper: { transport: usb, version: \"CARTOGRAPHER V4 6.1.0 Lite\" }\n"
+             "steps: [enter-bootloader, flash]\n",
+             USB_COMBINED, sha_of(USB_COMBINED, sha));
+    expect_refused(job, "holds version \"CARTOGRAPHER V4 6.0.0 Lite\", the job pins "
+                        "\"CARTOGRAPHER V4 6.1.0 Lite\"");
+}
+
+/* A build for another MCU (the synthetic image with a dictionary naming stm32h723xx) is
+ * refused; this one needs no ../shared. */
+static void test_other_mcu_refused(void **state)
+{
+    assert_int_equal(run(STATION " image generate %s/synth.bin", dir), 0);
+    char p[256];
+    snprintf(p, sizeof p, "%s/synth.bin", dir);
+    FILE *f = fopen(p, "r+b");
+    assert_non_null(f);
+    static const char json[] =
+        "{\"version\":\"OTHER 1.0\",\"build_versions\":\"\",\"config\":{\"CLOCK_FREQ\":"
+        "550000000,\"MCU\":\"stm32h723xx\",\"RESERVE_PINS_USB\":\"PA11,PA12\"},"
+        "\"commands\":{\"get_uptime\":4},\"responses\":{\"uptime high=%u clock=%u\":5}}";
+    uint8_t z[512];
+    uLongf zl = sizeof z;
+    assert_int_equal(compress2(z, &zl, (const Bytef *)json, sizeof json - 1, 9), Z_OK);
+    assert_int_equal(fseek(f, 0x2000 + 0x4000, SEEK_SET), 0);
+    assert_int_equal(fwrite(z, 1, zl, f), zl);
+    fclose(f);
+    assert_int_equal(run(STATION " image info %s", p), 0);
+    expect("  mcu: stm32h723xx");
+    char sha[65], job[1024];
+    snprintf(job, sizeof job,
+             "name: other-mcu\ntarget: stm32g431xx\nimages:\n  combined:\n"
+             "    path: %s\n    load_addr: 0x08000000\n    sha256: %s\n"
+             "steps: [enter-bootloader, flash]\n",
+             p, sha_of(p, sha));
+    expect_refused(job, "images.combined: built for MCU stm32h723xx (its Klipper dictionary), "
+                        "the job targets stm32g431xx");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_image_info_real, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_image_info_synthetic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_app_image_at_zero_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_provision_passes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stuck_sensor_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_temperature_out_of_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_link_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_version_fails_identify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_build_same_version_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transport_mismatches_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_mcu_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nightly_junit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mcu_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mcu_over_uart_pty, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
