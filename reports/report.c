@@ -20,6 +20,7 @@
 #include "station/core/clock.h"
 #include "station/core/digest.h"
 #include "station/core/text.h"
+#include "station/core/yamldoc.h"
 
 /* Reports are a few KiB; anything past this on load is not a report. */
 #define REPORT_FILE_MAX (16u * 1024u * 1024u)
@@ -35,7 +36,14 @@ struct st_rnode {
     st_rnode *parent;
     st_rnode **kids;
     size_t n, cap;
+    /* Maps with many keys: open-addressing table of kids indices + 1 (0 = empty), so a
+     * lookup does not compare the key with every other one (issue 7: the reader was
+     * quadratic in the number of keys). NULL below INDEX_FROM keys. */
+    uint32_t *index;
+    size_t index_cap; /* a power of two, at least twice n */
 };
+
+#define INDEX_FROM 16
 
 /* ---- untrusted text ------------------------------------------------------------------ */
 
@@ -120,6 +128,7 @@ static void node_free(st_rnode *n)
     for (size_t i = 0; i < n->n; i++)
         node_free(n->kids[i]);
     free(n->kids);
+    free(n->index);
     free(n->key);
     free(n->text);
     free(n);
@@ -138,6 +147,48 @@ static bool is_container(const st_rnode *n)
     return n && (n->type == ST_RMAP || n->type == ST_RSEQ);
 }
 
+/* FNV-1a over the key's bytes. */
+static size_t key_hash(const char *key, size_t len)
+{
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 1099511628211u;
+    }
+    return (size_t)h;
+}
+
+static void index_put(st_rnode *map, size_t i)
+{
+    const char *k = map->kids[i]->key ? map->kids[i]->key : "";
+    size_t mask = map->index_cap - 1;
+    size_t at = key_hash(k, strlen(k)) & mask;
+    while (map->index[at])
+        at = (at + 1) & mask;
+    map->index[at] = (uint32_t)(i + 1);
+}
+
+/* (Re)build the index of a map from its kids; keeps none below INDEX_FROM keys. Returns
+ * ST_ERR_NOMEM (the map then has no index and lookups scan, which is slow but right). */
+static int index_rebuild(st_rnode *map)
+{
+    free(map->index);
+    map->index = NULL;
+    map->index_cap = 0;
+    if (map->type != ST_RMAP || map->n < INDEX_FROM || map->n >= UINT32_MAX / 4)
+        return 0;
+    size_t cap = 64;
+    while (cap < map->n * 2 + 2)
+        cap *= 2;
+    map->index = calloc(cap, sizeof *map->index);
+    if (!map->index)
+        return ST_ERR_NOMEM;
+    map->index_cap = cap;
+    for (size_t i = 0; i < map->n; i++)
+        index_put(map, i);
+    return 0;
+}
+
 static int node_append(st_rnode *parent, st_rnode *child)
 {
     if (parent->n == parent->cap) {
@@ -150,11 +201,26 @@ static int node_append(st_rnode *parent, st_rnode *child)
     }
     parent->kids[parent->n++] = child;
     child->parent = parent;
+    if (parent->type == ST_RMAP && parent->n >= INDEX_FROM) {
+        if (parent->index && parent->index_cap >= parent->n * 2 + 2)
+            index_put(parent, parent->n - 1);
+        else
+            (void)index_rebuild(parent); /* grows in steps of 2x: linear overall */
+    }
     return 0;
 }
 
 static long map_index(const st_rnode *map, const char *key, size_t key_len)
 {
+    if (map->index) {
+        size_t mask = map->index_cap - 1;
+        for (size_t at = key_hash(key, key_len) & mask; map->index[at]; at = (at + 1) & mask) {
+            const char *k = map->kids[map->index[at] - 1]->key;
+            if (k && strlen(k) == key_len && memcmp(k, key, key_len) == 0)
+                return (long)(map->index[at] - 1);
+        }
+        return -1;
+    }
     for (size_t i = 0; i < map->n; i++) {
         const char *k = map->kids[i]->key;
         if (k && strlen(k) == key_len && memcmp(k, key, key_len) == 0)
@@ -371,6 +437,8 @@ void st_rmap_del(st_rnode *map, const char *key)
     node_free(map->kids[at]);
     memmove(&map->kids[at], &map->kids[at + 1], (map->n - (size_t)at - 1) * sizeof(*map->kids));
     map->n--;
+    if (map->index && index_rebuild(map) != 0)
+        mark_oom(map); /* lookups still work (by scanning); the writer refuses the report */
 }
 
 st_rnode *st_report_new(void)
@@ -889,31 +957,94 @@ fail_noclean: {
 
 /* ---- parsing --------------------------------------------------------------------------- */
 
-struct pframe {
-    st_rnode *node;
-    char *pending_key; /* map: key read, value not yet */
-};
+/* The file is read by station/core/yamldoc (the one YAML reader of the project: libyaml's
+ * loader, one document, no aliases); here its tree becomes report nodes, with the report's
+ * own rules: a map at the root, plain string keys, no duplicate key, bounded depth, and
+ * YAML 1.2 core-schema types for plain scalars. */
 
-/* "<name>:<line>:<col>: <what>"; libyaml marks count from 0. */
-static int perr(st_err *err, const char *name, yaml_mark_t m, int code, const char *what)
+/* "<name>:<line>:<col>: <what>" at node at. */
+static int perr(st_err *err, const char *name, const st_ynode *at, int code, const char *what)
 {
-    return st_err_set(err, code, "%s:%zu:%zu: %s", name, m.line + 1, m.column + 1, what);
+    return st_err_set(err, code, "%s:%u:%u: %s", name, st_ynode_line(at), st_ynode_column(at),
+                      what);
 }
 
-static void frames_free(struct pframe *st, size_t depth)
-{
-    for (size_t i = 0; i < depth; i++)
-        free(st[i].pending_key);
-}
+typedef struct pctx {
+    const st_ydoc *doc;
+    const char *name;
+    st_err *err;
+} pctx;
 
-/* Attach a finished value to the container on top of the stack. */
-static int attach(struct pframe *top, st_rnode *v)
+/* Convert y into a new node (*out); depth counts the containers above it. */
+static int convert(const pctx *c, const st_ynode *y, unsigned depth, st_rnode **out)
 {
-    if (top->node->type == ST_RSEQ)
-        return node_append(top->node, v);
-    v->key = top->pending_key;
-    top->pending_key = NULL;
-    return node_append(top->node, v);
+    *out = NULL;
+    if (st_ynode_is_scalar(y)) {
+        char *text = clean_dup(st_ynode_text(y));
+        if (!text)
+            return perr(c->err, c->name, y, ST_ERR_NOMEM, "out of memory");
+        bool quoted = st_ynode_is_quoted(y);
+        st_rnode *v = node_new(quoted ? ST_RSTR : resolve_plain(text));
+        if (!v) {
+            free(text);
+            return perr(c->err, c->name, y, ST_ERR_NOMEM, "out of memory");
+        }
+        v->text = text;
+        v->plain = !quoted;
+        *out = v;
+        return 0;
+    }
+    bool is_map = st_ynode_is_map(y);
+    if (depth >= ST_REPORT_DEPTH_MAX)
+        return perr(c->err, c->name, y, ST_ERR_INVAL, "nested too deeply");
+    st_rnode *v = node_new(is_map ? ST_RMAP : ST_RSEQ);
+    if (!v)
+        return perr(c->err, c->name, y, ST_ERR_NOMEM, "out of memory");
+    size_t n = is_map ? st_ymap_len(c->doc, y) : st_yseq_len(c->doc, y);
+    for (size_t i = 0; i < n; i++) {
+        const st_ynode *item;
+        char *key = NULL;
+        const st_ynode *at = y;
+        if (is_map) {
+            const st_ynode *k = st_ymap_key_at(c->doc, y, i);
+            at = k;
+            st_ymap_at(c->doc, y, i, &item);
+            if (!st_ynode_is_scalar(k)) {
+                node_free(v);
+                return perr(c->err, c->name, k, ST_ERR_INVAL, "a key must be a plain string");
+            }
+            key = clean_dup(st_ynode_text(k));
+            if (!key) {
+                node_free(v);
+                return perr(c->err, c->name, k, ST_ERR_NOMEM, "out of memory");
+            }
+            if (map_index(v, key, strlen(key)) >= 0) {
+                char safe[96], msg[128];
+                st_text_printable(key, safe, sizeof(safe));
+                snprintf(msg, sizeof(msg), "duplicate key '%s'", safe);
+                free(key);
+                node_free(v);
+                return perr(c->err, c->name, k, ST_ERR_INVAL, msg);
+            }
+        } else {
+            item = st_yseq_at(c->doc, y, i);
+        }
+        st_rnode *kid;
+        int rc = convert(c, item, depth + 1, &kid);
+        if (rc) {
+            free(key);
+            node_free(v);
+            return rc;
+        }
+        kid->key = key;
+        if (node_append(v, kid) != 0) {
+            node_free(kid);
+            node_free(v);
+            return perr(c->err, c->name, at, ST_ERR_NOMEM, "out of memory");
+        }
+    }
+    *out = v;
+    return 0;
 }
 
 int st_report_parse(const char *buf, size_t len, const char *name, st_rnode **out,
@@ -922,135 +1053,19 @@ int st_report_parse(const char *buf, size_t len, const char *name, st_rnode **ou
     if (!name)
         name = "<report>";
     *out = NULL;
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser))
-        return st_err_set(err, ST_ERR_NOMEM, "%s: cannot start the YAML parser", name);
-    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
-
-    struct pframe st[ST_REPORT_DEPTH_MAX + 1];
-    size_t depth = 0;
-    st_rnode *root = NULL;
-    int docs = 0;
-    int rc = 0;
-    bool done = false;
-
-    while (!done) {
-        yaml_event_t ev;
-        if (!yaml_parser_parse(&parser, &ev)) {
-            yaml_mark_t m = parser.problem_mark;
-            char msg[200];
-            snprintf(msg, sizeof(msg), "%s%s%s", parser.problem ? parser.problem : "syntax error",
-                     parser.context ? " " : "", parser.context ? parser.context : "");
-            rc = perr(err, name, m,
-                      parser.error == YAML_MEMORY_ERROR ? ST_ERR_NOMEM : ST_ERR_INVAL, msg);
-            break;
-        }
-        yaml_mark_t at = ev.start_mark;
-        struct pframe *top = depth ? &st[depth - 1] : NULL;
-        bool want_key = top && top->node->type == ST_RMAP && !top->pending_key;
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            done = true;
-            break;
-        case YAML_DOCUMENT_START_EVENT:
-            if (++docs > 1)
-                rc = perr(err, name, at, ST_ERR_INVAL, "more than one YAML document");
-            break;
-        case YAML_ALIAS_EVENT:
-            rc = perr(err, name, at, ST_ERR_INVAL, "aliases are not allowed in a report");
-            break;
-        case YAML_SCALAR_EVENT: {
-            char *text = clean_dup((const char *)ev.data.scalar.value);
-            if (!text) {
-                rc = perr(err, name, at, ST_ERR_NOMEM, "out of memory");
-                break;
-            }
-            if (!top) {
-                free(text);
-                rc = perr(err, name, at, ST_ERR_INVAL, "the report must be a map");
-                break;
-            }
-            if (want_key) {
-                if (map_index(top->node, text, strlen(text)) >= 0) {
-                    char safe[96], msg[128];
-                    st_text_printable(text, safe, sizeof(safe));
-                    snprintf(msg, sizeof(msg), "duplicate key '%s'", safe);
-                    rc = perr(err, name, at, ST_ERR_INVAL, msg);
-                    free(text);
-                    break;
-                }
-                top->pending_key = text;
-                break;
-            }
-            bool quoted = ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
-                          (ev.data.scalar.tag &&
-                           !strcmp((const char *)ev.data.scalar.tag, YAML_STR_TAG));
-            st_rnode *v = node_new(quoted ? ST_RSTR : resolve_plain(text));
-            if (!v) {
-                free(text);
-                rc = perr(err, name, at, ST_ERR_NOMEM, "out of memory");
-                break;
-            }
-            v->text = text;
-            v->plain = !quoted;
-            if (attach(top, v) != 0) {
-                node_free(v);
-                rc = perr(err, name, at, ST_ERR_NOMEM, "out of memory");
-            }
-            break;
-        }
-        case YAML_MAPPING_START_EVENT:
-        case YAML_SEQUENCE_START_EVENT: {
-            bool is_map = ev.type == YAML_MAPPING_START_EVENT;
-            if (want_key) {
-                rc = perr(err, name, at, ST_ERR_INVAL, "a key must be a plain string");
-                break;
-            }
-            if (!top && (root || !is_map)) {
-                rc = perr(err, name, at, ST_ERR_INVAL, "the report must be a map");
-                break;
-            }
-            if (depth >= ST_REPORT_DEPTH_MAX) {
-                rc = perr(err, name, at, ST_ERR_INVAL, "nested too deeply");
-                break;
-            }
-            st_rnode *v = node_new(is_map ? ST_RMAP : ST_RSEQ);
-            if (!v || (top && attach(top, v) != 0)) {
-                node_free(v);
-                rc = perr(err, name, at, ST_ERR_NOMEM, "out of memory");
-                break;
-            }
-            if (!top)
-                root = v;
-            st[depth].node = v;
-            st[depth].pending_key = NULL;
-            depth++;
-            break;
-        }
-        case YAML_MAPPING_END_EVENT:
-        case YAML_SEQUENCE_END_EVENT:
-            if (depth) {
-                depth--;
-                free(st[depth].pending_key);
-            }
-            break;
-        default:
-            break;
-        }
-        yaml_event_delete(&ev);
-        if (rc != 0)
-            break;
-    }
-    frames_free(st, depth);
-    yaml_parser_delete(&parser);
-    if (rc == 0 && !root)
-        rc = st_err_set(err, ST_ERR_INVAL, "%s: empty: no YAML document", name);
-    if (rc != 0) {
-        node_free(root);
+    static const st_ydoc_opts opts = { .no_aliases = true, .max_depth = ST_REPORT_DEPTH_MAX };
+    st_ydoc *doc;
+    int rc = st_ydoc_parse_ex(buf, len, name, &opts, &doc, err);
+    if (rc)
         return rc;
-    }
-    *out = root;
-    return 0;
+    const st_ynode *root = st_ydoc_root(doc);
+    pctx c = { doc, name, err };
+    if (!st_ynode_is_map(root))
+        rc = perr(err, name, root, ST_ERR_INVAL, "the report must be a map");
+    else
+        rc = convert(&c, root, 0, out);
+    st_ydoc_free(doc);
+    return rc;
 }
 
 int st_report_load(const char *path, st_rnode **out, st_err *err)
@@ -1136,7 +1151,7 @@ int st_report_make_path(const char *dir, const char *unit_identity, int slot,
         d[--dl] = '\0';
     int rc = mkdir_p(d, err);
     if (rc != 0)
-        return st_err_prefix(err, "report path");
+        return st_err_wrap(err, rc, "report path");
 
     char ident[IDENTITY_NAME_MAX + 1];
     st_text_filename(unit_identity, ident, sizeof(ident));

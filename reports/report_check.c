@@ -16,6 +16,7 @@ enum want {
     W_NESTR,    /* non-empty string */
     W_UINT,     /* integer >= 0 */
     W_NUM,      /* number >= 0 (int or float) */
+    W_REAL,     /* any number, negative or .nan too (measurement values and limits) */
     W_TIME,     /* "YYYY-MM-DDTHH:MM:SS[.fff]Z" */
     W_HEX64,    /* SHA-256, 64 hex digits */
     W_HEX40,    /* SHA-1, 40 hex digits */
@@ -128,6 +129,10 @@ static int chk(const st_rnode *map, const char *prefix, const char *key, enum wa
             expect = "a non-negative number";
         break;
     }
+    case W_REAL:
+        if (t != ST_RINT && t != ST_RFLOAT)
+            expect = "a number";
+        break;
     case W_TIME:
         if (t != ST_RSTR || !is_time(text))
             expect = "an ISO 8601 UTC time (2026-11-23T17:42:57.123Z)";
@@ -275,12 +280,12 @@ static const struct fspec step_f[] = {
 static const char *const m_outcomes[] = { "pass", "marginal", "fail", NULL };
 static const struct fspec measure_f[] = {
     { "name", W_NESTR, true, NULL },
-    { "value", W_NUM, true, NULL },
+    { "value", W_REAL, true, NULL },
     { "unit", W_STR, true, NULL },
-    { "low", W_NUM, false, NULL },
-    { "high", W_NUM, false, NULL },
-    { "marginal_low", W_NUM, false, NULL },
-    { "marginal_high", W_NUM, false, NULL },
+    { "low", W_REAL, false, NULL },
+    { "high", W_REAL, false, NULL },
+    { "marginal_low", W_REAL, false, NULL },
+    { "marginal_high", W_REAL, false, NULL },
     { "outcome", W_ENUM, true, m_outcomes },
 };
 static const struct fspec attempt_f[] = {

@@ -11,8 +11,13 @@ pkgs=(
   libyaml-dev           # fixture/job parsing and report writing
   zlib1g-dev            # CRC-32 of DfuSe .dfu file suffixes
   libssl-dev            # SHA-1 / SHA-256 (OpenSSL libcrypto EVP)
+  uuid-dev              # run ids: random UUIDs (libuuid), unique across stations
   libjson-c-dev         # Klipper data dictionaries (JSON from a unit or an image)
   libcmocka-dev         # unit tests
+  libpq-dev             # station ship / history: the fleet's PostgreSQL database
+  libmosquitto-dev      # live station status on MQTT
+  postgresql            # the fleet tests start a private cluster (initdb on a free port)
+  mosquitto             # the fleet tests start a private broker (mosquitto_passwd, ACLs)
 )
 peers=(dfu-util stm32flash can-utils)
 # Packaging and cross builds (issue 14): man pages from --help, the .deb checker, Debian's

@@ -104,7 +104,7 @@ static int open_uart(st_ctx *c, vslot *v, st_fixture_slot *fs, const st_logger *
     if (rc == 0)
         st_strlcpy(fs->serial.device, st_pty_server_path(v->uart), sizeof fs->serial.device);
     if (rc)
-        return st_err_prefix(err, "%s: slot %d: serial", c->fx->path, fs->id);
+        return st_err_wrap(err, rc, "%s: slot %d: serial", c->fx->path, fs->id);
     return 0;
 }
 
@@ -120,21 +120,22 @@ static void vport_detach(void *ctx)
     st_vusb_detach(v->ctx->vbus, v->fs->usb_port);
 }
 
-static st_vcan_bus *virtual_bus(st_ctx *c, const char *name, uint32_t bitrate,
-                                st_timing_profile timing, st_err *err);
+static int virtual_bus(st_ctx *c, const char *name, uint32_t bitrate, st_timing_profile timing,
+                       st_vcan_bus **out, st_err *err);
 
 static int vcan_attach(void *ctx, st_can_node *n, st_err *err)
 {
     vslot *v = ctx;
-    st_vcan_bus *bus = virtual_bus(v->ctx, v->fs->can.iface, v->fs->can.bitrate, ST_TIMING_NONE, err);
-    return bus ? st_vcan_attach(bus, n, err) : ST_ERR_NOTFOUND;
+    st_vcan_bus *bus;
+    int rc = virtual_bus(v->ctx, v->fs->can.iface, v->fs->can.bitrate, ST_TIMING_NONE, &bus, err);
+    return rc < 0 ? rc : st_vcan_attach(bus, n, err);
 }
 
 static void vcan_detach(void *ctx, st_can_node *n)
 {
     vslot *v = ctx;
-    st_vcan_bus *bus = virtual_bus(v->ctx, v->fs->can.iface, v->fs->can.bitrate, ST_TIMING_NONE, NULL);
-    if (bus)
+    st_vcan_bus *bus;
+    if (virtual_bus(v->ctx, v->fs->can.iface, v->fs->can.bitrate, ST_TIMING_NONE, &bus, NULL) == 0)
         st_vcan_detach(bus, n);
 }
 
@@ -190,7 +191,7 @@ static int open_virtual_module(st_ctx *c, vslot *v, st_err *err)
     for (size_t f = 0; f < fu->module.n_faults; f++) {
         int rc = st_bgapi_model_apply_fault(v->module, fu->module.faults[f], err);
         if (rc)
-            return st_err_prefix(err, "%s: slot %d: unit.module.faults[%zu]", c->fx->path,
+            return st_err_wrap(err, rc, "%s: slot %d: unit.module.faults[%zu]", c->fx->path,
                                  fs->id, f);
     }
     return 0;
@@ -227,7 +228,7 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
             st_can_uuid uuid;
             rc = st_can_uuid_parse(fu->can_uuid, &uuid, err);
             if (rc)
-                return st_err_prefix(err, "%s: slot %d: unit.can_uuid", c->fx->path, fs->id);
+                return st_err_wrap(err, rc, "%s: slot %d: unit.can_uuid", c->fx->path, fs->id);
             memcpy(cfg.can_uuid, uuid.b, 6);
         }
         if (cfg.can_transport && !fs->can.present)
@@ -235,8 +236,8 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
                               c->fx->path, fs->id);
         st_vcan_bus *bus = NULL;
         if (cfg.can_transport &&
-            !(bus = virtual_bus(c, fs->can.iface, fs->can.bitrate, cfg.timing, err)))
-            return st_err_prefix(err, "%s: slot %d", c->fx->path, fs->id);
+            (rc = virtual_bus(c, fs->can.iface, fs->can.bitrate, cfg.timing, &bus, err)) < 0)
+            return st_err_wrap(err, rc, "%s: slot %d", c->fx->path, fs->id);
         /* "can-bus-off" is a fault of the bus the unit sits on, not of the unit. */
         const char *unit_faults[64];
         size_t nuf = 0;
@@ -261,14 +262,14 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
                                           cfg.mcu->flash_start, &holds, err);
             free(img);
             if (rc)
-                return st_err_prefix(err, "%s: slot %d: unit.holds", c->fx->path, fs->id);
+                return st_err_wrap(err, rc, "%s: slot %d: unit.holds", c->fx->path, fs->id);
             cfg.holds = holds->data;
             cfg.holds_len = holds->size;
             cfg.holds_addr = holds->load_addr;
         } else if (fu->holds[0]) {
             rc = st_image_load(fu->holds, fu->holds_addr, &holds, err);
             if (rc)
-                return st_err_prefix(err, "%s: slot %d: unit.holds", c->fx->path, fs->id);
+                return st_err_wrap(err, rc, "%s: slot %d: unit.holds", c->fx->path, fs->id);
             cfg.holds = holds->data;
             cfg.holds_len = holds->size;
             cfg.holds_addr = holds->load_addr;
@@ -280,7 +281,7 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
         rc = st_vunit_new(&cfg, &port, &cport, &v->unit, err);
         st_image_free(holds);
         if (rc)
-            return st_err_prefix(err, "%s: slot %d: unit", c->fx->path, fs->id);
+            return st_err_wrap(err, rc, "%s: slot %d: unit", c->fx->path, fs->id);
         c->nvslots++;
         if ((rc = open_uart(c, v, &c->fx->slots[i], log, err)) < 0)
             return rc;
@@ -299,30 +300,31 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
 
 /* The virtual bus for an interface name, created on first use. The first unit on a bus
  * sets its timing profile (datasheet if that unit is). */
-static st_vcan_bus *virtual_bus(st_ctx *c, const char *name, uint32_t bitrate,
-                                st_timing_profile timing, st_err *err)
+static int virtual_bus(st_ctx *c, const char *name, uint32_t bitrate, st_timing_profile timing,
+                       st_vcan_bus **out, st_err *err)
 {
-    for (size_t i = 0; i < c->ncans; i++)
-        if (strcmp(c->cans[i].name, name) == 0)
-            return c->cans[i].bus;
-    if (c->ncans == MAX_CAN_IFS) {
-        st_err_set(err, ST_ERR_INVAL, "more than %d CAN interfaces", MAX_CAN_IFS);
-        return NULL;
+    for (size_t i = 0; i < c->ncans; i++) {
+        if (strcmp(c->cans[i].name, name) == 0) {
+            *out = c->cans[i].bus;
+            return 0;
+        }
     }
+    if (c->ncans == MAX_CAN_IFS)
+        return st_err_set(err, ST_ERR_INVAL, "more than %d CAN interfaces", MAX_CAN_IFS);
     can_if *ci = &c->cans[c->ncans];
     ci->bus = st_vcan_bus_new(bitrate, timing);
-    if (!ci->bus) {
-        st_err_set(err, ST_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
-    if (st_can_iface_mem_new(ci->bus, name, c->log, &ci->iface, err)) {
+    if (!ci->bus)
+        return st_err_set(err, ST_ERR_NOMEM, "out of memory");
+    int rc = st_can_iface_mem_new(ci->bus, name, c->log, &ci->iface, err);
+    if (rc < 0) {
         st_vcan_bus_free(ci->bus);
         ci->bus = NULL;
-        return NULL;
+        return rc;
     }
     st_strlcpy(ci->name, name, sizeof ci->name);
     c->ncans++;
-    return ci->bus;
+    *out = ci->bus;
+    return 0;
 }
 
 int st_ctx_can_iface(st_ctx *c, const char *ifname, st_can_iface **out, st_err *err)
@@ -334,8 +336,10 @@ int st_ctx_can_iface(st_ctx *c, const char *ifname, st_can_iface **out, st_err *
         }
     }
     if (c->fx->backend == ST_GPIO_BACKEND_VIRTUAL) {
-        if (!virtual_bus(c, ifname, 1000000u, ST_TIMING_NONE, err))
-            return err ? err->code : ST_ERR_NOMEM;
+        st_vcan_bus *bus;
+        int rc = virtual_bus(c, ifname, 1000000u, ST_TIMING_NONE, &bus, err);
+        if (rc < 0)
+            return rc;
         *out = c->cans[c->ncans - 1].iface;
         return 0;
     }

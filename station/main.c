@@ -22,10 +22,12 @@
 #include "protocols/sim/synth.h"
 #include "reports/junit.h"
 #include "reports/report.h"
+#include "station/cmd_fleet.h"
 #include "station/context.h"
 #include "station/core/clock.h"
 #include "station/core/digest.h"
 #include "station/core/text.h"
+#include "station/core/uuid.h"
 #include "station/drivers.h"
 #include "station/paths.h"
 #include "station/ui.h"
@@ -160,18 +162,21 @@ typedef struct slot_run {
     pthread_t thread;
     bool started;             /* its thread runs (join it) */
     char label[24];           /* "slot 2", "unit 0a0b0c0d0e01" */
+    station_fleet *fleet;     /* live status on MQTT; NULL without a fleet configuration */
 } slot_run;
 
 static void on_step(void *ctx, const char *step, int attempt)
 {
     slot_run *s = ctx;
     st_ui_step(s->ui, s->row, step, attempt);
+    station_fleet_step(s->fleet, (size_t)s->row, step, attempt);
 }
 
 static void *slot_thread(void *arg)
 {
     slot_run *s = arg;
     s->rc = st_job_run(s->job, s->images, &s->env, &s->res);
+    station_fleet_done(s->fleet, (size_t)s->row, s->rc, &s->res);
     char detail[PATH_MAX + ST_ERR_MSG_MAX + 16];
     if (s->rc)
         snprintf(detail, sizeof detail, "no report written: %s", s->res.cause);
@@ -245,12 +250,14 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
     st_err e;
     st_err_clear(&e);
     int status = EXIT_PASS;
-    bool fancy = !opt_get(o, "plain") && isatty(STDOUT_FILENO);
+    bool fancy = !opt_get(o, "plain") &&
+                 st_ui_caps_for(isatty(STDOUT_FILENO), getenv("TERM"), getenv("NO_COLOR")).cursor;
     st_log_level level = o->verbose >= 2 ? ST_LOG_DEBUG : o->verbose ? ST_LOG_INFO : ST_LOG_WARN;
     st_ui *ui = NULL;
     st_ctx *ctx = NULL;
     slot_run *runs = NULL;
     target *targets = NULL;
+    station_fleet *fleet = NULL;
     size_t nruns = 0, ntargets = 0;
     const char *uuid_opt = opt_get(o, "uuid");
     st_slot_needs needs = job_needs(job);
@@ -342,10 +349,11 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         status = EXIT_STATION;
         goto out;
     }
-    char run_id[40];
-    uint64_t now = st_wall_us();
-    snprintf(run_id, sizeof run_id, "%llx-%x", (unsigned long long)(now / 1000u), (unsigned)getpid());
+    char run_id[ST_UUID_STR_LEN];
+    st_uuid_new(run_id);
     const char *who = opt_get(o, "operator") ? opt_get(o, "operator") : getenv("USER");
+    if ((status = station_fleet_begin(run_id, ntargets, &fleet)) != 0)
+        goto out;
     printf("station: job %s on %s (%zu unit%s)\n", job->name, fx->name, ntargets,
            ntargets == 1 ? "" : "s");
     st_serial_host *serial = NULL;
@@ -385,8 +393,10 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         else
             snprintf(s->label, sizeof s->label, "unit %s", t->uuid);
         st_ui_bind(ui, (int)i, s->label, &s->progress);
+        s->fleet = fleet;
+        station_fleet_slot(fleet, i, t->fs ? t->fs->id : 0, &s->progress);
         s->env = (st_run_env){
-            .station_name = "station",
+            .station_name = station_fleet_name(fleet, "station"),
             .operator_name = who && *who ? who : "unknown",
             .run_id = run_id,
             .report_dir = opt_get(o, "reports"),
@@ -467,6 +477,7 @@ out:
         st_slot_close(runs[i].env.slot);
     free(runs);
     free(targets);
+    station_fleet_end(fleet);
     st_ctx_close(ctx);
     st_ui_free(ui);
     st_ui_free(boot_ui);
@@ -516,7 +527,8 @@ static int cmd_report_show(const opts *o, char *const args[])
         return EXIT_USAGE;
     }
     int rc = st_report_validate(doc, &e);
-    st_report_render(doc, stdout, !opt_get(o, "no-color") && isatty(STDOUT_FILENO));
+    st_report_render(doc, stdout, !opt_get(o, "no-color") &&
+                     st_ui_caps_for(isatty(STDOUT_FILENO), getenv("TERM"), getenv("NO_COLOR")).color);
     if (rc)
         fprintf(stderr, "station: warning: %s: not a valid schema-1 report: %s\n", path, e.msg);
     st_report_free(doc);
@@ -680,9 +692,30 @@ static const st_cli_opt gen_opts[] = {
 };
 
 static const st_cli_opt show_opts[] = {
-    { "no-color", NULL, "no ANSI colours" },
+    { "no-color", NULL, "no ANSI colours (also NO_COLOR=1 or TERM=dumb)" },
     { NULL, NULL, NULL },
 };
+
+/* The fleet commands (cmd_fleet.c) read their options through this. */
+static const char *opt_of(const void *o, const char *name)
+{
+    return opt_get(o, name);
+}
+
+static int cmd_ship(const opts *o, char *const args[])
+{
+    return station_cmd_ship(opt_of, o, o->verbose, args);
+}
+
+static int cmd_history(const opts *o, char *const args[])
+{
+    return station_cmd_history(opt_of, o, args);
+}
+
+static int cmd_report_summary(const opts *o, char *const args[])
+{
+    return station_cmd_report_summary(opt_of, o, args);
+}
 
 static const builtin builtins[] = {
     { "run", "JOB", 1,
@@ -701,6 +734,21 @@ static const builtin builtins[] = {
     { "report show", "FILE", 1, "summarise a unit report",
       "Prints a unit report and checks it against the schema (reports/SCHEMA.md).", show_opts,
       0, cmd_report_show },
+    { "report summary", "[DIR]", 1,
+      "runs, pass/fail, units, first-pass yield and failures by step and cause: of the "
+      "reports in DIR, or (--db) across the fleet database",
+      "Both read the same figures (reports/FLEET.md \"Queries\"); --db reads every station "
+      "the configured database role may read.", station_summary_opts, 0, cmd_report_summary },
+    { "ship", NULL, 0, "ship finished reports into the fleet's PostgreSQL database, exactly once",
+      "A service (reports/ship/station-ship.service): watches the report directory and ships "
+      "every finished report; reports are never changed or deleted, and a database outage "
+      "only makes them wait. --once makes one pass; --migrate applies the schema migrations. "
+      "-v prints a line per report. See reports/FLEET.md.", station_ship_opts, 0, cmd_ship },
+    { "history", "UNIT", 1,
+      "every run of a unit (identity, chip UID, DFU serial or CAN UUID) across the stations, "
+      "from the fleet database",
+      "Oldest first: started, station, slot, verdict, job, failed step, cause. Exit 1 when "
+      "the unit has no runs.", station_history_opts, 0, cmd_history },
     { "fixture check", "FILE", 1, "parse a fixture file and describe its slots", NULL, NULL, 0,
       cmd_fixture_check },
     { "image generate", "OUT", 1, "write the synthetic combined image the demo job uses", NULL,
@@ -992,7 +1040,8 @@ int main(int argc, char **argv)
     }
     char **args = a + used;
     int nargs = n - used;
-    if (nargs < (int)cmd->nargs)
+    /* An argument shown in brackets ("[DIR]") may be left out. */
+    if (nargs < (int)cmd->nargs && !(cmd->args && cmd->args[0] == '['))
         return usage_error(cmd, "missing %s", cmd->args ? cmd->args : "an argument");
     if (nargs > (int)cmd->nargs)
         return usage_error(cmd, "unexpected argument \"%s\"", args[cmd->nargs]);

@@ -2,6 +2,7 @@
 #include "station/ui.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,10 +16,11 @@ typedef struct row {
     char label[24];           /* "slot 2", "unit 0a0b0c0d0e01" */
     char step[24];
     char phase[16];
-    char final[160];
+    char *final;              /* verdict and detail, whole (owned); NULL while running */
     uint64_t done, total, phase_start_us, last_draw_us;
     uint64_t base;            /* bytes already done at phase_start_us */
     int attempt;
+    int lines_drawn;          /* terminal lines of this row in the last redraw */
 } row;
 
 struct st_ui {
@@ -41,12 +43,27 @@ static void fmt_bytes(char *b, size_t cap, double v)
         snprintf(b, cap, "%.0f B", v);
 }
 
+/* Lines a row takes on the terminal: a final line may carry its report path on a second. */
+static int row_lines(const row *r)
+{
+    int n = 1;
+    for (const char *p = r->final; p && *p; p++)
+        n += *p == '\n';
+    return n;
+}
+
+static int rows_lines(const st_ui *ui)
+{
+    int n = 0;
+    for (int i = 0; i < ui->n; i++)
+        n += ui->rows[i].lines_drawn;
+    return n;
+}
+
+/* The running line of a row (bounded: step names, numbers). Final lines are printed whole
+ * by print_row instead. */
 static void line_of(const row *r, char *buf, size_t cap)
 {
-    if (r->final[0]) {
-        snprintf(buf, cap, "%-8s %s", r->label, r->final);
-        return;
-    }
     if (!r->total) {
         snprintf(buf, cap, "%-8s %-16s%s", r->label, r->step[0] ? r->step : "waiting",
                  r->attempt > 1 ? " (retry)" : "");
@@ -76,25 +93,42 @@ static void line_of(const row *r, char *buf, size_t cap)
              (int)(r->done * 100 / r->total), d, t, rt, eta);
 }
 
+/* One row, each of its lines cleared first on a terminal. The final line is never cut: it
+ * carries the cause (ending in an errno reason such as "Read-only file system") and the
+ * report path, which the operator needs whole. */
+static void print_row(st_ui *ui, row *r)
+{
+    const char *clear = ui->fancy ? "\r\033[2K" : "";
+    if (r->final) {
+        fprintf(ui->out, "%s%-8s ", clear, r->label);
+        for (const char *p = r->final; *p; p++) {
+            fputc(*p, ui->out);
+            if (*p == '\n')
+                fputs(clear, ui->out);
+        }
+        fputc('\n', ui->out);
+    } else {
+        char buf[200];
+        line_of(r, buf, sizeof buf);
+        fprintf(ui->out, "%s%s\n", clear, buf);
+    }
+    r->lines_drawn = row_lines(r);
+}
+
 /* Redraw all rows in place (fancy) with the cursor left below them. Lock held. */
 static void redraw(st_ui *ui)
 {
-    if (ui->drawn)
-        fprintf(ui->out, "\033[%dA", ui->n);
-    for (int i = 0; i < ui->n; i++) {
-        char buf[200];
-        line_of(&ui->rows[i], buf, sizeof buf);
-        fprintf(ui->out, "\r\033[2K%s\n", buf);
-    }
+    if (ui->drawn && rows_lines(ui) > 0)
+        fprintf(ui->out, "\033[%dA", rows_lines(ui));
+    for (int i = 0; i < ui->n; i++)
+        print_row(ui, &ui->rows[i]);
     ui->drawn = true;
     fflush(ui->out);
 }
 
-static void plain(st_ui *ui, const row *r)
+static void plain(st_ui *ui, row *r)
 {
-    char buf[200];
-    line_of(r, buf, sizeof buf);
-    fprintf(ui->out, "%s\n", buf);
+    print_row(ui, r);
     fflush(ui->out);
 }
 
@@ -135,8 +169,9 @@ static void log_write(void *ctx, st_log_level level, const char *module, const c
 {
     st_ui *ui = ctx;
     pthread_mutex_lock(&ui->lock);
-    if (ui->fancy && ui->drawn) {
-        fprintf(ui->out, "\033[%dA\r\033[2K", ui->n);
+    int up = ui->fancy && ui->drawn ? rows_lines(ui) : 0;
+    if (up > 0) {
+        fprintf(ui->out, "\033[%dA\r\033[2K", up);
         ui->drawn = false;
     }
     fprintf(stderr, "station: %s: %s%s\n", module,
@@ -144,9 +179,9 @@ static void log_write(void *ctx, st_log_level level, const char *module, const c
     fflush(stderr);
     if (ui->fancy) {
         /* The log line took the rows' place: draw them again below it. */
-        for (int i = 0; i < ui->n; i++)
+        for (int i = 0; i < up; i++)
             fprintf(ui->out, "\n");
-        ui->drawn = true;
+        ui->drawn = up > 0;
         redraw(ui);
     }
     pthread_mutex_unlock(&ui->lock);
@@ -179,6 +214,8 @@ void st_ui_free(st_ui *ui)
     if (!ui)
         return;
     pthread_mutex_destroy(&ui->lock);
+    for (int i = 0; i < ui->n; i++)
+        free(ui->rows[i].final);
     free(ui->rows);
     free(ui);
 }
@@ -213,12 +250,29 @@ void st_ui_done(st_ui *ui, int i, const char *verdict, const char *detail)
 {
     pthread_mutex_lock(&ui->lock);
     row *r = &ui->rows[i];
-    snprintf(r->final, sizeof r->final, "%s  %s", verdict, detail ? detail : "");
+    char *line = NULL;
+    if (asprintf(&line, "%s  %s", verdict, detail ? detail : "") < 0)
+        line = NULL;
+    free(r->final);
+    /* Out of memory: the verdict alone still reaches the operator. */
+    r->final = line ? line : strdup(verdict);
     if (ui->fancy)
         redraw(ui);
     else
         plain(ui, r);
     pthread_mutex_unlock(&ui->lock);
+}
+
+st_ui_caps st_ui_caps_for(bool is_tty, const char *term, const char *no_color)
+{
+    /* A terminal that cannot move the cursor or set colours says so with TERM=dumb (Emacs
+     * shell buffers, some serial consoles); no TERM at all is treated the same. */
+    bool dumb = !term || !*term || strcmp(term, "dumb") == 0;
+    st_ui_caps c = { .cursor = is_tty && !dumb, .color = is_tty && !dumb };
+    /* https://no-color.org: NO_COLOR present and not empty disables colour, nothing else. */
+    if (no_color && *no_color)
+        c.color = false;
+    return c;
 }
 
 const st_logger *st_ui_logger(st_ui *ui)

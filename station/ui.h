@@ -20,7 +20,20 @@ void st_ui_free(st_ui *ui);
  * for the job engine of that row. */
 void st_ui_bind(st_ui *ui, int row, const char *label, st_progress *progress_out);
 void st_ui_step(st_ui *ui, int row, const char *step, int attempt);
+/* The row's final line: "<verdict>  <detail>", printed whole (detail may hold a second
+ * line, e.g. "\n         report <path>"; it is never cut). */
 void st_ui_done(st_ui *ui, int row, const char *verdict, const char *detail);
+
+/* What may be sent to the operator's terminal. */
+typedef struct st_ui_caps {
+    bool cursor; /* cursor movement and line clearing (progress bars redrawn in place) */
+    bool color;  /* SGR colour escapes */
+} st_ui_caps;
+
+/* Decide from whether the output is a terminal and the values of TERM and NO_COLOR (NULL
+ * when unset): TERM=dumb, empty or unset means neither; NO_COLOR set to anything but ""
+ * means no colour (https://no-color.org). The caller reads the environment. */
+st_ui_caps st_ui_caps_for(bool is_tty, const char *term, const char *no_color);
 
 /* A logger that writes "station: <module>: <msg>" lines without tearing the bars. */
 const st_logger *st_ui_logger(st_ui *ui);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <poll.h>
+#include <pty.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +39,7 @@ static int teardown(void **state)
 }
 
 /* Run a shell command line, capture its output, return its exit code. */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...)
 {
     char cmd[4096];
@@ -167,6 +170,22 @@ static void demo_image(void)
                          " image generate " STATION_SOURCE_DIR "/jobs/generated/demo-combined.bin"), 0);
 }
 
+/* A run id is an RFC 4122 random UUID (version 4, variant 10xx) in lower-case hex:
+ * ids must be unique across stations (issue 7), which a timestamp plus a PID is not. */
+static void expect_uuid_v4(const char *id)
+{
+    assert_non_null(id);
+    if (strlen(id) != 36)
+        fail_msg("run.id \"%s\" is not a UUID", id);
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? id[i] != '-' : !strchr("0123456789abcdef", id[i]))
+            fail_msg("run.id \"%s\" is not a UUID", id);
+    }
+    if (id[14] != '4' || !strchr("89ab", id[19]))
+        fail_msg("run.id \"%s\" is not a random (version 4) UUID", id);
+}
+
 static void test_demo_job_two_slots(void **state)
 {
     demo_image();
@@ -175,6 +194,7 @@ static void test_demo_job_two_slots(void **state)
         fail_msg("exit %d:\n%s", rc, out);
     assert_non_null(strstr(out, "2 passed, 0 failed"));
     assert_int_equal(count_reports(), 2);
+    char run_id[64] = "";
     for (int slot = 1; slot <= 2; slot++) {
         char needle[32];
         /* Named after the ROM's DFU serial (the unit's identity on the DFU path). */
@@ -188,8 +208,27 @@ static void test_demo_job_two_slots(void **state)
         expect_str(doc, "steps.4.app_usb.id", "1d50:614e");
         expect_steps_timed(doc, 5, "pass");
         assert_null(st_rget(doc, "cause"));
+        const char *id = st_rget_str(doc, "run.id");
+        expect_uuid_v4(id);
+        if (slot == 1)
+            snprintf(run_id, sizeof run_id, "%s", id);
+        else
+            expect_str(doc, "run.id", run_id); /* one id for the slots of one run */
         st_report_free(doc);
     }
+    /* A second run of the same job on the same station gets a new id. */
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/reports'", dir);
+    assert_int_equal(system(cmd), 0);
+    rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml --slot 1 --reports %s/reports", dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = load_report(NULL, NULL);
+    const char *id = st_rget_str(doc, "run.id");
+    expect_uuid_v4(id);
+    if (strcmp(id, run_id) == 0)
+        fail_msg("two runs share the id %s", id);
+    st_report_free(doc);
 }
 
 static void test_usb_combined_image(void **state)
@@ -339,6 +378,79 @@ static void test_dfu_list_and_usage(void **state)
     assert_int_equal(run(STATION " run"), 2);
     assert_int_equal(run(STATION " run /nonexistent.yaml"), 2);
     assert_non_null(strstr(out, "/nonexistent.yaml"));
+}
+
+/* ---- terminal output: NO_COLOR and TERM=dumb ---------------------------------------- */
+
+/* Run the station on a pseudo-terminal (so isatty() is true, as for an operator) with TERM
+ * and NO_COLOR set as given (NULL: unset); collect everything it writes into out. */
+static int run_on_pty(const char *term, const char *no_color, char *const argv[])
+{
+    int master;
+    struct winsize ws = { .ws_row = 40, .ws_col = 200 };
+    pid_t pid = forkpty(&master, NULL, NULL, &ws);
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        term ? setenv("TERM", term, 1) : unsetenv("TERM");
+        no_color ? setenv("NO_COLOR", no_color, 1) : unsetenv("NO_COLOR");
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    size_t got = 0;
+    for (;;) {
+        struct pollfd pfd = { master, POLLIN, 0 };
+        if (poll(&pfd, 1, 30000) <= 0)
+            break;
+        ssize_t n = read(master, out + got, sizeof out - 1 - got);
+        if (n <= 0)
+            break; /* EIO: the child closed its side */
+        got += (size_t)n;
+        if (got == sizeof out - 1)
+            break;
+    }
+    out[got] = '\0';
+    close(master);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_no_color_and_dumb_terminal(void **state)
+{
+    demo_image();
+    char reports[128];
+    snprintf(reports, sizeof reports, "%s/reports", dir);
+    char *run_argv[] = { STATION, "run", STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml", "--slot", "1",
+                         "--reports", reports, NULL };
+    /* A capable terminal gets the bars redrawn in place (so the check below can fail). */
+    assert_int_equal(run_on_pty("xterm", NULL, run_argv), 0);
+    if (!strstr(out, "\033["))
+        fail_msg("no cursor movement on an xterm:\n%s", out);
+    char path[512];
+    st_rnode *doc = load_report(NULL, path);
+    st_report_free(doc);
+    /* TERM=dumb: no escape sequence at all; the run still reports every step. */
+    assert_int_equal(run_on_pty("dumb", NULL, run_argv), 0);
+    if (strchr(out, '\033'))
+        fail_msg("escape sequences with TERM=dumb:\n%s", out);
+    assert_non_null(strstr(out, "PASS"));
+    assert_int_equal(run_on_pty(NULL, NULL, run_argv), 0);
+    assert_null(strchr(out, '\033'));
+
+    char *show_argv[] = { STATION, "report", "show", path, NULL };
+    assert_int_equal(run_on_pty("xterm", NULL, show_argv), 0);
+    if (!strstr(out, "\033[1;32m"))
+        fail_msg("no colour on an xterm:\n%s", out);
+    /* NO_COLOR (any non-empty value): no colour escapes. */
+    assert_int_equal(run_on_pty("xterm", "1", show_argv), 0);
+    if (strchr(out, '\033'))
+        fail_msg("colour escapes with NO_COLOR=1:\n%s", out);
+    assert_non_null(strstr(out, "pass"));
+    assert_int_equal(run_on_pty("dumb", NULL, show_argv), 0);
+    assert_null(strchr(out, '\033'));
+    /* NO_COLOR="" is "unset" (no-color.org). */
+    assert_int_equal(run_on_pty("xterm", "", show_argv), 0);
+    assert_non_null(strstr(out, "\033[1;32m"));
 }
 
 /* ---- Katapult over CAN and USB-CDC ------------------------------------------------- */
@@ -658,6 +770,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hostile_serial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_identical_and_rom_quirks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dfu_list_and_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_color_and_dumb_terminal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returned_units_synthetic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returned_units_real, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serial_flash_known_answer, setup, teardown),

@@ -24,6 +24,7 @@
 #include "station/core/clock.h"
 #include "station/core/digest.h"
 #include "station/core/mcu.h"
+#include "station/core/yamldoc.h"
 #ifdef STATION_SIM_HAVE_DFU
 #include "protocols/dfuse/dfu_model.h"
 #endif
@@ -68,6 +69,9 @@ static const char usage[] =
     "          bgm is a Silicon Labs Bluetooth module (NCP) with the BGAPI UART DFU\n"
     "          bootloader; an3155: the ST USART ROM bootloader (8N1 accepted: a pty\n"
     "          drops parity), e.g. stm32flash -m 8n1 PATH; --fault takes its faults\n"
+    "          katapult and klipper (pty, slcan) are one unit started in Katapult or in its\n"
+    "          Klipper application: after COMPLETE a valid application boots and answers\n"
+    "          the bootloader request (a second flash works); a CAN node id is lost on reset\n"
     "\n"
     "Options:\n"
     "  --model NAME         the device model (default: loopback / echo)\n"
@@ -328,7 +332,8 @@ static void parse_args(int argc, char **argv, sim_opts *o)
             char *at = strrchr(optarg, '@');
             if (at) {
                 *at = 0;
-                o->flash_addr = (uint32_t)parse_long("--flash", at + 1, 0, 0xffffffffLL);
+                if (!st_parse_u32(at + 1, &o->flash_addr))
+                    die_usage("--flash: '%s' is not an address in 0..0xffffffff", at + 1);
                 o->has_flash_addr = true;
             }
             u->flash_file = o->flash_file;
@@ -914,9 +919,19 @@ static void can_app_wants_bootloader(void *ctx)
     bus_swap(s, st_can_stream_node_base(s->katapult_node));
 }
 
+/* Katapult's reset after COMPLETE: a real unit boots what its flash holds. A valid
+ * application (Katapult's own test: first word neither 0 nor 0xFFFFFFFF) comes up as the
+ * Klipper node, which answers the bootloader request, so a second flash works; without
+ * one the unit stays in Katapult. Either way it rejoins the bus without a node id. */
 static void can_katapult_reset(void *ctx, st_katapult_model *m)
 {
     sim *s = ctx;
+    if (!st_katapult_model_app_valid(m)) {
+        ST_LOGI(&s->log, "sim", "katapult: reset, no valid application: back into katapult");
+        st_katapult_model_reboot(m);
+        bus_swap(s, st_can_stream_node_base(s->katapult_node));
+        return;
+    }
     ST_LOGI(&s->log, "sim", "katapult: reset into the application");
     bus_swap(s, st_klipper_node_base(s->klipper_node));
 }
@@ -961,7 +976,9 @@ static int setup_slcan(sim *s)
             return -1;
         bool klipper = strcmp(m, "klipper") == 0;
 #if defined(STATION_SIM_HAVE_KLIPPER_NODE)
-        st_stream_model *k = katapult_stream(s, true, klipper ? can_katapult_reset : NULL);
+        /* Both models are one unit: Katapult and the Klipper application it boots; the
+         * model named is the one running at start. */
+        st_stream_model *k = katapult_stream(s, true, can_katapult_reset);
 #else
         if (klipper)
             die_usage("slcan: model klipper is not built in");
@@ -973,15 +990,14 @@ static int setup_slcan(sim *s)
         if (!s->katapult_node)
             return -1;
 #if defined(STATION_SIM_HAVE_KLIPPER_NODE)
-        if (klipper) {
-            st_klipper_node_cfg kc = {.on_bootloader_request = can_app_wants_bootloader,
-                                      .ctx = s};
-            memcpy(kc.uuid.b, s->o.uuid, 6);
-            s->klipper_node = st_klipper_node_new(&kc);
-            if (!s->klipper_node)
-                return -1;
+        st_klipper_node_cfg kc = {.on_bootloader_request = can_app_wants_bootloader, .ctx = s};
+        memcpy(kc.uuid.b, s->o.uuid, 6);
+        s->klipper_node = st_klipper_node_new(&kc);
+        if (!s->klipper_node)
+            return -1;
+        if (klipper)
             bus_swap(s, st_klipper_node_base(s->klipper_node));
-        } else
+        else
 #endif
         {
             bus_swap(s, st_can_stream_node_base(s->katapult_node));
@@ -1031,9 +1047,16 @@ static void pty_app_wants_bootloader(void *ctx)
     st_pty_server_set_model(s->pty, st_katapult_model_stream(s->katapult));
 }
 
+/* As can_katapult_reset: a valid application boots (and answers the bootloader request);
+ * without one the unit comes straight back into Katapult. */
 static void pty_katapult_reset(void *ctx, st_katapult_model *m)
 {
     sim *s = ctx;
+    if (!st_katapult_model_app_valid(m)) {
+        ST_LOGI(&s->log, "sim", "katapult: reset, no valid application: back into katapult");
+        st_katapult_model_reboot(m);
+        return;
+    }
     ST_LOGI(&s->log, "sim", "katapult: reset into the application");
     st_klipper_app_reset(s->app);
     st_pty_server_set_model(s->pty, st_klipper_app_stream(s->app));
@@ -1062,21 +1085,25 @@ static int setup_pty(sim *s)
         st_toy_stream_init(&s->toy_stream);
         model = &s->toy_stream.base;
     }
-#if defined(STATION_SIM_HAVE_KATAPULT)
+#if defined(STATION_SIM_HAVE_KATAPULT) && defined(STATION_SIM_HAVE_VUNIT)
+    /* One unit, Katapult and the Klipper application it boots; the model named is the one
+     * running at start. */
+    else if (strcmp(m, "katapult") == 0 || strcmp(m, "klipper") == 0) {
+        if (setup_flash(s) < 0)
+            return -1;
+        st_stream_model *k = katapult_stream(s, false, pty_katapult_reset);
+        if (!k)
+            return -1;
+        s->app = st_klipper_app_new(pty_app_wants_bootloader, s);
+        if (!s->app)
+            return -1;
+        model = strcmp(m, "katapult") == 0 ? k : st_klipper_app_stream(s->app);
+    }
+#elif defined(STATION_SIM_HAVE_KATAPULT)
     else if (strcmp(m, "katapult") == 0) {
         if (setup_flash(s) < 0)
             return -1;
         model = katapult_stream(s, false, NULL);
-    }
-#endif
-#if defined(STATION_SIM_HAVE_KATAPULT) && defined(STATION_SIM_HAVE_VUNIT)
-    else if (strcmp(m, "klipper") == 0) {
-        if (setup_flash(s) < 0)
-            return -1;
-        if (!katapult_stream(s, false, pty_katapult_reset))
-            return -1;
-        s->app = st_klipper_app_new(pty_app_wants_bootloader, s);
-        model = s->app ? st_klipper_app_stream(s->app) : NULL;
     }
 #endif
 #if defined(STATION_SIM_HAVE_AN3155)

@@ -22,6 +22,7 @@
 #include "station/core/clock.h"
 #ifdef TEST_WITH_KATAPULT
 #include "protocols/katapult/katapult.h"
+#include "protocols/link/serial_ports.h"
 #include "protocols/link/stream.h"
 #include "station/core/image.h"
 #endif
@@ -240,6 +241,32 @@ static void test_pty_katapult_seed001(void **state)
     if (st_katapult_verify(k, img, &r, &e) < 0)
         fail_msg("verify: %s", e.msg);
     assert_int_equal(r.blocks_verified, 435);
+    assert_string_equal(r.sha1_hex, "FCA6E37F4D9F344E7AF18C7609AEBBCFD6E597E0");
+    assert_int_equal(st_katapult_complete(k, &e), 0);
+    st_katapult_close(k);
+
+    /* Issue 7: a real unit now boots the application it was given, which answers the
+     * bootloader request, so a second flash works. (station-sim's unit used to stay
+     * silent for good.) Katapult still answers until it resets, 100 ms after COMPLETE:
+     * wait until CONNECT goes unanswered (the application is up), then ask for the
+     * bootloader. */
+    st_katapult_opts once = {.tries = 1, .read_timeout_ms = 100};
+    assert_int_equal(st_katapult_open(s, &once, &k, &e), 0);
+    st_deadline back = st_deadline_in_ms(5000);
+    while (st_katapult_connect(k, &info, &e) == 0)
+        assert_false(st_deadline_passed(back));
+    assert_int_equal(e.code, ST_ERR_TIMEOUT);
+    assert_int_equal(st_serial_request_bootloader_uart(s, &e), 0);
+    st_katapult_close(k);
+    /* The unit reboots: bytes sent meanwhile may be lost, which the engine's retries
+     * cover (flashtool waits a second instead). */
+    assert_int_equal(st_katapult_open(s, NULL, &k, &e), 0);
+    if (st_katapult_connect(k, &info, &e) != 0)
+        fail_msg("no Katapult after the bootloader request: %s", e.msg);
+    if (st_katapult_flash(k, img, NULL, &r, &e) < 0)
+        fail_msg("second flash: %s", e.msg);
+    if (st_katapult_verify(k, img, &r, &e) < 0)
+        fail_msg("second verify: %s", e.msg);
     assert_string_equal(r.sha1_hex, "FCA6E37F4D9F344E7AF18C7609AEBBCFD6E597E0");
     assert_int_equal(st_katapult_complete(k, &e), 0);
     st_katapult_close(k);

@@ -137,7 +137,7 @@ static uint64_t toy_can_next(st_can_node *n)
     return t->qn ? 0 : UINT64_MAX;
 }
 
-static const st_can_node_ops toy_can_ops = {toy_can_rx, toy_can_tx, toy_can_next};
+static const st_can_node_ops toy_can_ops = {toy_can_rx, toy_can_tx, toy_can_next, NULL};
 
 void st_toy_can_init(st_toy_can *n)
 {

@@ -225,10 +225,10 @@ int st_an_sync(st_an3155 *a, st_an_sync_how *how, st_err *err)
     st_stream_flush_input(a->link, NULL);
     for (int attempt = 0; attempt < 2; attempt++) {
         if ((rc = send(a, &s, 1, err)) < 0)
-            return st_err_prefix(err, "sync");
+            return st_err_wrap(err, rc, "sync");
         rc = recv_byte(a, &b, a->cfg.byte_timeout_ms, err);
         if (rc < 0)
-            return st_err_prefix(err, "sync");
+            return st_err_wrap(err, rc, "sync");
         if (rc == 1 && b == ST_AN_ACK) {
             h = attempt ? ST_AN_SYNC_LATE_ACK : ST_AN_SYNC_ACK;
             goto done;
@@ -245,7 +245,7 @@ int st_an_sync(st_an3155 *a, st_an_sync_how *how, st_err *err)
     ST_LOGW(a->cfg.log, "an3155", "%s: no clean answer to 0x7F, resynchronising",
             a->link->name);
     if ((rc = resync(a, err)) < 0)
-        return st_err_prefix(err, "sync: no answer to 0x7F (bootloader not entered? wrong "
+        return st_err_wrap(err, rc, "sync: no answer to 0x7F (bootloader not entered? wrong "
                                   "port, BOOT0 or reset not applied, or 8N1/8E1 mismatch)");
     h = ST_AN_SYNC_RESYNC;
 done:
@@ -338,11 +338,11 @@ int st_an_identify(st_an3155 *a, st_an_info *out, st_err *err)
     memset(&i, 0, sizeof i);
     int rc;
     if ((rc = with_retry(a, do_get_version, &i, err)) < 0)
-        return st_err_prefix(err, "Get Version");
+        return st_err_wrap(err, rc, "Get Version");
     if ((rc = with_retry(a, do_get, &i, err)) < 0)
-        return st_err_prefix(err, "Get");
+        return st_err_wrap(err, rc, "Get");
     if ((rc = with_retry(a, do_get_id, &i, err)) < 0)
-        return st_err_prefix(err, "Get ID");
+        return st_err_wrap(err, rc, "Get ID");
     i.dev = st_an_dev_find(i.pid);
     i.ext_erase = st_an_has_cmd(&i, ST_AN_CMD_EXT_ERASE);
     a->info = i;
@@ -380,7 +380,7 @@ static int do_read(st_an3155 *a, void *ctx, st_err *err)
     rw_ctx *c = ctx;
     int rc = command(a, ST_AN_CMD_READ, err);
     if (rc == ST_ERR_DEVICE)
-        return st_err_prefix(err, "read refused (readout protection active?)");
+        return st_err_wrap(err, rc, "read refused (readout protection active?)");
     if (rc < 0)
         return rc;
     if ((rc = send_addr(a, c->addr, err)) < 0)
@@ -401,7 +401,7 @@ int st_an_read(st_an3155 *a, uint32_t addr, uint8_t *buf, size_t len, const st_p
         rw_ctx c = {.addr = addr + (uint32_t)off, .rbuf = buf + off, .len = n};
         int rc = with_retry(a, do_read, &c, err);
         if (rc < 0)
-            return st_err_prefix(err, "read 0x%08x", c.addr);
+            return st_err_wrap(err, rc, "read 0x%08x", c.addr);
         off += n;
         st_progress_update(p, "read", off, len);
     }
@@ -415,7 +415,7 @@ int st_an_read_uid(st_an3155 *a, char hex[25], st_err *err)
         return rc;
     uint8_t b[12];
     if ((rc = st_an_read(a, a->info.dev->uid_addr, b, sizeof b, NULL, err)) < 0)
-        return st_err_prefix(err, "unique ID");
+        return st_err_wrap(err, rc, "unique ID");
     static const char digits[] = "0123456789ABCDEF";
     for (int i = 0; i < 12; i++) {
         hex[2 * i] = digits[b[i] >> 4];
@@ -432,7 +432,7 @@ static int do_write(st_an3155 *a, void *ctx, st_err *err)
     rw_ctx *c = ctx;
     int rc = command(a, ST_AN_CMD_WRITE, err);
     if (rc == ST_ERR_DEVICE)
-        return st_err_prefix(err, "write refused (readout protection active?)");
+        return st_err_wrap(err, rc, "write refused (readout protection active?)");
     if (rc < 0)
         return rc;
     if ((rc = send_addr(a, c->addr, err)) < 0)
@@ -495,7 +495,7 @@ int st_an_write(st_an3155 *a, uint32_t addr, const uint8_t *data, size_t len,
         memset(blk + n, 0xFF, padded - n);
         rc = write_block(a, addr + (uint32_t)off, blk, padded, err);
         if (rc < 0)
-            return st_err_prefix(err, "write 0x%08x", addr + (uint32_t)off);
+            return st_err_wrap(err, rc, "write 0x%08x", addr + (uint32_t)off);
         off += n;
         st_progress_update(p, "write", off, len);
     }
@@ -515,7 +515,7 @@ static int do_erase(st_an3155 *a, void *ctx, st_err *err)
     bool ext = a->info.ext_erase;
     int rc = command(a, ext ? ST_AN_CMD_EXT_ERASE : ST_AN_CMD_ERASE, err);
     if (rc == ST_ERR_DEVICE)
-        return st_err_prefix(err, "erase refused (readout or write protection active?)");
+        return st_err_wrap(err, rc, "erase refused (readout or write protection active?)");
     if (rc < 0)
         return rc;
     uint8_t b[2 + 2 * ST_AN_MAX_ERASE_BATCH + 1];
@@ -581,7 +581,7 @@ int st_an_erase_units(st_an3155 *a, uint32_t first, uint32_t count, st_err *err)
             n = single - first;
         erase_ctx c = {.first = first, .count = n};
         if ((rc = with_retry(a, do_erase, &c, err)) < 0)
-            return st_err_prefix(err, "erase %s %u-%u", a->info.dev->page_size ? "pages"
+            return st_err_wrap(err, rc, "erase %s %u-%u", a->info.dev->page_size ? "pages"
                                  : "sectors", first, first + n - 1);
         first += n;
         count -= n;
@@ -596,7 +596,7 @@ int st_an_mass_erase(st_an3155 *a, st_err *err)
         return rc;
     erase_ctx c = {.mass = true};
     if ((rc = with_retry(a, do_erase, &c, err)) < 0)
-        return st_err_prefix(err, "mass erase");
+        return st_err_wrap(err, rc, "mass erase");
     return 0;
 }
 
@@ -615,7 +615,7 @@ int st_an_go(st_an3155 *a, uint32_t addr, st_err *err)
 {
     int rc = with_retry(a, do_go, &addr, err);
     if (rc < 0)
-        return st_err_prefix(err, "go 0x%08x", addr);
+        return st_err_wrap(err, rc, "go 0x%08x", addr);
     return 0;
 }
 
@@ -626,7 +626,7 @@ static int unprotect(st_an3155 *a, uint8_t cmd, unsigned timeout_ms, const char 
     if (rc == 0)
         rc = wait_ack(a, timeout_ms, "second ACK", err);
     if (rc < 0)
-        return st_err_prefix(err, "%s", what);
+        return st_err_wrap(err, rc, "%s", what);
     return 0;
 }
 
@@ -652,14 +652,14 @@ int st_an_verify(st_an3155 *a, uint32_t addr, const uint8_t *data, size_t len,
         size_t n = len - off < ST_AN_MAX_BLOCK ? len - off : ST_AN_MAX_BLOCK;
         int rc = st_an_read(a, addr + (uint32_t)off, buf, n, NULL, err);
         if (rc < 0)
-            return st_err_prefix(err, "verify");
+            return st_err_wrap(err, rc, "verify");
         if (memcmp(buf, data + off, n) != 0) {
             /* Read data carries no checksum: a noise hit on the way back looks like a
              * mismatch. Read once more before calling it one. */
             a->stats.retries++;
             rc = st_an_read(a, addr + (uint32_t)off, buf, n, NULL, err);
             if (rc < 0)
-                return st_err_prefix(err, "verify");
+                return st_err_wrap(err, rc, "verify");
         }
         if (memcmp(buf, data + off, n) != 0) {
             size_t i = 0;
@@ -694,7 +694,7 @@ int st_an_flash(st_an3155 *a, uint32_t addr, const uint8_t *data, size_t len,
     const st_an_dev *d = a->info.dev;
     st_an_erase_plan plan;
     if ((rc = st_an_plan_erase(d, addr, (uint32_t)len, &plan, err)) < 0)
-        return st_err_prefix(err, "flash");
+        return st_err_wrap(err, rc, "flash");
     stats->units_total = plan.count;
     /* Without probing, stm32flash's rule: a whole-flash image gets one mass erase. */
     if (!o->skip_identical) {
@@ -705,10 +705,10 @@ int st_an_flash(st_an3155 *a, uint32_t addr, const uint8_t *data, size_t len,
             rc = st_an_erase_units(a, plan.first, plan.count, err);
         }
         if (rc < 0)
-            return st_err_prefix(err, "flash");
+            return st_err_wrap(err, rc, "flash");
         stats->units_erased = plan.count;
         if ((rc = st_an_write(a, addr, data, len, p, err)) < 0)
-            return st_err_prefix(err, "flash");
+            return st_err_wrap(err, rc, "flash");
         stats->units_written = plan.count;
         stats->bytes_written = len;
     } else {
@@ -725,7 +725,7 @@ int st_an_flash(st_an3155 *a, uint32_t addr, const uint8_t *data, size_t len,
             while (pos < uend) {
                 size_t n = uend - pos < ST_AN_MAX_BLOCK ? uend - pos : ST_AN_MAX_BLOCK;
                 if ((rc = st_an_read(a, pos, buf, n, NULL, err)) < 0)
-                    return st_err_prefix(err, "flash: probe");
+                    return st_err_wrap(err, rc, "flash: probe");
                 stats->bytes_read += n;
                 if (memcmp(buf, data + (pos - addr), n) != 0) {
                     differs = true;
@@ -739,16 +739,16 @@ int st_an_flash(st_an3155 *a, uint32_t addr, const uint8_t *data, size_t len,
                 stats->bytes_verified += uend - at;
             } else {
                 if ((rc = st_an_erase_units(a, idx, 1, err)) < 0)
-                    return st_err_prefix(err, "flash");
+                    return st_err_wrap(err, rc, "flash");
                 stats->units_erased++;
                 if ((rc = st_an_write(a, at, data + (at - addr), uend - at, NULL, err)) < 0)
-                    return st_err_prefix(err, "flash");
+                    return st_err_wrap(err, rc, "flash");
                 stats->units_written++;
                 stats->bytes_written += uend - at;
                 if (o->verify) {
                     rc = st_an_verify(a, at, data + (at - addr), uend - at, NULL, err);
                     if (rc < 0)
-                        return st_err_prefix(err, "flash");
+                        return st_err_wrap(err, rc, "flash");
                     stats->bytes_verified += uend - at;
                 }
             }
@@ -758,7 +758,7 @@ int st_an_flash(st_an3155 *a, uint32_t addr, const uint8_t *data, size_t len,
     }
     if (o->verify && !o->skip_identical) {
         if ((rc = st_an_verify(a, addr, data, len, p, err)) < 0)
-            return st_err_prefix(err, "flash");
+            return st_err_wrap(err, rc, "flash");
         stats->bytes_verified = len;
     }
     return 0;

@@ -102,7 +102,7 @@ static int set_entry(uart_section *s, const char *entry, const char *exit_seq, s
             if (!rc)
                 rc = st_err_set(err, ST_ERR_INVAL, "exit sequence: \"%s\" holds a ':' (give "
                                 "the exit steps only)", exit_seq);
-            return st_err_prefix(err, "exit");
+            return st_err_wrap(err, rc, "exit");
         }
         if ((rc = st_entry_parse(text, &s->plan, err)) < 0)
             return rc;
@@ -171,8 +171,9 @@ static int slot_plan(const st_step_call *c, uart_section *out, st_err *err)
     const st_fixture_slot *fs = c->env->fslot;
     if (sec->entry_given || !fs || !fs->serial.present || !fs->serial.entry[0])
         return 0;
-    if (set_entry(out, fs->serial.entry, NULL, err) < 0)
-        return st_err_prefix(err, "%s:%u: slot %d: serial.entry",
+    int rc = set_entry(out, fs->serial.entry, NULL, err);
+    if (rc < 0)
+        return st_err_wrap(err, rc, "%s:%u: slot %d: serial.entry",
                              c->env->fixture ? c->env->fixture->path : "fixture",
                              fs->serial.entry_line, fs->id);
     return 0;
@@ -245,7 +246,7 @@ static int open_link(const st_step_call *c, uart_session *s, st_err *err)
             snprintf(s->framing, sizeof s->framing, "%s (8N1 allowed: the device cannot keep "
                      "parity)", st_stream_line_str(&line, shown, sizeof shown));
     } else if (rc == ST_ERR_UNSUPPORTED) {
-        return st_err_prefix(err, "the ROM bootloader speaks 8E1 (set uart.allow_8n1 only for "
+        return st_err_wrap(err, rc, "the ROM bootloader speaks 8E1 (set uart.allow_8n1 only for "
                                   "a link that cannot carry parity, such as a pty)");
     } else if (!rc) {
         st_strlcpy(s->framing, st_stream_line_str(&line, shown, sizeof shown),
@@ -379,7 +380,7 @@ static int enter(st_step_call *c, st_err *err)
         return rc;
     rc = run_seq(c, s, &sec->plan.entry, err);
     if (rc)
-        return st_err_prefix(err, "entry sequence");
+        return st_err_wrap(err, rc, "entry sequence");
     st_stream_flush_input(s->link, NULL);
     st_an_sync_how how;
     rc = st_an_sync(s->an, &how, err);
@@ -649,7 +650,7 @@ static int step_start(st_step_call *c, st_err *err)
         char buf[ST_ENTRY_MAX_TEXT];
         st_rmap_str(c->rec, "sequence", st_entry_seq_str(&sec->plan.exit, buf, sizeof buf));
         link_close(s);
-        return rc ? st_err_prefix(err, "exit sequence") : 0;
+        return rc ? st_err_wrap(err, rc, "exit sequence") : 0;
     }
     rc = ensure(c, err);
     if (rc)

@@ -219,7 +219,7 @@ int st_entry_run(const st_entry_seq *seq, const st_entry_io *io, st_err *err)
         int rc = io->set(io->ctx, st, err);
         if (rc < 0) {
             char what[48];
-            return st_err_prefix(err, "step %zu (%s %s)", i + 1,
+            return st_err_wrap(err, rc, "step %zu (%s %s)", i + 1,
                                  kind_name(st, what, sizeof what), st->level ? "high" : "low");
         }
     }

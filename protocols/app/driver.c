@@ -102,7 +102,7 @@ static int step_wait(st_step_call *c, st_err *err)
     int rc = st_usb_host_wait(c->env->usb, o->usb.vid, o->usb.pid, c->env->fslot->usb_port, t,
                               &app, err);
     if (rc)
-        return st_err_prefix(err, "waiting for the application %04x:%04x", o->usb.vid, o->usb.pid);
+        return st_err_wrap(err, rc, "waiting for the application %04x:%04x", o->usb.vid, o->usb.pid);
     char buf[ST_USB_STRING_MAX];
     st_rnode *a = st_rmap_map(c->rec, "app_usb");
     st_rmap_fmt(a, "id", "%04x:%04x", app.vid, app.pid);

@@ -134,7 +134,7 @@ static int send(st_bgapi *b, const uint8_t *f, size_t n, const char *what, st_er
 {
     int rc = st_stream_write(b->s, f, n, 1000, err);
     if (rc < 0)
-        return st_err_prefix(err, "send %s", what);
+        return st_err_wrap(err, rc, "send %s", what);
     return 0;
 }
 
@@ -194,11 +194,11 @@ int st_bgapi_enter_dfu(st_bgapi *b, st_err *err)
             note_other(b, &m, "enter DFU");
     }
     if (rc < 0)
-        return st_err_prefix(err, "enter DFU");
+        return st_err_wrap(err, rc, "enter DFU");
     for (unsigned i = 0;; i ^= 1) {
         rc = send_reset(b, order[i], ST_BGAPI_BOOT_UART_DFU, err);
         if (rc)
-            return st_err_prefix(err, "enter DFU");
+            return st_err_wrap(err, rc, "enter DFU");
         sends[i]++;
         b->r.entry_sends++;
         ST_LOGD(b->o.log, MOD, "enter DFU: sent %s", st_bgapi_entry_name(order[i]));
@@ -222,7 +222,7 @@ int st_bgapi_enter_dfu(st_bgapi *b, st_err *err)
                 note_other(b, &m, "enter DFU");
         }
         if (rc < 0)
-            return st_err_prefix(err, "enter DFU");
+            return st_err_wrap(err, rc, "enter DFU");
         if (st_deadline_passed(end)) {
             uint64_t junk = b->r.dropped_bytes - dropped0;
             return st_err_set(
@@ -284,7 +284,7 @@ int st_bgapi_upload(st_bgapi *b, const uint8_t *img, size_t n, st_err *err)
     if (rc == 0)
         rc = wait_rsp(b, ST_BGAPI_MSG_RSP_SET_ADDRESS, "dfu_flash_set_address", &res, err);
     if (rc)
-        return st_err_prefix(err, "set address 0");
+        return st_err_wrap(err, rc, "set address 0");
     if (res) {
         b->r.last_result = res;
         return st_err_set(err, ST_ERR_DEVICE, "set address 0: device answered 0x%04x (%s)", res,
@@ -298,7 +298,7 @@ int st_bgapi_upload(st_bgapi *b, const uint8_t *img, size_t n, st_err *err)
         if (rc == 0)
             rc = wait_rsp(b, ST_BGAPI_MSG_RSP_UPLOAD, "dfu_flash_upload", &res, err);
         if (rc)
-            return st_err_prefix(err, "upload chunk %u of %u (bytes %zu..%zu)", idx,
+            return st_err_wrap(err, rc, "upload chunk %u of %u (bytes %zu..%zu)", idx,
                                  b->r.chunks, off, off + k - 1);
         if (res) {
             /* The bootloader parses the GBL stream as it arrives (reference §5.5). */
@@ -326,7 +326,7 @@ int st_bgapi_finish(st_bgapi *b, st_err *err)
     if (rc == 0)
         rc = wait_rsp(b, ST_BGAPI_MSG_RSP_FINISH, "dfu_flash_upload_finish", &res, err);
     if (rc)
-        return st_err_prefix(err, "finish");
+        return st_err_wrap(err, rc, "finish");
     if (res) {
         /* Unlike the vendor's example host, which prints this and exits 0. */
         b->r.last_result = res;
@@ -346,7 +346,7 @@ int st_bgapi_boot(st_bgapi *b, st_err *err)
     const char *cmd = e == ST_BGAPI_ENTRY_DFU_RESET ? "dfu_reset(0)" : "system_reset(0)";
     int rc = send_reset(b, e, ST_BGAPI_BOOT_NORMAL, err);
     if (rc)
-        return st_err_prefix(err, "restart");
+        return st_err_wrap(err, rc, "restart");
     st_deadline d = st_deadline_in_ms(b->o.boot_timeout_ms);
     bool failed = false;
     st_bgapi_msg_info m;
@@ -383,7 +383,7 @@ int st_bgapi_boot(st_bgapi *b, st_err *err)
         note_other(b, &m, "restart");
     }
     if (rc < 0)
-        return st_err_prefix(err, "restart");
+        return st_err_wrap(err, rc, "restart");
     if (failed)
         return st_err_set(err, ST_ERR_DEVICE,
                           "restart: after %s the module did not start the new firmware: "

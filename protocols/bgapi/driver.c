@@ -182,7 +182,7 @@ static int bg_open(st_step_call *c, bg_session *s, st_err *err)
                                              &s->s, err)
                             : st_stream_tty_open(fs->module.device, &line, &s->s, err);
     if (rc)
-        return st_err_prefix(err, "module UART %s", fs->module.device);
+        return st_err_wrap(err, rc, "module UART %s", fs->module.device);
     st_bgapi_opts o = {
         .chunk = sec->chunk,
         .first = sec->first,
@@ -267,7 +267,7 @@ static int step_upload(st_step_call *c, st_err *err)
         st_bgapi_quiet(s->b);
         rc = enter(c, s, err);
         if (rc)
-            return st_err_prefix(err, "re-entering DFU mode after a cut-off upload");
+            return st_err_wrap(err, rc, "re-entering DFU mode after a cut-off upload");
         st_rmap_str(c->rec, "note", "re-entered DFU mode: the previous attempt was cut off");
     }
     s->dirty = true;

@@ -172,14 +172,14 @@ const char *st_canadmin_app_name(const st_canadmin_node *n, char *buf, size_t ca
 static int admin_send(st_can_link *l, const st_can_frame *f, const char *what, st_err *err)
 {
     int rc = st_can_send(l, f, ST_CANADMIN_SEND_MS, err);
-    return rc < 0 ? st_err_prefix(err, "can admin: %s", what) : 0;
+    return rc < 0 ? st_err_wrap(err, rc, "can admin: %s", what) : 0;
 }
 
 static int listen_resp(st_can_link *l, st_err *err)
 {
     uint32_t id = ST_CANADMIN_ID_RESP;
     int rc = st_can_set_filter(l, &id, 1, err);
-    return rc < 0 ? st_err_prefix(err, "can admin: filter 0x%03x", id) : 0;
+    return rc < 0 ? st_err_wrap(err, rc, "can admin: filter 0x%03x", id) : 0;
 }
 
 int st_canadmin_query(st_can_link *l, unsigned duration_ms, st_canadmin_node *out, size_t cap,
@@ -203,7 +203,7 @@ int st_canadmin_query(st_can_link *l, unsigned duration_ms, st_canadmin_node *ou
             break;
         rc = st_can_recv(l, &f, (unsigned)left, err);
         if (rc < 0)
-            return st_err_prefix(err, "can admin: query");
+            return st_err_wrap(err, rc, "can admin: query");
         if (rc == 0)
             break;
         st_canadmin_node n;
@@ -236,7 +236,7 @@ int st_canadmin_set_nodeid(st_can_link *l, uint8_t set_cmd, const st_can_uuid *u
     st_canadmin_encode_set_nodeid(&f, set_cmd, u, nodeid);
     st_can_uuid_format(u, s);
     int rc = st_can_send(l, &f, ST_CANADMIN_SEND_MS, err);
-    return rc < 0 ? st_err_prefix(err, "can admin: set node %s to id %u", s, nodeid) : 0;
+    return rc < 0 ? st_err_wrap(err, rc, "can admin: set node %s to id %u", s, nodeid) : 0;
 }
 
 int st_canadmin_request_bootloader(st_can_link *l, const st_can_uuid *u, st_err *err)
@@ -246,7 +246,7 @@ int st_canadmin_request_bootloader(st_can_link *l, const st_can_uuid *u, st_err 
     st_canadmin_encode_request_bootloader(&f, u);
     st_can_uuid_format(u, s);
     int rc = st_can_send(l, &f, ST_CANADMIN_SEND_MS, err);
-    return rc < 0 ? st_err_prefix(err, "can admin: request bootloader of %s", s) : 0;
+    return rc < 0 ? st_err_wrap(err, rc, "can admin: request bootloader of %s", s) : 0;
 }
 
 int st_canadmin_clear_nodeids(st_can_link *l, st_err *err)
@@ -292,7 +292,7 @@ int st_canadmin_katapult_assign(st_can_link *l, const st_can_uuid *u, unsigned f
                 break;
             rc = st_can_recv(l, &f, (unsigned)left, err);
             if (rc < 0)
-                return st_err_prefix(err, "can admin: wait for %s", s);
+                return st_err_wrap(err, rc, "can admin: wait for %s", s);
             if (rc == 0)
                 break;
             st_canadmin_node n;

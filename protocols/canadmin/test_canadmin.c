@@ -321,7 +321,7 @@ static uint64_t rogue_next(st_can_node *b)
     return ((rogue *)b)->pending ? 0 : UINT64_MAX;
 }
 
-static const st_can_node_ops rogue_ops = { rogue_rx, rogue_tx, rogue_next };
+static const st_can_node_ops rogue_ops = { rogue_rx, rogue_tx, rogue_next, NULL };
 
 static void test_query_ignores_garbage(void **state)
 {

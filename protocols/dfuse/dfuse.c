@@ -83,7 +83,7 @@ static int get_status(st_dfuse *d, dfu_status *st, unsigned timeout_ms, st_dfuse
     uint8_t b[6];
     int rc = req_in(d, R_GETSTATUS, 0, b, 6, timeout_ms, err);
     if (rc < 0)
-        return st_err_prefix(err, "GETSTATUS");
+        return st_err_wrap(err, rc, "GETSTATUS");
     /* dfu-util treats anything but 6 bytes as failure (§1.1). */
     if (rc != 6)
         return st_err_set(err, ST_ERR_PROTO, "GETSTATUS: %d-byte answer, want 6", rc);
@@ -118,7 +118,7 @@ static int to_idle(st_dfuse *d, unsigned timeout_ms, st_dfuse_result *r, st_err 
         else
             rc = req_out(d, R_ABORT, 0, NULL, 0, timeout_ms, err);
         if (rc < 0)
-            return st_err_prefix(err, "clear state %s (%s)", st_dfu_state_name(st.state),
+            return st_err_wrap(err, rc, "clear state %s (%s)", st_dfu_state_name(st.state),
                                  st_dfu_status_name(st.status));
     }
     return st_err_set(err, ST_ERR_PROTO, "device stays in %s (%s) after clearing",
@@ -196,18 +196,18 @@ static int set_address(st_dfuse *d, uint32_t addr, unsigned timeout_ms, st_dfuse
                        st_err *err)
 {
     int rc = command(d, 0x21, addr, true, timeout_ms, r, err);
-    return rc < 0 ? st_err_prefix(err, "set address 0x%08x", addr) : 0;
+    return rc < 0 ? st_err_wrap(err, rc, "set address 0x%08x", addr) : 0;
 }
 
 static int abort_to_idle(st_dfuse *d, unsigned timeout_ms, st_dfuse_result *r, st_err *err)
 {
     int rc = req_out(d, R_ABORT, 0, NULL, 0, timeout_ms, err);
     if (rc < 0)
-        return st_err_prefix(err, "ABORT");
+        return st_err_wrap(err, rc, "ABORT");
     dfu_status st;
     rc = get_status(d, &st, timeout_ms, r, err);
     if (rc < 0)
-        return st_err_prefix(err, "ABORT");
+        return st_err_wrap(err, rc, "ABORT");
     if (st.state != S_IDLE)
         return st_err_set(err, ST_ERR_PROTO, "ABORT left the device in %s (%s)",
                           st_dfu_state_name(st.state), st_dfu_status_name(st.status));
@@ -355,7 +355,7 @@ int st_dfuse_open(st_usb_host *host, const st_usb_dev_info *devinfo, const st_lo
     for (size_t i = 0; i < d->info.nalts; i++) {
         st_dfuse_alt *a = &d->info.alts[i];
         st_err e2 = {0};
-        if (st_dfuse_layout_parse(a->name, &a->layout, &e2) < 0) {
+        if (st_dfuse_layout_parse(a->name, strnlen(a->name, sizeof a->name), &a->layout, &e2) < 0) {
             if (i == 0) {
                 rc = st_err_set(err, e2.code, "alt 0: %s", e2.msg);
                 goto fail;
@@ -488,7 +488,7 @@ static int erase_page(st_dfuse *d, uint32_t page, unsigned t, st_dfuse_result *r
         if (rc < 0) {
             if (r)
                 r->fail_addr = page;
-            return st_err_prefix(err, "erase 0x%08x", page);
+            return st_err_wrap(err, rc, "erase 0x%08x", page);
         }
         return 0;
     }
@@ -519,7 +519,7 @@ static int write_chunk(st_dfuse *d, uint32_t addr, const uint8_t *data, uint16_t
             *blk = 0;
             if (r)
                 r->fail_addr = addr;
-            return st_err_prefix(err, "write 0x%08x", addr);
+            return st_err_wrap(err, rc, "write 0x%08x", addr);
         }
         (*blk)++;
         return 0;
@@ -680,7 +680,7 @@ int st_dfuse_verify(st_dfuse *d, const st_image *img, const st_dfuse_opts *o, st
     r->verify_us += st_now_us() - t0;
     if (rc < 0) {
         free(buf);
-        return st_err_prefix(err, "verify");
+        return st_err_wrap(err, rc, "verify");
     }
     uint8_t want[ST_SHA256_LEN];
     st_sha256(buf, img->size, r->readback_sha256);
@@ -710,7 +710,7 @@ int st_dfuse_mass_erase(st_dfuse *d, st_dfuse_result *r, st_err *err)
     if (r)
         r->erase_us += st_now_us() - t0;
     if (rc < 0)
-        return st_err_prefix(err, "mass erase");
+        return st_err_wrap(err, rc, "mass erase");
     return abort_to_idle(d, d->timeout_ms, r, err);
 }
 
@@ -719,7 +719,7 @@ int st_dfuse_unprotect(st_dfuse *d, st_dfuse_result *r, st_err *err)
     uint8_t op = 0x92;
     int rc = req_out(d, R_DNLOAD, 0, &op, 1, d->timeout_ms, err);
     if (rc < 0)
-        return st_err_prefix(err, "read unprotect");
+        return st_err_wrap(err, rc, "read unprotect");
     dfu_status st;
     st_err e2 = {0};
     rc = get_status(d, &st, d->timeout_ms, r, &e2);
@@ -751,7 +751,7 @@ int st_dfuse_leave(st_dfuse *d, uint32_t jump_addr, bool write_verified, st_dfus
     unsigned t = d->timeout_ms;
     int rc = set_address(d, jump_addr, t, r, err);
     if (rc < 0)
-        return st_err_prefix(err, "leave");
+        return st_err_wrap(err, rc, "leave");
     /* Zero-length DNLOAD, wBlockNum 2 as dfu-util sends it (§1.5 step 7). */
     st_err e2 = {0};
     rc = req_out(d, R_DNLOAD, 2, NULL, 0, t, &e2);
@@ -781,5 +781,5 @@ int st_dfuse_leave(st_dfuse *d, uint32_t jump_addr, bool write_verified, st_dfus
     }
     if (err)
         *err = e2;
-    return st_err_prefix(err, "leave: %s failed and the write was not verified", step);
+    return st_err_wrap(err, rc, "leave: %s failed and the write was not verified", step);
 }

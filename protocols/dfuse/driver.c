@@ -109,7 +109,7 @@ static int open_dfu(const st_step_call *c, unsigned timeout_ms, st_err *err)
     int rc = st_usb_host_wait(env->usb, sec->device.vid, sec->device.pid, env->fslot->usb_port,
                               timeout_ms, &s->dev, err);
     if (rc)
-        return st_err_prefix(err, "waiting for the ROM DFU device");
+        return st_err_wrap(err, rc, "waiting for the ROM DFU device");
     rc = st_dfuse_open(env->usb, &s->dev, env->log, &s->dfu, err);
     if (rc)
         return rc;
@@ -155,7 +155,7 @@ static int step_enter(st_step_call *c, st_err *err)
     const char *method = NULL;
     const dfu_section *sec = c->section;
     if (need_slot(c, err))
-        return err ? err->code : ST_ERR_UNSUPPORTED;
+        return ST_ERR_UNSUPPORTED; /* need_slot's only code, with or without err */
     dfu_close(c->session);
     int rc = st_slot_enter_bootloader(c->env->slot, &method, err);
     if (rc)
@@ -173,7 +173,7 @@ static int reenter_if_needed(st_step_call *c, st_err *err)
     if (s->dfu)
         return 0;
     if (need_slot(c, err))
-        return err ? err->code : ST_ERR_UNSUPPORTED;
+        return ST_ERR_UNSUPPORTED; /* need_slot's only code, with or without err */
     const char *method = NULL;
     int rc = st_slot_enter_bootloader(c->env->slot, &method, err);
     if (!rc)
@@ -238,7 +238,7 @@ static int step_start(st_step_call *c, st_err *err)
     dfu_session *s = c->session;
     const char *method = NULL;
     if (need_slot(c, err))
-        return err ? err->code : ST_ERR_UNSUPPORTED;
+        return ST_ERR_UNSUPPORTED; /* need_slot's only code, with or without err */
     /* BOOT0 low first, so any later reset boots the new firmware, not the ROM. */
     int rc = st_slot_release(c->env->slot, &method, err);
     if (rc)
@@ -277,7 +277,7 @@ static int step_power(st_step_call *c, st_err *err)
 {
     const char *method = NULL;
     if (need_slot(c, err))
-        return err ? err->code : ST_ERR_UNSUPPORTED;
+        return ST_ERR_UNSUPPORTED; /* need_slot's only code, with or without err */
     dfu_close(c->session); /* the ROM's device goes with the power */
     int rc = st_slot_power_cycle(c->env->slot, &method, err);
     st_rmap_str(c->rec, "entry_method", method);

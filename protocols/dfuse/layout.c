@@ -2,6 +2,8 @@
  * PROTOCOL.md §4). Hand-written instead of sscanf so it is bounded and names the column. */
 #include "protocols/dfuse/layout.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,12 +11,20 @@
 
 typedef struct cursor {
     const char *s;
+    size_t len; /* bytes of s; s need not be NUL-terminated */
     size_t pos;
 } cursor;
 
+/* The byte at the cursor, '\0' at the end. An embedded NUL also reads as '\0', and the
+ * final check (pos < len) then rejects it. */
 static char peek(const cursor *c)
 {
-    return c->s[c->pos];
+    return c->pos < c->len ? c->s[c->pos] : '\0';
+}
+
+static char peek_at(const cursor *c, size_t off)
+{
+    return c->pos + off < c->len ? c->s[c->pos + off] : '\0';
 }
 
 static void skip_spaces(cursor *c)
@@ -23,29 +33,62 @@ static void skip_spaces(cursor *c)
         c->pos++;
 }
 
-static int fail(const cursor *c, st_err *err, const char *what)
+static int fail(const cursor *c, st_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(const cursor *c, st_err *err, const char *fmt, ...)
 {
-    char shown[160];
-    st_text_printable(c->s, shown, sizeof shown);
+    /* Quote at most 150 bytes of the string, made printable, and nothing past its length. */
+    char shown[151];
+    size_t n = c->len < sizeof shown - 1 ? c->len : sizeof shown - 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)c->s[i];
+        shown[i] = ch >= 0x20 && ch <= 0x7e ? (char)ch : '?';
+    }
+    shown[n] = '\0';
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
     return st_err_set(err, ST_ERR_INVAL, "DfuSe layout \"%s%s\": column %zu: %s", shown,
-                      strlen(c->s) >= sizeof shown ? "..." : "", c->pos + 1, what);
+                      c->len > n ? "..." : "", c->pos + 1, what);
 }
 
-/* Decimal number, at most max; spaces before it are allowed (dfu-util's %d skips them). */
-static bool number(cursor *c, uint64_t max, uint64_t *out)
+enum { NUM_OK = 0, NUM_NONE = -1, NUM_OVERFLOW = -2 };
+
+/* Decimal number, at most max; spaces before it are allowed (dfu-util's %d skips them).
+ * On overflow the cursor stays on the number's first digit, so the error points at it. */
+static int number(cursor *c, uint64_t max, uint64_t *out)
 {
     skip_spaces(c);
     if (peek(c) < '0' || peek(c) > '9')
-        return false;
+        return NUM_NONE;
+    size_t start = c->pos;
     uint64_t v = 0;
     while (peek(c) >= '0' && peek(c) <= '9') {
         v = v * 10 + (uint64_t)(peek(c) - '0');
-        if (v > max)
-            return false;
+        if (v > max) {
+            c->pos = start;
+            return NUM_OVERFLOW;
+        }
         c->pos++;
     }
     *out = v;
-    return true;
+    return NUM_OK;
+}
+
+/* "page count 99999999999 overflows 32 bits": quotes the digits (at most 40 of them). */
+static int fail_number(cursor *c, st_err *err, int why, const char *what)
+{
+    if (why == NUM_NONE)
+        return fail(c, err, "expected a %s", what);
+    size_t n = 0;
+    while (n < 40 && peek_at(c, n) >= '0' && peek_at(c, n) <= '9')
+        n++;
+    bool more = peek_at(c, n) >= '0' && peek_at(c, n) <= '9';
+    return fail(c, err, "%s %.*s%s overflows 32 bits", what, (int)n, c->s + c->pos,
+                more ? "..." : "");
 }
 
 static int hexval(char ch)
@@ -101,10 +144,15 @@ static int parse(cursor *c, st_dfuse_layout *l, st_err *err)
     while (name_len && (c->s[name_start + name_len - 1] == ' ' ||
                         c->s[name_start + name_len - 1] == '\t'))
         name_len--;
+    if (name_len > ST_DFUSE_LAYOUT_NAME_MAX - 1) {
+        cursor at = *c;
+        at.pos = name_start;
+        return fail(&at, err, "memory name is %zu characters long, more than %d", name_len,
+                    ST_DFUSE_LAYOUT_NAME_MAX - 1);
+    }
     char raw[ST_DFUSE_LAYOUT_NAME_MAX];
-    size_t keep = name_len < sizeof raw - 1 ? name_len : sizeof raw - 1;
-    memcpy(raw, c->s + name_start, keep);
-    raw[keep] = '\0';
+    memcpy(raw, c->s + name_start, name_len);
+    raw[name_len] = '\0';
     st_text_printable(raw, l->name, sizeof l->name);
     /* dfu-util quirk: an interface named "Device Feature" is always R+W (type 'e'). */
     bool device_feature = strcmp(l->name, "Device Feature") == 0;
@@ -113,7 +161,7 @@ static int parse(cursor *c, st_dfuse_layout *l, st_err *err)
         return fail(c, err, "expected '/0x<address>/' after the name");
     while (peek(c) == '/') {
         c->pos++;
-        if (peek(c) != '0' || (c->s[c->pos + 1] != 'x' && c->s[c->pos + 1] != 'X'))
+        if (peek(c) != '0' || (peek_at(c, 1) != 'x' && peek_at(c, 1) != 'X'))
             return fail(c, err, "expected '0x' and a hexadecimal address");
         c->pos += 2;
         uint64_t addr = 0;
@@ -132,15 +180,17 @@ static int parse(cursor *c, st_dfuse_layout *l, st_err *err)
         c->pos++;
         for (;;) {
             uint64_t count, size;
-            if (!number(c, UINT32_MAX, &count))
-                return fail(c, err, "expected a page count");
+            int nr = number(c, UINT32_MAX, &count);
+            if (nr != NUM_OK)
+                return fail_number(c, err, nr, "page count");
             if (count == 0)
                 return fail(c, err, "page count is 0");
             if (peek(c) != '*')
                 return fail(c, err, "expected '*' after the page count");
             c->pos++;
-            if (!number(c, UINT32_MAX, &size))
-                return fail(c, err, "expected a page size");
+            nr = number(c, UINT32_MAX, &size);
+            if (nr != NUM_OK)
+                return fail_number(c, err, nr, "page size");
             if (size == 0)
                 return fail(c, err, "page size is 0");
             char mult = peek(c);
@@ -194,12 +244,13 @@ static int parse(cursor *c, st_dfuse_layout *l, st_err *err)
         }
     }
     skip_spaces(c);
-    if (peek(c))
-        return fail(c, err, "unexpected character after the last segment");
+    if (c->pos < c->len)
+        return fail(c, err, "%s", c->s[c->pos] ? "unexpected character after the last segment"
+                                               : "a NUL byte inside the string");
     return 0;
 }
 
-int st_dfuse_layout_parse(const char *s, st_dfuse_layout **out, st_err *err)
+int st_dfuse_layout_parse(const char *s, size_t len, st_dfuse_layout **out, st_err *err)
 {
     *out = NULL;
     if (!s)
@@ -207,7 +258,7 @@ int st_dfuse_layout_parse(const char *s, st_dfuse_layout **out, st_err *err)
     st_dfuse_layout *l = calloc(1, sizeof *l);
     if (!l)
         return st_err_set(err, ST_ERR_NOMEM, "DfuSe layout");
-    cursor c = {s, 0};
+    cursor c = {s, len, 0};
     int rc = parse(&c, l, err);
     if (rc < 0) {
         st_dfuse_layout_free(l);

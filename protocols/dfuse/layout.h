@@ -1,7 +1,8 @@
 /* DfuSe memory-layout strings (the alt-setting names of an ST DFU bootloader, e.g.
  * "@Internal Flash   /0x08000000/64*02Kg"): parser and lookups. The string comes from the
- * unit, so it is untrusted: the parser never reads past its NUL and rejects garbage with
- * an error that quotes it (sanitised) and names the column. Grammar: PROTOCOL.md §4. */
+ * unit, so it is untrusted: the parser reads exactly the length it is given (no NUL
+ * needed) and rejects garbage with an error that quotes it (sanitised) and names the
+ * column. Grammar: PROTOCOL.md §4. */
 #ifndef STATION_PROTOCOLS_DFUSE_LAYOUT_H
 #define STATION_PROTOCOLS_DFUSE_LAYOUT_H
 
@@ -37,10 +38,11 @@ typedef struct st_dfuse_layout {
     unsigned nonstandard_multipliers;
 } st_dfuse_layout;
 
-/* Parse a layout string. On success *out is new (free with st_dfuse_layout_free).
- * Returns 0, ST_ERR_INVAL (message quotes the string and the 1-based column), or
- * ST_ERR_NOMEM. */
-int st_dfuse_layout_parse(const char *s, st_dfuse_layout **out, st_err *err);
+/* Parse the len bytes at s (a NUL among them is an error, not the end). On success *out is
+ * new (free with st_dfuse_layout_free). Returns 0, ST_ERR_INVAL (message quotes the string
+ * and the 1-based column: a name longer than ST_DFUSE_LAYOUT_NAME_MAX - 1 characters, a
+ * page count or size that overflows 32 bits, ...), or ST_ERR_NOMEM. */
+int st_dfuse_layout_parse(const char *s, size_t len, st_dfuse_layout **out, st_err *err);
 void st_dfuse_layout_free(st_dfuse_layout *l);
 
 /* Segment holding addr, or NULL. */

@@ -510,6 +510,69 @@ static void test_stall_sweep(void **state)
     st_image_free(img);
 }
 
+/* One stall or disconnect sweep with no error buffer at all (issue 7): the code each run
+ * ends with, and whether its stalls were recovered, must be exactly what the same run gives
+ * with a buffer. Error codes never depend on the optional st_err. */
+static void sweep_without_buffer(bool disconnect)
+{
+    st_image *img = make_image(5000, FLASH0, 10);
+    unsigned differ = 0, failed_with = 0, failed_without = 0, runs = 0;
+    for (uint32_t n = 1; n <= 200; n++) {
+        int rc[2];
+        unsigned recovered[2];
+        for (int with = 0; with < 2; with++) {
+            rig *r = rig_new(0, false, ST_TIMING_NONE);
+            st_dfu_model_faults f = {0};
+            if (disconnect)
+                f.disconnect_after = n;
+            else
+                f.stall_at = n;
+            st_dfu_model_set_faults(r->model, &f);
+            st_dfuse_result res = {0};
+            st_err err = {0};
+            st_err *e = with ? &err : NULL;
+            rc[with] = rig_open(r, e);
+            if (rc[with] == 0)
+                rc[with] = flash_and_verify(r, img, NULL, &res, e);
+            if (rc[with] == 0)
+                flash_equals(r, img);
+            recovered[with] = res.stall_recoveries;
+            rig_free(r);
+        }
+        runs++;
+        failed_with += rc[1] != 0;
+        failed_without += rc[0] != 0;
+        if (rc[0] != rc[1] || recovered[0] != recovered[1]) {
+            print_error("%s at %u: %s (%d, %u recovered) with a buffer, %s (%d, %u recovered) without\n",
+                        disconnect ? "disconnect" : "stall", n, st_strerror(rc[1]), rc[1],
+                        recovered[1], st_strerror(rc[0]), rc[0], recovered[0]);
+            differ++;
+        }
+        if (disconnect && rc[1] == 0)
+            break; /* n is past the end of a whole run */
+        if (disconnect)
+            assert_int_equal(rc[0], ST_ERR_DISCONNECT);
+    }
+    print_message("%s sweep: %u runs, %u failed with an error buffer, %u without\n",
+                  disconnect ? "disconnect" : "stall", runs, failed_with, failed_without);
+    if (differ)
+        fail_msg("%u of %u runs end differently without an error buffer (%u failed with one, "
+                 "%u without)", differ, runs, failed_with, failed_without);
+    st_image_free(img);
+}
+
+static void test_stall_sweep_no_err_buffer(void **state)
+{
+    (void)state;
+    sweep_without_buffer(false);
+}
+
+static void test_disconnect_sweep_no_err_buffer(void **state)
+{
+    (void)state;
+    sweep_without_buffer(true);
+}
+
 /* Disconnect after N class requests, for every N: always ST_ERR_DISCONNECT with the step. */
 static void test_disconnect_sweep(void **state)
 {
@@ -908,6 +971,8 @@ int main(void)
         cmocka_unit_test(test_mass_erase_unprotect),
         cmocka_unit_test(test_stall_sweep),
         cmocka_unit_test(test_disconnect_sweep),
+        cmocka_unit_test(test_stall_sweep_no_err_buffer),
+        cmocka_unit_test(test_disconnect_sweep_no_err_buffer),
         cmocka_unit_test(test_slow_erase),
         cmocka_unit_test(test_leave),
         cmocka_unit_test(test_progress),

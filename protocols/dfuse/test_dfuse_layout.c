@@ -17,7 +17,7 @@ static st_dfuse_layout *parse_ok(const char *s)
 {
     st_dfuse_layout *l = NULL;
     st_err err = {0};
-    int rc = st_dfuse_layout_parse(s, &l, &err);
+    int rc = st_dfuse_layout_parse(s, s ? strlen(s) : 0, &l, &err);
     if (rc != 0)
         fail_msg("parse \"%s\": %s", s, err.msg);
     assert_non_null(l);
@@ -159,7 +159,7 @@ static void expect_bad(const char *s, size_t column)
 {
     st_dfuse_layout *l = (st_dfuse_layout *)1;
     st_err err = {0};
-    int rc = st_dfuse_layout_parse(s, &l, &err);
+    int rc = st_dfuse_layout_parse(s, s ? strlen(s) : 0, &l, &err);
     if (rc != ST_ERR_INVAL)
         fail_msg("\"%s\" parsed (rc %d)", s, rc);
     assert_null(l);
@@ -196,20 +196,21 @@ static void test_malformed(void **state)
     expect_bad("@Flash /0x08000000/0*02Kg", 21);
     expect_bad("@Flash /0x08000000/1*0Kg", 23);
     expect_bad("@Flash /0x08000000/1*2,", 23);
-    expect_bad("@Flash /0x08000000/99999999999*1Kg", 29);
+    expect_bad("@Flash /0x08000000/99999999999*1Kg", 20); /* the number that overflows */
     expect_bad("@Flash /0xFFFFF000/2*4Kg", 25);     /* runs past 4 GiB */
     expect_bad("@Flash /0x08000000/64*02Kg/", 28);
     expect_bad("@Flash /0x08000000/64*02K g", 27);
     /* Untrusted bytes are not echoed raw. */
     st_dfuse_layout *l;
     st_err err = {0};
-    assert_int_equal(st_dfuse_layout_parse("@\x1b[31m/0x0/1*1Kq", &l, &err), ST_ERR_INVAL);
+    assert_int_equal(st_dfuse_layout_parse("@\x1b[31m/0x0/1*1Kq", 16, &l, &err), ST_ERR_INVAL);
     assert_null(strchr(err.msg, '\x1b'));
-    assert_int_equal(st_dfuse_layout_parse(NULL, &l, &err), ST_ERR_INVAL);
+    assert_int_equal(st_dfuse_layout_parse(NULL, 0, &l, &err), ST_ERR_INVAL);
 }
 
 /* Every prefix and every single-byte mutation of valid strings must parse or fail
- * cleanly (ASan catches any read past the NUL). */
+ * cleanly. The buffers have no terminating NUL (a USB string need not have one): the
+ * parser reads only the length it is given, and ASan catches a read one byte past it. */
 static void test_mutations(void **state)
 {
     (void)state;
@@ -221,21 +222,23 @@ static void test_mutations(void **state)
     for (size_t s = 0; s < 3; s++) {
         size_t n = strlen(seeds[s]);
         for (size_t cut = 0; cut <= n; cut++) {
-            char *p = malloc(cut + 1);
+            char *p = malloc(cut ? cut : 1);
             memcpy(p, seeds[s], cut);
-            p[cut] = '\0';
             st_dfuse_layout *l;
-            int rc = st_dfuse_layout_parse(p, &l, NULL);
+            st_err err = {0};
+            int rc = st_dfuse_layout_parse(p, cut, &l, cut % 2 ? &err : NULL);
             rc == 0 ? ok++ : bad++;
             st_dfuse_layout_free(rc == 0 ? l : NULL);
             free(p);
         }
         for (size_t i = 0; i < n; i++) {
             for (size_t a = 0; a < sizeof alphabet - 1; a++) {
-                char *p = strdup(seeds[s]);
+                char *p = malloc(n);
+                memcpy(p, seeds[s], n);
                 p[i] = alphabet[a];
                 st_dfuse_layout *l;
-                if (st_dfuse_layout_parse(p, &l, NULL) == 0) {
+                st_err err = {0};
+                if (st_dfuse_layout_parse(p, n, &l, &err) == 0) {
                     ok++;
                     for (size_t k = 0; k < l->nsegs; k++)
                         assert_true(l->segs[k].size > 0 && l->segs[k].page_size > 0);
@@ -251,12 +254,96 @@ static void test_mutations(void **state)
     assert_true(bad > 50);
 }
 
+/* Issue 7: the string from the unit is a buffer and a length, not a C string. */
+static void test_length_bounded(void **state)
+{
+    (void)state;
+    const char *full = "@Internal Flash   /0x08000000/64*02Kg,01*02KgGARBAGE";
+    /* Only the first 37 bytes are the string: what follows is not read. */
+    st_dfuse_layout *l = NULL;
+    st_err err = {0};
+    assert_int_equal(st_dfuse_layout_parse(full, 37, &l, &err), 0);
+    assert_int_equal(l->nsegs, 1);
+    seg_is(&l->segs[0], 0x08000000, 128 * 1024, 2048, 64, 7);
+    st_dfuse_layout_free(l);
+    /* Exactly the bytes, in a heap block of that size with no NUL after them. */
+    const char *g4 = "@Internal Flash   /0x08000000/64*02Kg";
+    size_t n = strlen(g4);
+    char *p = malloc(n);
+    memcpy(p, g4, n);
+    assert_int_equal(st_dfuse_layout_parse(p, n, &l, &err), 0);
+    assert_string_equal(l->name, "Internal Flash");
+    st_dfuse_layout_free(l);
+    /* Cut inside the name: the error quotes what was given and nothing beyond. */
+    l = (st_dfuse_layout *)1;
+    assert_int_equal(st_dfuse_layout_parse(p, 9, &l, &err), ST_ERR_INVAL);
+    assert_null(l);
+    assert_non_null(strstr(err.msg, "DfuSe layout \"@Internal\": column 10:"));
+    free(p);
+    /* A NUL inside the given length is a bad byte, not the end. */
+    const char nul[] = "@Flash /0x08000000/64*02Kg\0,1*2Kg";
+    assert_int_equal(st_dfuse_layout_parse(nul, sizeof nul - 1, &l, &err), ST_ERR_INVAL);
+    assert_non_null(strstr(err.msg, "column 27: a NUL byte inside the string"));
+}
+
+/* Issue 7: a name longer than the layout keeps (63 characters) is an error, not cut. */
+static void test_long_name(void **state)
+{
+    (void)state;
+    char s[160];
+    char name[80];
+    memset(name, 'N', sizeof name);
+    name[63] = '\0';
+    snprintf(s, sizeof s, "@%s   /0x08000000/64*02Kg", name); /* 63: the most kept */
+    st_dfuse_layout *l = parse_ok(s);
+    assert_int_equal(strlen(l->name), 63);
+    st_dfuse_layout_free(l);
+    name[64] = '\0';
+    name[63] = 'N';
+    snprintf(s, sizeof s, "@%s   /0x08000000/64*02Kg", name); /* 64 */
+    st_err err = {0};
+    l = (st_dfuse_layout *)1;
+    assert_int_equal(st_dfuse_layout_parse(s, strlen(s), &l, &err), ST_ERR_INVAL);
+    assert_null(l);
+    if (!strstr(err.msg, "column 2: memory name is 64 characters long, more than 63"))
+        fail_msg("got \"%s\"", err.msg);
+}
+
+/* Issue 7: a page count or size too big for 32 bits says so. */
+static void test_overflow_wording(void **state)
+{
+    (void)state;
+    st_dfuse_layout *l;
+    st_err err = {0};
+    const char *s = "@Flash /0x08000000/99999999999*1Kg";
+    assert_int_equal(st_dfuse_layout_parse(s, strlen(s), &l, &err), ST_ERR_INVAL);
+    if (!strstr(err.msg, "column 20: page count 99999999999 overflows 32 bits"))
+        fail_msg("got \"%s\"", err.msg);
+    s = "@Flash /0x08000000/1*4294967296Bg";
+    assert_int_equal(st_dfuse_layout_parse(s, strlen(s), &l, &err), ST_ERR_INVAL);
+    if (!strstr(err.msg, "column 22: page size 4294967296 overflows 32 bits"))
+        fail_msg("got \"%s\"", err.msg);
+    /* A count made of many digits, longer than the message should quote. */
+    char big[200] = "@Flash /0x08000000/";
+    memset(big + strlen(big), '9', 120);
+    strcat(big, "*1Kg");
+    assert_int_equal(st_dfuse_layout_parse(big, strlen(big), &l, &err), ST_ERR_INVAL);
+    assert_non_null(strstr(err.msg, "overflows 32 bits"));
+    /* The largest count still parses. */
+    s = "@Flash /0x00000000/4294967295*1Bg";
+    assert_int_equal(st_dfuse_layout_parse(s, strlen(s), &l, &err), 0);
+    assert_int_equal(l->segs[0].count, 4294967295u);
+    st_dfuse_layout_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_g431_alts),   cmocka_unit_test(test_f4_strings),
         cmocka_unit_test(test_f0_and_groups), cmocka_unit_test(test_type_rules),
         cmocka_unit_test(test_malformed),   cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_length_bounded), cmocka_unit_test(test_long_name),
+        cmocka_unit_test(test_overflow_wording),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include "protocols/link/serial_ports.h"
 #include "station/core/digest.h"
 #include "station/core/text.h"
+#include "station/core/yamldoc.h"
 
 #define MOD "katapult"
 /* How long a unit may take from the bootloader request to answering as Katapult:
@@ -206,7 +207,7 @@ static int enter_usb(st_step_call *c, kat_session *s, st_err *err)
         int rc = st_serial_touch_1200(app, err);
         st_stream_close(app);
         if (rc)
-            return st_err_prefix(err, "1200-baud touch at port %s", port);
+            return st_err_wrap(err, rc, "1200-baud touch at port %s", port);
         st_rmap_str(c->rec, "entry_method", "usb:1200-baud-touch");
     } else {
         st_rmap_str(c->rec, "entry_method", "usb:already-in-katapult");
@@ -216,7 +217,7 @@ static int enter_usb(st_step_call *c, kat_session *s, st_err *err)
                                  c->step->timeout_ms ? c->step->timeout_ms : SERIAL_ENUM_MS,
                                  &s->kstream, err);
     if (rc)
-        return st_err_prefix(err, "waiting for Katapult (%04x:%04x) at port %s", kid.vid, kid.pid,
+        return st_err_wrap(err, rc, "waiting for Katapult (%04x:%04x) at port %s", kid.vid, kid.pid,
                              port);
     st_run_identify(c->run, port);
     return 0;
@@ -399,7 +400,7 @@ static int step_flash(st_step_call *c, st_err *err)
     const st_mcu *mcu = st_mcu_find(s->kinfo.mcu);
     skip_ctx sc = { s, img, mcu ? mcu->page_size : c->job->mcu->page_size, 0 };
     if (skip && !s->before && (rc = read_before(s, img, err)) != 0)
-        return st_err_prefix(err, "reading the unit's application to skip identical pages");
+        return st_err_wrap(err, rc, "reading the unit's application to skip identical pages");
     st_katapult_flash_opts fo = { .page_size = sc.page_size };
     if (skip) {
         fo.skip_page = page_matches;
@@ -673,15 +674,10 @@ static int cmd_flash(const st_cli *cli, bool can, const char *image_path)
         return ST_EXIT_USAGE;
     }
     uint32_t addr = mcu->flash_start + mcu->katapult_app_offset;
-    if (addr_s) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(addr_s, &end, 0);
-        if (!*addr_s || *end || errno || v > 0xFFFFFFFFull || addr_s[0] == '-') {
-            fprintf(cli->errout, "station: --addr: \"%s\" is not a number\n", addr_s);
-            return ST_EXIT_USAGE;
-        }
-        addr = (uint32_t)v;
+    /* st_parse_u32 is 64-bit inside: 0x90000000 is a number on 32-bit builds too. */
+    if (addr_s && !st_parse_u32(addr_s, &addr)) {
+        fprintf(cli->errout, "station: --addr: \"%s\" is not a number\n", addr_s);
+        return ST_EXIT_USAGE;
     }
     if (can && (!uuid || st_can_uuid_parse(uuid, &(st_can_uuid){ { 0 } }, &e))) {
         fprintf(cli->errout, "station: can flash needs --uuid with the unit's 12-hex-digit CAN UUID\n");

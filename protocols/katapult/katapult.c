@@ -137,7 +137,7 @@ static int read_frame(st_katapult *k, st_deadline d, st_err *err)
         }
         if (k->rx_len == sizeof k->rx) /* cannot happen: a frame fits half the buffer */
             k->rx_len = 0;
-        int left = st_deadline_remaining_ms(d);
+        int left = st_clock_deadline_remaining_ms(k->s->clock, d);
         if (left == 0)
             return 0;
         int rc = st_stream_read(k->s, k->rx + k->rx_len, sizeof k->rx - k->rx_len,
@@ -152,10 +152,10 @@ static int read_frame(st_katapult *k, st_deadline d, st_err *err)
  * listening so a late answer cannot be taken for the next one. */
 static int drain(st_katapult *k, unsigned ms, st_err *err)
 {
-    st_deadline d = st_deadline_in_ms(ms);
+    st_deadline d = st_clock_deadline_in_ms(k->s->clock, ms);
     k->rx_len = 0;
     for (;;) {
-        int left = st_deadline_remaining_ms(d);
+        int left = st_clock_deadline_remaining_ms(k->s->clock, d);
         if (left == 0)
             return 0;
         uint8_t junk[256];
@@ -186,7 +186,7 @@ static int transact(st_katapult *k, uint8_t cmd, const uint8_t *payload, size_t 
         int rc = st_stream_write(k->s, k->tx, n, timeout_ms, err);
         if (rc < 0)
             return rc;
-        rc = read_frame(k, st_deadline_in_ms(timeout_ms), err);
+        rc = read_frame(k, st_clock_deadline_in_ms(k->s->clock, timeout_ms), err);
         if (rc < 0)
             return rc;
         if (rc == 0) {
@@ -285,17 +285,17 @@ int st_katapult_connect(st_katapult *k, st_katapult_info *info, st_err *err)
         size_t n = st_kat_frame_encode(ST_KAT_CMD_PRIME, NULL, 0, k->tx, sizeof k->tx);
         int rc = st_stream_write(k->s, k->tx, n, k->o.read_timeout_ms, err);
         if (rc < 0)
-            return st_err_prefix(err, "katapult: prime");
-        rc = read_frame(k, st_deadline_in_ms(k->o.read_timeout_ms), err);
+            return st_err_wrap(err, rc, "katapult: prime");
+        rc = read_frame(k, st_clock_deadline_in_ms(k->s->clock, k->o.read_timeout_ms), err);
         if (rc < 0)
-            return st_err_prefix(err, "katapult: prime");
+            return st_err_wrap(err, rc, "katapult: prime");
         k->rx_len = 0;
     }
     int rc = transact(k, ST_KAT_CMD_CONNECT, NULL, 0, k->o.tries, k->o.read_timeout_ms, err);
     if (rc == 0)
         rc = parse_connect(k, &k->info, err);
     if (rc < 0)
-        return st_err_prefix(err, "katapult: CONNECT");
+        return st_err_wrap(err, rc, "katapult: CONNECT");
     k->connected = true;
     ST_LOGI(k->o.log, MOD, "%s: Katapult %s, MCU %s, app 0x%08x, block %u%s%s", k->s->name,
             k->info.proto, k->info.mcu, k->info.app_start, k->info.block_size,
@@ -321,7 +321,7 @@ int st_katapult_get_canbus_id(st_katapult *k, uint8_t uuid[6], st_err *err)
     int rc = transact(k, ST_KAT_CMD_GET_CANBUS_ID, NULL, 0, k->o.tries, k->o.read_timeout_ms,
                       err);
     if (rc < 0)
-        return st_err_prefix(err, "katapult: GET_CANBUS_ID");
+        return st_err_wrap(err, rc, "katapult: GET_CANBUS_ID");
     size_t len;
     const uint8_t *p = ack_data(k, &len);
     if (len < 6)
@@ -335,7 +335,7 @@ int st_katapult_complete(st_katapult *k, st_err *err)
 {
     int rc = transact(k, ST_KAT_CMD_COMPLETE, NULL, 0, k->o.tries, k->o.read_timeout_ms, err);
     if (rc < 0)
-        return st_err_prefix(err, "katapult: COMPLETE");
+        return st_err_wrap(err, rc, "katapult: COMPLETE");
     return 0;
 }
 
@@ -470,7 +470,7 @@ static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_f
         r->fail_addr = addr;
         rc = block_cmd(k, ST_KAT_CMD_SEND_BLOCK, addr, block, err);
         if (rc < 0)
-            return st_err_prefix(err, "katapult: SEND_BLOCK 0x%08x (block %u of %u)", addr,
+            return st_err_wrap(err, rc, "katapult: SEND_BLOCK 0x%08x (block %u of %u)", addr,
                                  i + 1, nblocks);
         r->blocks_sent++;
         r->any_done = true;
@@ -481,7 +481,7 @@ static int flash_blocks(st_katapult *k, const st_image *img, const st_katapult_f
     r->fail_addr = 0;
     rc = transact(k, ST_KAT_CMD_SEND_EOF, NULL, 0, k->o.tries, k->o.read_timeout_ms, err);
     if (rc < 0)
-        return st_err_prefix(err, "katapult: SEND_EOF");
+        return st_err_wrap(err, rc, "katapult: SEND_EOF");
     size_t len;
     const uint8_t *p = ack_data(k, &len);
     if (len < 4)
@@ -518,7 +518,7 @@ static int verify_blocks(st_katapult *k, const st_image *img, st_katapult_result
         r->fail_addr = addr;
         rc = block_cmd(k, ST_KAT_CMD_REQUEST_BLOCK, addr, NULL, err);
         if (rc < 0)
-            return st_err_prefix(err, "katapult: REQUEST_BLOCK 0x%08x (block %u of %u)", addr,
+            return st_err_wrap(err, rc, "katapult: REQUEST_BLOCK 0x%08x (block %u of %u)", addr,
                                  i + 1, nblocks);
         size_t len;
         const uint8_t *got = ack_data(k, &len) + 4;
@@ -589,7 +589,7 @@ int st_katapult_read(st_katapult *k, uint32_t addr, size_t len, uint8_t *buf, st
         uint32_t blk = a - a % bs, off = a - blk;
         int rc = block_cmd(k, ST_KAT_CMD_REQUEST_BLOCK, blk, NULL, err);
         if (rc < 0)
-            return st_err_prefix(err, "katapult: read: REQUEST_BLOCK 0x%08x", blk);
+            return st_err_wrap(err, rc, "katapult: read: REQUEST_BLOCK 0x%08x", blk);
         size_t n = bs - off < len - done ? bs - off : len - done, dlen;
         memcpy(buf + done, ack_data(k, &dlen) + 4 + off, n);
         done += n;

@@ -31,7 +31,8 @@ typedef struct st_katapult_model_cfg {
     uint32_t turnaround_us;
     /* Called once, from inside an rx/tx/next_event call, when the device resets into the
      * application ~100 ms after COMPLETE (may be NULL). After it the model is gone:
-     * it ignores input and never answers until st_katapult_model_reboot. */
+     * it ignores input and never answers until st_katapult_model_reboot, which on_reset
+     * may call itself (a unit that comes straight back into the bootloader). */
     void (*on_reset)(void *ctx, st_katapult_model *m);
     void *reset_ctx;
 } st_katapult_model_cfg;

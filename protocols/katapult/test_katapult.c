@@ -27,6 +27,7 @@ typedef struct rig {
     st_stream *s;
     st_katapult *k;
     int resets;
+    st_clock *clock; /* virtual: rig_virtual_time puts the stream (and engine) on it */
 } rig;
 
 static void on_reset(void *ctx, st_katapult_model *m)
@@ -55,12 +56,21 @@ static void rig_up(rig *r, st_timing_profile t, const st_katapult_model_cfg *cfg
     assert_int_equal(st_stream_mem_open(st_katapult_model_stream(r->model), "mem:katapult",
                                         &r->s, &err), 0);
     assert_int_equal(st_katapult_open(r->s, o ? o : &fast, &r->k, &err), 0);
+    r->clock = st_clock_virtual_new(1000000);
+    assert_non_null(r->clock);
+}
+
+/* From here on the conversation runs on the rig's virtual clock: waiting costs no time. */
+static void rig_virtual_time(rig *r)
+{
+    st_stream_set_clock(r->s, r->clock);
 }
 
 static void rig_down(rig *r)
 {
     st_katapult_close(r->k);
     st_stream_close(r->s);
+    st_clock_virtual_free(r->clock);
     st_katapult_model_free(r->model);
     st_flash_free(r->flash);
 }
@@ -247,15 +257,19 @@ static void test_flash_verify_complete(void **state)
     st_err err;
     assert_int_equal(st_katapult_read(r.k, APP + 37, sizeof rb, rb, &err), 0);
     assert_memory_equal(rb, img->data + 37, sizeof rb);
-    /* COMPLETE: ACK now, reset into the application ~100 ms later. */
-    uint64_t t0 = st_now_us();
+    /* COMPLETE: ACK now, reset into the application ~100 ms later (virtual time: the
+     * test crosses the 100 ms without sleeping). */
+    rig_virtual_time(&r);
+    uint64_t t0 = st_clock_now_us(r.clock);
     assert_int_equal(st_katapult_complete(r.k, &err), 0);
     assert_int_equal(st_katapult_model_get_state(r.model), ST_KATAPULT_MODEL_JUMPING);
     assert_int_equal(r.resets, 0);
-    /* Nothing answers any more once it has jumped (test-only wait past the 100 ms). */
-    st_sleep_us(110000);
+    st_clock_virtual_advance(r.clock, 99000);
+    assert_int_equal(st_katapult_model_get_state(r.model), ST_KATAPULT_MODEL_JUMPING);
+    /* Nothing answers any more once it has jumped. */
+    st_clock_virtual_advance(r.clock, 11000);
     assert_int_equal(st_katapult_connect(r.k, NULL, &err), ST_ERR_TIMEOUT);
-    assert_true(st_now_us() - t0 >= 100000);
+    assert_true(st_clock_now_us(r.clock) - t0 >= 100000);
     assert_int_equal(st_katapult_model_get_state(r.model), ST_KATAPULT_MODEL_GONE);
     assert_int_equal(r.resets, 1);
     assert_true(st_katapult_model_app_valid(r.model));
@@ -442,6 +456,57 @@ static void test_fault_nack_and_busy_recovered(void **state)
     assert_int_equal(retries, 2);
 }
 
+/* Issue 7: error codes never depend on the optional error buffer. Every fault the model
+ * has, armed at every point of a connect + flash + verify, ends with the same code with a
+ * buffer and without one (in virtual time: the timeouts cost nothing). */
+static int sweep_run(int kind, unsigned n, bool with_buffer)
+{
+    rig r;
+    rig_up(&r, ST_TIMING_NONE, NULL, NULL);
+    rig_virtual_time(&r);
+    switch (kind) {
+    case 0: st_katapult_model_fault_drop_rx(r.model, n); break;
+    case 1: st_katapult_model_fault_drop_tx(r.model, n); break;
+    case 2: st_katapult_model_fault_corrupt_rx(r.model, n); break;
+    case 3: st_katapult_model_fault_corrupt_tx(r.model, n); break;
+    case 4: st_katapult_model_fault_nack_storm(r.model, n); break;
+    case 5: st_katapult_model_fault_busy(r.model, n); break;
+    default: st_katapult_model_fault_power_loss_at_block(r.model, n); break;
+    }
+    st_err err = {0};
+    st_err *e = with_buffer ? &err : NULL;
+    st_image *img = make_image(3000, 9, 0);
+    st_katapult_result w, v;
+    int rc = st_katapult_connect(r.k, NULL, e);
+    if (rc == 0)
+        rc = st_katapult_flash(r.k, img, NULL, &w, e);
+    if (rc == 0)
+        rc = st_katapult_verify(r.k, img, &v, e);
+    if (with_buffer && rc)
+        assert_int_equal(err.code, rc);
+    st_image_free(img);
+    rig_down(&r);
+    return rc;
+}
+
+static void test_fault_sweep_no_err_buffer(void **state)
+{
+    unsigned runs = 0, failed = 0;
+    for (int kind = 0; kind < 7; kind++) {
+        for (unsigned n = 1; n <= 12; n++) {
+            int with = sweep_run(kind, n, true), without = sweep_run(kind, n, false);
+            if (with != without)
+                fail_msg("fault %d at %u: %s with a buffer, %s without", kind, n,
+                         st_strerror(with), st_strerror(without));
+            runs++;
+            failed += with != 0;
+        }
+    }
+    print_message("katapult fault sweep: %u runs, %u failed, same code without a buffer\n",
+                  runs, failed);
+    assert_true(failed > 0); /* the sweep does reach the error paths */
+}
+
 static void test_fault_nack_storm_gives_up(void **state)
 {
     rig r;
@@ -523,13 +588,13 @@ static size_t xfer(st_stream *s, const uint8_t *out, size_t n, uint8_t *in, size
     if (n)
         assert_int_equal(st_stream_write(s, out, n, 100, &err), (int)n);
     size_t got = 0;
-    st_deadline d = st_deadline_in_ms(wait_ms);
-    while (!st_deadline_passed(d) && got < cap) {
-        int rc = st_stream_read(s, in + got, cap - got, (unsigned)st_deadline_remaining_ms(d),
-                                &err);
+    st_deadline d = st_clock_deadline_in_ms(s->clock, wait_ms);
+    do {
+        int rc = st_stream_read(s, in + got, cap - got,
+                                (unsigned)st_clock_deadline_remaining_ms(s->clock, d), &err);
         assert_true(rc >= 0);
         got += (size_t)rc;
-    }
+    } while (!st_clock_deadline_passed(s->clock, d) && got < cap);
     return got;
 }
 
@@ -663,16 +728,18 @@ static void test_model_delayed_reset(void **state)
     static const uint8_t ackc[] = {0x01, 0x88, 0xa0, 0x01, 0x15, 0x00,
                                    0x00, 0x00, 0x00, 0x2e, 0x99, 0x03};
     uint8_t in[64];
-    uint64_t t0 = st_now_us();
+    rig_virtual_time(&r);
+    uint64_t t0 = st_clock_now_us(r.clock);
     assert_int_equal(xfer(r.s, complete, sizeof complete, in, 12, 50), 12);
     assert_memory_equal(in, ackc, 12);
     /* Still answering until the reset. */
     assert_int_equal(xfer(r.s, CONNECT, sizeof CONNECT, in, 60, 50), 60);
     assert_int_equal(r.resets, 0);
-    while (st_now_us() - t0 < 90000)
-        assert_int_equal(r.resets, 0), st_sleep_us(5000);
+    st_clock_virtual_advance(r.clock, 90000 - (st_clock_now_us(r.clock) - t0));
+    assert_int_equal(xfer(r.s, CONNECT, sizeof CONNECT, in, 60, 0), 60); /* at 90 ms: still there */
+    assert_int_equal(r.resets, 0);
     assert_int_equal(xfer(r.s, NULL, 0, in, sizeof in, 60), 0);
-    assert_true(st_now_us() - t0 >= 100000);
+    assert_true(st_clock_now_us(r.clock) - t0 >= 100000);
     assert_int_equal(r.resets, 1);
     assert_int_equal(st_katapult_model_get_state(r.model), ST_KATAPULT_MODEL_GONE);
     assert_int_equal(xfer(r.s, CONNECT, sizeof CONNECT, in, sizeof in, 20), 0);
@@ -1057,6 +1124,7 @@ int main(void)
         cmocka_unit_test(test_fault_corrupt_answer),
         cmocka_unit_test(test_fault_nack_and_busy_recovered),
         cmocka_unit_test(test_fault_nack_storm_gives_up),
+        cmocka_unit_test(test_fault_sweep_no_err_buffer),
         cmocka_unit_test(test_fault_power_loss),
         cmocka_unit_test(test_fault_silent_complete),
         cmocka_unit_test(test_model_single_nack_per_resync),

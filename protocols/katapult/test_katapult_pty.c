@@ -7,6 +7,9 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -97,10 +100,74 @@ static void test_flash_over_pty(void **state)
     st_image_free(img);
 }
 
+/* Issue 7: the katapult_pty tool (a real process on a real pty) answers a CONNECT at any
+ * moment after COMPLETE. It used to drop every CONNECT from the reset (100 ms after
+ * COMPLETE) until its main loop came round (up to 200 ms later), which cost flashtool a
+ * 2.5 s retry. Here a client connects again and again for 400 ms after COMPLETE, with
+ * one try each: not one may go unanswered. */
+static void test_katapult_pty_tool_reconnect(void **state)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execl(KATAPULT_PTY_PATH, "katapult_pty", "--seconds", "30", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    FILE *f = fdopen(p[0], "r");
+    char tty[256];
+    assert_non_null(fgets(tty, sizeof tty, f));
+    tty[strcspn(tty, "\n")] = '\0';
+
+    st_err err;
+    st_stream_line line = {250000, 8, 'N', 1, 0};
+    st_stream *st;
+    if (st_stream_tty_open(tty, &line, &st, &err))
+        fail_msg("%s: %s", tty, err.msg);
+    st_katapult *k;
+    st_katapult_opts o = {.tries = 1, .read_timeout_ms = 100};
+    assert_int_equal(st_katapult_open(st, &o, &k, &err), 0);
+    if (st_katapult_connect(k, NULL, &err))
+        fail_msg("connect: %s", err.msg);
+    uint8_t app[256];
+    for (size_t i = 0; i < sizeof app; i++)
+        app[i] = (uint8_t)(i * 7 + 1);
+    st_image *img;
+    assert_int_equal(st_image_from_memory("app", app, sizeof app, 0x08002000u, &img, &err), 0);
+    if (st_katapult_flash(k, img, NULL, NULL, &err))
+        fail_msg("flash: %s", err.msg);
+    assert_int_equal(st_katapult_complete(k, &err), 0);
+    uint64_t t0 = st_now_us();
+    unsigned answered = 0, lost = 0;
+    while (st_now_us() - t0 < 400000) {
+        if (st_katapult_connect(k, NULL, &err) == 0)
+            answered++;
+        else
+            lost++;
+    }
+    print_message("after COMPLETE: %u CONNECTs answered, %u lost\n", answered, lost);
+    assert_int_equal(lost, 0);
+    assert_true(answered > 0);
+    st_katapult_close(k);
+    st_stream_close(st);
+    st_image_free(img);
+    kill(pid, SIGTERM);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    fclose(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flash_over_pty),
+        cmocka_unit_test(test_katapult_pty_tool_reconnect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

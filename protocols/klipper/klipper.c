@@ -129,7 +129,7 @@ static int retransmit(st_klp_host *h, st_err *err)
     }
     ST_LOGD(h->log, MOD, "%s: retransmitting %zu blocks", h->s->name, h->n_unacked);
     int rc = st_stream_write(h->s, buf, n, 1000, err);
-    return rc < 0 ? st_err_prefix(err, "%s: retransmit", h->s->name) : 0;
+    return rc < 0 ? st_err_wrap(err, rc, "%s: retransmit", h->s->name) : 0;
 }
 
 /* The unit acknowledged everything below rseq. */
@@ -241,7 +241,7 @@ static int pump(st_klp_host *h, unsigned wait_ms, st_err *err)
     }
     int n = st_stream_read(h->s, h->in + h->in_len, sizeof h->in - h->in_len, wait_ms, err);
     if (n < 0)
-        return st_err_prefix(err, "%s: read", h->s->name);
+        return st_err_wrap(err, n, "%s: read", h->s->name);
     h->in_len += (size_t)n;
     now = st_now_us();
     for (;;) {
@@ -293,7 +293,7 @@ int st_klp_host_send(st_klp_host *h, const uint8_t *msg, size_t n, unsigned time
     if (!h->rtx_at_us)
         h->rtx_at_us = b->sent_us + h->rto_us;
     int rc = st_stream_write(h->s, b->data, b->len, timeout_ms ? timeout_ms : 1, err);
-    return rc < 0 ? st_err_prefix(err, "%s: write", h->s->name) : 0;
+    return rc < 0 ? st_err_wrap(err, rc, "%s: write", h->s->name) : 0;
 }
 
 int st_klp_host_send_text(st_klp_host *h, const char *text, unsigned timeout_ms, st_err *err)
@@ -535,7 +535,7 @@ int st_klp_host_alive(st_klp_host *h, unsigned duration_ms, st_klp_alive *out, s
     uint64_t host0, host1, mid, rtt0, rtt1;
     int rc = uptime_point(h, &out->uptime0, &host0, &rtt0, err);
     if (rc)
-        return st_err_prefix(err, "alive");
+        return st_err_wrap(err, rc, "alive");
     uint64_t t = out->uptime0;
     st_deadline end = st_deadline_in_ms(duration_ms);
     while (!st_deadline_passed(end)) {
@@ -545,10 +545,10 @@ int st_klp_host_alive(st_klp_host *h, unsigned duration_ms, st_klp_alive *out, s
         st_deadline w = st_deadline_in_ms(wait);
         while (!st_deadline_passed(w)) {
             if ((rc = pump(h, (unsigned)st_deadline_remaining_ms(w), err)) != 0)
-                return st_err_prefix(err, "alive");
+                return st_err_wrap(err, rc, "alive");
         }
         if ((rc = timed_query(h, "get_clock", "clock", &d, &mid, NULL, err)) != 0)
-            return st_err_prefix(err, "alive");
+            return st_err_wrap(err, rc, "alive");
         /* Extend the 32-bit clock by its difference from the last value (Klipper's
          * clocksync does the same). */
         uint32_t c = st_klp_decoded_get(&d, "clock") ? st_klp_decoded_get(&d, "clock")->u : 0;
@@ -556,7 +556,7 @@ int st_klp_host_alive(st_klp_host *h, unsigned duration_ms, st_klp_alive *out, s
         out->clock_reads++;
     }
     if ((rc = uptime_point(h, &out->uptime1, &host1, &rtt1, err)) != 0)
-        return st_err_prefix(err, "alive");
+        return st_err_wrap(err, rc, "alive");
     out->host_us = host1 - host0;
     out->rtt_us = rtt0 > rtt1 ? rtt0 : rtt1;
     uint64_t dt = out->uptime1 >= out->uptime0 ? out->uptime1 - out->uptime0 : 0;

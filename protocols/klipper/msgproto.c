@@ -268,7 +268,7 @@ static int add_msgs(st_klp_dict *d, json_object *obj, bool response, const char 
         d->n_msgs++; /* counted before parsing so st_klp_dict_free frees a partial one */
         int rc = parse_format(fmt, m, err);
         if (rc)
-            return st_err_prefix(err, "%s \"%s\"", key, shown);
+            return st_err_wrap(err, rc, "%s \"%s\"", key, shown);
         for (size_t i = 0; i + 1 < d->n_msgs; i++) {
             if (d->msgs[i].response == response && d->msgs[i].id == m->id)
                 return st_err_set(err, ST_ERR_PROTO, "%s \"%s\": id %d used twice", key, shown,
@@ -461,7 +461,7 @@ int st_klp_dict_parse(const char *json, size_t len, st_klp_dict **out, st_err *e
     json_object_put(root);
     if (rc) {
         st_klp_dict_free(d);
-        return st_err_prefix(err, "dictionary");
+        return st_err_wrap(err, rc, "dictionary");
     }
     *out = d;
     return 0;

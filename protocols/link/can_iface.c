@@ -28,7 +28,7 @@ int st_can_iface_prepare(st_can_iface *i, uint32_t bitrate, st_err *err)
             if (rc == ST_ERR_PERM) {
                 if (err)
                     *err = e2;
-                return st_err_prefix(err, "%s has no bitrate yet, job needs %u bit/s", i->name,
+                return st_err_wrap(err, rc, "%s has no bitrate yet, job needs %u bit/s", i->name,
                                      (unsigned)bitrate);
             }
             if (rc == 0) {
@@ -43,7 +43,7 @@ int st_can_iface_prepare(st_can_iface *i, uint32_t bitrate, st_err *err)
                     (unsigned)bitrate);
             rc = i->ops->set_bitrate(i, bitrate, err);
             if (rc < 0)
-                return st_err_prefix(err, "%s runs at %u bit/s, job needs %u bit/s", i->name,
+                return st_err_wrap(err, rc, "%s runs at %u bit/s, job needs %u bit/s", i->name,
                                      (unsigned)cur, (unsigned)bitrate);
             rc = i->ops->get_state(i, &state, err);
             if (rc < 0)
@@ -53,7 +53,7 @@ int st_can_iface_prepare(st_can_iface *i, uint32_t bitrate, st_err *err)
     if (state == ST_CAN_STOPPED) {
         rc = i->ops->up(i, err);
         if (rc < 0)
-            return st_err_prefix(err, "bring %s up", i->name);
+            return st_err_wrap(err, rc, "bring %s up", i->name);
     }
     return 0;
 }

@@ -138,6 +138,8 @@ int st_vcan_attach(st_vcan_bus *b, st_can_node *n, st_err *err)
         b->nodes = p;
         b->capnodes = cap;
     }
+    if (n->ops->power_on)
+        n->ops->power_on(n);
     b->nodes[b->nnodes++] = (node_slot){ n, false };
     pthread_cond_broadcast(&b->cv);
 out:

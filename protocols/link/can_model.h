@@ -11,7 +11,7 @@
 
 #include "protocols/link/can.h"
 #include "protocols/link/stream.h"
-#include "protocols/sim/flash.h" /* st_timing_profile only (header use, no link dependency) */
+#include "station/core/timing.h"
 
 /* ---- Node models ---------------------------------------------------------------------- */
 
@@ -29,6 +29,10 @@ typedef struct st_can_node_ops {
     /* Earliest time the node will have something to do without new input (UINT64_MAX =
      * never; a time <= now means "call tx now"). */
     uint64_t (*next_event_us)(st_can_node *n);
+    /* Optional: the node joins the bus (st_vcan_attach) as a controller that has just
+     * started: a unit powered up or rebooted. What lives in its RAM, such as a Klipper or
+     * Katapult node id, is gone. Called with the bus locked. */
+    void (*power_on)(st_can_node *n);
 } st_can_node_ops;
 
 struct st_can_node {
@@ -121,7 +125,8 @@ int st_can_stream_open(st_can_link *link, uint32_t tx_id, uint32_t rx_id, st_str
  *    node id dropped.
  * With a node id n, frames on n*2+0x100 feed the model's rx, and its tx bytes go out on
  * n*2+0x101 in frames of up to 8 bytes; without one, model output is discarded (as
- * Klipper and Katapult do). */
+ * Klipper and Katapult do). Each st_vcan_attach is a power-on: the node id is forgotten
+ * and must be assigned again (a rebooted unit has none). */
 typedef struct st_can_stream_node_cfg {
     uint8_t uuid[6];
     uint8_t app; /* 0x11 Katapult, 0x01 Klipper application */

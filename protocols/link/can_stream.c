@@ -42,7 +42,7 @@ static int cs_write(st_stream *base, const uint8_t *buf, size_t n, unsigned time
         memcpy(f.data, buf + done, f.len);
         int rc = st_can_send(s->link, &f, (unsigned)st_deadline_remaining_ms(d), err);
         if (rc < 0)
-            return st_err_prefix(err, "%s: write byte %zu of %zu", base->name, done, n);
+            return st_err_wrap(err, rc, "%s: write byte %zu of %zu", base->name, done, n);
         done += f.len;
     }
     return (int)n;
@@ -71,7 +71,7 @@ static int cs_read(st_stream *base, uint8_t *buf, size_t cap, unsigned timeout_m
         /* With bytes in hand an error is reported by the next read, not this one. */
         int rc = st_can_recv(s->link, &f, wait, got ? &later : err);
         if (rc < 0)
-            return got ? (int)got : st_err_prefix(err, "%s: read", base->name);
+            return got ? (int)got : st_err_wrap(err, rc, "%s: read", base->name);
         if (rc == 0)
             break;
         if (f.id != s->rx_id || f.len == 0)
@@ -243,10 +243,19 @@ static uint64_t node_next_event(st_can_node *base)
     return n->m ? n->m->ops->next_event_us(n->m) : UINT64_MAX;
 }
 
+/* A unit that (re)starts has no node id: Katapult and Klipper keep it in RAM only. */
+static void node_power_on(st_can_node *base)
+{
+    st_can_stream_node *n = (st_can_stream_node *)base;
+    n->nodeid = -1;
+    n->reply_pending = false;
+}
+
 static const st_can_node_ops stream_node_ops = {
     .rx = node_rx,
     .tx = node_tx,
     .next_event_us = node_next_event,
+    .power_on = node_power_on,
 };
 
 st_can_stream_node *st_can_stream_node_new(st_stream_model *m, const st_can_stream_node_cfg *cfg)

@@ -192,21 +192,26 @@ int st_serial_port_find(const char *sysfs_root, const char *dev_dir, const char 
     return 0;
 }
 
-int st_serial_port_wait(const char *sysfs_root, const char *dev_dir, const char *port_path,
-                        uint16_t vid, uint16_t pid, unsigned timeout_ms, st_serial_port *out,
-                        st_err *err)
+/* Sleep one polling interval on clock, never past the deadline. */
+static void poll_pause(const st_clock *clock, st_deadline d)
 {
-    st_deadline d = st_deadline_in_ms(timeout_ms);
+    uint64_t now = st_clock_now_us(clock);
+    uint64_t left = d.at_us > now ? d.at_us - now : 0;
+    st_clock_sleep_us(clock, left < POLL_US ? left : POLL_US);
+}
+
+int st_serial_port_wait(const char *sysfs_root, const char *dev_dir, const char *port_path,
+                        uint16_t vid, uint16_t pid, unsigned timeout_ms, const st_clock *clock,
+                        st_serial_port *out, st_err *err)
+{
+    st_deadline d = st_clock_deadline_in_ms(clock, timeout_ms);
     for (;;) {
         int rc = st_serial_port_find(sysfs_root, dev_dir, port_path, vid, pid, out, err);
         if (rc != ST_ERR_NOTFOUND && rc != ST_ERR_MISMATCH)
             return rc;
-        if (st_deadline_passed(d)) {
-            st_err_prefix(err, "after %u ms", timeout_ms);
-            return rc;
-        }
-        uint64_t left = d.at_us > st_now_us() ? d.at_us - st_now_us() : 0;
-        st_sleep_us(left < POLL_US ? left : POLL_US);
+        if (st_clock_deadline_passed(clock, d))
+            return st_err_wrap(err, rc, "after %u ms", timeout_ms);
+        poll_pause(clock, d);
     }
 }
 
@@ -259,6 +264,11 @@ int st_serial_host_open(st_serial_host *h, const char *port_path, uint16_t vid, 
     return h->ops->open(h, port_path, vid, pid, line, timeout_ms, out, err);
 }
 
+void st_serial_host_set_clock(st_serial_host *h, const st_clock *clock)
+{
+    h->clock = clock;
+}
+
 void st_serial_host_free(st_serial_host *h)
 {
     if (h)
@@ -276,9 +286,10 @@ static int tty_host_open(st_serial_host *h, const char *port_path, uint16_t vid,
                          st_err *err)
 {
     tty_host *t = (tty_host *)h;
-    st_deadline d = st_deadline_in_ms(timeout_ms);
+    st_deadline d = st_clock_deadline_in_ms(h->clock, timeout_ms);
     st_serial_port sp;
-    int rc = st_serial_port_wait(t->root, t->dev, port_path, vid, pid, timeout_ms, &sp, err);
+    int rc = st_serial_port_wait(t->root, t->dev, port_path, vid, pid, timeout_ms, h->clock, &sp,
+                                 err);
     if (rc < 0)
         return rc;
     /* sysfs knows the tty before udev has created or re-permissioned /dev/ttyACMn; keep
@@ -287,10 +298,9 @@ static int tty_host_open(st_serial_host *h, const char *port_path, uint16_t vid,
         rc = st_stream_tty_open(sp.dev_path, line, out, err);
         if (rc == 0 || (rc != ST_ERR_NOTFOUND && rc != ST_ERR_PERM && rc != ST_ERR_BUSY))
             break;
-        if (st_deadline_passed(d))
+        if (st_clock_deadline_passed(h->clock, d))
             break;
-        uint64_t left = d.at_us > st_now_us() ? d.at_us - st_now_us() : 0;
-        st_sleep_us(left < POLL_US ? left : POLL_US);
+        poll_pause(h->clock, d);
     }
     if (rc < 0)
         st_err_prefix(err, "serial port of %04x:%04x at USB port %s", sp.vid, sp.pid, port_path);
@@ -338,20 +348,24 @@ static int usb_host_open(st_serial_host *h, const char *port_path, uint16_t vid,
                          st_err *err)
 {
     usb_host *u = (usb_host *)h;
-    st_deadline d = st_deadline_in_ms(timeout_ms);
+    st_deadline d = st_clock_deadline_in_ms(h->clock, timeout_ms);
     int rc;
     for (;;) {
         st_usb_dev_info info;
-        int left = st_deadline_remaining_ms(d);
-        rc = st_usb_host_wait(u->usb, vid, pid, port_path, (unsigned)left, &info, err);
+        /* Polled here rather than with st_usb_host_wait, so the wait runs on h->clock. */
+        rc = st_usb_host_find(u->usb, vid, pid, port_path, &info, err);
         if (rc == 0)
             rc = st_stream_cdc_open(u->usb, &info, line, out, err);
         /* The unit may drop off again between the lookup and the open (it is still
          * rebooting); that is the same "not there yet" until the deadline. */
-        if (rc == 0 || (rc != ST_ERR_NOTFOUND && rc != ST_ERR_DISCONNECT) ||
-            st_deadline_passed(d))
+        if (rc == 0 || (rc != ST_ERR_NOTFOUND && rc != ST_ERR_DISCONNECT))
             break;
-        st_sleep_us(POLL_US);
+        if (st_clock_deadline_passed(h->clock, d)) {
+            if (rc == ST_ERR_NOTFOUND)
+                st_err_prefix(err, "after %u ms", timeout_ms);
+            break;
+        }
+        poll_pause(h->clock, d);
     }
     if (rc == ST_ERR_NOTFOUND) {
         /* Say what is at the port instead, if anything: the usual cause is a unit that

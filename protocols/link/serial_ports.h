@@ -33,9 +33,10 @@ int st_serial_port_find(const char *sysfs_root, const char *dev_dir, const char 
 /* The same, polling until timeout_ms has passed: a unit that re-enumerates after the
  * 1200-baud touch keeps its port path but changes its id (and /dev/serial/by-id name).
  * On timeout returns the last lookup's code with "after N ms" in the message. */
+/* clock: the time the polling runs on (NULL = system; a virtual clock in tests). */
 int st_serial_port_wait(const char *sysfs_root, const char *dev_dir, const char *port_path,
-                        uint16_t vid, uint16_t pid, unsigned timeout_ms, st_serial_port *out,
-                        st_err *err);
+                        uint16_t vid, uint16_t pid, unsigned timeout_ms, const st_clock *clock,
+                        st_serial_port *out, st_err *err);
 
 /* ---- bootloader entry requests on an open stream (protocols.md 2.7) ---- */
 
@@ -61,7 +62,12 @@ typedef struct st_serial_host_ops {
 
 struct st_serial_host {
     const st_serial_host_ops *ops;
+    const st_clock *clock; /* waits for a port to appear run on it (NULL = system) */
 };
+
+/* Wait for ports on clock (NULL = system; not owned): with a virtual clock a test's unit
+ * that re-enumerates "150 ms later" (an alarm on that clock) costs no real time. */
+void st_serial_host_set_clock(st_serial_host *h, const st_clock *clock);
 
 /* Real: sysfs lookup (st_serial_port_wait) + st_stream_tty_open, retried until the
  * deadline while udev is still creating or permitting the node. sysfs_root NULL = "/sys".

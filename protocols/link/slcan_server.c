@@ -222,9 +222,9 @@ int st_slcan_server_new(st_can_link *link, const st_slcan_opts *opts, const st_l
     return 0;
 fail:;
     int e = errno;
-    st_err_set(err, st_err_from_errno(e), "slcan: %s: %s", step, strerror(e));
+    rc = st_err_set(err, st_err_from_errno(e), "slcan: %s: %s", step, strerror(e));
     st_slcan_server_free(s);
-    return err ? err->code : st_err_from_errno(e);
+    return rc;
 }
 
 const char *st_slcan_server_ifname(const st_slcan_server *s)

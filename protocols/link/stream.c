@@ -12,6 +12,11 @@ int st_stream_write(st_stream *s, const uint8_t *buf, size_t n, unsigned timeout
     return s->ops->write(s, buf, n, timeout_ms, err);
 }
 
+void st_stream_set_clock(st_stream *s, const st_clock *clock)
+{
+    s->clock = clock;
+}
+
 int st_stream_read(st_stream *s, uint8_t *buf, size_t cap, unsigned timeout_ms, st_err *err)
 {
     return s->ops->read(s, buf, cap, timeout_ms, err);
@@ -19,10 +24,10 @@ int st_stream_read(st_stream *s, uint8_t *buf, size_t cap, unsigned timeout_ms, 
 
 int st_stream_read_exact(st_stream *s, uint8_t *buf, size_t n, unsigned timeout_ms, st_err *err)
 {
-    st_deadline d = st_deadline_in_ms(timeout_ms);
+    st_deadline d = st_clock_deadline_in_ms(s->clock, timeout_ms);
     size_t got = 0;
     while (got < n) {
-        int left = st_deadline_remaining_ms(d);
+        int left = st_clock_deadline_remaining_ms(s->clock, d);
         if (left == 0)
             return st_err_set(err, ST_ERR_TIMEOUT, "%s: %zu of %zu bytes within %u ms", s->name,
                               got, n, timeout_ms);

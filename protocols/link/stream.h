@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "station/core/clock.h"
 #include "station/core/err.h"
 #include "station/core/log.h"
 
@@ -42,7 +43,15 @@ typedef struct st_stream_ops {
 struct st_stream {
     const st_stream_ops *ops;
     char name[64]; /* for messages: "/dev/ttyACM0", "mem:katapult" */
+    /* Time of the conversation on this link (NULL = the system clock): read timeouts and
+     * the deadlines of an engine talking over it. Not owned. */
+    const st_clock *clock;
 };
+
+/* Run this stream's timeouts, and its engine's deadlines, on clock (NULL = system). A
+ * virtual clock (station/core/clock.h) lets a test cross a model's 100 ms reset delay
+ * without sleeping. The in-memory backend passes the clock's time to its device model. */
+void st_stream_set_clock(st_stream *s, const st_clock *clock);
 
 /* Dispatchers (stream.c). */
 int st_stream_write(st_stream *s, const uint8_t *buf, size_t n, unsigned timeout_ms, st_err *err);

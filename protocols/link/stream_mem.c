@@ -1,6 +1,7 @@
 /* In-memory byte stream to a device model (st_stream_mem_open, stream.h): host writes go
  * straight to the model; reads return what the model has ready, waiting for the model's
- * next event within the read timeout, so a `datasheet` model's delays are real time. */
+ * next event within the read timeout, so a `datasheet` model's delays are real time (or
+ * virtual time, on a stream given a virtual clock: st_stream_set_clock). */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,18 +27,18 @@ static int mem_write(st_stream *s, const uint8_t *buf, size_t n, unsigned timeou
 {
     mem_stream *m = ms(s);
     if (n)
-        m->m->ops->rx(m->m, buf, n, st_now_us());
+        m->m->ops->rx(m->m, buf, n, st_clock_now_us(s->clock));
     return (int)n;
 }
 
 static int mem_read(st_stream *s, uint8_t *buf, size_t cap, unsigned timeout_ms, st_err *err)
 {
     mem_stream *m = ms(s);
-    st_deadline d = st_deadline_in_ms(timeout_ms);
+    st_deadline d = st_clock_deadline_in_ms(s->clock, timeout_ms);
     if (cap > (size_t)INT32_MAX)
         cap = INT32_MAX;
     for (;;) {
-        uint64_t now = st_now_us();
+        uint64_t now = st_clock_now_us(s->clock);
         size_t n = m->m->ops->tx(m->m, buf, cap, now);
         if (n)
             return (int)n;
@@ -49,7 +50,7 @@ static int mem_read(st_stream *s, uint8_t *buf, size_t cap, unsigned timeout_ms,
         st_deadline until = {ev < d.at_us ? ev : d.at_us};
         if (until.at_us <= now)
             until.at_us = now + 50; /* event due now but nothing came out: yield briefly */
-        st_sleep_until(until);
+        st_clock_sleep_until_us(s->clock, until.at_us);
     }
 }
 
@@ -85,7 +86,7 @@ static int mem_flush_input(st_stream *s, st_err *err)
 {
     mem_stream *m = ms(s);
     uint8_t junk[256];
-    uint64_t now = st_now_us();
+    uint64_t now = st_clock_now_us(s->clock);
     while (m->m->ops->tx(m->m, junk, sizeof junk, now))
         ;
     return 0;

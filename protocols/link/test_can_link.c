@@ -11,6 +11,10 @@
 #include <pthread.h>
 
 #include "protocols/link/can_model.h"
+/* Issue 7: a link must not reach into the simulator for its timing profile type. */
+#ifdef STATION_PROTOCOLS_SIM_FLASH_H
+#error "protocols/link/can_model.h includes protocols/sim/flash.h"
+#endif
 #include "station/core/clock.h"
 
 /* A node that answers every frame on rx_id with the same payload on rx_id + 1. */
@@ -48,7 +52,7 @@ static uint64_t echo_next(st_can_node *b)
     return e->count ? 0 : UINT64_MAX;
 }
 
-static const st_can_node_ops echo_ops = { echo_rx, echo_tx, echo_next };
+static const st_can_node_ops echo_ops = { echo_rx, echo_tx, echo_next, NULL };
 
 static void echo_init(echo_node *e, uint32_t rx_id)
 {

@@ -128,6 +128,41 @@ static void test_query_set_clear(void **state)
     fx_close(&x);
 }
 
+/* Issue 7: a node id lives in the unit's RAM. A unit that reboots (its node leaves the bus
+ * and joins again, as vunit and station-sim do on every reset) has none until it is
+ * assigned one again: it answers QUERY_UNASSIGNED and ignores its old id's traffic. */
+static void test_reboot_forgets_node_id(void **state)
+{
+    fx x;
+    fx_open(&x);
+    echo_model em = { .base = { &em_ops } };
+    st_can_stream_node_cfg cfg = { .app = 0x11 };
+    memcpy(cfg.uuid, UUID_A, 6);
+    st_can_stream_node *n = st_can_stream_node_new(&em.base, &cfg);
+    assert_int_equal(st_vcan_attach(x.bus, st_can_stream_node_base(n), NULL), 0);
+    uint8_t set[8] = { 0x11 };
+    memcpy(set + 1, UUID_A, 6);
+    set[7] = 20;
+    admin_send(&x, set, 8);
+    assert_int_equal(st_can_stream_node_nodeid(n), 20);
+    /* Reboot: off the bus, back on. */
+    st_vcan_detach(x.bus, st_can_stream_node_base(n));
+    assert_int_equal(st_vcan_attach(x.bus, st_can_stream_node_base(n), NULL), 0);
+    assert_int_equal(st_can_stream_node_nodeid(n), -1);
+    static const uint8_t query[1] = { 0x00 };
+    admin_send(&x, query, 1);
+    st_can_frame r;
+    assert_int_equal(st_can_recv(x.admin, &r, 100, NULL), 1);
+    assert_int_equal(r.data[0], 0x20); /* NEED_NODEID: it must be assigned again */
+    /* Its old data id (20*2+0x100) reaches nothing now. */
+    st_can_frame d = { .id = 20 * 2 + 0x100, .len = 3, .data = { 1, 2, 3 } };
+    assert_int_equal(st_can_send(x.sniff, &d, 100, NULL), 0);
+    assert_int_equal(em.count, 0);
+    st_vcan_detach(x.bus, st_can_stream_node_base(n));
+    st_can_stream_node_free(n);
+    fx_close(&x);
+}
+
 static void test_id_conflicts(void **state)
 {
     fx x;
@@ -342,6 +377,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_query_set_clear),
+        cmocka_unit_test(test_reboot_forgets_node_id),
         cmocka_unit_test(test_id_conflicts),
         cmocka_unit_test(test_stream_round_trip),
         cmocka_unit_test(test_two_slots_concurrently),

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,16 +200,18 @@ static void test_find_bad_input(void **state)
                      ST_ERR_NOTFOUND);
 }
 
+/* A change to the fake sysfs that happens at a moment of the test's virtual clock (an alarm):
+ * no thread, no sleep, and the wait sees it exactly when it polls past that moment. */
 typedef struct later {
     const char *root;
-    unsigned delay_ms;
     int mode; /* 0: a new device appears; 1: 1-1.2 re-enumerates as Katapult */
+    uint64_t fired_at;
 } later;
 
-static void *later_main(void *arg)
+static void later_fire(void *arg, uint64_t now_us)
 {
     later *l = arg;
-    st_sleep_us((uint64_t)l->delay_ms * 1000);
+    l->fired_at = now_us;
     if (l->mode == 0) {
         add_device(l->root, "1-7", "1d50", "6177", "ttyACM5");
     } else {
@@ -223,40 +224,42 @@ static void *later_main(void *arg)
         rm_rf(p);
         add_device(l->root, "1-1.2", "1d50", "6177", "ttyACM4");
     }
-    return NULL;
 }
 
 static void test_wait_appears(void **state)
 {
     tree *t = *state;
-    later l = {t->root, 150, 0};
-    pthread_t th;
-    uint64_t t0 = st_now_us();
-    assert_int_equal(pthread_create(&th, NULL, later_main, &l), 0);
+    st_clock *clk = st_clock_virtual_new(5000000);
+    later l = {t->root, 0, 0};
+    uint64_t t0 = st_clock_now_us(clk);
+    assert_int_equal(st_clock_virtual_at(clk, t0 + 150000, later_fire, &l), 0);
     st_serial_port p;
     st_err err;
-    int rc = st_serial_port_wait(t->root, NULL, "1-7", 0x1d50, 0x6177, 3000, &p, &err);
-    pthread_join(th, NULL);
+    int rc = st_serial_port_wait(t->root, NULL, "1-7", 0x1d50, 0x6177, 3000, clk, &p, &err);
     assert_int_equal(rc, 0);
     assert_string_equal(p.tty, "ttyACM5");
-    uint64_t ms = (st_now_us() - t0) / 1000;
-    assert_true(ms >= 140);
-    assert_true(ms < 2000);
+    assert_int_equal(l.fired_at, t0 + 150000);
+    /* Found at the first poll after it appeared (polls are 20 ms apart). */
+    uint64_t us = st_clock_now_us(clk) - t0;
+    assert_true(us >= 150000);
+    assert_true(us <= 170000);
+    st_clock_virtual_free(clk);
 }
 
 static void test_wait_reenumerates(void **state)
 {
     tree *t = *state;
-    later l = {t->root, 120, 1};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, later_main, &l), 0);
+    st_clock *clk = st_clock_virtual_new(0);
+    later l = {t->root, 1, 0};
+    assert_int_equal(st_clock_virtual_at(clk, 120000, later_fire, &l), 0);
     st_serial_port p;
     st_err err;
-    int rc = st_serial_port_wait(t->root, NULL, "1-1.2", 0x1d50, 0x6177, 3000, &p, &err);
-    pthread_join(th, NULL);
+    int rc = st_serial_port_wait(t->root, NULL, "1-1.2", 0x1d50, 0x6177, 3000, clk, &p, &err);
     assert_int_equal(rc, 0);
     assert_string_equal(p.tty, "ttyACM4");
     assert_int_equal(p.pid, 0x6177);
+    assert_int_equal(l.fired_at, 120000);
+    st_clock_virtual_free(clk);
 }
 
 static void test_wait_timeout(void **state)
@@ -264,16 +267,20 @@ static void test_wait_timeout(void **state)
     tree *t = *state;
     st_serial_port p;
     st_err err;
-    uint64_t t0 = st_now_us();
-    assert_int_equal(st_serial_port_wait(t->root, NULL, "1-1.2", 0x1d50, 0x6177, 100, &p, &err),
+    st_clock *clk = st_clock_virtual_new(0);
+    assert_int_equal(st_serial_port_wait(t->root, NULL, "1-1.2", 0x1d50, 0x6177, 100, clk, &p,
+                                         &err),
                      ST_ERR_MISMATCH);
-    uint64_t ms = (st_now_us() - t0) / 1000;
-    assert_true(ms >= 100);
-    assert_true(ms < 1000);
+    assert_int_equal(st_clock_now_us(clk), 100000); /* gave up exactly at the deadline */
     assert_non_null(strstr(err.msg, "after 100 ms"));
     assert_non_null(strstr(err.msg, "1d50:614e"));
-    assert_int_equal(st_serial_port_wait(t->root, NULL, "1-9", 0, 0, 50, &p, &err),
+    assert_int_equal(st_serial_port_wait(t->root, NULL, "1-9", 0, 0, 50, clk, &p, &err),
                      ST_ERR_NOTFOUND);
+    assert_int_equal(st_clock_now_us(clk), 150000);
+    /* Without a buffer the code is the same. */
+    assert_int_equal(st_serial_port_wait(t->root, NULL, "1-9", 0, 0, 50, clk, &p, NULL),
+                     ST_ERR_NOTFOUND);
+    st_clock_virtual_free(clk);
 }
 
 /* ---- tty serial host on a pty ---- */
@@ -400,12 +407,11 @@ static void reboot_hook(void *p)
     st_vusb_detach(u->bus, "1-1.2"); /* the application drops off the bus */
 }
 
-static void *attach_later(void *p)
+/* Alarm: the bootloader enumerates a moment after the application dropped off. */
+static void attach_boot(void *p, uint64_t now_us)
 {
     unit *u = p;
-    st_sleep_us(150000); /* the bootloader enumerates a moment later */
     st_vusb_attach(u->bus, "1-1.2", st_cdc_acm_usb(u->boot_usb), NULL);
-    return NULL;
 }
 
 static void test_usb_host_touch_and_reopen(void **state)
@@ -424,6 +430,8 @@ static void test_usb_host_touch_and_reopen(void **state)
     st_serial_host *h;
     st_err err;
     assert_int_equal(st_serial_host_usb_new(usb, &h, &err), 0);
+    st_clock *clk = st_clock_virtual_new(0); /* every wait below runs in virtual time */
+    st_serial_host_set_clock(h, clk);
 
     st_stream_line l = {250000, 8, 'N', 1, 0};
     st_stream *s = NULL;
@@ -441,13 +449,12 @@ static void test_usb_host_touch_and_reopen(void **state)
     assert_int_equal(u.fired, 1);
     st_stream_close(s);
 
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, attach_later, &u), 0);
-    uint64_t t0 = st_now_us();
+    uint64_t t0 = st_clock_now_us(clk);
+    assert_int_equal(st_clock_virtual_at(clk, t0 + 150000, attach_boot, &u), 0);
     int rc = st_serial_host_open(h, "1-1.2", 0x1d50, 0x6177, &l, 3000, &s, &err);
-    pthread_join(th, NULL);
     assert_int_equal(rc, 0);
-    assert_true(st_now_us() - t0 >= 100000);
+    assert_true(st_clock_now_us(clk) - t0 >= 150000);
+    assert_true(st_clock_now_us(clk) - t0 <= 170000);
     uint8_t in[5];
     assert_int_equal(st_stream_write(s, (const uint8_t *)"hello", 5, 500, &err), 5);
     assert_int_equal(st_stream_read_exact(s, in, 5, 500, &err), 5);
@@ -456,6 +463,7 @@ static void test_usb_host_touch_and_reopen(void **state)
     assert_int_equal(u.fired, 1);
 
     st_serial_host_free(h);
+    st_clock_virtual_free(clk);
     st_usb_host_free(usb);
     st_vusb_detach(u.bus, "1-1.2");
     st_cdc_acm_free(u.app_usb);

@@ -244,7 +244,14 @@ static void test_tty_modem_and_flush(void **state)
         assert_non_null(strstr(err.msg, "DTR/RTS"));
     assert_int_equal(write(master, "junk", 4), 4);
     uint8_t buf[8];
-    st_sleep_us(20000); /* let the pty deliver before the flush (test only) */
+    /* The flush must find the bytes already in the tty's input queue. Wait for exactly
+     * that, not for a guessed time: a second descriptor of the same tty sees the queue
+     * become readable (poll does not consume it); bounded by a 5 s deadline. */
+    int peek = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+    assert_true(peek >= 0);
+    struct pollfd pfd = { peek, POLLIN, 0 };
+    assert_int_equal(poll(&pfd, 1, 5000), 1);
+    close(peek);
     assert_int_equal(st_stream_flush_input(s, &err), 0);
     assert_int_equal(st_stream_read(s, buf, sizeof buf, 20, &err), 0);
     st_stream_close(s);

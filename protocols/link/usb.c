@@ -73,7 +73,7 @@ int st_usb_host_wait(st_usb_host *host, uint16_t vid, uint16_t pid, const char *
         if (rc != ST_ERR_NOTFOUND)
             return rc;
         if (st_deadline_passed(d))
-            return st_err_prefix(err, "after %u ms", timeout_ms);
+            return st_err_wrap(err, rc, "after %u ms", timeout_ms);
         st_sleep_us(20000); /* enumeration polling interval; bounded by the deadline */
     }
 }

@@ -277,7 +277,7 @@ static int mem_set_alt(st_usb_dev *dev, int iface, int alt, st_err *err)
 {
     st_usb_setup s = {0x01, 11, (uint16_t)alt, (uint16_t)iface, 0};
     int rc = mem_control(dev, &s, NULL, 1000, err);
-    return rc < 0 ? st_err_prefix(err, "set interface %d alt %d", iface, alt) : 0;
+    return rc < 0 ? st_err_wrap(err, rc, "set interface %d alt %d", iface, alt) : 0;
 }
 
 /* A model NAKs with 0; the transfer is retried until the caller's deadline, like a host

@@ -4,7 +4,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define NO_PAGE UINT32_MAX
 
@@ -22,22 +21,6 @@ struct st_flash {
     uint64_t power_budget;
     st_flash_stats stats;
 };
-
-bool st_timing_parse(const char *s, st_timing_profile *out)
-{
-    if (s && strcasecmp(s, "none") == 0)
-        *out = ST_TIMING_NONE;
-    else if (s && strcasecmp(s, "datasheet") == 0)
-        *out = ST_TIMING_DATASHEET;
-    else
-        return false;
-    return true;
-}
-
-const char *st_timing_name(st_timing_profile t)
-{
-    return t == ST_TIMING_DATASHEET ? "datasheet" : "none";
-}
 
 st_flash *st_flash_new(const st_mcu *mcu, st_timing_profile timing)
 {

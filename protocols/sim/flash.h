@@ -12,15 +12,7 @@
 #include <stdint.h>
 
 #include "station/core/mcu.h"
-
-typedef enum st_timing_profile {
-    ST_TIMING_NONE = 0,  /* unit tests: everything instant */
-    ST_TIMING_DATASHEET, /* benchmarks: datasheet erase/program times, wire times */
-} st_timing_profile;
-
-/* "none" / "datasheet"; returns false for anything else. */
-bool st_timing_parse(const char *s, st_timing_profile *out);
-const char *st_timing_name(st_timing_profile t);
+#include "station/core/timing.h"
 
 /* Results of flash operations (what the peripheral's status register would say). */
 enum st_flash_result {

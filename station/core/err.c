@@ -41,26 +41,48 @@ int st_err_set(st_err *err, int code, const char *fmt, ...)
     return code;
 }
 
-int st_err_prefix(st_err *err, const char *fmt, ...)
+static void prefix_v(st_err *err, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void prefix_v(st_err *err, const char *fmt, va_list ap)
 {
-    if (!err)
-        return ST_ERR_IO;
     char head[ST_ERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(head, sizeof head, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return err->code;
+    if (vsnprintf(head, sizeof head, fmt, ap) < 0)
+        return;
     /* Truncation keeps the outer steps, which name the unit and step. */
     char joined[2 * ST_ERR_MSG_MAX + 2];
     snprintf(joined, sizeof joined, "%s: %s", head,
              err->msg[0] ? err->msg : st_strerror(err->code));
     memcpy(err->msg, joined, sizeof err->msg - 1);
     err->msg[sizeof err->msg - 1] = '\0';
+}
+
+void st_err_prefix(st_err *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    prefix_v(err, fmt, ap);
+    va_end(ap);
     if (err->code == ST_OK)
         err->code = ST_ERR_IO;
-    return err->code;
+}
+
+int st_err_wrap(st_err *err, int code, const char *fmt, ...)
+{
+    /* A non-negative code here is a caller's bug; it must still read as a failure, the same
+     * one with or without a buffer. */
+    int rc = code < 0 ? code : ST_ERR_IO;
+    if (!err)
+        return rc;
+    if (!err->msg[0])
+        err->code = rc; /* an empty message reads as the code's name */
+    va_list ap;
+    va_start(ap, fmt);
+    prefix_v(err, fmt, ap);
+    va_end(ap);
+    err->code = rc;
+    return rc;
 }
 
 void st_err_clear(st_err *err)

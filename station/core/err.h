@@ -1,7 +1,10 @@
 /* Station's one error convention: functions return 0 or a negative ST_ERR_* code and,
  * when given a non-NULL st_err, fill it with a one-line message; each layer prefixes its
  * step as the error travels up, so the operator reads
- * "slot 2 (unit 3f2a..): dfu: write 0x08004000: device reported errPROG". */
+ * "slot 2 (unit 3f2a..): dfu: write 0x08004000: device reported errPROG".
+ * The returned code is the truth and never depends on the buffer: the st_err is optional,
+ * and code paths must behave the same with or without one (st_err_wrap returns the code it
+ * is given; nothing returns err->code). */
 #ifndef STATION_CORE_ERR_H
 #define STATION_CORE_ERR_H
 
@@ -41,9 +44,19 @@ const char *st_strerror(int code);
 int st_err_set(st_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Prefix err->msg with "<fmt>: " (the step this layer was doing); returns err->code.
- * With a NULL err returns ST_ERR_IO so callers still propagate a failure. */
-int st_err_prefix(st_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefix err->msg with "<fmt>: " (the step this layer was doing); does nothing with a NULL
+ * err. It returns nothing on purpose: the code a caller returns is the one it got from the
+ * call that failed, never one read back from the optional buffer (issue 7: a caller that
+ * passed no buffer turned a stall into an I/O error). An err still at ST_OK gets
+ * ST_ERR_IO, so a filled message never says "ok". */
+void st_err_prefix(st_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* st_err_prefix, then return code (a negative ST_ERR_*), with or without a buffer:
+ *     if (rc < 0)
+ *         return st_err_wrap(err, rc, "write 0x%08x", addr);
+ * A non-NULL err gets err->code = code, so buffer and return value always agree. A code
+ * >= 0 (a caller's bug) becomes ST_ERR_IO, with or without a buffer. */
+int st_err_wrap(st_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 void st_err_clear(st_err *err);
 

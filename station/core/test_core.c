@@ -10,6 +10,7 @@
 #include <zlib.h>
 #include <cmocka.h>
 
+#include "station/core/clock.h"
 #include "station/core/digest.h"
 #include "station/core/err.h"
 #include "station/core/image.h"
@@ -27,7 +28,23 @@ static void test_err_prefix_chain(void **state)
     st_err_prefix(&e, "dfu");
     assert_string_equal(e.msg, "dfu: write 0x08004000: device reported errPROG");
     assert_int_equal(e.code, ST_ERR_DEVICE);
-    assert_int_equal(st_err_prefix(NULL, "x"), ST_ERR_IO);
+    st_err_prefix(NULL, "x"); /* no buffer: nothing to do, nothing to return */
+    /* st_err_wrap returns the code it is given, with or without a buffer (issue 7: a
+     * NULL buffer used to turn every code into ST_ERR_IO). */
+    for (int code = ST_ERR_INVAL; code >= ST_ERR_CANCELLED; code--) {
+        assert_int_equal(st_err_wrap(NULL, code, "step %d", 1), code);
+        st_err w;
+        st_err_clear(&w);
+        assert_int_equal(st_err_wrap(&w, code, "step %d", 1), code);
+        assert_int_equal(w.code, code);
+        char want[128];
+        snprintf(want, sizeof want, "step 1: %s", st_strerror(code));
+        assert_string_equal(w.msg, want);
+    }
+    assert_int_equal(st_err_wrap(NULL, 0, "bug"), ST_ERR_IO);
+    assert_int_equal(st_err_wrap(&e, ST_ERR_STALL, "GETSTATUS"), ST_ERR_STALL);
+    assert_int_equal(e.code, ST_ERR_STALL);
+    assert_string_equal(e.msg, "GETSTATUS: dfu: write 0x08004000: device reported errPROG");
     assert_string_equal(st_strerror(ST_ERR_VERIFY), "verify failed");
 }
 
@@ -598,6 +615,134 @@ static void test_yamldoc_strict_getters(void **state)
     free(path);
 }
 
+/* Issue 7: one YAML reader for every file (the report reader too): from memory, with
+ * aliases refused or followed, and deep nesting stopped where it starts. */
+static void test_yamldoc_parse_memory(void **state)
+{
+    st_ydoc *d = NULL;
+    st_err e;
+    const char *y = "base: &b { x: 1 }\nuse: *b\nq: '12'\np: 12\n";
+    assert_int_equal(st_ydoc_parse_ex(y, strlen(y), "mem.yaml", NULL, &d, &e), 0);
+    const st_ynode *root = st_ydoc_root(d);
+    const st_ynode *use = st_ymap_get(d, root, "use");
+    assert_true(st_ynode_is_map(use)); /* an alias is followed by default */
+    assert_string_equal(st_ynode_text(st_ymap_get(d, use, "x")), "1");
+    assert_true(st_ynode_is_quoted(st_ymap_get(d, root, "q")));
+    assert_false(st_ynode_is_quoted(st_ymap_get(d, root, "p")));
+    assert_int_equal(st_ynode_line(st_ymap_key_at(d, root, 3)), 4);
+    assert_int_equal(st_ynode_column(st_ymap_get(d, root, "p")), 4);
+    st_ydoc_free(d);
+
+    static const st_ydoc_opts strict = { .no_aliases = true, .max_depth = 3 };
+    assert_int_equal(st_ydoc_parse_ex(y, strlen(y), "mem.yaml", &strict, &d, &e), ST_ERR_INVAL);
+    assert_string_equal(e.msg, "mem.yaml:2:6: aliases are not allowed");
+    const char *undef = "a: *nope\n";
+    assert_int_equal(st_ydoc_parse_ex(undef, strlen(undef), "u.yaml", NULL, &d, &e), ST_ERR_INVAL);
+    assert_string_equal(e.msg, "u.yaml:1:4: undefined alias");
+    const char *deep = "a: [[[1]]]\n";
+    assert_int_equal(st_ydoc_parse_ex(deep, strlen(deep), "d.yaml", &strict, &d, &e), ST_ERR_INVAL);
+    assert_string_equal(e.msg, "d.yaml:1:6: nested too deeply (more than 3 levels)");
+    const char *three = "a: [[1]]\n";
+    assert_int_equal(st_ydoc_parse_ex(three, strlen(three), "d.yaml", &strict, &d, &e), 0);
+    st_ydoc_free(d);
+    /* Not NUL-terminated: only len bytes are read. */
+    const char buf[] = { 'a', ':', ' ', '1', '\n', 'b', ':', ' ', '[' };
+    assert_int_equal(st_ydoc_parse_ex(buf, 5, "n.yaml", NULL, &d, &e), 0);
+    assert_null(st_ymap_get(d, st_ydoc_root(d), "b"));
+    st_ydoc_free(d);
+    assert_int_equal(st_ydoc_parse_ex("", 0, "e.yaml", NULL, &d, &e), ST_ERR_INVAL);
+    assert_string_equal(e.msg, "e.yaml: the file is empty");
+}
+
+typedef struct alarm_log {
+    uint64_t at[8];
+    int tag[8];
+    int n;
+    st_clock *clk;
+} alarm_log;
+
+static void on_alarm(void *ctx, uint64_t now_us)
+{
+    alarm_log *l = ctx;
+    l->at[l->n] = now_us;
+    l->tag[l->n] = l->n;
+    l->n++;
+    if (l->n == 1) /* an alarm may set another, even one already due */
+        assert_int_equal(st_clock_virtual_at(l->clk, now_us + 5, on_alarm, l), 0);
+}
+
+/* Issue 7: time is injectable. The virtual clock stands still, jumps on sleeps and fires
+ * alarms in time order on the way; deadlines work on it as on the system clock. */
+static void test_virtual_clock(void **state)
+{
+    st_clock *c = st_clock_virtual_new(1000);
+    assert_non_null(c);
+    assert_int_equal(st_clock_now_us(c), 1000);
+    assert_int_equal(st_clock_now_us(c), 1000); /* does not move by itself */
+    st_deadline d = st_clock_deadline_in_ms(c, 100);
+    assert_false(st_clock_deadline_passed(c, d));
+    assert_int_equal(st_clock_deadline_remaining_ms(c, d), 100);
+    uint64_t real0 = st_now_us();
+    st_clock_sleep_us(c, 60000);
+    assert_int_equal(st_clock_now_us(c), 61000);
+    assert_int_equal(st_clock_deadline_remaining_ms(c, d), 40);
+    st_clock_sleep_until_us(c, d.at_us);
+    assert_true(st_clock_deadline_passed(c, d));
+    st_clock_sleep_until_us(c, 5); /* in the past: time never goes back */
+    assert_int_equal(st_clock_now_us(c), 101000);
+    /* A virtual 60 ms + 40 ms took no real time worth speaking of (no sleep happened). */
+    assert_true(st_now_us() - real0 < 50000);
+
+    alarm_log l = { .clk = c };
+    assert_int_equal(st_clock_virtual_at(c, 130000, on_alarm, &l), 0);
+    assert_int_equal(st_clock_virtual_at(c, 120000, on_alarm, &l), 0);
+    st_clock_virtual_advance(c, 10000); /* to 111000: none due */
+    assert_int_equal(l.n, 0);
+    st_clock_virtual_advance(c, 100000); /* to 211000 */
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.at[0], 120000);
+    assert_int_equal(l.at[1], 120005); /* set by the first alarm, fired before 130000 */
+    assert_int_equal(l.at[2], 130000);
+    assert_int_equal(st_clock_now_us(c), 211000);
+    st_clock_virtual_free(c);
+
+    /* NULL and st_clock_system() are the system clock. */
+    uint64_t a = st_now_us();
+    uint64_t b = st_clock_now_us(NULL), e = st_clock_now_us(st_clock_system());
+    assert_true(a <= b && b <= e);
+}
+
+/* Issue 7: "--addr 0x90000000" was parsed with strtol into a long, which is 32 bits on
+ * armhf, so every address above 2^31 was "not a number". */
+static void test_parse_u32(void **state)
+{
+    uint32_t v = 0;
+    assert_true(st_parse_u32("0x90000000", &v));
+    assert_int_equal(v, 0x90000000u);
+    assert_true(st_parse_u32("0x80000000", &v));
+    assert_int_equal(v, 0x80000000u);
+    assert_true(st_parse_u32("2147483648", &v));
+    assert_int_equal(v, 2147483648u);
+    assert_true(st_parse_u32("0xFFFFFFFF", &v));
+    assert_int_equal(v, 0xFFFFFFFFu);
+    assert_true(st_parse_u32("4294967295", &v));
+    assert_int_equal(v, 4294967295u);
+    assert_true(st_parse_u32("0x08002000", &v));
+    assert_int_equal(v, 0x08002000u);
+    assert_true(st_parse_u32("0", &v));
+    assert_int_equal(v, 0);
+    v = 7;
+    assert_false(st_parse_u32("0x100000000", &v));
+    assert_false(st_parse_u32("4294967296", &v));
+    assert_false(st_parse_u32("99999999999999999999999", &v));
+    assert_false(st_parse_u32("-1", &v));
+    assert_false(st_parse_u32(" 1", &v));
+    assert_false(st_parse_u32("1k", &v));
+    assert_false(st_parse_u32("", &v));
+    assert_false(st_parse_u32(NULL, &v));
+    assert_int_equal(v, 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -607,7 +752,8 @@ int main(void)
         cmocka_unit_test(test_image_facts),
         cmocka_unit_test(test_measure),
         cmocka_unit_test(test_yamldoc),          cmocka_unit_test(test_yamldoc_strict_load),
-        cmocka_unit_test(test_yamldoc_strict_getters),
+        cmocka_unit_test(test_yamldoc_strict_getters), cmocka_unit_test(test_parse_u32),
+        cmocka_unit_test(test_virtual_clock),    cmocka_unit_test(test_yamldoc_parse_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,28 +39,295 @@ static int syntax_error(const char *path, const st_ydoc_opts *o, const yaml_pars
                       p->context ? " " : "", p->context ? p->context : "");
 }
 
-/* After the first document: a second one is an error, and so is a broken one (the header
- * promises one document per file; a syntax error after "---" is not an empty tail). */
-static int no_second_document(const char *path, const st_ydoc_opts *o, yaml_parser_t *p,
-                              st_err *err)
+#define DEFAULT_MAX_DEPTH 64
+
+/* An error at a mark in either wording: "<file>:<line>:<col>: what", or the line only
+ * with a kind (the fixture wording). */
+static int mark_error(const char *path, const st_ydoc_opts *o, yaml_mark_t m, st_err *err,
+                      const char *what)
 {
-    yaml_document_t extra;
-    if (!yaml_parser_load(p, &extra))
-        return syntax_error(path, o, p, err);
+    if (o->kind)
+        return st_err_set(err, ST_ERR_INVAL, "%s:%zu: %s", path, m.line + 1, what);
+    return st_err_set(err, ST_ERR_INVAL, "%s:%zu:%zu: %s", path, m.line + 1, m.column + 1, what);
+}
+
+typedef struct anchor {
+    char *name;
+    int id;
+} anchor;
+
+/* Builds the document from parser events. */
+typedef struct builder {
+    const char *path;
+    const st_ydoc_opts *o;
+    yaml_parser_t *p;
+    yaml_document_t *doc;
+    unsigned max_depth;
+    int *stack;       /* open containers' node ids */
+    int *pending_key; /* per open mapping: its key read, value not yet (0: none) */
+    unsigned depth;
+    anchor *anchors;
+    size_t nanchors, capanchors;
+    st_err *err;
+} builder;
+
+static int nomem(const builder *b)
+{
+    return st_err_set(b->err, ST_ERR_NOMEM, "%s: out of memory", b->path);
+}
+
+static int parse_event(builder *b, yaml_event_t *ev)
+{
+    if (yaml_parser_parse(b->p, ev))
+        return 0;
+    if (b->p->error == YAML_MEMORY_ERROR)
+        return nomem(b);
+    return syntax_error(b->path, b->o, b->p, b->err);
+}
+
+static int remember_anchor(builder *b, const yaml_char_t *name, int id)
+{
+    if (!name)
+        return 0;
+    if (b->nanchors == b->capanchors) {
+        size_t cap = b->capanchors ? b->capanchors * 2 : 8;
+        anchor *na = realloc(b->anchors, cap * sizeof *na);
+        if (!na)
+            return nomem(b);
+        b->anchors = na;
+        b->capanchors = cap;
+    }
+    char *copy = strdup((const char *)name);
+    if (!copy)
+        return nomem(b);
+    b->anchors[b->nanchors++] = (anchor){ copy, id };
+    return 0;
+}
+
+/* Put node id where it belongs: the root, an item of the open sequence, or the key or the
+ * value of the open mapping. */
+static int place(builder *b, int id)
+{
+    if (!b->depth)
+        return 0; /* the root: node 1 */
+    int parent = b->stack[b->depth - 1];
+    const yaml_node_t *pn = b->doc->nodes.start + parent - 1;
+    int ok;
+    if (pn->type == YAML_SEQUENCE_NODE) {
+        ok = yaml_document_append_sequence_item(b->doc, parent, id);
+    } else if (!b->pending_key[b->depth - 1]) {
+        b->pending_key[b->depth - 1] = id;
+        ok = 1;
+    } else {
+        ok = yaml_document_append_mapping_pair(b->doc, parent, b->pending_key[b->depth - 1], id);
+        b->pending_key[b->depth - 1] = 0;
+    }
+    return ok ? 0 : nomem(b);
+}
+
+static void set_marks(builder *b, int id, const yaml_event_t *ev)
+{
+    yaml_node_t *n = b->doc->nodes.start + id - 1;
+    n->start_mark = ev->start_mark;
+    n->end_mark = ev->end_mark;
+}
+
+static const yaml_char_t *tag_or(const yaml_char_t *tag, const char *dflt)
+{
+    return !tag || strcmp((const char *)tag, "!") == 0 ? (const yaml_char_t *)dflt : tag;
+}
+
+/* One event inside the first document, as libyaml's own loader treats it. Returns 0, 1
+ * when the document is complete, or a negative code. */
+static int build_event(builder *b, const yaml_event_t *ev)
+{
+    int id = 0, rc;
+    switch (ev->type) {
+    case YAML_ALIAS_EVENT:
+        if (b->o->no_aliases)
+            return mark_error(b->path, b->o, ev->start_mark, b->err, "aliases are not allowed");
+        for (size_t i = b->nanchors; i-- > 0;) {
+            if (strcmp(b->anchors[i].name, (const char *)ev->data.alias.anchor) == 0) {
+                id = b->anchors[i].id;
+                break;
+            }
+        }
+        if (!id)
+            return mark_error(b->path, b->o, ev->start_mark, b->err, "undefined alias");
+        return place(b, id);
+    case YAML_SCALAR_EVENT:
+        id = yaml_document_add_scalar(b->doc, tag_or(ev->data.scalar.tag, YAML_DEFAULT_SCALAR_TAG),
+                                      ev->data.scalar.value, (int)ev->data.scalar.length,
+                                      ev->data.scalar.style);
+        if (!id)
+            return nomem(b);
+        set_marks(b, id, ev);
+        rc = remember_anchor(b, ev->data.scalar.anchor, id);
+        return rc ? rc : place(b, id);
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT: {
+        /* Stop before the parser walks a deep nest: libyaml's work per token grows with
+         * the depth, so 200,000 '[' took minutes. */
+        if (b->depth >= b->max_depth) {
+            char what[80];
+            snprintf(what, sizeof what, "nested too deeply (more than %u levels)", b->max_depth);
+            return mark_error(b->path, b->o, ev->start_mark, b->err, what);
+        }
+        bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
+        if (seq)
+            id = yaml_document_add_sequence(
+                b->doc, tag_or(ev->data.sequence_start.tag, YAML_DEFAULT_SEQUENCE_TAG),
+                ev->data.sequence_start.style);
+        else
+            id = yaml_document_add_mapping(
+                b->doc, tag_or(ev->data.mapping_start.tag, YAML_DEFAULT_MAPPING_TAG),
+                ev->data.mapping_start.style);
+        if (!id)
+            return nomem(b);
+        set_marks(b, id, ev);
+        rc = remember_anchor(b, seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor,
+                             id);
+        if (!rc)
+            rc = place(b, id);
+        if (rc)
+            return rc;
+        b->stack[b->depth] = id;
+        b->pending_key[b->depth] = 0;
+        b->depth++;
+        return 0;
+    }
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        if (b->depth) {
+            b->depth--;
+            b->doc->nodes.start[b->stack[b->depth] - 1].end_mark = ev->end_mark;
+        }
+        return 0;
+    case YAML_DOCUMENT_END_EVENT:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* After the first document a second one is an error, and so is a broken one (the header
+ * promises one document per file; a syntax error after "---" is not an empty tail): read
+ * it to its end, then name it at its root node with a kind, at its "---" without. */
+static int second_document(builder *b, const yaml_event_t *start)
+{
+    yaml_mark_t doc_mark = start->start_mark, root_mark = start->end_mark;
+    bool have_root = false;
+    unsigned depth = 0;
+    for (;;) {
+        yaml_event_t ev;
+        int rc = parse_event(b, &ev);
+        if (rc)
+            return rc;
+        yaml_event_type_t t = ev.type;
+        if (!have_root && t != YAML_DOCUMENT_END_EVENT) {
+            root_mark = ev.start_mark;
+            have_root = true;
+        }
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT)
+            depth++;
+        else if ((t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) && depth)
+            depth--;
+        yaml_event_delete(&ev);
+        if (t == YAML_DOCUMENT_END_EVENT || t == YAML_STREAM_END_EVENT || depth > b->max_depth)
+            break;
+    }
+    if (b->o->kind)
+        return st_err_set(b->err, ST_ERR_INVAL, "%s:%zu: a %s file holds one YAML document; "
+                          "found a second one", b->path, root_mark.line + 1, b->o->kind);
+    return st_err_set(b->err, ST_ERR_INVAL, "%s:%zu: a second YAML document is not allowed",
+                      b->path, doc_mark.line + 1);
+}
+
+/* Build the document from parser events rather than with yaml_parser_load, so that depth
+ * and aliases are refused as they are read, at their place. *has_root: the stream held a
+ * document with a node. */
+static int build(builder *b, bool *has_root)
+{
+    bool in_doc = false, done = false, started = false;
     int rc = 0;
-    const yaml_node_t *root = yaml_document_get_root_node(&extra);
-    if (root && o->kind)
-        rc = st_err_set(err, ST_ERR_INVAL, "%s:%zu: a %s file holds one YAML document; found a "
-                        "second one", path, root->start_mark.line + 1, o->kind);
-    else if (root)
-        rc = st_err_set(err, ST_ERR_INVAL, "%s:%zu: a second YAML document is not allowed",
-                        path, extra.start_mark.line + 1);
-    yaml_document_delete(&extra);
+    while (!rc) {
+        yaml_event_t ev;
+        rc = parse_event(b, &ev);
+        if (rc)
+            break;
+        yaml_event_type_t t = ev.type;
+        if (t == YAML_DOCUMENT_START_EVENT) {
+            if (done) {
+                rc = second_document(b, &ev);
+            } else if (!yaml_document_initialize(b->doc, NULL, NULL, NULL, 1, 1)) {
+                rc = nomem(b);
+            } else {
+                in_doc = true;
+                started = true;
+            }
+        } else if (in_doc) {
+            rc = build_event(b, &ev);
+            if (rc == 1) {
+                rc = 0;
+                in_doc = false;
+                done = true;
+            }
+        }
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_END_EVENT)
+            break;
+    }
+    if (!started && !yaml_document_initialize(b->doc, NULL, NULL, NULL, 1, 1) && !rc)
+        rc = nomem(b); /* so st_ydoc_free always has a document to delete */
+    *has_root = yaml_document_get_root_node(b->doc) != NULL;
     return rc;
 }
 
-static int load_stream(const char *path, const st_ydoc_opts *o, FILE *f, st_ydoc **out,
-                       st_err *err);
+/* Load one document from f, or from buf/len when f is NULL. */
+static int load_input(const char *path, const st_ydoc_opts *o, FILE *f, const char *buf,
+                      size_t len, st_ydoc **out, st_err *err)
+{
+    st_ydoc *d = calloc(1, sizeof *d);
+    yaml_parser_t p;
+    builder b = { .path = path, .o = o, .p = &p, .err = err,
+                  .max_depth = o->max_depth ? o->max_depth : DEFAULT_MAX_DEPTH };
+    b.stack = calloc(b.max_depth + 1, sizeof *b.stack);
+    b.pending_key = calloc(b.max_depth + 1, sizeof *b.pending_key);
+    if (!d || !b.stack || !b.pending_key || !(d->path = strdup(path)) ||
+        !yaml_parser_initialize(&p)) {
+        if (d)
+            free(d->path);
+        free(d);
+        free(b.stack);
+        free(b.pending_key);
+        return st_err_set(err, ST_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (f)
+        yaml_parser_set_input_file(&p, f);
+    else
+        yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+    b.doc = &d->doc;
+    bool has_root = false;
+    int rc = build(&b, &has_root);
+    if (!rc && !has_root) {
+        if (o->empty_hint)
+            rc = st_err_set(err, ST_ERR_INVAL, "%s:1: empty file: %s", path, o->empty_hint);
+        else
+            rc = st_err_set(err, ST_ERR_INVAL, "%s: the file is empty", path);
+    }
+    yaml_parser_delete(&p);
+    for (size_t i = 0; i < b.nanchors; i++)
+        free(b.anchors[i].name);
+    free(b.anchors);
+    free(b.stack);
+    free(b.pending_key);
+    if (rc) {
+        st_ydoc_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
 
 int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, st_err *err)
 {
@@ -82,57 +349,25 @@ int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, s
         return st_err_set(err, ST_ERR_INVAL, "%s: not a %s file (%s)", path,
                           o->kind ? o->kind : "YAML", why);
     }
-    return load_stream(path, o, f, out, err);
+    int rc = load_input(path, o, f, NULL, 0, out, err);
+    fclose(f);
+    return rc;
 }
 
-/* Parse the one document in f (closed here) under the name path. */
-static int load_stream(const char *path, const st_ydoc_opts *o, FILE *f, st_ydoc **out,
-                       st_err *err)
+int st_ydoc_parse_ex(const char *buf, size_t len, const char *name, const st_ydoc_opts *opts,
+                     st_ydoc **out, st_err *err)
 {
-    st_ydoc *d = calloc(1, sizeof *d);
-    yaml_parser_t p;
-    if (!d || !(d->path = strdup(path)) || !yaml_parser_initialize(&p)) {
-        if (d)
-            free(d->path);
-        free(d);
-        fclose(f);
-        return st_err_set(err, ST_ERR_NOMEM, "%s: out of memory", path);
-    }
-    yaml_parser_set_input_file(&p, f);
-    int rc = 0;
-    if (!yaml_parser_load(&p, &d->doc)) {
-        rc = syntax_error(path, o, &p, err);
-        yaml_parser_delete(&p);
-        fclose(f);
-        free(d->path);
-        free(d);
-        return rc;
-    }
-    if (!yaml_document_get_root_node(&d->doc)) {
-        if (o->empty_hint)
-            rc = st_err_set(err, ST_ERR_INVAL, "%s:1: empty file: %s", path, o->empty_hint);
-        else
-            rc = st_err_set(err, ST_ERR_INVAL, "%s: the file is empty", path);
-    } else {
-        rc = no_second_document(path, o, &p, err);
-    }
-    yaml_parser_delete(&p);
-    fclose(f);
-    if (rc) {
-        st_ydoc_free(d);
-        return rc;
-    }
-    *out = d;
-    return 0;
+    static const st_ydoc_opts plain = { 0 };
+    const st_ydoc_opts *o = opts ? opts : &plain;
+    if (o->max_bytes > 0 && len > (size_t)o->max_bytes)
+        return st_err_set(err, ST_ERR_INVAL, "%s: not a %s file (larger than %ld bytes)", name,
+                          o->kind ? o->kind : "YAML", o->max_bytes);
+    return load_input(name, o, NULL, buf ? buf : "", len, out, err);
 }
 
 int st_ydoc_parse(const char *name, const char *text, st_ydoc **out, st_err *err)
 {
-    static const st_ydoc_opts plain = { 0 };
-    FILE *f = fmemopen((void *)text, strlen(text), "rb");
-    if (!f)
-        return st_err_set(err, st_err_from_errno(errno), "%s: %s", name, strerror(errno));
-    return load_stream(name, &plain, f, out, err);
+    return st_ydoc_parse_ex(text, strlen(text), name, NULL, out, err);
 }
 
 int st_ydoc_load(const char *path, st_ydoc **out, st_err *err)
@@ -179,6 +414,17 @@ unsigned st_ynode_line(const st_ynode *n)
     return n ? (unsigned)Y(n)->start_mark.line + 1 : 0;
 }
 
+unsigned st_ynode_column(const st_ynode *n)
+{
+    return n ? (unsigned)Y(n)->start_mark.column + 1 : 0;
+}
+
+bool st_ynode_is_quoted(const st_ynode *n)
+{
+    return st_ynode_is_scalar(n) && Y(n)->data.scalar.style != YAML_PLAIN_SCALAR_STYLE &&
+           Y(n)->data.scalar.style != YAML_ANY_SCALAR_STYLE;
+}
+
 const char *st_ynode_text(const st_ynode *n)
 {
     return st_ynode_is_scalar(n) ? (const char *)Y(n)->data.scalar.value : NULL;
@@ -201,6 +447,11 @@ const char *st_ymap_at(const st_ydoc *doc, const st_ynode *map, size_t i, const 
     const yaml_node_pair_t *pr = Y(map)->data.mapping.pairs.start + i;
     *value = node_at(doc, pr->value);
     return st_ynode_text(node_at(doc, pr->key));
+}
+
+const st_ynode *st_ymap_key_at(const st_ydoc *doc, const st_ynode *map, size_t i)
+{
+    return node_at(doc, (Y(map)->data.mapping.pairs.start + i)->key);
 }
 
 const st_ynode *st_ymap_get(const st_ydoc *doc, const st_ynode *map, const char *key)
@@ -378,6 +629,15 @@ static int parse_u64(const char *s, uint64_t *out)
 bool st_parse_u64(const char *s, uint64_t *out)
 {
     return parse_u64(s, out) == 0;
+}
+
+bool st_parse_u32(const char *s, uint32_t *out)
+{
+    uint64_t v;
+    if (parse_u64(s, &v) != 0 || v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
 }
 
 int st_ymap_get_u64(const st_ydoc *doc, const st_ynode *map, const char *field, const char *key,

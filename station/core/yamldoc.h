@@ -26,6 +26,10 @@ bool st_ynode_is_map(const st_ynode *n);
 bool st_ynode_is_seq(const st_ynode *n);
 bool st_ynode_is_scalar(const st_ynode *n);
 unsigned st_ynode_line(const st_ynode *n); /* 1-based */
+unsigned st_ynode_column(const st_ynode *n); /* 1-based */
+/* A scalar written quoted, single or double (or as a block): text by intent, never a
+ * number or a boolean. */
+bool st_ynode_is_quoted(const st_ynode *n);
 /* Scalar text (NULL for non-scalars). */
 const char *st_ynode_text(const st_ynode *n);
 
@@ -34,6 +38,8 @@ const st_ynode *st_ymap_get(const st_ydoc *doc, const st_ynode *map, const char 
 size_t st_ymap_len(const st_ydoc *doc, const st_ynode *map);
 /* i-th pair; returns the key text (NULL if the key is not a scalar) and sets *value. */
 const char *st_ymap_at(const st_ydoc *doc, const st_ynode *map, size_t i, const st_ynode **value);
+/* The i-th key node (a scalar, or a map or list when the file used "? [a]: v"). */
+const st_ynode *st_ymap_key_at(const st_ydoc *doc, const st_ynode *map, size_t i);
 size_t st_yseq_len(const st_ydoc *doc, const st_ynode *seq);
 const st_ynode *st_yseq_at(const st_ydoc *doc, const st_ynode *seq, size_t i);
 
@@ -68,6 +74,9 @@ int st_ymap_get_seq(const st_ydoc *doc, const st_ynode *map, const char *field, 
 /* Parse an unsigned integer scalar (decimal or 0x hex); false on garbage (including leading
  * white space or a sign) or overflow. */
 bool st_parse_u64(const char *s, uint64_t *out);
+/* The same for 0..0xFFFFFFFF (an address, a seed): full 32-bit range on every build, where a
+ * long is only 32 bits (armhf). *out is left alone on failure. */
+bool st_parse_u32(const char *s, uint32_t *out);
 
 /* ---- Strict loading and node getters (the fixture file wording) -------------------------
  * Errors read "<file>:<line>: <field>: <message>", or "<file>:<line>: <message>" when field
@@ -80,10 +89,18 @@ typedef struct st_ydoc_opts {
                                syntax errors ("<file>:<line>: YAML syntax error: ...") */
     long max_bytes;         /* > 0: refuse non-regular files and larger ones before parsing */
     const char *empty_hint; /* an empty file is "<file>:1: empty file: <empty_hint>" */
+    bool no_aliases;        /* "*x" is an error ("<file>:<line>:<col>: aliases are not
+                               allowed"): a tree where every node is used once */
+    unsigned max_depth;     /* nested maps/lists allowed; 0 = 64. Deeper is an error
+                               ("nested too deeply"), found before the rest is read */
 } st_ydoc_opts;
 
 /* st_ydoc_load with opts (NULL = st_ydoc_load's wording). Free with st_ydoc_free. */
 int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, st_err *err);
+/* The same from len bytes in memory (need not be NUL-terminated); name stands for the file
+ * in messages. opts->max_bytes limits len. (st_ydoc_parse: a C string, default opts.) */
+int st_ydoc_parse_ex(const char *buf, size_t len, const char *name, const st_ydoc_opts *opts,
+                     st_ydoc **out, st_err *err);
 
 /* "steps[2]" + "timeout_ms" -> "steps[2].timeout_ms"; "" + "name" -> "name". Returns buf,
  * truncated to cap. */

@@ -1,0 +1,21 @@
+# Build step: turns the migrations/*.sql files into a C table (migrations.c) so the
+# station binary carries its schema and `station ship --migrate` needs no data files.
+# Called with -DOUT=<file> -DSRC=<dir>.
+file(GLOB files RELATIVE "${SRC}" "${SRC}/[0-9][0-9][0-9][0-9]_*.sql")
+list(SORT files)
+set(body "/* Generated from reports/ship/migrations by embed_sql.cmake: do not edit. */\n#include \"reports/ship/migrations.h\"\n\n")
+set(table "")
+set(i 0)
+foreach(f ${files})
+  file(READ "${SRC}/${f}" hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  string(REGEX REPLACE "(0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,)" "\\1\n" hex "${hex}")
+  string(SUBSTRING "${f}" 0 4 ver)
+  math(EXPR vnum "1${ver} - 10000")
+  string(APPEND body "static const char m${i}[] = {\n${hex}0x00};\n")
+  string(APPEND table "    { ${vnum}, \"${f}\", m${i} },\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "\nconst st_migration st_migrations[] = {\n${table}};\nconst unsigned st_nmigrations = ${i};\n")
+file(WRITE "${OUT}.tmp" "${body}")
+configure_file("${OUT}.tmp" "${OUT}" COPYONLY)
