@@ -32,29 +32,34 @@ case $suite in
   bookworm)
     pkgs=(libc6 libgpiod-dev libgpiod2 libusb-1.0-0-dev libusb-1.0-0 libudev1 libsocketcan-dev
           libsocketcan2 libyaml-dev libyaml-0-2 libssl-dev libssl3 zlib1g-dev zlib1g libjson-c-dev
-          libjson-c5 libcmocka-dev libcmocka0)
+          libjson-c5 uuid-dev libuuid1 libpq-dev libpq5 libmosquitto-dev libmosquitto1
+          libcmocka-dev libcmocka0)
     build=build-$arch ;;
   trixie)
     pkgs=(libc6 libc6-dev libgcc-s1 libgpiod-dev libgpiod3 libusb-1.0-0-dev libusb-1.0-0 libudev1
           libcap2 libsocketcan-dev libsocketcan2 libyaml-dev libyaml-0-2 libssl-dev libssl3t64
-          zlib1g-dev zlib1g libzstd1 libjson-c-dev libjson-c5 libcmocka-dev libcmocka0)
+          zlib1g-dev zlib1g libzstd1 libjson-c-dev libjson-c5 uuid-dev libuuid1 libpq-dev libpq5
+          libmosquitto-dev libmosquitto1 libcmocka-dev libcmocka0)
     build=build-trixie-$arch ;;
   *) echo "cross: unknown suite $suite" >&2; exit 2 ;;
 esac
 # linux-libc-dev is Architecture: all in trixie (multiarch headers), per-arch in bookworm.
 if [ "$suite" = trixie ]; then extra=(linux-libc-dev); else extra=(); fi
-sysroot=$(bash scripts/private-debs.sh "cross-$suite-$arch" "$suite" "amd64,$arch" \
+# With every package those depend on (libpq5 links Kerberos, LDAP, GnuTLS...).
+sysroot=$(PRIVATE_DEBS_RECURSE=$arch bash scripts/private-debs.sh "cross-$suite-$arch" "$suite" "amd64,$arch" \
           "${pkgs[@]/%/:$arch}" "${extra[@]}")
 qroot=$(PRIVATE_DEBS_ONLY="./usr/bin/qemu-aarch64 ./usr/bin/qemu-arm" \
         bash scripts/private-debs.sh qemu-user trixie amd64 qemu-user)
 
 jobs=$(nproc 2>/dev/null || echo 2)
-# A build dir configured against another sysroot caches its library paths: start over.
-if [ -f "$build/CMakeCache.txt" ] && [ "$(cat "$build/.station-sysroot" 2>/dev/null)" != "$sysroot" ]; then
+# A build dir configured against another sysroot (or another content of it) caches its
+# library paths and compiler mode: start over.
+sysroot_id="$sysroot $(cksum < "$(dirname "$sysroot")/stamp")"
+if [ -f "$build/CMakeCache.txt" ] && [ "$(cat "$build/.station-sysroot" 2>/dev/null)" != "$sysroot_id" ]; then
   rm -rf "$build"
 fi
 mkdir -p "$build"
-echo "$sysroot" > "$build/.station-sysroot"
+echo "$sysroot_id" > "$build/.station-sysroot"
 t0=$(date +%s)
 cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE="$here/cmake/cross-linux.cmake" \
   -DSTATION_CROSS_TRIPLET="$triplet" -DSTATION_SYSROOT="$sysroot" \
@@ -62,12 +67,15 @@ cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE="$here/cmake/cross-linux.cmake" \
 cmake --build "$build" -j"$jobs"
 t1=$(date +%s)
 # Not run under emulation: tests that exec other programs of the build (station-sim, the
-# rig checkers, the e2e tests of the binary): running a foreign binary by exec needs qemu
-# registered in binfmt_misc, a host-wide setting CI does not change; the rig and packaging
-# tests need the x86_64 host build. Their native runs cover them.
+# katapult_pty tool, the rig checkers, the e2e tests of the binary): running a foreign
+# binary by exec needs qemu registered in binfmt_misc, a host-wide setting CI does not
+# change; the rig and packaging tests need the x86_64 host build; the fleet tests start
+# PostgreSQL and Mosquitto servers (integration, not unit, tests). Their native runs cover
+# them.
 status=0
 ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300 \
-  -LE 'rig|vm|e2e|packaging|bench' -E '^(test_station_sim|rig_checkers)$' || status=1
+  -LE 'rig|vm|e2e|packaging|bench|fleet' -E '^(test_station_sim|test_katapult_pty|rig_checkers)$' ||
+  status=1
 t2=$(date +%s)
 depends=$(bash scripts/deb-depends.sh "$triplet-objdump" "$(dirname "$sysroot")/debs" \
           "$build/station/station" "$build/hil-tests/sim/station-sim") || status=1

@@ -12,6 +12,8 @@
 #     ARCHS  comma-separated architectures apt may list (the host's first: amd64,arm64)
 # Prints the unpacked root (NAME/root) on stdout, progress on stderr.
 # PRIVATE_DEBS_ONLY="./usr/bin/a ./usr/bin/b": unpack only these members (a big package).
+# PRIVATE_DEBS_RECURSE=ARCH: also every ARCH package the given ones depend on, recursively
+# (a sysroot must hold what the libraries themselves link: libpq5 -> Kerberos, LDAP, ...).
 set -euo pipefail
 [ $# -ge 4 ] || { echo "usage: $0 NAME SUITE ARCHS PKG..." >&2; exit 2; }
 name=$1 suite=$2 archs=$3; shift 3
@@ -22,7 +24,7 @@ mkdir -p "$base"
 # One fetch at a time per NAME (several worktrees' CI runs share the cache).
 exec 9>"$base.lock"
 flock 9
-want="fmt2 $suite $archs $* $mirror ${PRIVATE_DEBS_ONLY:-}"
+want="fmt2 $suite $archs $* $mirror ${PRIVATE_DEBS_ONLY:-} ${PRIVATE_DEBS_RECURSE:-}"
 if [ -f "$base/stamp" ] && [ "$(head -1 "$base/stamp")" = "$want" ] && [ -d "$root" ]; then
   echo "$root"
   exit 0
@@ -43,8 +45,17 @@ opts=(-o "Dir::State=$base/apt/state" -o "Dir::State::status=/dev/null"
 echo "private-debs: $name: apt-get update ($suite, $archs)" >&2
 apt-get "${opts[@]}" update >&2
 rm -f "$base"/debs/*.deb
-echo "private-debs: $name: download $*" >&2
-(cd "$base/debs" && apt-get "${opts[@]}" download "$@" >&2)
+pkgs=("$@")
+if [ -n "${PRIVATE_DEBS_RECURSE:-}" ]; then
+  # Real packages only (virtual ones print as <name>) of that architecture (host tools the
+  # -dev packages pull in, such as libc-dev-bin, are not needed), plus those asked for.
+  mapfile -t pkgs < <({ printf '%s\n' "$@"
+    apt-cache "${opts[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts \
+      --no-breaks --no-replaces --no-enhances "$@" 2>/dev/null |
+      grep -E "^[a-z0-9][^ ]*:${PRIVATE_DEBS_RECURSE}\$"; } | sort -u)
+fi
+echo "private-debs: $name: download ${pkgs[*]}" >&2
+(cd "$base/debs" && apt-get "${opts[@]}" download "${pkgs[@]}" >&2)
 rm -rf "$root.new"
 mkdir -p "$root.new"
 for d in "$base"/debs/*.deb; do
