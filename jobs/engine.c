@@ -1,6 +1,9 @@
 /* The job engine: steps, retries, the recovery ladder, and the unit's report kept current
- * on disk after every step. Every step runs through its driver's table (driver.h); the
- * engine names no protocol and keeps one session per driver per unit. */
+ * on disk through the report journal (reports/journal.h): the report is on disk before any
+ * pin moves, each step is on disk as `incomplete` (with what it is about to do) before it
+ * starts, and the final report is folded in atomically at the end. Every step runs through
+ * its driver's table (driver.h); the engine names no protocol and keeps one session per
+ * driver per unit. */
 #include "jobs/engine.h"
 
 #include <stdio.h>
@@ -9,6 +12,7 @@
 #include <unistd.h>
 
 #include "jobs/driver.h"
+#include "reports/journal.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
 
@@ -35,6 +39,9 @@ struct st_run {
     st_rnode *cur;            /* the current step's report node */
     void *sessions[ST_JOB_MAX_DRIVERS];
     bool open[ST_JOB_MAX_DRIVERS];
+    st_journal *jr;           /* the report's journal, from the first write to the last */
+    int save_rc;              /* the first failed save (sticky), 0 while all went to disk */
+    st_err save_err;
     char label[40];           /* "slot 2", or "unit 0a0b0c0d0e01" for a unit in no slot */
 };
 typedef struct st_run run;
@@ -55,9 +62,38 @@ st_rnode *st_run_unit(run *r)
     return st_rmap_map(r->doc, "unit");
 }
 
-static int run_save(run *r, st_err *err)
+/* Journal the parts of the report a step changes: the step (by its index), the unit, the
+ * device errors and the recovery map. sync: on disk when this returns (a step about to
+ * start). The first failure sticks: the unit is stopped before its next step (the next
+ * safe point: never inside an erase or a write). */
+static int run_save(run *r, st_rnode *step, bool sync)
 {
-    return st_report_write_atomic(r->doc, r->path, err);
+    if (r->save_rc)
+        return r->save_rc;
+    st_err e;
+    int rc = 0;
+    if (step) {
+        char p[32];
+        snprintf(p, sizeof p, "steps.%zu", st_rnode_len(r->steps) - 1);
+        for (size_t i = 0; i < st_rnode_len(r->steps); i++)
+            if (st_rnode_child(r->steps, i) == step)
+                snprintf(p, sizeof p, "steps.%zu", i);
+        rc = st_journal_put(r->jr, p, step, false, &e);
+    }
+    static const char *const parts[] = { "unit", "device_errors", "recovery", NULL };
+    for (size_t i = 0; rc == 0 && parts[i]; i++) {
+        const st_rnode *n = st_rget(r->doc, parts[i]);
+        if (n)
+            rc = st_journal_put(r->jr, parts[i], n, false, &e);
+    }
+    if (rc == 0 && sync)
+        rc = st_journal_sync(r->jr, &e);
+    if (rc) {
+        r->save_rc = rc;
+        r->save_err = e;
+        ST_LOGE(r->env->log, MOD, "%s: report %s: %s", r->label, r->path, e.msg);
+    }
+    return rc;
 }
 
 /* The report's file name comes from the unit's identity, known only once the unit has
@@ -71,7 +107,7 @@ void st_run_identify(run *r, const char *identity)
     const char *dir = r->env->report_dir ? r->env->report_dir : r->job->report_dir;
     if (st_report_make_path(dir, identity, run_slot_id(r), r->started_wall, path, sizeof path,
                             &e) == 0 &&
-        rename(r->path, path) == 0) {
+        st_journal_rename(r->jr, path, &e) == 0) {
         st_strlcpy(r->path, path, sizeof r->path);
         r->identified = true;
     }
@@ -114,7 +150,10 @@ static void begin_report(run *r)
     st_rmap_str(jb, "path", r->job->path);
     st_rmap_str(jb, "sha256", r->job->sha256);
     st_rnode *unit = st_rmap_map(d, "unit");
-    st_rmap_str(unit, "identity", "unknown"); /* until a step or a driver names the unit */
+    /* Until a step or a driver names the unit: the slot's port path, else unknown
+     * (SCHEMA.md unit.identity). */
+    st_rmap_str(unit, "identity", env->fslot && env->fslot->usb_port[0] ? env->fslot->usb_port
+                                                                       : "unknown");
     st_rmap_str(unit, "mcu", r->job->mcu->name);
     if (env->fslot && env->fslot->usb_port[0])
         st_rmap_str(unit, "port_path", env->fslot->usb_port);
@@ -127,6 +166,20 @@ static void begin_report(run *r)
     st_rmap_seq(d, "device_errors");
     st_rmap_str(d, "verdict", "incomplete");
     st_rmap_str(d, "cause", "the run has not finished");
+}
+
+/* What a step is about to do, on disk before it starts: its summary and its image. */
+static void record_plan(run *r, const st_job_step *s, st_rnode *rec)
+{
+    const st_image *img = s->image >= 0 ? r->images[s->image] : NULL;
+    const char *summary = s->def && s->def->summary ? s->def->summary : "";
+    if (img) {
+        st_rmap_fmt(rec, "plan", "%s; image %s: %zu bytes at 0x%08X", summary,
+                    r->job->images[s->image].role, img->size, img->load_addr);
+        st_rmap_hex32(rec, "address", img->load_addr);
+    } else if (*summary) {
+        st_rmap_str(rec, "plan", summary);
+    }
 }
 
 static int driver_index(const run *r, const st_driver *d)
@@ -195,7 +248,8 @@ static void close_sessions(run *r, bool abandon)
     }
 }
 
-typedef enum { OUT_PASS, OUT_FAIL, OUT_CANCEL, OUT_LADDER } outcome;
+/* OUT_SAVE: the report could not be kept on disk; the step did not start. */
+typedef enum { OUT_PASS, OUT_FAIL, OUT_CANCEL, OUT_LADDER, OUT_SAVE } outcome;
 
 /* One step with its attempts, recorded under r->cur. */
 static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_err *err)
@@ -205,9 +259,23 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
     st_rmap_str(r->cur, "name", name);
     uint64_t t0 = st_now_us();
     st_rmap_time(r->cur, "started", st_wall_us());
+    st_rmap_ms(r->cur, "duration_ms", 0);
+    st_rmap_str(r->cur, "outcome", "incomplete");
+    st_rmap_int(r->cur, "attempts", 0);
+    record_plan(r, s, r->cur);
+    /* The step is on disk before it starts; if it cannot be, it does not start. */
+    if (run_save(r, r->cur, true) != 0) {
+        st_err_set(err, r->save_rc, "report %s cannot be written (%s): the unit was stopped "
+                   "before %s", r->path, r->save_err.msg, name);
+        st_rmap_str(r->cur, "error", err->msg);
+        return OUT_SAVE;
+    }
     st_rnode *alog = st_rmap_seq(r->cur, "attempt_log");
     unsigned attempt = 0;
     outcome out = OUT_PASS;
+    st_err first; /* the first attempt's error: the cause names it (later ones may only see
+                     the aftermath, e.g. a device that is gone) */
+    st_err_clear(&first);
     for (;;) {
         attempt++;
         if (env->cancel && *env->cancel) {
@@ -229,6 +297,8 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
             break;
         st_err_prefix(err, "%s", name);
         st_rmap_str(a, "error", err->msg);
+        if (attempt == 1)
+            first = *err;
         ST_LOGW(env->log, MOD, "%s: attempt %u: %s", r->label, attempt, err->msg);
         st_fail_class fc = classify(r, s, rc);
         if (fc == ST_FAIL_LADDER) {
@@ -246,11 +316,17 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
             out == OUT_PASS ? "pass" : out == OUT_CANCEL ? "stopped" : "fail", attempt,
             (unsigned long long)((st_now_us() - t0) / 1000u));
     st_rmap_str(r->cur, "outcome", out == OUT_PASS ? "pass" : out == OUT_CANCEL ? "incomplete" : "fail");
+    if (out != OUT_PASS && out != OUT_CANCEL && attempt > 1 && first.msg[0] &&
+        strcmp(first.msg, err->msg) != 0) {
+        char last[ST_ERR_MSG_MAX];
+        st_strlcpy(last, err->msg, sizeof last);
+        st_err_set(err, err->code, "%.480s; attempt %u: %.480s", first.msg, attempt, last);
+    }
     if (out != OUT_PASS)
         st_rmap_str(r->cur, "error", err->msg);
-    st_err e2;
-    if (run_save(r, &e2) != 0)
-        ST_LOGE(env->log, MOD, "%s: %s", r->label, e2.msg);
+    /* Its result: synced by the next step's start or the final report. A failure here
+     * stops the unit before its next step. */
+    run_save(r, r->cur, false);
     return out;
 }
 
@@ -276,7 +352,7 @@ static outcome run_ladder(run *r, const st_err *why, const char **rung_out, st_e
             snprintf(name, sizeof name, "recover:%s", st_job_step_name(&rung->steps[i]));
             o = attempt_step(r, &rung->steps[i], name, err);
         }
-        if (o == OUT_PASS || o == OUT_CANCEL)
+        if (o == OUT_PASS || o == OUT_CANCEL || o == OUT_SAVE)
             break;
     }
     st_rmap_str(rec, "outcome", o == OUT_PASS ? "pass" : "fail");
@@ -362,17 +438,17 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
         snprintf(r.label, sizeof r.label, "unit %.16s", env->can_uuid ? env->can_uuid : "?");
     if (by_identity)
         snprintf(pending, sizeof pending, "%s", early);
-    else if (env->fslot)
-        snprintf(pending, sizeof pending, "slot%d-unidentified", env->fslot->id);
-    else
-        snprintf(pending, sizeof pending, "unidentified");
+    else /* SCHEMA.md's fallback identity until a step names the unit */
+        snprintf(pending, sizeof pending, "%s",
+                 env->fslot && env->fslot->usb_port[0] ? env->fslot->usb_port : "unknown");
     int rc = st_report_make_path(dir, pending, run_slot_id(&r), r.started_wall, r.path,
                                  sizeof r.path, &err);
     begin_report(&r);
+    /* No pin moves until the report and its journal are on disk. */
     if (!rc)
-        rc = run_save(&r, &err);
+        rc = st_journal_create(r.path, r.doc, &r.jr, &err);
     if (rc) {
-        st_strlcpy(res->cause, err.msg, sizeof res->cause);
+        st_strlcpy(res->cause, err.msg[0] ? err.msg : "unknown error", sizeof res->cause);
         st_report_free(r.doc);
         return rc;
     }
@@ -389,7 +465,7 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
     for (; i < job->nsteps && verdict == ST_VERDICT_PASS && !recovered; i++) {
         const st_job_step *s = &job->steps[i];
         outcome o = attempt_step(&r, s, st_job_step_name(s), &err);
-        if (o == OUT_CANCEL) {
+        if (o == OUT_CANCEL || o == OUT_SAVE) {
             verdict = ST_VERDICT_INCOMPLETE;
         } else if (o == OUT_FAIL) {
             verdict = ST_VERDICT_FAIL;
@@ -409,8 +485,10 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
                 if (ro == OUT_PASS) {
                     recovered = true;
                 } else {
-                    st_err_prefix(&err, "recovery after \"%s\" failed", why.msg);
-                    verdict = ro == OUT_CANCEL ? ST_VERDICT_INCOMPLETE : ST_VERDICT_FAIL;
+                    if (ro != OUT_SAVE)
+                        st_err_prefix(&err, "recovery after \"%s\" failed", why.msg);
+                    verdict = ro == OUT_CANCEL || ro == OUT_SAVE ? ST_VERDICT_INCOMPLETE
+                                                                  : ST_VERDICT_FAIL;
                 }
             }
         }
@@ -422,7 +500,8 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
         if (recovered && verdict == ST_VERDICT_PASS && (s->def->flags & ST_STEP_AFTER_RECOVERY)) {
             outcome o = attempt_step(&r, s, st_job_step_name(s), &err);
             if (o != OUT_PASS)
-                verdict = o == OUT_CANCEL ? ST_VERDICT_INCOMPLETE : ST_VERDICT_FAIL;
+                verdict = o == OUT_CANCEL || o == OUT_SAVE ? ST_VERDICT_INCOMPLETE
+                                                           : ST_VERDICT_FAIL;
             continue;
         }
         st_rnode *sk = st_rseq_add_map(r.steps);
@@ -438,8 +517,29 @@ int st_job_run(const st_job *job, st_image *const images[], const st_run_env *en
     if (env->slot)
         st_slot_set_leds(env->slot, verdict == ST_VERDICT_PASS, verdict != ST_VERDICT_PASS, NULL);
     finish(&r, verdict, &err, res);
-    rc = run_save(&r, &err);
+    /* Fold the journal into the final report (one atomic write), even after a failed save:
+     * the disk may have room again, and then the report tells the whole truth. */
+    /* The end in the journal too, unsynced (the final write's fsync follows), the verdict
+     * last: if the final write fails, a sync keeps what the run ended with. */
+    static const char *const end[] = { "steps", "unit", "device_errors", "recovery", "run",
+                                       "cause", "verdict", NULL };
+    st_err ferr;
+    for (size_t k = 0; !r.save_rc && end[k]; k++) {
+        const st_rnode *n = st_rget(r.doc, end[k]);
+        if (n && st_journal_put(r.jr, end[k], n, false, &ferr) != 0)
+            r.save_rc = ferr.code, r.save_err = ferr;
+    }
+    rc = st_journal_finish(r.jr, r.doc, &ferr);
     st_strlcpy(res->report_path, r.path, sizeof res->report_path);
+    if (rc) {
+        char why[ST_ERR_MSG_MAX];
+        st_strlcpy(why, res->cause, sizeof why);
+        snprintf(res->cause, sizeof res->cause, "%.400s%sfinal report not written: %.400s "
+                 "(its journal keeps the steps: station report recover)", why,
+                 why[0] ? "; " : "", ferr.msg);
+    }
+    else if (r.save_rc)
+        rc = r.save_rc; /* the station could not keep the report: the run stopped early */
     st_report_free(r.doc);
     return rc;
 }

@@ -93,8 +93,15 @@ static int parse_images(const st_ydoc *doc, const st_ynode *map, st_job *job, st
         const char *role = st_ymap_at(doc, map, i, &im);
         char field[96];
         snprintf(field, sizeof field, "images.%.40s", role ? role : "?");
-        if (!role || strlen(role) >= sizeof job->images[0].role)
-            return st_ydoc_error(doc, im, "images", err, ST_ERR_INVAL, "bad image name");
+        /* The role is the job's own name for the image (no closed list: reports take any). */
+        _Static_assert(sizeof job->images[0].role > ST_TEXT_NAME_MAX, "role fits a name");
+        if (!st_text_is_name(role)) {
+            char shown[48];
+            return st_ydoc_error(doc, im, "images", err, ST_ERR_INVAL,
+                                 "image name \"%s\": give 1-%d letters, digits, '.', '_' or '-'",
+                                 st_text_printable(role ? role : "", shown, sizeof shown),
+                                 ST_TEXT_NAME_MAX);
+        }
         if (!st_ynode_is_map(im))
             return st_ydoc_error(doc, im, field, err, ST_ERR_INVAL,
                                  "expected a map with path, load_addr and sha256");

@@ -28,7 +28,7 @@ typedef enum st_job_units {
 } st_job_units;
 
 typedef struct st_job_image {
-    char role[32];            /* "combined", "application": the key in the job file */
+    char role[32];            /* the key in the job file ("combined"): st_text_is_name */
     char *path;               /* resolved against the job file's directory; owned */
     uint32_t load_addr;
     char sha256[65];          /* pinned, lower-case hex */

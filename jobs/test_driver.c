@@ -194,7 +194,7 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static const char *write_job(const char *steps, const char *extra)
+static const char *write_job_role(const char *role, const char *steps, const char *extra)
 {
     static char path[128];
     snprintf(path, sizeof path, "%s/toy-job.yaml", dir);
@@ -204,7 +204,7 @@ static const char *write_job(const char *steps, const char *extra)
             "name: toy-job\n"
             "target: stm32g431xx\n"
             "images:\n"
-            "  application:\n"
+            "  %s:\n"
             "    path: app.bin\n"
             "    load_addr: 0x08002000\n"
             "    sha256: %s\n"
@@ -213,9 +213,14 @@ static const char *write_job(const char *steps, const char *extra)
             "retries: 1\n"
             "%s"
             "steps:\n%s",
-            app_sha, extra ? extra : "", steps);
+            role, app_sha, extra ? extra : "", steps);
     fclose(f);
     return path;
+}
+
+static const char *write_job(const char *steps, const char *extra)
+{
+    return write_job_role("application", steps, extra);
 }
 
 /* Run the job file through the engine on a unit that no slot holds; the report is
@@ -338,6 +343,20 @@ static void test_toy_ladder(void **state)
     st_report_free(doc);
 }
 
+/* An image role is the job's own name: one the station has never heard of reaches the
+ * report and passes its schema check (run_toy validates). */
+static void test_toy_job_own_role(void **state)
+{
+    st_run_result res;
+    st_rnode *doc = run_toy(write_job_role("toy-fw.v2", "  - toy-write: { image: toy-fw.v2 }\n",
+                                           NULL),
+                            &res);
+    assert_int_equal(res.verdict, ST_VERDICT_PASS);
+    expect(doc, "images.0.role", "toy-fw.v2");
+    expect(doc, "steps.0.sha256", app_sha);
+    st_report_free(doc);
+}
+
 static void expect_refused(const char *path, const char *needle)
 {
     st_job *job = NULL;
@@ -359,6 +378,11 @@ static void test_toy_job_errors(void **state)
     expect_refused(write_job("  - toy-hello: { image: application }\n", NULL),
                    "steps[0].toy-hello.image: unknown key (allowed: retries, timeout_ms)");
     expect_refused(write_job("  - flash\n", NULL), "unknown step \"flash\" (steps: toy-hello, toy-write)");
+    /* Image roles are names: they reach reports and operator lines. */
+    expect_refused(write_job_role("\"my image\"", "  - toy-hello\n", NULL),
+                   ":5: images: image name \"my image\": give 1-31 letters, digits, '.', '_' or '-'");
+    expect_refused(write_job_role("a23456789012345678901234567890123", "  - toy-hello\n", NULL),
+                   "image name \"a23456789012345678901234567890123\"");
     expect_refused(write_job("  - toy-hello\n", "recovery: { image: application }\n"),
                    "recovery: give the rung's steps: no driver offers a default rung");
     expect_refused(write_job("  - toy-hello\n", "units: discover\n"), "units: no driver can find units");
@@ -378,6 +402,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_toy_job_passes),
+        cmocka_unit_test(test_toy_job_own_role),
         cmocka_unit_test(test_toy_failure_abandons),
         cmocka_unit_test(test_toy_ladder),
         cmocka_unit_test(test_toy_job_errors),

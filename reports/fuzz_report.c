@@ -1,7 +1,7 @@
-/* Fuzz entry point for the report reader (st_report_parse: report files are read back by
- * `station report show`, the shipper and the tests, and may be damaged or hostile). What
- * parses must validate or fail cleanly, render, and survive a write/read round trip.
- * libFuzzer calls it directly; fuzz_report_smoke.c calls it with bounded inputs under ctest. */
+/* Fuzz target: report YAML (st_report_parse: reports are read back by `station report
+ * show`, the shipper and the tests, and may be damaged or hostile), then everything a reader
+ * does with a parsed report (validate, render, dotted-path getters) and a round trip:
+ * whatever parses must emit, and the emitted text must parse again to the same text. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,24 +23,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(buf, data, size);
     st_rnode *doc = NULL;
     st_err err;
-    if (st_report_parse(buf, size, "fuzz", &doc, &err) == 0) {
-        (void)st_report_validate(doc, &err);
-        FILE *null = fopen("/dev/null", "w");
-        if (null) {
-            (void)st_report_render(doc, null, size % 2);
-            fclose(null);
-        }
-        char *out = NULL;
-        size_t olen = 0;
-        if (st_report_emit(doc, &out, &olen, &err) == 0) {
-            st_rnode *again = NULL;
-            if (st_report_parse(out, olen, "again", &again, &err) != 0)
-                abort(); /* what the writer emits, the reader must read */
-            st_report_free(again);
-            free(out);
-        }
-        st_report_free(doc);
-    }
+    int rc = st_report_parse(buf, size, "fuzz", &doc, &err);
     free(buf);
+    if (rc != 0)
+        return 0;
+    st_report_validate(doc, &err);
+    static FILE *null;
+    if (!null)
+        null = fopen("/dev/null", "w");
+    if (null)
+        st_report_render(doc, null, true);
+    long long v;
+    double d;
+    st_rget_int(doc, "steps.0.attempts", &v);
+    st_rget_num(doc, "run.duration_ms", &d);
+    st_rget_str(doc, "unit.identity");
+    char *a = NULL, *b = NULL;
+    size_t alen = 0, blen = 0;
+    if (st_report_emit(doc, &a, &alen, &err) != 0)
+        abort(); /* a parsed document always emits */
+    st_rnode *again = NULL;
+    if (st_report_parse(a, alen, "fuzz-again", &again, &err) != 0)
+        abort(); /* the writer's output always parses */
+    if (st_report_emit(again, &b, &blen, &err) != 0 || alen != blen || memcmp(a, b, alen) != 0)
+        abort(); /* and round-trips to the same text */
+    free(a);
+    free(b);
+    st_report_free(again);
+    st_report_free(doc);
     return 0;
 }

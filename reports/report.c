@@ -493,6 +493,91 @@ st_rnode *st_report_add_image(st_rnode *doc, const char *role, const st_image *i
     return m;
 }
 
+/* ---- copies ------------------------------------------------------------------------------ */
+
+static st_rnode *find_clean(st_rnode *root, const char *p);
+
+/* Deep copy of src (its key is not copied). NULL when out of memory. */
+static st_rnode *node_copy(const st_rnode *src)
+{
+    st_rnode *n = node_new(src->type);
+    if (!n)
+        return NULL;
+    n->plain = src->plain;
+    if (src->text && !(n->text = strdup(src->text)))
+        goto oom;
+    for (size_t i = 0; i < src->n; i++) {
+        st_rnode *c = node_copy(src->kids[i]);
+        if (!c)
+            goto oom;
+        if (src->kids[i]->key && !(c->key = strdup(src->kids[i]->key))) {
+            node_free(c);
+            goto oom;
+        }
+        if (node_append(n, c) != 0) {
+            node_free(c);
+            goto oom;
+        }
+    }
+    return n;
+oom:
+    node_free(n);
+    return NULL;
+}
+
+st_rnode *st_report_copy(const st_rnode *src)
+{
+    return src ? node_copy(src) : NULL;
+}
+
+st_rnode *st_rput_copy(st_rnode *root, const char *path, const st_rnode *src)
+{
+    if (!root || !path || !*path || !src)
+        return NULL;
+    char *p = clean_dup(path);
+    if (!p) {
+        mark_oom(root);
+        return NULL;
+    }
+    char *last = strrchr(p, '.');
+    st_rnode *parent = root;
+    const char *key = p;
+    if (last) {
+        *last = '\0';
+        parent = find_clean(root, p);
+        key = last + 1;
+    }
+    st_rnode *out = NULL;
+    if (parent && parent->type == ST_RMAP && *key) {
+        st_rnode *c = node_copy(src);
+        if (!c)
+            mark_oom(root);
+        else
+            out = map_put(parent, key, c);
+    } else if (parent && parent->type == ST_RSEQ && *key && strlen(key) <= 9 &&
+               strspn(key, "0123456789") == strlen(key)) {
+        size_t idx = (size_t)strtoul(key, NULL, 10);
+        st_rnode *c = idx <= parent->n ? node_copy(src) : NULL;
+        if (idx <= parent->n && !c) {
+            mark_oom(root);
+        } else if (c && idx < parent->n) {
+            node_free(parent->kids[idx]);
+            parent->kids[idx] = c;
+            c->parent = parent;
+            out = c;
+        } else if (c) {
+            if (node_append(parent, c) != 0) {
+                node_free(c);
+                mark_oom(root);
+            } else {
+                out = c;
+            }
+        }
+    }
+    free(p);
+    return out;
+}
+
 /* ---- reading the model --------------------------------------------------------------- */
 
 /* Walk a path already cleaned like the keys it is compared with. */

@@ -89,6 +89,14 @@ void st_rmap_del(st_rnode *map, const char *key);
  * new map, or NULL (doc NULL or out of memory, which also marks doc). */
 st_rnode *st_report_add_image(st_rnode *doc, const char *role, const st_image *img);
 
+/* A deep copy of src as a new root (free with st_report_free); NULL when out of memory. */
+st_rnode *st_report_copy(const st_rnode *src);
+/* Put a deep copy of src at a dotted path of root: the last part is a key of the map the
+ * rest names (set or replaced in place), or an index of the list it names (replaced, or
+ * appended when it is the list's length). Returns the copy, or NULL when the path does not
+ * name such a place (or out of memory, which also marks root). */
+st_rnode *st_rput_copy(st_rnode *root, const char *dotted_path, const st_rnode *src);
+
 /* ---- reading ------------------------------------------------------------------------- */
 
 /* Node at a dotted path: "verdict", "unit.dfu_serial", "steps.2.outcome". A part that is

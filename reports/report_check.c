@@ -22,12 +22,12 @@ enum want {
     W_HEX40,    /* SHA-1, 40 hex digits */
     W_ENUM,     /* string from a list */
     W_SCALAR,   /* string or integer (chip_id, rung) */
+    W_NAME,     /* a name the job gave (st_text_is_name): image roles */
 };
 
 static const char *const outcomes[] = { "pass", "fail", "skipped", "incomplete", NULL };
 static const char *const verdicts[] = { "pass", "fail", "incomplete", NULL };
 static const char *const backends[] = { "libgpiod", "virtual", NULL };
-static const char *const roles[] = { "combined", "application", "module", NULL };
 
 static const char *type_name(st_rtype t)
 {
@@ -160,6 +160,10 @@ static int chk(const st_rnode *map, const char *prefix, const char *key, enum wa
         if (t != ST_RSTR && t != ST_RINT)
             expect = "a string or an integer";
         break;
+    case W_NAME:
+        if (t != ST_RSTR || !st_text_is_name(text))
+            expect = "a name (1-31 letters, digits, '.', '_' or '-')";
+        break;
     }
     if (expect) {
         if (text)
@@ -250,7 +254,8 @@ static const struct fspec module_f[] = {
     { "update_ms", W_NUM, false, NULL },
 };
 static const struct fspec image_f[] = {
-    { "role", W_ENUM, true, roles },
+    /* Whatever the job called it: roles are the job's data, not a list of the station's. */
+    { "role", W_NAME, true, NULL },
     { "path", W_STR, true, NULL },
     { "size", W_UINT, true, NULL },
     { "load_addr", W_UINT, true, NULL },
@@ -330,6 +335,19 @@ static int chk_list(const st_rnode *map, const char *prefix, const char *key,
     return 0;
 }
 
+/* A job names each image once (its images map), so a report's roles are distinct. */
+static int chk_unique_roles(const st_rnode *images, st_err *err)
+{
+    for (size_t i = 0; i < st_rnode_len(images); i++) {
+        const char *ri = st_rget_str(st_rnode_child(images, i), "role");
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(ri, st_rget_str(st_rnode_child(images, j), "role")))
+                return st_err_set(err, ST_ERR_INVAL, "images.%zu.role: '%s' is images.%zu's role too",
+                                  i, ri, j);
+    }
+    return 0;
+}
+
 int st_report_validate(const st_rnode *doc, st_err *err)
 {
     if (!doc || st_rnode_type(doc) != ST_RMAP)
@@ -352,6 +370,7 @@ int st_report_validate(const st_rnode *doc, st_err *err)
          (rc = chk_all(st_rget(doc, "unit.module"), "unit.module", module_f, NFIELDS(module_f),
                        err))) ||
         (rc = chk_list(doc, NULL, "images", image_f, NFIELDS(image_f), true, err)) ||
+        (rc = chk_unique_roles(st_rget(doc, "images"), err)) ||
         (rc = chk_list(doc, NULL, "steps", step_f, NFIELDS(step_f), true, err)))
         return rc;
     const st_rnode *derr;

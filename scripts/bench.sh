@@ -4,14 +4,16 @@
 # the ROM DFU model), bench_katapult_can (Katapult over CAN, one and N units on one bus),
 # bench_an3155 (USART ROM bootloader vs stm32flash on the same model), bench_klipper_can
 # (the Klipper host engine over CAN: identify and a sensor run), bench_station (the
-# station binary end to end, CPU and memory per unit) and bench_bgapi (BGAPI UART DFU
-# engine vs the Bluetooth module model at 115200 baud). What each number means:
-# hil-tests/bench/README.md.
+# station binary end to end, CPU and memory per unit), bench_bgapi (BGAPI UART DFU engine
+# vs the Bluetooth module model at 115200 baud) and bench_journal (report upkeep per unit:
+# full rewrites vs the journal; BENCH_JOURNAL_DIR picks the file system, default /tmp).
+# What each number means: hil-tests/bench/README.md.
 #
 #   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME]
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
-#     --only NAME      run one benchmark: dfuse, katapult_can, an3155, klipper_can, station or bgapi
+#     --only NAME      run one benchmark: dfuse, katapult_can, an3155, klipper_can, station,
+#                      bgapi or journal
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -35,7 +37,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
 cmake --build "$dir" -j"$jobs" --target bench_dfuse bench_katapult_can bench_an3155 bench_klipper_can bench_station \
-  bench_bgapi station \
+  bench_bgapi bench_journal station \
   >/dev/null
 
 results="$dir/bench-results.txt"
@@ -66,6 +68,7 @@ if [ -n "$check" ]; then
   run klipper_can hil-tests/bench/bench_klipper_can --check
   run station hil-tests/bench/bench_station --check
   run bgapi protocols/bgapi/bench_bgapi --check
+  run journal hil-tests/bench/bench_journal --check
 else
   run dfuse protocols/dfuse/bench_dfuse
   run katapult_can hil-tests/bench/bench_katapult_can --reps 3
@@ -73,6 +76,7 @@ else
   run klipper_can hil-tests/bench/bench_klipper_can
   run station hil-tests/bench/bench_station
   run bgapi protocols/bgapi/bench_bgapi
+  run journal hil-tests/bench/bench_journal --units 50 ${BENCH_JOURNAL_DIR:+--dir "$BENCH_JOURNAL_DIR"}
 fi
 echo
 echo "results saved to $results"

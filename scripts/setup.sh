@@ -14,10 +14,14 @@ pkgs=(
   uuid-dev              # run ids: random UUIDs (libuuid), unique across stations
   libjson-c-dev         # Klipper data dictionaries (JSON from a unit or an image)
   libcmocka-dev         # unit tests
+  clang                 # second compiler: scripts/test.sh builds the tree with it (-Werror)
+  libclang-rt-14-dev    # libFuzzer for clang's -DSTATION_FUZZ=ON targets (only recommended by clang)
   libpq-dev             # station ship / history: the fleet's PostgreSQL database
   libmosquitto-dev      # live station status on MQTT
   postgresql            # the fleet tests start a private cluster (initdb on a free port)
   mosquitto             # the fleet tests start a private broker (mosquitto_passwd, ACLs)
+  clang                 # fuzz targets (libFuzzer needs clang; STATION_FUZZ=ON)
+  libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes for clang 14
 )
 peers=(dfu-util stm32flash can-utils)
 # Packaging and cross builds (issue 14): man pages from --help, the .deb checker, Debian's

@@ -165,6 +165,83 @@ static void on_gpio(void *ctx, const st_gpio_transition *ev)
     }
 }
 
+_Static_assert(sizeof(((st_fixture_unit *)0)->serial) == ST_VUNIT_SERIAL_MAX + 1,
+               "the fixture's serial limit is the unit model's");
+
+/* The image a slot's unit holds at arrival (NULL when it arrives erased). */
+static int load_holds(const st_fixture *fx, const st_fixture_slot *fs, const st_mcu *mcu,
+                      st_image **out, st_err *err)
+{
+    const st_fixture_unit *fu = &fs->unit;
+    *out = NULL;
+    uint64_t seed;
+    int rc = 0;
+    if (strncmp(fu->holds, "synthetic:", 10) == 0 && st_parse_u64(fu->holds + 10, &seed)) {
+        uint8_t *img = NULL;
+        rc = st_synth_combined_seeded(mcu, ST_SYNTH_DEFAULT_SIZE, (uint32_t)seed, &img, err);
+        if (!rc)
+            rc = st_image_from_memory(fu->holds, img, ST_SYNTH_DEFAULT_SIZE, mcu->flash_start,
+                                      out, err);
+        free(img);
+    } else if (fu->holds[0]) {
+        rc = st_image_load(fu->holds, fu->holds_addr, out, err);
+    }
+    return rc;
+}
+
+int st_ctx_check_units(const st_fixture *fx, st_err *err)
+{
+    if (fx->backend != ST_GPIO_BACKEND_VIRTUAL)
+        return 0;
+    for (size_t i = 0; i < fx->n_slots; i++) {
+        const st_fixture_slot *fs = &fx->slots[i];
+        const st_fixture_unit *fu = &fs->unit;
+        const char *mcu_name = fu->present ? fu->mcu : ST_FIXTURE_DEFAULT_UNIT_MCU;
+        const st_mcu *mcu = st_mcu_find(mcu_name);
+        if (!mcu)
+            return st_err_set(err, ST_ERR_INVAL, "%s:%u: slots[%zu].unit.mcu: unknown MCU \"%s\"",
+                              fx->path, fs->yaml_line, i, mcu_name);
+        bool can = fu->transport == ST_UNIT_TRANSPORT_CAN;
+        for (size_t k = 0; k < fu->n_faults; k++) {
+            int rc = 0;
+            if (strcmp(fu->faults[k], "can-bus-off") == 0) {
+                if (!can)
+                    rc = st_err_set(err, ST_ERR_INVAL, "can-bus-off needs a CAN unit "
+                                    "(unit.transport: can) on the slot's can.iface");
+            } else {
+                rc = st_vunit_check_fault(fu->faults[k], mcu, err);
+            }
+            if (rc)
+                return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.faults[%zu]", fx->path,
+                                   fu->fault_lines[k], i, k);
+        }
+        if (fu->module.n_faults) {
+            /* The Bluetooth module's faults, tried on a model made for the purpose. */
+            st_flash *mf = st_flash_new(st_mcu_find("efr32bg13p632f512"), ST_TIMING_NONE);
+            st_bgapi_model_cfg mc = { .gen = ST_BGAPI_GEN_GSDK4 };
+            st_bgapi_model *m = mf ? st_bgapi_model_new(mf, &mc) : NULL;
+            int rc = m ? 0 : st_err_set(err, ST_ERR_NOMEM, "out of memory");
+            size_t k = 0;
+            for (; rc == 0 && k < fu->module.n_faults; k++)
+                rc = st_bgapi_model_apply_fault(m, fu->module.faults[k], err);
+            st_bgapi_model_free(m);
+            st_flash_free(mf);
+            if (rc)
+                return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.module.faults[%zu]",
+                                   fx->path, k ? fu->module.fault_lines[k - 1] : fs->yaml_line,
+                                   i, k ? k - 1 : 0);
+        }
+        st_image *holds = NULL;
+        int rc = load_holds(fx, fs, mcu, &holds, err);
+        if (!rc && holds)
+            rc = st_vunit_check_holds(mcu, holds->load_addr, holds->size, err);
+        st_image_free(holds);
+        if (rc)
+            return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.holds", fx->path, fu->holds_line, i);
+    }
+    return 0;
+}
+
 /* The slot's simulated Bluetooth module (fixture unit.module). */
 static int open_virtual_module(st_ctx *c, vslot *v, st_err *err)
 {
@@ -199,10 +276,13 @@ static int open_virtual_module(st_ctx *c, vslot *v, st_err *err)
 
 static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
 {
+    int rc = st_ctx_check_units(c->fx, err);
+    if (rc)
+        return rc;
     c->vbus = st_vusb_bus_new();
     if (!c->vbus)
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
-    int rc = st_usb_host_mem_new(c->vbus, log, &c->usb, err);
+    rc = st_usb_host_mem_new(c->vbus, log, &c->usb, err);
     if (rc)
         return rc;
     c->vslots = calloc(c->fx->n_slots, sizeof *c->vslots);
@@ -253,23 +333,11 @@ static int open_virtual(st_ctx *c, const st_logger *log, st_err *err)
             return st_err_set(err, ST_ERR_INVAL, "%s: slot %d: unknown unit MCU \"%s\"",
                               c->fx->path, fs->id, fu->mcu);
         st_image *holds = NULL;
-        uint64_t seed;
-        if (strncmp(fu->holds, "synthetic:", 10) == 0 && st_parse_u64(fu->holds + 10, &seed)) {
-            uint8_t *img = NULL;
-            rc = st_synth_combined_seeded(cfg.mcu, ST_SYNTH_DEFAULT_SIZE, (uint32_t)seed, &img, err);
-            if (!rc)
-                rc = st_image_from_memory(fu->holds, img, ST_SYNTH_DEFAULT_SIZE,
-                                          cfg.mcu->flash_start, &holds, err);
-            free(img);
-            if (rc)
-                return st_err_wrap(err, rc, "%s: slot %d: unit.holds", c->fx->path, fs->id);
-            cfg.holds = holds->data;
-            cfg.holds_len = holds->size;
-            cfg.holds_addr = holds->load_addr;
-        } else if (fu->holds[0]) {
-            rc = st_image_load(fu->holds, fu->holds_addr, &holds, err);
-            if (rc)
-                return st_err_wrap(err, rc, "%s: slot %d: unit.holds", c->fx->path, fs->id);
+        rc = load_holds(c->fx, fs, cfg.mcu, &holds, err);
+        if (rc)
+            return st_err_wrap(err, rc, "%s:%u: slots[%zu].unit.holds", c->fx->path,
+                               fu->holds_line, i);
+        if (holds) {
             cfg.holds = holds->data;
             cfg.holds_len = holds->size;
             cfg.holds_addr = holds->load_addr;

@@ -17,6 +17,13 @@ typedef struct st_ctx st_ctx;
 /* Load the fixture at path and open its backends. *out is new: free with st_ctx_close. */
 int st_ctx_open(const char *fixture_path, const st_logger *log, st_ctx **out, st_err *err);
 void st_ctx_close(st_ctx *c);
+/* For a virtual fixture: check what its simulated units are given, as st_ctx_open would
+ * build them, without building them: every fault string (protocols/sim/vunit.h), each
+ * `holds` image (readable, and fitting the unit MCU's main flash) and the MCU name. The
+ * error names the file, line and field:
+ *   jig.yaml:14: slots[0].unit.faults[1]: unknown or malformed fault "melt:1" (faults: ...)
+ * A real jig's fixture has no units: 0. st_ctx_open runs it first. */
+int st_ctx_check_units(const st_fixture *fx, st_err *err);
 
 const st_fixture *st_ctx_fixture(const st_ctx *c);
 st_gpio *st_ctx_gpio(st_ctx *c);

@@ -20,6 +20,7 @@
 #include "jobs/job.h"
 #include "protocols/link/serial_ports.h"
 #include "protocols/sim/synth.h"
+#include "reports/journal.h"
 #include "reports/junit.h"
 #include "reports/report.h"
 #include "station/cmd_fleet.h"
@@ -131,10 +132,22 @@ static const char *find_file(st_path_kind kind, const char *name, char *buf, siz
 static int open_context(const opts *o, const st_logger *log, st_ctx **ctx)
 {
     st_err e;
+    /* The fixture file first, as `fixture check` reads it: whatever is wrong with the file
+     * (missing, unreadable, a FIFO, a bad field, a fault string) is bad input, exit 2, with
+     * the same message from every command. What is left is the station's own backends. */
     char path[4096];
     if (!find_file(ST_PATH_FIXTURE, opt_get(o, "fixture"), path, sizeof path))
         return EXIT_USAGE;
-    int rc = st_ctx_open(path, log, ctx, &e);
+    st_fixture *fx = NULL;
+    int rc = st_fixture_load(path, &fx, &e);
+    if (!rc)
+        rc = st_ctx_check_units(fx, &e);
+    st_fixture_free(fx);
+    if (rc) {
+        err_line("fixture", &e);
+        return EXIT_USAGE;
+    }
+    rc = st_ctx_open(path, log, ctx, &e);
     if (!rc)
         return 0;
     err_line("fixture", &e);
@@ -178,8 +191,12 @@ static void *slot_thread(void *arg)
     s->rc = st_job_run(s->job, s->images, &s->env, &s->res);
     station_fleet_done(s->fleet, (size_t)s->row, s->rc, &s->res);
     char detail[PATH_MAX + ST_ERR_MSG_MAX + 16];
-    if (s->rc)
-        snprintf(detail, sizeof detail, "no report written: %s", s->res.cause);
+    if (s->rc && s->res.report_path[0])
+        snprintf(detail, sizeof detail, "%s\n         report %s", s->res.cause,
+                 s->res.report_path);
+    else if (s->rc)
+        snprintf(detail, sizeof detail, "no report written: %s",
+                 s->res.cause[0] ? s->res.cause : "unknown error");
     else if (s->res.verdict == ST_VERDICT_PASS)
         snprintf(detail, sizeof detail, "report %s", s->res.report_path);
     else
@@ -206,6 +223,22 @@ static st_slot_needs job_needs(const st_job *job)
         }
     }
     return n;
+}
+
+/* Rebuild the reports of a run that died (their journals) in the report directory. */
+static void recover_reports(const st_job *job, const opts *o, const st_logger *log)
+{
+    const char *dir = opt_get(o, "reports") ? opt_get(o, "reports") : job->report_dir;
+    st_journal_recover_counts n;
+    st_err e;
+    if (st_journal_recover_dir(dir, &n, &e) != 0)
+        ST_LOGW(log, "station", "%s: %s", dir, e.msg);
+    if (n.recovered)
+        ST_LOGW(log, "station", "%s: %u report(s) of a run that stopped were rebuilt from "
+                "their journals (verdict incomplete)", dir, n.recovered);
+    if (n.orphans)
+        ST_LOGW(log, "station", "%s: %u journal(s) without their report left alone", dir,
+                n.orphans);
 }
 
 /* The CAN interface a command means: --iface, else the first slot's. */
@@ -261,6 +294,10 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
     size_t nruns = 0, ntargets = 0;
     const char *uuid_opt = opt_get(o, "uuid");
     st_slot_needs needs = job_needs(job);
+    /* Ctrl-C / SIGTERM from here on end the run with exit 4 (README): during setup and CAN
+     * discovery no unit is touched; once the slots run, each stops at its next attempt. */
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     /* The logger exists before the context so backends can log. */
     st_ui *boot_ui = st_ui_new(stdout, 0, false, level);
     int rc = 0;
@@ -418,8 +455,15 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
         };
         nruns++;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    if (cancel_flag) {
+        fprintf(stderr, "station: stopped by the operator before any unit was touched\n");
+        status = EXIT_INCOMPLETE;
+        goto out;
+    }
+    /* Reports a killed run left half-written (a journal beside them) are rebuilt first; the
+     * journal of a run still going (another station on this directory) is locked and left
+     * alone. */
+    recover_reports(job, o, st_ui_logger(ui));
     size_t pass = 0, fail = 0, inc = 0, err = 0, unstarted = 0;
     for (size_t i = 0; i < nruns; i++) {
         /* A thread that cannot start (out of threads or memory) leaves its unit untouched:
@@ -522,10 +566,15 @@ static int cmd_report_show(const opts *o, char *const args[])
     const char *path = args[0];
     st_rnode *doc = NULL;
     st_err e;
-    if (st_report_load(path, &doc, &e)) {
+    st_journal_replay_info info;
+    /* A report whose run is still going, or died, is shown with its journal folded in. */
+    if (st_journal_replay(path, &doc, &info, &e)) {
         err_line("report", &e);
         return EXIT_USAGE;
     }
+    if (info.had_journal && !info.stale)
+        printf("(with %zu record(s) from its journal%s)\n", info.records,
+               info.torn_bytes ? "; a torn last record dropped" : "");
     int rc = st_report_validate(doc, &e);
     st_report_render(doc, stdout, !opt_get(o, "no-color") &&
                      st_ui_caps_for(isatty(STDOUT_FILENO), getenv("TERM"), getenv("NO_COLOR")).color);
@@ -575,6 +624,22 @@ static int cmd_job_check(const opts *o, char *const args[])
     return EXIT_PASS;
 }
 
+static int cmd_report_recover(const opts *o, char *const args[])
+{
+    st_journal_recover_counts n;
+    st_err e;
+    int rc = st_journal_recover_dir(args[0], &n, &e);
+    printf("%s: %u report(s) rebuilt from their journals, %u stale and %u empty journal(s) "
+           "and %u temp file(s) removed, %u journal(s) without a report and %u of runs still "
+           "going left alone\n", args[0], n.recovered, n.stale, n.empty, n.temps, n.orphans,
+           n.live);
+    if (rc) {
+        err_line("report recover", &e);
+        return EXIT_STATION;
+    }
+    return EXIT_PASS;
+}
+
 static int cmd_fixture_check(const opts *o, char *const args[])
 {
     char found[4096];
@@ -583,8 +648,9 @@ static int cmd_fixture_check(const opts *o, char *const args[])
         return EXIT_USAGE;
     st_fixture *fx = NULL;
     st_err e;
-    if (st_fixture_load(path, &fx, &e)) {
+    if (st_fixture_load(path, &fx, &e) || st_ctx_check_units(fx, &e)) {
         err_line("fixture", &e);
+        st_fixture_free(fx);
         return EXIT_USAGE;
     }
     printf("fixture %s: %s backend, chip %s, %zu slot(s)\n", fx->name,
@@ -732,8 +798,13 @@ static const builtin builtins[] = {
       "Prints the images (with their checked digests), the steps with their drivers and the "
       "recovery ladder.", NULL, 0, cmd_job_check },
     { "report show", "FILE", 1, "summarise a unit report",
-      "Prints a unit report and checks it against the schema (reports/SCHEMA.md).", show_opts,
+      "Prints a unit report and checks it against the schema (reports/SCHEMA.md). A report "
+      "whose run is still going, or died, is shown with its journal folded in.", show_opts,
       0, cmd_report_show },
+    { "report recover", "DIR", 1, "rebuild the reports a killed run left with journals in DIR",
+      "Folds each journal in DIR into its report (verdict incomplete, the step in progress "
+      "incomplete), removes stale journals and the temp files of cut-short writes. Every run "
+      "does this on its report directory before it starts.", NULL, 0, cmd_report_recover },
     { "report summary", "[DIR]", 1,
       "runs, pass/fail, units, first-pass yield and failures by step and cause: of the "
       "reports in DIR, or (--db) across the fleet database",

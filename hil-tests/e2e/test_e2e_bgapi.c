@@ -37,6 +37,7 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...)
 {
     char cmd[4096];
@@ -44,7 +45,10 @@ static int run(const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir);
+    if (n < 0 || (size_t)n >= sizeof cmd ||
+        snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir) >=
+            (int)(sizeof cmd - (size_t)n))
+        fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
     int st = system(cmd);
     char p[128];
     snprintf(p, sizeof p, "%s/out.txt", dir);

@@ -35,6 +35,7 @@ static int teardown(void **state)
 }
 
 /* Run a shell command line, capture its stdout+stderr, return its exit code. */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...)
 {
     char cmd[4096];
@@ -42,7 +43,10 @@ static int run(const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir);
+    if (n < 0 || (size_t)n >= sizeof cmd ||
+        snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir) >=
+            (int)(sizeof cmd - (size_t)n))
+        fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
     int st = system(cmd);
     char p[128];
     snprintf(p, sizeof p, "%s/out.txt", dir);
@@ -96,7 +100,9 @@ static st_rnode *only_report(char *path_out, size_t cap)
         if (!strstr(e->d_name, ".yaml"))
             continue;
         n++;
-        snprintf(path_out, cap, "%s/%s", rdir, e->d_name);
+        int len = snprintf(path_out, cap, "%s/%s", rdir, e->d_name);
+        if (len < 0 || (size_t)len >= cap)
+            fail_msg("report path %s/%s longer than %zu bytes", rdir, e->d_name, cap);
     }
     closedir(d);
     assert_int_equal(n, 1);

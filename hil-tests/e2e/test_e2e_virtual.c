@@ -1,6 +1,7 @@
 /* End to end: the `station` binary on the virtual fixture, checking exit codes and the
  * content of the reports it writes (through the report reader, not by grepping). */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,6 +11,7 @@
 #include <dirent.h>
 #include <poll.h>
 #include <pty.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,11 +33,33 @@ static int setup(void **state)
     return mkdtemp(dir) ? 0 : -1;
 }
 
+static int bad_reports;
+
+/* nftw callback: every unit report a test left validates (issue 8: every report the suite
+ * writes, whatever the test checked). Reports are "<identity>_slot<N>_<time>.yaml". */
+static int validate_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    const char *base = p + ftw->base;
+    size_t l = strlen(base);
+    if (flag != FTW_F || l < 5 || strcmp(base + l - 5, ".yaml") != 0 || !strstr(base, "_slot"))
+        return 0;
+    st_rnode *doc = NULL;
+    st_err e;
+    if (st_report_load(p, &doc, &e) != 0 || st_report_validate(doc, &e) != 0) {
+        print_error("report %s does not validate: %s\n", p, e.msg);
+        bad_reports++;
+    }
+    st_report_free(doc);
+    return 0;
+}
+
 static int teardown(void **state)
 {
+    bad_reports = 0;
+    nftw(dir, validate_one, 16, FTW_PHYS);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return system(cmd) == 0 && bad_reports == 0 ? 0 : -1;
 }
 
 /* Run a shell command line, capture its output, return its exit code. */
@@ -47,7 +71,10 @@ static int run(const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir);
+    if (n < 0 || (size_t)n >= sizeof cmd ||
+        snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir) >=
+            (int)(sizeof cmd - (size_t)n))
+        fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
     int st = system(cmd);
     char p[128];
     snprintf(p, sizeof p, "%s/out.txt", dir);
@@ -520,6 +547,59 @@ static void write_can_fixture(int n, const char *slot1_extra)
     write_file("can-fixture.yaml", text);
 }
 
+/* Ctrl-C / SIGTERM during CAN discovery (setup, before any unit is touched): exit 4 and
+ * no report, not death by the signal (130/143 from a shell). */
+static void sig_during_discovery(int sig)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(9, app_sha, comb_sha);
+    write_can_fixture(2, NULL);
+    write_can_job("discover", false, app_sha, comb_sha);
+    /* A long discovery window, so the signal lands inside it. */
+    char p[128];
+    snprintf(p, sizeof p, "%s/can-job.yaml", dir);
+    assert_int_equal(run("sed -i 's/discover_ms: 300/discover_ms: 3000/' %s", p), 0);
+    int rc = run("cd %s && (" STATION " --plain run can-job.yaml -f can-fixture.yaml --reports "
+                 "reports & pid=$!; sleep 0.5; kill -%d $pid; wait $pid; echo \"rc=$?\")",
+                 dir, sig);
+    (void)rc;
+    if (!strstr(out, "rc=4"))
+        fail_msg("signal %d during discovery: expected exit 4:\n%s", sig, out);
+    assert_non_null(strstr(out, "stopped by the operator before any unit was touched"));
+    assert_int_equal(count_reports(), 0);
+}
+
+static void test_sigint_during_discovery(void **state)
+{
+    sig_during_discovery(SIGINT);
+}
+
+static void test_sigterm_during_discovery(void **state)
+{
+    sig_during_discovery(SIGTERM);
+}
+
+/* A board that is not the job's target: unit.mcu says what the unit reported, and the
+ * unit fails before anything is written. */
+static void test_wrong_mcu_recorded(void **state)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(9, app_sha, comb_sha);
+    write_can_fixture(1, "      faults: [\"katapult-mcu:stm32f072xb\"]\n");
+    write_can_job("slots", false, app_sha, comb_sha);
+    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    if (rc != 1)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = load_report(NULL, NULL);
+    expect_str(doc, "verdict", "fail");
+    expect_str(doc, "unit.mcu", "stm32f072xb");
+    expect_str(doc, "steps.0.katapult.mcu", "stm32f072xb");
+    assert_non_null(strstr(st_rget_str(doc, "cause"),
+                           "unit reports MCU 'stm32f072xb' but the image is for 'stm32g431xx'"));
+    st_report_free(doc);
+}
+
 static void test_returned_units_synthetic(void **state)
 {
     char app_sha[65], comb_sha[65];
@@ -772,6 +852,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dfu_list_and_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_color_and_dumb_terminal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returned_units_synthetic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_during_discovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_mcu_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_during_discovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returned_units_real, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serial_flash_known_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_off_recovered_through_rom, setup, teardown),

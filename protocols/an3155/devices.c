@@ -107,8 +107,10 @@ int st_an_plan_erase(const st_an_dev *d, uint32_t addr, uint32_t len, st_an_eras
                           "erase 0x%08x+%u: outside the %s flash 0x%08x-0x%08x", addr, len,
                           d->name, d->flash_start, d->flash_end);
     uint32_t i0, s0, z0, i1, s1, z1;
-    st_an_dev_unit(d, addr, &i0, &s0, &z0);
-    st_an_dev_unit(d, addr + len - 1, &i1, &s1, &z1);
+    if (!st_an_dev_unit(d, addr, &i0, &s0, &z0) ||
+        !st_an_dev_unit(d, addr + len - 1, &i1, &s1, &z1))
+        return st_err_set(err, ST_ERR_INVAL, "erase 0x%08x+%u: not in the %s erase units",
+                          addr, len, d->name);
     out->first = i0;
     out->count = i1 - i0 + 1;
     out->start = s0;

@@ -24,7 +24,8 @@ typedef struct run {
 
 static int bench(const st_image *img, const run *rn, double *ratio)
 {
-    st_flash *fl = st_flash_new(st_mcu_find("stm32g431"), ST_TIMING_DATASHEET);
+    const st_mcu *mcu = st_mcu_find("stm32g431");
+    st_flash *fl = st_flash_new(mcu, ST_TIMING_DATASHEET);
     st_dfu_model_config cfg = {.transfer_size = rn->xfer, .start_in_error = true};
     st_dfu_model *m = st_dfu_model_new(fl, &cfg);
     st_vusb_bus *bus = st_vusb_bus_new();
@@ -39,7 +40,7 @@ static int bench(const st_image *img, const run *rn, double *ratio)
     st_usb_dev_info info;
     if (st_vusb_attach(bus, PORT, st_dfu_model_usb(m), &err) < 0 ||
         st_usb_host_mem_new(bus, NULL, &host, &err) < 0 ||
-        st_usb_host_find(host, 0x0483, 0xdf11, PORT, &info, &err) < 0 ||
+        st_usb_host_find(host, mcu->usb_rom_dfu.vid, mcu->usb_rom_dfu.pid, PORT, &info, &err) < 0 ||
         st_dfuse_open(host, &info, NULL, &d, &err) < 0)
         goto out;
     st_dfu_limit lim;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "station/core/clock.h"
+#include "station/core/mcu.h"
 #include "station/core/text.h"
 
 /* §1.2 states and statuses. */
@@ -46,7 +47,7 @@ struct st_dfu_model {
     st_flash *flash;
     const st_mcu *mcu;
     st_dfu_model_config cfg;
-    char serial[16];
+    char serial[ST_DFU_MODEL_SERIAL_MAX + 1];
     uint16_t xfer;
     uint8_t devd[18];
     uint8_t cfgd[CFG_LEN];
@@ -98,8 +99,12 @@ static void wait_until(uint64_t t)
 
 static void build_descriptors(st_dfu_model *m)
 {
-    /* §1.4/§1.6: 0483:df11, bcdDevice 0x0200, strings 1..3. */
-    const uint8_t dev[18] = {18, 1, 0x00, 0x02, 0, 0, 0, 64, 0x83, 0x04, 0x11, 0xdf,
+    /* §1.4/§1.6: the ROM's USB id from the MCU table (0483:df11 on every STM32 so far),
+     * bcdDevice 0x0200, strings 1..3. */
+    const st_usb_id id = m->mcu->usb_rom_dfu;
+    const uint8_t dev[18] = {18, 1, 0x00, 0x02, 0, 0, 0, 64,
+                             (uint8_t)(id.vid & 0xff), (uint8_t)(id.vid >> 8),
+                             (uint8_t)(id.pid & 0xff), (uint8_t)(id.pid >> 8),
                              0x00, 0x02, 1, 2, 3, 1};
     memcpy(m->devd, dev, sizeof dev);
     uint8_t *c = m->cfgd;
@@ -143,7 +148,11 @@ st_dfu_model *st_dfu_model_new(st_flash *flash, const st_dfu_model_config *cfg)
         c.serial = "208A31574253";
     if (!c.transfer_size)
         c.transfer_size = 2048;
-    if (c.transfer_size > MAX_XFER || strlen(c.serial) >= 16 || !flash)
+    if (c.transfer_size > MAX_XFER || strlen(c.serial) > ST_DFU_MODEL_SERIAL_MAX || !flash)
+        return NULL;
+    /* No USB id in the MCU table: its ROM has no USB DFU (the F103), so there is nothing to model. */
+    const st_mcu *mcu = st_flash_mcu(flash);
+    if (!mcu || (!mcu->usb_rom_dfu.vid && !mcu->usb_rom_dfu.pid))
         return NULL;
     st_dfu_model *m = calloc(1, sizeof *m);
     if (!m)
@@ -151,7 +160,7 @@ st_dfu_model *st_dfu_model_new(st_flash *flash, const st_dfu_model_config *cfg)
     m->usb.ops = &dfu_ops;
     pthread_mutex_init(&m->lock, NULL);
     m->flash = flash;
-    m->mcu = st_flash_mcu(flash);
+    m->mcu = mcu;
     m->cfg = c;
     st_strlcpy(m->serial, c.serial, sizeof m->serial);
     m->cfg.serial = m->serial;

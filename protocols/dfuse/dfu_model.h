@@ -13,11 +13,15 @@
 #include "protocols/sim/flash.h"
 #include "station/core/image.h"
 
+/* Longest USB serial string the model holds. */
+#define ST_DFU_MODEL_SERIAL_MAX 15
+
 /* Jump address given to on_leave when the device resets itself (Read Unprotect). */
 #define ST_DFU_MODEL_RESET 0xFFFFFFFFu
 
 typedef struct st_dfu_model_config {
-    const char *serial;      /* 12 upper-case hex chars; NULL = "208A31574253" */
+    const char *serial;      /* at most ST_DFU_MODEL_SERIAL_MAX characters (the G4 ROM's
+                                are 12 upper-case hex digits); NULL = "208A31574253" */
     uint16_t transfer_size;  /* wTransferSize; 0 = 2048 (1024 is the UNCONFIRMED alt.) */
     bool start_in_error;     /* enumerate in dfuERROR/errUNKNOWN, as ST ROMs often do */
     /* Called (without the model's lock) when the device leaves DFU: after the GETSTATUS
@@ -31,7 +35,9 @@ typedef struct st_dfu_model_config {
 typedef struct st_dfu_model st_dfu_model;
 
 /* flash is shared, not owned, and must outlive the model. cfg may be NULL (defaults).
- * Returns NULL on bad config (transfer_size > 4096, bad serial) or no memory. */
+ * The device enumerates with the USB id of the flash's MCU row (st_mcu.usb_rom_dfu).
+ * Returns NULL on bad config (transfer_size > 4096, bad serial), for an MCU whose row has
+ * no ROM USB DFU id, or on no memory. */
 st_dfu_model *st_dfu_model_new(st_flash *flash, const st_dfu_model_config *cfg);
 void st_dfu_model_free(st_dfu_model *m);
 /* The USB face to attach to a bus (st_vusb_attach). Valid until st_dfu_model_free. */

@@ -81,6 +81,7 @@ static int get_status(st_dfuse *d, dfu_status *st, unsigned timeout_ms, st_dfuse
                       st_err *err)
 {
     uint8_t b[6];
+    *st = (dfu_status){0}; /* defined even on error: callers' error paths name its state */
     int rc = req_in(d, R_GETSTATUS, 0, b, 6, timeout_ms, err);
     if (rc < 0)
         return st_err_wrap(err, rc, "GETSTATUS");

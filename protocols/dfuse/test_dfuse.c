@@ -55,7 +55,9 @@ static rig *rig_new_mcu(const st_mcu *mcu, uint16_t xfer, bool start_in_error,
     r->bus = st_vusb_bus_new();
     assert_int_equal(st_vusb_attach(r->bus, PORT, st_dfu_model_usb(r->model), NULL), 0);
     assert_int_equal(st_usb_host_mem_new(r->bus, NULL, &r->host, NULL), 0);
-    assert_int_equal(st_usb_host_find(r->host, 0x0483, 0xdf11, PORT, &r->info, NULL), 0);
+    assert_int_equal(st_usb_host_find(r->host, mcu->usb_rom_dfu.vid, mcu->usb_rom_dfu.pid, PORT,
+                                      &r->info, NULL),
+                     0);
     return r;
 }
 
@@ -122,6 +124,9 @@ static void test_descriptors(void **state)
 {
     (void)state;
     rig *r = rig_new(0, false, ST_TIMING_NONE);
+    /* On purpose a literal: dfu-util lists a G431's ROM as 0483:df11 (PROTOCOL.md §1). */
+    assert_int_equal(r->info.vid, 0x0483);
+    assert_int_equal(r->info.pid, 0xdf11);
     assert_int_equal(r->info.bcd_device, 0x0200);
     assert_string_equal(r->info.manufacturer, "STMicroelectronics");
     assert_string_equal(r->info.product, "STM32  BOOTLOADER");
@@ -147,6 +152,32 @@ static void test_descriptors(void **state)
     rig_open_ok(r);
     assert_int_equal(st_dfuse_get_info(r->d)->transfer_size, 1024);
     rig_free(r);
+}
+
+/* The model's USB id is the MCU row's, not a constant: a row with other ids enumerates with
+ * them, and an MCU without a ROM USB DFU (the F103) has no model. */
+static void test_usb_id_from_mcu_table(void **state)
+{
+    (void)state;
+    st_mcu other = *st_mcu_find("stm32g431");
+    other.usb_rom_dfu = (st_usb_id){0x1209, 0x0042};
+    rig *r = rig_new_mcu(&other, 0, false, ST_TIMING_NONE);
+    assert_int_equal(r->info.vid, 0x1209);
+    assert_int_equal(r->info.pid, 0x0042);
+    st_usb_dev_info found;
+    assert_int_equal(st_usb_host_find(r->host, 0x0483, 0xdf11, PORT, &found, NULL),
+                     ST_ERR_NOTFOUND);
+    rig_open_ok(r);
+    assert_int_equal(st_dfuse_get_info(r->d)->nalts, 3);
+    rig_free(r);
+
+    const st_mcu *f103 = st_mcu_find("stm32f103xb");
+    assert_non_null(f103);
+    assert_int_equal(f103->usb_rom_dfu.vid, 0);
+    st_flash *fl = st_flash_new(f103, ST_TIMING_NONE);
+    assert_non_null(fl);
+    assert_null(st_dfu_model_new(fl, NULL));
+    st_flash_free(fl);
 }
 
 /* Listing probes descriptors without claiming: DFU declared or not, malformed = not. */
@@ -638,7 +669,8 @@ static void leave_case(st_dfu_leave_fault fault, bool verified, int want_rc, boo
     assert_int_equal(r->leaves, 1);
     assert_int_equal(r->jump, FLASH0);
     st_usb_dev_info found;
-    assert_int_equal(st_usb_host_find(r->host, 0x0483, 0xdf11, PORT, &found, NULL),
+    const st_usb_id rom = st_flash_mcu(r->flash)->usb_rom_dfu;
+    assert_int_equal(st_usb_host_find(r->host, rom.vid, rom.pid, PORT, &found, NULL),
                      ST_ERR_NOTFOUND);
     st_image_free(img);
     rig_free(r);
@@ -742,13 +774,16 @@ static void test_parallel_units(void **state)
         char port[16], serial[16];
         snprintf(port, sizeof port, "1-%d", i + 1);
         snprintf(serial, sizeof serial, "00000000000%d", i);
-        fl[i] = st_flash_new(st_mcu_find("stm32g431"), ST_TIMING_NONE);
+        const st_mcu *mcu = st_mcu_find("stm32g431");
+        fl[i] = st_flash_new(mcu, ST_TIMING_NONE);
         st_dfu_model_config cfg = {.serial = serial, .start_in_error = i % 2};
         m[i] = st_dfu_model_new(fl[i], &cfg);
         assert_int_equal(st_vusb_attach(bus, port, st_dfu_model_usb(m[i]), NULL), 0);
         img[i] = make_image(6000 + 1000 * (size_t)i, FLASH0, 20 + (unsigned)i);
         jobs[i] = (unit_job){.host = host, .img = img[i]};
-        assert_int_equal(st_usb_host_find(host, 0x0483, 0xdf11, port, &jobs[i].info, NULL), 0);
+        assert_int_equal(st_usb_host_find(host, mcu->usb_rom_dfu.vid, mcu->usb_rom_dfu.pid, port,
+                                          &jobs[i].info, NULL),
+                         0);
         assert_string_equal(jobs[i].info.serial, serial);
     }
     for (int i = 0; i < N; i++)
@@ -957,6 +992,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_descriptors),
+        cmocka_unit_test(test_usb_id_from_mcu_table),
         cmocka_unit_test(test_probe),
         cmocka_unit_test(test_start_states),
         cmocka_unit_test(test_flash_verify_2048),

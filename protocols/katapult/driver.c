@@ -272,6 +272,8 @@ static int step_enter(st_step_call *c, st_err *err)
     st_rmap_hex32(k, "app_start", s->kinfo.app_start);
     st_rmap_uint(k, "block_size", s->kinfo.block_size);
     st_rmap_str(st_run_unit(c->run), "katapult_version", s->kinfo.sw_version);
+    /* unit.mcu is what the unit says it is, not what the job expected. */
+    st_rmap_str(st_run_unit(c->run), "mcu", s->kinfo.mcu);
     /* The image's target must be what the bootloader says it runs on. */
     rc = st_katapult_check_mcu(&s->kinfo, job->mcu->name, err);
     if (rc)

@@ -137,6 +137,7 @@ static int server_alloc(st_can_link *link, const st_slcan_opts *opts, const st_l
                         st_slcan_server **out, st_err *err)
 {
     st_slcan_server *s = calloc(1, sizeof(*s));
+    *out = s;
     if (!s)
         return st_err_set(err, ST_ERR_NOMEM, "slcan server: out of memory");
     s->link = link;

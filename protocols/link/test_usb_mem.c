@@ -7,10 +7,12 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "protocols/link/usb_model.h"
+#include "station/core/clock.h"
 
 static const uint8_t dev_desc[18] = {18, 1, 0x00, 0x02, 0, 0, 0, 64, 0x83, 0x04, 0x11, 0xdf,
                                      0x00, 0x02, 1, 2, 3, 1};
@@ -255,9 +257,14 @@ static void test_bus_model_detaches_itself(void **state)
     st_vusb_bus_free(bus);
 }
 
+/* The hammer calls until it sees the disconnect, so it cannot run out of calls before the
+ * detach however the threads are scheduled; the deadline only ends a broken run (a detach
+ * that never reaches the handle) with a failure instead of a hang. */
 typedef struct hammer {
     st_usb_dev *dev;
-    int disconnects, ok;
+    st_deadline give_up;
+    int disconnects, ok, other;
+    bool timed_out;
 } hammer;
 
 static void *hammer_thread(void *arg)
@@ -265,13 +272,20 @@ static void *hammer_thread(void *arg)
     hammer *h = arg;
     uint8_t buf[4];
     st_usb_setup s = {0xC0, 2, 0, 0, 4};
-    for (int i = 0; i < 100000; i++) {
+    for (;;) {
+        if (st_deadline_passed(h->give_up)) {
+            h->timed_out = true;
+            break;
+        }
         int rc = st_usb_control(h->dev, &s, buf, 100, NULL);
         if (rc == ST_ERR_DISCONNECT) {
             h->disconnects++;
             break;
         }
-        h->ok++;
+        if (rc == 4)
+            __atomic_add_fetch(&h->ok, 1, __ATOMIC_SEQ_CST);
+        else
+            h->other++;
     }
     return NULL;
 }
@@ -287,18 +301,27 @@ static void test_bus_detach_while_busy(void **state)
     assert_int_equal(st_vusb_attach(bus, "2-3", &a->base, NULL), 0);
     st_usb_dev_info want = {0};
     strcpy(want.port_path, "2-3");
-    hammer h = {0};
+    hammer h = {.give_up = st_deadline_in_ms(30000)};
     assert_int_equal(st_usb_host_open(host, &want, &h.dev, NULL), 0);
     pthread_t th;
-    pthread_create(&th, NULL, hammer_thread, &h);
-    while (__atomic_load_n(&a->calls, __ATOMIC_SEQ_CST) < 100)
+    assert_int_equal(pthread_create(&th, NULL, hammer_thread, &h), 0);
+    /* Detach only once the hammer has provably been answered by the model 100 times: the
+     * detach then cuts a running stream of requests, one of which may be inside the model
+     * at that moment. */
+    st_deadline started = st_deadline_in_ms(30000);
+    int seen;
+    while ((seen = __atomic_load_n(&h.ok, __ATOMIC_SEQ_CST)) < 100 &&
+           !st_deadline_passed(started))
         ;
     st_vusb_detach(bus, "2-3");
     /* After detach returns no call is inside the model: freeing it now is safe (ASan). */
     free(a);
     pthread_join(th, NULL);
+    assert_true(seen >= 100);
+    assert_false(h.timed_out);
     assert_int_equal(h.disconnects, 1);
-    assert_true(h.ok >= 50);
+    assert_int_equal(h.other, 0);
+    assert_true(h.ok >= 100);
     st_usb_dev_close(h.dev);
     st_usb_host_free(host);
     st_vusb_bus_free(bus);

@@ -316,8 +316,10 @@ bool st_flash_power_lost(st_flash *f)
 void st_flash_power_restore(st_flash *f)
 {
     pthread_mutex_lock(&f->lock);
-    f->power_lost = false;
-    f->power_armed = false;
+    /* Only a loss that happened is over: one still armed waits for its bytes (a unit's
+     * first boot, or a reset before the flash step, must not disarm it). */
+    if (f->power_lost)
+        f->power_lost = f->power_armed = false;
     pthread_mutex_unlock(&f->lock);
 }
 

@@ -61,9 +61,11 @@ void st_flash_fault_prog_error(st_flash *f, uint32_t page_addr);
 void st_flash_fault_slow_erase(st_flash *f, unsigned factor);
 /* After `bytes` more bytes have been programmed, power is lost: the operation in progress
  * is cut at that byte and every later erase/program fails with ST_FLASH_ERR_POWER_LOST
- * until st_flash_power_restore. */
+ * until st_flash_power_restore. The fault fires once. */
 void st_flash_fault_power_loss_after(st_flash *f, uint64_t bytes);
 bool st_flash_power_lost(st_flash *f);
+/* Power is back after a loss: erase/program work again and the fault is spent. Without a
+ * loss it does nothing (an armed fault stays armed across resets). */
 void st_flash_power_restore(st_flash *f);
 void st_flash_fault_clear(st_flash *f);
 

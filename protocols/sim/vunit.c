@@ -20,6 +20,8 @@
 #include "station/core/text.h"
 #include "station/core/yamldoc.h"
 
+_Static_assert(ST_VUNIT_SERIAL_MAX == ST_DFU_MODEL_SERIAL_MAX, "one serial limit for a unit");
+
 /* Katapult marks its image with "CanBoot!" 9 bytes before its reset handler's address
  * (Klipper's armcm_reset.c checks the same place, protocols.md 2.8). */
 static const char katapult_sig[8] = { 'C', 'a', 'n', 'B', 'o', 'o', 't', '!' };
@@ -524,104 +526,236 @@ static void on_katapult_reset(void *ctx, st_katapult_model *m)
     pthread_mutex_unlock(&u->lock);
 }
 
-static bool parse_num(const char *s, uint64_t *v)
+/* A fault string, parsed. */
+typedef enum fault_kind {
+    F_START_ERROR, F_TRANSFER_SIZE, F_STALL, F_DISCONNECT, F_LEAVE, F_CORRUPT_PAGE,
+    F_PROG_ERROR, F_SLOW_ERASE, F_POWER_LOSS, F_KAT_POWER_LOSS, F_KAT_DROP_RX, F_KAT_DROP_TX,
+    F_KAT_CORRUPT_RX, F_KAT_CORRUPT_TX, F_KAT_NACK_STORM, F_KAT_SILENT_COMPLETE, F_KAT_MCU,
+    F_KLP_SENSOR, F_KLP_TEMP, F_KLP_DROP, F_KLP_BAD_CRC, F_KLP_SILENT, F_RDP, F_UART,
+} fault_kind;
+
+typedef struct fault {
+    fault_kind kind;
+    uint64_t v;
+    const char *arg; /* the text after ':' (katapult-mcu) */
+    st_dfu_leave_fault leave;
+} fault_spec;
+
+static const struct {
+    const char *name;
+    fault_kind kind;
+} kat_faults[] = {
+    { "katapult-power-loss", F_KAT_POWER_LOSS }, { "katapult-drop-rx", F_KAT_DROP_RX },
+    { "katapult-drop-tx", F_KAT_DROP_TX },       { "katapult-corrupt-rx", F_KAT_CORRUPT_RX },
+    { "katapult-corrupt-tx", F_KAT_CORRUPT_TX }, { "katapult-nack-storm", F_KAT_NACK_STORM },
+};
+
+static bool in_main(const st_mcu *mcu, uint64_t a)
 {
-    return st_parse_u64(s, v);
+    return a >= mcu->flash_start && a < (uint64_t)mcu->flash_start + mcu->flash_size;
 }
 
-int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
+static int parse_fault(const char *fault, const st_mcu *mcu, fault_spec *out, st_err *err)
 {
     char name[32] = "";
-    const char *arg = strchr(fault, ':');
-    size_t n = arg ? (size_t)(arg - fault) : strlen(fault);
+    const char *arg = fault ? strchr(fault, ':') : NULL;
+    size_t n = fault ? (arg ? (size_t)(arg - fault) : strlen(fault)) : 0;
     if (n >= sizeof name)
         n = sizeof name - 1;
-    memcpy(name, fault, n);
+    if (fault)
+        memcpy(name, fault, n);
     name[n] = '\0';
     if (arg)
         arg++;
     uint64_t v = 0;
-    bool num = arg && parse_num(arg, &v);
-    int rc = 0;
-    pthread_mutex_lock(&u->lock);
+    bool num = arg && st_parse_u64(arg, &v);
+    bool count = num && v > 0 && v < UINT32_MAX; /* an Nth request/frame/block, from 1 */
+    memset(out, 0, sizeof *out);
+    out->v = v;
     if (strcmp(name, "dfu-start-error") == 0 && !arg) {
-        u->start_error = true;
-    } else if (strcmp(name, "dfu-stall") == 0 && num && v > 0 && v < UINT32_MAX) {
-        u->dfu_faults.stall_at = (uint32_t)v;
-    } else if (strcmp(name, "dfu-disconnect") == 0 && num && v > 0 && v < UINT32_MAX) {
-        u->dfu_faults.disconnect_after = (uint32_t)v;
-    } else if (strcmp(name, "dfu-leave") == 0 && arg && strcmp(arg, "stall") == 0) {
-        u->dfu_faults.leave = ST_DFU_LEAVE_STALL;
-    } else if (strcmp(name, "dfu-leave") == 0 && arg && strcmp(arg, "vanish") == 0) {
-        u->dfu_faults.leave = ST_DFU_LEAVE_VANISH;
-    } else if (strcmp(name, "dfu-leave") == 0 && arg && strcmp(arg, "stall-dnload") == 0) {
-        u->dfu_faults.leave = ST_DFU_LEAVE_STALL_DNLOAD;
-    } else if (strcmp(name, "corrupt-page") == 0 && num && st_flash_in_main(u->flash, (uint32_t)v, 1)) {
-        st_flash_fault_corrupt_page(u->flash, (uint32_t)v);
-    } else if (strcmp(name, "prog-error") == 0 && num && st_flash_in_main(u->flash, (uint32_t)v, 1)) {
-        st_flash_fault_prog_error(u->flash, (uint32_t)v);
-    } else if (strcmp(name, "slow-erase") == 0 && num && v >= 1 && v <= 1000) {
-        st_flash_fault_slow_erase(u->flash, (unsigned)v);
-    } else if (strcmp(name, "power-loss") == 0 && num) {
-        st_flash_fault_power_loss_after(u->flash, v);
-    } else if (strncmp(name, "katapult-", 9) == 0 && num && v > 0 && v < UINT32_MAX) {
-        const char *k = name + 9;
-        unsigned nth = (unsigned)v;
-        if (strcmp(k, "power-loss") == 0)
-            st_katapult_model_fault_power_loss_at_block(u->kat, nth);
-        else if (strcmp(k, "drop-rx") == 0)
-            st_katapult_model_fault_drop_rx(u->kat, nth);
-        else if (strcmp(k, "drop-tx") == 0)
-            st_katapult_model_fault_drop_tx(u->kat, nth);
-        else if (strcmp(k, "corrupt-rx") == 0)
-            st_katapult_model_fault_corrupt_rx(u->kat, nth);
-        else if (strcmp(k, "corrupt-tx") == 0)
-            st_katapult_model_fault_corrupt_tx(u->kat, nth);
-        else if (strcmp(k, "nack-storm") == 0)
-            st_katapult_model_fault_nack_storm(u->kat, nth);
+        out->kind = F_START_ERROR;
+        return 0;
+    }
+    if (strcmp(name, "dfu-transfer-size") == 0 && num && v >= 64 && v <= 4096) {
+        out->kind = F_TRANSFER_SIZE;
+        return 0;
+    }
+    if (strcmp(name, "dfu-stall") == 0 && count) {
+        out->kind = F_STALL;
+        return 0;
+    }
+    if (strcmp(name, "dfu-disconnect") == 0 && count) {
+        out->kind = F_DISCONNECT;
+        return 0;
+    }
+    if (strcmp(name, "dfu-leave") == 0 && arg) {
+        out->kind = F_LEAVE;
+        if (strcmp(arg, "stall") == 0)
+            out->leave = ST_DFU_LEAVE_STALL;
+        else if (strcmp(arg, "vanish") == 0)
+            out->leave = ST_DFU_LEAVE_VANISH;
+        else if (strcmp(arg, "stall-dnload") == 0)
+            out->leave = ST_DFU_LEAVE_STALL_DNLOAD;
         else
             goto unknown;
-        u->kat_faults_armed = true;
-    } else if (strcmp(name, "rdp") == 0 && !arg) {
-        st_flash_set_rdp(u->flash, true);
-    } else if (strncmp(name, "uart-", 5) == 0 && num && u->uart_rom) {
-        if (!st_an_model_fault(u->uart_rom, fault + 5))
-            goto unknown;
-    } else if (strcmp(name, "klipper-sensor") == 0 && arg &&
-               (strcmp(arg, "stuck") == 0 || strcmp(arg, "normal") == 0)) {
-        u->klp_faults.sensor = strcmp(arg, "stuck") == 0 ? ST_KLP_SENSOR_STUCK
-                                                         : ST_KLP_SENSOR_NORMAL;
-    } else if (strcmp(name, "klipper-temp") == 0 && num && v <= UINT32_MAX) {
-        u->klp_faults.temp_set = true;
-        u->klp_faults.temp = (uint32_t)v;
-    } else if (strcmp(name, "klipper-drop") == 0 && num && v >= 2 && v < UINT32_MAX) {
-        u->klp_faults.drop_every = (unsigned)v;
-    } else if (strcmp(name, "klipper-bad-crc") == 0 && num && v >= 2 && v < UINT32_MAX) {
-        u->klp_faults.bad_crc_every = (unsigned)v;
-    } else if (strcmp(name, "klipper-silent") == 0 && !arg) {
-        u->klp_faults.silent = true;
-    } else if (strcmp(name, "katapult-silent-complete") == 0 && !arg) {
-        st_katapult_model_fault_silent_complete(u->kat, true);
-        u->kat_faults_armed = true;
-    } else {
-    unknown:;
-        char shown[64];
-        rc = st_err_set(err, ST_ERR_INVAL,
-                        "unknown or malformed fault \"%s\" (faults: dfu-start-error, "
-                        "dfu-stall:N, dfu-disconnect:N, dfu-leave:stall|vanish|stall-dnload, "
-                        "corrupt-page:ADDR, prog-error:ADDR, slow-erase:FACTOR, power-loss:BYTES, "
-                        "katapult-power-loss:N, katapult-drop-rx|drop-tx|corrupt-rx|corrupt-tx:N, "
-                        "katapult-nack-storm:K, katapult-silent-complete, rdp, "
-                        "uart-nack|silent|noise-rx|noise-tx:N, uart-late-start:MS, "
-                        "klipper-sensor:stuck|normal, klipper-temp:N, klipper-drop:N, "
-                        "klipper-bad-crc:N, klipper-silent)",
-                        st_text_printable(fault, shown, sizeof shown));
+        return 0;
     }
+    if ((strcmp(name, "corrupt-page") == 0 || strcmp(name, "prog-error") == 0) && num) {
+        out->kind = name[0] == 'c' ? F_CORRUPT_PAGE : F_PROG_ERROR;
+        if (!in_main(mcu, v))
+            return st_err_set(err, ST_ERR_INVAL,
+                              "fault \"%s\": 0x%llx is not in the %s's main flash "
+                              "(0x%08X..0x%08X)", name, (unsigned long long)v, mcu->name,
+                              mcu->flash_start, mcu->flash_start + mcu->flash_size - 1);
+        return 0;
+    }
+    if (strcmp(name, "slow-erase") == 0 && num && v >= 1 && v <= 1000) {
+        out->kind = F_SLOW_ERASE;
+        return 0;
+    }
+    if (strcmp(name, "power-loss") == 0 && num) {
+        out->kind = F_POWER_LOSS;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof kat_faults / sizeof *kat_faults; i++) {
+        if (strcmp(name, kat_faults[i].name) == 0 && count) {
+            out->kind = kat_faults[i].kind;
+            return 0;
+        }
+    }
+    if (strcmp(name, "katapult-silent-complete") == 0 && !arg) {
+        out->kind = F_KAT_SILENT_COMPLETE;
+        return 0;
+    }
+    /* Readout protection, and the ROM's USART bootloader (protocols/an3155). */
+    if (strcmp(name, "rdp") == 0 && !arg) {
+        out->kind = F_RDP;
+        return 0;
+    }
+    if ((strcmp(name, "uart-nack") == 0 || strcmp(name, "uart-silent") == 0 ||
+         strcmp(name, "uart-noise-rx") == 0 || strcmp(name, "uart-noise-tx") == 0 ||
+         strcmp(name, "uart-late-start") == 0) && num && v < UINT32_MAX) {
+        out->kind = F_UART;
+        out->arg = fault + 5; /* "nack:3": the AN3155 model's own fault string */
+        return 0;
+    }
+    /* The running Klipper application (they last: a reboot keeps them). */
+    if (strcmp(name, "klipper-sensor") == 0 && arg &&
+        (strcmp(arg, "stuck") == 0 || strcmp(arg, "normal") == 0)) {
+        out->kind = F_KLP_SENSOR;
+        out->arg = arg;
+        return 0;
+    }
+    if (strcmp(name, "klipper-temp") == 0 && num && v <= UINT32_MAX) {
+        out->kind = F_KLP_TEMP;
+        return 0;
+    }
+    if ((strcmp(name, "klipper-drop") == 0 || strcmp(name, "klipper-bad-crc") == 0) && num &&
+        v >= 2 && v < UINT32_MAX) {
+        out->kind = name[8] == 'd' ? F_KLP_DROP : F_KLP_BAD_CRC;
+        return 0;
+    }
+    if (strcmp(name, "klipper-silent") == 0 && !arg) {
+        out->kind = F_KLP_SILENT;
+        return 0;
+    }
+    /* A board in the jig that is not the job's target: Katapult reports this MCU. */
+    if (strcmp(name, "katapult-mcu") == 0 && arg && *arg && strlen(arg) < 32 &&
+        strspn(arg, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(arg)) {
+        out->kind = F_KAT_MCU;
+        out->arg = arg;
+        return 0;
+    }
+unknown:;
+    char shown[64];
+    return st_err_set(err, ST_ERR_INVAL,
+                      "unknown or malformed fault \"%s\" (faults: dfu-start-error, "
+                      "dfu-transfer-size:64..4096, dfu-stall:N, dfu-disconnect:N, "
+                      "dfu-leave:stall|vanish|stall-dnload, corrupt-page:ADDR, prog-error:ADDR, "
+                      "slow-erase:1..1000, power-loss:BYTES, katapult-power-loss:N, "
+                      "katapult-drop-rx|drop-tx|corrupt-rx|corrupt-tx:N, katapult-nack-storm:K, "
+                      "katapult-silent-complete, katapult-mcu:NAME, rdp, "
+                      "uart-nack|silent|noise-rx|noise-tx:N, uart-late-start:MS, "
+                      "klipper-sensor:stuck|normal, "
+                      "klipper-temp:N, klipper-drop:N, klipper-bad-crc:N, klipper-silent; N and K "
+                      "from 1, klipper-drop and klipper-bad-crc from 2)",
+                      st_text_printable(fault ? fault : "", shown, sizeof shown));
+}
+
+int st_vunit_check_holds(const st_mcu *mcu, uint32_t addr, size_t len, st_err *err)
+{
+    if (len == 0 || !in_main(mcu, addr) ||
+        (uint64_t)addr + len > (uint64_t)mcu->flash_start + mcu->flash_size)
+        return st_err_set(err, ST_ERR_INVAL,
+                          "an image of %zu bytes at 0x%08X does not fit the %s's main flash "
+                          "(0x%08X..0x%08X)", len, addr, mcu->name, mcu->flash_start,
+                          mcu->flash_start + mcu->flash_size - 1);
+    return 0;
+}
+
+int st_vunit_check_fault(const char *fault, const st_mcu *mcu, st_err *err)
+{
+    fault_spec f;
+    return parse_fault(fault, mcu, &f, err);
+}
+
+int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
+{
+    fault_spec f;
+    int rc = parse_fault(fault, u->mcu, &f, err);
+    if (rc)
+        return rc;
+    if (f.kind == F_TRANSFER_SIZE || f.kind == F_KAT_MCU)
+        return st_err_set(err, ST_ERR_INVAL,
+                          "%s is a property of the unit: give it when it is made",
+                          f.kind == F_KAT_MCU ? "katapult-mcu" : "dfu-transfer-size");
+    pthread_mutex_lock(&u->lock);
+    unsigned nth = (unsigned)f.v;
+    switch (f.kind) {
+    case F_START_ERROR: u->start_error = true; break;
+    case F_TRANSFER_SIZE: break;
+    case F_STALL: u->dfu_faults.stall_at = (uint32_t)f.v; break;
+    case F_DISCONNECT: u->dfu_faults.disconnect_after = (uint32_t)f.v; break;
+    case F_LEAVE: u->dfu_faults.leave = f.leave; break;
+    case F_CORRUPT_PAGE: st_flash_fault_corrupt_page(u->flash, (uint32_t)f.v); break;
+    case F_PROG_ERROR: st_flash_fault_prog_error(u->flash, (uint32_t)f.v); break;
+    case F_SLOW_ERASE: st_flash_fault_slow_erase(u->flash, (unsigned)f.v); break;
+    case F_POWER_LOSS: st_flash_fault_power_loss_after(u->flash, f.v); break;
+    case F_KAT_POWER_LOSS: st_katapult_model_fault_power_loss_at_block(u->kat, nth); break;
+    case F_KAT_DROP_RX: st_katapult_model_fault_drop_rx(u->kat, nth); break;
+    case F_KAT_DROP_TX: st_katapult_model_fault_drop_tx(u->kat, nth); break;
+    case F_KAT_CORRUPT_RX: st_katapult_model_fault_corrupt_rx(u->kat, nth); break;
+    case F_KAT_CORRUPT_TX: st_katapult_model_fault_corrupt_tx(u->kat, nth); break;
+    case F_KAT_NACK_STORM: st_katapult_model_fault_nack_storm(u->kat, nth); break;
+    case F_KAT_SILENT_COMPLETE: st_katapult_model_fault_silent_complete(u->kat, true); break;
+    case F_KAT_MCU: break;
+    case F_KLP_SENSOR:
+        u->klp_faults.sensor = strcmp(f.arg, "stuck") == 0 ? ST_KLP_SENSOR_STUCK
+                                                           : ST_KLP_SENSOR_NORMAL;
+        break;
+    case F_KLP_TEMP:
+        u->klp_faults.temp_set = true;
+        u->klp_faults.temp = (uint32_t)f.v;
+        break;
+    case F_KLP_DROP: u->klp_faults.drop_every = (unsigned)f.v; break;
+    case F_KLP_BAD_CRC: u->klp_faults.bad_crc_every = (unsigned)f.v; break;
+    case F_KLP_SILENT: u->klp_faults.silent = true; break;
+    case F_RDP: st_flash_set_rdp(u->flash, true); break;
+    case F_UART:
+        if (!u->uart_rom || !st_an_model_fault(u->uart_rom, f.arg)) {
+            pthread_mutex_unlock(&u->lock);
+            return st_err_set(err, ST_ERR_INVAL, "fault \"%s\": this unit's ROM has no USART "
+                              "bootloader model", fault);
+        }
+        break;
+    }
+    if (f.kind >= F_KAT_POWER_LOSS && f.kind <= F_KAT_SILENT_COMPLETE)
+        u->kat_faults_armed = true;
     st_dfu_model_set_faults(u->dfu, &u->dfu_faults);
     if (u->klp)
         st_klp_model_set_faults(u->klp, &u->klp_faults);
     pthread_mutex_unlock(&u->lock);
-    return rc;
+    return 0;
 }
 
 int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
@@ -642,15 +776,22 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     /* BOOT0 rests at the level that selects the flash. */
     u->boot0 = u->boot_select_low ? 1 : 0;
     uint16_t xfer = 0;
+    char kat_mcu[32] = "";
     for (size_t i = 0; i < cfg->n_faults; i++) {
-        uint64_t v;
-        if (strncmp(cfg->faults[i], "dfu-transfer-size:", 18) == 0) {
-            if (!st_parse_u64(cfg->faults[i] + 18, &v) || v < 64 || v > 4096)
-                return st_vunit_free(u), st_err_set(err, ST_ERR_INVAL,
-                                                    "dfu-transfer-size must be 64..4096");
-            xfer = (uint16_t)v;
-        }
+        fault_spec f;
+        if (parse_fault(cfg->faults[i], cfg->mcu, &f, err) != 0)
+            return st_vunit_free(u), ST_ERR_INVAL;
+        if (f.kind == F_TRANSFER_SIZE)
+            xfer = (uint16_t)f.v;
+        if (f.kind == F_KAT_MCU)
+            st_strlcpy(kat_mcu, f.arg, sizeof kat_mcu);
     }
+    if (cfg->dfu_serial && strlen(cfg->dfu_serial) > ST_VUNIT_SERIAL_MAX)
+        return st_vunit_free(u), st_err_set(err, ST_ERR_INVAL,
+                                            "serial: %zu characters, at most %d",
+                                            strlen(cfg->dfu_serial), ST_VUNIT_SERIAL_MAX);
+    if (cfg->holds && st_vunit_check_holds(cfg->mcu, cfg->holds_addr, cfg->holds_len, err) != 0)
+        return st_vunit_free(u), ST_ERR_INVAL;
     st_strlcpy(u->serial, cfg->dfu_serial ? cfg->dfu_serial : "208A31574253", sizeof u->serial);
     u->flash = st_flash_new(cfg->mcu, cfg->timing);
     st_dfu_model_config dc = { .serial = u->serial, .transfer_size = xfer,
@@ -665,7 +806,7 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
                            .serial = app_serial };
     u->app_usb = u->app ? st_cdc_acm_new(&id, st_klipper_app_stream(u->app)) : NULL;
     st_katapult_model_cfg kc = { .with_can = cfg->can_transport, .on_reset = on_katapult_reset,
-                                 .reset_ctx = u };
+                                 .reset_ctx = u, .mcu = kat_mcu[0] ? kat_mcu : NULL };
     memcpy(kc.uuid, cfg->can_uuid, 6);
     if (cfg->timing == ST_TIMING_DATASHEET && !cfg->can_transport)
         kc.turnaround_us = 1000; /* USB full-speed CDC: one 1 ms frame per exchange */
@@ -701,7 +842,9 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     if (cfg->holds)
         st_flash_preload(u->flash, cfg->holds_addr, cfg->holds, cfg->holds_len);
     for (size_t i = 0; i < cfg->n_faults; i++) {
-        if (strncmp(cfg->faults[i], "dfu-transfer-size:", 18) == 0)
+        fault_spec f;
+        if (parse_fault(cfg->faults[i], cfg->mcu, &f, NULL) == 0 &&
+            (f.kind == F_TRANSFER_SIZE || f.kind == F_KAT_MCU))
             continue;
         int rc = st_vunit_apply_fault(u, cfg->faults[i], err);
         if (rc) {

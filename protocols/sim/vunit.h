@@ -36,10 +36,13 @@ typedef struct st_vunit_can_port {
     void *ctx;
 } st_vunit_can_port;
 
+/* Longest USB serial a unit reports (its ROM DFU model's limit). */
+#define ST_VUNIT_SERIAL_MAX 15
+
 typedef struct st_vunit_config {
     const st_mcu *mcu;
     st_timing_profile timing;
-    const char *dfu_serial;      /* NULL: model default */
+    const char *dfu_serial;      /* NULL: model default; at most ST_VUNIT_SERIAL_MAX chars */
     bool can_transport;          /* images that do not say: the app and Katapult speak CAN */
     uint8_t can_uuid[6];         /* the unit's CAN UUID (CAN units) */
     const uint8_t *holds;        /* flash contents at arrival (copied), NULL = erased */
@@ -80,21 +83,24 @@ st_flash *st_vunit_flash(st_vunit *u);
 /* How many times the unit booted (any mode). */
 unsigned st_vunit_boots(st_vunit *u);
 
-/* Fault strings, as fixture files give them:
+/* Fault strings, as fixture files give them (test_vunit_faults.c shows each firing):
  *   dfu-start-error            the ROM enumerates in dfuERROR
- *   dfu-transfer-size:N        wTransferSize N
+ *   dfu-transfer-size:N        wTransferSize N (64..4096; only in st_vunit_config)
  *   dfu-stall:N                stall the Nth DFU class request
  *   dfu-disconnect:N           vanish after N DFU class requests
  *   dfu-leave:stall|vanish|stall-dnload   the leave request is not answered
  *   corrupt-page:ADDR          flip a bit in that page after it is programmed
  *   prog-error:ADDR            programming that page fails (errPROG)
  *   slow-erase:FACTOR          erases take FACTOR times longer
- *   power-loss:BYTES           power is lost after BYTES more programmed bytes
+ *   power-loss:BYTES           power is lost after BYTES more programmed bytes (counted
+ *                              from when it is given, across resets, until it fires)
  *   katapult-power-loss:N      power is lost while Katapult writes its Nth block from now
  *   katapult-drop-rx:N / katapult-drop-tx:N / katapult-corrupt-rx:N / katapult-corrupt-tx:N
  *                              lose or damage the Nth Katapult frame (host->unit / unit->host)
  *   katapult-nack-storm:K      answer the next K Katapult frames with NACK
  *   katapult-silent-complete   no answer to COMPLETE (the unit still starts its app)
+ *   katapult-mcu:NAME          Katapult's CONNECT reports MCU NAME (another board in the
+ *                              jig; only in st_vunit_config)
  *   can-bus-off                (fixtures only) the unit's virtual CAN bus is bus-off
  *   rdp                        readout protection is on (the AN3155 ROM refuses reads)
  *   uart-nack:N / uart-silent:N / uart-noise-rx:N / uart-noise-tx:N / uart-late-start:MS
@@ -104,7 +110,8 @@ unsigned st_vunit_boots(st_vunit *u);
  *   klipper-drop:N             every Nth cartographer_data is lost (N >= 2)
  *   klipper-bad-crc:N          every Nth block the application sends has a bad CRC
  *   klipper-silent             the application receives and answers nothing
- * Katapult faults fire once: a reboot after they fired disarms them; klipper-* faults last.
+ * Katapult faults and power-loss fire once: a reboot after they fired disarms them;
+ * klipper-* faults last. N and K count from 1; ADDR must lie in the MCU's main flash.
  *
  * What boots is what the flash holds (design.md 5). Code runs only where its vector table
  * says it is linked (an application written at the start of flash does not boot: no face,
@@ -116,5 +123,13 @@ unsigned st_vunit_boots(st_vunit *u);
  * can_transport, for Katapult and application alike, and its application answers only the
  * bootloader requests. */
 int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err);
+
+/* Whether st_vunit_new would take this fault string for a unit with this MCU, without
+ * making one: 0, or ST_ERR_INVAL with a message that quotes it and lists the faults.
+ * (can-bus-off is not a unit fault: the fixture's context handles it.) */
+int st_vunit_check_fault(const char *fault, const st_mcu *mcu, st_err *err);
+/* Whether a `holds` image of len bytes at addr fits the MCU's main flash: 0 or
+ * ST_ERR_INVAL saying where the flash is. st_vunit_new refuses one that does not. */
+int st_vunit_check_holds(const st_mcu *mcu, uint32_t addr, size_t len, st_err *err);
 
 #endif

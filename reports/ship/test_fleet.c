@@ -861,6 +861,7 @@ static void test_summary_file_equals_db(void **state)
 
 /* ---- end to end: station run -> station ship -> station history -------------------------- */
 
+static int sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int sh(char *out, size_t cap, const char *fmt, ...)
 {
     char cmd[4096];

@@ -27,6 +27,7 @@
 #include "station/core/clock.h"
 #include "station/core/text.h"
 
+static void reason(char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void reason(char *why, size_t cap, const char *fmt, ...)
 {
     if (!why || !cap)

@@ -26,6 +26,13 @@ char *st_text_printable(const char *in, char *out, size_t cap)
     return out;
 }
 
+bool st_text_is_name(const char *s)
+{
+    size_t n = s ? strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+                 : 0;
+    return n > 0 && n <= ST_TEXT_NAME_MAX && s[n] == '\0';
+}
+
 char *st_text_filename(const char *in, char *out, size_t cap)
 {
     size_t o = 0;

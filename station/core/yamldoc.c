@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "text.h"
@@ -283,6 +285,156 @@ static int build(builder *b, bool *has_root)
     return rc;
 }
 
+static const st_ynode *node_at(const st_ydoc *doc, int id);
+
+/* What a non-regular file is, for the refusal. */
+static const char *file_type(mode_t m)
+{
+    if (S_ISFIFO(m))
+        return "a FIFO";
+    if (S_ISCHR(m))
+        return "a character device";
+    if (S_ISBLK(m))
+        return "a block device";
+    if (S_ISSOCK(m))
+        return "a socket";
+    return "not a regular file";
+}
+
+/* Open path for reading without blocking on a FIFO (open(2) of a FIFO waits for a writer:
+ * `station run /tmp/fifo` hung forever), and refuse anything but a regular file of at most
+ * max bytes, before any byte is read. */
+static int open_config(const char *path, const st_ydoc_opts *o, long max, FILE **out,
+                       st_err *err)
+{
+    const char *kind = o->kind ? o->kind : "YAML";
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return st_err_set(err, st_err_from_errno(errno), "%s: cannot open%s%s: %s", path,
+                          o->kind ? " " : "", o->kind ? o->kind : "", strerror(errno));
+    struct stat stt;
+    int rc = 0;
+    if (fstat(fd, &stt) != 0)
+        rc = st_err_set(err, st_err_from_errno(errno), "%s: %s", path, strerror(errno));
+    else if (S_ISDIR(stt.st_mode))
+        rc = st_err_set(err, ST_ERR_INVAL, "%s: is a directory, not a %s file", path, kind);
+    else if (!S_ISREG(stt.st_mode))
+        rc = st_err_set(err, ST_ERR_INVAL, "%s: not a %s file (%s)", path, kind,
+                        file_type(stt.st_mode));
+    else if (stt.st_size > max && max % (1024 * 1024) == 0)
+        rc = st_err_set(err, ST_ERR_INVAL, "%s: not a %s file (larger than %ld MiB)", path, kind,
+                        max / (1024 * 1024));
+    else if (stt.st_size > max)
+        rc = st_err_set(err, ST_ERR_INVAL, "%s: not a %s file (larger than %ld bytes)", path,
+                        kind, max);
+    FILE *f = NULL;
+    if (!rc && (fcntl(fd, F_SETFL, 0) != 0 || !(f = fdopen(fd, "rb"))))
+        rc = st_err_set(err, st_err_from_errno(errno), "%s: %s", path, strerror(errno));
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+/* ---- duplicate keys, in every map of every config file ---------------------------------- */
+
+typedef struct dupkey {
+    const char *text;
+    size_t index;
+    unsigned line;
+} dupkey;
+
+static int dupkey_cmp(const void *a, const void *b)
+{
+    const dupkey *x = a, *y = b;
+    int c = strcmp(x->text, y->text);
+    return c ? c : (x->index < y->index ? -1 : x->index > y->index);
+}
+
+#define WALK_DEPTH_MAX 64
+
+/* Refuse a map with two equal scalar keys, anywhere in the document ("duplicate key "k"
+ * (first at line N)" at the second one, with the map's field path), as PyYAML would have
+ * silently taken the last and libyaml's document API keeps both. Each node is checked once
+ * (aliases share nodes: no blow-up), and nesting is bounded. */
+static int walk_dups(const st_ydoc *d, int id, const char *field, unsigned depth,
+                     unsigned char *seen, st_err *err)
+{
+    const yaml_node_t *n = yaml_document_get_node((yaml_document_t *)&d->doc, id);
+    if (!n || seen[id])
+        return 0;
+    seen[id] = 1;
+    if (depth > WALK_DEPTH_MAX)
+        return st_ynode_error(d, (const st_ynode *)n, field, err, ST_ERR_INVAL,
+                              "nested more than %d levels deep", WALK_DEPTH_MAX);
+    char sub[256];
+    if (n->type == YAML_SEQUENCE_NODE) {
+        size_t len = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+        for (size_t i = 0; i < len; i++) {
+            snprintf(sub, sizeof sub, "%s[%zu]", field, i);
+            int rc = walk_dups(d, n->data.sequence.items.start[i], sub, depth + 1, seen, err);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    if (n->type != YAML_MAPPING_NODE)
+        return 0;
+    const yaml_node_pair_t *pairs = n->data.mapping.pairs.start;
+    size_t len = (size_t)(n->data.mapping.pairs.top - pairs), nk = 0;
+    dupkey *keys = len ? calloc(len, sizeof *keys) : NULL;
+    if (len && !keys)
+        return st_err_set(err, ST_ERR_NOMEM, "%s: out of memory", d->path);
+    for (size_t i = 0; i < len; i++) {
+        const st_ynode *k = node_at(d, pairs[i].key);
+        if (st_ynode_is_scalar(k))
+            keys[nk++] = (dupkey){ st_ynode_text(k), i, st_ynode_line(k) };
+    }
+    if (nk > 1)
+        qsort(keys, nk, sizeof *keys, dupkey_cmp);
+    const dupkey *first = NULL, *second = NULL;
+    for (size_t i = 1; i < nk; i++) {
+        if (strcmp(keys[i].text, keys[i - 1].text) != 0 || (i >= 2 && !strcmp(keys[i].text, keys[i - 2].text)))
+            continue;
+        if (!second || keys[i].index < second->index) {
+            first = &keys[i - 1];
+            second = &keys[i];
+        }
+    }
+    int rc = 0;
+    if (second) {
+        char kk[48];
+        rc = st_ynode_error(d, node_at(d, pairs[second->index].key), field, err, ST_ERR_INVAL,
+                            "duplicate key \"%s\" (first at line %u)",
+                            st_text_printable(second->text, kk, sizeof kk), first->line);
+    }
+    for (size_t i = 0; rc == 0 && i < len; i++) {
+        const char *kt = st_ynode_text(node_at(d, pairs[i].key));
+        char kp[64];
+        st_yfield(sub, sizeof sub, field, st_text_printable(kt ? kt : "?", kp, sizeof kp));
+        rc = walk_dups(d, pairs[i].value, sub, depth + 1, seen, err);
+    }
+    free(keys);
+    return rc;
+}
+
+static int check_dups(const st_ydoc *d, st_err *err)
+{
+    size_t nodes = (size_t)(d->doc.nodes.top - d->doc.nodes.start);
+    unsigned char *seen = calloc(nodes + 2, 1);
+    if (!seen)
+        return st_err_set(err, ST_ERR_NOMEM, "%s: out of memory", d->path);
+    int rc = walk_dups(d, 1, "", 0, seen, err); /* node ids start at 1: the root */
+    free(seen);
+    return rc;
+}
+
+/* Config files are a few KiB; a bigger one is the wrong file. */
+#define CONFIG_MAX_BYTES (1024L * 1024L)
+
+
 /* Load one document from f, or from buf/len when f is NULL. */
 static int load_input(const char *path, const st_ydoc_opts *o, FILE *f, const char *buf,
                       size_t len, st_ydoc **out, st_err *err)
@@ -315,6 +467,8 @@ static int load_input(const char *path, const st_ydoc_opts *o, FILE *f, const ch
         else
             rc = st_err_set(err, ST_ERR_INVAL, "%s: the file is empty", path);
     }
+    if (!rc)
+        rc = check_dups(d, err);
     yaml_parser_delete(&p);
     for (size_t i = 0; i < b.nanchors; i++)
         free(b.anchors[i].name);
@@ -333,23 +487,11 @@ int st_ydoc_load_ex(const char *path, const st_ydoc_opts *opts, st_ydoc **out, s
 {
     static const st_ydoc_opts plain = { 0 };
     const st_ydoc_opts *o = opts ? opts : &plain;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return st_err_set(err, st_err_from_errno(errno), "%s: cannot open%s%s: %s", path,
-                          o->kind ? " " : "", o->kind ? o->kind : "", strerror(errno));
-    struct stat stt;
-    if (o->max_bytes > 0 && fstat(fileno(f), &stt) == 0 &&
-        (!S_ISREG(stt.st_mode) || stt.st_size > o->max_bytes)) {
-        fclose(f);
-        char why[64] = "not a regular file";
-        if (S_ISREG(stt.st_mode) && o->max_bytes % (1024 * 1024) == 0)
-            snprintf(why, sizeof why, "larger than %ld MiB", o->max_bytes / (1024 * 1024));
-        else if (S_ISREG(stt.st_mode))
-            snprintf(why, sizeof why, "larger than %ld bytes", o->max_bytes);
-        return st_err_set(err, ST_ERR_INVAL, "%s: not a %s file (%s)", path,
-                          o->kind ? o->kind : "YAML", why);
-    }
-    int rc = load_input(path, o, f, NULL, 0, out, err);
+    FILE *f = NULL;
+    int rc = open_config(path, o, o->max_bytes > 0 ? o->max_bytes : CONFIG_MAX_BYTES, &f, err);
+    if (rc)
+        return rc;
+    rc = load_input(path, o, f, NULL, 0, out, err);
     fclose(f);
     return rc;
 }
@@ -539,7 +681,8 @@ static const char *shown_as(const st_ynode *n, bool strict, char *buf, size_t ca
     if (st_ynode_is_seq(n))
         return "a list";
     const char *s = st_ynode_text(n);
-    char p[64];
+    /* Sized so that the quotes and "..." still fit the callers' 64-byte buffers. */
+    char p[56];
     size_t width = strict ? 48 : sizeof p;
     st_text_printable(s, p, width);
     snprintf(buf, cap, "\"%s%s\"", p, strict && strlen(s) >= width ? "..." : "");
@@ -831,7 +974,7 @@ int st_ynode_u64(const st_ydoc *doc, const st_ynode *n, const char *field, uint6
 int st_ynode_u32(const st_ydoc *doc, const st_ynode *n, const char *field, uint32_t min,
                  uint32_t max, uint32_t *out, st_err *err)
 {
-    uint64_t v;
+    uint64_t v = 0;
     int rc = st_ynode_u64(doc, n, field, min, max, &v, err);
     if (rc == 0)
         *out = (uint32_t)v;
