@@ -30,6 +30,13 @@ static bool is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Anything by that name (a FIFO, a directory): the loader then says what is wrong with it. */
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
 void st_path_env_from_process(st_path_env *env, char *share_buf, size_t cap)
 {
     memset(env, 0, sizeof *env);
@@ -139,8 +146,9 @@ int st_path_resolve(const st_path_env *env, st_path_kind kind, const char *name,
     const char *sub = kind == ST_PATH_JOB ? "jobs" : "fixtures";
     if (!set(name))
         return st_err_set(err, ST_ERR_INVAL, "%s: empty name", what);
-    /* A path, or a file here: as given (a missing path is reported by its loader). */
-    if (strchr(name, '/') || is_file(name)) {
+    /* A path, or anything by that name here: as given (the loader reports what is wrong with
+     * it: missing, a FIFO, a directory). */
+    if (strchr(name, '/') || exists(name)) {
         if (strlen(name) >= cap)
             return st_err_set(err, ST_ERR_INVAL, "%s: path too long", what);
         st_strlcpy(out, name, cap);
