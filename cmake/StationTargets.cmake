@@ -5,7 +5,11 @@ set(STATION_WARNINGS -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes
 
 function(station_target_setup tgt)
   target_compile_options(${tgt} PRIVATE ${STATION_WARNINGS})
-  target_compile_definitions(${tgt} PRIVATE _GNU_SOURCE)
+  # 64-bit file offsets and time_t on 32-bit targets (armhf): readdir() and stat() fail with
+  # EOVERFLOW on large inode numbers otherwise, and time_t ends in 2038. A no-op on 64-bit.
+  # Safe against Debian 12's armhf libraries (32-bit time) because no library call of ours
+  # passes a time_t, timeval, timespec or off_t (libusb gets int ms timeouts): keep it so.
+  target_compile_definitions(${tgt} PRIVATE _GNU_SOURCE _FILE_OFFSET_BITS=64 _TIME_BITS=64)
   if(STATION_WERROR)
     target_compile_options(${tgt} PRIVATE -Werror)
   endif()

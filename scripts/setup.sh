@@ -26,12 +26,23 @@ pkgs=(
 )
 # tmux: the operator-screen test runs station produce in a tmux pane (capture-pane).
 peers=(dfu-util stm32flash can-utils tmux)
+# Packaging and cross builds (issue 14): man pages from --help, the .deb checker, Debian's
+# cross compilers for the arm64/armhf builds (their target libraries are unpacked privately
+# by scripts/cross.sh, never installed).
+tools=(
+  help2man                 # station(1), station-sim(1) generated from --help
+  lintian                  # the .deb must have no lintian errors
+  man-db                   # the man page test renders the pages
+  gcc-aarch64-linux-gnu    # arm64 cross build
+  gcc-arm-linux-gnueabihf  # armhf cross build
+  libc6-dev-arm64-cross libc6-dev-armhf-cross  # their C libraries (only Recommended)
+)
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
 missing=()
-for p in "${pkgs[@]}" "${peers[@]}"; do
+for p in "${pkgs[@]}" "${peers[@]}" "${tools[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

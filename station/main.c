@@ -30,6 +30,7 @@
 #include "station/core/text.h"
 #include "station/core/uuid.h"
 #include "station/drivers.h"
+#include "station/paths.h"
 #include "station/produce.h"
 #include "station/ui.h"
 
@@ -56,8 +57,9 @@ static void on_signal(int sig)
  * driver commands flagged ST_CLI_RUNS_JOBS). A command's own options come from its table
  * (drivers' commands included), so a driver adds options without an edit here. */
 static const st_cli_opt common_opts[] = {
-    { "fixture", "FILE", "fixture file (default: $STATION_FIXTURE, else the virtual fixture "
-                         STATION_DEFAULT_FIXTURE ")" },
+    { "fixture", "FILE", "fixture file or name (default: $STATION_FIXTURE, else fixture.yaml "
+                         "in ~/.config/station or /etc/station, else the virtual fixture in "
+                         "the share directory)" },
     { "plain", NULL, "plain progress lines even on a terminal" },
     { "verbose", NULL, "more log lines: -v the steps and devices, -vv every request" },
     { "help", NULL, "this help" },
@@ -111,18 +113,20 @@ static void opt_add(opts *o, const st_cli_opt *list)
         }
 }
 
-static const char *fixture_path(const opts *o)
-{
-    const char *f = opt_get(o, "fixture");
-    if (f)
-        return f;
-    const char *env = getenv("STATION_FIXTURE");
-    return env && *env ? env : STATION_DEFAULT_FIXTURE;
-}
-
 static void err_line(const char *what, const st_err *e)
 {
     fprintf(stderr, "station: %s: %s\n", what, e->msg[0] ? e->msg : st_strerror(e->code));
+}
+
+/* A job or fixture name through the search path (station/paths.h; NULL fixture: the
+ * default one); NULL when not found, already reported. */
+static const char *find_file(st_path_kind kind, const char *name, char *buf, size_t cap)
+{
+    st_err e;
+    if (st_path_find(kind, name, buf, cap, &e) == 0)
+        return buf;
+    err_line(kind == ST_PATH_JOB ? "job" : "fixture", &e);
+    return NULL;
 }
 
 /* Open the fixture's context; 0, or the exit status for the failure (already reported). */
@@ -132,8 +136,11 @@ static int open_context(const opts *o, const st_logger *log, st_ctx **ctx)
     /* The fixture file first, as `fixture check` reads it: whatever is wrong with the file
      * (missing, unreadable, a FIFO, a bad field, a fault string) is bad input, exit 2, with
      * the same message from every command. What is left is the station's own backends. */
+    char path[4096];
+    if (!find_file(ST_PATH_FIXTURE, opt_get(o, "fixture"), path, sizeof path))
+        return EXIT_USAGE;
     st_fixture *fx = NULL;
-    int rc = st_fixture_load(fixture_path(o), &fx, &e);
+    int rc = st_fixture_load(path, &fx, &e);
     if (!rc)
         rc = st_ctx_check_units(fx, &e);
     st_fixture_free(fx);
@@ -141,7 +148,7 @@ static int open_context(const opts *o, const st_logger *log, st_ctx **ctx)
         err_line("fixture", &e);
         return EXIT_USAGE;
     }
-    rc = st_ctx_open(fixture_path(o), log, ctx, &e);
+    rc = st_ctx_open(path, log, ctx, &e);
     if (!rc)
         return 0;
     err_line("fixture", &e);
@@ -258,13 +265,18 @@ static void hint_can_fixture(const st_fixture *fx)
     bool can_units = false;
     for (size_t i = 0; i < fx->n_slots; i++)
         can_units |= fx->slots[i].unit.present && fx->slots[i].unit.transport == ST_UNIT_TRANSPORT_CAN;
-    if (fx->backend == ST_GPIO_BACKEND_VIRTUAL && !can_units)
+    if (fx->backend == ST_GPIO_BACKEND_VIRTUAL && !can_units) {
+        /* The shipped CAN fixture, wherever the search path finds it. */
+        char can[4096];
+        st_err e;
+        if (st_path_find(ST_PATH_FIXTURE, "virtual-can", can, sizeof can, &e) < 0)
+            st_strlcpy(can, "virtual-can", sizeof can);
         fprintf(stderr, "station: fixture %s has no CAN units; %s has three "
-                        "(station run JOB -f %s)\n",
-                fx->name, STATION_CAN_FIXTURE, STATION_CAN_FIXTURE);
-    else if (fx->backend != ST_GPIO_BACKEND_VIRTUAL)
+                        "(station run JOB -f %s)\n", fx->name, can, can);
+    } else if (fx->backend != ST_GPIO_BACKEND_VIRTUAL) {
         fprintf(stderr, "station: check that the units are powered and wired to the bus, and "
                         "the bitrate (station can scan lists what answers)\n");
+    }
 }
 
 static int run_job(const st_job *job, st_image *const *images, const opts *o)
@@ -528,7 +540,10 @@ static int cmd_run(const opts *o, char *const args[])
     st_err e;
     st_err_clear(&e);
     st_job *job = NULL;
-    if (st_job_load(args[0], st_drivers_registry(), &job, &e)) {
+    char path[4096];
+    if (!find_file(ST_PATH_JOB, args[0], path, sizeof path))
+        return EXIT_USAGE;
+    if (st_job_load(path, st_drivers_registry(), &job, &e)) {
         err_line("job", &e);
         return EXIT_USAGE;
     }
@@ -567,12 +582,15 @@ static int cmd_produce(const opts *o, char *const args[])
     const char *who = opt_get(o, "operator") ? opt_get(o, "operator") : getenv("USER");
     const char *sid = opt_get(o, "station") ? opt_get(o, "station") : getenv("STATION_ID");
     int status;
-    if (units && (!*units || *end || max_units == 0 || max_units > 100000000ul)) {
+    char fixture[4096];
+    if (!find_file(ST_PATH_FIXTURE, opt_get(o, "fixture"), fixture, sizeof fixture)) {
+        status = EXIT_USAGE;
+    } else if (units && (!*units || *end || max_units == 0 || max_units > 100000000ul)) {
         fprintf(stderr, "station: --units: \"%s\" is not a number of units\n", units);
         status = EXIT_USAGE;
     } else {
         st_produce_cfg cfg = {
-            .job = job, .images = images, .fixture_path = fixture_path(o),
+            .job = job, .images = images, .fixture_path = fixture,
             .report_dir = opt_get(o, "reports"), .operator_name = who && *who ? who : "unknown",
             .station_id = sid && *sid ? sid : "station", .lot = opt_get(o, "lot"),
             .slots = o->slots, .nslots = (size_t)o->nslots, .plain = opt_get(o, "plain") != NULL,
@@ -614,7 +632,10 @@ static int cmd_report_show(const opts *o, char *const args[])
 
 static int cmd_job_check(const opts *o, char *const args[])
 {
-    const char *path = args[0];
+    char found[4096];
+    const char *path = find_file(ST_PATH_JOB, args[0], found, sizeof found);
+    if (!path)
+        return EXIT_USAGE;
     st_job *job = NULL;
     st_err e;
     if (st_job_load(path, st_drivers_registry(), &job, &e)) {
@@ -667,7 +688,10 @@ static int cmd_report_recover(const opts *o, char *const args[])
 
 static int cmd_fixture_check(const opts *o, char *const args[])
 {
-    const char *path = args[0];
+    char found[4096];
+    const char *path = find_file(ST_PATH_FIXTURE, args[0], found, sizeof found);
+    if (!path)
+        return EXIT_USAGE;
     st_fixture *fx = NULL;
     st_err e;
     if (st_fixture_load(path, &fx, &e) || st_ctx_check_units(fx, &e)) {
@@ -1004,6 +1028,11 @@ static void usage(FILE *f)
     print_opts(f, common_opts, NULL, NULL);
     fputs("\n`station COMMAND --help` (or `station help COMMAND`) shows a command's own options.\n"
           "`station steps` lists every driver's job steps and their options.\n"
+          "\n"
+          "Files: a JOB or fixture FILE without a '/' that is not in the working directory is\n"
+          "looked up in ~/.config/station/{jobs,fixtures}/, /etc/station/{jobs,fixtures}/ and\n"
+          "the share directory (<prefix>/share/station, beside the executable), with .yaml\n"
+          "added when the name has no extension.\n"
           "\n"
           "Exit codes: 0 all units passed; 1 a unit failed (see its report); 2 bad command\n"
           "line or input, nothing touched; 3 station error (backend, permissions, disk);\n"

@@ -55,3 +55,33 @@ rig_wait_for() {
     sleep 0.05
   done
 }
+
+# libgpiod's command-line tools changed syntax between v1 (Debian 12: gpiod 1.6) and v2
+# (Debian 13: gpiod 2.x). These helpers speak whichever the VM has (the host's tools, as
+# the VM mounts the host's root), so scenarios read the same on both.
+rig_gpio_tools_v2() { gpioset --version 2>/dev/null | head -1 | grep -q ' v2\.'; }
+# rig_gpioinfo CHIP: the chip's lines.
+rig_gpioinfo() {
+  if rig_gpio_tools_v2; then gpioinfo -c "$1"; else gpioinfo "$1"; fi
+}
+# rig_gpiofind NAME: "gpiochipN OFFSET" of the line with that name.
+rig_gpiofind() {
+  if rig_gpio_tools_v2; then gpioinfo "$1" | awk '{ print $1, $2; exit }'; else gpiofind "$1"; fi
+}
+# rig_gpioset_hold CHIP OFF=VAL... &: drive the lines until killed. Only in the background:
+# it execs gpioset, so the $! of `rig_gpioset_hold ... &` is gpioset itself.
+rig_gpioset_hold() {
+  _c=$1; shift
+  if rig_gpio_tools_v2; then exec gpioset -c "$_c" "$@"
+  else exec gpioset --mode=signal "$_c" "$@"; fi
+}
+# rig_gpioset_pulse CHIP MS OFF=VAL...: drive the lines for MS milliseconds, then release.
+rig_gpioset_pulse() {
+  _c=$1 _ms=$2; shift 2
+  if rig_gpio_tools_v2; then gpioset -c "$_c" -p "${_ms}ms" -t 0 "$@"
+  else gpioset --mode=time --usec="$((_ms * 1000))" "$_c" "$@"; fi
+}
+# rig_gpioget CHIP OFF: prints 0 or 1 (the line requested as an input).
+rig_gpioget() {
+  if rig_gpio_tools_v2; then gpioget --numeric -c "$1" "$2"; else gpioget "$1" "$2"; fi
+}

@@ -13,7 +13,7 @@ RIG_OUT=${RIG_OUT:-${STATION_BINARY_DIR:-/tmp}/rig-out/$name}
 rm -rf "$RIG_OUT" && mkdir -p "$RIG_OUT" || exit 1
 export RIG_OUT
 export VM_RW="${VM_RW:-} $RIG_OUT"
-export VM_ENV="${VM_ENV:-} STATION_SIM RIG_USB_PROBE STATION_BINARY_DIR STATION_SOURCE_DIR STATION_BIN RIG_OUT RIG_VERBOSE"
+export VM_ENV="${VM_ENV:-} STATION_SIM RIG_USB_PROBE STATION_BINARY_DIR STATION_SOURCE_DIR STATION_BIN STATION_GPIOSIM_TEST RIG_GPIO_TOOLS RIG_GPIO_TOOLS_EXPECT RIG_OUT RIG_VERBOSE"
 t0=$(date +%s)
 "$HERE/run-in-vm.sh" sh "$1"; rc=$?
 echo "rig: $name: VM run $(( $(date +%s) - t0 )) s, status $rc"

@@ -264,13 +264,14 @@ static bool parse_uuid(const char *s, uint8_t out[6])
     return st_unhex(s, out, 6);
 }
 
-static long parse_long(const char *opt, const char *s, long lo, long hi)
+/* long long: a 32-bit long (armhf) cannot hold a flash address such as 0x90000000. */
+static long long parse_long(const char *opt, const char *s, long long lo, long long hi)
 {
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 0);
+    long long v = strtoll(s, &end, 0);
     if (errno || *end || end == s || v < lo || v > hi)
-        die_usage("%s: '%s' is not a number in %ld..%ld", opt, s, lo, hi);
+        die_usage("%s: '%s' is not a number in %lld..%lld", opt, s, lo, hi);
     return v;
 }
 
@@ -711,7 +712,7 @@ static int unit_holds(sim *s, unit_rt *u)
     if (!f)
         return 0;
     if (strncmp(f, "synthetic:", 10) == 0) {
-        long seed = parse_long("--flash synthetic:", f + 10, 0, 0x7fffffffL);
+        long seed = parse_long("--flash synthetic:", f + 10, 0, 0x7fffffffLL);
         st_err e = {0};
         if (st_synth_combined_seeded(s->mcu, ST_SYNTH_DEFAULT_SIZE, (uint32_t)seed, &u->holds,
                                      &e) < 0) {

@@ -42,7 +42,9 @@ struct st_klp_model {
 static uint64_t ticks(const st_klp_model *m, uint64_t now)
 {
     uint64_t us = now > m->boot_us ? now - m->boot_us : 0;
-    return (uint64_t)((unsigned __int128)us * m->clock_freq / 1000000u);
+    /* us * freq / 1e6 without overflow and without __int128 (absent on 32-bit targets):
+     * whole seconds, then the remainder (< 1e6 * 2^32, fits 64 bits); the same value. */
+    return us / 1000000u * m->clock_freq + us % 1000000u * m->clock_freq / 1000000u;
 }
 
 static uint32_t rnd(st_klp_model *m)

@@ -4,7 +4,8 @@
 #        through the station's libusb backend (rig-usb-probe), and unplugs cleanly;
 #  can:  station-sim's slcan server makes can0; ip link sets 1 Mbit/s and brings it up (the
 #        server sees S8 + O); a cansend frame reaches our echo node and its answer comes back;
-#  gpio: a gpio-sim chip with lines BOOT0/RESET; gpioset drives them, the sim side reads.
+#  gpio: a gpio-sim chip with lines BOOT0/RESET; gpioset drives them, the sim side reads
+#        (libgpiod v1 or v2 tool syntax: guest-lib.sh's rig_gpio* helpers).
 # Prints PASS/FAIL per part with its time (and its log on failure, or always with
 # RIG_VERBOSE=1); exits non-zero if any part failed.
 set -u
@@ -63,17 +64,17 @@ can() {
 gpio() {
   rig_gpio_sim_load || return 1
   rig_gpio_chip jig jig BOOT0 RESET || return 1
-  gpioinfo "$RIG_CHIP"
-  B=$(gpiofind BOOT0) R=$(gpiofind RESET)
+  rig_gpioinfo "$RIG_CHIP"
+  B=$(rig_gpiofind BOOT0) R=$(rig_gpiofind RESET)
   echo "BOOT0 -> $B, RESET -> $R"
-  gpioset --mode=signal "$RIG_CHIP" 0=1 1=0 & G=$!
+  rig_gpioset_hold "$RIG_CHIP" 0=1 1=0 & G=$!
   rig_wait_for 5 grep -q 1 "$RIG_SIM/sim_gpio0/value" || { stop $G; return 1; }
   v0=$(cat "$RIG_SIM/sim_gpio0/value") v1=$(cat "$RIG_SIM/sim_gpio1/value")
   echo "held BOOT0=1 RESET=0: sim sees $v0 $v1"
   stop $G
   [ "$v0" = 1 ] && [ "$v1" = 0 ] || return 1
   echo pull-up > "$RIG_SIM/sim_gpio1/pull"
-  [ "$(gpioget "$RIG_CHIP" 1)" = 1 ] || { echo "pull-up not seen by gpioget"; return 1; }
+  [ "$(rig_gpioget "$RIG_CHIP" 1)" = 1 ] || { echo "pull-up not seen by gpioget"; return 1; }
   rig_gpio_chip_remove jig
 }
 

@@ -38,9 +38,9 @@ app() {
 }
 
 rom() {
-  gpioset --mode=signal "$RIG_CHIP" 0=1 & B=$!          # hold BOOT0 high
+  rig_gpioset_hold "$RIG_CHIP" 0=1 & B=$!               # hold BOOT0 high
   sleep 0.1
-  gpioset --mode=time --usec=100000 "$RIG_CHIP" 1=0     # pulse RESET low for 100 ms
+  rig_gpioset_pulse "$RIG_CHIP" 100 1=0                 # pulse RESET low for 100 ms
   rig_wait_for 10 lsusb -d 0483:df11 || { kill $B; lsusb; return 1; }
   kill $B; wait $B 2>/dev/null
   dfu-util -l 2>/dev/null | grep 'Found DFU' | tee "$W/dfu-l.txt"
