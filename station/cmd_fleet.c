@@ -446,12 +446,14 @@ int station_cmd_report_summary(station_opt_fn get, const void *o, char *const ar
     return status;
 }
 
-/* ---- live status during `station run` -------------------------------------------------- */
+/* ---- live status during `station run` and `station produce` ---------------------------- */
 
 typedef struct fleet_slot {
     station_fleet *f;
     int slot;
     st_progress orig; /* the operator display's progress hook, still called first */
+    void (*orig_step)(void *ctx, const char *step, int attempt); /* ... and its step hook */
+    void *orig_step_ctx;
 } fleet_slot;
 
 struct station_fleet {
@@ -511,7 +513,16 @@ static void slot_progress(void *ctx, const char *phase, uint64_t done, uint64_t 
     st_live_slot_progress(s->f->live, s->slot, phase, done, total);
 }
 
-void station_fleet_slot(station_fleet *f, size_t i, int slot_id, st_progress *p)
+static void slot_step(void *ctx, const char *step, int attempt)
+{
+    fleet_slot *s = ctx;
+    if (s->orig_step)
+        s->orig_step(s->orig_step_ctx, step, attempt);
+    st_live_slot_step(s->f->live, s->slot, step, attempt);
+}
+
+void station_fleet_attach(station_fleet *f, size_t i, int slot_id, st_progress *p,
+                          st_run_env *env, const char *state)
 {
     if (!f || i >= f->nslots)
         return;
@@ -521,18 +532,25 @@ void station_fleet_slot(station_fleet *f, size_t i, int slot_id, st_progress *p)
     s->orig = *p;
     p->update = slot_progress;
     p->ctx = s;
-    st_live_slot_state(f->live, slot_id, "running", NULL, f->run_id);
+    env->progress = p;
+    s->orig_step = env->on_step;
+    s->orig_step_ctx = env->on_step_ctx;
+    env->on_step = slot_step;
+    env->on_step_ctx = s;
+    if (state)
+        st_live_slot_state(f->live, slot_id, state, NULL, f->run_id);
 }
 
-void station_fleet_step(station_fleet *f, size_t i, const char *step, int attempt)
+void station_fleet_state(station_fleet *f, size_t i, const char *state, const char *unit)
 {
-    if (f && i < f->nslots)
-        st_live_slot_step(f->live, f->slots[i].slot, step, attempt);
+    if (f && i < f->nslots && f->slots[i].f)
+        st_live_slot_state(f->live, f->slots[i].slot, state, unit && *unit ? unit : NULL,
+                           f->run_id);
 }
 
 void station_fleet_done(station_fleet *f, size_t i, int rc, const st_run_result *res)
 {
-    if (!f || i >= f->nslots)
+    if (!f || i >= f->nslots || !f->slots[i].f)
         return;
     int slot = f->slots[i].slot;
     const char *verdict = rc ? "error" : st_verdict_name(res->verdict);

@@ -24,7 +24,9 @@ int station_cmd_history(station_opt_fn get, const void *o, char *const args[]);
 /* `station report summary [DIR]`: args[0] is DIR or NULL. */
 int station_cmd_report_summary(station_opt_fn get, const void *o, char *const args[]);
 
-/* Live status of one `station run`, when the fleet configuration names a broker. */
+/* Live status of one `station run` or `station produce`, when the fleet configuration
+ * names a broker (reports/MQTT.md). Both commands make the same calls: begin, attach each
+ * slot, done after each unit (and state between units in production), end. */
 typedef struct station_fleet station_fleet;
 
 /* *out is NULL (and 0 returned) when no fleet configuration exists; an exit code when one
@@ -32,9 +34,13 @@ typedef struct station_fleet station_fleet;
 int station_fleet_begin(const char *run_id, size_t nslots, station_fleet **out);
 /* The configured station name, or fallback without a configuration. */
 const char *station_fleet_name(const station_fleet *f, const char *fallback);
-/* Slot i (row in the run) is slot_id; p is its progress hook, wrapped to publish too. */
-void station_fleet_slot(station_fleet *f, size_t i, int slot_id, st_progress *p);
-void station_fleet_step(station_fleet *f, size_t i, const char *step, int attempt);
+/* Slot i (of nslots) is slot_id. Its progress hook p and env's step hook (already set)
+ * are wrapped to publish too, and env->progress is set to p; state (or NULL: none yet)
+ * is published. Nothing happens when f is NULL. */
+void station_fleet_attach(station_fleet *f, size_t i, int slot_id, st_progress *p,
+                          st_run_env *env, const char *state);
+/* Slot i's state ("waiting", "running", ...); unit NULL or "" when not known yet. */
+void station_fleet_state(station_fleet *f, size_t i, const char *state, const char *unit);
 /* rc and res as st_job_run returned them. */
 void station_fleet_done(station_fleet *f, size_t i, int rc, const st_run_result *res);
 /* Slots idle, station offline, disconnect. NULL ok. */

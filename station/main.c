@@ -183,7 +183,6 @@ static void on_step(void *ctx, const char *step, int attempt)
 {
     slot_run *s = ctx;
     st_ui_step(s->ui, s->row, step, attempt);
-    station_fleet_step(s->fleet, (size_t)s->row, step, attempt);
 }
 
 static void *slot_thread(void *arg)
@@ -432,7 +431,6 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
             snprintf(s->label, sizeof s->label, "unit %s", t->uuid);
         st_ui_bind(ui, (int)i, s->label, &s->progress);
         s->fleet = fleet;
-        station_fleet_slot(fleet, i, t->fs ? t->fs->id : 0, &s->progress);
         s->env = (st_run_env){
             .station_name = station_fleet_name(fleet, "station"),
             .operator_name = who && *who ? who : "unknown",
@@ -454,6 +452,8 @@ static int run_job(const st_job *job, st_image *const *images, const opts *o)
             .on_step_ctx = s,
             .cancel = &cancel_flag,
         };
+        /* Live status (MQTT) wraps the progress and step hooks, as in `station produce`. */
+        station_fleet_attach(fleet, i, t->fs ? t->fs->id : 0, &s->progress, &s->env, "running");
         nruns++;
     }
     if (cancel_flag) {
@@ -804,7 +804,8 @@ static const st_cli_opt gen_opts[] = {
 };
 
 static const st_cli_opt produce_opts[] = {
-    { "station", "ID", "station id for the reports (default: $STATION_ID, else \"station\")" },
+    { "station", "ID", "station id for the reports (default: $STATION_ID, else \"station\"; a fleet "
+      "configuration's name wins)" },
     { "lot", "ID", "production lot or batch id for the reports" },
     { "units", "N", "stop after N units were started (default: run until stopped)" },
     { "rerun", NULL, "after a crash, run the units that were in flight again at once" },

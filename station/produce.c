@@ -21,6 +21,7 @@
 #include "jobs/driver.h"
 #include "jobs/engine.h"
 #include "protocols/link/serial_ports.h"
+#include "station/cmd_fleet.h"
 #include "station/context.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
@@ -92,6 +93,7 @@ struct produce {
     char log[LOG_LINES][200];
     size_t nlog;
     char run_id[ST_UUID_STR_LEN];
+    station_fleet *fleet;     /* live status on MQTT (as `station run`); NULL without one */
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -444,7 +446,9 @@ static void run_unit(pslot *s, const char *barcode)
     pthread_mutex_unlock(&p->lock);
 
     s->env.barcode = barcode;
+    station_fleet_state(p->fleet, s->idx, "running", barcode);
     int rc = st_job_run(cfg->job, cfg->images, &s->env, &s->res);
+    station_fleet_done(p->fleet, s->idx, rc, &s->res);
     signal_line(s, ST_LINE_LED_BUSY, false);
     sample_button(s);
     bool pass = !rc && s->res.verdict == ST_VERDICT_PASS;
@@ -514,6 +518,7 @@ static void *slot_main(void *arg)
         snprintf(s->state, sizeof s->state, "%s", wait_text(s->fs));
         pthread_cond_broadcast(&p->cond);
         pthread_mutex_unlock(&p->lock);
+        station_fleet_state(p->fleet, s->idx, "waiting", NULL);
         bool again = s->rerun;
         s->rerun = false;
         if (!again && wait_arrival(s) != 1)
@@ -808,6 +813,10 @@ int st_produce(const st_produce_cfg *cfg)
         status = ST_EXIT_STATION;
         goto out;
     }
+    /* Live status on MQTT when the fleet configuration names a broker: the same calls as
+     * `station run` (station/cmd_fleet.h); its station name names the reports too. */
+    if ((status = station_fleet_begin(p->run_id, fx->n_slots, &p->fleet)) != 0)
+        goto out;
     if ((needs.what & ST_NEED_USB_SERIAL) && st_ctx_serial(p->ctx, &serial, &e)) {
         fprintf(cfg->errout, "station: serial: %s\n", e.msg);
         status = ST_EXIT_STATION;
@@ -862,7 +871,7 @@ int st_produce(const st_produce_cfg *cfg)
         }
         s->progress = (st_progress){ on_progress, s };
         s->env = (st_run_env){
-            .station_name = cfg->station_id,
+            .station_name = station_fleet_name(p->fleet, cfg->station_id),
             .operator_name = cfg->operator_name,
             .run_id = p->run_id,
             .report_dir = cfg->report_dir,
@@ -884,6 +893,7 @@ int st_produce(const st_produce_cfg *cfg)
             .cancel_reason = "stopped by a second signal while production was ending",
             .lot = cfg->lot,
         };
+        station_fleet_attach(p->fleet, i, fs->id, &s->progress, &s->env, NULL);
     }
     if (!p->n) {
         fprintf(cfg->errout, "station: produce: no slot to run\n");
@@ -994,6 +1004,7 @@ out:
             close(p->slots[i].scan_fd);
     }
     free(p->slots);
+    station_fleet_end(p->fleet); /* slots idle, station offline */
     st_ctx_close(p->ctx);
     if (p->has_re)
         regfree(&p->re);

@@ -2,8 +2,9 @@
  * broker (reports/ship/testsrv.c) started for this run. Shipping exactly once (retries,
  * a lost shipped log, a database that goes away), migrations, row level security, MQTT
  * ACLs, injection attempts stored verbatim, live status and last will, the file and
- * database summaries agreeing, and `station run` -> `station ship` -> `station history`
- * end to end. Skips (77) with the reason when a server cannot start. */
+ * database summaries agreeing, `station run` -> `station ship` -> `station history`
+ * end to end, and `station produce` publishing live status as `station run` does. Skips
+ * (77) with the reason when a server cannot start. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -948,6 +949,86 @@ static void test_end_to_end(void **state)
     assert_int_equal(rc, 2);
 }
 
+/* `station produce` publishes what `station run` does (the same hooks): a two-slot virtual
+ * line whose simulated operators bring one unit each; a subscriber sees each slot wait,
+ * run, step, and end with a verdict event per unit, and a subscriber that connects after
+ * the shift sees the retained slot state, last verdict and the station offline. */
+static void test_produce_live(void **state)
+{
+    static char out[65536];
+    char img[256], job[256], cfg[256], rep[256], fx[256], text[4096];
+    snprintf(img, sizeof img, "%s/demo-combined.bin", tmp);
+    snprintf(job, sizeof job, "%s/pjob.yaml", tmp);
+    snprintf(cfg, sizeof cfg, "%s/st2.yaml", tmp);
+    snprintf(rep, sizeof rep, "%s/produce-reports", tmp);
+    snprintf(fx, sizeof fx, "%s/line.yaml", tmp);
+    assert_int_equal(sh(out, sizeof out, "%s image generate %s", STATION, img), 0);
+    FILE *f = fopen(job, "w");
+    assert_non_null(f);
+    fprintf(f, "name: demo-usb-dfu\ntarget: stm32g431xx\nimages:\n  combined:\n    path: %s\n"
+               "    load_addr: 0x08000000\n"
+               "    sha256: 61be291834d764072d8c511d62c7c2eb382957fd0659a89818a0637e825fa8f0\n"
+               "retries: 2\nreport_dir: %s\nsteps:\n  - enter-bootloader\n"
+               "  - flash: { image: combined }\n  - verify: { image: combined }\n", img, rep);
+    fclose(f);
+    f = fopen(fx, "w");
+    assert_non_null(f);
+    fprintf(f, "name: line\ngpio: { backend: virtual }\n"
+               "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\nslots:\n");
+    for (int id = 1; id <= 2; id++)
+        fprintf(f, "  - id: %d\n    lines: { boot0: B%d, reset: { name: R%d, active_low: true }, "
+                   "button: BTN%d, present: P%d, led_pass: LP%d, led_fail: LF%d, led_busy: LB%d, "
+                   "buzzer: BZ%d }\n"
+                   "    usb_port: vusb-%d\n    unit:\n      serial: \"0A1B2C3D4E%02d\"\n"
+                   "      operator: { units: 1, arrive_ms: 2, press_ms: 2, remove_ms: 2 }\n",
+                id, id, id, id, id, id, id, id, id, id, id);
+    fclose(f);
+    snprintf(text, sizeof text, "station: st2\nmqtt:\n  host: 127.0.0.1\n  port: %d\n  password: p2\n",
+             mq.port);
+    assert_int_equal(st_test_write_config(cfg, text), 0);
+    st_tsub *sub = st_tsub_open(mq.port, "dash", "d", "station/st2/#");
+    assert_non_null(sub);
+    int rc = sh(out, sizeof out, "STATION_FLEET_CONFIG=%s %s produce %s -f %s --plain --units 2",
+                cfg, STATION, job, fx);
+    if (rc != 0)
+        fail_msg("station produce: %d\n%s", rc, out);
+    assert_non_null(strstr(out, "2 units, 2 passed"));
+    /* One QoS 1 event per unit, each slot seen waiting, running, stepping, done. */
+    assert_true(st_tsub_wait(sub, "station/st2/status", "offline", 1, 10000));
+    assert_int_equal(st_tsub_count(sub, "station/st2/events/unit", "\"verdict\":\"pass\""), 2);
+    assert_int_equal(st_tsub_count(sub, "station/st2/events/unit", NULL), 2);
+    for (int id = 1; id <= 2; id++) {
+        char t[96];
+        snprintf(t, sizeof t, "station/st2/slot/%d/state", id);
+        assert_true(st_tsub_count(sub, t, "\"waiting\"") >= 1);
+        assert_true(st_tsub_count(sub, t, "\"running\"") >= 1);
+        assert_true(st_tsub_count(sub, t, "\"done\"") >= 1);
+        snprintf(t, sizeof t, "station/st2/slot/%d/step", id);
+        assert_true(st_tsub_count(sub, t, "\"flash\"") >= 1);
+        snprintf(t, sizeof t, "station/st2/slot/%d/verdict", id);
+        assert_int_equal(st_tsub_count(sub, t, "\"pass\""), 1);
+    }
+    assert_true(st_tsub_count_prefix(sub, "station/st2/slot/1/progress") >= 1);
+    st_tsub_close(sub);
+    /* Retained: a subscriber arriving after the shift still sees each slot's state (idle:
+     * production ended), its last verdict, and the station offline; no event is replayed. */
+    sub = st_tsub_open(mq.port, "dash", "d", "station/st2/#");
+    assert_non_null(sub);
+    assert_true(st_tsub_wait(sub, "station/st2/status", "offline", 1, 10000));
+    for (int id = 1; id <= 2; id++) {
+        char t[96];
+        snprintf(t, sizeof t, "station/st2/slot/%d/state", id);
+        assert_true(st_tsub_wait(sub, t, "\"idle\"", 1, 10000));
+        snprintf(t, sizeof t, "station/st2/slot/%d/verdict", id);
+        assert_true(st_tsub_wait(sub, t, "\"verdict\":\"pass\"", 1, 10000));
+    }
+    assert_int_equal(st_tsub_count(sub, "station/st2/events/unit", NULL), 0);
+    st_tsub_close(sub);
+    /* The reports carry the configured station name. */
+    assert_int_equal(sh(out, sizeof out, "grep -l 'name: \"\\?st2' %s/*.yaml | wc -l", rep), 0);
+    assert_string_equal(out, "2\n");
+}
+
 int main(void)
 {
     char why[512];
@@ -990,6 +1071,7 @@ int main(void)
         cmocka_unit_test(test_service_crash),
         cmocka_unit_test(test_summary_file_equals_db),
         cmocka_unit_test(test_end_to_end),
+        cmocka_unit_test(test_produce_live),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     st_tmq_destroy(&tls);
