@@ -477,12 +477,17 @@ static int step_complete(st_step_call *c, st_err *err)
     kat_session *s = c->session;
     if (!s->kat)
         return st_err_set(err, ST_ERR_INVAL, "no Katapult session (enter-katapult must come first)");
-    int rc = st_katapult_complete(s->kat, err);
-    if (rc == ST_ERR_TIMEOUT) {
+    st_err e;
+    int rc = st_katapult_complete(s->kat, &e);
+    if (rc == ST_ERR_TIMEOUT || rc == ST_ERR_DISCONNECT) {
         /* Katapult resets into the application ~100 ms after COMPLETE whether or not its
-         * answer arrives; wait-for-app is the real check. */
+         * answer arrives; wait-for-app is the real check. Over USB the reset also takes
+         * the CDC device away, so a lost answer can show as a disconnect, as flashtool.py
+         * (which ignores COMPLETE's answer) would not notice either. */
         st_rmap_str(c->rec, "note", "COMPLETE was not acknowledged; the unit may have started");
         rc = 0;
+    } else if (rc && err) {
+        *err = e;
     }
     kat_close(s);
     return rc;
