@@ -800,6 +800,42 @@ static void test_silent_complete_can(void **state)
     silent_complete(false);
 }
 
+/* CONNECT answered with NACKs over CAN: the unit has taken its node id and no longer
+ * answers QUERY, so the retry reaches it at that id (it used to fail with "did not answer
+ * as Katapult", hiding the NACKs, and leave the unit in Katapult). A storm longer than
+ * every try fails with the NACK as its cause. */
+static void test_can_connect_nacks(void **state)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(9, app_sha, comb_sha);
+    write_can_fixture(1, "      faults: [\"katapult-nack-storm:3\"]\n"); /* tries: 2 */
+    write_can_job("slots", false, app_sha, comb_sha);
+    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    assert_non_null(strstr(out, "attempt 1: enter-katapult: katapult: CONNECT: device answered NACK"));
+    st_rnode *doc = load_report(NULL, NULL);
+    expect_str(doc, "verdict", "pass");
+    expect_str(doc, "unit.after_sha256", app_sha);
+    st_report_free(doc);
+
+    assert_int_equal(run("rm -rf %s/reports", dir), 0);
+    write_can_fixture(1, "      faults: [\"katapult-nack-storm:50\"]\n");
+    rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+             dir, dir, dir);
+    if (rc != 1)
+        fail_msg("exit %d:\n%s", rc, out);
+    doc = load_report(NULL, NULL);
+    expect_str(doc, "verdict", "fail");
+    const char *cause = st_rget_str(doc, "cause");
+    assert_non_null(cause);
+    if (strncmp(cause, "enter-katapult: katapult: CONNECT: device answered NACK", 55) != 0 ||
+        strstr(cause, "did not answer as Katapult"))
+        fail_msg("cause: %s", cause);
+    st_report_free(doc);
+}
+
 /* Steps of two drivers in one job (issue 7): the ROM DFU driver provisions the combined
  * image, then the Katapult driver reflashes the application over CAN; one session per
  * driver, one report, the unit named by its DFU serial. */
@@ -921,6 +957,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_can_bus_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_complete_usb, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_complete_can, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_can_connect_nacks, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
