@@ -743,6 +743,99 @@ static void test_cut_off_without_recovery_fails(void **state)
     st_report_free(doc);
 }
 
+/* A Katapult that never answers COMPLETE (katapult-silent-complete) still starts the
+ * application: the lost answer is not fatal on any transport (jobs/README.md). Over USB
+ * the reset takes the CDC device away while the answer is awaited (a disconnect, not a
+ * timeout); it used to end `fail` with "no Katapult session" on the retry. */
+static void silent_complete(bool usb)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(9, app_sha, comb_sha);
+    if (usb) {
+        write_fixture("      holds: \"synthetic:4\"\n"
+                      "      faults: [\"katapult-silent-complete\"]\n");
+        char job[1024];
+        snprintf(job, sizeof job,
+                 "name: e2e-usb-kat\ntarget: stm32g431xx\n"
+                 "images:\n  application: { path: app.bin, load_addr: 0x08002000, sha256: %s }\n"
+                 "katapult: { transport: usb, timeout_ms: 100, tries: 2 }\n"
+                 "retries: 1\n"
+                 "steps:\n  - enter-katapult\n  - katapult-flash\n  - katapult-verify\n"
+                 "  - katapult-complete\n  - wait-for-app: { usb: \"1d50:614e\", timeout_ms: 3000 }\n",
+                 app_sha);
+        write_file("usb-job.yaml", job);
+    } else {
+        write_can_fixture(1, "      faults: [\"katapult-silent-complete\"]\n");
+        write_can_job("slots", false, app_sha, comb_sha);
+    }
+    int rc = usb ? run(STATION " --plain run %s/usb-job.yaml -f %s/fixture.yaml --reports %s/reports",
+                       dir, dir, dir)
+                 : run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                       dir, dir, dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    st_rnode *doc = load_report(NULL, NULL);
+    expect_str(doc, "verdict", "pass");
+    expect_str(doc, "unit.after_sha256", app_sha);
+    int i = usb ? 3 : 4;
+    char p[64];
+    snprintf(p, sizeof p, "steps.%d.name", i);
+    expect_str(doc, p, "katapult-complete");
+    snprintf(p, sizeof p, "steps.%d.outcome", i);
+    expect_str(doc, p, "pass");
+    snprintf(p, sizeof p, "steps.%d.note", i);
+    expect_str(doc, p, "COMPLETE was not acknowledged; the unit may have started");
+    snprintf(p, sizeof p, "steps.%d.outcome", i + 1);
+    expect_str(doc, p, "pass"); /* wait-for-app: the application did start */
+    st_report_free(doc);
+}
+
+static void test_silent_complete_usb(void **state)
+{
+    silent_complete(true);
+}
+
+static void test_silent_complete_can(void **state)
+{
+    silent_complete(false);
+}
+
+/* CONNECT answered with NACKs over CAN: the unit has taken its node id and no longer
+ * answers QUERY, so the retry reaches it at that id (it used to fail with "did not answer
+ * as Katapult", hiding the NACKs, and leave the unit in Katapult). A storm longer than
+ * every try fails with the NACK as its cause. */
+static void test_can_connect_nacks(void **state)
+{
+    char app_sha[65], comb_sha[65];
+    synth_images(9, app_sha, comb_sha);
+    write_can_fixture(1, "      faults: [\"katapult-nack-storm:3\"]\n"); /* tries: 2 */
+    write_can_job("slots", false, app_sha, comb_sha);
+    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 dir, dir, dir);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, out);
+    assert_non_null(strstr(out, "attempt 1: enter-katapult: katapult: CONNECT: device answered NACK"));
+    st_rnode *doc = load_report(NULL, NULL);
+    expect_str(doc, "verdict", "pass");
+    expect_str(doc, "unit.after_sha256", app_sha);
+    st_report_free(doc);
+
+    assert_int_equal(run("rm -rf %s/reports", dir), 0);
+    write_can_fixture(1, "      faults: [\"katapult-nack-storm:50\"]\n");
+    rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+             dir, dir, dir);
+    if (rc != 1)
+        fail_msg("exit %d:\n%s", rc, out);
+    doc = load_report(NULL, NULL);
+    expect_str(doc, "verdict", "fail");
+    const char *cause = st_rget_str(doc, "cause");
+    assert_non_null(cause);
+    if (strncmp(cause, "enter-katapult: katapult: CONNECT: device answered NACK", 55) != 0 ||
+        strstr(cause, "did not answer as Katapult"))
+        fail_msg("cause: %s", cause);
+    st_report_free(doc);
+}
+
 /* Steps of two drivers in one job (issue 7): the ROM DFU driver provisions the combined
  * image, then the Katapult driver reflashes the application over CAN; one session per
  * driver, one report, the unit named by its DFU serial. */
@@ -862,6 +955,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dfu_then_katapult_one_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_can_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_can_bus_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_complete_usb, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_complete_can, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_can_connect_nacks, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,6 +49,10 @@ typedef struct kat_session {
     st_stream *kstream;
     st_katapult *kat;
     st_katapult_info kinfo;
+    /* CAN: the node id this unit's Katapult was given and still holds (the session's
+     * stream reaches it). A retry of enter-katapult talks to it there: Katapult with a
+     * node id no longer answers QUERY, so assigning again could never find it. */
+    bool can_held;
     uint8_t *before;          /* the application as read before flashing (read-app) */
     size_t before_len;
     uint32_t before_addr;
@@ -245,10 +249,23 @@ static int step_enter(st_step_call *c, st_err *err)
     kat_session *s = c->session;
     const kat_section *sec = c->section;
     const st_job *job = c->job;
+    int rc;
+    if (sec->transport == KAT_CAN && s->can_held && s->kat) {
+        /* A retry after CONNECT failed on a unit that took its node id (NACKs, a lost
+         * answer): it is in Katapult at that id; CONNECT it again on the same stream. */
+        st_rmap_str(c->rec, "entry_method", "can:held-node-id");
+        st_rmap_int(c->rec, "can_nodeid", ST_CANADMIN_NODEID_KATAPULT + c->env->unit_index);
+        rc = st_katapult_connect(s->kat, &s->kinfo, err);
+        if (rc)
+            return rc;
+        s->can_held = false;
+        goto connected;
+    }
     kat_close(s);
-    int rc = sec->transport == KAT_CAN   ? enter_can(c, s, err)
-             : sec->transport == KAT_USB ? enter_usb(c, s, err)
-                                         : enter_uart(c, s, err);
+    s->can_held = false;
+    rc = sec->transport == KAT_CAN   ? enter_can(c, s, err)
+         : sec->transport == KAT_USB ? enter_usb(c, s, err)
+                                     : enter_uart(c, s, err);
     if (rc)
         return rc;
     st_katapult_opts o = {
@@ -266,10 +283,14 @@ static int step_enter(st_step_call *c, st_err *err)
         .progress = c->env->progress,
     };
     rc = st_katapult_open(s->kstream, &o, &s->kat, err);
-    if (!rc)
-        rc = st_katapult_connect(s->kat, &s->kinfo, err);
     if (rc)
         return rc;
+    rc = st_katapult_connect(s->kat, &s->kinfo, err);
+    if (rc) {
+        s->can_held = sec->transport == KAT_CAN;
+        return rc;
+    }
+connected:;
     st_rnode *k = st_rmap_map(c->rec, "katapult");
     st_rmap_str(k, "protocol", s->kinfo.proto);
     st_rmap_str(k, "mcu", s->kinfo.mcu);
@@ -477,12 +498,17 @@ static int step_complete(st_step_call *c, st_err *err)
     kat_session *s = c->session;
     if (!s->kat)
         return st_err_set(err, ST_ERR_INVAL, "no Katapult session (enter-katapult must come first)");
-    int rc = st_katapult_complete(s->kat, err);
-    if (rc == ST_ERR_TIMEOUT) {
+    st_err e;
+    int rc = st_katapult_complete(s->kat, &e);
+    if (rc == ST_ERR_TIMEOUT || rc == ST_ERR_DISCONNECT) {
         /* Katapult resets into the application ~100 ms after COMPLETE whether or not its
-         * answer arrives; wait-for-app is the real check. */
+         * answer arrives; wait-for-app is the real check. Over USB the reset also takes
+         * the CDC device away, so a lost answer can show as a disconnect, as flashtool.py
+         * (which ignores COMPLETE's answer) would not notice either. */
         st_rmap_str(c->rec, "note", "COMPLETE was not acknowledged; the unit may have started");
         rc = 0;
+    } else if (rc && err) {
+        *err = e;
     }
     kat_close(s);
     return rc;
