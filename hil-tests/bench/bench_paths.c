@@ -229,6 +229,10 @@ static int unit_up(unit *u, st_vcan_bus *bus, st_can_iface *ifc, st_can_link *ad
         if (!rc)
             rc = st_can_stream_open(u->link, st_canadmin_nodeid_tx_id(u->nodeid),
                                     st_canadmin_nodeid_rx_id(u->nodeid), &u->stream, err);
+        /* The bus's bitrate, as the station's Katapult driver takes it from the interface. */
+        uint32_t bitrate = 0;
+        if (!rc && ifc->ops->get_bitrate(ifc, &bitrate, NULL) == 0)
+            st_can_stream_set_bitrate(u->stream, bitrate);
     } else if (u->p == P_KAT_CDC) {
         st_cdc_identity id = { .vid = 0x1d50, .pid = 0x6177, .bcd_device = 0x0100,
                                .manufacturer = "katapult", .product = "stm32g431xx",
@@ -395,6 +399,7 @@ static void run_config(path p, unsigned n, const st_image *img, bool skip, resul
         /* One wire for all: the larger of the total bus time and one unit's own bus share
          * plus its device time (bench_katapult_can's shared floor). */
         st_vcan_get_stats(bus, &b1);
+        fprintf(stderr, "frames %lu wakeups %lu sleeps %lu\n", (unsigned long)(b1.frames-b0.frames), (unsigned long)(b1.wakeups-b0.wakeups), (unsigned long)(b1.sleeps-b0.sleeps));
         uint64_t busy = b1.busy_us - b0.busy_us, own = busy / n + dev_max;
         out->limit_us = busy > own ? busy : own;
         out->unit_wall_us = last - first;

@@ -29,6 +29,7 @@ typedef struct can_stream {
     uint32_t tx_id, rx_id;
     uint8_t buf[8]; /* the rest of a frame the caller had no room for */
     size_t off, len;
+    uint32_t bitrate; /* of the bus, when known (read_min sleeps through whole frames) */
 } can_stream;
 
 static int cs_write(st_stream *base, const uint8_t *buf, size_t n, unsigned timeout_ms,
@@ -84,6 +85,44 @@ static int cs_read(st_stream *base, uint8_t *buf, size_t cap, unsigned timeout_m
     return (int)got;
 }
 
+/* Fewest bits a frame of 8 data bytes takes on the wire (no stuff bits; interframe space
+ * included): the soonest the next one can follow. */
+#define CAN_FRAME8_MIN_BITS (47u + 64u)
+
+/* Wait for at least min bytes with one wake-up per batch instead of one per frame: once
+ * some bytes are here, the r frames still missing cannot all have arrived before r - 1
+ * whole frames' wire time has passed, so sleep that long (never past when the last could
+ * arrive), then take whatever is queued. Without a known bitrate it reads frame by frame. */
+static int cs_read_min(st_stream *base, uint8_t *buf, size_t cap, size_t min, unsigned timeout_ms,
+                       st_err *err)
+{
+    can_stream *s = (can_stream *)base;
+    st_deadline d = st_deadline_in_ms(timeout_ms);
+    size_t got = 0;
+    while (got < min) {
+        if (got && s->bitrate) {
+            uint64_t r = (min - got + 7u) / 8u;
+            if (r > 1) {
+                uint64_t until = st_now_us() + (r - 1u) * CAN_FRAME8_MIN_BITS * 1000000u / s->bitrate;
+                st_sleep_until((st_deadline){ until < d.at_us ? until : d.at_us });
+            }
+        }
+        int rc = cs_read(base, buf + got, cap - got, (unsigned)st_deadline_remaining_ms(d),
+                         got ? NULL : err);
+        if (rc < 0)
+            return got ? (int)got : rc;
+        if (rc == 0)
+            break;
+        got += (size_t)rc;
+    }
+    return (int)got;
+}
+
+void st_can_stream_set_bitrate(st_stream *base, uint32_t bitrate)
+{
+    ((can_stream *)base)->bitrate = bitrate;
+}
+
 static int cs_set_line(st_stream *base, const st_stream_line *line, st_err *err)
 {
     return 0; /* a CAN byte stream has no line settings */
@@ -117,6 +156,7 @@ static const st_stream_ops can_stream_ops = {
     .set_modem = cs_set_modem,
     .flush_input = cs_flush_input,
     .close = cs_close,
+    .read_min = cs_read_min,
 };
 
 int st_can_stream_open(st_can_link *link, uint32_t tx_id, uint32_t rx_id, st_stream **out,
