@@ -7,12 +7,17 @@
  * CPU time and peak RSS are its own (wait4). Not a ctest test; `--check` runs every path
  * once with one and two units on tiny images and checks results, not timing (ctest label
  * bench-smoke). What the columns mean: README.md in this directory. */
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <time.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,6 +71,9 @@ typedef struct result {
     uint64_t flash_us;         /* one unit: the flash step alone */
     uint32_t retries;          /* Katapult resends, all units (0 expected) */
     uint64_t cpu_us;           /* process CPU during the measured phase (all threads) */
+    uint64_t station_cpu_us;   /* the station's own threads during the phase (all units) */
+    uint64_t syscalls;         /* CAN: the station threads' socket calls (all units) */
+    uint32_t round_trips;      /* Katapult: command/answer pairs of the slowest unit */
     char why[1200];
 } result;
 
@@ -87,7 +95,13 @@ typedef struct unit {
     atomic_bool pty_stop;
     st_vusb_bus *vbus;
     st_usb_host *host;
-    st_can_link *link;
+    st_can_link *link;         /* CAN: the station's end (a socket, see sock_link) */
+    st_can_link *mem;          /* CAN: the bridge's link on the in-memory bus */
+    int sock[2];               /* CAN: [0] the station's, [1] the bridge's */
+    pthread_t bridge[2];
+    atomic_bool bridge_stop;
+    bool bridged;              /* the bridge threads run */
+    uint64_t syscalls;         /* CAN: the station thread's socket calls */
     st_stream *stream;
     st_katapult *k;
     st_can_uuid uuid;
@@ -95,6 +109,8 @@ typedef struct unit {
     /* measured */
     pthread_barrier_t *start;
     uint64_t t0, t1, flash_us;
+    uint64_t cpu_us;           /* this unit's station thread: CPU during the phase */
+    uint32_t round_trips;      /* Katapult commands answered in the phase */
     uint32_t retries;
     int rc;
     st_err err;
@@ -108,6 +124,121 @@ static uint64_t cpu_now_us(void)
         return 0;
     return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
            (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+static uint64_t thread_cpu_us(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- CAN with the bus in other threads ---------------------------------------------------
+ * The in-memory bus runs its units in whichever thread calls it. So that the station's own
+ * CPU can be told apart from the simulated bus and units (which a real station does not
+ * run: on SocketCAN the kernel and the units do that work), the station's CAN link here is
+ * a kernel socket (a SOCK_SEQPACKET socketpair, one frame per message, as a CAN_RAW socket
+ * gives one frame per read), and two bridge threads per unit carry its frames to and from
+ * a link on the in-memory bus. The station's thread then does only what it does on
+ * SocketCAN: a write per frame sent, a poll and a read per frame received, its engine and
+ * its stream; its CPU clock is the station's CPU. */
+typedef struct sock_link {
+    st_can_link base;
+    int fd;
+    uint64_t *syscalls; /* the unit's count of the station thread's socket calls */
+    st_can_link *mem; /* the filter is the bridge link's (the bus filters, as the kernel) */
+} sock_link;
+
+static int sock_send(st_can_link *base, const st_can_frame *f, unsigned timeout_ms, st_err *err)
+{
+    sock_link *l = (sock_link *)base;
+    (void)timeout_ms;
+    (*l->syscalls)++;
+    if (write(l->fd, f, sizeof *f) != (ssize_t)sizeof *f)
+        return st_err_set(err, ST_ERR_IO, "bench CAN socket: write");
+    return 0;
+}
+
+static int sock_recv(st_can_link *base, st_can_frame *f, unsigned timeout_ms, st_err *err)
+{
+    sock_link *l = (sock_link *)base;
+    struct pollfd p = { .fd = l->fd, .events = POLLIN };
+    int n = poll(&p, 1, (int)timeout_ms);
+    (*l->syscalls)++;
+    if (n == 0)
+        return 0;
+    (*l->syscalls)++;
+    if (n < 0 || read(l->fd, f, sizeof *f) != (ssize_t)sizeof *f)
+        return st_err_set(err, ST_ERR_IO, "bench CAN socket: read");
+    return 1;
+}
+
+static int sock_set_filter(st_can_link *base, const uint32_t *ids, size_t n, st_err *err)
+{
+    return st_can_set_filter(((sock_link *)base)->mem, ids, n, err);
+}
+
+static void sock_close(st_can_link *base)
+{
+    free(base);
+}
+
+static const st_can_link_ops sock_link_ops = { sock_send, sock_recv, sock_set_filter,
+                                               sock_close };
+
+/* Bridge, bus to station: every frame the bridge link receives goes into the socket. */
+static void *bridge_down(void *arg)
+{
+    unit *u = arg;
+    while (!atomic_load(&u->bridge_stop)) {
+        st_can_frame f;
+        int rc = st_can_recv(u->mem, &f, 20, NULL);
+        if (rc < 0)
+            break;
+        if (rc == 1 && write(u->sock[1], &f, sizeof f) != (ssize_t)sizeof f)
+            break;
+    }
+    return NULL;
+}
+
+/* Bridge, station to bus: every frame from the socket goes on the bus. */
+static void *bridge_up(void *arg)
+{
+    unit *u = arg;
+    while (!atomic_load(&u->bridge_stop)) {
+        struct pollfd p = { .fd = u->sock[1], .events = POLLIN };
+        if (poll(&p, 1, 20) <= 0)
+            continue;
+        st_can_frame f;
+        if (read(u->sock[1], &f, sizeof f) != (ssize_t)sizeof f ||
+            st_can_send(u->mem, &f, 1000, NULL) < 0)
+            break;
+    }
+    return NULL;
+}
+
+static int sock_link_open(unit *u, st_can_iface *ifc, st_err *err)
+{
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, u->sock) != 0)
+        return st_err_set(err, ST_ERR_IO, "socketpair");
+    int rc = ifc->ops->open_link(ifc, &u->mem, err);
+    if (rc)
+        return rc;
+    sock_link *l = calloc(1, sizeof *l);
+    if (!l)
+        return st_err_set(err, ST_ERR_NOMEM, "bench CAN socket");
+    l->base.ops = &sock_link_ops;
+    l->fd = u->sock[0];
+    l->mem = u->mem;
+    l->syscalls = &u->syscalls;
+    u->link = &l->base;
+    atomic_init(&u->bridge_stop, false);
+    if (pthread_create(&u->bridge[0], NULL, bridge_down, u) != 0 ||
+        pthread_create(&u->bridge[1], NULL, bridge_up, u) != 0)
+        return st_err_set(err, ST_ERR_IO, "bridge threads");
+    u->bridged = true;
+    return 0;
 }
 
 static void *pty_serve(void *arg)
@@ -144,6 +275,7 @@ static int kat_run(unit *u)
         rc = st_err_set(err, ST_ERR_VERIFY, "unit %u: %u of %u blocks sent, %u read back",
                         u->idx, w.blocks_sent, w.blocks, v.blocks_verified);
     u->retries = st_katapult_retries(u->k);
+    u->round_trips = (rc == 0 ? w.blocks_sent + v.blocks_verified : 0) + 2u; /* + EOF, CONNECT */
     return rc;
 }
 
@@ -174,7 +306,9 @@ static void *unit_thread(void *arg)
     unit *u = arg;
     pthread_barrier_wait(u->start);
     u->t0 = st_now_us();
+    uint64_t c0 = thread_cpu_us();
     u->rc = u->p == P_DFUSE ? dfu_run(u) : kat_run(u);
+    u->cpu_us = thread_cpu_us() - c0;
     u->t1 = st_now_us();
     return NULL;
 }
@@ -225,7 +359,7 @@ static int unit_up(unit *u, st_vcan_bus *bus, st_can_iface *ifc, st_can_link *ad
         if (!rc)
             rc = st_canadmin_katapult_assign(admin, &u->uuid, 0, u->nodeid, 2000, err);
         if (!rc)
-            rc = ifc->ops->open_link(ifc, &u->link, err);
+            rc = sock_link_open(u, ifc, err);
         if (!rc)
             rc = st_can_stream_open(u->link, st_canadmin_nodeid_tx_id(u->nodeid),
                                     st_canadmin_nodeid_rx_id(u->nodeid), &u->stream, err);
@@ -278,6 +412,16 @@ static void unit_down(unit *u, st_vcan_bus *bus)
         st_stream_close(u->stream);
     if (u->link)
         st_can_link_close(u->link);
+    if (u->bridged) {
+        atomic_store(&u->bridge_stop, true);
+        pthread_join(u->bridge[0], NULL);
+        pthread_join(u->bridge[1], NULL);
+    }
+    if (u->mem) {
+        st_can_link_close(u->mem);
+        close(u->sock[0]);
+        close(u->sock[1]);
+    }
     if (u->pty) {
         atomic_store(&u->pty_stop, true);
         pthread_join(u->pty_thread, NULL);
@@ -372,11 +516,14 @@ static void run_config(path p, unsigned n, const st_image *img, bool skip, resul
         }
         free(now);
         out->retries += u->retries;
+        out->station_cpu_us += u->cpu_us;
+        out->syscalls += u->syscalls;
         first = u->t0 < first ? u->t0 : first;
         last = u->t1 > last ? u->t1 : last;
         if (u->t1 - u->t0 > out->unit_wall_us) {
             out->unit_wall_us = u->t1 - u->t0;
             out->flash_us = u->flash_us;
+            out->round_trips = u->round_trips;
         }
         /* The device limit of this unit's phase, from its own models. */
         uint64_t lim;
@@ -399,7 +546,6 @@ static void run_config(path p, unsigned n, const st_image *img, bool skip, resul
         /* One wire for all: the larger of the total bus time and one unit's own bus share
          * plus its device time (bench_katapult_can's shared floor). */
         st_vcan_get_stats(bus, &b1);
-        fprintf(stderr, "frames %lu wakeups %lu sleeps %lu\n", (unsigned long)(b1.frames-b0.frames), (unsigned long)(b1.wakeups-b0.wakeups), (unsigned long)(b1.sleeps-b0.sleeps));
         uint64_t busy = b1.busy_us - b0.busy_us, own = busy / n + dev_max;
         out->limit_us = busy > own ? busy : own;
         out->unit_wall_us = last - first;
@@ -511,6 +657,84 @@ static void usage(FILE *f)
           f);
 }
 
+/* ---- the kernel pty's own cost ------------------------------------------------------------
+ * A bare pty echo: the station's termios stream on the slave at the UART path's line
+ * settings, a thread on the master that echoes each byte at once (no model, no wire time).
+ * Its round trip is what the pty and two thread hand-offs cost per command/answer pair, a
+ * floor the UART path pays on top of the wire + device limit and a real UART does not. */
+typedef struct echo_arg {
+    int fd;
+    atomic_bool stop;
+} echo_arg;
+
+static void *pty_echo(void *arg)
+{
+    echo_arg *e = arg;
+    while (!atomic_load(&e->stop)) {
+        struct pollfd p = { .fd = e->fd, .events = POLLIN };
+        if (poll(&p, 1, 20) <= 0)
+            continue;
+        uint8_t b[64];
+        ssize_t n = read(e->fd, b, sizeof b);
+        if (n > 0 && write(e->fd, b, (size_t)n) != n)
+            break;
+    }
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median round trip of one byte over a bare pty, in microseconds (0 when it cannot run). */
+static uint64_t pty_round_trip_us(unsigned n)
+{
+    uint64_t rt[400];
+    if (n > 400)
+        n = 400;
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0) {
+        if (m >= 0)
+            close(m);
+        return 0;
+    }
+    struct termios t;
+    if (tcgetattr(m, &t) == 0) {
+        cfmakeraw(&t);
+        tcsetattr(m, TCSANOW, &t);
+    }
+    st_stream *s = NULL;
+    st_stream_line line = { UART_BAUD, 8, 'N', 1, 0 };
+    echo_arg e = { .fd = m };
+    atomic_init(&e.stop, false);
+    pthread_t th;
+    uint64_t med = 0;
+    if (st_stream_tty_open(ptsname(m), &line, &s, NULL) == 0 &&
+        pthread_create(&th, NULL, pty_echo, &e) == 0) {
+        unsigned got = 0;
+        for (unsigned i = 0; i < n; i++) {
+            uint8_t b = (uint8_t)i, r;
+            uint64_t t0 = st_now_us();
+            if (st_stream_write(s, &b, 1, 1000, NULL) != 1 ||
+                st_stream_read(s, &r, 1, 1000, NULL) != 1)
+                break;
+            rt[got++] = st_now_us() - t0;
+        }
+        atomic_store(&e.stop, true);
+        pthread_join(th, NULL);
+        if (got) {
+            qsort(rt, got, sizeof rt[0], cmp_u64);
+            med = rt[got / 2];
+        }
+    }
+    if (s)
+        st_stream_close(s);
+    close(m);
+    return med;
+}
+
 int main(int argc, char **argv)
 {
     bool check = false;
@@ -559,9 +783,17 @@ int main(int argc, char **argv)
     }
     if (reps > 1)
         printf("median of %u runs per configuration\n", reps);
-    printf("%-22s %5s %10s %10s %7s %5s %10s %12s %7s %9s\n", "path", "units", "unit ms",
-           "limit ms", "ratio", "peer", "skip/plain", "CPU ms/unit", "CPU %", "RSS KiB");
+    printf("%-20s %5s %9s %9s %7s %7s %4s %5s %11s %6s %5s %4s %10s %8s\n", "path", "units",
+           "unit ms", "limit ms", "ratio", "target", "met", "peer", "CPU ms/unit", "CPU %",
+           "targt", "met", "sim ms/u", "RSS KiB");
     int fails = 0;
+    char notes[4096] = "";
+    size_t nl = 0;
+#define NOTE(...)                                                                           \
+    do {                                                                                    \
+        if (nl < sizeof notes)                                                              \
+            nl += (size_t)snprintf(notes + nl, sizeof notes - nl, __VA_ARGS__);             \
+    } while (0)
     for (int p = 0; p < P_COUNT; p++) {
         if (only >= 0 && p != only)
             continue;
@@ -580,10 +812,13 @@ int main(int argc, char **argv)
             skip_ratio = (double)probe.r.flash_us / (double)plain.r.flash_us;
         else
             fails++;
+        double cpu1 = -1, cpu_last = -1;
+        unsigned n_last = 0;
         for (unsigned c = 0; c < ncounts; c++) {
             measured m;
-            if (run_median((path)p, counts[c], img, false, reps, false, &m) < 0) {
-                fprintf(stderr, "bench_paths: %s, %u units: %s\n", path_keys[p], counts[c],
+            unsigned n = counts[c];
+            if (run_median((path)p, n, img, false, reps, false, &m) < 0) {
+                fprintf(stderr, "bench_paths: %s, %u units: %s\n", path_keys[p], n,
                         m.r.why[0] ? m.r.why : "failed");
                 fails++;
                 continue;
@@ -591,17 +826,70 @@ int main(int argc, char **argv)
             const result *r = &m.r;
             if (r->retries)
                 printf("(%u Katapult resends in this run)\n", r->retries);
-            double per_unit = r->cpu_us / 1000.0 / counts[c];
-            /* CPU of the phase: engines and the simulated units, buses and pty servers. */
-            printf("%-22s %5u %10.1f %10.1f %7.3f %5s %10s %12.1f %6.1f%% %9ld\n",
-                   path_names[p], counts[c], r->unit_wall_us / 1000.0, r->limit_us / 1000.0,
-                   (double)r->unit_wall_us / (double)r->limit_us, peers[p], "", per_unit,
-                   100.0 * per_unit / (r->unit_wall_us / 1000.0), m.rss_kib);
+            /* The station's own threads; the rest of the child's CPU is the simulation (the
+             * units, buses, bridges and pty servers a real station does not run). On DfuSe
+             * and USB-CDC the in-memory USB models run inside the station's thread, so
+             * their figure includes them (marked *). */
+            double wall = r->unit_wall_us / 1000.0, ratio = (double)r->unit_wall_us / (double)r->limit_us;
+            double st_ms = r->station_cpu_us / 1000.0 / n;
+            double sim_ms = ((double)r->cpu_us - (double)r->station_cpu_us) / 1000.0 / n;
+            double pct = 100.0 * st_ms / wall;
+            if (sim_ms < 0)
+                sim_ms = 0;
+            double tgt = p == P_KAT_CAN ? (n == 1 ? 1.08 : 1.01) : p == P_DFUSE ? 0 : 1.05;
+            char tg[16] = "-", met[8] = "-";
+            if (tgt > 0) {
+                snprintf(tg, sizeof tg, "<=%.2f", tgt);
+                snprintf(met, sizeof met, "%s", ratio <= tgt ? "yes" : "NO");
+            }
+            bool in_thread = p == P_DFUSE || p == P_KAT_CDC;
+            printf("%-20s %5u %9.1f %9.1f %7.3f %7s %4s %5s %10.1f%s %5.1f%% %5s %4s %10.1f %8ld\n",
+                   path_names[p], n, wall, r->limit_us / 1000.0, ratio, tg, met, peers[p], st_ms,
+                   in_thread ? "*" : " ", pct, "<=3%", pct <= 3.0 ? "yes" : "NO", sim_ms,
+                   m.rss_kib);
+            if (c == 0)
+                cpu1 = st_ms;
+            cpu_last = st_ms;
+            n_last = n;
+            if (check)
+                continue;
+            if (p == P_KAT_CAN && pct > 3.0 && r->syscalls)
+                NOTE("- %s, %u unit%s: station CPU %.1f%% > 3%%: its thread made %.0f socket "
+                     "calls per unit (a write per frame sent, a poll + read per frame or batch "
+                     "received: what a CAN_RAW socket takes) for %u command/answer pairs; "
+                     "%.1f us of CPU per call on this host, %.1f per pair. Measured here, not "
+                     "on a Pi.\n",
+                     path_names[p], n, n == 1 ? "" : "s", pct, (double)r->syscalls / n,
+                     r->round_trips, 1000.0 * st_ms / ((double)r->syscalls / n),
+                     1000.0 * st_ms / r->round_trips);
+            if (tgt > 0 && ratio > tgt && p == P_KAT_UART && n == 1) {
+                uint64_t rt = pty_round_trip_us(300);
+                double floor_ms = rt * (double)r->round_trips / 1000.0;
+                NOTE("- %s: ratio %.3f > %.2f: a bare pty round trip (the station's termios "
+                     "stream at %u 8N1, an echo thread, 1 byte, no model, no wire time) takes "
+                     "%llu us (median of 300); x %u command/answer pairs = %.1f ms, %.3f of "
+                     "the limit, against %.1f ms (%.3f) measured above it: the kernel pty "
+                     "and its thread hand-offs, which a real UART does not have. Without "
+                     "them: %.3f.\n",
+                     path_names[p], ratio, tgt, UART_BAUD, (unsigned long long)rt,
+                     r->round_trips, floor_ms, floor_ms / (r->limit_us / 1000.0),
+                     wall - r->limit_us / 1000.0, (wall - r->limit_us / 1000.0) / (r->limit_us / 1000.0),
+                     (wall - floor_ms) / (r->limit_us / 1000.0));
+            }
+            if (tgt > 0 && ratio > tgt && p != P_KAT_UART)
+                NOTE("- %s, %u unit%s: ratio %.3f > %.2f (load average %s when it ran: a "
+                     "ratio is host time over modelled time; rerun on a quiet host)\n",
+                     path_names[p], n, n == 1 ? "" : "s", ratio, tgt, "see the header");
+        }
+        if (p == P_KAT_CAN && cpu1 > 0 && n_last > 1) {
+            double flat = cpu_last / cpu1;
+            printf("%-20s %5s  station CPU per unit, %u units / 1 unit: %.2f (target: flat, "
+                   "<= 1.25) %s\n", path_names[p], "", n_last, flat, flat <= 1.25 ? "yes" : "NO");
         }
         if (skip_ratio > 0)
-            printf("%-22s %5s %10.1f %10s %7s %5s %10.3f  (skip_identical flash on a fresh "
-                   "unit / plain flash %.1f ms)\n", path_names[p], "1",
-                   probe.r.flash_us / 1000.0, "", "", "", skip_ratio, plain.r.flash_us / 1000.0);
+            printf("%-20s %5s %9.1f  skip_identical flash, fresh unit / plain flash (%.1f ms): "
+                   "%.3f, target <= 1.05 %s\n", path_names[p], "1", probe.r.flash_us / 1000.0,
+                   plain.r.flash_us / 1000.0, skip_ratio, skip_ratio <= 1.05 ? "yes" : "NO");
         fflush(stdout);
         st_image_free(img);
     }
@@ -609,10 +897,18 @@ int main(int argc, char **argv)
            "flash, verify; DfuSe and CAN: flash + verify; CAN: first start to last end).\n"
            "limit ms: its device limit (models' wire + device time; CAN: the shared bus floor)."
            "\npeer: dfu-util download+upload vs station flash+verify is measured in the kernel-"
-           "driver rig only (rig); Katapult has no packaged peer (flashtool.py is not in Debian)."
-           "\nCPU: the child's CPU during the phase per unit (the engines and the simulated units, "
-           "buses and pty servers), as a share of the unit's wall time; RSS: the child's peak.\n"
-           "targets: ratio <= 1.05 (serial Katapult first flash), <= 1.08 (CAN, one unit), <= 1.01"
-           " (CAN, 4 and 8 units); skip/plain <= 1.05; CPU <= 3%%.\n");
+           "driver rig only (rig: scripts/bench.sh --rig); Katapult has no packaged peer "
+           "(flashtool.py is not in Debian).\n"
+           "CPU ms/unit, CPU %%: the station's own threads (their CPU clocks) during the phase, "
+           "per unit and as a share of the unit's wall time. CAN: the station's link is a "
+           "kernel socket (one frame per read/write, as CAN_RAW) and the in-memory bus with "
+           "its units runs in two bridge threads per unit; UART: the Katapult model runs in "
+           "the pty server's thread; * DfuSe and USB-CDC: the in-memory USB models run inside "
+           "the station's thread, so the figure includes them.\n"
+           "sim ms/u: the rest of the child's CPU per unit (the simulated units, buses, "
+           "bridges, pty servers); RSS: the child's peak.\n");
+    if (notes[0])
+        printf("\nnot met, and why (measured in this run):\n%s", notes);
+#undef NOTE
     return fails ? 1 : 0;
 }

@@ -461,7 +461,7 @@ static int mem_send(st_can_link *base, const st_can_frame *f, unsigned timeout_m
         return st_err_set(err, ST_ERR_NOMEM, "CAN send");
     }
     bus_pump(b);
-    bus_nudge(b, l);
+    bus_nudge(b, NULL); /* another thread may wait on this very link */
     /* Like a SocketCAN netdev's transmit queue (txqueuelen 10 on Linux CAN devices) the
      * send returns while the frame waits behind at most MEM_TXQ - 1 others; only a sender
      * further back waits, as write() on a full queue would. */
