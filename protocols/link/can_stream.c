@@ -32,6 +32,8 @@ typedef struct can_stream {
     uint32_t bitrate; /* of the bus, when known (read_min sleeps through whole frames) */
 } can_stream;
 
+#define CS_BATCH 16 /* frames per send_many / recv_many call */
+
 static int cs_write(st_stream *base, const uint8_t *buf, size_t n, unsigned timeout_ms,
                     st_err *err)
 {
@@ -39,12 +41,17 @@ static int cs_write(st_stream *base, const uint8_t *buf, size_t n, unsigned time
     st_deadline d = st_deadline_in_ms(timeout_ms);
     size_t done = 0;
     while (done < n) {
-        st_can_frame f = { .id = s->tx_id, .len = (uint8_t)(n - done > 8 ? 8 : n - done) };
-        memcpy(f.data, buf + done, f.len);
-        int rc = st_can_send(s->link, &f, (unsigned)st_deadline_remaining_ms(d), err);
+        st_can_frame f[CS_BATCH];
+        size_t k = 0, at = done;
+        for (; k < CS_BATCH && at < n; k++) {
+            f[k] = (st_can_frame){ .id = s->tx_id, .len = (uint8_t)(n - at > 8 ? 8 : n - at) };
+            memcpy(f[k].data, buf + at, f[k].len);
+            at += f[k].len;
+        }
+        int rc = st_can_send_many(s->link, f, k, (unsigned)st_deadline_remaining_ms(d), err);
         if (rc < 0)
             return st_err_wrap(err, rc, "%s: write byte %zu of %zu", base->name, done, n);
-        done += f.len;
+        done = at;
     }
     return (int)n;
 }
@@ -65,22 +72,27 @@ static int cs_read(st_stream *base, uint8_t *buf, size_t cap, unsigned timeout_m
     size_t got = cs_take(s, buf, cap);
     st_deadline d = st_deadline_in_ms(timeout_ms);
     while (got < cap) {
-        /* Once we have bytes, only take frames that are already here. */
+        /* Once we have bytes, only take frames that are already here; never more frames
+         * than the room left needs (one may be cut: its rest waits in s->buf). */
         unsigned wait = got ? 0u : (unsigned)st_deadline_remaining_ms(d);
-        st_can_frame f;
+        st_can_frame f[CS_BATCH];
+        size_t want = (cap - got + 7u) / 8u;
         st_err later;
         /* With bytes in hand an error is reported by the next read, not this one. */
-        int rc = st_can_recv(s->link, &f, wait, got ? &later : err);
+        int rc = st_can_recv_many(s->link, f, want < CS_BATCH ? want : CS_BATCH, wait,
+                                  got ? &later : err);
         if (rc < 0)
             return got ? (int)got : st_err_wrap(err, rc, "%s: read", base->name);
         if (rc == 0)
             break;
-        if (f.id != s->rx_id || f.len == 0)
-            continue;
-        memcpy(s->buf, f.data, f.len > 8 ? 8 : f.len);
-        s->off = 0;
-        s->len = f.len > 8 ? 8 : f.len;
-        got += cs_take(s, buf + got, cap - got);
+        for (int i = 0; i < rc; i++) {
+            if (f[i].id != s->rx_id || f[i].len == 0)
+                continue;
+            memcpy(s->buf, f[i].data, f[i].len > 8 ? 8 : f[i].len);
+            s->off = 0;
+            s->len = f[i].len > 8 ? 8 : f[i].len;
+            got += cs_take(s, buf + got, cap - got);
+        }
     }
     return (int)got;
 }
