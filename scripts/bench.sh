@@ -21,7 +21,7 @@
 #                      station, bgapi, journal, produce or rig
 #     --rig            also the kernel-driver rig benchmarks (root, two VM boots, about two
 #                      minutes): dfu-util download + upload vs station flash + verify, and the
-#                      station's CPU per unit on SocketCAN (slcan)
+#                      station's CPU per unit on SocketCAN (slcan and vcan)
 #     --rt             run the benchmarks at real-time priority (chrt -f 5; root) so that other
 #                      work on a shared host does not delay their threads
 set -euo pipefail
@@ -101,7 +101,7 @@ else
   run produce hil-tests/bench/bench_produce
 fi
 # The rig benchmarks: the same binaries, unchanged, in a QEMU VM (one boot each): the peer
-# (dfu-util) and the station's CPU on the real SocketCAN backend (slcan).
+# (dfu-util) and the station's CPU on the real SocketCAN backend (slcan and vcan).
 if [ -z "$check" ] && { [ -n "$rig" ] || [ "$only" = rig ]; }; then
   b=$(cd "$dir" && pwd)
   for bench in peer can-cpu; do
