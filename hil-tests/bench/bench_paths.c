@@ -920,6 +920,7 @@ int main(int argc, char **argv)
     int fails = 0;
     char notes[4096] = "";
     size_t nl = 0;
+    uint64_t pty_rt = 0; /* the bare pty round trip, once it is measured */
 #define NOTE(...)                                                                           \
     do {                                                                                    \
         if (nl < sizeof notes)                                                              \
@@ -1015,12 +1016,14 @@ int main(int argc, char **argv)
                      path_names[p], n, n == 1 ? "" : "s", pct, (double)rc->syscalls / n,
                      rc->round_trips, 1000.0 * st_ms / ((double)rc->syscalls / n),
                      1000.0 * st_ms / rc->round_trips);
-            if (tgt > 0 && ratio > tgt && p == P_KAT_UART && n == 1) {
-                uint64_t rt = pty_round_trip_us(300);
+            if (tgt > 0 && ratio > tgt && p == P_KAT_UART) {
+                if (!pty_rt) /* measured once per run */
+                    pty_rt = pty_round_trip_us(300);
+                uint64_t rt = pty_rt;
                 double lim = r->limit_us / 1000.0, gap = wall - lim;
                 double pty_ms = rt * (double)r->round_trips / 1000.0;
                 double late_ms = r->sim_late_us / 1000.0;
-                NOTE("- %s: ratio %.3f > %.2f, %.1f ms above the limit over %u command/answer "
+                NOTE("- %s, %u unit%s: ratio %.3f > %.2f, %.1f ms above the limit over %u command/answer "
                      "pairs. A bare pty round trip (the station's termios stream at %u 8N1, an "
                      "echo thread, 1 byte, no model, no wire time) takes %llu us (median of "
                      "300): %.1f ms for the pairs, the kernel pty's hand-offs (a real UART "
@@ -1028,7 +1031,7 @@ int main(int argc, char **argv)
                      "%.1f ms late in all (its own wake-up after the answer was due). Left "
                      "for the station: %.1f ms, %.1f us per pair; without the pty and the "
                      "simulation's lateness the ratio would be %.3f.\n",
-                     path_names[p], ratio, tgt, gap, r->round_trips, UART_BAUD,
+                     path_names[p], n, n == 1 ? "" : "s", ratio, tgt, gap, r->round_trips, UART_BAUD,
                      (unsigned long long)rt, pty_ms, late_ms, gap - pty_ms - late_ms,
                      1000.0 * (gap - pty_ms - late_ms) / r->round_trips,
                      (wall - pty_ms - late_ms) / lim);
