@@ -79,8 +79,8 @@ static int cs_read(st_stream *base, uint8_t *buf, size_t cap, unsigned timeout_m
         size_t want = (cap - got + 7u) / 8u;
         st_err later;
         /* With bytes in hand an error is reported by the next read, not this one. */
-        int rc = st_can_recv_many(s->link, f, want < CS_BATCH ? want : CS_BATCH, wait,
-                                  got ? &later : err);
+        size_t ask = want < CS_BATCH ? want : CS_BATCH;
+        int rc = st_can_recv_many(s->link, f, ask, wait, got ? &later : err);
         if (rc < 0)
             return got ? (int)got : st_err_wrap(err, rc, "%s: read", base->name);
         if (rc == 0)
@@ -93,6 +93,8 @@ static int cs_read(st_stream *base, uint8_t *buf, size_t cap, unsigned timeout_m
             s->len = f[i].len > 8 ? 8 : f[i].len;
             got += cs_take(s, buf + got, cap - got);
         }
+        if (got && (size_t)rc < ask)
+            break; /* fewer than asked: nothing more was queued (no empty read to learn it) */
     }
     return (int)got;
 }
