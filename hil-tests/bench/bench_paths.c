@@ -145,10 +145,10 @@ static uint64_t thread_cpu_us(void)
  * CPU can be told apart from the simulated bus and units (which a real station does not
  * run: on SocketCAN the kernel and the units do that work), the station's CAN link here is
  * a kernel socket (a SOCK_SEQPACKET socketpair, one frame per message, as a CAN_RAW socket
- * gives one frame per read), and two bridge threads per unit carry its frames to and from
- * a link on the in-memory bus. The station's thread then does only what it does on
- * SocketCAN: a write per frame sent, a poll and a read per frame received, its engine and
- * its stream; its CPU clock is the station's CPU. */
+ * gives one frame per message), and two bridge threads per unit carry its frames to and
+ * from a link on the in-memory bus. The station's thread then does only what it does on
+ * SocketCAN (sendmmsg per command, recvmmsg per batch, poll when nothing is queued), its
+ * engine and its stream; its CPU clock is the station's CPU. */
 typedef struct sock_link {
     st_can_link base;
     int fd;
@@ -1066,7 +1066,8 @@ int main(int argc, char **argv)
            "(flashtool.py is not in Debian).\n"
            "CPU ms/unit, CPU %%: the station's own threads (their CPU clocks) during the phase, "
            "per unit and as a share of the unit's wall time. CAN: the station's link is a "
-           "kernel socket (one frame per read/write, as CAN_RAW) and the in-memory bus with "
+           "kernel socket (a frame per message, many per sendmmsg/recvmmsg, as on CAN_RAW) "
+           "and the in-memory bus with "
            "its units runs in two bridge threads per unit (a second run of each CAN row: its "
            "ratio is from the run on the in-memory bus itself, whose hops are fewer); UART: the Katapult model runs in "
            "the pty server's thread; * DfuSe and USB-CDC: the in-memory USB models run inside "
