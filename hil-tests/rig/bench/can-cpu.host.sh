@@ -15,6 +15,7 @@ echo "rig (TCG VM, 1 vCPU): station on SocketCAN (slcan can0 at 1 Mbit/s, and a 
 printf "%6s %6s %12s %12s %14s %8s %10s\n" iface units "Katapult ms" "station s" "CPU ms/unit" "CPU %" "RSS KiB"
 for tag in slcan vcan; do
   for n in 1 3; do
+    # shellcheck disable=SC2046 # the time line's words
     set -- $(grep "^station $tag $n units" "$f")
     [ $# -ge 12 ] || { echo "FAIL $tag $n units: no time line"; fail=1; continue; }
     k=$(steps_ms "$tag$n")

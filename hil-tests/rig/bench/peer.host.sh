@@ -38,6 +38,7 @@ echo "Targets: fresh <= 0.8, holds <= 0.2."
 # reads each page back and writes a blank one without an erase (only a page the image
 # covers in part is still erased).
 size=$(stat -c %s "$STATION_SOURCE_DIR/../shared/firmware/cartographer-v4/6.0.0/Katapult_plus_CartographerV4_6.0.0__USB_lite.bin")
+# shellcheck disable=SC2046 # two numbers
 set -- $(peer fresh)
 if [ $# = 2 ]; then
   awk -v s="$size" -v d="$1" -v u="$2" 'BEGIN{
