@@ -13,12 +13,13 @@
 #include "jobs/driver.h"
 #include "jobs/job.h"
 #include "station/drivers.h"
+#include "station/core/testutil.h"
 
 static char tmpdir[64];
 
 static int setup(void **state)
 {
-    strcpy(tmpdir, "/tmp/st-job-XXXXXX");
+    st_test_tmpl(tmpdir, sizeof tmpdir, "st-job");
     return mkdtemp(tmpdir) ? 0 : -1;
 }
 

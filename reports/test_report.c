@@ -22,6 +22,7 @@
 #include "station/core/clock.h"
 #include "station/core/digest.h"
 #include "station/core/image.h"
+#include "station/core/testutil.h"
 
 #define EXAMPLE STATION_SOURCE_DIR "/reports/example-report.yaml"
 #define SCHEMA_MD STATION_SOURCE_DIR "/reports/SCHEMA.md"
@@ -50,7 +51,8 @@ static void rm_rf(const char *dir)
 
 static char *make_tmpdir(void)
 {
-    char *d = strdup("/tmp/st_report_test_XXXXXX");
+    char tmpl[256];
+    char *d = strdup(st_test_tmpl(tmpl, sizeof tmpl, "st_report_test"));
     assert_non_null(d);
     assert_non_null(mkdtemp(d));
     return d;

@@ -21,6 +21,7 @@
 #include "reports/report.h"
 #include "station/core/digest.h"
 #include "station/core/mcu.h"
+#include "station/core/testutil.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
 #define JOB STATION_SOURCE_DIR "/jobs/neptune4-backup-and-flash.yaml"
@@ -56,7 +57,7 @@ static int run(const char *fmt, ...)
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/st-an3155-e2e-XXXXXX");
+    st_test_tmpl(dir, sizeof dir, "st-an3155-e2e");
     if (!mkdtemp(dir))
         return -1;
     /* The job's image, made by the station itself (as the README's demo job's). */

@@ -17,6 +17,7 @@
 
 #include "reports/report.h"
 #include "station/core/digest.h"
+#include "station/core/testutil.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
 #define GEN STATION_SOURCE_DIR "/jobs/generated"
@@ -26,7 +27,7 @@ static char out[65536];
 
 static int setup(void **state)
 {
-    strcpy(dir, "/tmp/st-e2e-bg-XXXXXX");
+    st_test_tmpl(dir, sizeof dir, "st-e2e-bg");
     return mkdtemp(dir) ? 0 : -1;
 }
 

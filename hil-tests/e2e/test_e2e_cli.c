@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "reports/report.h"
+#include "station/core/testutil.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
 #define SHIM STATION_BINARY_DIR "/hil-tests/e2e/libfail_pthread.so"
@@ -23,7 +24,7 @@ static char out[65536];  /* the command's stdout+stderr */
 
 static int setup(void **state)
 {
-    strcpy(dir, "/tmp/st-cli-XXXXXX");
+    st_test_tmpl(dir, sizeof dir, "st-cli");
     return mkdtemp(dir) ? 0 : -1;
 }
 

@@ -20,6 +20,7 @@
 #include "protocols/sim/synth.h"
 #include "reports/report.h"
 #include "station/core/digest.h"
+#include "station/core/testutil.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
 #define FWDIR STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/"
@@ -33,7 +34,7 @@ static char out[65536];
 
 static int setup(void **state)
 {
-    strcpy(dir, "/tmp/st-e2e-klp-XXXXXX");
+    st_test_tmpl(dir, sizeof dir, "st-e2e-klp");
     return mkdtemp(dir) ? 0 : -1;
 }
 

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "reports/report.h"
+#include "station/core/testutil.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
 
@@ -26,7 +27,7 @@ static char out[1 << 17];
 
 static int setup(void **state)
 {
-    strcpy(dir, "/tmp/st-prod-XXXXXX");
+    st_test_tmpl(dir, sizeof dir, "st-prod");
     return mkdtemp(dir) ? 0 : -1;
 }
 

@@ -22,6 +22,7 @@
 #include "reports/report.h"
 #include "station/core/clock.h"
 #include "station/core/text.h"
+#include "station/core/testutil.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
 
@@ -30,7 +31,7 @@ static char out[65536];
 
 static int setup(void **state)
 {
-    strcpy(dir, "/tmp/st-e2e-rel-XXXXXX");
+    st_test_tmpl(dir, sizeof dir, "st-e2e-rel");
     return mkdtemp(dir) ? 0 : -1;
 }
 

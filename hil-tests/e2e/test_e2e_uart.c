@@ -21,6 +21,7 @@
 #include "protocols/sim/synth.h"
 #include "reports/report.h"
 #include "station/core/digest.h"
+#include "station/core/testutil.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
 
@@ -55,7 +56,8 @@ static void *serve(void *arg)
  * (jobs/README.md), the step records a note and the run passes. */
 static void uart_reflash(bool silent_complete)
 {
-    char dir[] = "/tmp/st-uart-XXXXXX";
+    char dir[64];
+    st_test_tmpl(dir, sizeof dir, "st-uart");
     assert_non_null(mkdtemp(dir));
     const st_mcu *mcu = st_mcu_find("stm32g431xx");
     /* The unit holds an older release (synthetic seed 3) and gets seed 21's application. */

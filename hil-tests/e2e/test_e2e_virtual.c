@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "reports/report.h"
+#include "station/core/testutil.h"
 
 #define STATION STATION_BINARY_DIR "/station/station"
 #define USB_JOB STATION_SOURCE_DIR "/jobs/cartographer-v4-usb-dfu.yaml"
@@ -29,7 +30,7 @@ static char out[65536];  /* the command's stdout+stderr */
 
 static int setup(void **state)
 {
-    strcpy(dir, "/tmp/st-e2e-XXXXXX");
+    st_test_tmpl(dir, sizeof dir, "st-e2e");
     return mkdtemp(dir) ? 0 : -1;
 }
 

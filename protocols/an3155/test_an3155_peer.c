@@ -21,6 +21,7 @@
 #include "protocols/an3155/an3155_model.h"
 #include "protocols/link/pty_server.h"
 #include "station/core/clock.h"
+#include "station/core/testutil.h"
 
 #define STM32FLASH "/usr/bin/stm32flash"
 
@@ -63,7 +64,7 @@ static rig *rig_new(const char *mcu)
     st_err err;
     assert_int_equal(st_pty_server_new(st_an_model_stream(r->model), NULL, &r->srv, &err), 0);
     snprintf(r->tty, sizeof r->tty, "%s", st_pty_server_path(r->srv));
-    snprintf(r->dir, sizeof r->dir, "/tmp/st-an3155-XXXXXX");
+    st_test_tmpl(r->dir, sizeof r->dir, "st-an3155");
     assert_non_null(mkdtemp(r->dir));
     atomic_init(&r->stop, false);
     atomic_init(&r->gos, 0);

@@ -20,6 +20,7 @@
 #include "station/core/mcu.h"
 #include "station/core/text.h"
 #include "station/core/yamldoc.h"
+#include "station/core/testutil.h"
 
 static void test_err_prefix_chain(void **state)
 {
@@ -148,7 +149,8 @@ static uint8_t *make_image(size_t n)
 
 static char *write_tmp(const void *data, size_t n)
 {
-    char *path = strdup("/tmp/st-core-XXXXXX");
+    char tmpl[256];
+    char *path = strdup(st_test_tmpl(tmpl, sizeof tmpl, "st-core"));
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, data, n), (ssize_t)n);
@@ -559,7 +561,8 @@ static void test_yamldoc_input_rules(void **state)
 {
     st_ydoc *d = NULL;
     st_err e;
-    char dir[] = "/tmp/st-yd-XXXXXX", p[128], want[300];
+    char dir[64], p[128], want[300];
+    st_test_tmpl(dir, sizeof dir, "st-yd");
     assert_non_null(mkdtemp(dir));
     assert_int_equal(st_ydoc_load(dir, &d, &e), ST_ERR_INVAL);
     snprintf(want, sizeof want, "%s: is a directory, not a YAML file", dir);
