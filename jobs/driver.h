@@ -32,6 +32,18 @@ typedef struct st_job_parse {
     const st_job *job;   /* images, target and (for steps) every driver's section */
 } st_job_parse;
 
+/* Getters for the keys of a section or options map, shared by the drivers' parsers. Errors
+ * go through st_ydoc_error and name "<field>.<key>"; on error or an absent key *out is
+ * unchanged (so it keeps the driver's default). */
+/* A USB id "vvvv:pppp"; a bad one: "expected a USB id like <example>". */
+int st_job_get_usb_id(const st_job_parse *p, const st_ynode *map, const char *field,
+                      const char *key, const char *example, st_usb_id *out, st_err *err);
+/* One of names (NULL-terminated): *out is its index. A value not in names: expected (NULL:
+ * "expected a, b or c" from names). */
+int st_job_get_choice(const st_job_parse *p, const st_ynode *map, const char *field,
+                      const char *key, const char *const names[], const char *expected,
+                      unsigned *out, st_err *err);
+
 /* One option key of a step (beyond retries, timeout_ms and, for image steps, image, which
  * the job parser handles for every step). */
 typedef struct st_step_opt {
