@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "hil-tests/e2e/e2e.h"
@@ -43,6 +45,12 @@ int e2e_run(const char *fmt, ...)
             (int)(sizeof cmd - (size_t)n))
         fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
     int st = system(cmd);
+    e2e_read_out();
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void e2e_read_out(void)
+{
     char p[128];
     snprintf(p, sizeof p, "%s/out.txt", e2e_dir);
     FILE *f = fopen(p, "r");
@@ -50,7 +58,31 @@ int e2e_run(const char *fmt, ...)
     e2e_out[got] = '\0';
     if (f)
         fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+pid_t e2e_spawn(const char *out, const char *const args[])
+{
+    char *argv[32] = { (char *)STATION };
+    size_t n = 1;
+    for (; args[n - 1]; n++) {
+        if (n == sizeof argv / sizeof argv[0] - 1)
+            fail_msg("e2e_spawn: more than %zu arguments", n - 1);
+        argv[n] = (char *)args[n - 1];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (chdir(e2e_dir) != 0)
+            _exit(127);
+        int fd = open(out ? out : "/dev/null", out ? O_WRONLY | O_CREAT | O_TRUNC : O_WRONLY,
+                      0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execv(STATION, argv);
+        _exit(127);
+    }
+    return pid;
 }
 
 void e2e_write_file(const char *name, const char *text)
@@ -61,6 +93,24 @@ void e2e_write_file(const char *name, const char *text)
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
+}
+
+void e2e_write_fixture(const char *name, const char *unit_extra)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "name: %s\n"
+             "gpio: { backend: virtual }\n"
+             "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\n"
+             "slots:\n"
+             "  - id: 7\n"
+             "    lines: { boot0: B, reset: { name: R, active_low: true } }\n"
+             "    usb_port: vusb-7\n"
+             "    unit:\n"
+             "      transport: usb\n"
+             "%s",
+             name, unit_extra);
+    e2e_write_file("fixture.yaml", text);
 }
 
 st_rnode *e2e_load_report(const char *sub, const char *needle, char *path_out)

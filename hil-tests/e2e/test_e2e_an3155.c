@@ -70,9 +70,7 @@ static void arrival_sha(char hex[65])
 static void test_neptune_job(void **state)
 {
     (void)state;
-    int rc = e2e_run(STATION " --plain run " JOB " -f " FIXTURE " --reports %s/reports", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
+    EXPECT_RUN(0, STATION " --plain run " JOB " -f " FIXTURE " --reports %s/reports", e2e_dir);
     st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     e2e_expect_str(doc, "verdict", "pass");
     e2e_expect_str(doc, "unit.mcu", "stm32f401xc");

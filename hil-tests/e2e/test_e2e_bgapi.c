@@ -105,10 +105,8 @@ static void write_job(const char *name, const char *sha, const char *bgapi_extra
 static void test_module_job_both_generations(void **state)
 {
     images();
-    int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/bgm-uart-dfu.yaml --reports "
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/bgm-uart-dfu.yaml --reports "
                  "%s/reports", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     assert_int_equal(e2e_count_reports("reports"), 2);
     for (int slot = 1; slot <= 2; slot++) {
         char needle[16];
@@ -258,10 +256,8 @@ static void test_dropped_byte_retried(void **state)
              sha);
     e2e_write_file("job.yaml", job);
     write_fixture(", faults: [\"drop-rx:20\"]");
-    int rc = e2e_run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports", e2e_dir,
+    EXPECT_RUN(0, STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports", e2e_dir,
                  e2e_dir, e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     e2e_expect_str(doc, "verdict", "pass");
     assert_int_equal(get_int(doc, "steps.1.attempts"), 2);
@@ -310,10 +306,8 @@ static void test_faults_fail_clearly(void **state)
 static void test_stm32_and_module_one_report(void **state)
 {
     images();
-    int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/board-stm32-bgm.yaml --slot 2 "
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/board-stm32-bgm.yaml --slot 2 "
                  "--reports %s/reports", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     assert_int_equal(e2e_count_reports("reports"), 1);
     st_rnode *doc = e2e_load_report("reports", "_slot2_", NULL);
     e2e_expect_str(doc, "verdict", "pass");
@@ -342,10 +336,8 @@ static void test_stm32_and_module_one_report(void **state)
 static void test_ble_flash_command(void **state)
 {
     images();
-    int rc = e2e_run(STATION " --plain ble flash " GEN "/bgm-ncp.gbl --slot 1 --chunk 48 --reports "
+    EXPECT_RUN(0, STATION " --plain ble flash " GEN "/bgm-ncp.gbl --slot 1 --chunk 48 --reports "
                  "%s/reports", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     st_rnode *doc = e2e_load_report("reports", "_slot1_", NULL);
     e2e_expect_str(doc, "verdict", "pass");
     e2e_expect_str(doc, "unit.module.entry_method", "system_reset(1)");

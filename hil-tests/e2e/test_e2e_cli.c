@@ -18,25 +18,6 @@
 
 #define SHIM STATION_BINARY_DIR "/hil-tests/e2e/libfail_pthread.so"
 
-#define EXPECT_RUN(want, ...)                                                              \
-    do {                                                                                   \
-        int rc_ = e2e_run(__VA_ARGS__);                                                    \
-        if (rc_ != (want))                                                                 \
-            fail_msg("exit %d, want %d:\n%s", rc_, (want), e2e_out);                       \
-    } while (0)
-
-#define EXPECT_OUT(needle)                                                                 \
-    do {                                                                                   \
-        if (!strstr(e2e_out, (needle)))                                                    \
-            fail_msg("output lacks \"%s\":\n%s", (needle), e2e_out);                       \
-    } while (0)
-
-#define EXPECT_NOT_OUT(needle)                                                             \
-    do {                                                                                   \
-        if (strstr(e2e_out, (needle)))                                                     \
-            fail_msg("output has \"%s\":\n%s", (needle), e2e_out);                         \
-    } while (0)
-
 /* A USB DFU job over a synthetic combined image in the scratch directory. */
 static void write_dfu_job(void)
 {

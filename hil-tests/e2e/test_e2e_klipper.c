@@ -28,12 +28,6 @@
 #define USB_APP FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin"
 #define PROVISION STATION_SOURCE_DIR "/jobs/cartographer-v4-provision.yaml"
 
-static void expect(const char *needle)
-{
-    if (!strstr(e2e_out, needle))
-        fail_msg("\"%s\" not in:\n%s", needle, e2e_out);
-}
-
 static void test_image_info_real(void **state)
 {
     static const struct { const char *file, *lines[6]; } t[] = {
@@ -56,11 +50,9 @@ static void test_image_info_real(void **state)
     if (access(FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin", R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
-        int rc = e2e_run(STATION " image info " FWDIR "%s", t[i].file);
-        if (rc != 0)
-            fail_msg("exit %d:\n%s", rc, e2e_out);
+        EXPECT_RUN(0, STATION " image info " FWDIR "%s", t[i].file);
         for (size_t k = 0; k < 6; k++)
-            expect(t[i].lines[k]);
+            EXPECT_OUT(t[i].lines[k]);
     }
 }
 
@@ -68,12 +60,12 @@ static void test_image_info_synthetic(void **state)
 {
     assert_int_equal(e2e_run(STATION " image generate %s/app.bin --app", e2e_dir), 0);
     assert_int_equal(e2e_run(STATION " image info %s/app.bin", e2e_dir), 0);
-    expect("linked for: 0x08002000");
-    expect("klipper dictionary: none");
+    EXPECT_OUT("linked for: 0x08002000");
+    EXPECT_OUT("klipper dictionary: none");
     assert_int_equal(e2e_run(STATION " image info %s/nope.bin", e2e_dir), 2);
-    expect("station: image info:");
+    EXPECT_OUT("station: image info:");
     assert_int_equal(e2e_run(STATION " image info %s/app.bin --mcu z80", e2e_dir), 2);
-    expect("unknown MCU");
+    EXPECT_OUT("unknown MCU");
 }
 
 /* An application-only image (linked for 0x08002000) in a ROM DFU job at 0x08000000. */
@@ -95,12 +87,10 @@ static void refuse_app_at_zero(const char *image)
     assert_non_null(f);
     fputs(job, f);
     fclose(f);
-    int rc = e2e_run(STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
+    EXPECT_RUN(2, STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir, e2e_dir);
-    if (rc != 2)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
-    expect("linked for 0x08002000");
-    expect("written at 0x08000000");
+    EXPECT_OUT("linked for 0x08002000");
+    EXPECT_OUT("written at 0x08000000");
     if (strstr(e2e_out, "no-such-fixture"))
         fail_msg("the fixture was opened before the refusal:\n%s", e2e_out);
     char rd[128];
@@ -116,25 +106,6 @@ static void test_app_image_at_zero_refused(void **state)
     refuse_app_at_zero(img);
     if (access(FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin", R_OK) == 0)
         refuse_app_at_zero(FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin");
-}
-
-/* A one-slot virtual fixture (slot 7) whose unit has the given extra YAML. */
-static void write_fixture(const char *unit_extra)
-{
-    char text[2048];
-    snprintf(text, sizeof text,
-             "name: e2e-klipper\n"
-             "gpio: { backend: virtual }\n"
-             "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\n"
-             "slots:\n"
-             "  - id: 7\n"
-             "    lines: { boot0: B, reset: { name: R, active_low: true } }\n"
-             "    usb_port: vusb-7\n"
-             "    unit:\n"
-             "      transport: usb\n"
-             "%s",
-             unit_extra);
-    e2e_write_file("fixture.yaml", text);
 }
 
 static const char *str_at(const st_rnode *doc, const char *path)
@@ -165,11 +136,9 @@ static void test_provision_passes(void **state)
 {
     if (access(USB_COMBINED, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    write_fixture("");
-    int rc = e2e_run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+    e2e_write_fixture("e2e-klipper", "");
+    EXPECT_RUN(0, STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     assert_string_equal(str_at(doc, "verdict"), "pass");
     int id = step_index(doc, "identify", 0);
@@ -212,7 +181,7 @@ static void test_stuck_sensor_fails(void **state)
 {
     if (access(USB_COMBINED, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    write_fixture("      faults: [\"klipper-sensor:stuck\"]\n");
+    e2e_write_fixture("e2e-klipper", "      faults: [\"klipper-sensor:stuck\"]\n");
     int rc = e2e_run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
@@ -237,7 +206,7 @@ static void test_temperature_out_of_range(void **state)
 {
     if (access(USB_COMBINED, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    write_fixture("      faults: [\"klipper-temp:4095\"]\n");
+    e2e_write_fixture("e2e-klipper", "      faults: [\"klipper-temp:4095\"]\n");
     int rc = e2e_run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
@@ -256,7 +225,7 @@ static void test_link_faults(void **state)
 {
     if (access(USB_COMBINED, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    write_fixture("      faults: [\"klipper-drop:10\", \"klipper-bad-crc:9\"]\n");
+    e2e_write_fixture("e2e-klipper", "      faults: [\"klipper-drop:10\", \"klipper-bad-crc:9\"]\n");
     int rc = e2e_run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
@@ -274,7 +243,7 @@ static void test_link_faults(void **state)
     char rd[160];
     snprintf(rd, sizeof rd, "rm -rf %s/reports", e2e_dir);
     assert_int_equal(system(rd), 0);
-    write_fixture("      holds: " USB_COMBINED "\n      faults: [\"klipper-silent\"]\n");
+    e2e_write_fixture("e2e-klipper", "      holds: " USB_COMBINED "\n      faults: [\"klipper-silent\"]\n");
     char job[1024], sha[65];
     snprintf(job, sizeof job,
              "name: silent\ntarget: stm32g431xx\nimages:\n  combined:\n"
@@ -343,7 +312,7 @@ static void test_other_version_fails_identify(void **state)
     write_other_version("other.bin", "CARTOGRAPHER V4 5.9.9 Lite");
     char extra[512];
     snprintf(extra, sizeof extra, "      holds: %s/other.bin\n      holds_addr: 0x08000000\n", e2e_dir);
-    write_fixture(extra);
+    e2e_write_fixture("e2e-klipper", extra);
     int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
                  " -f %s/fixture.yaml --reports %s/reports", e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
@@ -378,20 +347,18 @@ static void test_nightly_junit(void **state)
              "    unit: { transport: usb, holds: %s, faults: [\"klipper-sensor:stuck\"] }\n",
              USB_COMBINED, USB_COMBINED);
     e2e_write_file("lab.yaml", fx);
-    int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
+    EXPECT_RUN(1, STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
                  " -f %s/lab.yaml --reports %s/reports --junit %s/nightly.xml", e2e_dir, e2e_dir, e2e_dir);
-    if (rc != 1)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
-    expect("1 passed, 1 failed");
+    EXPECT_OUT("1 passed, 1 failed");
     assert_int_equal(e2e_run("cat %s/nightly.xml", e2e_dir), 0);
-    expect("<testsuites name=\"nightly-regression\">");
-    expect("<testsuite name=\"vusb-1 (slot 1)\" tests=\"4\" failures=\"0\"");
-    expect("<testsuite name=\"vusb-2 (slot 2)\" tests=\"4\" failures=\"1\"");
-    expect("name=\"4-sample\"");
-    expect("<failure type=\"fail\" message=\"sample: measurement data_stddev = 0 counts is "
+    EXPECT_OUT("<testsuites name=\"nightly-regression\">");
+    EXPECT_OUT("<testsuite name=\"vusb-1 (slot 1)\" tests=\"4\" failures=\"0\"");
+    EXPECT_OUT("<testsuite name=\"vusb-2 (slot 2)\" tests=\"4\" failures=\"1\"");
+    EXPECT_OUT("name=\"4-sample\"");
+    EXPECT_OUT("<failure type=\"fail\" message=\"sample: measurement data_stddev = 0 counts is "
            "below the low limit 5 counts\">");
-    expect("clock_rate_ratio = ");
-    expect("</testsuites>");
+    EXPECT_OUT("clock_rate_ratio = ");
+    EXPECT_OUT("</testsuites>");
     /* Only nightly wrote nothing to the units: no flash step ran. */
     const char *p = strstr(e2e_out, "flash");
     assert_null(p);
@@ -414,36 +381,26 @@ static void test_mcu_commands(void **state)
              "    unit: { transport: can, can_uuid: 11aa22bb33c2, holds: %s }\n",
              USB_COMBINED, CAN_COMBINED);
     e2e_write_file("bench.yaml", fx);
-    int rc = e2e_run(STATION " mcu identify --slot 1 -f %s/bench.yaml", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
-    expect("version: CARTOGRAPHER V4 6.0.0 Lite\n");
-    expect("mcu: stm32g431xx");
-    expect("clock: 170000000 Hz");
-    expect("transport: usb");
-    rc = e2e_run(STATION " mcu query get_uptime --response uptime --slot 1 -f %s/bench.yaml", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
-    expect("uptime high=0 clock=");
-    rc = e2e_run(STATION " mcu sample --count 20 --slot 1 -f %s/bench.yaml", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
-    expect("data: n 20, min ");
-    rc = e2e_run(STATION " mcu identify --uuid 11aa22bb33c2 -f %s/bench.yaml", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
-    expect("version: CARTOGRAPHER V4 6.0.0\n");
-    expect("transport: can 1000000 bit/s");
-    rc = e2e_run(STATION " mcu query get_canbus_id --uuid 11aa22bb33c2 --response canbus_id "
+    EXPECT_RUN(0, STATION " mcu identify --slot 1 -f %s/bench.yaml", e2e_dir);
+    EXPECT_OUT("version: CARTOGRAPHER V4 6.0.0 Lite\n");
+    EXPECT_OUT("mcu: stm32g431xx");
+    EXPECT_OUT("clock: 170000000 Hz");
+    EXPECT_OUT("transport: usb");
+    EXPECT_RUN(0, STATION " mcu query get_uptime --response uptime --slot 1 -f %s/bench.yaml", e2e_dir);
+    EXPECT_OUT("uptime high=0 clock=");
+    EXPECT_RUN(0, STATION " mcu sample --count 20 --slot 1 -f %s/bench.yaml", e2e_dir);
+    EXPECT_OUT("data: n 20, min ");
+    EXPECT_RUN(0, STATION " mcu identify --uuid 11aa22bb33c2 -f %s/bench.yaml", e2e_dir);
+    EXPECT_OUT("version: CARTOGRAPHER V4 6.0.0\n");
+    EXPECT_OUT("transport: can 1000000 bit/s");
+    EXPECT_RUN(0, STATION " mcu query get_canbus_id --uuid 11aa22bb33c2 --response canbus_id "
              "-f %s/bench.yaml", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
-    expect("canbus_id canbus_uuid=11aa22bb33c2 canbus_nodeid=4");
+    EXPECT_OUT("canbus_id canbus_uuid=11aa22bb33c2 canbus_nodeid=4");
     /* Usage errors. */
     assert_int_equal(e2e_run(STATION " mcu identify -f %s/bench.yaml", e2e_dir), 2);
-    expect("give one of --device PATH, --uuid UUID or --slot N");
+    EXPECT_OUT("give one of --device PATH, --uuid UUID or --slot N");
     assert_int_equal(e2e_run(STATION " mcu query no_such --slot 1 -f %s/bench.yaml", e2e_dir), 1);
-    expect("no command \"no_such\"");
+    EXPECT_OUT("no command \"no_such\"");
 }
 
 /* The same version string but another build (a K1-style variant): identify compares the
@@ -455,7 +412,7 @@ static void test_other_build_same_version_fails(void **state)
     write_variant("k1.bin", "\"build_versions\":\"\"", "\"build_versions\":\"gcc: k1\"");
     char extra[512];
     snprintf(extra, sizeof extra, "      holds: %s/k1.bin\n", e2e_dir);
-    write_fixture(extra);
+    e2e_write_fixture("e2e-klipper", extra);
     int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
                  " -f %s/fixture.yaml --reports %s/reports", e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
@@ -508,19 +465,13 @@ static void test_mcu_over_uart_pty(void **state)
     assert_int_equal(st_pty_server_new(st_klp_model_stream(m), NULL, &p.srv, &e), 0);
     assert_int_equal(pthread_create(&p.t, NULL, pty_loop, &p), 0);
     const char *dev = st_pty_server_path(p.srv);
-    int rc = e2e_run(STATION " mcu identify --device %s", dev);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
-    expect("version: TEST USB 1.0\n");
-    expect("clock: 170000000 Hz");
-    rc = e2e_run(STATION " mcu query 'debug_ping data=7e00ff' --response pong --device %s", dev);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
-    expect("pong data=7e00ff");
-    rc = e2e_run(STATION " mcu sample --count 30 --field temp --device %s", dev);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
-    expect("temp: n 30, min 1997");
+    EXPECT_RUN(0, STATION " mcu identify --device %s", dev);
+    EXPECT_OUT("version: TEST USB 1.0\n");
+    EXPECT_OUT("clock: 170000000 Hz");
+    EXPECT_RUN(0, STATION " mcu query 'debug_ping data=7e00ff' --response pong --device %s", dev);
+    EXPECT_OUT("pong data=7e00ff");
+    EXPECT_RUN(0, STATION " mcu sample --count 30 --field temp --device %s", dev);
+    EXPECT_OUT("temp: n 30, min 1997");
     p.stop = 1;
     pthread_join(p.t, NULL);
     st_pty_server_free(p.srv);
@@ -531,11 +482,9 @@ static void test_mcu_over_uart_pty(void **state)
 static void expect_refused(const char *job_text, const char *why)
 {
     e2e_write_file("job.yaml", job_text);
-    int rc = e2e_run(STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
+    EXPECT_RUN(2, STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir, e2e_dir);
-    if (rc != 2)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
-    expect(why);
+    EXPECT_OUT(why);
     if (strstr(e2e_out, "no-such-fixture"))
         fail_msg("the fixture was opened before the refusal:\n%s", e2e_out);
     char rd[128];
@@ -605,7 +554,7 @@ static void test_other_mcu_refused(void **state)
     assert_int_equal(fwrite(z, 1, zl, f), zl);
     fclose(f);
     assert_int_equal(e2e_run(STATION " image info %s", p), 0);
-    expect("  mcu: stm32h723xx");
+    EXPECT_OUT("  mcu: stm32h723xx");
     char sha[65], job[1024];
     snprintf(job, sizeof job,
              "name: other-mcu\ntarget: stm32g431xx\nimages:\n  combined:\n"
@@ -643,7 +592,7 @@ static void test_app_usb_id_from_image(void **state)
     st_sha256(img, ST_SYNTH_DEFAULT_SIZE, md);
     st_hex(md, 32, false, hex);
     free(img);
-    write_fixture("");
+    e2e_write_fixture("e2e-klipper", "");
     const char *ids[2] = { "1d50:614e", "1209:beef" };
     for (int i = 0; i < 2; i++) {
         char job[2048];

@@ -199,9 +199,7 @@ static void test_hung_slot_does_not_stall_others(void **state)
         "{ units: 12, arrive_ms: 2, press_ms: 2, remove_ms: 2 }",
     };
     write_fixture(2, false, "none", ops);
-    int rc = e2e_run("cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports", e2e_dir);
-    if (rc != 1)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
+    EXPECT_RUN(1, "cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports", e2e_dir);
     if (!strstr(e2e_out, "16 units, 14 passed, 2 failed"))
         fail_msg("totals:\n%s", e2e_out);
     rep reps[32];
@@ -241,9 +239,7 @@ static void test_shift_200_units_4_slots(void **state)
                      "exceptions: { 17: { faults: [ \"corrupt-page:0x08004000\" ] } } }";
     const char *ops[] = { op, op, op, op };
     write_fixture(4, false, "none", ops);
-    int rc = e2e_run("cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports", e2e_dir);
-    if (rc != 1)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
+    EXPECT_RUN(1, "cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports", e2e_dir);
     if (!strstr(e2e_out, "200 units, 196 passed, 4 failed, 0 refused; first-pass yield 98.0%"))
         fail_msg("totals:\n%s", e2e_out);
     static rep reps[256];
@@ -260,7 +256,7 @@ static void test_shift_200_units_4_slots(void **state)
     free_all(reps, n);
     /* The shift's summary, and its JUnit XML as a JUnit consumer reads it: python3's XML
      * parser plus the elements and attributes the JUnit schema requires. */
-    rc = e2e_run(STATION " report summary %s/reports --junit %s/shift.xml", e2e_dir, e2e_dir);
+    int rc = e2e_run(STATION " report summary %s/reports --junit %s/shift.xml", e2e_dir, e2e_dir);
     if (rc != 0)
         fail_msg("report summary: exit %d\n%s", rc, e2e_out);
     assert_non_null(strstr(e2e_out, "runs 200: 196 pass, 4 fail, 0 incomplete"));
@@ -288,18 +284,9 @@ static void test_shift_200_units_4_slots(void **state)
 /* Start produce in the background on a datasheet-timed shift that never ends by itself. */
 static pid_t start_bg(void)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char o[128];
-        snprintf(o, sizeof o, "%s/out.txt", e2e_dir);
-        if (!freopen(o, "w", stdout) || !freopen(o, "a", stderr) || chdir(e2e_dir) != 0)
-            _exit(127);
-        execl(STATION, STATION, "produce", "job.yaml", "-f", "fixture.yaml", "--reports",
-              "reports", (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    return e2e_spawn("out.txt", (const char *const[]){ "produce", "job.yaml", "-f",
+                                                        "fixture.yaml", "--reports", "reports",
+                                                        NULL });
 }
 
 /* Wait (bounded) until some report in dir/reports says verdict: incomplete with a step in
@@ -331,17 +318,6 @@ static int wait_exit(pid_t pid)
     return -1;
 }
 
-static void read_out(void)
-{
-    char p[128];
-    snprintf(p, sizeof p, "%s/out.txt", e2e_dir);
-    FILE *f = fopen(p, "r");
-    size_t got = f ? fread(e2e_out, 1, sizeof e2e_out - 1, f) : 0;
-    e2e_out[got] = '\0';
-    if (f)
-        fclose(f);
-}
-
 static void signal_case(int sig, bool twice)
 {
     write_job("");
@@ -357,7 +333,7 @@ static void signal_case(int sig, bool twice)
         kill(pid, sig);
     }
     int rc = wait_exit(pid);
-    read_out();
+    e2e_read_out();
     rep reps[64];
     size_t n = load_all(reps, 64);
     assert_true(n >= 1);
@@ -502,10 +478,8 @@ static void test_can_arrival(void **state)
                               "11aa22bb33c%d, operator: { units: 1, remove_ms: 1 } }\n",
                               i, i, i, i, i, i, i, i, i);
     e2e_write_file("fixture.yaml", fx);
-    int rc = e2e_run("cd %s && " STATION " produce " STATION_SOURCE_DIR
+    EXPECT_RUN(0, "cd %s && " STATION " produce " STATION_SOURCE_DIR
                  "/jobs/cartographer-v4-can-reflash.yaml -f fixture.yaml --reports reports", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     assert_non_null(strstr(e2e_out, "2 units, 2 passed, 0 failed"));
     rep reps[4];
     size_t got = load_all(reps, 4);

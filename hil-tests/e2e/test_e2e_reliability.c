@@ -131,18 +131,8 @@ static void test_kill9_at_30_moments(void **state)
     for (int k = 0; k < 30; k++) {
         double at = whole * (double)(rand_r(&seed) % 1000) / 1000.0;
         snprintf(rdir, sizeof rdir, "%s/reports-%02d", e2e_dir, k);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            if (chdir(e2e_dir) != 0)
-                _exit(127);
-            int null = open("/dev/null", 1);
-            dup2(null, 1);
-            dup2(null, 2);
-            execl(STATION, STATION, "-f", "fx.yaml", "run", "job.yaml", "--plain", "-r", rdir,
-                  (char *)NULL);
-            _exit(127);
-        }
+        pid_t pid = e2e_spawn(NULL, (const char *const[]){ "-f", "fx.yaml", "run", "job.yaml",
+                                                            "--plain", "-r", rdir, NULL });
         st_sleep_us((uint64_t)(at * 1e6));
         kill(pid, SIGKILL);
         int st;
@@ -223,10 +213,8 @@ static void test_nearly_full_disk(void **state)
 static void test_disconnect_names_address(void **state)
 {
     make_jig_with("[\"dfu-disconnect:30\"]");
-    int rc = e2e_run("cd '%s' && '%s' -f fx.yaml run job.yaml --plain -r reports --slot 1", e2e_dir,
+    EXPECT_RUN(1, "cd '%s' && '%s' -f fx.yaml run job.yaml --plain -r reports --slot 1", e2e_dir,
                  STATION);
-    if (rc != 1)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     char rdir[256];
     snprintf(rdir, sizeof rdir, "%s/reports", e2e_dir);
     int n = 0;

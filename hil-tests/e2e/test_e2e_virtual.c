@@ -72,25 +72,6 @@ static void expect_steps_timed(const st_rnode *doc, size_t nsteps, const char *o
     }
 }
 
-/* A one-slot virtual fixture whose unit has the given extra YAML (faults, serial...). */
-static void write_fixture(const char *unit_extra)
-{
-    char text[2048];
-    snprintf(text, sizeof text,
-             "name: e2e\n"
-             "gpio: { backend: virtual }\n"
-             "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\n"
-             "slots:\n"
-             "  - id: 7\n"
-             "    lines: { boot0: B, reset: { name: R, active_low: true } }\n"
-             "    usb_port: vusb-7\n"
-             "    unit:\n"
-             "      transport: usb\n"
-             "%s",
-             unit_extra);
-    e2e_write_file("fixture.yaml", text);
-}
-
 static void demo_image(void)
 {
     assert_int_equal(e2e_run("mkdir -p " STATION_SOURCE_DIR "/jobs/generated && " STATION
@@ -116,9 +97,7 @@ static void expect_uuid_v4(const char *id)
 static void test_demo_job_two_slots(void **state)
 {
     demo_image();
-    int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml --reports %s/reports", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml --reports %s/reports", e2e_dir);
     assert_non_null(strstr(e2e_out, "2 passed, 0 failed"));
     assert_int_equal(e2e_count_reports("reports"), 2);
     char run_id[64] = "";
@@ -147,9 +126,7 @@ static void test_demo_job_two_slots(void **state)
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf '%s/reports'", e2e_dir);
     assert_int_equal(system(cmd), 0);
-    rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml --slot 1 --reports %s/reports", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml --slot 1 --reports %s/reports", e2e_dir);
     st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     const char *id = st_rget_str(doc, "run.id");
     expect_uuid_v4(id);
@@ -162,9 +139,7 @@ static void test_usb_combined_image(void **state)
 {
     if (access(USB_IMAGE, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    int rc = e2e_run(STATION " --plain run " USB_JOB " --slot 1 --reports %s/reports", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
+    EXPECT_RUN(0, STATION " --plain run " USB_JOB " --slot 1 --reports %s/reports", e2e_dir);
     st_rnode *doc = e2e_load_report("reports", "_slot1_", NULL);
     e2e_expect_str(doc, "verdict", "pass");
     e2e_expect_str(doc, "images.0.sha256", USB_SHA);
@@ -180,7 +155,7 @@ static void test_usb_combined_image(void **state)
 static void test_corrupt_page_fails_verify(void **state)
 {
     demo_image();
-    write_fixture("      faults: [\"corrupt-page:0x08004000\"]\n");
+    e2e_write_fixture("e2e", "      faults: [\"corrupt-page:0x08004000\"]\n");
     int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
                  " --reports %s/reports", e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
@@ -201,7 +176,7 @@ static void test_corrupt_page_fails_verify(void **state)
 static void test_prog_error_named(void **state)
 {
     demo_image();
-    write_fixture("      faults: [\"prog-error:0x08006000\"]\n");
+    e2e_write_fixture("e2e", "      faults: [\"prog-error:0x08006000\"]\n");
     int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
                  " --reports %s/reports", e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
@@ -242,11 +217,9 @@ static void test_pin_mismatch_refused_before_pins(void **state)
 static void test_hostile_serial(void **state)
 {
     demo_image();
-    write_fixture("      serial: \"../../x: y#\"\n");
-    int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
+    e2e_write_fixture("e2e", "      serial: \"../../x: y#\"\n");
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
                  " --reports %s/reports", e2e_dir, e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     char path[512];
     st_rnode *doc = e2e_load_report("reports", NULL, path);
     assert_non_null(strstr(path, "/reports/"));
@@ -273,11 +246,9 @@ static void test_skip_identical_and_rom_quirks(void **state)
              "      holds: %s/jobs/generated/demo-combined.bin\n"
              "      faults: [dfu-start-error, \"dfu-leave:vanish\"]\n",
              STATION_SOURCE_DIR);
-    write_fixture(extra);
-    int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
+    e2e_write_fixture("e2e", extra);
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
                  " --reports %s/reports", e2e_dir, e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     long long written, skipped;
     assert_int_equal(st_rget_int(doc, "steps.1.pages_written", &written), 0);
@@ -291,9 +262,7 @@ static void test_skip_identical_and_rom_quirks(void **state)
 
 static void test_dfu_list_and_usage(void **state)
 {
-    int rc = e2e_run(STATION " dfu list");
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
+    EXPECT_RUN(0, STATION " dfu list");
     /* Fresh virtual units have empty flash: the G4 boots its ROM (PEMPTY). */
     assert_non_null(strstr(e2e_out, "0483:df11 port vusb-1"));
     assert_non_null(strstr(e2e_out, "@Internal Flash   /0x08000000/64*02Kg"));
@@ -487,10 +456,8 @@ static void test_wrong_mcu_recorded(void **state)
     synth_images(9, app_sha, comb_sha);
     write_can_fixture(1, "      faults: [\"katapult-mcu:stm32f072xb\"]\n");
     write_can_job("slots", false, app_sha, comb_sha);
-    int rc = e2e_run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+    EXPECT_RUN(1, STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir, e2e_dir);
-    if (rc != 1)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     e2e_expect_str(doc, "verdict", "fail");
     e2e_expect_str(doc, "unit.mcu", "stm32f072xb");
@@ -506,10 +473,8 @@ static void test_returned_units_synthetic(void **state)
     synth_images(9, app_sha, comb_sha);
     write_can_fixture(3, NULL);
     write_can_job("discover", true, app_sha, comb_sha);
-    int rc = e2e_run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+    EXPECT_RUN(0, STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir, e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     assert_non_null(strstr(e2e_out, "3 passed, 0 failed"));
     assert_int_equal(e2e_count_reports("reports"), 3);
     for (int i = 1; i <= 3; i++) {
@@ -534,10 +499,8 @@ static void test_returned_units_real(void **state)
 {
     if (access(CAN_APP, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/returned-units.yaml -f "
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/returned-units.yaml -f "
                  STATION_SOURCE_DIR "/fixtures/virtual-can.yaml --reports %s/reports", e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     assert_int_equal(e2e_count_reports("reports"), 3);
     for (int i = 1; i <= 3; i++) {
         char uuid[16];
@@ -563,11 +526,9 @@ static void test_serial_flash_known_answer(void **state)
         skip(); /* ../shared/firmware is absent */
     /* A unit running the Klipper application over USB: the 1200-baud touch takes it to
      * Katapult, which comes back on the same port as 1d50:6177 (seed 001). */
-    write_fixture("      holds: \"synthetic:4\"\n");
-    int rc = e2e_run(STATION " --plain -f %s/fixture.yaml serial flash " USB_APP
+    e2e_write_fixture("e2e", "      holds: \"synthetic:4\"\n");
+    EXPECT_RUN(0, STATION " --plain -f %s/fixture.yaml serial flash " USB_APP
                  " --slot 7 --reports %s/reports", e2e_dir, e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     e2e_expect_str(doc, "verdict", "pass");
     e2e_expect_str(doc, "steps.0.entry_method", "usb:1200-baud-touch");
@@ -580,10 +541,8 @@ static void test_serial_flash_known_answer(void **state)
     e2e_expect_str(doc, "steps.5.app_usb.id", "1d50:614e");
     st_report_free(doc);
     /* Run it again: the unit already holds the image, nothing is rewritten. */
-    rc = e2e_run(STATION " --plain -f %s/fixture.yaml serial flash " USB_APP
+    EXPECT_RUN(0, STATION " --plain -f %s/fixture.yaml serial flash " USB_APP
              " --slot 7 --reports %s/reports2", e2e_dir, e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
 }
 
 static void test_cut_off_recovered_through_rom(void **state)
@@ -593,10 +552,8 @@ static void test_cut_off_recovered_through_rom(void **state)
     /* Unit 1 loses power while Katapult writes its 40th block; unit 2 is untouched by that. */
     write_can_fixture(2, "      faults: [\"katapult-power-loss:40\"]\n");
     write_can_job("slots", true, app_sha, comb_sha);
-    int rc = e2e_run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+    EXPECT_RUN(0, STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir, e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     st_rnode *doc = e2e_load_report("reports", "0a0b0c0d0e01_", NULL);
     e2e_expect_str(doc, "verdict", "pass");
     e2e_expect_str(doc, "recovery.rung", "rom-dfu");
@@ -652,7 +609,7 @@ static void silent_complete(bool usb)
     char app_sha[65], comb_sha[65];
     synth_images(9, app_sha, comb_sha);
     if (usb) {
-        write_fixture("      holds: \"synthetic:4\"\n"
+        e2e_write_fixture("e2e", "      holds: \"synthetic:4\"\n"
                       "      faults: [\"katapult-silent-complete\"]\n");
         char job[1024];
         snprintf(job, sizeof job,
@@ -710,10 +667,8 @@ static void test_can_connect_nacks(void **state)
     synth_images(9, app_sha, comb_sha);
     write_can_fixture(1, "      faults: [\"katapult-nack-storm:3\"]\n"); /* tries: 2 */
     write_can_job("slots", false, app_sha, comb_sha);
-    int rc = e2e_run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+    EXPECT_RUN(0, STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir, e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     assert_non_null(strstr(e2e_out, "attempt 1: enter-katapult: katapult: CONNECT: device answered NACK"));
     st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     e2e_expect_str(doc, "verdict", "pass");
@@ -722,10 +677,8 @@ static void test_can_connect_nacks(void **state)
 
     assert_int_equal(e2e_run("rm -rf %s/reports", e2e_dir), 0);
     write_can_fixture(1, "      faults: [\"katapult-nack-storm:50\"]\n");
-    rc = e2e_run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+    EXPECT_RUN(1, STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
              e2e_dir, e2e_dir, e2e_dir);
-    if (rc != 1)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     doc = e2e_load_report("reports", NULL, NULL);
     e2e_expect_str(doc, "verdict", "fail");
     const char *cause = st_rget_str(doc, "cause");
@@ -768,10 +721,8 @@ static void test_dfu_then_katapult_one_job(void **state)
              "  - wait-for-app: { can: true, timeout_ms: 3000 }\n",
              comb_sha, app2_sha);
     e2e_write_file("mixed-job.yaml", job);
-    int rc = e2e_run(STATION " --plain run %s/mixed-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+    EXPECT_RUN(0, STATION " --plain run %s/mixed-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir, e2e_dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
     assert_int_equal(e2e_count_reports("reports"), 1);
     st_rnode *doc = e2e_load_report("reports", "MIXED0001_", NULL);
     e2e_expect_str(doc, "verdict", "pass");
@@ -811,9 +762,7 @@ static void test_can_scan(void **state)
     f = fopen(fx, "a");
     fputs(extra, f);
     fclose(f);
-    int rc = e2e_run(STATION " -f %s can scan", fx);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, e2e_out);
+    EXPECT_RUN(0, STATION " -f %s can scan", fx);
     assert_non_null(strstr(e2e_out, "2 units on vcan-e2e"));
     assert_non_null(strstr(e2e_out, "0a0b0c0d0e01   klipper      1"));
     assert_non_null(strstr(e2e_out, "0a0b0c0d0e09   katapult     9"));
