@@ -1,5 +1,6 @@
 /* Test and benchmark support: scratch file and directory names under $TMPDIR (never a
- * hard-coded /tmp; scripts/check-tmp-templates.sh fails the build's tests on one). */
+ * hard-coded /tmp; scripts/check-tmp-templates.sh fails the build's tests on one), reading
+ * a whole file. */
 #ifndef ST_TESTUTIL_H
 #define ST_TESTUTIL_H
 
@@ -10,5 +11,10 @@
  * not fit, buf is left empty, so the caller's mkdtemp/mkstemp fails (EINVAL) on its own
  * error path instead of using a truncated template. */
 char *st_test_tmpl(char *buf, size_t cap, const char *name);
+
+/* The whole file at path, in a malloc'd buffer with a NUL byte after its *len bytes (so a
+ * text file is also a string); the caller frees it. NULL when it cannot be opened or read
+ * (len unchanged). */
+void *st_test_read_file(const char *path, size_t *len);
 
 #endif
