@@ -45,6 +45,7 @@ void *st_test_read_file(const char *path, size_t *len)
         return NULL;
     }
     buf[n] = '\0';
-    *len = n;
+    if (len)
+        *len = n;
     return buf;
 }

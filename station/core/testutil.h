@@ -13,8 +13,8 @@
 char *st_test_tmpl(char *buf, size_t cap, const char *name);
 
 /* The whole file at path, in a malloc'd buffer with a NUL byte after its *len bytes (so a
- * text file is also a string); the caller frees it. NULL when it cannot be opened or read
- * (len unchanged). */
+ * text file is also a string; len may be NULL); the caller frees it. NULL when it cannot
+ * be opened or read (len unchanged). */
 void *st_test_read_file(const char *path, size_t *len);
 
 #endif
