@@ -78,21 +78,12 @@ static int section_parse(const st_job_parse *p, const st_ynode *k, void **out, s
         static const char *const kk[] = { "transport", "bitrate", "baud", "app_usb", "discover_ms",
                                           "timeout_ms", "tries", NULL };
         static const char *const transports[] = { "can", "usb", "uart", NULL };
-        const char *transport = NULL, *app = NULL;
         const st_ydoc *doc = p->doc;
+        unsigned t = s->transport;
         rc = st_ymap_check_keys(doc, k, "katapult", kk, err);
         if (!rc)
-            rc = st_ymap_get_str(doc, k, "katapult", "transport", false, &transport, err);
-        if (!rc && transport) {
-            size_t i = 0;
-            while (transports[i] && strcmp(transports[i], transport) != 0)
-                i++;
-            if (transports[i])
-                s->transport = (kat_transport)i;
-            else
-                rc = st_ydoc_error(doc, st_ymap_get(doc, k, "transport"), "katapult.transport",
-                                   err, ST_ERR_INVAL, "expected can, usb or uart");
-        }
+            rc = st_job_get_choice(p, k, "katapult", "transport", transports, NULL, &t, err);
+        s->transport = (kat_transport)t;
         if (!rc)
             rc = st_ymap_get_u32(doc, k, "katapult", "bitrate", false, 0, 1000000, &s->bitrate, err);
         if (!rc)
@@ -105,10 +96,7 @@ static int section_parse(const st_job_parse *p, const st_ynode *k, void **out, s
         if (!rc)
             rc = st_ymap_get_u32(doc, k, "katapult", "tries", false, 1, 20, &s->tries, err);
         if (!rc)
-            rc = st_ymap_get_str(doc, k, "katapult", "app_usb", false, &app, err);
-        if (!rc && app && !st_parse_usb_id(app, &s->app_usb.vid, &s->app_usb.pid))
-            rc = st_ydoc_error(doc, st_ymap_get(doc, k, "app_usb"), "katapult.app_usb", err,
-                               ST_ERR_INVAL, "expected a USB id like 1d50:614e");
+            rc = st_job_get_usb_id(p, k, "katapult", "app_usb", "1d50:614e", &s->app_usb, err);
     }
     if (rc) {
         free(s);
