@@ -701,3 +701,20 @@ void st_ctx_virtual_remove(st_ctx *c, int slot_id)
     v->unit = NULL;
     pthread_mutex_unlock(&c->vlock);
 }
+
+int st_ctx_virtual_clear_faults(st_ctx *c, int slot_id, st_err *err)
+{
+    vslot *v = vslot_of(c, slot_id);
+    if (!v || (!v->unit && !v->module))
+        return st_err_set(err, ST_ERR_NOTFOUND, "slot %d: no simulated unit", slot_id);
+    pthread_mutex_lock(&c->vlock);
+    if (v->unit)
+        st_vunit_clear_faults(v->unit);
+    if (v->module)
+        st_bgapi_model_fault_clear(v->module);
+    for (size_t i = 0; v->fs->can.present && i < c->ncans; i++)
+        if (c->cans[i].bus && strcmp(c->cans[i].name, v->fs->can.iface) == 0)
+            st_vcan_fault_bus_off(c->cans[i].bus, false);
+    pthread_mutex_unlock(&c->vlock);
+    return 0;
+}

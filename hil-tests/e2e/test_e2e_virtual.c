@@ -814,7 +814,8 @@ static void test_can_connect_nacks(void **state)
                  dir, dir, dir);
     if (rc != 0)
         fail_msg("exit %d:\n%s", rc, out);
-    assert_non_null(strstr(out, "attempt 1: enter-katapult: katapult: CONNECT: device answered NACK"));
+    assert_non_null(strstr(out, "attempt 1: enter-katapult: node 129 (CAN id 0x202): katapult: "
+                                "CONNECT: device answered NACK"));
     st_rnode *doc = load_report(NULL, NULL);
     expect_str(doc, "verdict", "pass");
     expect_str(doc, "unit.after_sha256", app_sha);
@@ -830,7 +831,8 @@ static void test_can_connect_nacks(void **state)
     expect_str(doc, "verdict", "fail");
     const char *cause = st_rget_str(doc, "cause");
     assert_non_null(cause);
-    if (strncmp(cause, "enter-katapult: katapult: CONNECT: device answered NACK", 55) != 0 ||
+    if (strncmp(cause, "enter-katapult: node 129 (CAN id 0x202): katapult: CONNECT: device "
+                       "answered NACK", 80) != 0 ||
         strstr(cause, "did not answer as Katapult"))
         fail_msg("cause: %s", cause);
     st_report_free(doc);

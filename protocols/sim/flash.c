@@ -332,6 +332,15 @@ void st_flash_fault_clear(st_flash *f)
     pthread_mutex_unlock(&f->lock);
 }
 
+void st_flash_fault_disarm(st_flash *f)
+{
+    pthread_mutex_lock(&f->lock);
+    f->corrupt_page = f->prog_error_page = NO_PAGE;
+    f->slow_factor = 1;
+    f->power_armed = false;
+    pthread_mutex_unlock(&f->lock);
+}
+
 void st_flash_get_stats(st_flash *f, st_flash_stats *out)
 {
     pthread_mutex_lock(&f->lock);

@@ -68,6 +68,9 @@ bool st_flash_power_lost(st_flash *f);
  * loss it does nothing (an armed fault stays armed across resets). */
 void st_flash_power_restore(st_flash *f);
 void st_flash_fault_clear(st_flash *f);
+/* Disarm the faults that have not fired (corrupt/prog-error pages, slow erase, a power
+ * loss still counting down); a power loss that happened stays until st_flash_power_restore. */
+void st_flash_fault_disarm(st_flash *f);
 
 /* Accounting since creation or the last reset. */
 typedef struct st_flash_stats {

@@ -841,6 +841,28 @@ int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
     return 0;
 }
 
+void st_vunit_clear_faults(st_vunit *u)
+{
+    pthread_mutex_lock(&u->lock);
+    u->start_error = false;
+    memset(&u->dfu_faults, 0, sizeof u->dfu_faults);
+    st_dfu_model_set_faults(u->dfu, &u->dfu_faults);
+    st_flash_fault_disarm(u->flash);
+    st_flash_set_rdp(u->flash, false);
+    st_katapult_model_fault_clear(u->kat);
+    u->kat_faults_armed = false;
+    memset(&u->klp_faults, 0, sizeof u->klp_faults);
+    if (u->klp)
+        st_klp_model_set_faults(u->klp, &u->klp_faults);
+    if (u->uart_rom) {
+        static const char *const off[] = { "nack:0", "silent:0", "noise-rx:0", "noise-tx:0",
+                                           "late-start:0", NULL };
+        for (size_t i = 0; off[i]; i++)
+            st_an_model_fault(u->uart_rom, off[i]);
+    }
+    pthread_mutex_unlock(&u->lock);
+}
+
 int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
                  const st_vunit_can_port *can, st_vunit **out, st_err *err)
 {

@@ -147,6 +147,15 @@ unsigned st_vunit_boots(st_vunit *u);
  * bootloader requests. */
 int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err);
 
+/* Disarm every fault the unit was given (or that is still pending: a NACK storm's rest, a
+ * stall not yet reached), leaving the unit as the faults left it: its flash, its mode (a
+ * unit sitting in Katapult stays there), a power loss that happened (until the next reset
+ * or power-on, as before). Readout protection, which is the chip's state rather than an
+ * event, is turned off too (as an operator's unprotect would). katapult-mcu and
+ * dfu-transfer-size are properties of the unit and stay. The fault matrix's rerun "without
+ * the fault" (hil-tests/e2e/test_e2e_faults.c) starts here. */
+void st_vunit_clear_faults(st_vunit *u);
+
 /* Whether st_vunit_new would take this fault string for a unit with this MCU, without
  * making one: 0, or ST_ERR_INVAL with a message that quotes it and lists the faults.
  * (can-bus-off is not a unit fault: the fixture's context handles it.) */
