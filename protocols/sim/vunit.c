@@ -347,6 +347,14 @@ static face boot_code(st_vunit *u, uint32_t addr)
 static face rom(st_vunit *u)
 {
     u->mode = M_ROM;
+    /* A disconnect is an event, like every other fault: once the ROM has vanished, the
+     * next reset brings it back whole (the model counts class requests across resets, so
+     * re-arming it would make the unit vanish at once on every boot: a dead unit, not a
+     * glitch). */
+    st_dfu_model_counts cnt;
+    st_dfu_model_get_counts(u->dfu, &cnt);
+    if (u->dfu_faults.disconnect_after && cnt.class_reqs > u->dfu_faults.disconnect_after)
+        u->dfu_faults.disconnect_after = 0;
     st_dfu_model_reset(u->dfu);
     if (u->start_error)
         st_dfu_model_set_state(u->dfu, 10 /* dfuERROR */, 0x0E /* errUNKNOWN */);

@@ -106,7 +106,8 @@ unsigned st_vunit_boots(st_vunit *u);
  *   dfu-start-error            the ROM enumerates in dfuERROR
  *   dfu-transfer-size:N        wTransferSize N (64..4096; only in st_vunit_config)
  *   dfu-stall:N                stall the Nth DFU class request
- *   dfu-disconnect:N           vanish after N DFU class requests
+ *   dfu-disconnect:N           vanish after N DFU class requests (once: the next reset
+ *                              brings the ROM back)
  *   dfu-leave:stall|vanish|stall-dnload   the leave request is not answered
  *   corrupt-page:ADDR          flip a bit in that page after it is programmed
  *   prog-error:ADDR            programming that page fails (errPROG)
