@@ -710,8 +710,12 @@ int st_ctx_virtual_clear_faults(st_ctx *c, int slot_id, st_err *err)
     pthread_mutex_lock(&c->vlock);
     if (v->unit)
         st_vunit_clear_faults(v->unit);
-    if (v->module)
+    if (v->module) {
         st_bgapi_model_fault_clear(v->module);
+        /* baud:RATE is given as a fault: its rerun is at the module's own rate again. */
+        const st_fixture_unit *fu = &v->fs->unit;
+        st_bgapi_model_set_baud(v->module, fu->module.baud ? fu->module.baud : v->fs->module.baud);
+    }
     for (size_t i = 0; v->fs->can.present && i < c->ncans; i++)
         if (c->cans[i].bus && strcmp(c->cans[i].name, v->fs->can.iface) == 0)
             st_vcan_fault_bus_off(c->cans[i].bus, false);
