@@ -715,6 +715,10 @@ int st_ctx_virtual_clear_faults(st_ctx *c, int slot_id, st_err *err)
         /* baud:RATE is given as a fault: its rerun is at the module's own rate again. */
         const st_fixture_unit *fu = &v->fs->unit;
         st_bgapi_model_set_baud(v->module, fu->module.baud ? fu->module.baud : v->fs->module.baud);
+        /* power-loss:BYTES took the module's supply away (bgapi/PROTOCOL.md 6.4): running
+         * again without it, the power is back (the module comes up in DFU mode). */
+        if (st_bgapi_model_get_state(v->module) == ST_BGAPI_MODEL_DEAD)
+            st_bgapi_model_power_cycle(v->module);
     }
     for (size_t i = 0; v->fs->can.present && i < c->ncans; i++)
         if (c->cans[i].bus && strcmp(c->cans[i].name, v->fs->can.iface) == 0)
