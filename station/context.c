@@ -308,6 +308,7 @@ static int make_unit(st_ctx *c, vslot *v, unsigned unit_no, st_err *err)
         .timing = fu->timing == ST_UNIT_TIMING_DATASHEET ? ST_TIMING_DATASHEET : ST_TIMING_NONE,
         .dfu_serial = serial[0] ? serial : NULL,
         .can_transport = fu->transport == ST_UNIT_TRANSPORT_CAN,
+        .uart_transport = fu->transport == ST_UNIT_TRANSPORT_UART,
         .boot_select_low = fu->boot_select_low,
         .uart_on_pty = fs->serial.present && strcmp(fs->serial.device, "pty") == 0,
         .dtr = wire_of(fu->modem_dtr),

@@ -96,8 +96,10 @@ static void write_jobs(void)
              "  - wait-for-app: { usb: \"1d50:614e\", timeout_ms: 2000 }\n", comb_sha);
     snprintf(p, sizeof p, "%s/rom-dfu.yaml", base);
     write_text(p, job);
-    for (int can = 0; can < 2; can++) {
+    static const char *const kt[] = { "can", "usb", "uart" };
+    for (int k = 0; k < 3; k++) {
         for (int ladder = 0; ladder < 2; ladder++) {
+            bool can = k == 0;
             snprintf(job, sizeof job,
                      "name: matrix-katapult-%s\ntarget: stm32g431xx\n"
                      "images:\n"
@@ -113,13 +115,14 @@ static void write_jobs(void)
                      "  - katapult-flash: { skip_identical: true }\n"
                      "  - katapult-verify\n"
                      "  - katapult-complete\n"
-                     "  - wait-for-app: { %s, timeout_ms: 3000 }\n",
-                     can ? "can" : "usb", app_sha, comb_sha, can ? "can, bitrate: 1000000" : "usb",
+                     "%s",
+                     kt[k], app_sha, comb_sha, can ? "can, bitrate: 1000000" : kt[k],
                      ladder ? "recovery: { image: combined }\n" : "",
                      can ? "" : ": { timeout_ms: 300 }",
-                     can ? "can: true" : "usb: \"1d50:614e\"");
-            snprintf(p, sizeof p, "%s/katapult-%s%s.yaml", base, can ? "can" : "usb",
-                     ladder ? "" : "-no-ladder");
+                     k == 0   ? "  - wait-for-app: { can: true, timeout_ms: 3000 }\n"
+                     : k == 1 ? "  - wait-for-app: { usb: \"1d50:614e\", timeout_ms: 3000 }\n"
+                              : "" /* no wait-for-app on a UART: katapult-complete decides */);
+            snprintf(p, sizeof p, "%s/katapult-%s%s.yaml", base, kt[k], ladder ? "" : "-no-ladder");
             write_text(p, job);
         }
     }
@@ -180,6 +183,11 @@ static void write_fixture(const char *path, path_id pid, const char *faults)
                  "    unit:\n      transport: can\n      holds: \"synthetic:1\"\n"
                  "      can_uuid: 0a0b0c0d0e01\n      faults: [%s]\n", head, faults);
         break;
+    case P_KUART:
+        snprintf(text, sizeof text, "%s    usb_port: vusb-1\n    serial: { device: pty }\n"
+                 "    unit:\n      transport: uart\n      holds: \"synthetic:5\"\n"
+                 "      faults: [%s]\n", head, faults);
+        break;
     case P_AN3155:
         snprintf(text, sizeof text, "%s    serial: { device: pty }\n"
                  "    unit: { mcu: stm32g431xx, holds: \"synthetic:2\", faults: [%s] }\n", head,
@@ -212,11 +220,13 @@ typedef struct cell_result {
     char cause[1024];      /* the faulty run's cause (or why it was refused) */
     char rerun_cause[512];
     char state[16];        /* the unit's state after the faulty run */
+    char how[96];          /* the faulty run's retries and recovery rung, from its report */
 } cell_result;
 
 /* Run the job once on slot 1 as `station run` would (run_job in station/main.c). */
 static outcome run_once(st_ctx *ctx, const st_job *job, st_image *const *images,
-                        const char *reports, char *cause, size_t cap, bool *report_ok)
+                        const char *reports, char *cause, size_t cap, bool *report_ok,
+                        char *how, size_t hcap)
 {
     const st_fixture *fx = st_ctx_fixture(ctx);
     const st_fixture_slot *fs = st_fixture_slot_by_id(fx, 1);
@@ -271,6 +281,19 @@ static outcome run_once(st_ctx *ctx, const st_job *job, st_image *const *images,
     st_rnode *doc = NULL;
     if (st_report_load(res.report_path, &doc, &e) == 0 && st_report_validate(doc, &e) == 0)
         *report_ok = true;
+    if (doc && how) {
+        /* What it took: extra attempts, and the recovery rung. */
+        long long extra = 0, a;
+        const st_rnode *steps = st_rget(doc, "steps");
+        for (size_t i = 0; steps && i < st_rnode_len(steps); i++) {
+            char q[48];
+            snprintf(q, sizeof q, "steps.%zu.attempts", i);
+            if (st_rget_int(doc, q, &a) == 0 && a > 1)
+                extra += a - 1;
+        }
+        const char *rung = st_rget_str(doc, "recovery.rung");
+        snprintf(how, hcap, "%lld retries%s%s", extra, rung ? ", rung " : "", rung ? rung : "");
+    }
     else
         snprintf(cause + strlen(cause), cap - strlen(cause), " [report: %s]", e.msg);
     st_report_free(doc);
@@ -299,12 +322,13 @@ static void run_cell_child(const char *dir, const char *job_file, path_id pid, c
         snprintf(r->cause, sizeof r->cause, "setup: %.900s", e.msg);
         return;
     }
-    r->first = run_once(ctx, job, images, rep, r->cause, sizeof r->cause, &r->report_ok);
+    r->first = run_once(ctx, job, images, rep, r->cause, sizeof r->cause, &r->report_ok, r->how,
+                        sizeof r->how);
     const char *st = st_ctx_virtual_state(ctx, 1);
     snprintf(r->state, sizeof r->state, "%s", st ? st : "-");
     if (st_ctx_virtual_clear_faults(ctx, 1, &e) == 0)
         r->rerun = run_once(ctx, job, images, rep2, r->rerun_cause, sizeof r->rerun_cause,
-                            &r->rerun_report_ok);
+                            &r->rerun_report_ok, NULL, 0);
     for (size_t i = 0; i < ST_JOB_MAX_IMAGES; i++)
         st_image_free(images[i]);
     st_job_free(job);
@@ -379,38 +403,39 @@ static const row rows[] = {
       .why = "ST ROMs jump before answering the leave" },
     { .fault = "dfu-leave:stall-dnload", .expect = "P------", .cause_has = NULL,
       .why = "a refused leave falls back to a RESET pulse" },
-    { .fault = "corrupt-page:0x08004000", .expect = "FPP-F--", .cause_has = "0x0800",
+    { .fault = "corrupt-page:0x08004000", .expect = "FPPPF--", .cause_has = "0x0800",
       .why = "ROM DFU and AN3155 verify name the page; Katapult reads each block back and "
              "answers an error, and the resend rewrites it" },
-    { .fault = "prog-error:0x08006000", .expect = "FFF-F--", .cause_has = "0x0800",
+    { .fault = "prog-error:0x08006000", .expect = "FFFFF--", .cause_has = "0x0800",
       .why = "errPROG on every attempt names the page" },
-    { .fault = "slow-erase:20", .expect = "PPP-P--", .cause_has = NULL,
+    { .fault = "slow-erase:20", .expect = "PPPPP--", .cause_has = NULL,
       .why = "slower erases only take longer" },
-    { .fault = "power-loss:4096", .expect = "PPP-P--", .cause_has = NULL,
+    { .fault = "power-loss:4096", .expect = "PPPPP--", .cause_has = NULL,
       .why = "the retry (or the ROM rung) rewrites the unit" },
-    { .fault = "katapult-power-loss:5", .expect = "-PP----", .cause_has = NULL,
+    { .fault = "katapult-power-loss:5", .expect = "-PPP---", .cause_has = NULL,
       .why = "cut off mid-transfer: the ROM rung recovers" },
-    { .fault = "katapult-drop-rx:3", .expect = "-PP----", .cause_has = NULL,
+    { .fault = "katapult-drop-rx:3", .expect = "-PPP---", .cause_has = NULL,
       .why = "a lost frame is resent" },
-    { .fault = "katapult-drop-tx:3", .expect = "-PP----", .cause_has = NULL,
+    { .fault = "katapult-drop-tx:3", .expect = "-PPP---", .cause_has = NULL,
       .why = "a lost answer is resent" },
-    { .fault = "katapult-corrupt-rx:3", .expect = "-PP----", .cause_has = NULL,
+    { .fault = "katapult-corrupt-rx:3", .expect = "-PPP---", .cause_has = NULL,
       .why = "a damaged frame is NACKed and resent" },
-    { .fault = "katapult-corrupt-tx:3", .expect = "-PP----", .cause_has = NULL,
+    { .fault = "katapult-corrupt-tx:3", .expect = "-PPP---", .cause_has = NULL,
       .why = "a damaged answer is resent" },
-    { .fault = "katapult-nack-storm:3", .expect = "-PP----", .cause_has = NULL,
+    { .fault = "katapult-nack-storm:3", .expect = "-PPP---", .cause_has = NULL,
       .why = "the retry CONNECTs again" },
-    { .fault = "katapult-nack-storm:1000000000", .expect = "-PP----", .cause_has = NULL,
+    { .fault = "katapult-nack-storm:1000000000", .expect = "-PPP---", .cause_has = NULL,
       .why = "refused through every retry: the ROM rung" },
-    { .fault = "katapult-silent-complete", .expect = "-PP----", .cause_has = NULL,
+    { .fault = "katapult-silent-complete", .expect = "-PPP---", .cause_has = NULL,
       .why = "a lost COMPLETE answer is not fatal" },
-    { .fault = "katapult-mcu:stm32f072xb", .expect = "-FF----", .cause_has = "stm32f072xb",
+    { .fault = "katapult-mcu:stm32f072xb", .expect = "-FFF---", .cause_has = "stm32f072xb",
       .why = "another board: never flashed",
       .property = true },
     { .fault = "can-bus-off", .expect = "-R-----", .cause_has = NULL,
       .why = "the bus is down: the station refuses, no unit touched" },
-    { .fault = "rdp", .expect = "----F--", .cause_has = NULL,
-      .why = "the ROM refuses reads; uart-unprotect is not in the job" },
+    { .fault = "rdp", .expect = "F---F--", .cause_has = "0x0800",
+      .why = "readout protection stops the ROM (DFU and AN3155 refuse; no unprotect in the "
+             "jobs), not Katapult running from flash" },
     { .fault = "uart-nack:3", .expect = "----P--", .cause_has = NULL,
       .why = "a NACKed command is retried" },
     { .fault = "uart-silent:3", .expect = "----P--", .cause_has = NULL,
@@ -450,7 +475,8 @@ static const row rows[] = {
 static const char *job_of(path_id p)
 {
     static const char *const jobs[NPATHS] = { "rom-dfu.yaml", "katapult-can.yaml",
-                                              "katapult-usb.yaml", NULL, "an3155.yaml",
+                                              "katapult-usb.yaml", "katapult-uart.yaml",
+                                              "an3155.yaml",
                                               "bgapi.yaml", "checks.yaml" };
     return jobs[p];
 }
@@ -501,6 +527,10 @@ static void judge(const row *rw, path_id p, const cell_result *r, tally *t)
 {
     char want = rw->expect[p];
     t->tried++;
+    if (getenv("STATION_MATRIX_VERBOSE") && r)
+        printf("  %-13s %-28s %-5s (%s) rerun %s%s%.200s\n", path_names[p], rw->fault,
+               outcome_names[r->first], r->how, outcome_names[r->rerun],
+               r->cause[0] ? ": " : "", r->cause);
     if (rw->open) {
         t->open++;
         printf("  open: %-13s %-28s %s; this run: %s%s%s, rerun %s\n", path_names[p], rw->fault,
@@ -644,8 +674,7 @@ static void test_fault_matrix(void **state)
         printf("%-14s %6u %6u %9u %7u %6u %8u %6u %5u %5u%s\n", path_names[i], t[i].tried,
                t[i].clean_fail, t[i].recovered, t[i].refused, t[i].wrong, t[i].stranded,
                t[i].hangs, t[i].open, na + t[i].na,
-               i == P_KUART ? "  (not modelled by the virtual unit: see HACKING.md)"
-               : i == P_CHECK && !real ? "  (../shared/firmware absent)" : "");
+               i == P_CHECK && !real ? "  (../shared/firmware absent)" : "");
         sum.tried += t[i].tried, sum.clean_fail += t[i].clean_fail;
         sum.recovered += t[i].recovered, sum.refused += t[i].refused, sum.wrong += t[i].wrong;
         sum.stranded += t[i].stranded, sum.hangs += t[i].hangs, sum.open += t[i].open;
@@ -720,6 +749,18 @@ static void test_usb_nack_storm_no_ladder(void **state)
     nack_storm(P_KUSB, "katapult-usb-no-ladder.yaml", O_FAIL, "port vusb-1");
 }
 
+static void test_uart_nack_storm_ladder(void **state)
+{
+    (void)state;
+    nack_storm(P_KUART, "katapult-uart.yaml", O_PASS, "");
+}
+
+static void test_uart_nack_storm_no_ladder(void **state)
+{
+    (void)state;
+    nack_storm(P_KUART, "katapult-uart-no-ladder.yaml", O_FAIL, "/dev/pts/");
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -748,6 +789,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_can_nack_storm_no_ladder),
         cmocka_unit_test(test_usb_nack_storm_ladder),
         cmocka_unit_test(test_usb_nack_storm_no_ladder),
+        cmocka_unit_test(test_uart_nack_storm_ladder),
+        cmocka_unit_test(test_uart_nack_storm_no_ladder),
     };
     const struct CMUnitTest matrix[] = { cmocka_unit_test(test_fault_matrix) };
     if (argc > 1 && strcmp(argv[1], "--matrix") == 0)

@@ -59,6 +59,10 @@ typedef struct st_vunit_config {
     st_timing_profile timing;
     const char *dfu_serial;      /* NULL: model default; at most ST_VUNIT_SERIAL_MAX chars */
     bool can_transport;          /* images that do not say: the app and Katapult speak CAN */
+    /* images that do not say: the app and Katapult are UART builds on the unit's UART (the
+     * USART the ROM's AN3155 bootloader uses; st_vunit_uart): the app answers Klipper's
+     * serial bootloader request string, Katapult its protocol, at whatever baud is set */
+    bool uart_transport;
     uint8_t can_uuid[6];         /* the unit's CAN UUID (CAN units) */
     const uint8_t *holds;        /* flash contents at arrival (copied), NULL = erased */
     size_t holds_len;
@@ -144,8 +148,8 @@ unsigned st_vunit_boots(st_vunit *u);
  * time is the unit's own), and with the MCU table's Klipper id (1d50:614e) only when the
  * image carries none; an image with a descriptor and no dictionary is a USB build.
  * An image without a dictionary (the station's synthetic images) shows the face of
- * can_transport, for Katapult and application alike, and its application answers only the
- * bootloader requests. */
+ * can_transport (or uart_transport), for Katapult and application alike, and its
+ * application answers only the bootloader requests. */
 int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err);
 
 /* Disarm every fault the unit was given (or that is still pending: a NACK storm's rest, a
