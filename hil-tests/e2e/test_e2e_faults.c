@@ -433,7 +433,7 @@ static const row rows[] = {
       .property = true },
     { .fault = "can-bus-off", .expect = "-R-----", .cause_has = NULL,
       .why = "the bus is down: the station refuses, no unit touched" },
-    { .fault = "rdp", .expect = "F---F--", .cause_has = "0x0800",
+    { .fault = "rdp", .expect = "FPPPF--", .cause_has = "0x0800",
       .why = "readout protection stops the ROM (DFU and AN3155 refuse; no unprotect in the "
              "jobs), not Katapult running from flash" },
     { .fault = "uart-nack:3", .expect = "----P--", .cause_has = NULL,

@@ -51,6 +51,10 @@ void st_flash_preload(st_flash *f, uint32_t addr, const uint8_t *data, size_t le
 int st_flash_write_optbytes(st_flash *f, uint32_t offset, const uint8_t *data, size_t len);
 void st_flash_set_rdp(st_flash *f, bool protected_);
 bool st_flash_rdp(st_flash *f);
+/* Who accesses the flash: code running from main flash (Katapult, the application), which
+ * readout protection (level 1) does not stop, or the ROM bootloader (the default), which it
+ * does. A unit model says so at each boot. */
+void st_flash_set_running_from_flash(st_flash *f, bool yes);
 
 /* Fault injection. */
 /* After a program operation touching this page completes, flip one bit in it. */

@@ -359,6 +359,7 @@ static face app_face(st_vunit *u, uint32_t addr)
 static face boot_code(st_vunit *u, uint32_t addr)
 {
     face none = { NULL, NULL, false };
+    st_flash_set_running_from_flash(u->flash, true); /* readout protection lets it run */
     uint32_t entry;
     if (!code_at(u, addr, &entry)) {
         u->mode = M_CRASHED;
@@ -385,6 +386,7 @@ static face boot_code(st_vunit *u, uint32_t addr)
 static face rom(st_vunit *u)
 {
     u->mode = M_ROM;
+    st_flash_set_running_from_flash(u->flash, false); /* readout protection stops the ROM */
     /* A disconnect is an event, like every other fault: once the ROM has vanished, the
      * next reset brings it back whole (the model counts class requests across resets, so
      * re-arming it would make the unit vanish at once on every boot: a dead unit, not a
@@ -409,6 +411,8 @@ static face boot(st_vunit *u)
     st_flash_power_restore(u->flash);
     bool ok;
     bool rom_selected = u->boot_select_low ? !u->boot0 : u->boot0;
+    /* PEMPTY is the hardware's own look at the first word, protection or not. */
+    st_flash_set_running_from_flash(u->flash, true);
     if (rom_selected || rd32(u->flash, u->mcu->flash_start, &ok) == 0xFFFFFFFFu) {
         /* BOOT0 high, or main flash empty (PEMPTY): system memory, the ROM bootloader. */
         return rom(u);
