@@ -509,6 +509,9 @@ typedef struct running {
 
 static char bad[8192];
 static size_t nbad;
+/* What each cell did, for the grid: "pass", "fail", "refd", "n/a", "skip"; "!" marks a
+ * wrong verdict, report or cause, "s" a stranded unit, "HANG" a hang, "open" an open one. */
+static char grid[64][NPATHS][8];
 
 static void note_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void note_bad(const char *fmt, ...)
@@ -522,11 +525,30 @@ static void note_bad(const char *fmt, ...)
     nbad++;
 }
 
+static void judge_cell(const row *rw, path_id p, const cell_result *r, tally *t);
+
 /* Judge a finished cell (or a hang: r == NULL). */
 static void judge(const row *rw, path_id p, const cell_result *r, tally *t)
 {
     char want = rw->expect[p];
+    char *g = grid[rw - rows][p];
     t->tried++;
+    unsigned wrong0 = t->wrong, stranded0 = t->stranded;
+    judge_cell(rw, p, r, t);
+    if (rw->open)
+        snprintf(g, sizeof grid[0][0], "open");
+    else if (!r)
+        snprintf(g, sizeof grid[0][0], "HANG");
+    else
+        snprintf(g, sizeof grid[0][0], "%.4s%s%s", r->first == O_REFUSED ? "refd"
+                 : outcome_names[r->first], t->wrong > wrong0 ? "!" : "",
+                 t->stranded > stranded0 ? "s" : "");
+    (void)want;
+}
+
+static void judge_cell(const row *rw, path_id p, const cell_result *r, tally *t)
+{
+    char want = rw->expect[p];
     if (getenv("STATION_MATRIX_VERBOSE") && r)
         printf("  %-13s %-28s %-5s (%s) rerun %s%s%.200s\n", path_names[p], rw->fault,
                outcome_names[r->first], r->how, outcome_names[r->rerun],
@@ -589,6 +611,8 @@ static void test_fault_matrix(void **state)
     nbad = 0;
     bool real = have_real_firmware();
     size_t nrows = sizeof rows / sizeof *rows;
+    assert_true(nrows <= sizeof grid / sizeof *grid);
+    memset(grid, 0, sizeof grid);
     unsigned jobs = 2;
     const char *pj = getenv("STATION_MATRIX_JOBS");
     if (pj && atoi(pj) > 0 && atoi(pj) <= 8)
@@ -613,9 +637,12 @@ static void test_fault_matrix(void **state)
                     p = 0;
                     r++;
                 }
+                if (want == '-')
+                    snprintf(grid[cr][cp], sizeof grid[0][0], "n/a");
                 if (want == '-' || (only && !strstr(rw->fault, only)))
                     continue;
-                if (want == 's' || !job_of(cp) || (cp == P_CHECK && !real)) {
+                if (!job_of(cp) || (cp == P_CHECK && !real)) {
+                    snprintf(grid[cr][cp], sizeof grid[0][0], "skip");
                     t[cp].na++;
                     continue;
                 }
@@ -681,6 +708,16 @@ static void test_fault_matrix(void **state)
     }
     printf("%-14s %6u %6u %9u %7u %6u %8u %6u %5u\n", "total", sum.tried, sum.clean_fail,
            sum.recovered, sum.refused, sum.wrong, sum.stranded, sum.hangs, sum.open);
+    printf("\n%-30s", "fault");
+    for (int i = 0; i < NPATHS; i++)
+        printf(" %-7.7s", path_names[i] + (strncmp(path_names[i], "katapult-", 9) ? 0 : 9));
+    printf("\n");
+    for (size_t k = 0; k < nrows; k++) {
+        printf("%-30s", rows[k].fault);
+        for (int i = 0; i < NPATHS; i++)
+            printf(" %-7s", grid[k][i][0] ? grid[k][i] : "-");
+        printf("\n");
+    }
     printf("wall time %.1f s\n", now_s() - t_start);
     if (nbad) {
         printf("%zu findings:\n%s", nbad, bad);
