@@ -171,10 +171,7 @@ static bool code_at(st_vunit *u, uint32_t addr, uint32_t *reset)
     return true;
 }
 
-/* The transport a Katapult build speaks: USB when it carries a USB device descriptor; else
- * CAN when it is a real build (it names its MCU, as Katapult reports it, or the flash holds
- * a Klipper dictionary). The station's synthetic images carry neither and keep the face
- * their fixture names. UART builds of Katapult are not modelled. */
+/* Whether the Katapult build in flash carries a USB device descriptor. */
 static bool katapult_has_usb(st_vunit *u)
 {
     size_t n;
@@ -188,6 +185,10 @@ static bool katapult_has_usb(st_vunit *u)
     return f.usb_device;
 }
 
+/* The transport a Katapult build speaks: USB when it carries a USB device descriptor; else
+ * CAN when it is a real build (it names its MCU, as Katapult reports it, or the flash holds
+ * a Klipper dictionary). The station's synthetic images carry neither and keep the face
+ * their fixture names (CAN, USB, or with uart_transport the UART: katapult_face). */
 static bool katapult_on_can(st_vunit *u)
 {
     size_t n;

@@ -3,7 +3,8 @@
  * board would when its pins change: NRST released with BOOT0 high -> ROM DFU on its USB
  * port; BOOT0 low -> the code in flash (Katapult, which starts the application), or the
  * ROM when main flash is empty (the G4's PEMPTY rule). The ROM also answers AN3155 on the
- * unit's UART. The flash persists across reboots.
+ * unit's UART, where UART builds of Katapult and of the application show too. The flash
+ * persists across reboots.
  * The same object serves the virtual fixture, tests and the kernel-driver rig: it only
  * attaches models to and detaches them from a USB attach point. Thread-safe. */
 #ifndef STATION_PROTOCOLS_SIM_VUNIT_H
