@@ -223,8 +223,10 @@ typedef struct cell_result {
     char how[96];          /* the faulty run's retries and recovery rung, from its report */
 } cell_result;
 
-/* Run the job once on slot 1 as `station run` would (run_job in station/main.c). */
-static outcome run_once(st_ctx *ctx, const st_job *job, st_image *const *images,
+/* Run the job once on slot 1 as `station run` would (run_job in station/main.c), on the
+ * slot the caller holds open: the rerun finds the unit exactly as the faulty run left it
+ * (closing the slot would let its lines fall to their pulls, and that resets the unit). */
+static outcome run_once(st_ctx *ctx, st_slot *slot, const st_job *job, st_image *const *images,
                         const char *reports, char *cause, size_t cap, bool *report_ok,
                         char *how, size_t hcap)
 {
@@ -238,11 +240,10 @@ static outcome run_once(st_ctx *ctx, const st_job *job, st_image *const *images,
     st_err e;
     st_err_clear(&e);
     *report_ok = false;
-    st_slot *slot = NULL;
     st_can_iface *ifc = NULL;
     st_serial_host *serial = NULL;
-    int rc = st_slot_open(fx, 1, st_ctx_gpio(ctx), &slot, &e);
-    if (!rc && (needs.what & ST_NEED_CAN)) {
+    int rc = 0;
+    if (needs.what & ST_NEED_CAN) {
         rc = st_ctx_can_iface(ctx, fs->can.iface, &ifc, &e);
         if (!rc)
             rc = st_can_iface_prepare(ifc, needs.can_bitrate ? needs.can_bitrate : 1000000u, &e);
@@ -251,7 +252,6 @@ static outcome run_once(st_ctx *ctx, const st_job *job, st_image *const *images,
         rc = st_ctx_serial(ctx, &serial, &e);
     if (rc) {
         snprintf(cause, cap, "%s", e.msg);
-        st_slot_close(slot);
         return O_REFUSED; /* the station's own error: no unit touched, no report */
     }
     st_progress progress;
@@ -274,13 +274,14 @@ static outcome run_once(st_ctx *ctx, const st_job *job, st_image *const *images,
     };
     st_run_result res;
     rc = st_job_run(job, images, &env, &res);
-    st_slot_close(slot);
     snprintf(cause, cap, "%s", res.cause);
     if (rc)
         return O_ERROR;
     st_rnode *doc = NULL;
     if (st_report_load(res.report_path, &doc, &e) == 0 && st_report_validate(doc, &e) == 0)
         *report_ok = true;
+    else
+        snprintf(cause + strlen(cause), cap - strlen(cause), " [report: %s]", e.msg);
     if (doc && how) {
         /* What it took: extra attempts, and the recovery rung. */
         long long extra = 0, a;
@@ -294,8 +295,6 @@ static outcome run_once(st_ctx *ctx, const st_job *job, st_image *const *images,
         const char *rung = st_rget_str(doc, "recovery.rung");
         snprintf(how, hcap, "%lld retries%s%s", extra, rung ? ", rung " : "", rung ? rung : "");
     }
-    else
-        snprintf(cause + strlen(cause), cap - strlen(cause), " [report: %s]", e.msg);
     st_report_free(doc);
     return res.verdict == ST_VERDICT_PASS ? O_PASS
            : res.verdict == ST_VERDICT_FAIL ? O_FAIL : O_INCOMPLETE;
@@ -317,18 +316,21 @@ static void run_cell_child(const char *dir, const char *job_file, path_id pid, c
     st_job *job = NULL;
     st_image *images[ST_JOB_MAX_IMAGES] = { 0 };
     r->first = r->rerun = O_ERROR;
+    st_slot *slot = NULL;
     if (st_ctx_open(fx, NULL, &ctx, &e) || st_job_load(jp, st_drivers_registry(), &job, &e) ||
-        st_job_load_images(job, images, &e)) {
+        st_job_load_images(job, images, &e) ||
+        st_slot_open(st_ctx_fixture(ctx), 1, st_ctx_gpio(ctx), &slot, &e)) {
         snprintf(r->cause, sizeof r->cause, "setup: %.900s", e.msg);
         return;
     }
-    r->first = run_once(ctx, job, images, rep, r->cause, sizeof r->cause, &r->report_ok, r->how,
+    r->first = run_once(ctx, slot, job, images, rep, r->cause, sizeof r->cause, &r->report_ok, r->how,
                         sizeof r->how);
     const char *st = st_ctx_virtual_state(ctx, 1);
     snprintf(r->state, sizeof r->state, "%s", st ? st : "-");
     if (st_ctx_virtual_clear_faults(ctx, 1, &e) == 0)
-        r->rerun = run_once(ctx, job, images, rep2, r->rerun_cause, sizeof r->rerun_cause,
+        r->rerun = run_once(ctx, slot, job, images, rep2, r->rerun_cause, sizeof r->rerun_cause,
                             &r->rerun_report_ok, NULL, 0);
+    st_slot_close(slot);
     for (size_t i = 0; i < ST_JOB_MAX_IMAGES; i++)
         st_image_free(images[i]);
     st_job_free(job);
