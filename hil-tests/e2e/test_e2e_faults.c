@@ -300,6 +300,10 @@ static outcome run_once(st_ctx *ctx, st_slot *slot, const st_job *job, st_image 
            : res.verdict == ST_VERDICT_FAIL ? O_FAIL : O_INCOMPLETE;
 }
 
+/* Run the cell as for a unit the station found on the bus and no slot holds: no pins (the
+ * engine gets no slot), so nothing can reset the unit. */
+static bool cell_no_pins;
+
 static void run_cell_child(const char *dir, const char *job_file, path_id pid, const char *fault,
                            cell_result *r)
 {
@@ -323,12 +327,12 @@ static void run_cell_child(const char *dir, const char *job_file, path_id pid, c
         snprintf(r->cause, sizeof r->cause, "setup: %.900s", e.msg);
         return;
     }
-    r->first = run_once(ctx, slot, job, images, rep, r->cause, sizeof r->cause, &r->report_ok, r->how,
+    r->first = run_once(ctx, cell_no_pins ? NULL : slot, job, images, rep, r->cause, sizeof r->cause, &r->report_ok, r->how,
                         sizeof r->how);
     const char *st = st_ctx_virtual_state(ctx, 1);
     snprintf(r->state, sizeof r->state, "%s", st ? st : "-");
     if (st_ctx_virtual_clear_faults(ctx, 1, &e) == 0)
-        r->rerun = run_once(ctx, slot, job, images, rep2, r->rerun_cause, sizeof r->rerun_cause,
+        r->rerun = run_once(ctx, cell_no_pins ? NULL : slot, job, images, rep2, r->rerun_cause, sizeof r->rerun_cause,
                             &r->rerun_report_ok, NULL, 0);
     st_slot_close(slot);
     for (size_t i = 0; i < ST_JOB_MAX_IMAGES; i++)
@@ -729,12 +733,16 @@ static void test_fault_matrix(void **state)
 
 /* ---- Katapult refused through every retry (issue 8 item 5) ------------------------------- */
 
-static void nack_storm(path_id pid, const char *job_file, outcome want, const char *recovery)
+static void nack_storm(path_id pid, const char *job_file, outcome want, const char *recovery,
+                       bool no_pins)
 {
     char dir[160];
-    snprintf(dir, sizeof dir, "%s/storm-%s-%s", base, path_names[pid], job_file);
+    snprintf(dir, sizeof dir, "%s/storm-%s-%s%s", base, path_names[pid], job_file,
+             no_pins ? "-no-pins" : "");
     int fd;
+    cell_no_pins = no_pins; /* the child's copy */
     pid_t child = start_cell(dir, job_file, pid, "katapult-nack-storm:1000000000", &fd);
+    cell_no_pins = false;
     struct pollfd pf = { .fd = fd, .events = POLLIN };
     int n = poll(&pf, 1, CELL_DEADLINE_S * 1000);
     cell_result r;
@@ -765,7 +773,7 @@ static void nack_storm(path_id pid, const char *job_file, outcome want, const ch
 static void test_can_nack_storm_ladder(void **state)
 {
     (void)state;
-    nack_storm(P_KCAN, "katapult-can.yaml", O_PASS, "");
+    nack_storm(P_KCAN, "katapult-can.yaml", O_PASS, "", false);
 }
 
 /* Over CAN, no ladder: the unit fails naming the NACK and its node; the abandon's RESET
@@ -773,31 +781,40 @@ static void test_can_nack_storm_ladder(void **state)
 static void test_can_nack_storm_no_ladder(void **state)
 {
     (void)state;
-    nack_storm(P_KCAN, "katapult-can-no-ladder.yaml", O_FAIL, "node 129 (CAN id 0x202)");
+    nack_storm(P_KCAN, "katapult-can-no-ladder.yaml", O_FAIL, "node 129 (CAN id 0x202)", false);
+}
+
+/* Over CAN, a unit in no slot (found on the bus): nothing can reset it, so it stays in
+ * Katapult holding its node id, deaf to QUERY; the rerun reaches it by setting that node id
+ * for its UUID directly (Katapult adopts it whether it holds one or not). */
+static void test_can_nack_storm_no_pins(void **state)
+{
+    (void)state;
+    nack_storm(P_KCAN, "katapult-can-no-ladder.yaml", O_FAIL, "node 129 (CAN id 0x202)", true);
 }
 
 static void test_usb_nack_storm_ladder(void **state)
 {
     (void)state;
-    nack_storm(P_KUSB, "katapult-usb.yaml", O_PASS, "");
+    nack_storm(P_KUSB, "katapult-usb.yaml", O_PASS, "", false);
 }
 
 static void test_usb_nack_storm_no_ladder(void **state)
 {
     (void)state;
-    nack_storm(P_KUSB, "katapult-usb-no-ladder.yaml", O_FAIL, "port vusb-1");
+    nack_storm(P_KUSB, "katapult-usb-no-ladder.yaml", O_FAIL, "port vusb-1", false);
 }
 
 static void test_uart_nack_storm_ladder(void **state)
 {
     (void)state;
-    nack_storm(P_KUART, "katapult-uart.yaml", O_PASS, "");
+    nack_storm(P_KUART, "katapult-uart.yaml", O_PASS, "", false);
 }
 
 static void test_uart_nack_storm_no_ladder(void **state)
 {
     (void)state;
-    nack_storm(P_KUART, "katapult-uart-no-ladder.yaml", O_FAIL, "/dev/pts/");
+    nack_storm(P_KUART, "katapult-uart-no-ladder.yaml", O_FAIL, "/dev/pts/", false);
 }
 
 static int group_setup(void **state)
@@ -826,6 +843,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest storms[] = {
         cmocka_unit_test(test_can_nack_storm_ladder),
         cmocka_unit_test(test_can_nack_storm_no_ladder),
+        cmocka_unit_test(test_can_nack_storm_no_pins),
         cmocka_unit_test(test_usb_nack_storm_ladder),
         cmocka_unit_test(test_usb_nack_storm_no_ladder),
         cmocka_unit_test(test_uart_nack_storm_ladder),

@@ -59,6 +59,11 @@ typedef struct kat_session {
     bool stuck;
     bool wrote;               /* katapult-flash began sending: the application may be torn */
     char where[80];           /* how the unit is addressed: "node 129 (CAN id 0x202)" */
+    /* CAN: no answer to QUERY, so the node id was set blindly (a unit left in Katapult by
+     * an earlier run); if CONNECT finds nobody there, the QUERY's error stands. */
+    bool blind;
+    int blind_rc;
+    st_err blind_err;
     uint8_t *before;          /* the application as read before flashing (read-app) */
     size_t before_len;
     uint32_t before_addr;
@@ -204,9 +209,29 @@ static int enter_can(st_step_call *c, kat_session *s, st_err *err)
     rc = st_canadmin_katapult_assign(s->adm, &u, ST_CANADMIN_ASSIGN_REQUEST_BOOTLOADER, nodeid,
                                      c->step->timeout_ms ? c->step->timeout_ms : ENTER_DEFAULT_MS,
                                      err);
-    if (rc)
+    if (rc == ST_ERR_NOTFOUND) {
+        /* A unit an earlier run left in Katapult (it refused COMPLETE, and no slot's RESET
+         * could take it out) holds its node id and no longer answers QUERY. Katapult takes
+         * SET_CANBOOT_NODEID for its UUID whether it holds an id or not (protocols.md 2.6):
+         * set it blindly; CONNECT decides, and if nobody answers the QUERY's error stands. */
+        s->blind = true;
+        s->blind_rc = rc;
+        if (err)
+            s->blind_err = *err;
+        else
+            st_err_set(&s->blind_err, rc, "node %s did not answer as Katapult", env->can_uuid);
+        rc = st_canadmin_set_nodeid(s->adm, ST_CANADMIN_SET_CANBOOT_NODEID, &u, nodeid, NULL);
+        if (rc < 0) {
+            if (err)
+                *err = s->blind_err;
+            return s->blind_rc;
+        }
+        st_rmap_str(c->rec, "entry_method", "can:set-node-id");
+    } else if (rc) {
         return rc;
-    st_rmap_str(c->rec, "entry_method", "can:request-bootloader");
+    } else {
+        st_rmap_str(c->rec, "entry_method", "can:request-bootloader");
+    }
     st_rmap_int(c->rec, "can_nodeid", nodeid);
     snprintf(s->where, sizeof s->where, "node %u (CAN id 0x%03x)", nodeid,
              st_canadmin_nodeid_tx_id(nodeid));
@@ -288,6 +313,7 @@ static int step_enter(st_step_call *c, st_err *err)
     s->can_held = false;
     s->stuck = false;
     s->where[0] = '\0';
+    s->blind = false;
     rc = sec->transport == KAT_CAN   ? enter_can(c, s, err)
          : sec->transport == KAT_USB ? enter_usb(c, s, err)
                                      : enter_uart(c, s, err);
@@ -311,6 +337,14 @@ static int step_enter(st_step_call *c, st_err *err)
     if (rc)
         return rc;
     rc = st_katapult_connect(s->kat, &s->kinfo, err);
+    if (rc == ST_ERR_TIMEOUT && s->blind) {
+        /* Nobody at the node id set blindly: the unit is not on the bus as Katapult. */
+        s->blind = false;
+        if (err)
+            *err = s->blind_err;
+        return s->blind_rc;
+    }
+    s->blind = false;
     if (rc) {
         s->can_held = sec->transport == KAT_CAN;
         s->stuck = true;
