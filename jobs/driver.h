@@ -65,6 +65,8 @@ typedef struct st_step_call {
     const st_run_env *env;
     void *session;             /* NULL when the driver has no session_open */
     st_rnode *rec;             /* the step's report node: record what it did here */
+    unsigned attempt;          /* 1, 2, ...: this attempt (classify: the one that failed;
+                                  the last is step->retries + 1) */
 } st_step_call;
 
 /* Report helpers for drivers. */
@@ -83,7 +85,9 @@ const char *st_run_label(const st_run *r);
 typedef enum st_fail_class {
     ST_FAIL_RETRY,  /* transient: another attempt, within the step's retries */
     ST_FAIL_FINAL,  /* no attempt will do better: the unit fails */
-    ST_FAIL_LADDER, /* the unit may be stranded: not retried; the job's recovery ladder runs */
+    ST_FAIL_LADDER, /* the unit may be stranded: not retried; the job's recovery ladder runs
+                       (a driver may retry first: RETRY until c->attempt > step->retries,
+                       then LADDER, for a unit its retries could not reach again) */
 } st_fail_class;
 
 /* Transport failures and device error statuses are retried; bad input, verify mismatches

@@ -208,11 +208,12 @@ static void test_nearly_full_disk(void **state)
 }
 
 /* A unit that vanishes in the middle of a DFU transfer: the cause names the address of the
- * transfer that failed (the first error), even when the retries only see a missing device;
- * the operator line is not cut. */
+ * transfer that failed (the first error), even when the retries end in another error (a
+ * disconnect fires once: the retry re-enters the ROM and meets errPROG); the operator line
+ * is not cut. */
 static void test_disconnect_names_address(void **state)
 {
-    make_jig_with("[\"dfu-disconnect:30\"]");
+    make_jig_with("[\"dfu-disconnect:30\", \"prog-error:0x08006000\"]");
     EXPECT_RUN(1, "cd '%s' && '%s' -f fx.yaml run job.yaml --plain -r reports --slot 1", e2e_dir,
                  STATION);
     char rdir[256];

@@ -669,7 +669,8 @@ static void test_can_connect_nacks(void **state)
     write_can_job("slots", false, app_sha, comb_sha);
     EXPECT_RUN(0, STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
                  e2e_dir, e2e_dir, e2e_dir);
-    assert_non_null(strstr(e2e_out, "attempt 1: enter-katapult: katapult: CONNECT: device answered NACK"));
+    assert_non_null(strstr(e2e_out, "attempt 1: enter-katapult: node 129 (CAN id 0x202): katapult: "
+                                    "CONNECT: device answered NACK"));
     st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     e2e_expect_str(doc, "verdict", "pass");
     e2e_expect_str(doc, "unit.after_sha256", app_sha);
@@ -683,7 +684,8 @@ static void test_can_connect_nacks(void **state)
     e2e_expect_str(doc, "verdict", "fail");
     const char *cause = st_rget_str(doc, "cause");
     assert_non_null(cause);
-    if (strncmp(cause, "enter-katapult: katapult: CONNECT: device answered NACK", 55) != 0 ||
+    if (strncmp(cause, "enter-katapult: node 129 (CAN id 0x202): katapult: CONNECT: device "
+                       "answered NACK", 80) != 0 ||
         strstr(cause, "did not answer as Katapult"))
         fail_msg("cause: %s", cause);
     st_report_free(doc);
