@@ -33,13 +33,14 @@ function(station_library name)
   target_link_libraries(${name} PUBLIC ${A_LIBS})
 endfunction()
 
-# station_test(name SOURCES ... LIBS ... [LABELS ...]): a cmocka test run by ctest.
+# station_test(name SOURCES ... LIBS ... [LABELS ...]): a cmocka test run by ctest. It links
+# st_testutil (station/core/testutil.h: scratch names under $TMPDIR).
 # A test that exits 77 is reported as skipped (used when ../shared or hardware is absent).
 function(station_test name)
   cmake_parse_arguments(A "" "" "SOURCES;LIBS;LABELS;ARGS" ${ARGN})
   add_executable(${name} ${A_SOURCES})
   station_target_setup(${name})
-  target_link_libraries(${name} PRIVATE ${A_LIBS} PkgConfig::CMOCKA)
+  target_link_libraries(${name} PRIVATE ${A_LIBS} st_testutil PkgConfig::CMOCKA)
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR})
   target_compile_definitions(${name} PRIVATE
     STATION_SHARED_DIR="${STATION_SHARED_DIR}"

@@ -1,5 +1,6 @@
-/* The driver interface's shared helpers: registry lookups, the default failure rule, the
- * `station steps` listing (see driver.h). */
+/* The driver interface's shared helpers: registry lookups, the section and option getters
+ * of the drivers' parsers, the default failure rule, the `station steps` listing (see
+ * driver.h). */
 #include "jobs/driver.h"
 
 #include <string.h>
@@ -33,6 +34,52 @@ const st_step_def *st_drivers_find_step(const st_driver *const *drivers, const c
         }
     }
     return NULL;
+}
+
+int st_job_get_usb_id(const st_job_parse *p, const st_ynode *map, const char *field,
+                      const char *key, const char *example, st_usb_id *out, st_err *err)
+{
+    const char *t = NULL;
+    int rc = st_ymap_get_str(p->doc, map, field, key, false, &t, err);
+    if (rc || !t)
+        return rc;
+    st_usb_id id;
+    char sub[160];
+    if (!st_parse_usb_id(t, &id.vid, &id.pid))
+        return st_ydoc_error(p->doc, st_ymap_get(p->doc, map, key),
+                             st_yfield(sub, sizeof sub, field, key), err, ST_ERR_INVAL,
+                             "expected a USB id like %s", example);
+    out->vid = id.vid;
+    out->pid = id.pid;
+    return 0;
+}
+
+int st_job_get_choice(const st_job_parse *p, const st_ynode *map, const char *field,
+                      const char *key, const char *const names[], const char *expected,
+                      unsigned *out, st_err *err)
+{
+    const char *t = NULL;
+    int rc = st_ymap_get_str(p->doc, map, field, key, false, &t, err);
+    if (rc || !t)
+        return rc;
+    for (unsigned i = 0; names[i]; i++) {
+        if (strcmp(names[i], t) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    char sub[160], list[256] = "expected ";
+    if (!expected) {
+        for (unsigned i = 0; names[i]; i++) {
+            size_t n = strlen(list);
+            snprintf(list + n, sizeof list - n, "%s%s", i == 0 ? "" : names[i + 1] ? ", " : " or ",
+                     names[i]);
+        }
+        expected = list;
+    }
+    return st_ydoc_error(p->doc, st_ymap_get(p->doc, map, key),
+                         st_yfield(sub, sizeof sub, field, key), err, ST_ERR_INVAL, "%s",
+                         expected);
 }
 
 st_fail_class st_fail_default(int code)

@@ -32,6 +32,18 @@ typedef struct st_job_parse {
     const st_job *job;   /* images, target and (for steps) every driver's section */
 } st_job_parse;
 
+/* Getters for the keys of a section or options map, shared by the drivers' parsers. Errors
+ * go through st_ydoc_error and name "<field>.<key>"; on error or an absent key *out is
+ * unchanged (so it keeps the driver's default). */
+/* A USB id "vvvv:pppp"; a bad one: "expected a USB id like <example>". */
+int st_job_get_usb_id(const st_job_parse *p, const st_ynode *map, const char *field,
+                      const char *key, const char *example, st_usb_id *out, st_err *err);
+/* One of names (NULL-terminated): *out is its index. A value not in names: expected (NULL:
+ * "expected a, b or c" from names). */
+int st_job_get_choice(const st_job_parse *p, const st_ynode *map, const char *field,
+                      const char *key, const char *const names[], const char *expected,
+                      unsigned *out, st_err *err);
+
 /* One option key of a step (beyond retries, timeout_ms and, for image steps, image, which
  * the job parser handles for every step). */
 typedef struct st_step_opt {
@@ -53,6 +65,8 @@ typedef struct st_step_call {
     const st_run_env *env;
     void *session;             /* NULL when the driver has no session_open */
     st_rnode *rec;             /* the step's report node: record what it did here */
+    unsigned attempt;          /* 1, 2, ...: this attempt (classify: the one that failed;
+                                  the last is step->retries + 1) */
 } st_step_call;
 
 /* Report helpers for drivers. */
@@ -71,7 +85,9 @@ const char *st_run_label(const st_run *r);
 typedef enum st_fail_class {
     ST_FAIL_RETRY,  /* transient: another attempt, within the step's retries */
     ST_FAIL_FINAL,  /* no attempt will do better: the unit fails */
-    ST_FAIL_LADDER, /* the unit may be stranded: not retried; the job's recovery ladder runs */
+    ST_FAIL_LADDER, /* the unit may be stranded: not retried; the job's recovery ladder runs
+                       (a driver may retry first: RETRY until c->attempt > step->retries,
+                       then LADDER, for a unit its retries could not reach again) */
 } st_fail_class;
 
 /* Transport failures and device error statuses are retried; bad input, verify mismatches
@@ -212,15 +228,27 @@ struct st_driver {
     const char *rung_name;
     const char *const *rung_steps;
     const st_cli_cmd *commands; /* terminated by { NULL } (NULL: none) */
-    /* Before any pin moves (st_job_load_images, after every image is loaded and validated):
-     * refuse images this driver knows cannot work on the job's units, with a message that
-     * says why (section is NULL when the job has none). NULL: nothing to check. */
+    /* Two image hooks, because they do two different jobs (st_job_load_images):
+     *  - image_check says what a valid image IS for this driver's own steps: it replaces
+     *    the default rule, and runs once per image, for the one driver whose step takes it
+     *    (a GBL file is not a Cortex-M image at all);
+     *  - preflight vetoes images this driver's section knows the units cannot run, on top
+     *    of whichever check each image passed: it runs for every driver, over all the
+     *    job's images together, including images other drivers' steps flash (the Klipper
+     *    driver refuses a DFU- or Katapult-flashed image built for another MCU).
+     * Merging them would need a flag for "instead of" against "in addition to" and a
+     * per-image against an all-images call: two hooks say it plainly.
+     * preflight: before any pin moves (st_job_load_images, after every image is loaded and
+     * validated), refuse images this driver knows cannot work on the job's units, with a
+     * message that says why (section is NULL when the job has none). NULL: nothing to
+     * check. */
     int (*preflight)(const st_job *job, const void *section, st_image *const images[],
                      st_err *err);
-    /* Check an image one of its steps takes, before any unit is touched, instead of the
-     * default rule (it fits the job target's flash and starts with a Cortex-M vector
-     * table): an image for another chip on the board (a Bluetooth module's GBL file) has
-     * its own. The pinned SHA-256 is checked either way. NULL: the default rule. */
+    /* image_check: check an image one of its steps takes, before any unit is touched,
+     * instead of the default rule (it fits the job target's flash and starts with a
+     * Cortex-M vector table): an image for another chip on the board (a Bluetooth module's
+     * GBL file) has its own. The pinned SHA-256 is checked either way. NULL: the default
+     * rule. */
     int (*image_check)(const st_job *job, const void *section, const st_image *img,
                        st_err *err);
 };

@@ -37,6 +37,7 @@ struct st_run {
     bool identified;
     uint64_t started_wall, started_mono;
     st_rnode *cur;            /* the current step's report node */
+    unsigned attempt;         /* the current step's attempt (1, 2, ...) */
     void *sessions[ST_JOB_MAX_DRIVERS];
     bool open[ST_JOB_MAX_DRIVERS];
     st_journal *jr;           /* the report's journal, from the first write to the last */
@@ -206,6 +207,7 @@ static st_step_call make_call(run *r, const st_job_step *s)
         .env = r->env,
         .session = di >= 0 ? r->sessions[di] : NULL,
         .rec = r->cur,
+        .attempt = r->attempt,
     };
     return c;
 }
@@ -297,6 +299,7 @@ static outcome attempt_step(run *r, const st_job_step *s, const char *name, st_e
         uint64_t a0 = st_now_us();
         st_rmap_time(a, "started", st_wall_us());
         st_err_clear(err);
+        r->attempt = attempt;
         int rc = run_step(r, s, err);
         st_rmap_ms(a, "duration_ms", st_now_us() - a0);
         st_rmap_str(a, "outcome", rc ? "fail" : "pass");

@@ -17,6 +17,7 @@
 #include "jobs/engine.h"
 #include "jobs/job.h"
 #include "station/core/digest.h"
+#include "station/core/testutil.h"
 
 /* ---- the toy driver ------------------------------------------------------------------ */
 
@@ -176,7 +177,7 @@ static char app_sha[65];
 
 static int setup(void **state)
 {
-    snprintf(dir, sizeof dir, "/tmp/st-toy-XXXXXX");
+    st_test_tmpl(dir, sizeof dir, "st-toy");
     if (!mkdtemp(dir))
         return -1;
     for (size_t i = 0; i < sizeof app; i++)

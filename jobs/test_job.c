@@ -13,12 +13,13 @@
 #include "jobs/driver.h"
 #include "jobs/job.h"
 #include "station/drivers.h"
+#include "station/core/testutil.h"
 
 static char tmpdir[64];
 
 static int setup(void **state)
 {
-    strcpy(tmpdir, "/tmp/st-job-XXXXXX");
+    st_test_tmpl(tmpdir, sizeof tmpdir, "st-job");
     return mkdtemp(tmpdir) ? 0 : -1;
 }
 
@@ -224,6 +225,21 @@ static void test_recovery_ladder(void **state)
                  ":8: units", "it needs katapult.transport: can");
     expect_error(GOOD_HEAD "dfu: { device: nope }\nsteps: [start]\n", ":8: dfu.device",
                  "expected a USB id");
+    /* The section getters every driver shares (jobs/driver.h), through each driver. */
+    expect_error(GOOD_HEAD "dfu: { device: \"0483:df1\" }\nsteps: [start]\n", ":8: dfu.device",
+                 "expected a USB id like 0483:df11");
+    expect_error(GOOD_HEAD "katapult: { app_usb: 1d50 }\nsteps: [start]\n",
+                 ":8: katapult.app_usb", "expected a USB id like 1d50:614e");
+    expect_error(GOOD_HEAD "katapult: { transport: spi }\nsteps: [start]\n",
+                 ":8: katapult.transport", "expected can, usb or uart");
+    expect_error(GOOD_HEAD "klipper: { transport: uart }\nsteps: [start]\n",
+                 ":8: klipper.transport", "expected usb or can");
+    expect_error(GOOD_HEAD "klipper: { usb: \"1d50:614e:1\" }\nsteps: [start]\n",
+                 ":8: klipper.usb", "expected a USB id like 1d50:614e");
+    expect_error(GOOD_HEAD "steps:\n  - wait-for-app: { usb: x }\n", ":9: steps[0].wait-for-app.usb",
+                 "expected a USB id like 1d50:614e");
+    expect_error(GOOD_HEAD "bgapi: { bootloader: gsdk5 }\nsteps: [start]\n",
+                 ":8: bgapi.bootloader", "expected auto, gsdk3 (up to GSDK 3.2");
 }
 
 int main(void)

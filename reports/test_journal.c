@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "reports/journal.h"
+#include "station/core/testutil.h"
 
 #define EXAMPLE STATION_SOURCE_DIR "/reports/example-report.yaml"
 
@@ -25,7 +26,7 @@ static char dir[64], report[128], jpath[128];
 
 static int setup(void **state)
 {
-    strcpy(dir, "/tmp/st-journal-XXXXXX");
+    st_test_tmpl(dir, sizeof dir, "st-journal");
     if (!mkdtemp(dir))
         return -1;
     snprintf(report, sizeof report, "%s/208A31574253_slot2_20261123T174257.123Z.yaml", dir);

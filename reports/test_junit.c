@@ -13,6 +13,7 @@
 
 #include "reports/junit.h"
 #include "reports/report.h"
+#include "station/core/testutil.h"
 
 #define EXAMPLE STATION_SOURCE_DIR "/reports/example-report.yaml"
 
@@ -56,12 +57,13 @@ static void test_junit(void **state)
     st_rnode *doc = example_with_checks();
     st_err e;
     assert_int_equal(st_report_validate(doc, &e), 0);
-    char rpath[] = "/tmp/st-junit-XXXXXX";
+    char rpath[256];
+    st_test_tmpl(rpath, sizeof rpath, "st-junit");
     int fd = mkstemp(rpath);
     assert_true(fd >= 0);
     close(fd);
     assert_int_equal(st_report_write_atomic(doc, rpath, &e), 0);
-    char xpath[64];
+    char xpath[300];
     snprintf(xpath, sizeof xpath, "%s.xml", rpath);
     const char *paths[] = { rpath };
     assert_int_equal(st_junit_write(xpath, "job<1>", paths, 1, &e), 0);

@@ -22,6 +22,7 @@
 #include "station/core/clock.h"
 #include "station/core/digest.h"
 #include "station/core/image.h"
+#include "station/core/testutil.h"
 
 #define EXAMPLE STATION_SOURCE_DIR "/reports/example-report.yaml"
 #define SCHEMA_MD STATION_SOURCE_DIR "/reports/SCHEMA.md"
@@ -50,7 +51,8 @@ static void rm_rf(const char *dir)
 
 static char *make_tmpdir(void)
 {
-    char *d = strdup("/tmp/st_report_test_XXXXXX");
+    char tmpl[256];
+    char *d = strdup(st_test_tmpl(tmpl, sizeof tmpl, "st_report_test"));
     assert_non_null(d);
     assert_non_null(mkdtemp(d));
     return d;
@@ -67,31 +69,6 @@ static int count_entries(const char *dir)
             n++;
     closedir(d);
     return n;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 4096 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            buf = realloc(buf, cap + 1);
-            assert_non_null(buf);
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (!r)
-            break;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
 }
 
 /* Structural equality: same types, keys, texts, order. */
@@ -259,7 +236,7 @@ static void test_roundtrip(void **state)
 
     /* The file itself is ASCII with no raw control bytes but newlines. */
     size_t len;
-    char *text = slurp(path, &len);
+    char *text = st_test_read_file(path, &len);
     assert_non_null(text);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)text[i];
@@ -463,7 +440,7 @@ static int readonly_check(const st_rnode *doc, const char *path, const char *dir
     if (!strstr(err.msg, "unit.yaml"))
         return 2;
     size_t after_len = 0;
-    char *after = slurp(path, &after_len);
+    char *after = st_test_read_file(path, &after_len);
     int rc = 0;
     if (!after || after_len != before_len || memcmp(before, after, before_len) != 0)
         rc = 4;
@@ -501,7 +478,7 @@ static void test_atomic_write(void **state)
         st_report_free(back);
     }
     size_t before_len;
-    char *before = slurp(path, &before_len);
+    char *before = st_test_read_file(path, &before_len);
     assert_non_null(before);
 
     /* The target is a non-empty directory: rename fails, nothing is left behind. */
@@ -543,7 +520,7 @@ static void test_atomic_write(void **state)
     }
     assert_int_equal(chmod(dir, 0755), 0);
     size_t after_len;
-    char *after = slurp(path, &after_len);
+    char *after = st_test_read_file(path, &after_len);
     assert_non_null(after);
     assert_int_equal(before_len, after_len);
     assert_memory_equal(before, after, before_len);
@@ -579,7 +556,7 @@ static void test_example_validates(void **state)
 
     /* The example is in the writer's own form: emitting it gives the file back. */
     size_t flen;
-    char *file = slurp(EXAMPLE, &flen);
+    char *file = st_test_read_file(EXAMPLE, &flen);
     assert_non_null(file);
     char *emitted = NULL;
     size_t elen = 0;
@@ -587,7 +564,7 @@ static void test_example_validates(void **state)
     assert_string_equal(emitted, file);
 
     /* SCHEMA.md includes the example verbatim. */
-    char *md = slurp(SCHEMA_MD, NULL);
+    char *md = st_test_read_file(SCHEMA_MD, NULL);
     assert_non_null(md);
     assert_non_null(strstr(md, file));
     free(md);
@@ -924,7 +901,7 @@ static void test_parse_mutations(void **state)
 {
     (void)state;
     size_t len;
-    char *orig = slurp(EXAMPLE, &len);
+    char *orig = st_test_read_file(EXAMPLE, &len);
     assert_non_null(orig);
     char *buf = malloc(len + 64);
     assert_non_null(buf);

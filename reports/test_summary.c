@@ -13,6 +13,7 @@
 
 #include "reports/report.h"
 #include "reports/summary.h"
+#include "station/core/testutil.h"
 
 /* One hand-made run: its unit, start, finish, duration, verdict, cause and steps (each
  * "name outcome attempts duration_ms [entry_method]"). */
@@ -63,7 +64,8 @@ static st_rnode *make(const run *r)
             n += (size_t)snprintf(text + n, sizeof text - n, "  entry_method: \"%s\"\n", entry);
     }
     /* Through a file and the report reader, as the command reads them. */
-    char path[] = "/tmp/st-summary-XXXXXX";
+    char path[256];
+    st_test_tmpl(path, sizeof path, "st-summary");
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, text, n), (ssize_t)n);
@@ -173,7 +175,8 @@ static void test_render_yaml(void **state)
     assert_non_null(strstr(buf, "unit_time: { n: 5, median_ms: 30000.000, p95_ms: 60000.000 }"));
     assert_non_null(strstr(buf, "units_per_hour: 5.0"));
     assert_non_null(strstr(buf, "- method: \"gpio:power\"\n  tries: 3\n  ok: 1\n  success_rate: 0.3333"));
-    char path[] = "/tmp/st-summary-yaml-XXXXXX";
+    char path[256];
+    st_test_tmpl(path, sizeof path, "st-summary-yaml");
     int fd = mkstemp(path);
     assert_int_equal(write(fd, buf, len), (ssize_t)len);
     close(fd);

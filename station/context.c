@@ -308,6 +308,7 @@ static int make_unit(st_ctx *c, vslot *v, unsigned unit_no, st_err *err)
         .timing = fu->timing == ST_UNIT_TIMING_DATASHEET ? ST_TIMING_DATASHEET : ST_TIMING_NONE,
         .dfu_serial = serial[0] ? serial : NULL,
         .can_transport = fu->transport == ST_UNIT_TRANSPORT_CAN,
+        .uart_transport = fu->transport == ST_UNIT_TRANSPORT_UART,
         .boot_select_low = fu->boot_select_low,
         .uart_on_pty = fs->serial.present && strcmp(fs->serial.device, "pty") == 0,
         .dtr = wire_of(fu->modem_dtr),
@@ -700,4 +701,29 @@ void st_ctx_virtual_remove(st_ctx *c, int slot_id)
     st_vunit_free(v->unit);
     v->unit = NULL;
     pthread_mutex_unlock(&c->vlock);
+}
+
+int st_ctx_virtual_clear_faults(st_ctx *c, int slot_id, st_err *err)
+{
+    vslot *v = vslot_of(c, slot_id);
+    if (!v || (!v->unit && !v->module))
+        return st_err_set(err, ST_ERR_NOTFOUND, "slot %d: no simulated unit", slot_id);
+    pthread_mutex_lock(&c->vlock);
+    if (v->unit)
+        st_vunit_clear_faults(v->unit);
+    if (v->module) {
+        st_bgapi_model_fault_clear(v->module);
+        /* baud:RATE is given as a fault: its rerun is at the module's own rate again. */
+        const st_fixture_unit *fu = &v->fs->unit;
+        st_bgapi_model_set_baud(v->module, fu->module.baud ? fu->module.baud : v->fs->module.baud);
+        /* power-loss:BYTES took the module's supply away (bgapi/PROTOCOL.md 6.4): running
+         * again without it, the power is back (the module comes up in DFU mode). */
+        if (st_bgapi_model_get_state(v->module) == ST_BGAPI_MODEL_DEAD)
+            st_bgapi_model_power_cycle(v->module);
+    }
+    for (size_t i = 0; v->fs->can.present && i < c->ncans; i++)
+        if (c->cans[i].bus && strcmp(c->cans[i].name, v->fs->can.iface) == 0)
+            st_vcan_fault_bus_off(c->cans[i].bus, false);
+    pthread_mutex_unlock(&c->vlock);
+    return 0;
 }

@@ -51,5 +51,11 @@ const char *st_ctx_virtual_state(st_ctx *c, int slot_id);
  * Thread-safe against slot threads moving pins. */
 int st_ctx_virtual_insert(st_ctx *c, int slot_id, unsigned unit_no, st_err *err);
 void st_ctx_virtual_remove(st_ctx *c, int slot_id);
+/* For the virtual fixture: take the slot's faults away and keep its unit as they left it
+ * (its flash, its mode; st_vunit_clear_faults), its module's faults (its baud back to its
+ * own, its power back after a power-loss) and the bus-off of its CAN bus too: the same
+ * unit, run again without the fault. ST_ERR_NOTFOUND for a slot with
+ * no simulated unit. */
+int st_ctx_virtual_clear_faults(st_ctx *c, int slot_id, st_err *err);
 
 #endif

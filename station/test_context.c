@@ -13,12 +13,13 @@
 #include <cmocka.h>
 
 #include "station/context.h"
+#include "station/core/testutil.h"
 
 static char dir[64];
 
 static int setup(void **state)
 {
-    strcpy(dir, "/tmp/st-ctx-XXXXXX");
+    st_test_tmpl(dir, sizeof dir, "st-ctx");
     return mkdtemp(dir) ? 0 : -1;
 }
 

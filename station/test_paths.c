@@ -15,8 +15,9 @@
 #include <unistd.h>
 
 #include "station/paths.h"
+#include "station/core/testutil.h"
 
-static char root[] = "/tmp/st-paths-XXXXXX";
+static char root[128];
 static char cfg[300], etc[300], share[300], home[300];
 
 static void touch(const char *dir, const char *rel)
@@ -38,7 +39,7 @@ static void touch(const char *dir, const char *rel)
 
 static int setup(void **state)
 {
-    if (!mkdtemp(root))
+    if (!mkdtemp(st_test_tmpl(root, sizeof root, "st-paths")))
         return -1;
     snprintf(cfg, sizeof cfg, "%s/xdg", root);
     snprintf(home, sizeof home, "%s/home", root);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "reports/journal.h"
+#include "station/core/testutil.h"
 
 #define EXAMPLE STATION_SOURCE_DIR "/reports/example-report.yaml"
 
@@ -169,7 +170,8 @@ int main(int argc, char **argv)
     }
     if (check)
         units = 2;
-    char tmp[] = "/tmp/st-bench-journal-XXXXXX";
+    char tmp[64];
+    st_test_tmpl(tmp, sizeof tmp, "st-bench-journal");
     if (!dir && !(dir = mkdtemp(tmp))) {
         perror("bench_journal: mkdtemp");
         return 2;

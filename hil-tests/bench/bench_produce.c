@@ -23,6 +23,7 @@
 #include "station/core/clock.h"
 #include "station/core/image.h"
 #include "station/core/mcu.h"
+#include "station/core/testutil.h"
 
 typedef struct child {
     int exit_code;
@@ -228,7 +229,8 @@ int main(int argc, char **argv)
 {
     bool check = argc > 1 && strcmp(argv[1], "--check") == 0;
     const char *station = STATION_BIN;
-    char tmp[] = "/tmp/bench-produce-XXXXXX";
+    char tmp[64];
+    st_test_tmpl(tmp, sizeof tmp, "bench-produce");
     if (!mkdtemp(tmp))
         return 1;
     /* The demo's synthetic image: same size as the real USB combined image. */

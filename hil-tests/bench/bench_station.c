@@ -21,6 +21,7 @@
 #include "reports/report.h"
 #include "station/core/clock.h"
 #include "station/core/image.h"
+#include "station/core/testutil.h"
 
 #define USB_IMAGE STATION_SHARED_DIR \
     "/firmware/cartographer-v4/6.0.0/Katapult_plus_CartographerV4_6.0.0__USB_lite.bin"
@@ -586,7 +587,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_station: %s: not built\n", b.station);
         return 77;
     }
-    strcpy(b.tmp, "/tmp/st-bench-XXXXXX");
+    st_test_tmpl(b.tmp, sizeof b.tmp, "st-bench");
     if (!mkdtemp(b.tmp)) {
         perror("bench_station: mkdtemp");
         return 1;

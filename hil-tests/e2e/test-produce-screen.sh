@@ -7,7 +7,7 @@
 set -u
 STATION=$1
 command -v tmux >/dev/null || { echo "SKIP: tmux is not installed (Debian package tmux)"; exit 77; }
-dir=$(mktemp -d /tmp/st-screen-XXXXXX)
+dir=$(mktemp -d -t st-screen-XXXXXX)
 sock="st-screen-$$"
 cleanup() { tmux -L "$sock" kill-server 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT

@@ -21,101 +21,19 @@
 #include "reports/report.h"
 #include "station/core/digest.h"
 #include "station/core/mcu.h"
+#include "hil-tests/e2e/e2e.h"
 
-#define STATION STATION_BINARY_DIR "/station/station"
 #define JOB STATION_SOURCE_DIR "/jobs/neptune4-backup-and-flash.yaml"
 #define FIXTURE STATION_SOURCE_DIR "/fixtures/virtual-neptune4.yaml"
 #define IMAGE STATION_SOURCE_DIR "/jobs/generated/neptune4-firmware.bin"
 
-static char dir[64];
-static char out[65536];
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof cmd ||
-        snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir) >=
-            (int)(sizeof cmd - (size_t)n))
-        fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
-    int st = system(cmd);
-    char p[128];
-    snprintf(p, sizeof p, "%s/out.txt", dir);
-    FILE *f = fopen(p, "r");
-    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
-    out[got] = '\0';
-    if (f)
-        fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int setup(void **state)
 {
-    (void)state;
-    strcpy(dir, "/tmp/st-an3155-e2e-XXXXXX");
-    if (!mkdtemp(dir))
+    if (e2e_setup(state))
         return -1;
     /* The job's image, made by the station itself (as the README's demo job's). */
-    return run("mkdir -p " STATION_SOURCE_DIR "/jobs/generated && " STATION
-               " image generate --mcu stm32f401xc --seed 4 --size 49152 " IMAGE) == 0 ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static void write_text(const char *name, const char *text)
-{
-    char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static st_rnode *load_report(const char *sub)
-{
-    char rd[160];
-    snprintf(rd, sizeof rd, "%s/%s", dir, sub);
-    DIR *d = opendir(rd);
-    if (!d)
-        fail_msg("no report directory %s; output:\n%s", rd, out);
-    struct dirent *de;
-    char found[512] = "";
-    int count = 0;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.' || !strstr(de->d_name, ".yaml"))
-            continue;
-        assert_null(strstr(de->d_name, ".tmp"));
-        snprintf(found, sizeof found, "%s/%s", rd, de->d_name);
-        count++;
-    }
-    closedir(d);
-    if (count != 1)
-        fail_msg("%d reports in %s; output:\n%s", count, rd, out);
-    st_rnode *doc = NULL;
-    st_err e;
-    if (st_report_load(found, &doc, &e))
-        fail_msg("%s", e.msg);
-    if (st_report_validate(doc, &e))
-        fail_msg("%s: %s", found, e.msg);
-    return doc;
-}
-
-static void expect_str(const st_rnode *doc, const char *path, const char *want)
-{
-    const char *got = st_rget_str(doc, path);
-    if (!got || strcmp(got, want) != 0)
-        fail_msg("%s: got \"%s\", want \"%s\"\n%s", path, got ? got : "(absent)", want, out);
+    return e2e_run("mkdir -p " STATION_SOURCE_DIR "/jobs/generated && " STATION
+                   " image generate --mcu stm32f401xc --seed 4 --size 49152 " IMAGE) == 0 ? 0 : -1;
 }
 
 static void sha_file(const char *path, char hex[65], size_t *len)
@@ -152,44 +70,42 @@ static void arrival_sha(char hex[65])
 static void test_neptune_job(void **state)
 {
     (void)state;
-    int rc = run(STATION " --plain run " JOB " -f " FIXTURE " --reports %s/reports", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    st_rnode *doc = load_report("reports");
-    expect_str(doc, "verdict", "pass");
-    expect_str(doc, "unit.mcu", "stm32f401xc");
-    expect_str(doc, "unit.usart_pid", "0x423");
-    expect_str(doc, "unit.device", "STM32F401xB(C)");
+    EXPECT_RUN(0, STATION " --plain run " JOB " -f " FIXTURE " --reports %s/reports", e2e_dir);
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "unit.mcu", "stm32f401xc");
+    e2e_expect_str(doc, "unit.usart_pid", "0x423");
+    e2e_expect_str(doc, "unit.device", "STM32F401xB(C)");
     /* The plan that ran, as data. */
-    expect_str(doc, "steps.0.entry_plan.text", "-2,-1,1:2,-1,,,1");
-    expect_str(doc, "steps.0.entry_plan.entry", "-2,-1,1");
-    expect_str(doc, "steps.0.entry_plan.exit", "2,-1,,,1");
-    expect_str(doc, "steps.0.sync", "ack");
+    e2e_expect_str(doc, "steps.0.entry_plan.text", "-2,-1,1:2,-1,,,1");
+    e2e_expect_str(doc, "steps.0.entry_plan.entry", "-2,-1,1");
+    e2e_expect_str(doc, "steps.0.entry_plan.exit", "2,-1,,,1");
+    e2e_expect_str(doc, "steps.0.sync", "ack");
     assert_non_null(strstr(st_rget_str(doc, "steps.0.framing"), "8N1 allowed"));
     /* The backup: the whole 256 KiB flash as it arrived, in a file with that digest. */
     char want[65], got[65];
     arrival_sha(want);
-    expect_str(doc, "steps.2.name", "uart-backup");
+    e2e_expect_str(doc, "steps.2.name", "uart-backup");
     long long bytes = 0;
     assert_int_equal(st_rget_int(doc, "steps.2.bytes", &bytes), 0);
     assert_int_equal(bytes, 256 * 1024);
-    expect_str(doc, "steps.2.sha256", want);
-    expect_str(doc, "unit.backup_sha256", want);
+    e2e_expect_str(doc, "steps.2.sha256", want);
+    e2e_expect_str(doc, "unit.backup_sha256", want);
     size_t len;
     sha_file(st_rget_str(doc, "steps.2.file"), got, &len);
     assert_int_equal(len, 256 * 1024);
     assert_string_equal(got, want);
     /* Flash: the bootloader sectors are identical and skipped, the application's is not. */
-    expect_str(doc, "steps.3.name", "uart-flash");
+    e2e_expect_str(doc, "steps.3.name", "uart-flash");
     long long skipped = -1, written = -1;
     assert_int_equal(st_rget_int(doc, "steps.3.units_skipped", &skipped), 0);
     assert_int_equal(st_rget_int(doc, "steps.3.units_written", &written), 0);
     assert_true(skipped >= 1 && written >= 1);
     /* Verify read back the new image. */
     sha_file(IMAGE, want, &len);
-    expect_str(doc, "steps.4.sha256", want);
-    expect_str(doc, "steps.5.entry_method", "uart:exit-sequence");
-    expect_str(doc, "steps.5.sequence", "2,-1,,,1");
+    e2e_expect_str(doc, "steps.4.sha256", want);
+    e2e_expect_str(doc, "steps.5.entry_method", "uart:exit-sequence");
+    e2e_expect_str(doc, "steps.5.sequence", "2,-1,,,1");
     st_report_free(doc);
 }
 
@@ -211,21 +127,21 @@ static void test_bad_entry_string(void **state)
     char fixed[9000];
     snprintf(fixed, sizeof fixed, "%.*s%s%s", (int)(img - job), job,
              STATION_SOURCE_DIR "/jobs/", img);
-    write_text("bad.yaml", fixed);
-    int rc = run(STATION " --plain run %s/bad.yaml -f " FIXTURE " --reports %s/r-bad", dir, dir);
+    e2e_write_file("bad.yaml", fixed);
+    int rc = e2e_run(STATION " --plain run %s/bad.yaml -f " FIXTURE " --reports %s/r-bad", e2e_dir, e2e_dir);
     assert_int_equal(rc, 2);
-    if (!strstr(out, "uart.entry: entry sequence: ';' is not a signal or delimiter at column 6\n"
+    if (!strstr(e2e_out, "uart.entry: entry sequence: ';' is not a signal or delimiter at column 6\n"
                      "  -2,-1;1:2,-1,,,1\n       ^"))
-        fail_msg("no caret error:\n%s", out);
+        fail_msg("no caret error:\n%s", e2e_out);
     /* Nothing ran: no report. */
     char p[160];
-    snprintf(p, sizeof p, "%s/r-bad", dir);
+    snprintf(p, sizeof p, "%s/r-bad", e2e_dir);
     assert_int_not_equal(access(p, F_OK), 0);
     /* The same on the command line. */
-    rc = run(STATION " uart info --slot 1 -f " FIXTURE " --mcu stm32f401xc --allow-8n1 "
+    rc = e2e_run(STATION " uart info --slot 1 -f " FIXTURE " --mcu stm32f401xc --allow-8n1 "
                      "--entry '-2,,%%1'");
     assert_int_equal(rc, 2);
-    assert_non_null(strstr(out, "'%' is not a signal or delimiter at column 5\n  -2,,%1\n      ^"));
+    assert_non_null(strstr(e2e_out, "'%' is not a signal or delimiter at column 5\n  -2,,%1\n      ^"));
 }
 
 static void test_unmapped_gpio_and_parity(void **state)
@@ -233,22 +149,22 @@ static void test_unmapped_gpio_and_parity(void **state)
     (void)state;
     /* GPIO 3 is not in the fixture's serial.entry_gpio: refused with a caret, in the report,
      * before any line moves. */
-    int rc = run(STATION " --plain uart info --slot 1 -f " FIXTURE " --mcu stm32f401xc "
-                 "--allow-8n1 --entry '-2,-3,1' --reports %s/r-gpio", dir);
+    int rc = e2e_run(STATION " --plain uart info --slot 1 -f " FIXTURE " --mcu stm32f401xc "
+                 "--allow-8n1 --entry '-2,-3,1' --reports %s/r-gpio", e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = load_report("r-gpio");
+    st_rnode *doc = e2e_load_report("r-gpio", NULL, NULL);
     const char *cause = st_rget_str(doc, "cause");
     if (!cause || !strstr(cause, "the fixture maps no GPIO 3"))
-        fail_msg("cause: %s\n%s", cause ? cause : "(none)", out);
+        fail_msg("cause: %s\n%s", cause ? cause : "(none)", e2e_out);
     st_report_free(doc);
     /* Without allow-8n1 the pty is refused: the ROM speaks 8E1. */
-    rc = run(STATION " --plain uart info --slot 1 -f " FIXTURE " --mcu stm32f401xc "
-             "--entry '-2,-1,1:2,-1,,,1' --reports %s/r-8e1", dir);
+    rc = e2e_run(STATION " --plain uart info --slot 1 -f " FIXTURE " --mcu stm32f401xc "
+             "--entry '-2,-1,1:2,-1,,,1' --reports %s/r-8e1", e2e_dir);
     assert_int_equal(rc, 1);
-    doc = load_report("r-8e1");
+    doc = e2e_load_report("r-8e1", NULL, NULL);
     cause = st_rget_str(doc, "cause");
     if (!cause || !strstr(cause, "cannot keep even parity"))
-        fail_msg("cause: %s\n%s", cause ? cause : "(none)", out);
+        fail_msg("cause: %s\n%s", cause ? cause : "(none)", e2e_out);
     st_report_free(doc);
 }
 
@@ -257,42 +173,42 @@ static void test_cli_commands(void **state)
     (void)state;
     const char *common = " --plain -f " FIXTURE " --slot 1 --mcu stm32f401xc --allow-8n1 "
                          "--entry '-2,-1,1:2,-1,,,1'";
-    int rc = run(STATION " uart info%s --reports %s/r-info", common, dir);
+    int rc = e2e_run(STATION " uart info%s --reports %s/r-info", common, e2e_dir);
     if (rc)
-        fail_msg("uart info: %d\n%s", rc, out);
-    st_rnode *doc = load_report("r-info");
-    expect_str(doc, "unit.device", "STM32F401xB(C)");
+        fail_msg("uart info: %d\n%s", rc, e2e_out);
+    st_rnode *doc = e2e_load_report("r-info", NULL, NULL);
+    e2e_expect_str(doc, "unit.device", "STM32F401xB(C)");
     st_report_free(doc);
-    rc = run(STATION " uart backup %s/b.bin --size 65536%s --reports %s/r-backup", dir, common,
-             dir);
+    rc = e2e_run(STATION " uart backup %s/b.bin --size 65536%s --reports %s/r-backup", e2e_dir, common,
+             e2e_dir);
     if (rc)
-        fail_msg("uart backup: %d\n%s", rc, out);
+        fail_msg("uart backup: %d\n%s", rc, e2e_out);
     char path[160], got[65];
     size_t len;
-    snprintf(path, sizeof path, "%s/b.bin", dir);
+    snprintf(path, sizeof path, "%s/b.bin", e2e_dir);
     sha_file(path, got, &len);
     assert_int_equal(len, 65536);
-    doc = load_report("r-backup");
-    expect_str(doc, "steps.2.sha256", got);
+    doc = e2e_load_report("r-backup", NULL, NULL);
+    e2e_expect_str(doc, "steps.2.sha256", got);
     st_report_free(doc);
-    rc = run(STATION " uart flash " IMAGE "%s --reports %s/r-flash", common, dir);
+    rc = e2e_run(STATION " uart flash " IMAGE "%s --reports %s/r-flash", common, e2e_dir);
     if (rc)
-        fail_msg("uart flash: %d\n%s", rc, out);
-    doc = load_report("r-flash");
+        fail_msg("uart flash: %d\n%s", rc, e2e_out);
+    doc = e2e_load_report("r-flash", NULL, NULL);
     sha_file(IMAGE, got, &len);
-    expect_str(doc, "steps.3.sha256", got);
+    e2e_expect_str(doc, "steps.3.sha256", got);
     st_report_free(doc);
-    rc = run(STATION " uart go --addr 0x08000000%s --reports %s/r-go", common, dir);
+    rc = e2e_run(STATION " uart go --addr 0x08000000%s --reports %s/r-go", common, e2e_dir);
     if (rc)
-        fail_msg("uart go: %d\n%s", rc, out);
-    doc = load_report("r-go");
-    expect_str(doc, "steps.2.entry_method", "uart:go");
+        fail_msg("uart go: %d\n%s", rc, e2e_out);
+    doc = e2e_load_report("r-go", NULL, NULL);
+    e2e_expect_str(doc, "steps.2.entry_method", "uart:go");
     st_report_free(doc);
-    rc = run(STATION " uart backup%s", common);
+    rc = e2e_run(STATION " uart backup%s", common);
     assert_int_equal(rc, 2); /* FILE missing */
-    rc = run(STATION " uart info -f " FIXTURE);
+    rc = e2e_run(STATION " uart info -f " FIXTURE);
     assert_int_equal(rc, 2); /* --slot missing */
-    assert_non_null(strstr(out, "needs --slot N"));
+    assert_non_null(strstr(e2e_out, "needs --slot N"));
 }
 
 static void test_readout_protected(void **state)
@@ -308,17 +224,17 @@ static void test_readout_protected(void **state)
     assert_non_null(fl);
     char edited[4200];
     snprintf(edited, sizeof edited, "%.*sfaults: [rdp]%s", (int)(fl - fx), fx, fl + 10);
-    write_text("rdp.yaml", edited);
-    int rc = run(STATION " --plain run " JOB " -f %s/rdp.yaml --reports %s/r-rdp", dir, dir);
+    e2e_write_file("rdp.yaml", edited);
+    int rc = e2e_run(STATION " --plain run " JOB " -f %s/rdp.yaml --reports %s/r-rdp", e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = load_report("r-rdp");
-    expect_str(doc, "verdict", "fail");
+    st_rnode *doc = e2e_load_report("r-rdp", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "fail");
     const char *cause = st_rget_str(doc, "cause");
     if (!cause || !strstr(cause, "readout protection"))
-        fail_msg("cause: %s\n%s", cause ? cause : "(none)", out);
+        fail_msg("cause: %s\n%s", cause ? cause : "(none)", e2e_out);
     /* Nothing was written: the backup step is where it stopped. */
-    expect_str(doc, "steps.2.name", "uart-backup");
-    expect_str(doc, "steps.2.outcome", "fail");
+    e2e_expect_str(doc, "steps.2.name", "uart-backup");
+    e2e_expect_str(doc, "steps.2.outcome", "fail");
     st_report_free(doc);
 }
 
@@ -337,7 +253,7 @@ static void test_unprotect_flag(void **state)
     assert_non_null(fl);
     char edited[4200];
     snprintf(edited, sizeof edited, "%.*sfaults: [rdp]%s", (int)(fl - fx), fx, fl + 10);
-    write_text("rdp.yaml", edited);
+    e2e_write_file("rdp.yaml", edited);
 #define UNPROTECT_JOB(extra)                                                              \
     "name: unprotect\n"                                                                    \
     "target: stm32f401xc\n"                                                                \
@@ -352,21 +268,21 @@ static void test_unprotect_flag(void **state)
     "  - uart-backup: { size: 32768 }\n"
     char text[1024];
     snprintf(text, sizeof text, "%s", UNPROTECT_JOB(""));
-    write_text("no-flag.yaml", text);
-    int rc = run(STATION " --plain run %s/no-flag.yaml -f %s/rdp.yaml --reports %s/r-nf", dir,
-                 dir, dir);
+    e2e_write_file("no-flag.yaml", text);
+    int rc = e2e_run(STATION " --plain run %s/no-flag.yaml -f %s/rdp.yaml --reports %s/r-nf", e2e_dir,
+                 e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = load_report("r-nf");
+    st_rnode *doc = e2e_load_report("r-nf", NULL, NULL);
     const char *cause = st_rget_str(doc, "cause");
     if (!cause || !strstr(cause, "uart.allow_unprotect: true"))
-        fail_msg("cause: %s\n%s", cause ? cause : "(none)", out);
+        fail_msg("cause: %s\n%s", cause ? cause : "(none)", e2e_out);
     st_report_free(doc);
     snprintf(text, sizeof text, "%s", UNPROTECT_JOB(", allow_unprotect: true"));
-    write_text("flag.yaml", text);
-    rc = run(STATION " --plain run %s/flag.yaml -f %s/rdp.yaml --reports %s/r-f", dir, dir, dir);
+    e2e_write_file("flag.yaml", text);
+    rc = e2e_run(STATION " --plain run %s/flag.yaml -f %s/rdp.yaml --reports %s/r-f", e2e_dir, e2e_dir, e2e_dir);
     if (rc)
-        fail_msg("exit %d\n%s", rc, out);
-    doc = load_report("r-f");
+        fail_msg("exit %d\n%s", rc, e2e_out);
+    doc = e2e_load_report("r-f", NULL, NULL);
     /* Mass-erased: 32 KiB of 0xFF. */
     static uint8_t ff[32768];
     memset(ff, 0xFF, sizeof ff);
@@ -374,7 +290,7 @@ static void test_unprotect_flag(void **state)
     char want[65];
     st_sha256(ff, sizeof ff, md);
     st_hex(md, 32, false, want);
-    expect_str(doc, "steps.3.sha256", want);
+    e2e_expect_str(doc, "steps.3.sha256", want);
     st_report_free(doc);
 }
 
@@ -382,7 +298,7 @@ static void test_unprotect_flag(void **state)
 static void test_boot0_reset_plan(void **state)
 {
     (void)state;
-    write_text("g4.yaml",
+    e2e_write_file("g4.yaml",
                "name: g4-uart\n"
                "gpio: { backend: virtual, chip: virtual }\n"
                "slots:\n"
@@ -390,14 +306,14 @@ static void test_boot0_reset_plan(void **state)
                "    lines: { boot0: BOOT0_3, reset: { name: NRST_3, active_low: true } }\n"
                "    serial: { device: pty }\n"
                "    unit: { mcu: stm32g431xx, holds: synthetic:2 }\n");
-    int rc = run(STATION " --plain uart backup %s/g4.bin -f %s/g4.yaml --slot 3 --allow-8n1 "
-                 "--reports %s/r-g4", dir, dir, dir);
+    int rc = e2e_run(STATION " --plain uart backup %s/g4.bin -f %s/g4.yaml --slot 3 --allow-8n1 "
+                 "--reports %s/r-g4", e2e_dir, e2e_dir, e2e_dir);
     if (rc)
-        fail_msg("exit %d\n%s", rc, out);
-    st_rnode *doc = load_report("r-g4");
-    expect_str(doc, "steps.0.entry_plan.kind", "boot0-reset");
-    expect_str(doc, "steps.0.entry_plan.text", "boot0&reset,-reset:-boot0&reset,-reset");
-    expect_str(doc, "unit.usart_pid", "0x468");
+        fail_msg("exit %d\n%s", rc, e2e_out);
+    st_rnode *doc = e2e_load_report("r-g4", NULL, NULL);
+    e2e_expect_str(doc, "steps.0.entry_plan.kind", "boot0-reset");
+    e2e_expect_str(doc, "steps.0.entry_plan.text", "boot0&reset,-reset:-boot0&reset,-reset");
+    e2e_expect_str(doc, "unit.usart_pid", "0x468");
     long long bytes = 0;
     assert_int_equal(st_rget_int(doc, "steps.2.bytes", &bytes), 0);
     assert_int_equal(bytes, 128 * 1024);
@@ -409,13 +325,13 @@ static void test_boot0_reset_plan(void **state)
 static void test_fixture_plan(void **state)
 {
     (void)state;
-    int rc = run(STATION " --plain uart info --slot 1 -f " FIXTURE " --mcu stm32f401xc "
-                 "--allow-8n1 --reports %s/r-fx", dir);
+    int rc = e2e_run(STATION " --plain uart info --slot 1 -f " FIXTURE " --mcu stm32f401xc "
+                 "--allow-8n1 --reports %s/r-fx", e2e_dir);
     if (rc)
-        fail_msg("exit %d\n%s", rc, out);
-    st_rnode *doc = load_report("r-fx");
-    expect_str(doc, "steps.0.entry_plan.kind", "gpio-string");
-    expect_str(doc, "steps.0.entry_plan.text", "-2,-1,1:2,-1,,,1");
+        fail_msg("exit %d\n%s", rc, e2e_out);
+    st_rnode *doc = e2e_load_report("r-fx", NULL, NULL);
+    e2e_expect_str(doc, "steps.0.entry_plan.kind", "gpio-string");
+    e2e_expect_str(doc, "steps.0.entry_plan.text", "-2,-1,1:2,-1,,,1");
     st_report_free(doc);
     char fx[4096];
     FILE *f = fopen(FIXTURE, "r");
@@ -426,15 +342,15 @@ static void test_fixture_plan(void **state)
     char *e = strstr(fx, "entry: \"-2,-1,1:");
     assert_non_null(e);
     e[13] = ';'; /* "-2,-1;1:..." */
-    write_text("bad-entry.yaml", fx);
-    rc = run(STATION " --plain uart info --slot 1 -f %s/bad-entry.yaml --mcu stm32f401xc "
-             "--allow-8n1 --reports %s/r-bad", dir, dir);
+    e2e_write_file("bad-entry.yaml", fx);
+    rc = e2e_run(STATION " --plain uart info --slot 1 -f %s/bad-entry.yaml --mcu stm32f401xc "
+             "--allow-8n1 --reports %s/r-bad", e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    doc = load_report("r-bad");
+    doc = e2e_load_report("r-bad", NULL, NULL);
     const char *cause = st_rget_str(doc, "cause");
     if (!cause || !strstr(cause, "bad-entry.yaml:20: slot 1: serial.entry: entry sequence: "
                                  "';' is not a signal or delimiter at column 6"))
-        fail_msg("cause: %s\n%s", cause ? cause : "(none)", out);
+        fail_msg("cause: %s\n%s", cause ? cause : "(none)", e2e_out);
     st_report_free(doc);
 }
 
@@ -469,47 +385,47 @@ static void test_fixture_plan(void **state)
 static void test_modem_line_plan(void **state)
 {
     (void)state;
-    write_text("modem.yaml", MODEM_FIXTURE);
-    write_text("rts-dtr.yaml", MODEM_JOB("\"-rts,-dtr,dtr:rts,-dtr,dtr\""));
-    int rc = run(STATION " --plain run %s/rts-dtr.yaml -f %s/modem.yaml --reports %s/r-m", dir,
-                 dir, dir);
+    e2e_write_file("modem.yaml", MODEM_FIXTURE);
+    e2e_write_file("rts-dtr.yaml", MODEM_JOB("\"-rts,-dtr,dtr:rts,-dtr,dtr\""));
+    int rc = e2e_run(STATION " --plain run %s/rts-dtr.yaml -f %s/modem.yaml --reports %s/r-m", e2e_dir,
+                 e2e_dir, e2e_dir);
     if (rc)
-        fail_msg("exit %d\n%s", rc, out);
-    st_rnode *doc = load_report("r-m");
-    expect_str(doc, "verdict", "pass");
-    expect_str(doc, "steps.0.entry_plan.kind", "gpio-string");
-    expect_str(doc, "steps.0.entry_plan.entry", "-rts,-dtr,dtr");
-    expect_str(doc, "steps.0.sync", "ack");
-    expect_str(doc, "unit.usart_pid", "0x423");
+        fail_msg("exit %d\n%s", rc, e2e_out);
+    st_rnode *doc = e2e_load_report("r-m", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "steps.0.entry_plan.kind", "gpio-string");
+    e2e_expect_str(doc, "steps.0.entry_plan.entry", "-rts,-dtr,dtr");
+    e2e_expect_str(doc, "steps.0.sync", "ack");
+    e2e_expect_str(doc, "unit.usart_pid", "0x423");
     char want[65];
     size_t len;
     sha_file(IMAGE, want, &len);
-    expect_str(doc, "steps.3.sha256", want);
-    expect_str(doc, "steps.4.entry_method", "uart:exit-sequence");
-    expect_str(doc, "steps.4.sequence", "rts,-dtr,dtr");
+    e2e_expect_str(doc, "steps.3.sha256", want);
+    e2e_expect_str(doc, "steps.4.entry_method", "uart:exit-sequence");
+    e2e_expect_str(doc, "steps.4.sequence", "rts,-dtr,dtr");
     st_report_free(doc);
 }
 
 static void test_modem_plan_without_boot0(void **state)
 {
     (void)state;
-    write_text("modem.yaml", MODEM_FIXTURE);
-    write_text("dtr.yaml", MODEM_JOB("dtr-pulse"));
-    int rc = run(STATION " --plain run %s/dtr.yaml -f %s/modem.yaml --reports %s/r-d", dir, dir,
-                 dir);
+    e2e_write_file("modem.yaml", MODEM_FIXTURE);
+    e2e_write_file("dtr.yaml", MODEM_JOB("dtr-pulse"));
+    int rc = e2e_run(STATION " --plain run %s/dtr.yaml -f %s/modem.yaml --reports %s/r-d", e2e_dir, e2e_dir,
+                 e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = load_report("r-d");
-    expect_str(doc, "verdict", "fail");
-    expect_str(doc, "steps.0.name", "uart-enter");
-    expect_str(doc, "steps.0.outcome", "fail");
-    expect_str(doc, "steps.0.entry_plan.kind", "dtr-pulse");
+    st_rnode *doc = e2e_load_report("r-d", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "fail");
+    e2e_expect_str(doc, "steps.0.name", "uart-enter");
+    e2e_expect_str(doc, "steps.0.outcome", "fail");
+    e2e_expect_str(doc, "steps.0.entry_plan.kind", "dtr-pulse");
     const char *cause = st_rget_str(doc, "cause");
     if (!cause || !strstr(cause, "uart-enter") ||
         !strstr(cause, "after entry plan \"-dtr,dtr\" (dtr-pulse)"))
-        fail_msg("cause: %s\n%s", cause ? cause : "(none)", out);
+        fail_msg("cause: %s\n%s", cause ? cause : "(none)", e2e_out);
     st_report_free(doc);
     /* The fixture's wiring is checked where it is written. */
-    write_text("bad-modem.yaml", "name: m\n"
+    e2e_write_file("bad-modem.yaml", "name: m\n"
                                  "gpio: { backend: virtual, chip: virtual }\n"
                                  "slots:\n"
                                  "  - id: 4\n"
@@ -517,26 +433,26 @@ static void test_modem_plan_without_boot0(void **state)
                                  "    serial: { device: pty }\n"
                                  "    unit:\n"
                                  "      modem: { dtr: reset, rts: nrst }\n");
-    rc = run(STATION " --plain run %s/dtr.yaml -f %s/bad-modem.yaml --reports %s/r-bm", dir,
-             dir, dir);
+    rc = e2e_run(STATION " --plain run %s/dtr.yaml -f %s/bad-modem.yaml --reports %s/r-bm", e2e_dir,
+             e2e_dir, e2e_dir);
     assert_int_equal(rc, 2);
-    if (!strstr(out, "bad-modem.yaml:8: slots[0].unit.modem.rts"))
-        fail_msg("no file:line:field error:\n%s", out);
+    if (!strstr(e2e_out, "bad-modem.yaml:8: slots[0].unit.modem.rts"))
+        fail_msg("no file:line:field error:\n%s", e2e_out);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_neptune_job, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_entry_string, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unmapped_gpio_and_parity, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cli_commands, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_readout_protected, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unprotect_flag, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_boot0_reset_plan, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fixture_plan, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_modem_line_plan, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_modem_plan_without_boot0, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_neptune_job, setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_entry_string, setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_unmapped_gpio_and_parity, setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_commands, setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_readout_protected, setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_unprotect_flag, setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_boot0_reset_plan, setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_fixture_plan, setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_modem_line_plan, setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_modem_plan_without_boot0, setup, e2e_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

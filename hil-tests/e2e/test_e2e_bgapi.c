@@ -17,58 +17,9 @@
 
 #include "reports/report.h"
 #include "station/core/digest.h"
+#include "hil-tests/e2e/e2e.h"
 
-#define STATION STATION_BINARY_DIR "/station/station"
 #define GEN STATION_SOURCE_DIR "/jobs/generated"
-
-static char dir[64];
-static char out[65536];
-
-static int setup(void **state)
-{
-    strcpy(dir, "/tmp/st-e2e-bg-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof cmd ||
-        snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir) >=
-            (int)(sizeof cmd - (size_t)n))
-        fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
-    int st = system(cmd);
-    char p[128];
-    snprintf(p, sizeof p, "%s/out.txt", dir);
-    FILE *f = fopen(p, "r");
-    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
-    out[got] = '\0';
-    if (f)
-        fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void write_file(const char *name, const char *text)
-{
-    char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
 
 static size_t read_bin(const char *path, uint8_t *buf, size_t cap)
 {
@@ -82,7 +33,7 @@ static size_t read_bin(const char *path, uint8_t *buf, size_t cap)
 static void write_bin(const char *name, const uint8_t *buf, size_t n, char sha_hex[65])
 {
     char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
+    snprintf(p, sizeof p, "%s/%s", e2e_dir, name);
     FILE *f = fopen(p, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(buf, 1, n, f), n);
@@ -90,55 +41,6 @@ static void write_bin(const char *name, const uint8_t *buf, size_t n, char sha_h
     uint8_t md[ST_SHA256_LEN];
     st_sha256(buf, n, md);
     st_hex(md, sizeof md, false, sha_hex);
-}
-
-static size_t count_reports(void)
-{
-    char rd[128];
-    snprintf(rd, sizeof rd, "%s/reports", dir);
-    DIR *d = opendir(rd);
-    if (!d)
-        return 0;
-    size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)))
-        n += strstr(de->d_name, ".yaml") != NULL;
-    closedir(d);
-    return n;
-}
-
-static st_rnode *load_report(const char *needle)
-{
-    char rd[128], found[512] = "";
-    snprintf(rd, sizeof rd, "%s/reports", dir);
-    DIR *d = opendir(rd);
-    assert_non_null(d);
-    struct dirent *de;
-    int count = 0;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.' || !strstr(de->d_name, ".yaml") ||
-            (needle && !strstr(de->d_name, needle)))
-            continue;
-        snprintf(found, sizeof found, "%s/%s", rd, de->d_name);
-        count++;
-    }
-    closedir(d);
-    if (count != 1)
-        fail_msg("%d reports match \"%s\"; output:\n%s", count, needle ? needle : "", out);
-    st_rnode *doc = NULL;
-    st_err e;
-    if (st_report_load(found, &doc, &e))
-        fail_msg("%s", e.msg);
-    if (st_report_validate(doc, &e))
-        fail_msg("%s: %s", found, e.msg);
-    return doc;
-}
-
-static void expect_str(const st_rnode *doc, const char *path, const char *want)
-{
-    const char *got = st_rget_str(doc, path);
-    if (!got || strcmp(got, want) != 0)
-        fail_msg("%s: got \"%s\", want \"%s\"", path, got ? got : "(absent)", want);
 }
 
 static void expect_has(const st_rnode *doc, const char *path, const char *needle)
@@ -159,7 +61,7 @@ static long long get_int(const st_rnode *doc, const char *path)
 /* The images the shipped jobs name, made by the station itself. */
 static void images(void)
 {
-    assert_int_equal(run("(mkdir -p " GEN " && " STATION " ble image " GEN "/bgm-ncp.gbl --stack "
+    assert_int_equal(e2e_run("(mkdir -p " GEN " && " STATION " ble image " GEN "/bgm-ncp.gbl --stack "
                          "5.0.1 && " STATION " image generate " GEN "/demo-combined.bin)"), 0);
 }
 
@@ -180,7 +82,7 @@ static void write_fixture(const char *module_extra)
              "      transport: usb\n"
              "      module: { bootloader: gsdk4%s }\n",
              module_extra);
-    write_file("fixture.yaml", text);
+    e2e_write_file("fixture.yaml", text);
 }
 
 /* A module job in dir for image `name` with the given pinned digest; bgapi_extra is
@@ -197,40 +99,38 @@ static void write_job(const char *name, const char *sha, const char *bgapi_extra
              "retries: 0\n"
              "steps: [bgapi-enter-dfu, bgapi-upload, bgapi-finish, bgapi-boot]\n",
              name, sha, bgapi_extra[0] ? bgapi_extra + 2 : "bootloader: auto");
-    write_file("job.yaml", text);
+    e2e_write_file("job.yaml", text);
 }
 
 static void test_module_job_both_generations(void **state)
 {
     images();
-    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/bgm-uart-dfu.yaml --reports "
-                 "%s/reports", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    assert_int_equal(count_reports(), 2);
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/bgm-uart-dfu.yaml --reports "
+                 "%s/reports", e2e_dir);
+    assert_int_equal(e2e_count_reports("reports"), 2);
     for (int slot = 1; slot <= 2; slot++) {
         char needle[16];
         snprintf(needle, sizeof needle, "_slot%d_", slot);
-        st_rnode *doc = load_report(needle);
-        expect_str(doc, "verdict", "pass");
-        expect_str(doc, "images.0.role", "module");
+        st_rnode *doc = e2e_load_report("reports", needle, NULL);
+        e2e_expect_str(doc, "verdict", "pass");
+        e2e_expect_str(doc, "images.0.role", "module");
         /* The report fields issue 11 asks for. */
-        expect_str(doc, "unit.module.entry_method", slot == 1 ? "system_reset(1)" : "dfu_reset(1)");
+        e2e_expect_str(doc, "unit.module.entry_method", slot == 1 ? "system_reset(1)" : "dfu_reset(1)");
         assert_int_equal(get_int(doc, "unit.module.bootloader_version"),
                          slot == 1 ? 0x02040000 : 0x010c0000);
-        expect_str(doc, "unit.module.bootloader_generation", slot == 1 ? "gsdk>=4.0" : "gsdk<=3.2");
-        expect_str(doc, "unit.module.image_sha256", st_rget_str(doc, "images.0.sha256"));
+        e2e_expect_str(doc, "unit.module.bootloader_generation", slot == 1 ? "gsdk>=4.0" : "gsdk<=3.2");
+        e2e_expect_str(doc, "unit.module.image_sha256", st_rget_str(doc, "images.0.sha256"));
         assert_int_equal(get_int(doc, "unit.module.chunk_size"), 252);
         long long size = get_int(doc, "images.0.size");
         assert_int_equal(get_int(doc, "unit.module.chunks"), (size + 251) / 252);
-        expect_str(doc, "unit.module.stack_version", "5.0.1");
-        expect_str(doc, "unit.module_state", "application");
+        e2e_expect_str(doc, "unit.module.stack_version", "5.0.1");
+        e2e_expect_str(doc, "unit.module_state", "application");
         double ms;
         assert_int_equal(st_rget_num(doc, "unit.module.update_ms", &ms), 0);
         assert_int_equal(st_rget_num(doc, "run.duration_ms", &ms), 0);
-        expect_str(doc, "steps.0.name", "bgapi-enter-dfu");
-        expect_str(doc, "steps.3.name", "bgapi-boot");
-        expect_str(doc, "steps.3.outcome", "pass");
+        e2e_expect_str(doc, "steps.0.name", "bgapi-enter-dfu");
+        e2e_expect_str(doc, "steps.3.name", "bgapi-boot");
+        e2e_expect_str(doc, "steps.3.outcome", "pass");
         st_report_free(doc);
     }
 }
@@ -242,14 +142,14 @@ static void refused(const char *what, const uint8_t *img, size_t n, const char *
     write_bin("m.gbl", img, n, sha);
     write_job("m.gbl", sha, raw_extra);
     write_fixture("");
-    int rc = run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports", dir,
-                 dir, dir);
-    if (rc != 2 || !strstr(out, check))
-        fail_msg("%s: exit %d, want 2 and \"%s\":\n%s", what, rc, check, out);
+    int rc = e2e_run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports", e2e_dir,
+                 e2e_dir, e2e_dir);
+    if (rc != 2 || !strstr(e2e_out, check))
+        fail_msg("%s: exit %d, want 2 and \"%s\":\n%s", what, rc, check, e2e_out);
     /* Refused before any unit was touched: no report, since none is opened first. */
-    assert_int_equal(count_reports(), 0);
+    assert_int_equal(e2e_count_reports("reports"), 0);
     /* `job check` refuses it too, touching nothing. */
-    assert_int_equal(run(STATION " job check %s/job.yaml", dir), 2);
+    assert_int_equal(e2e_run(STATION " job check %s/job.yaml", e2e_dir), 2);
 }
 
 static void test_bad_gbl_refused_before_touching(void **state)
@@ -286,10 +186,10 @@ static void test_section_errors(void **state)
         write_job(GEN "/bgm-ncp.gbl",
                   "c64e4734db7479c84dd36ab1245556a915422a353d3e539d8dcdcab6b1075529",
                   cases[i].extra);
-        int rc = run(STATION " job check %s/job.yaml", dir);
-        if (rc != 2 || !strstr(out, cases[i].msg) || !strstr(out, "job.yaml:5"))
+        int rc = e2e_run(STATION " job check %s/job.yaml", e2e_dir);
+        if (rc != 2 || !strstr(e2e_out, cases[i].msg) || !strstr(e2e_out, "job.yaml:5"))
             fail_msg("%s: exit %d, want 2 and \"job.yaml:5\" and \"%s\":\n%s", cases[i].extra,
-                     rc, cases[i].msg, out);
+                     rc, cases[i].msg, e2e_out);
     }
 }
 
@@ -302,36 +202,36 @@ static void test_finish_checksum_then_rerun(void **state)
     write_bin("m.gbl", g, n, sha);
     write_job("m.gbl", sha, "");
     write_fixture(", faults: [finish-checksum]");
-    int rc = run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports", dir,
-                 dir, dir);
+    int rc = e2e_run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports", e2e_dir,
+                 e2e_dir, e2e_dir);
     if (rc != 1)
-        fail_msg("exit %d, want 1:\n%s", rc, out);
-    st_rnode *doc = load_report(NULL);
-    expect_str(doc, "verdict", "fail");
-    expect_str(doc, "steps.1.outcome", "pass"); /* every upload was answered 0 */
-    expect_str(doc, "steps.2.name", "bgapi-finish");
-    expect_str(doc, "steps.2.outcome", "fail");
+        fail_msg("exit %d, want 1:\n%s", rc, e2e_out);
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "fail");
+    e2e_expect_str(doc, "steps.1.outcome", "pass"); /* every upload was answered 0 */
+    e2e_expect_str(doc, "steps.2.name", "bgapi-finish");
+    e2e_expect_str(doc, "steps.2.outcome", "fail");
     expect_has(doc, "steps.2.error", "0x0046 (SL_STATUS_SECURITY_IMAGE_CHECKSUM_ERROR)");
     expect_has(doc, "steps.2.error", "stays in DFU mode");
-    expect_str(doc, "steps.3.outcome", "skipped");
-    expect_str(doc, "unit.module_state", "dfu-mode");
+    e2e_expect_str(doc, "steps.3.outcome", "skipped");
+    e2e_expect_str(doc, "unit.module_state", "dfu-mode");
     expect_has(doc, "cause", "finish");
     assert_true(st_rnode_len(st_rget(doc, "device_errors")) >= 1);
     st_report_free(doc);
     /* The rerun, on the module as that run left it: in DFU mode, its application not
      * bootable (it says so with evt_dfu_boot_failure when it comes up). */
     char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s/reports'", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/reports'", e2e_dir);
     assert_int_equal(system(cmd), 0);
     write_fixture(", empty: true");
-    rc = run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports", dir, dir,
-             dir);
+    rc = e2e_run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports", e2e_dir, e2e_dir,
+             e2e_dir);
     if (rc != 0)
-        fail_msg("rerun: exit %d:\n%s", rc, out);
-    doc = load_report(NULL);
-    expect_str(doc, "verdict", "pass");
+        fail_msg("rerun: exit %d:\n%s", rc, e2e_out);
+    doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "pass");
     expect_has(doc, "steps.0.boot_failure_seen", "0x0046");
-    expect_str(doc, "unit.module.stack_version", "5.0.1");
+    e2e_expect_str(doc, "unit.module.stack_version", "5.0.1");
     st_report_free(doc);
 }
 
@@ -354,14 +254,12 @@ static void test_dropped_byte_retried(void **state)
              "steps: [bgapi-enter-dfu, { bgapi-upload: { retries: 1 } }, bgapi-finish, "
              "bgapi-boot]\n",
              sha);
-    write_file("job.yaml", job);
+    e2e_write_file("job.yaml", job);
     write_fixture(", faults: [\"drop-rx:20\"]");
-    int rc = run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports", dir,
-                 dir, dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    st_rnode *doc = load_report(NULL);
-    expect_str(doc, "verdict", "pass");
+    EXPECT_RUN(0, STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports", e2e_dir,
+                 e2e_dir, e2e_dir);
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "pass");
     assert_int_equal(get_int(doc, "steps.1.attempts"), 2);
     expect_has(doc, "steps.1.attempt_log.0.error", "no dfu_flash_upload response within 300 ms");
     expect_has(doc, "steps.1.note", "re-entered DFU mode");
@@ -388,19 +286,19 @@ static void test_faults_fail_clearly(void **state)
         char extra[128], cmd[256], p[64];
         snprintf(extra, sizeof extra, ", faults: [\"%s\"]", cases[i].fault);
         write_fixture(extra);
-        snprintf(cmd, sizeof cmd, "rm -rf '%s/reports'", dir);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s/reports'", e2e_dir);
         assert_int_equal(system(cmd), 0);
-        int rc = run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports",
-                     dir, dir, dir);
+        int rc = e2e_run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports",
+                     e2e_dir, e2e_dir, e2e_dir);
         if (rc != 1)
-            fail_msg("%s: exit %d, want 1:\n%s", cases[i].fault, rc, out);
-        st_rnode *doc = load_report(NULL);
-        expect_str(doc, "verdict", "fail");
+            fail_msg("%s: exit %d, want 1:\n%s", cases[i].fault, rc, e2e_out);
+        st_rnode *doc = e2e_load_report("reports", NULL, NULL);
+        e2e_expect_str(doc, "verdict", "fail");
         snprintf(p, sizeof p, "%s.outcome", cases[i].step);
-        expect_str(doc, p, "fail");
+        e2e_expect_str(doc, p, "fail");
         expect_has(doc, "cause", cases[i].cause1);
         expect_has(doc, "cause", cases[i].cause2);
-        expect_str(doc, "steps.3.outcome", "skipped");
+        e2e_expect_str(doc, "steps.3.outcome", "skipped");
         st_report_free(doc);
     }
 }
@@ -408,15 +306,13 @@ static void test_faults_fail_clearly(void **state)
 static void test_stm32_and_module_one_report(void **state)
 {
     images();
-    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/board-stm32-bgm.yaml --slot 2 "
-                 "--reports %s/reports", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    assert_int_equal(count_reports(), 1);
-    st_rnode *doc = load_report("_slot2_");
-    expect_str(doc, "verdict", "pass");
-    expect_str(doc, "images.0.role", "combined");
-    expect_str(doc, "images.1.role", "module");
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/board-stm32-bgm.yaml --slot 2 "
+                 "--reports %s/reports", e2e_dir);
+    assert_int_equal(e2e_count_reports("reports"), 1);
+    st_rnode *doc = e2e_load_report("reports", "_slot2_", NULL);
+    e2e_expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "images.0.role", "combined");
+    e2e_expect_str(doc, "images.1.role", "module");
     static const char *const names[] = {"enter-bootloader", "flash", "verify", "start",
                                         "wait-for-app", "bgapi-enter-dfu", "bgapi-upload",
                                         "bgapi-finish", "bgapi-boot"};
@@ -424,58 +320,56 @@ static void test_stm32_and_module_one_report(void **state)
     for (size_t i = 0; i < 9; i++) {
         char p[32];
         snprintf(p, sizeof p, "steps.%zu.name", i);
-        expect_str(doc, p, names[i]);
+        e2e_expect_str(doc, p, names[i]);
         snprintf(p, sizeof p, "steps.%zu.outcome", i);
-        expect_str(doc, p, "pass");
+        e2e_expect_str(doc, p, "pass");
     }
     /* Each part with its own digest: the STM32's read back, the module's GBL sent. */
-    expect_str(doc, "steps.2.sha256", st_rget_str(doc, "images.0.sha256"));
-    expect_str(doc, "steps.6.sha256", st_rget_str(doc, "images.1.sha256"));
-    expect_str(doc, "unit.identity", "0A1B2C3D4E02");
-    expect_str(doc, "unit.module.entry_method", "dfu_reset(1)");
-    expect_str(doc, "unit.module.stack_version", "5.0.1");
+    e2e_expect_str(doc, "steps.2.sha256", st_rget_str(doc, "images.0.sha256"));
+    e2e_expect_str(doc, "steps.6.sha256", st_rget_str(doc, "images.1.sha256"));
+    e2e_expect_str(doc, "unit.identity", "0A1B2C3D4E02");
+    e2e_expect_str(doc, "unit.module.entry_method", "dfu_reset(1)");
+    e2e_expect_str(doc, "unit.module.stack_version", "5.0.1");
     st_report_free(doc);
 }
 
 static void test_ble_flash_command(void **state)
 {
     images();
-    int rc = run(STATION " --plain ble flash " GEN "/bgm-ncp.gbl --slot 1 --chunk 48 --reports "
-                 "%s/reports", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    st_rnode *doc = load_report("_slot1_");
-    expect_str(doc, "verdict", "pass");
-    expect_str(doc, "unit.module.entry_method", "system_reset(1)");
+    EXPECT_RUN(0, STATION " --plain ble flash " GEN "/bgm-ncp.gbl --slot 1 --chunk 48 --reports "
+                 "%s/reports", e2e_dir);
+    st_rnode *doc = e2e_load_report("reports", "_slot1_", NULL);
+    e2e_expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "unit.module.entry_method", "system_reset(1)");
     assert_int_equal(get_int(doc, "unit.module.chunk_size"), 48);
-    expect_str(doc, "unit.module.stack_version", "5.0.1");
+    e2e_expect_str(doc, "unit.module.stack_version", "5.0.1");
     st_report_free(doc);
     /* Usage and input errors: exit 2, nothing touched. */
-    assert_int_equal(run(STATION " ble flash " GEN "/bgm-ncp.gbl --slot 1 --chunk 50"), 2);
-    assert_non_null(strstr(out, "multiple of 4"));
-    assert_int_equal(run(STATION " ble flash " GEN "/bgm-ncp.gbl"), 2);
-    assert_non_null(strstr(out, "--slot"));
+    assert_int_equal(e2e_run(STATION " ble flash " GEN "/bgm-ncp.gbl --slot 1 --chunk 50"), 2);
+    assert_non_null(strstr(e2e_out, "multiple of 4"));
+    assert_int_equal(e2e_run(STATION " ble flash " GEN "/bgm-ncp.gbl"), 2);
+    assert_non_null(strstr(e2e_out, "--slot"));
     static uint8_t g[1 << 17];
     size_t n = read_bin(GEN "/bgm-ncp.gbl", g, sizeof g);
     char sha[65];
     g[20] ^= 1;
     write_bin("bad.gbl", g, n, sha);
-    assert_int_equal(run(STATION " ble flash %s/bad.gbl --slot 1 --reports %s/reports2", dir, dir),
+    assert_int_equal(e2e_run(STATION " ble flash %s/bad.gbl --slot 1 --reports %s/reports2", e2e_dir, e2e_dir),
                      2);
-    assert_non_null(strstr(out, "GBL check 'CRC-32' failed"));
+    assert_non_null(strstr(e2e_out, "GBL check 'CRC-32' failed"));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_module_job_both_generations, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_gbl_refused_before_touching, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_section_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_finish_checksum_then_rerun, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dropped_byte_retried, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_faults_fail_clearly, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stm32_and_module_one_report, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ble_flash_command, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_module_job_both_generations, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_gbl_refused_before_touching, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_section_errors, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_finish_checksum_then_rerun, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_dropped_byte_retried, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_fail_clearly, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_stm32_and_module_one_report, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_ble_flash_command, e2e_setup, e2e_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,112 +14,15 @@
 #include <cmocka.h>
 
 #include "reports/report.h"
+#include "hil-tests/e2e/e2e.h"
 
-#define STATION STATION_BINARY_DIR "/station/station"
 #define SHIM STATION_BINARY_DIR "/hil-tests/e2e/libfail_pthread.so"
-
-static char dir[64];     /* per-test scratch directory */
-static char out[65536];  /* the command's stdout+stderr */
-
-static int setup(void **state)
-{
-    strcpy(dir, "/tmp/st-cli-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-/* Run a shell command line, capture its stdout+stderr, return its exit code. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof cmd ||
-        snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir) >=
-            (int)(sizeof cmd - (size_t)n))
-        fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
-    int st = system(cmd);
-    char p[128];
-    snprintf(p, sizeof p, "%s/out.txt", dir);
-    FILE *f = fopen(p, "r");
-    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
-    out[got] = '\0';
-    if (f)
-        fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-#define EXPECT_RUN(want, ...)                                                              \
-    do {                                                                                   \
-        int rc_ = run(__VA_ARGS__);                                                        \
-        if (rc_ != (want))                                                                 \
-            fail_msg("exit %d, want %d:\n%s", rc_, (want), out);                           \
-    } while (0)
-
-#define EXPECT_OUT(needle)                                                                 \
-    do {                                                                                   \
-        if (!strstr(out, (needle)))                                                        \
-            fail_msg("output lacks \"%s\":\n%s", (needle), out);                           \
-    } while (0)
-
-#define EXPECT_NOT_OUT(needle)                                                             \
-    do {                                                                                   \
-        if (strstr(out, (needle)))                                                         \
-            fail_msg("output has \"%s\":\n%s", (needle), out);                             \
-    } while (0)
-
-static void write_file(const char *name, const char *text)
-{
-    char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-/* The first report in dir/reports (its path in path_out). */
-static st_rnode *only_report(char *path_out, size_t cap)
-{
-    char rdir[128];
-    snprintf(rdir, sizeof rdir, "%s/reports", dir);
-    DIR *d = opendir(rdir);
-    assert_non_null(d);
-    struct dirent *e;
-    int n = 0;
-    while ((e = readdir(d)) != NULL) {
-        if (!strstr(e->d_name, ".yaml"))
-            continue;
-        n++;
-        int len = snprintf(path_out, cap, "%s/%s", rdir, e->d_name);
-        if (len < 0 || (size_t)len >= cap)
-            fail_msg("report path %s/%s longer than %zu bytes", rdir, e->d_name, cap);
-    }
-    closedir(d);
-    assert_int_equal(n, 1);
-    st_rnode *doc = NULL;
-    st_err err;
-    if (st_report_load(path_out, &doc, &err))
-        fail_msg("%s", err.msg);
-    if (st_report_validate(doc, &err))
-        fail_msg("%s: %s", path_out, err.msg);
-    return doc;
-}
 
 /* A USB DFU job over a synthetic combined image in the scratch directory. */
 static void write_dfu_job(void)
 {
-    EXPECT_RUN(0, STATION " image generate %s/combined.bin", dir);
-    char *p = strstr(out, "sha256 ");
+    EXPECT_RUN(0, STATION " image generate %s/combined.bin", e2e_dir);
+    char *p = strstr(e2e_out, "sha256 ");
     assert_non_null(p);
     char job[1024];
     snprintf(job, sizeof job,
@@ -128,24 +31,24 @@ static void write_dfu_job(void)
              "steps:\n  - enter-bootloader\n  - flash: { image: combined }\n  - verify\n"
              "  - start\n  - wait-for-app: { usb: \"1d50:614e\" }\n",
              p + 7);
-    write_file("dfu-job.yaml", job);
+    e2e_write_file("dfu-job.yaml", job);
 }
 
 static void test_command_help_and_usage(void **state)
 {
     /* Each command has its own help, starting with its usage line. */
     EXPECT_RUN(0, STATION " run --help");
-    if (strncmp(out, "Usage: station run JOB [OPTIONS]\n", 33) != 0)
-        fail_msg("station run --help:\n%s", out);
+    if (strncmp(e2e_out, "Usage: station run JOB [OPTIONS]\n", 33) != 0)
+        fail_msg("station run --help:\n%s", e2e_out);
     EXPECT_OUT("--reports DIR");
     EXPECT_NOT_OUT("image generate");
     EXPECT_RUN(0, STATION " can flash --help");
-    if (strncmp(out, "Usage: station can flash IMAGE [OPTIONS]\n", 41) != 0)
-        fail_msg("station can flash --help:\n%s", out);
+    if (strncmp(e2e_out, "Usage: station can flash IMAGE [OPTIONS]\n", 41) != 0)
+        fail_msg("station can flash --help:\n%s", e2e_out);
     EXPECT_OUT("--uuid UUID");
     EXPECT_RUN(0, STATION " help job check");
-    if (strncmp(out, "Usage: station job check JOB [OPTIONS]\n", 39) != 0)
-        fail_msg("station help job check:\n%s", out);
+    if (strncmp(e2e_out, "Usage: station job check JOB [OPTIONS]\n", 39) != 0)
+        fail_msg("station help job check:\n%s", e2e_out);
     /* ...and its own usage errors. */
     EXPECT_RUN(2, STATION " run");
     EXPECT_NOT_OUT("unknown command");
@@ -167,14 +70,14 @@ static void test_verbose_levels(void **state)
     write_dfu_job();
     /* A passing run: quiet by default, the engine's step lines with -v, the libraries'
      * debug lines (each DfuSe request) with -vv. */
-    EXPECT_RUN(0, STATION " --plain run %s/dfu-job.yaml --slot 1 --reports %s/r0", dir, dir);
+    EXPECT_RUN(0, STATION " --plain run %s/dfu-job.yaml --slot 1 --reports %s/r0", e2e_dir, e2e_dir);
     EXPECT_NOT_OUT("station: job:");
     EXPECT_NOT_OUT("station: dfuse:");
-    EXPECT_RUN(0, STATION " --plain -v run %s/dfu-job.yaml --slot 1 --reports %s/r1", dir, dir);
+    EXPECT_RUN(0, STATION " --plain -v run %s/dfu-job.yaml --slot 1 --reports %s/r1", e2e_dir, e2e_dir);
     EXPECT_OUT("station: job: slot 1: flash: pass");
     EXPECT_OUT("station: dfuse: opened");
     EXPECT_NOT_OUT("station: dfuse: erase 0x08000000");
-    EXPECT_RUN(0, STATION " --plain -vv run %s/dfu-job.yaml --slot 1 --reports %s/r2", dir, dir);
+    EXPECT_RUN(0, STATION " --plain -vv run %s/dfu-job.yaml --slot 1 --reports %s/r2", e2e_dir, e2e_dir);
     EXPECT_OUT("station: dfuse: erase 0x08000000");
     EXPECT_OUT("station: dfuse: write 0x08000000");
 }
@@ -186,15 +89,15 @@ static void test_thread_start_failure(void **state)
     write_dfu_job();
     /* The virtual fixture's two units start a clock thread each; the third thread is slot
      * 1's run, the fourth (slot 2's) cannot start. */
-    int rc = run("ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0 STATION_TEST_PTHREAD_OK=3 "
+    int rc = e2e_run("ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0 STATION_TEST_PTHREAD_OK=3 "
                  "LD_PRELOAD=" SHIM " " STATION " --plain run %s/dfu-job.yaml --reports %s/reports",
-                 dir, dir);
+                 e2e_dir, e2e_dir);
     if (rc != 3)
-        fail_msg("exit %d, want 3:\n%s", rc, out);
+        fail_msg("exit %d, want 3:\n%s", rc, e2e_out);
     EXPECT_OUT("station: slot 2: cannot start its run: Resource temporarily unavailable");
     EXPECT_OUT("1 passed, 0 failed, 1 not started");
     char path[256];
-    st_rnode *doc = only_report(path, sizeof path);
+    st_rnode *doc = e2e_load_report("reports", NULL, path);
     assert_string_equal(st_rget_str(doc, "verdict"), "pass");
     st_report_free(doc);
 }
@@ -202,20 +105,20 @@ static void test_thread_start_failure(void **state)
 static void test_discover_without_units(void **state)
 {
     char job[512];
-    EXPECT_RUN(0, STATION " image generate --app %s/app.bin", dir);
-    char *p = strstr(out, "sha256 ");
+    EXPECT_RUN(0, STATION " image generate --app %s/app.bin", e2e_dir);
+    char *p = strstr(e2e_out, "sha256 ");
     assert_non_null(p);
     snprintf(job, sizeof job,
              "name: cli-discover\ntarget: stm32g431xx\nunits: discover\n"
              "images:\n  application: { path: app.bin, load_addr: 0x08002000, sha256: %.64s }\n"
              "katapult: { discover_ms: 100 }\n"
              "steps: [enter-katapult]\n", p + 7);
-    write_file("discover.yaml", job);
+    e2e_write_file("discover.yaml", job);
     /* The default fixture's units are USB units: nobody answers on its bus. That is not a
      * station fault (exit 2, nothing touched), and the station says where CAN units are. */
-    int rc = run(STATION " --plain run %s/discover.yaml --reports %s/reports", dir, dir);
+    int rc = e2e_run(STATION " --plain run %s/discover.yaml --reports %s/reports", e2e_dir, e2e_dir);
     if (rc != 2)
-        fail_msg("exit %d, want 2:\n%s", rc, out);
+        fail_msg("exit %d, want 2:\n%s", rc, e2e_out);
     EXPECT_OUT("no unit answered on vcan-virtual");
     EXPECT_OUT("fixtures/virtual-can.yaml");
 }
@@ -233,14 +136,14 @@ static void write_can_fixture(bool with_uuid)
              "    can: { iface: vcan-cli, bitrate: 1000000%s }\n"
              "    unit: { transport: can, holds: \"synthetic:1\", can_uuid: 0a0b0c0d0e01 }\n",
              with_uuid ? ", uuid: 0a0b0c0d0e01" : "");
-    write_file("can-fixture.yaml", text);
+    e2e_write_file("can-fixture.yaml", text);
 }
 
 static void test_can_flash_sha256_and_no_slot(void **state)
 {
-    EXPECT_RUN(0, STATION " image generate --app --seed 5 %s/app.bin", dir);
+    EXPECT_RUN(0, STATION " image generate --app --seed 5 %s/app.bin", e2e_dir);
     char sha[65];
-    char *p = strstr(out, "sha256 ");
+    char *p = strstr(e2e_out, "sha256 ");
     assert_non_null(p);
     memcpy(sha, p + 7, 64);
     sha[64] = '\0';
@@ -250,18 +153,18 @@ static void test_can_flash_sha256_and_no_slot(void **state)
     memset(wrong, '0', 64);
     wrong[64] = '\0';
     EXPECT_RUN(2, STATION " --plain -f %s/can-fixture.yaml can flash %s/app.bin --uuid 0a0b0c0d0e01 "
-               "--sha256 %s --reports %s/reports", dir, dir, wrong, dir);
+               "--sha256 %s --reports %s/reports", e2e_dir, e2e_dir, wrong, e2e_dir);
     EXPECT_OUT("--sha256");
     EXPECT_OUT(sha);
     EXPECT_NOT_OUT("the job pins");
     /* A unit that no slot maps (slot 0 here holds it, but does not name its UUID): the run
      * and the report say it is in no slot; nothing says slot 0. */
     EXPECT_RUN(0, STATION " --plain -f %s/can-fixture.yaml can flash %s/app.bin --uuid 0a0b0c0d0e01 "
-               "--sha256 %s --reports %s/reports", dir, dir, sha, dir);
+               "--sha256 %s --reports %s/reports", e2e_dir, e2e_dir, sha, e2e_dir);
     EXPECT_NOT_OUT("slot 0");
     EXPECT_OUT("unit 0a0b0c0d0e01");
     char path[256];
-    st_rnode *doc = only_report(path, sizeof path);
+    st_rnode *doc = e2e_load_report("reports", NULL, path);
     assert_string_equal(st_rget_str(doc, "verdict"), "pass");
     assert_null(st_rget(doc, "slot.id"));
     assert_string_equal(st_rget_str(doc, "slot.name"), "none (found on the bus)");
@@ -270,18 +173,18 @@ static void test_can_flash_sha256_and_no_slot(void **state)
     /* The same unit in slot 0 when the slot maps it. */
     write_can_fixture(true);
     EXPECT_RUN(0, STATION " --plain -f %s/can-fixture.yaml can flash %s/app.bin --uuid 0a0b0c0d0e01 "
-               "--reports %s/reports2", dir, dir, dir);
+               "--reports %s/reports2", e2e_dir, e2e_dir, e2e_dir);
     EXPECT_OUT("slot 0");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_command_help_and_usage, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_verbose_levels, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_thread_start_failure, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_discover_without_units, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_can_flash_sha256_and_no_slot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_command_help_and_usage, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_verbose_levels, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_thread_start_failure, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_discover_without_units, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_can_flash_sha256_and_no_slot, e2e_setup, e2e_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,58 +20,13 @@
 #include "protocols/sim/synth.h"
 #include "reports/report.h"
 #include "station/core/digest.h"
+#include "hil-tests/e2e/e2e.h"
 
-#define STATION STATION_BINARY_DIR "/station/station"
 #define FWDIR STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/"
 #define USB_COMBINED FWDIR "Katapult_plus_CartographerV4_6.0.0__USB_lite.bin"
 #define CAN_COMBINED FWDIR "Katapult_plus_CartographerV4_6.0.0__CAN_1M.bin"
 #define USB_APP FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin"
 #define PROVISION STATION_SOURCE_DIR "/jobs/cartographer-v4-provision.yaml"
-
-static char dir[64];
-static char out[65536];
-
-static int setup(void **state)
-{
-    strcpy(dir, "/tmp/st-e2e-klp-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof cmd ||
-        snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir) >=
-            (int)(sizeof cmd - (size_t)n))
-        fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
-    int st = system(cmd);
-    char p[128];
-    snprintf(p, sizeof p, "%s/out.txt", dir);
-    FILE *f = fopen(p, "r");
-    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
-    out[got] = '\0';
-    if (f)
-        fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void expect(const char *needle)
-{
-    if (!strstr(out, needle))
-        fail_msg("\"%s\" not in:\n%s", needle, out);
-}
 
 static void test_image_info_real(void **state)
 {
@@ -95,32 +50,30 @@ static void test_image_info_real(void **state)
     if (access(FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin", R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
-        int rc = run(STATION " image info " FWDIR "%s", t[i].file);
-        if (rc != 0)
-            fail_msg("exit %d:\n%s", rc, out);
+        EXPECT_RUN(0, STATION " image info " FWDIR "%s", t[i].file);
         for (size_t k = 0; k < 6; k++)
-            expect(t[i].lines[k]);
+            EXPECT_OUT(t[i].lines[k]);
     }
 }
 
 static void test_image_info_synthetic(void **state)
 {
-    assert_int_equal(run(STATION " image generate %s/app.bin --app", dir), 0);
-    assert_int_equal(run(STATION " image info %s/app.bin", dir), 0);
-    expect("linked for: 0x08002000");
-    expect("klipper dictionary: none");
-    assert_int_equal(run(STATION " image info %s/nope.bin", dir), 2);
-    expect("station: image info:");
-    assert_int_equal(run(STATION " image info %s/app.bin --mcu z80", dir), 2);
-    expect("unknown MCU");
+    assert_int_equal(e2e_run(STATION " image generate %s/app.bin --app", e2e_dir), 0);
+    assert_int_equal(e2e_run(STATION " image info %s/app.bin", e2e_dir), 0);
+    EXPECT_OUT("linked for: 0x08002000");
+    EXPECT_OUT("klipper dictionary: none");
+    assert_int_equal(e2e_run(STATION " image info %s/nope.bin", e2e_dir), 2);
+    EXPECT_OUT("station: image info:");
+    assert_int_equal(e2e_run(STATION " image info %s/app.bin --mcu z80", e2e_dir), 2);
+    EXPECT_OUT("unknown MCU");
 }
 
 /* An application-only image (linked for 0x08002000) in a ROM DFU job at 0x08000000. */
 static void refuse_app_at_zero(const char *image)
 {
     char job[1024], path[256], sha[65];
-    assert_int_equal(run(STATION " image info %s", image), 0);
-    const char *p = strstr(out, "sha256: ");
+    assert_int_equal(e2e_run(STATION " image info %s", image), 0);
+    const char *p = strstr(e2e_out, "sha256: ");
     assert_non_null(p);
     memcpy(sha, p + 8, 64);
     sha[64] = '\0';
@@ -129,83 +82,30 @@ static void refuse_app_at_zero(const char *image)
              "    path: %s\n    load_addr: 0x08000000\n    sha256: %s\n"
              "steps: [enter-bootloader, flash, verify, start]\n",
              image, sha);
-    snprintf(path, sizeof path, "%s/job.yaml", dir);
+    snprintf(path, sizeof path, "%s/job.yaml", e2e_dir);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(job, f);
     fclose(f);
-    int rc = run(STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
-                 dir, dir, dir);
-    if (rc != 2)
-        fail_msg("exit %d:\n%s", rc, out);
-    expect("linked for 0x08002000");
-    expect("written at 0x08000000");
-    if (strstr(out, "no-such-fixture"))
-        fail_msg("the fixture was opened before the refusal:\n%s", out);
+    EXPECT_RUN(2, STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir, e2e_dir);
+    EXPECT_OUT("linked for 0x08002000");
+    EXPECT_OUT("written at 0x08000000");
+    if (strstr(e2e_out, "no-such-fixture"))
+        fail_msg("the fixture was opened before the refusal:\n%s", e2e_out);
     char rd[128];
-    snprintf(rd, sizeof rd, "%s/reports", dir);
+    snprintf(rd, sizeof rd, "%s/reports", e2e_dir);
     assert_int_not_equal(access(rd, F_OK), 0); /* no report: nothing was touched */
 }
 
 static void test_app_image_at_zero_refused(void **state)
 {
     char img[128];
-    snprintf(img, sizeof img, "%s/app.bin", dir);
-    assert_int_equal(run(STATION " image generate %s --app", img), 0);
+    snprintf(img, sizeof img, "%s/app.bin", e2e_dir);
+    assert_int_equal(e2e_run(STATION " image generate %s --app", img), 0);
     refuse_app_at_zero(img);
     if (access(FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin", R_OK) == 0)
         refuse_app_at_zero(FWDIR "CartographerV4_6.0.0_USB_lite_8kib_offset.bin");
-}
-
-static void write_file(const char *name, const char *text)
-{
-    char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-/* A one-slot virtual fixture (slot 7) whose unit has the given extra YAML. */
-static void write_fixture(const char *unit_extra)
-{
-    char text[2048];
-    snprintf(text, sizeof text,
-             "name: e2e-klipper\n"
-             "gpio: { backend: virtual }\n"
-             "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\n"
-             "slots:\n"
-             "  - id: 7\n"
-             "    lines: { boot0: B, reset: { name: R, active_low: true } }\n"
-             "    usb_port: vusb-7\n"
-             "    unit:\n"
-             "      transport: usb\n"
-             "%s",
-             unit_extra);
-    write_file("fixture.yaml", text);
-}
-
-static st_rnode *only_report(void)
-{
-    char cmd[256], path[512] = "";
-    snprintf(cmd, sizeof cmd, "ls %s/reports/*.yaml 2>/dev/null | head -2", dir);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(path, 1, sizeof path - 1, p);
-    pclose(p);
-    path[n] = '\0';
-    char *nl = strchr(path, '\n');
-    assert_non_null(nl);
-    *nl = '\0';
-    assert_null(strchr(nl + 1, '\n')); /* exactly one report */
-    st_rnode *doc;
-    st_err e;
-    if (st_report_load(path, &doc, &e))
-        fail_msg("%s", e.msg);
-    if (st_report_validate(doc, &e))
-        fail_msg("%s: %s", path, e.msg);
-    return doc;
 }
 
 static const char *str_at(const st_rnode *doc, const char *path)
@@ -236,12 +136,10 @@ static void test_provision_passes(void **state)
 {
     if (access(USB_COMBINED, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    write_fixture("");
-    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
-                 dir, dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    st_rnode *doc = only_report();
+    e2e_write_fixture("e2e-klipper", "");
+    EXPECT_RUN(0, STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir);
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     assert_string_equal(str_at(doc, "verdict"), "pass");
     int id = step_index(doc, "identify", 0);
     char p[96];
@@ -283,11 +181,11 @@ static void test_stuck_sensor_fails(void **state)
 {
     if (access(USB_COMBINED, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    write_fixture("      faults: [\"klipper-sensor:stuck\"]\n");
-    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
-                 dir, dir);
+    e2e_write_fixture("e2e-klipper", "      faults: [\"klipper-sensor:stuck\"]\n");
+    int rc = e2e_run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = only_report();
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     assert_string_equal(str_at(doc, "verdict"), "fail");
     const char *cause = str_at(doc, "cause");
     if (!strstr(cause, "data_stddev = 0 counts is below the low limit 5 counts"))
@@ -308,11 +206,11 @@ static void test_temperature_out_of_range(void **state)
 {
     if (access(USB_COMBINED, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    write_fixture("      faults: [\"klipper-temp:4095\"]\n");
-    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
-                 dir, dir);
+    e2e_write_fixture("e2e-klipper", "      faults: [\"klipper-temp:4095\"]\n");
+    int rc = e2e_run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = only_report();
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     const char *cause = str_at(doc, "cause");
     if (!strstr(cause, "temp_max = 4095 adc is above the high limit 4000 adc"))
         fail_msg("cause: %s", cause);
@@ -327,11 +225,11 @@ static void test_link_faults(void **state)
 {
     if (access(USB_COMBINED, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    write_fixture("      faults: [\"klipper-drop:10\", \"klipper-bad-crc:9\"]\n");
-    int rc = run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
-                 dir, dir);
+    e2e_write_fixture("e2e-klipper", "      faults: [\"klipper-drop:10\", \"klipper-bad-crc:9\"]\n");
+    int rc = e2e_run(STATION " --plain run " PROVISION " -f %s/fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = only_report();
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     const char *cause = str_at(doc, "cause");
     if (!strstr(cause, "sample: measurement data_gaps = ") ||
         !strstr(cause, "is above the high limit 0"))
@@ -343,9 +241,9 @@ static void test_link_faults(void **state)
     st_report_free(doc);
 
     char rd[160];
-    snprintf(rd, sizeof rd, "rm -rf %s/reports", dir);
+    snprintf(rd, sizeof rd, "rm -rf %s/reports", e2e_dir);
     assert_int_equal(system(rd), 0);
-    write_fixture("      holds: " USB_COMBINED "\n      faults: [\"klipper-silent\"]\n");
+    e2e_write_fixture("e2e-klipper", "      holds: " USB_COMBINED "\n      faults: [\"klipper-silent\"]\n");
     char job[1024], sha[65];
     snprintf(job, sizeof job,
              "name: silent\ntarget: stm32g431xx\nimages:\n  combined:\n"
@@ -353,11 +251,11 @@ static void test_link_faults(void **state)
              "klipper: { transport: usb, timeout_ms: 500 }\n"
              "steps: [ identify: { retries: 0 } ]\n",
              USB_COMBINED, sha_of(USB_COMBINED, sha));
-    write_file("silent.yaml", job);
-    rc = run(STATION " --plain run %s/silent.yaml -f %s/fixture.yaml --reports %s/reports", dir,
-             dir, dir);
+    e2e_write_file("silent.yaml", job);
+    rc = e2e_run(STATION " --plain run %s/silent.yaml -f %s/fixture.yaml --reports %s/reports", e2e_dir,
+             e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    doc = only_report();
+    doc = e2e_load_report("reports", NULL, NULL);
     cause = str_at(doc, "cause");
     if (!strstr(cause, "identify: 0 dictionary bytes after"))
         fail_msg("cause: %s", cause);
@@ -398,7 +296,7 @@ static void write_variant(const char *name, const char *from, const char *to)
     assert_true(0x7B98 + zl <= n);
     memcpy(img + 0x7B98, z, zl);
     char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
+    snprintf(p, sizeof p, "%s/%s", e2e_dir, name);
     f = fopen(p, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(img, 1, n, f), n);
@@ -413,12 +311,12 @@ static void test_other_version_fails_identify(void **state)
         skip(); /* ../shared/firmware is absent */
     write_other_version("other.bin", "CARTOGRAPHER V4 5.9.9 Lite");
     char extra[512];
-    snprintf(extra, sizeof extra, "      holds: %s/other.bin\n      holds_addr: 0x08000000\n", dir);
-    write_fixture(extra);
-    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
-                 " -f %s/fixture.yaml --reports %s/reports", dir, dir);
+    snprintf(extra, sizeof extra, "      holds: %s/other.bin\n      holds_addr: 0x08000000\n", e2e_dir);
+    e2e_write_fixture("e2e-klipper", extra);
+    int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
+                 " -f %s/fixture.yaml --reports %s/reports", e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = only_report();
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     const char *cause = str_at(doc, "cause");
     if (!strstr(cause, "identify") ||
         !strstr(cause, "the unit reports version \"CARTOGRAPHER V4 5.9.9 Lite\", the job "
@@ -448,23 +346,21 @@ static void test_nightly_junit(void **state)
              "    usb_port: vusb-2\n"
              "    unit: { transport: usb, holds: %s, faults: [\"klipper-sensor:stuck\"] }\n",
              USB_COMBINED, USB_COMBINED);
-    write_file("lab.yaml", fx);
-    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
-                 " -f %s/lab.yaml --reports %s/reports --junit %s/nightly.xml", dir, dir, dir);
-    if (rc != 1)
-        fail_msg("exit %d:\n%s", rc, out);
-    expect("1 passed, 1 failed");
-    assert_int_equal(run("cat %s/nightly.xml", dir), 0);
-    expect("<testsuites name=\"nightly-regression\">");
-    expect("<testsuite name=\"vusb-1 (slot 1)\" tests=\"4\" failures=\"0\"");
-    expect("<testsuite name=\"vusb-2 (slot 2)\" tests=\"4\" failures=\"1\"");
-    expect("name=\"4-sample\"");
-    expect("<failure type=\"fail\" message=\"sample: measurement data_stddev = 0 counts is "
+    e2e_write_file("lab.yaml", fx);
+    EXPECT_RUN(1, STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
+                 " -f %s/lab.yaml --reports %s/reports --junit %s/nightly.xml", e2e_dir, e2e_dir, e2e_dir);
+    EXPECT_OUT("1 passed, 1 failed");
+    assert_int_equal(e2e_run("cat %s/nightly.xml", e2e_dir), 0);
+    EXPECT_OUT("<testsuites name=\"nightly-regression\">");
+    EXPECT_OUT("<testsuite name=\"vusb-1 (slot 1)\" tests=\"4\" failures=\"0\"");
+    EXPECT_OUT("<testsuite name=\"vusb-2 (slot 2)\" tests=\"4\" failures=\"1\"");
+    EXPECT_OUT("name=\"4-sample\"");
+    EXPECT_OUT("<failure type=\"fail\" message=\"sample: measurement data_stddev = 0 counts is "
            "below the low limit 5 counts\">");
-    expect("clock_rate_ratio = ");
-    expect("</testsuites>");
+    EXPECT_OUT("clock_rate_ratio = ");
+    EXPECT_OUT("</testsuites>");
     /* Only nightly wrote nothing to the units: no flash step ran. */
-    const char *p = strstr(out, "flash");
+    const char *p = strstr(e2e_out, "flash");
     assert_null(p);
 }
 
@@ -484,37 +380,27 @@ static void test_mcu_commands(void **state)
              "    can: { iface: vcan-virtual, bitrate: 1000000, uuid: 11aa22bb33c2 }\n"
              "    unit: { transport: can, can_uuid: 11aa22bb33c2, holds: %s }\n",
              USB_COMBINED, CAN_COMBINED);
-    write_file("bench.yaml", fx);
-    int rc = run(STATION " mcu identify --slot 1 -f %s/bench.yaml", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    expect("version: CARTOGRAPHER V4 6.0.0 Lite\n");
-    expect("mcu: stm32g431xx");
-    expect("clock: 170000000 Hz");
-    expect("transport: usb");
-    rc = run(STATION " mcu query get_uptime --response uptime --slot 1 -f %s/bench.yaml", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    expect("uptime high=0 clock=");
-    rc = run(STATION " mcu sample --count 20 --slot 1 -f %s/bench.yaml", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    expect("data: n 20, min ");
-    rc = run(STATION " mcu identify --uuid 11aa22bb33c2 -f %s/bench.yaml", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    expect("version: CARTOGRAPHER V4 6.0.0\n");
-    expect("transport: can 1000000 bit/s");
-    rc = run(STATION " mcu query get_canbus_id --uuid 11aa22bb33c2 --response canbus_id "
-             "-f %s/bench.yaml", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    expect("canbus_id canbus_uuid=11aa22bb33c2 canbus_nodeid=4");
+    e2e_write_file("bench.yaml", fx);
+    EXPECT_RUN(0, STATION " mcu identify --slot 1 -f %s/bench.yaml", e2e_dir);
+    EXPECT_OUT("version: CARTOGRAPHER V4 6.0.0 Lite\n");
+    EXPECT_OUT("mcu: stm32g431xx");
+    EXPECT_OUT("clock: 170000000 Hz");
+    EXPECT_OUT("transport: usb");
+    EXPECT_RUN(0, STATION " mcu query get_uptime --response uptime --slot 1 -f %s/bench.yaml", e2e_dir);
+    EXPECT_OUT("uptime high=0 clock=");
+    EXPECT_RUN(0, STATION " mcu sample --count 20 --slot 1 -f %s/bench.yaml", e2e_dir);
+    EXPECT_OUT("data: n 20, min ");
+    EXPECT_RUN(0, STATION " mcu identify --uuid 11aa22bb33c2 -f %s/bench.yaml", e2e_dir);
+    EXPECT_OUT("version: CARTOGRAPHER V4 6.0.0\n");
+    EXPECT_OUT("transport: can 1000000 bit/s");
+    EXPECT_RUN(0, STATION " mcu query get_canbus_id --uuid 11aa22bb33c2 --response canbus_id "
+             "-f %s/bench.yaml", e2e_dir);
+    EXPECT_OUT("canbus_id canbus_uuid=11aa22bb33c2 canbus_nodeid=4");
     /* Usage errors. */
-    assert_int_equal(run(STATION " mcu identify -f %s/bench.yaml", dir), 2);
-    expect("give one of --device PATH, --uuid UUID or --slot N");
-    assert_int_equal(run(STATION " mcu query no_such --slot 1 -f %s/bench.yaml", dir), 1);
-    expect("no command \"no_such\"");
+    assert_int_equal(e2e_run(STATION " mcu identify -f %s/bench.yaml", e2e_dir), 2);
+    EXPECT_OUT("give one of --device PATH, --uuid UUID or --slot N");
+    assert_int_equal(e2e_run(STATION " mcu query no_such --slot 1 -f %s/bench.yaml", e2e_dir), 1);
+    EXPECT_OUT("no command \"no_such\"");
 }
 
 /* The same version string but another build (a K1-style variant): identify compares the
@@ -525,12 +411,12 @@ static void test_other_build_same_version_fails(void **state)
         skip(); /* ../shared/firmware is absent */
     write_variant("k1.bin", "\"build_versions\":\"\"", "\"build_versions\":\"gcc: k1\"");
     char extra[512];
-    snprintf(extra, sizeof extra, "      holds: %s/k1.bin\n", dir);
-    write_fixture(extra);
-    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
-                 " -f %s/fixture.yaml --reports %s/reports", dir, dir);
+    snprintf(extra, sizeof extra, "      holds: %s/k1.bin\n", e2e_dir);
+    e2e_write_fixture("e2e-klipper", extra);
+    int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/nightly-regression.yaml"
+                 " -f %s/fixture.yaml --reports %s/reports", e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = only_report();
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     const char *cause = str_at(doc, "cause");
     if (!strstr(cause, "identify: the unit's data dictionary") || !strstr(cause, "another build"))
         fail_msg("cause: %s", cause);
@@ -579,19 +465,13 @@ static void test_mcu_over_uart_pty(void **state)
     assert_int_equal(st_pty_server_new(st_klp_model_stream(m), NULL, &p.srv, &e), 0);
     assert_int_equal(pthread_create(&p.t, NULL, pty_loop, &p), 0);
     const char *dev = st_pty_server_path(p.srv);
-    int rc = run(STATION " mcu identify --device %s", dev);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    expect("version: TEST USB 1.0\n");
-    expect("clock: 170000000 Hz");
-    rc = run(STATION " mcu query 'debug_ping data=7e00ff' --response pong --device %s", dev);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    expect("pong data=7e00ff");
-    rc = run(STATION " mcu sample --count 30 --field temp --device %s", dev);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    expect("temp: n 30, min 1997");
+    EXPECT_RUN(0, STATION " mcu identify --device %s", dev);
+    EXPECT_OUT("version: TEST USB 1.0\n");
+    EXPECT_OUT("clock: 170000000 Hz");
+    EXPECT_RUN(0, STATION " mcu query 'debug_ping data=7e00ff' --response pong --device %s", dev);
+    EXPECT_OUT("pong data=7e00ff");
+    EXPECT_RUN(0, STATION " mcu sample --count 30 --field temp --device %s", dev);
+    EXPECT_OUT("temp: n 30, min 1997");
     p.stop = 1;
     pthread_join(p.t, NULL);
     st_pty_server_free(p.srv);
@@ -601,23 +481,21 @@ static void test_mcu_over_uart_pty(void **state)
 /* A job's text with one image; refused before the (missing) fixture opens. */
 static void expect_refused(const char *job_text, const char *why)
 {
-    write_file("job.yaml", job_text);
-    int rc = run(STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
-                 dir, dir, dir);
-    if (rc != 2)
-        fail_msg("exit %d:\n%s", rc, out);
-    expect(why);
-    if (strstr(out, "no-such-fixture"))
-        fail_msg("the fixture was opened before the refusal:\n%s", out);
+    e2e_write_file("job.yaml", job_text);
+    EXPECT_RUN(2, STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir, e2e_dir);
+    EXPECT_OUT(why);
+    if (strstr(e2e_out, "no-such-fixture"))
+        fail_msg("the fixture was opened before the refusal:\n%s", e2e_out);
     char rd[128];
-    snprintf(rd, sizeof rd, "%s/reports", dir);
+    snprintf(rd, sizeof rd, "%s/reports", e2e_dir);
     assert_int_not_equal(access(rd, F_OK), 0);
 }
 
 static const char *sha_of(const char *image, char sha[65])
 {
-    assert_int_equal(run(STATION " image info %s", image), 0);
-    const char *p = strstr(out, "sha256: ");
+    assert_int_equal(e2e_run(STATION " image info %s", image), 0);
+    const char *p = strstr(e2e_out, "sha256: ");
     assert_non_null(p);
     memcpy(sha, p + 8, 64);
     sha[64] = '\0';
@@ -660,9 +538,9 @@ static void test_transport_mismatches_refused(void **state)
  * refused; this one needs no ../shared. */
 static void test_other_mcu_refused(void **state)
 {
-    assert_int_equal(run(STATION " image generate %s/synth.bin", dir), 0);
+    assert_int_equal(e2e_run(STATION " image generate %s/synth.bin", e2e_dir), 0);
     char p[256];
-    snprintf(p, sizeof p, "%s/synth.bin", dir);
+    snprintf(p, sizeof p, "%s/synth.bin", e2e_dir);
     FILE *f = fopen(p, "r+b");
     assert_non_null(f);
     static const char json[] =
@@ -675,8 +553,8 @@ static void test_other_mcu_refused(void **state)
     assert_int_equal(fseek(f, 0x2000 + 0x4000, SEEK_SET), 0);
     assert_int_equal(fwrite(z, 1, zl, f), zl);
     fclose(f);
-    assert_int_equal(run(STATION " image info %s", p), 0);
-    expect("  mcu: stm32h723xx");
+    assert_int_equal(e2e_run(STATION " image info %s", p), 0);
+    EXPECT_OUT("  mcu: stm32h723xx");
     char sha[65], job[1024];
     snprintf(job, sizeof job,
              "name: other-mcu\ntarget: stm32g431xx\nimages:\n  combined:\n"
@@ -704,7 +582,7 @@ static void test_app_usb_id_from_image(void **state)
     };
     memcpy(img + mcu->katapult_app_offset + 0x800, desc, sizeof desc);
     char p[256];
-    snprintf(p, sizeof p, "%s/other-id.bin", dir);
+    snprintf(p, sizeof p, "%s/other-id.bin", e2e_dir);
     FILE *f = fopen(p, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(img, 1, ST_SYNTH_DEFAULT_SIZE, f), ST_SYNTH_DEFAULT_SIZE);
@@ -714,7 +592,7 @@ static void test_app_usb_id_from_image(void **state)
     st_sha256(img, ST_SYNTH_DEFAULT_SIZE, md);
     st_hex(md, 32, false, hex);
     free(img);
-    write_fixture("");
+    e2e_write_fixture("e2e-klipper", "");
     const char *ids[2] = { "1d50:614e", "1209:beef" };
     for (int i = 0; i < 2; i++) {
         char job[2048];
@@ -729,11 +607,11 @@ static void test_app_usb_id_from_image(void **state)
                  "  - start: { image: combined }\n"
                  "  - wait-for-app: { usb: \"%s\", timeout_ms: 1500, retries: 0 }\n",
                  p, hex, ids[i]);
-        write_file("job.yaml", job);
-        run("rm -rf %s/reports", dir);
-        int rc = run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports",
-                     dir, dir, dir);
-        st_rnode *doc = only_report();
+        e2e_write_file("job.yaml", job);
+        e2e_run("rm -rf %s/reports", e2e_dir);
+        int rc = e2e_run(STATION " --plain run %s/job.yaml -f %s/fixture.yaml --reports %s/reports",
+                     e2e_dir, e2e_dir, e2e_dir);
+        st_rnode *doc = e2e_load_report("reports", NULL, NULL);
         int w = step_index(doc, "wait-for-app", 0);
         char k[96];
         snprintf(k, sizeof k, "steps.%d.outcome", w);
@@ -745,15 +623,15 @@ static void test_app_usb_id_from_image(void **state)
             if (!strstr(cause, "wait-for-app") ||
                 !strstr(cause, "waiting for the application 1d50:614e: the port has "
                                "1209:beef (\"Acme\" \"Probe X\") instead"))
-                fail_msg("cause: %s\n%s", cause, out);
+                fail_msg("cause: %s\n%s", cause, e2e_out);
         } else {
             if (rc != 0)
-                fail_msg("exit %d\n%s", rc, out);
+                fail_msg("exit %d\n%s", rc, e2e_out);
             assert_string_equal(str_at(doc, k), "pass");
             snprintf(k, sizeof k, "steps.%d.app_usb.id", w);
             const char *got = st_rget_str(doc, k);
             if (!got || strcmp(got, "1209:beef") != 0)
-                fail_msg("%s: %s\n%s", k, got ? got : "(absent)", out);
+                fail_msg("%s: %s\n%s", k, got ? got : "(absent)", e2e_out);
             snprintf(k, sizeof k, "steps.%d.app_usb.product", w);
             assert_string_equal(str_at(doc, k), "Probe X");
         }
@@ -764,21 +642,21 @@ static void test_app_usb_id_from_image(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_image_info_real, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_image_info_synthetic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_app_image_at_zero_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_provision_passes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stuck_sensor_fails, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_temperature_out_of_range, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_link_faults, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_other_version_fails_identify, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_other_build_same_version_fails, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_transport_mismatches_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_other_mcu_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_nightly_junit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mcu_commands, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mcu_over_uart_pty, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_app_usb_id_from_image, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_image_info_real, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_image_info_synthetic, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_app_image_at_zero_refused, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_provision_passes, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_stuck_sensor_fails, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_temperature_out_of_range, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_link_faults, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_other_version_fails_identify, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_other_build_same_version_fails, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_transport_mismatches_refused, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_other_mcu_refused, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_nightly_junit, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_mcu_commands, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_mcu_over_uart_pty, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_app_usb_id_from_image, e2e_setup, e2e_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,61 +18,14 @@
 #include <cmocka.h>
 
 #include "reports/report.h"
-
-#define STATION STATION_BINARY_DIR "/station/station"
-
-static char dir[64];
-static char out[1 << 17];
-
-static int setup(void **state)
-{
-    strcpy(dir, "/tmp/st-prod-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir);
-    int st = system(cmd);
-    char p[128];
-    snprintf(p, sizeof p, "%s/out.txt", dir);
-    FILE *f = fopen(p, "r");
-    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
-    out[got] = '\0';
-    if (f)
-        fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void write_file(const char *name, const char *text)
-{
-    char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
+#include "hil-tests/e2e/e2e.h"
 
 /* The synthetic image and a job for it (timeouts short enough for a dead unit). */
 static void write_job(const char *extra)
 {
-    assert_int_equal(run(STATION " image generate %s/img.bin", dir), 0);
+    assert_int_equal(e2e_run(STATION " image generate %s/img.bin", e2e_dir), 0);
     char sha[65] = "";
-    const char *s = strstr(out, "sha256 ");
+    const char *s = strstr(e2e_out, "sha256 ");
     assert_non_null(s);
     memcpy(sha, s + 7, 64);
     char text[2048];
@@ -91,7 +44,7 @@ static void write_job(const char *extra)
              "  - start: { image: combined }\n"
              "  - wait-for-app: { usb: \"1d50:614e\", timeout_ms: 3000 }\n",
              sha, strstr(extra, "retries:") ? "" : "retries: 1\n", extra);
-    write_file("job.yaml", text);
+    e2e_write_file("job.yaml", text);
 }
 
 /* One slot of a shift fixture: start button, present line, LEDs, buzzer, optional scanner
@@ -101,7 +54,7 @@ static size_t slot_yaml(char *buf, size_t cap, int id, bool scanner, const char 
 {
     char sc[256] = "";
     if (scanner)
-        snprintf(sc, sizeof sc, "    scanner: { fifo: %s/scan%d }\n", dir, id);
+        snprintf(sc, sizeof sc, "    scanner: { fifo: %s/scan%d }\n", e2e_dir, id);
     return (size_t)snprintf(buf, cap,
                             "  - id: %d\n"
                             "    lines: { boot0: B%d, reset: { name: R%d, active_low: true }, "
@@ -126,7 +79,7 @@ static void write_fixture(int nslots, bool scanner, const char *timing, const ch
                                 "slots:\n");
     for (int i = 0; i < nslots; i++)
         n += slot_yaml(text + n, sizeof text - n, i + 1, scanner, timing, ops[i]);
-    write_file("fixture.yaml", text);
+    e2e_write_file("fixture.yaml", text);
 }
 
 typedef struct rep {
@@ -138,7 +91,7 @@ typedef struct rep {
 static size_t load_all(rep *reps, size_t cap)
 {
     char rd[128];
-    snprintf(rd, sizeof rd, "%s/reports", dir);
+    snprintf(rd, sizeof rd, "%s/reports", e2e_dir);
     DIR *d = opendir(rd);
     if (!d)
         return 0;
@@ -194,14 +147,14 @@ static void test_shift_two_slots(void **state)
         "exceptions: { 2: { faults: [ \"prog-error:0x08002000\" ] } } }",
     };
     write_fixture(2, true, "none", ops);
-    int rc = run("cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports "
-                 "--station line-3 --lot LOT-42 --operator maria", dir);
+    int rc = e2e_run("cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports "
+                 "--station line-3 --lot LOT-42 --operator maria", e2e_dir);
     if (rc != 1)
-        fail_msg("exit %d (want 1: a unit failed, one was refused):\n%s", rc, out);
-    if (!strstr(out, "9 units, 8 passed, 1 failed, 1 refused"))
-        fail_msg("totals:\n%s", out);
-    assert_non_null(strstr(out, "REFUSED barcode \"NOT-A-UNIT\" does not match the job's pattern"));
-    assert_non_null(strstr(out, "operators saw 8 pass and 2 fail LEDs"));
+        fail_msg("exit %d (want 1: a unit failed, one was refused):\n%s", rc, e2e_out);
+    if (!strstr(e2e_out, "9 units, 8 passed, 1 failed, 1 refused"))
+        fail_msg("totals:\n%s", e2e_out);
+    assert_non_null(strstr(e2e_out, "REFUSED barcode \"NOT-A-UNIT\" does not match the job's pattern"));
+    assert_non_null(strstr(e2e_out, "operators saw 8 pass and 2 fail LEDs"));
     rep reps[32];
     size_t n = load_all(reps, 32);
     assert_int_equal(n, 9); /* the refused unit was never touched: no report */
@@ -246,11 +199,9 @@ static void test_hung_slot_does_not_stall_others(void **state)
         "{ units: 12, arrive_ms: 2, press_ms: 2, remove_ms: 2 }",
     };
     write_fixture(2, false, "none", ops);
-    int rc = run("cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports", dir);
-    if (rc != 1)
-        fail_msg("exit %d:\n%s", rc, out);
-    if (!strstr(out, "16 units, 14 passed, 2 failed"))
-        fail_msg("totals:\n%s", out);
+    EXPECT_RUN(1, "cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports", e2e_dir);
+    if (!strstr(e2e_out, "16 units, 14 passed, 2 failed"))
+        fail_msg("totals:\n%s", e2e_out);
     rep reps[32];
     size_t n = load_all(reps, 32);
     assert_int_equal(n, 16);
@@ -288,11 +239,9 @@ static void test_shift_200_units_4_slots(void **state)
                      "exceptions: { 17: { faults: [ \"corrupt-page:0x08004000\" ] } } }";
     const char *ops[] = { op, op, op, op };
     write_fixture(4, false, "none", ops);
-    int rc = run("cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports", dir);
-    if (rc != 1)
-        fail_msg("exit %d:\n%s", rc, out);
-    if (!strstr(out, "200 units, 196 passed, 4 failed, 0 refused; first-pass yield 98.0%"))
-        fail_msg("totals:\n%s", out);
+    EXPECT_RUN(1, "cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports", e2e_dir);
+    if (!strstr(e2e_out, "200 units, 196 passed, 4 failed, 0 refused; first-pass yield 98.0%"))
+        fail_msg("totals:\n%s", e2e_out);
     static rep reps[256];
     size_t n = load_all(reps, 256);
     assert_int_equal(n, 200);
@@ -307,17 +256,17 @@ static void test_shift_200_units_4_slots(void **state)
     free_all(reps, n);
     /* The shift's summary, and its JUnit XML as a JUnit consumer reads it: python3's XML
      * parser plus the elements and attributes the JUnit schema requires. */
-    rc = run(STATION " report summary %s/reports --junit %s/shift.xml", dir, dir);
+    int rc = e2e_run(STATION " report summary %s/reports --junit %s/shift.xml", e2e_dir, e2e_dir);
     if (rc != 0)
-        fail_msg("report summary: exit %d\n%s", rc, out);
-    assert_non_null(strstr(out, "runs 200: 196 pass, 4 fail, 0 incomplete"));
-    assert_non_null(strstr(out, "first-pass yield 98.0%"));
-    assert_non_null(strstr(out, "  4  verify "));
-    assert_non_null(strstr(out, "units/h"));
-    assert_non_null(strstr(out, "gpio:boot0+reset       200 of 200 (100.0%)"));
+        fail_msg("report summary: exit %d\n%s", rc, e2e_out);
+    assert_non_null(strstr(e2e_out, "runs 200: 196 pass, 4 fail, 0 incomplete"));
+    assert_non_null(strstr(e2e_out, "first-pass yield 98.0%"));
+    assert_non_null(strstr(e2e_out, "  4  verify "));
+    assert_non_null(strstr(e2e_out, "units/h"));
+    assert_non_null(strstr(e2e_out, "gpio:boot0+reset       200 of 200 (100.0%)"));
     if (system("python3 -c 'import xml.etree.ElementTree' 2>/dev/null") != 0)
         return; /* no python3: the XML is checked by test_junit alone */
-    rc = run("python3 -c \"import sys, xml.etree.ElementTree as E\n"
+    rc = e2e_run("python3 -c \"import sys, xml.etree.ElementTree as E\n"
              "r = E.parse(sys.argv[1]).getroot()\n"
              "assert r.tag == 'testsuites', r.tag\n"
              "s = r.findall('testsuite')\n"
@@ -327,26 +276,17 @@ static void test_shift_200_units_4_slots(void **state)
              "    assert all(c.get('name') and c.get('classname') is not None for c in t.iter('testcase'))\n"
              "f = sum(1 for t in s if t.find('testcase/failure') is not None)\n"
              "print('suites', len(s), 'failed', f)\n"
-             "assert f == 4, f\" %s/shift.xml", dir);
+             "assert f == 4, f\" %s/shift.xml", e2e_dir);
     if (rc != 0)
-        fail_msg("JUnit XML rejected: %s", out);
+        fail_msg("JUnit XML rejected: %s", e2e_out);
 }
 
 /* Start produce in the background on a datasheet-timed shift that never ends by itself. */
 static pid_t start_bg(void)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char o[128];
-        snprintf(o, sizeof o, "%s/out.txt", dir);
-        if (!freopen(o, "w", stdout) || !freopen(o, "a", stderr) || chdir(dir) != 0)
-            _exit(127);
-        execl(STATION, STATION, "produce", "job.yaml", "-f", "fixture.yaml", "--reports",
-              "reports", (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    return e2e_spawn("out.txt", (const char *const[]){ "produce", "job.yaml", "-f",
+                                                        "fixture.yaml", "--reports", "reports",
+                                                        NULL });
 }
 
 /* Wait (bounded) until some report in dir/reports says verdict: incomplete with a step in
@@ -355,7 +295,7 @@ static bool unit_in_flight(void)
 {
     for (int tries = 0; tries < 3000; tries++) {
         char cmd[256];
-        snprintf(cmd, sizeof cmd, "grep -l 'verdict: incomplete' %s/reports/*.yaml >/dev/null 2>&1", dir);
+        snprintf(cmd, sizeof cmd, "grep -l 'verdict: incomplete' %s/reports/*.yaml >/dev/null 2>&1", e2e_dir);
         if (system(cmd) == 0)
             return true;
         struct timespec ts = { 0, 5000000 };
@@ -378,17 +318,6 @@ static int wait_exit(pid_t pid)
     return -1;
 }
 
-static void read_out(void)
-{
-    char p[128];
-    snprintf(p, sizeof p, "%s/out.txt", dir);
-    FILE *f = fopen(p, "r");
-    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
-    out[got] = '\0';
-    if (f)
-        fclose(f);
-}
-
 static void signal_case(int sig, bool twice)
 {
     write_job("");
@@ -404,7 +333,7 @@ static void signal_case(int sig, bool twice)
         kill(pid, sig);
     }
     int rc = wait_exit(pid);
-    read_out();
+    e2e_read_out();
     rep reps[64];
     size_t n = load_all(reps, 64);
     assert_true(n >= 1);
@@ -420,11 +349,11 @@ static void signal_case(int sig, bool twice)
     }
     if (twice) {
         if (rc != 4 || incomplete == 0)
-            fail_msg("exit %d, %u incomplete (want 4 and at least one):\n%s", rc, incomplete, out);
+            fail_msg("exit %d, %u incomplete (want 4 and at least one):\n%s", rc, incomplete, e2e_out);
     } else if (rc != 0 || incomplete) {
-        fail_msg("exit %d, %u incomplete (want 0 and every report complete):\n%s", rc, incomplete, out);
+        fail_msg("exit %d, %u incomplete (want 0 and every report complete):\n%s", rc, incomplete, e2e_out);
     }
-    assert_non_null(strstr(out, "finishing the units in flight"));
+    assert_non_null(strstr(e2e_out, "finishing the units in flight"));
     free_all(reps, n);
 }
 
@@ -453,12 +382,12 @@ static void test_kill9_restart(void **state)
     int st;
     waitpid(pid, &st, 0);
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "ls %s/reports/*.journal >/dev/null 2>&1", dir);
+    snprintf(cmd, sizeof cmd, "ls %s/reports/*.journal >/dev/null 2>&1", e2e_dir);
     assert_int_equal(system(cmd), 0); /* the killed run left journals */
     /* The restart: the units are still in their slots (no operator), --rerun runs the
      * ones that were in flight at once; --units stops after them. Which slots had a unit
      * in flight depends on the moment of the kill: count them from the journals. */
-    snprintf(cmd, sizeof cmd, "test $(ls %s/reports/*.journal | wc -l) -eq 2", dir);
+    snprintf(cmd, sizeof cmd, "test $(ls %s/reports/*.journal | wc -l) -eq 2", e2e_dir);
     int inflight = system(cmd) == 0 ? 2 : 1;
     char fx[2048];
     size_t fl = (size_t)snprintf(fx, sizeof fx, "name: restart\ngpio: { backend: virtual }\n"
@@ -468,21 +397,21 @@ static void test_kill9_restart(void **state)
                                "  - id: %d\n    lines: { boot0: B%d, reset: { name: R%d, "
                                "active_low: true }, present: P%d }\n    usb_port: vusb-%d\n"
                                "    unit: { serial: \"0A1B2C3D4E%02d\" }\n", i, i, i, i, i, i);
-    write_file("fixture.yaml", fx);
-    int rc = run("cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports "
-                 "--rerun --units %d", dir, inflight);
+    e2e_write_file("fixture.yaml", fx);
+    int rc = e2e_run("cd %s && " STATION " produce job.yaml -f fixture.yaml --reports reports "
+                 "--rerun --units %d", e2e_dir, inflight);
     if (rc != 0)
-        fail_msg("restart: exit %d\n%s", rc, out);
+        fail_msg("restart: exit %d\n%s", rc, e2e_out);
     char want[64];
     snprintf(want, sizeof want, "%d units, %d passed", inflight, inflight);
-    if (!strstr(out, want) || !strstr(out, "running it again"))
-        fail_msg("the rerun did not run the %d units in flight:\n%s", inflight, out);
+    if (!strstr(e2e_out, want) || !strstr(e2e_out, "running it again"))
+        fail_msg("the rerun did not run the %d units in flight:\n%s", inflight, e2e_out);
     unsigned named = 0;
-    for (const char *q = out; (q = strstr(q, "after a crash: slot ")); q++)
+    for (const char *q = e2e_out; (q = strstr(q, "after a crash: slot ")); q++)
         named++;
-    if (named < 1 || !strstr(out, "in flight at step ") || !strstr(out, "is marked incomplete"))
-        fail_msg("the restart did not name the units in flight:\n%s", out);
-    snprintf(cmd, sizeof cmd, "ls %s/reports/ | grep -q 'journal\\|tmp'", dir);
+    if (named < 1 || !strstr(e2e_out, "in flight at step ") || !strstr(e2e_out, "is marked incomplete"))
+        fail_msg("the restart did not name the units in flight:\n%s", e2e_out);
+    snprintf(cmd, sizeof cmd, "ls %s/reports/ | grep -q 'journal\\|tmp'", e2e_dir);
     assert_int_not_equal(system(cmd), 0); /* nothing left to replay, no temp file */
     rep reps[256];
     size_t n = load_all(reps, 256); /* each one loads and validates: none is torn */
@@ -507,24 +436,24 @@ static void test_refusals(void **state)
     write_job("barcode: \"^CV4-\"\n");
     const char *ops[] = { "{ units: 1 }" };
     write_fixture(1, false, "none", ops);
-    int rc = run("cd %s && " STATION " produce job.yaml -f fixture.yaml", dir);
+    int rc = e2e_run("cd %s && " STATION " produce job.yaml -f fixture.yaml", e2e_dir);
     assert_int_equal(rc, 2);
-    assert_non_null(strstr(out, "slot 1: job prod wants a barcode (barcode: ^CV4-) but the slot "
+    assert_non_null(strstr(e2e_out, "slot 1: job prod wants a barcode (barcode: ^CV4-) but the slot "
                                 "has no scanner"));
-    write_file("notfifo", "x");
+    e2e_write_file("notfifo", "x");
     char fx[512];
     snprintf(fx, sizeof fx, "name: x\ngpio: { backend: virtual }\nslots:\n  - id: 1\n"
                             "    lines: { boot0: B, reset: R, button: BTN }\n"
-                            "    scanner: { fifo: %s/notfifo }\n", dir);
-    write_file("fixture.yaml", fx);
-    rc = run("cd %s && " STATION " produce job.yaml -f fixture.yaml", dir);
+                            "    scanner: { fifo: %s/notfifo }\n", e2e_dir);
+    e2e_write_file("fixture.yaml", fx);
+    rc = e2e_run("cd %s && " STATION " produce job.yaml -f fixture.yaml", e2e_dir);
     assert_int_equal(rc, 2);
-    assert_non_null(strstr(out, "notfifo: not a FIFO"));
+    assert_non_null(strstr(e2e_out, "notfifo: not a FIFO"));
     write_job("barcode: \"^(CV4\"\n");
-    rc = run("cd %s && " STATION " produce job.yaml -f fixture.yaml", dir);
+    rc = e2e_run("cd %s && " STATION " produce job.yaml -f fixture.yaml", e2e_dir);
     assert_int_equal(rc, 2);
-    assert_non_null(strstr(out, "job.yaml:6: barcode: not a regular expression"));
-    rc = run(STATION " produce job.yaml --units x");
+    assert_non_null(strstr(e2e_out, "job.yaml:6: barcode: not a regular expression"));
+    rc = e2e_run(STATION " produce job.yaml --units x");
     assert_int_equal(rc, 2);
 }
 
@@ -548,12 +477,10 @@ static void test_can_arrival(void **state)
                               "    unit: { transport: can, holds: \"synthetic:%d\", can_uuid: "
                               "11aa22bb33c%d, operator: { units: 1, remove_ms: 1 } }\n",
                               i, i, i, i, i, i, i, i, i);
-    write_file("fixture.yaml", fx);
-    int rc = run("cd %s && " STATION " produce " STATION_SOURCE_DIR
-                 "/jobs/cartographer-v4-can-reflash.yaml -f fixture.yaml --reports reports", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    assert_non_null(strstr(out, "2 units, 2 passed, 0 failed"));
+    e2e_write_file("fixture.yaml", fx);
+    EXPECT_RUN(0, "cd %s && " STATION " produce " STATION_SOURCE_DIR
+                 "/jobs/cartographer-v4-can-reflash.yaml -f fixture.yaml --reports reports", e2e_dir);
+    assert_non_null(strstr(e2e_out, "2 units, 2 passed, 0 failed"));
     rep reps[4];
     size_t got = load_all(reps, 4);
     assert_int_equal(got, 2);
@@ -567,14 +494,14 @@ static void test_can_arrival(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_shift_two_slots, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hung_slot_does_not_stall_others, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_shift_200_units_4_slots, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigint_finishes_units_in_flight, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_twice_stops_them, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_kill9_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_can_arrival, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shift_two_slots, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_hung_slot_does_not_stall_others, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_shift_200_units_4_slots, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_finishes_units_in_flight, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_twice_stops_them, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_restart, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_can_arrival, e2e_setup, e2e_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,8 +21,8 @@
 #include "protocols/sim/synth.h"
 #include "reports/report.h"
 #include "station/core/digest.h"
+#include "hil-tests/e2e/e2e.h"
 
-#define STATION STATION_BINARY_DIR "/station/station"
 
 typedef struct unit {
     st_pty_server *pty;
@@ -55,8 +55,6 @@ static void *serve(void *arg)
  * (jobs/README.md), the step records a note and the run passes. */
 static void uart_reflash(bool silent_complete)
 {
-    char dir[] = "/tmp/st-uart-XXXXXX";
-    assert_non_null(mkdtemp(dir));
     const st_mcu *mcu = st_mcu_find("stm32g431xx");
     /* The unit holds an older release (synthetic seed 3) and gets seed 21's application. */
     uint8_t *old = NULL, *img = NULL;
@@ -64,8 +62,8 @@ static void uart_reflash(bool silent_complete)
     assert_int_equal(st_synth_combined_seeded(mcu, ST_SYNTH_DEFAULT_SIZE, 3, &old, &e), 0);
     assert_int_equal(st_synth_combined_seeded(mcu, ST_SYNTH_DEFAULT_SIZE, 21, &img, &e), 0);
     size_t off = mcu->katapult_app_offset, n = ST_SYNTH_DEFAULT_SIZE - off;
-    char app[128], job[256], fx[256], cmd[1024];
-    snprintf(app, sizeof app, "%s/app.bin", dir);
+    char app[128], job[256], fx[256];
+    snprintf(app, sizeof app, "%s/app.bin", e2e_dir);
     FILE *f = fopen(app, "wb");
     fwrite(img + off, 1, n, f);
     fclose(f);
@@ -85,13 +83,13 @@ static void uart_reflash(bool silent_complete)
     pthread_t th;
     pthread_create(&th, NULL, serve, &u);
 
-    snprintf(fx, sizeof fx, "%s/fixture.yaml", dir);
+    snprintf(fx, sizeof fx, "%s/fixture.yaml", e2e_dir);
     f = fopen(fx, "w");
     fprintf(f, "name: uart\ngpio: { backend: virtual }\nslots:\n  - id: 1\n"
                "    lines: { boot0: B, reset: R }\n"
                "    serial: { device: %s, baud: 250000 }\n", st_pty_server_path(u.pty));
     fclose(f);
-    snprintf(job, sizeof job, "%s/job.yaml", dir);
+    snprintf(job, sizeof job, "%s/job.yaml", e2e_dir);
     f = fopen(job, "w");
     fprintf(f, "name: uart-reflash\ntarget: stm32g431xx\n"
                "images:\n  application: { path: app.bin, load_addr: 0x08002000, sha256: %s }\n"
@@ -99,30 +97,14 @@ static void uart_reflash(bool silent_complete)
                "steps: [enter-katapult, read-app, katapult-flash, katapult-verify, katapult-complete]\n",
             sha);
     fclose(f);
-    snprintf(cmd, sizeof cmd, STATION " --plain run %s -f %s --reports %s/reports > %s/out.txt 2>&1",
-             job, fx, dir, dir);
-    int st = system(cmd);
+    int rc = e2e_run(STATION " --plain run %s -f %s --reports %s/reports", job, fx, e2e_dir);
     u.stop = 1;
     pthread_join(th, NULL);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        snprintf(cmd, sizeof cmd, "cat %s/out.txt", dir);
-        if (system(cmd) != 0)
-            fail_msg("station failed, and its output is gone");
-        fail_msg("station exit %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-    }
+    if (rc != 0)
+        fail_msg("station exit %d:\n%s", rc, e2e_out);
     assert_int_equal(u.requested, 2);
 
-    snprintf(cmd, sizeof cmd, "ls %s/reports/*.yaml > %s/list.txt", dir, dir);
-    assert_int_equal(system(cmd), 0);
-    snprintf(job, sizeof job, "%s/list.txt", dir);
-    f = fopen(job, "r");
-    char path[512] = "";
-    assert_non_null(fgets(path, sizeof path, f));
-    fclose(f);
-    path[strcspn(path, "\n")] = '\0';
-    st_rnode *doc = NULL;
-    assert_int_equal(st_report_load(path, &doc, &e), 0);
-    assert_int_equal(st_report_validate(doc, &e), 0);
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     assert_string_equal(st_rget_str(doc, "verdict"), "pass");
     assert_string_equal(st_rget_str(doc, "steps.0.entry_method"), "uart:request-string");
     assert_string_equal(st_rget_str(doc, "unit.after_sha256"), sha);
@@ -148,8 +130,6 @@ static void uart_reflash(bool silent_complete)
     st_flash_free(flash);
     free(old);
     free(img);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
 }
 
 static void test_uart_reflash(void **state)
@@ -166,7 +146,9 @@ static void test_uart_silent_complete(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = { cmocka_unit_test(test_uart_reflash),
-                                        cmocka_unit_test(test_uart_silent_complete) };
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_uart_reflash, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_uart_silent_complete, e2e_setup, e2e_teardown),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,20 +18,11 @@
 #include <cmocka.h>
 
 #include "reports/report.h"
+#include "hil-tests/e2e/e2e.h"
 
-#define STATION STATION_BINARY_DIR "/station/station"
 #define USB_JOB STATION_SOURCE_DIR "/jobs/cartographer-v4-usb-dfu.yaml"
 #define USB_IMAGE STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/Katapult_plus_CartographerV4_6.0.0__USB_lite.bin"
 #define USB_SHA "fec0c7c54d10b71da32f06b658c5c28ec616701f084334874ffc1c3291a9936c"
-
-static char dir[64];     /* per-test scratch directory */
-static char out[65536];  /* the command's stdout+stderr */
-
-static int setup(void **state)
-{
-    strcpy(dir, "/tmp/st-e2e-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
 
 static int bad_reports;
 
@@ -56,99 +47,8 @@ static int validate_one(const char *p, const struct stat *sb, int flag, struct F
 static int teardown(void **state)
 {
     bad_reports = 0;
-    nftw(dir, validate_one, 16, FTW_PHYS);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 && bad_reports == 0 ? 0 : -1;
-}
-
-/* Run a shell command line, capture its output, return its exit code. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof cmd ||
-        snprintf(cmd + n, sizeof cmd - (size_t)n, " > '%s/out.txt' 2>&1", dir) >=
-            (int)(sizeof cmd - (size_t)n))
-        fail_msg("command line longer than %zu bytes: %.80s...", sizeof cmd, cmd);
-    int st = system(cmd);
-    char p[128];
-    snprintf(p, sizeof p, "%s/out.txt", dir);
-    FILE *f = fopen(p, "r");
-    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
-    out[got] = '\0';
-    if (f)
-        fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void write_file(const char *name, const char *text)
-{
-    char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-/* Load the only report in dir/reports whose name contains `needle` (NULL: any). */
-static st_rnode *load_report(const char *needle, char *path_out)
-{
-    char rd[128];
-    snprintf(rd, sizeof rd, "%s/reports", dir);
-    DIR *d = opendir(rd);
-    assert_non_null(d);
-    struct dirent *de;
-    char found[512] = "";
-    int count = 0;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.' || !strstr(de->d_name, ".yaml"))
-            continue;
-        assert_null(strstr(de->d_name, ".tmp")); /* no torn temp files left behind */
-        if (needle && !strstr(de->d_name, needle))
-            continue;
-        snprintf(found, sizeof found, "%s/%s", rd, de->d_name);
-        count++;
-    }
-    closedir(d);
-    if (count != 1)
-        fail_msg("%d reports match \"%s\" in %s; output:\n%s", count, needle ? needle : "", rd, out);
-    st_rnode *doc = NULL;
-    st_err e;
-    if (st_report_load(found, &doc, &e))
-        fail_msg("%s", e.msg);
-    if (st_report_validate(doc, &e))
-        fail_msg("%s: %s", found, e.msg);
-    if (path_out)
-        strcpy(path_out, found);
-    return doc;
-}
-
-static size_t count_reports(void)
-{
-    char rd[128];
-    snprintf(rd, sizeof rd, "%s/reports", dir);
-    DIR *d = opendir(rd);
-    if (!d)
-        return 0;
-    size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)))
-        n += strstr(de->d_name, ".yaml") != NULL;
-    closedir(d);
-    return n;
-}
-
-static void expect_str(const st_rnode *doc, const char *path, const char *want)
-{
-    const char *got = st_rget_str(doc, path);
-    if (!got || strcmp(got, want) != 0)
-        fail_msg("%s: got \"%s\", want \"%s\"", path, got ? got : "(absent)", want);
+    nftw(e2e_dir, validate_one, 16, FTW_PHYS);
+    return e2e_teardown(state) == 0 && bad_reports == 0 ? 0 : -1;
 }
 
 /* Every step has a start, a duration and an outcome. */
@@ -167,33 +67,14 @@ static void expect_steps_timed(const st_rnode *doc, size_t nsteps, const char *o
         assert_non_null(st_rget_str(doc, p));
         if (outcome) {
             snprintf(p, sizeof p, "steps.%zu.outcome", i);
-            expect_str(doc, p, outcome);
+            e2e_expect_str(doc, p, outcome);
         }
     }
 }
 
-/* A one-slot virtual fixture whose unit has the given extra YAML (faults, serial...). */
-static void write_fixture(const char *unit_extra)
-{
-    char text[2048];
-    snprintf(text, sizeof text,
-             "name: e2e\n"
-             "gpio: { backend: virtual }\n"
-             "timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }\n"
-             "slots:\n"
-             "  - id: 7\n"
-             "    lines: { boot0: B, reset: { name: R, active_low: true } }\n"
-             "    usb_port: vusb-7\n"
-             "    unit:\n"
-             "      transport: usb\n"
-             "%s",
-             unit_extra);
-    write_file("fixture.yaml", text);
-}
-
 static void demo_image(void)
 {
-    assert_int_equal(run("mkdir -p " STATION_SOURCE_DIR "/jobs/generated && " STATION
+    assert_int_equal(e2e_run("mkdir -p " STATION_SOURCE_DIR "/jobs/generated && " STATION
                          " image generate " STATION_SOURCE_DIR "/jobs/generated/demo-combined.bin"), 0);
 }
 
@@ -216,23 +97,21 @@ static void expect_uuid_v4(const char *id)
 static void test_demo_job_two_slots(void **state)
 {
     demo_image();
-    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml --reports %s/reports", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    assert_non_null(strstr(out, "2 passed, 0 failed"));
-    assert_int_equal(count_reports(), 2);
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml --reports %s/reports", e2e_dir);
+    assert_non_null(strstr(e2e_out, "2 passed, 0 failed"));
+    assert_int_equal(e2e_count_reports("reports"), 2);
     char run_id[64] = "";
     for (int slot = 1; slot <= 2; slot++) {
         char needle[32];
         /* Named after the ROM's DFU serial (the unit's identity on the DFU path). */
         snprintf(needle, sizeof needle, "0A1B2C3D4E0%d_slot%d_", slot, slot);
-        st_rnode *doc = load_report(needle, NULL);
-        expect_str(doc, "verdict", "pass");
-        expect_str(doc, "fixture.backend", "virtual");
-        expect_str(doc, "steps.0.name", "enter-bootloader");
-        expect_str(doc, "steps.0.entry_method", "gpio:boot0+reset");
-        expect_str(doc, "steps.2.sha256", st_rget_str(doc, "images.0.sha256"));
-        expect_str(doc, "steps.4.app_usb.id", "1d50:614e");
+        st_rnode *doc = e2e_load_report("reports", needle, NULL);
+        e2e_expect_str(doc, "verdict", "pass");
+        e2e_expect_str(doc, "fixture.backend", "virtual");
+        e2e_expect_str(doc, "steps.0.name", "enter-bootloader");
+        e2e_expect_str(doc, "steps.0.entry_method", "gpio:boot0+reset");
+        e2e_expect_str(doc, "steps.2.sha256", st_rget_str(doc, "images.0.sha256"));
+        e2e_expect_str(doc, "steps.4.app_usb.id", "1d50:614e");
         expect_steps_timed(doc, 5, "pass");
         assert_null(st_rget(doc, "cause"));
         const char *id = st_rget_str(doc, "run.id");
@@ -240,17 +119,15 @@ static void test_demo_job_two_slots(void **state)
         if (slot == 1)
             snprintf(run_id, sizeof run_id, "%s", id);
         else
-            expect_str(doc, "run.id", run_id); /* one id for the slots of one run */
+            e2e_expect_str(doc, "run.id", run_id); /* one id for the slots of one run */
         st_report_free(doc);
     }
     /* A second run of the same job on the same station gets a new id. */
     char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s/reports'", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/reports'", e2e_dir);
     assert_int_equal(system(cmd), 0);
-    rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml --slot 1 --reports %s/reports", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    st_rnode *doc = load_report(NULL, NULL);
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml --slot 1 --reports %s/reports", e2e_dir);
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     const char *id = st_rget_str(doc, "run.id");
     expect_uuid_v4(id);
     if (strcmp(id, run_id) == 0)
@@ -262,14 +139,12 @@ static void test_usb_combined_image(void **state)
 {
     if (access(USB_IMAGE, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    int rc = run(STATION " --plain run " USB_JOB " --slot 1 --reports %s/reports", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    st_rnode *doc = load_report("_slot1_", NULL);
-    expect_str(doc, "verdict", "pass");
-    expect_str(doc, "images.0.sha256", USB_SHA);
-    expect_str(doc, "steps.2.name", "verify");
-    expect_str(doc, "steps.2.sha256", USB_SHA);
+    EXPECT_RUN(0, STATION " --plain run " USB_JOB " --slot 1 --reports %s/reports", e2e_dir);
+    st_rnode *doc = e2e_load_report("reports", "_slot1_", NULL);
+    e2e_expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "images.0.sha256", USB_SHA);
+    e2e_expect_str(doc, "steps.2.name", "verify");
+    e2e_expect_str(doc, "steps.2.sha256", USB_SHA);
     expect_steps_timed(doc, 5, "pass");
     long long pages;
     assert_int_equal(st_rget_int(doc, "steps.1.pages_written", &pages), 0);
@@ -280,34 +155,34 @@ static void test_usb_combined_image(void **state)
 static void test_corrupt_page_fails_verify(void **state)
 {
     demo_image();
-    write_fixture("      faults: [\"corrupt-page:0x08004000\"]\n");
-    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
-                 " --reports %s/reports", dir, dir);
+    e2e_write_fixture("e2e", "      faults: [\"corrupt-page:0x08004000\"]\n");
+    int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
+                 " --reports %s/reports", e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = load_report(NULL, NULL);
-    expect_str(doc, "verdict", "fail");
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "fail");
     const char *cause = st_rget_str(doc, "cause");
     assert_non_null(cause);
     if (!strstr(cause, "verify") || !strstr(cause, "0x0800400"))
         fail_msg("cause does not name the step and address: %s", cause);
-    expect_str(doc, "steps.2.name", "verify");
-    expect_str(doc, "steps.2.outcome", "fail");
-    expect_str(doc, "steps.3.outcome", "skipped");
-    expect_str(doc, "steps.4.outcome", "skipped");
-    assert_non_null(strstr(out, "FAIL"));
+    e2e_expect_str(doc, "steps.2.name", "verify");
+    e2e_expect_str(doc, "steps.2.outcome", "fail");
+    e2e_expect_str(doc, "steps.3.outcome", "skipped");
+    e2e_expect_str(doc, "steps.4.outcome", "skipped");
+    assert_non_null(strstr(e2e_out, "FAIL"));
     st_report_free(doc);
 }
 
 static void test_prog_error_named(void **state)
 {
     demo_image();
-    write_fixture("      faults: [\"prog-error:0x08006000\"]\n");
-    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
-                 " --reports %s/reports", dir, dir);
+    e2e_write_fixture("e2e", "      faults: [\"prog-error:0x08006000\"]\n");
+    int rc = e2e_run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
+                 " --reports %s/reports", e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = load_report(NULL, NULL);
-    expect_str(doc, "steps.1.name", "flash");
-    expect_str(doc, "steps.1.outcome", "fail");
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "steps.1.name", "flash");
+    e2e_expect_str(doc, "steps.1.outcome", "fail");
     const char *dev = st_rget_str(doc, "device_errors.0");
     if (!dev || !strstr(dev, "errPROG"))
         fail_msg("device_errors.0: %s", dev ? dev : "(absent)");
@@ -329,28 +204,26 @@ static void test_pin_mismatch_refused_before_pins(void **state)
              "    path: %s/jobs/generated/demo-combined.bin\n    load_addr: 0x08000000\n"
              "    sha256: %s\nsteps: [enter-bootloader, flash]\n",
              STATION_SOURCE_DIR, USB_SHA);
-    write_file("job.yaml", job);
-    int rc = run(STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
-                 dir, dir, dir);
+    e2e_write_file("job.yaml", job);
+    int rc = e2e_run(STATION " --plain run %s/job.yaml -f %s/no-such-fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir, e2e_dir);
     assert_int_equal(rc, 2);
-    assert_non_null(strstr(out, "job refused"));
-    assert_non_null(strstr(out, "the job pins " USB_SHA));
-    assert_null(strstr(out, "no-such-fixture"));
-    assert_int_equal(count_reports(), 0);
+    assert_non_null(strstr(e2e_out, "job refused"));
+    assert_non_null(strstr(e2e_out, "the job pins " USB_SHA));
+    assert_null(strstr(e2e_out, "no-such-fixture"));
+    assert_int_equal(e2e_count_reports("reports"), 0);
 }
 
 static void test_hostile_serial(void **state)
 {
     demo_image();
-    write_fixture("      serial: \"../../x: y#\"\n");
-    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
-                 " --reports %s/reports", dir, dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
+    e2e_write_fixture("e2e", "      serial: \"../../x: y#\"\n");
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
+                 " --reports %s/reports", e2e_dir, e2e_dir);
     char path[512];
-    st_rnode *doc = load_report(NULL, path);
+    st_rnode *doc = e2e_load_report("reports", NULL, path);
     assert_non_null(strstr(path, "/reports/"));
-    assert_null(strstr(path + strlen(dir) + 9, "/.."));
+    assert_null(strstr(path + strlen(e2e_dir) + 9, "/.."));
     const char *s = st_rget_str(doc, "unit.dfu_serial");
     assert_non_null(s);
     for (const char *p = s; *p; p++)
@@ -364,11 +237,11 @@ static void test_hostile_serial(void **state)
     assert_true(blank > 0);
     assert_true(erased <= 1);
     assert_int_equal(blank + erased, written);
-    expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "verdict", "pass");
     st_report_free(doc);
     /* Nothing escaped the report directory. */
     char esc[256];
-    snprintf(esc, sizeof esc, "%s/x", dir);
+    snprintf(esc, sizeof esc, "%s/x", e2e_dir);
     assert_int_not_equal(access(esc, F_OK), 0);
 }
 
@@ -382,12 +255,10 @@ static void test_skip_identical_and_rom_quirks(void **state)
              "      holds: %s/jobs/generated/demo-combined.bin\n"
              "      faults: [dfu-start-error, \"dfu-leave:vanish\"]\n",
              STATION_SOURCE_DIR);
-    write_fixture(extra);
-    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
-                 " --reports %s/reports", dir, dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    st_rnode *doc = load_report(NULL, NULL);
+    e2e_write_fixture("e2e", extra);
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml -f %s/fixture.yaml"
+                 " --reports %s/reports", e2e_dir, e2e_dir);
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
     long long written, skipped;
     assert_int_equal(st_rget_int(doc, "steps.1.pages_written", &written), 0);
     assert_int_equal(st_rget_int(doc, "steps.1.pages_skipped", &skipped), 0);
@@ -397,26 +268,24 @@ static void test_skip_identical_and_rom_quirks(void **state)
     assert_int_equal(st_rget_int(doc, "steps.1.pages_blank", &blank), 0);
     assert_int_equal(blank, 0);
     assert_non_null(st_rget_str(doc, "steps.3.note"));
-    expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "verdict", "pass");
     st_report_free(doc);
 }
 
 static void test_dfu_list_and_usage(void **state)
 {
-    int rc = run(STATION " dfu list");
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
+    EXPECT_RUN(0, STATION " dfu list");
     /* Fresh virtual units have empty flash: the G4 boots its ROM (PEMPTY). */
-    assert_non_null(strstr(out, "0483:df11 port vusb-1"));
-    assert_non_null(strstr(out, "@Internal Flash   /0x08000000/64*02Kg"));
-    assert_non_null(strstr(out, "0x08000000-0x0801FFFF  64 x 2048 bytes  rew"));
-    assert_int_equal(run(STATION " --help"), 0);
-    assert_non_null(strstr(out, "Exit codes"));
-    assert_int_equal(run(STATION " --version"), 0);
-    assert_int_equal(run(STATION " frobnicate"), 2);
-    assert_int_equal(run(STATION " run"), 2);
-    assert_int_equal(run(STATION " run /nonexistent.yaml"), 2);
-    assert_non_null(strstr(out, "/nonexistent.yaml"));
+    assert_non_null(strstr(e2e_out, "0483:df11 port vusb-1"));
+    assert_non_null(strstr(e2e_out, "@Internal Flash   /0x08000000/64*02Kg"));
+    assert_non_null(strstr(e2e_out, "0x08000000-0x0801FFFF  64 x 2048 bytes  rew"));
+    assert_int_equal(e2e_run(STATION " --help"), 0);
+    assert_non_null(strstr(e2e_out, "Exit codes"));
+    assert_int_equal(e2e_run(STATION " --version"), 0);
+    assert_int_equal(e2e_run(STATION " frobnicate"), 2);
+    assert_int_equal(e2e_run(STATION " run"), 2);
+    assert_int_equal(e2e_run(STATION " run /nonexistent.yaml"), 2);
+    assert_non_null(strstr(e2e_out, "/nonexistent.yaml"));
 }
 
 /* ---- terminal output: NO_COLOR and TERM=dumb ---------------------------------------- */
@@ -440,14 +309,14 @@ static int run_on_pty(const char *term, const char *no_color, char *const argv[]
         struct pollfd pfd = { master, POLLIN, 0 };
         if (poll(&pfd, 1, 30000) <= 0)
             break;
-        ssize_t n = read(master, out + got, sizeof out - 1 - got);
+        ssize_t n = read(master, e2e_out + got, sizeof e2e_out - 1 - got);
         if (n <= 0)
             break; /* EIO: the child closed its side */
         got += (size_t)n;
-        if (got == sizeof out - 1)
+        if (got == sizeof e2e_out - 1)
             break;
     }
-    out[got] = '\0';
+    e2e_out[got] = '\0';
     close(master);
     int st;
     waitpid(pid, &st, 0);
@@ -458,38 +327,38 @@ static void test_no_color_and_dumb_terminal(void **state)
 {
     demo_image();
     char reports[128];
-    snprintf(reports, sizeof reports, "%s/reports", dir);
+    snprintf(reports, sizeof reports, "%s/reports", e2e_dir);
     char *run_argv[] = { STATION, "run", STATION_SOURCE_DIR "/jobs/demo-usb-dfu.yaml", "--slot", "1",
                          "--reports", reports, NULL };
     /* A capable terminal gets the bars redrawn in place (so the check below can fail). */
     assert_int_equal(run_on_pty("xterm", NULL, run_argv), 0);
-    if (!strstr(out, "\033["))
-        fail_msg("no cursor movement on an xterm:\n%s", out);
+    if (!strstr(e2e_out, "\033["))
+        fail_msg("no cursor movement on an xterm:\n%s", e2e_out);
     char path[512];
-    st_rnode *doc = load_report(NULL, path);
+    st_rnode *doc = e2e_load_report("reports", NULL, path);
     st_report_free(doc);
     /* TERM=dumb: no escape sequence at all; the run still reports every step. */
     assert_int_equal(run_on_pty("dumb", NULL, run_argv), 0);
-    if (strchr(out, '\033'))
-        fail_msg("escape sequences with TERM=dumb:\n%s", out);
-    assert_non_null(strstr(out, "PASS"));
+    if (strchr(e2e_out, '\033'))
+        fail_msg("escape sequences with TERM=dumb:\n%s", e2e_out);
+    assert_non_null(strstr(e2e_out, "PASS"));
     assert_int_equal(run_on_pty(NULL, NULL, run_argv), 0);
-    assert_null(strchr(out, '\033'));
+    assert_null(strchr(e2e_out, '\033'));
 
     char *show_argv[] = { STATION, "report", "show", path, NULL };
     assert_int_equal(run_on_pty("xterm", NULL, show_argv), 0);
-    if (!strstr(out, "\033[1;32m"))
-        fail_msg("no colour on an xterm:\n%s", out);
+    if (!strstr(e2e_out, "\033[1;32m"))
+        fail_msg("no colour on an xterm:\n%s", e2e_out);
     /* NO_COLOR (any non-empty value): no colour escapes. */
     assert_int_equal(run_on_pty("xterm", "1", show_argv), 0);
-    if (strchr(out, '\033'))
-        fail_msg("colour escapes with NO_COLOR=1:\n%s", out);
-    assert_non_null(strstr(out, "pass"));
+    if (strchr(e2e_out, '\033'))
+        fail_msg("colour escapes with NO_COLOR=1:\n%s", e2e_out);
+    assert_non_null(strstr(e2e_out, "pass"));
     assert_int_equal(run_on_pty("dumb", NULL, show_argv), 0);
-    assert_null(strchr(out, '\033'));
+    assert_null(strchr(e2e_out, '\033'));
     /* NO_COLOR="" is "unset" (no-color.org). */
     assert_int_equal(run_on_pty("xterm", "", show_argv), 0);
-    assert_non_null(strstr(out, "\033[1;32m"));
+    assert_non_null(strstr(e2e_out, "\033[1;32m"));
 }
 
 /* ---- Katapult over CAN and USB-CDC ------------------------------------------------- */
@@ -502,13 +371,13 @@ static void test_no_color_and_dumb_terminal(void **state)
 /* Synthetic images in the scratch dir: an application (seed) and its combined image. */
 static void synth_images(unsigned seed, char app_sha[65], char comb_sha[65])
 {
-    assert_int_equal(run(STATION " image generate --app --seed %u %s/app.bin", seed, dir), 0);
-    char *p = strstr(out, "sha256 ");
+    assert_int_equal(e2e_run(STATION " image generate --app --seed %u %s/app.bin", seed, e2e_dir), 0);
+    char *p = strstr(e2e_out, "sha256 ");
     assert_non_null(p);
     memcpy(app_sha, p + 7, 64);
     app_sha[64] = '\0';
-    assert_int_equal(run(STATION " image generate --seed %u %s/combined.bin", seed, dir), 0);
-    p = strstr(out, "sha256 ");
+    assert_int_equal(e2e_run(STATION " image generate --seed %u %s/combined.bin", seed, e2e_dir), 0);
+    p = strstr(e2e_out, "sha256 ");
     assert_non_null(p);
     memcpy(comb_sha, p + 7, 64);
     comb_sha[64] = '\0';
@@ -535,7 +404,7 @@ static void write_can_job(const char *units, bool recovery, const char *app_sha,
              "  - katapult-complete\n"
              "  - wait-for-app: { can: true, timeout_ms: 3000 }\n",
              app_sha, comb_sha, units, recovery ? "recovery: { image: combined }\n" : "");
-    write_file("can-job.yaml", job);
+    e2e_write_file("can-job.yaml", job);
 }
 
 /* n CAN units in slots 1..n, unit i holding synthetic:i, with extra YAML for slot 1. */
@@ -556,7 +425,7 @@ static void write_can_fixture(int n, const char *slot1_extra)
                       "      holds: \"synthetic:%d\"\n"
                       "      can_uuid: 0a0b0c0d0e%02x\n%s",
                       i, i, i, i, i, i, i, i == 1 && slot1_extra ? slot1_extra : "");
-    write_file("can-fixture.yaml", text);
+    e2e_write_file("can-fixture.yaml", text);
 }
 
 /* Ctrl-C / SIGTERM during CAN discovery (setup, before any unit is touched): exit 4 and
@@ -569,16 +438,16 @@ static void sig_during_discovery(int sig)
     write_can_job("discover", false, app_sha, comb_sha);
     /* A long discovery window, so the signal lands inside it. */
     char p[128];
-    snprintf(p, sizeof p, "%s/can-job.yaml", dir);
-    assert_int_equal(run("sed -i 's/discover_ms: 300/discover_ms: 3000/' %s", p), 0);
-    int rc = run("cd %s && (" STATION " --plain run can-job.yaml -f can-fixture.yaml --reports "
+    snprintf(p, sizeof p, "%s/can-job.yaml", e2e_dir);
+    assert_int_equal(e2e_run("sed -i 's/discover_ms: 300/discover_ms: 3000/' %s", p), 0);
+    int rc = e2e_run("cd %s && (" STATION " --plain run can-job.yaml -f can-fixture.yaml --reports "
                  "reports & pid=$!; sleep 0.5; kill -%d $pid; wait $pid; echo \"rc=$?\")",
-                 dir, sig);
+                 e2e_dir, sig);
     (void)rc;
-    if (!strstr(out, "rc=4"))
-        fail_msg("signal %d during discovery: expected exit 4:\n%s", sig, out);
-    assert_non_null(strstr(out, "stopped by the operator before any unit was touched"));
-    assert_int_equal(count_reports(), 0);
+    if (!strstr(e2e_out, "rc=4"))
+        fail_msg("signal %d during discovery: expected exit 4:\n%s", sig, e2e_out);
+    assert_non_null(strstr(e2e_out, "stopped by the operator before any unit was touched"));
+    assert_int_equal(e2e_count_reports("reports"), 0);
 }
 
 static void test_sigint_during_discovery(void **state)
@@ -599,14 +468,12 @@ static void test_wrong_mcu_recorded(void **state)
     synth_images(9, app_sha, comb_sha);
     write_can_fixture(1, "      faults: [\"katapult-mcu:stm32f072xb\"]\n");
     write_can_job("slots", false, app_sha, comb_sha);
-    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
-                 dir, dir, dir);
-    if (rc != 1)
-        fail_msg("exit %d:\n%s", rc, out);
-    st_rnode *doc = load_report(NULL, NULL);
-    expect_str(doc, "verdict", "fail");
-    expect_str(doc, "unit.mcu", "stm32f072xb");
-    expect_str(doc, "steps.0.katapult.mcu", "stm32f072xb");
+    EXPECT_RUN(1, STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir, e2e_dir);
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "fail");
+    e2e_expect_str(doc, "unit.mcu", "stm32f072xb");
+    e2e_expect_str(doc, "steps.0.katapult.mcu", "stm32f072xb");
     assert_non_null(strstr(st_rget_str(doc, "cause"),
                            "unit reports MCU 'stm32f072xb' but the image is for 'stm32g431xx'"));
     st_report_free(doc);
@@ -618,25 +485,23 @@ static void test_returned_units_synthetic(void **state)
     synth_images(9, app_sha, comb_sha);
     write_can_fixture(3, NULL);
     write_can_job("discover", true, app_sha, comb_sha);
-    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
-                 dir, dir, dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    assert_non_null(strstr(out, "3 passed, 0 failed"));
-    assert_int_equal(count_reports(), 3);
+    EXPECT_RUN(0, STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir, e2e_dir);
+    assert_non_null(strstr(e2e_out, "3 passed, 0 failed"));
+    assert_int_equal(e2e_count_reports("reports"), 3);
     for (int i = 1; i <= 3; i++) {
         char uuid[16];
         snprintf(uuid, sizeof uuid, "0a0b0c0d0e%02x_", i);
-        st_rnode *doc = load_report(uuid, NULL);
-        expect_str(doc, "verdict", "pass");
-        expect_str(doc, "unit.after_sha256", app_sha);
+        st_rnode *doc = e2e_load_report("reports", uuid, NULL);
+        e2e_expect_str(doc, "verdict", "pass");
+        e2e_expect_str(doc, "unit.after_sha256", app_sha);
         const char *before = st_rget_str(doc, "unit.before_sha256");
         assert_non_null(before);
         assert_string_not_equal(before, app_sha); /* it held an older application */
-        expect_str(doc, "steps.0.entry_method", "can:request-bootloader");
-        expect_str(doc, "steps.0.katapult.mcu", "stm32g431xx");
-        expect_str(doc, "steps.3.sha1", st_rget_str(doc, "steps.2.sha1"));
-        expect_str(doc, "steps.5.app", "klipper (answers QUERY on the CAN bus)");
+        e2e_expect_str(doc, "steps.0.entry_method", "can:request-bootloader");
+        e2e_expect_str(doc, "steps.0.katapult.mcu", "stm32g431xx");
+        e2e_expect_str(doc, "steps.3.sha1", st_rget_str(doc, "steps.2.sha1"));
+        e2e_expect_str(doc, "steps.5.app", "klipper (answers QUERY on the CAN bus)");
         expect_steps_timed(doc, 6, "pass");
         st_report_free(doc);
     }
@@ -646,20 +511,18 @@ static void test_returned_units_real(void **state)
 {
     if (access(CAN_APP, R_OK) != 0)
         skip(); /* ../shared/firmware is absent */
-    int rc = run(STATION " --plain run " STATION_SOURCE_DIR "/jobs/returned-units.yaml -f "
-                 STATION_SOURCE_DIR "/fixtures/virtual-can.yaml --reports %s/reports", dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    assert_int_equal(count_reports(), 3);
+    EXPECT_RUN(0, STATION " --plain run " STATION_SOURCE_DIR "/jobs/returned-units.yaml -f "
+                 STATION_SOURCE_DIR "/fixtures/virtual-can.yaml --reports %s/reports", e2e_dir);
+    assert_int_equal(e2e_count_reports("reports"), 3);
     for (int i = 1; i <= 3; i++) {
         char uuid[16];
         snprintf(uuid, sizeof uuid, "11aa22bb33c%d_", i);
-        st_rnode *doc = load_report(uuid, NULL);
-        expect_str(doc, "verdict", "pass");
+        st_rnode *doc = e2e_load_report("reports", uuid, NULL);
+        e2e_expect_str(doc, "verdict", "pass");
         assert_non_null(st_rget_str(doc, "unit.before_sha256"));
-        expect_str(doc, "unit.after_sha256", "25f27494a2b1d1932bc50f5b4a2c28f587347a1edc09ba154e2dc7b8792d746d");
-        expect_str(doc, "unit.after_sha1", CAN_APP_SHA1);
-        expect_str(doc, "steps.3.sha1", CAN_APP_SHA1);
+        e2e_expect_str(doc, "unit.after_sha256", "25f27494a2b1d1932bc50f5b4a2c28f587347a1edc09ba154e2dc7b8792d746d");
+        e2e_expect_str(doc, "unit.after_sha1", CAN_APP_SHA1);
+        e2e_expect_str(doc, "steps.3.sha1", CAN_APP_SHA1);
         long long pages, blocks;
         assert_int_equal(st_rget_int(doc, "steps.2.pages_written", &pages), 0);
         assert_int_equal(st_rget_int(doc, "steps.3.blocks", &blocks), 0);
@@ -675,27 +538,23 @@ static void test_serial_flash_known_answer(void **state)
         skip(); /* ../shared/firmware is absent */
     /* A unit running the Klipper application over USB: the 1200-baud touch takes it to
      * Katapult, which comes back on the same port as 1d50:6177 (seed 001). */
-    write_fixture("      holds: \"synthetic:4\"\n");
-    int rc = run(STATION " --plain -f %s/fixture.yaml serial flash " USB_APP
-                 " --slot 7 --reports %s/reports", dir, dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    st_rnode *doc = load_report(NULL, NULL);
-    expect_str(doc, "verdict", "pass");
-    expect_str(doc, "steps.0.entry_method", "usb:1200-baud-touch");
+    e2e_write_fixture("e2e", "      holds: \"synthetic:4\"\n");
+    EXPECT_RUN(0, STATION " --plain -f %s/fixture.yaml serial flash " USB_APP
+                 " --slot 7 --reports %s/reports", e2e_dir, e2e_dir);
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "steps.0.entry_method", "usb:1200-baud-touch");
     long long pages, blocks;
     assert_int_equal(st_rget_int(doc, "steps.2.pages_written", &pages), 0);
     assert_int_equal(st_rget_int(doc, "steps.3.blocks", &blocks), 0);
     assert_int_equal(pages, 14);
     assert_int_equal(blocks, 435);
-    expect_str(doc, "steps.3.sha1", USB_APP_SHA1);
-    expect_str(doc, "steps.5.app_usb.id", "1d50:614e");
+    e2e_expect_str(doc, "steps.3.sha1", USB_APP_SHA1);
+    e2e_expect_str(doc, "steps.5.app_usb.id", "1d50:614e");
     st_report_free(doc);
     /* Run it again: the unit already holds the image, nothing is rewritten. */
-    rc = run(STATION " --plain -f %s/fixture.yaml serial flash " USB_APP
-             " --slot 7 --reports %s/reports2", dir, dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
+    EXPECT_RUN(0, STATION " --plain -f %s/fixture.yaml serial flash " USB_APP
+             " --slot 7 --reports %s/reports2", e2e_dir, e2e_dir);
 }
 
 static void test_cut_off_recovered_through_rom(void **state)
@@ -705,34 +564,32 @@ static void test_cut_off_recovered_through_rom(void **state)
     /* Unit 1 loses power while Katapult writes its 40th block; unit 2 is untouched by that. */
     write_can_fixture(2, "      faults: [\"katapult-power-loss:40\"]\n");
     write_can_job("slots", true, app_sha, comb_sha);
-    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
-                 dir, dir, dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    st_rnode *doc = load_report("0a0b0c0d0e01_", NULL);
-    expect_str(doc, "verdict", "pass");
-    expect_str(doc, "recovery.rung", "rom-dfu");
-    expect_str(doc, "recovery.outcome", "pass");
-    expect_str(doc, "steps.2.name", "katapult-flash");
-    expect_str(doc, "steps.2.outcome", "fail");
+    EXPECT_RUN(0, STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir, e2e_dir);
+    st_rnode *doc = e2e_load_report("reports", "0a0b0c0d0e01_", NULL);
+    e2e_expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "recovery.rung", "rom-dfu");
+    e2e_expect_str(doc, "recovery.outcome", "pass");
+    e2e_expect_str(doc, "steps.2.name", "katapult-flash");
+    e2e_expect_str(doc, "steps.2.outcome", "fail");
     long long block;
     assert_int_equal(st_rget_int(doc, "steps.2.block", &block), 0);
     assert_true(block >= 30 && block <= 40);
     const char *why = st_rget_str(doc, "recovery.reason");
     assert_non_null(why);
     assert_non_null(strstr(why, "SEND_BLOCK"));
-    expect_str(doc, "steps.3.name", "recover:enter-bootloader");
-    expect_str(doc, "steps.4.name", "recover:flash");
-    expect_str(doc, "steps.5.name", "recover:verify");
-    expect_str(doc, "steps.5.sha256", comb_sha);
-    expect_str(doc, "steps.6.name", "recover:start");
-    expect_str(doc, "steps.9.name", "wait-for-app");
-    expect_str(doc, "steps.9.outcome", "pass");
+    e2e_expect_str(doc, "steps.3.name", "recover:enter-bootloader");
+    e2e_expect_str(doc, "steps.4.name", "recover:flash");
+    e2e_expect_str(doc, "steps.5.name", "recover:verify");
+    e2e_expect_str(doc, "steps.5.sha256", comb_sha);
+    e2e_expect_str(doc, "steps.6.name", "recover:start");
+    e2e_expect_str(doc, "steps.9.name", "wait-for-app");
+    e2e_expect_str(doc, "steps.9.outcome", "pass");
     st_report_free(doc);
-    doc = load_report("0a0b0c0d0e02_", NULL);
-    expect_str(doc, "verdict", "pass");
+    doc = e2e_load_report("reports", "0a0b0c0d0e02_", NULL);
+    e2e_expect_str(doc, "verdict", "pass");
     assert_null(st_rget(doc, "recovery"));
-    expect_str(doc, "unit.after_sha256", app_sha);
+    e2e_expect_str(doc, "unit.after_sha256", app_sha);
     st_report_free(doc);
 }
 
@@ -742,12 +599,12 @@ static void test_cut_off_without_recovery_fails(void **state)
     synth_images(12, app_sha, comb_sha);
     write_can_fixture(1, "      faults: [\"katapult-power-loss:5\"]\n");
     write_can_job("slots", false, app_sha, comb_sha);
-    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
-                 dir, dir, dir);
+    int rc = e2e_run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir, e2e_dir);
     assert_int_equal(rc, 1);
-    st_rnode *doc = load_report(NULL, NULL);
-    expect_str(doc, "verdict", "fail");
-    expect_str(doc, "recovery.rung", "none: needs rom-dfu");
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "fail");
+    e2e_expect_str(doc, "recovery.rung", "none: needs rom-dfu");
     const char *cause = st_rget_str(doc, "cause");
     assert_non_null(cause);
     assert_non_null(strstr(cause, "needs ROM recovery"));
@@ -764,7 +621,7 @@ static void silent_complete(bool usb)
     char app_sha[65], comb_sha[65];
     synth_images(9, app_sha, comb_sha);
     if (usb) {
-        write_fixture("      holds: \"synthetic:4\"\n"
+        e2e_write_fixture("e2e", "      holds: \"synthetic:4\"\n"
                       "      faults: [\"katapult-silent-complete\"]\n");
         char job[1024];
         snprintf(job, sizeof job,
@@ -775,30 +632,30 @@ static void silent_complete(bool usb)
                  "steps:\n  - enter-katapult\n  - katapult-flash\n  - katapult-verify\n"
                  "  - katapult-complete\n  - wait-for-app: { usb: \"1d50:614e\", timeout_ms: 3000 }\n",
                  app_sha);
-        write_file("usb-job.yaml", job);
+        e2e_write_file("usb-job.yaml", job);
     } else {
         write_can_fixture(1, "      faults: [\"katapult-silent-complete\"]\n");
         write_can_job("slots", false, app_sha, comb_sha);
     }
-    int rc = usb ? run(STATION " --plain run %s/usb-job.yaml -f %s/fixture.yaml --reports %s/reports",
-                       dir, dir, dir)
-                 : run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
-                       dir, dir, dir);
+    int rc = usb ? e2e_run(STATION " --plain run %s/usb-job.yaml -f %s/fixture.yaml --reports %s/reports",
+                       e2e_dir, e2e_dir, e2e_dir)
+                 : e2e_run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                       e2e_dir, e2e_dir, e2e_dir);
     if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    st_rnode *doc = load_report(NULL, NULL);
-    expect_str(doc, "verdict", "pass");
-    expect_str(doc, "unit.after_sha256", app_sha);
+        fail_msg("exit %d:\n%s", rc, e2e_out);
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "unit.after_sha256", app_sha);
     int i = usb ? 3 : 4;
     char p[64];
     snprintf(p, sizeof p, "steps.%d.name", i);
-    expect_str(doc, p, "katapult-complete");
+    e2e_expect_str(doc, p, "katapult-complete");
     snprintf(p, sizeof p, "steps.%d.outcome", i);
-    expect_str(doc, p, "pass");
+    e2e_expect_str(doc, p, "pass");
     snprintf(p, sizeof p, "steps.%d.note", i);
-    expect_str(doc, p, "COMPLETE was not acknowledged; the unit may have started");
+    e2e_expect_str(doc, p, "COMPLETE was not acknowledged; the unit may have started");
     snprintf(p, sizeof p, "steps.%d.outcome", i + 1);
-    expect_str(doc, p, "pass"); /* wait-for-app: the application did start */
+    e2e_expect_str(doc, p, "pass"); /* wait-for-app: the application did start */
     st_report_free(doc);
 }
 
@@ -822,27 +679,25 @@ static void test_can_connect_nacks(void **state)
     synth_images(9, app_sha, comb_sha);
     write_can_fixture(1, "      faults: [\"katapult-nack-storm:3\"]\n"); /* tries: 2 */
     write_can_job("slots", false, app_sha, comb_sha);
-    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
-                 dir, dir, dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    assert_non_null(strstr(out, "attempt 1: enter-katapult: katapult: CONNECT: device answered NACK"));
-    st_rnode *doc = load_report(NULL, NULL);
-    expect_str(doc, "verdict", "pass");
-    expect_str(doc, "unit.after_sha256", app_sha);
+    EXPECT_RUN(0, STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir, e2e_dir);
+    assert_non_null(strstr(e2e_out, "attempt 1: enter-katapult: node 129 (CAN id 0x202): katapult: "
+                                    "CONNECT: device answered NACK"));
+    st_rnode *doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "unit.after_sha256", app_sha);
     st_report_free(doc);
 
-    assert_int_equal(run("rm -rf %s/reports", dir), 0);
+    assert_int_equal(e2e_run("rm -rf %s/reports", e2e_dir), 0);
     write_can_fixture(1, "      faults: [\"katapult-nack-storm:50\"]\n");
-    rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
-             dir, dir, dir);
-    if (rc != 1)
-        fail_msg("exit %d:\n%s", rc, out);
-    doc = load_report(NULL, NULL);
-    expect_str(doc, "verdict", "fail");
+    EXPECT_RUN(1, STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+             e2e_dir, e2e_dir, e2e_dir);
+    doc = e2e_load_report("reports", NULL, NULL);
+    e2e_expect_str(doc, "verdict", "fail");
     const char *cause = st_rget_str(doc, "cause");
     assert_non_null(cause);
-    if (strncmp(cause, "enter-katapult: katapult: CONNECT: device answered NACK", 55) != 0 ||
+    if (strncmp(cause, "enter-katapult: node 129 (CAN id 0x202): katapult: CONNECT: device "
+                       "answered NACK", 80) != 0 ||
         strstr(cause, "did not answer as Katapult"))
         fail_msg("cause: %s", cause);
     st_report_free(doc);
@@ -856,7 +711,7 @@ static void test_dfu_then_katapult_one_job(void **state)
     char app_sha[65], comb_sha[65], app2_sha[65], unused[65];
     synth_images(14, app2_sha, unused);
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "mv %s/app.bin %s/app2.bin", dir, dir);
+    snprintf(cmd, sizeof cmd, "mv %s/app.bin %s/app2.bin", e2e_dir, e2e_dir);
     assert_int_equal(system(cmd), 0);
     synth_images(13, app_sha, comb_sha);
     write_can_fixture(1, "      serial: \"MIXED0001\"\n");
@@ -879,19 +734,17 @@ static void test_dfu_then_katapult_one_job(void **state)
              "  - katapult-complete\n"
              "  - wait-for-app: { can: true, timeout_ms: 3000 }\n",
              comb_sha, app2_sha);
-    write_file("mixed-job.yaml", job);
-    int rc = run(STATION " --plain run %s/mixed-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
-                 dir, dir, dir);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    assert_int_equal(count_reports(), 1);
-    st_rnode *doc = load_report("MIXED0001_", NULL);
-    expect_str(doc, "verdict", "pass");
-    expect_str(doc, "unit.dfu_serial", "MIXED0001");
-    expect_str(doc, "steps.2.sha256", comb_sha);
-    expect_str(doc, "steps.4.entry_method", "can:request-bootloader");
-    expect_str(doc, "unit.after_sha256", app2_sha);
-    expect_str(doc, "steps.8.app", "klipper (answers QUERY on the CAN bus)");
+    e2e_write_file("mixed-job.yaml", job);
+    EXPECT_RUN(0, STATION " --plain run %s/mixed-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir, e2e_dir);
+    assert_int_equal(e2e_count_reports("reports"), 1);
+    st_rnode *doc = e2e_load_report("reports", "MIXED0001_", NULL);
+    e2e_expect_str(doc, "verdict", "pass");
+    e2e_expect_str(doc, "unit.dfu_serial", "MIXED0001");
+    e2e_expect_str(doc, "steps.2.sha256", comb_sha);
+    e2e_expect_str(doc, "steps.4.entry_method", "can:request-bootloader");
+    e2e_expect_str(doc, "unit.after_sha256", app2_sha);
+    e2e_expect_str(doc, "steps.8.app", "klipper (answers QUERY on the CAN bus)");
     expect_steps_timed(doc, 9, "pass");
     st_report_free(doc);
 }
@@ -900,15 +753,15 @@ static void test_can_scan(void **state)
 {
     /* One unit runs the application; one holds only Katapult (no application). */
     uint8_t *boot = NULL;
-    assert_int_equal(run(STATION " image generate %s/combined.bin", dir), 0);
+    assert_int_equal(e2e_run(STATION " image generate %s/combined.bin", e2e_dir), 0);
     char p[256];
-    snprintf(p, sizeof p, "%s/combined.bin", dir);
+    snprintf(p, sizeof p, "%s/combined.bin", e2e_dir);
     FILE *f = fopen(p, "rb");
     assert_non_null(f);
     boot = malloc(8192);
     assert_int_equal(fread(boot, 1, 8192, f), 8192);
     fclose(f);
-    snprintf(p, sizeof p, "%s/katapult-only.bin", dir);
+    snprintf(p, sizeof p, "%s/katapult-only.bin", e2e_dir);
     f = fopen(p, "wb");
     fwrite(boot, 1, 8192, f);
     fclose(f);
@@ -919,16 +772,14 @@ static void test_can_scan(void **state)
                                   "    unit: { transport: can, holds: %s, can_uuid: 0a0b0c0d0e09 }\n", p);
     write_can_fixture(1, NULL);
     char fx[128];
-    snprintf(fx, sizeof fx, "%s/can-fixture.yaml", dir);
+    snprintf(fx, sizeof fx, "%s/can-fixture.yaml", e2e_dir);
     f = fopen(fx, "a");
     fputs(extra, f);
     fclose(f);
-    int rc = run(STATION " -f %s can scan", fx);
-    if (rc != 0)
-        fail_msg("exit %d:\n%s", rc, out);
-    assert_non_null(strstr(out, "2 units on vcan-e2e"));
-    assert_non_null(strstr(out, "0a0b0c0d0e01   klipper      1"));
-    assert_non_null(strstr(out, "0a0b0c0d0e09   katapult     9"));
+    EXPECT_RUN(0, STATION " -f %s can scan", fx);
+    assert_non_null(strstr(e2e_out, "2 units on vcan-e2e"));
+    assert_non_null(strstr(e2e_out, "0a0b0c0d0e01   klipper      1"));
+    assert_non_null(strstr(e2e_out, "0a0b0c0d0e09   katapult     9"));
 }
 
 static void test_can_bus_off(void **state)
@@ -937,39 +788,39 @@ static void test_can_bus_off(void **state)
     synth_images(13, app_sha, comb_sha);
     write_can_fixture(1, "      faults: [can-bus-off]\n");
     write_can_job("discover", true, app_sha, comb_sha);
-    int rc = run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
-                 dir, dir, dir);
+    int rc = e2e_run(STATION " --plain run %s/can-job.yaml -f %s/can-fixture.yaml --reports %s/reports",
+                 e2e_dir, e2e_dir, e2e_dir);
     assert_int_equal(rc, 3);
-    assert_non_null(strstr(out, "bus-off"));
-    assert_int_equal(count_reports(), 0);
+    assert_non_null(strstr(e2e_out, "bus-off"));
+    assert_int_equal(e2e_count_reports("reports"), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_demo_job_two_slots, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_usb_combined_image, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_corrupt_page_fails_verify, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_prog_error_named, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pin_mismatch_refused_before_pins, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hostile_serial, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_skip_identical_and_rom_quirks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dfu_list_and_usage, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_color_and_dumb_terminal, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_returned_units_synthetic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigint_during_discovery, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_mcu_recorded, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_during_discovery, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_returned_units_real, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_serial_flash_known_answer, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cut_off_recovered_through_rom, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cut_off_without_recovery_fails, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dfu_then_katapult_one_job, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_can_scan, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_can_bus_off, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_silent_complete_usb, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_silent_complete_can, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_can_connect_nacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_demo_job_two_slots, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usb_combined_image, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_page_fails_verify, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prog_error_named, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pin_mismatch_refused_before_pins, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_serial, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_skip_identical_and_rom_quirks, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dfu_list_and_usage, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_color_and_dumb_terminal, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_returned_units_synthetic, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_during_discovery, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_mcu_recorded, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_during_discovery, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_returned_units_real, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serial_flash_known_answer, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_off_recovered_through_rom, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_off_without_recovery_fails, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dfu_then_katapult_one_job, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_can_scan, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_can_bus_off, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_complete_usb, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_complete_can, e2e_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_can_connect_nacks, e2e_setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

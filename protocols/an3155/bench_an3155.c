@@ -18,6 +18,7 @@
 #include "protocols/link/pty_server.h"
 #include "station/core/clock.h"
 #include "station/core/digest.h"
+#include "station/core/testutil.h"
 
 #define STM32FLASH "/usr/bin/stm32flash"
 #define BAUD 115200u
@@ -222,7 +223,8 @@ int main(int argc, char **argv)
     size_t len = check ? 8192 : 64 * 1024;
     st_timing_profile t = check ? ST_TIMING_NONE : ST_TIMING_DATASHEET;
     uint8_t *old = pattern(len, 1), *img = pattern(len, 2);
-    char dir[] = "/tmp/bench-an3155-XXXXXX";
+    char dir[64];
+    st_test_tmpl(dir, sizeof dir, "bench-an3155");
     if (!mkdtemp(dir))
         return 1;
     char path[128];

@@ -21,6 +21,7 @@
 #include "protocols/an3155/an3155_model.h"
 #include "protocols/link/pty_server.h"
 #include "station/core/clock.h"
+#include "station/core/testutil.h"
 
 #define STM32FLASH "/usr/bin/stm32flash"
 
@@ -63,7 +64,7 @@ static rig *rig_new(const char *mcu)
     st_err err;
     assert_int_equal(st_pty_server_new(st_an_model_stream(r->model), NULL, &r->srv, &err), 0);
     snprintf(r->tty, sizeof r->tty, "%s", st_pty_server_path(r->srv));
-    snprintf(r->dir, sizeof r->dir, "/tmp/st-an3155-XXXXXX");
+    st_test_tmpl(r->dir, sizeof r->dir, "st-an3155");
     assert_non_null(mkdtemp(r->dir));
     atomic_init(&r->stop, false);
     atomic_init(&r->gos, 0);
@@ -128,19 +129,6 @@ static void write_file(const char *path, const uint8_t *b, size_t n)
     fclose(f);
 }
 
-static uint8_t *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    fclose(f);
-    return b;
-}
-
 static void peer_session(const char *mcu, const char *name, size_t len)
 {
     if (access(STM32FLASH, X_OK) != 0) {
@@ -180,7 +168,8 @@ static void peer_session(const char *mcu, const char *name, size_t len)
     if (rc != 0)
         fail_msg("stm32flash -r: exit %d\n%s", rc, out);
     size_t n;
-    uint8_t *back = read_file(back_path, &n);
+    uint8_t *back = st_test_read_file(back_path, &n);
+    assert_non_null(back);
     assert_int_equal(n, len);
     assert_memory_equal(back, img, len);
 

@@ -23,17 +23,11 @@ static int parse_wait(const st_job_parse *p, const st_ynode *node, void **out, s
     app_opts *o = calloc(1, sizeof *o);
     if (!o)
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
-    const char *usb = NULL;
     int rc = 0;
     if (node) {
         rc = st_ymap_get_bool(p->doc, node, p->field, "can", false, &o->can, err);
         if (!rc)
-            rc = st_ymap_get_str(p->doc, node, p->field, "usb", false, &usb, err);
-        char sub[128];
-        snprintf(sub, sizeof sub, "%s.usb", p->field);
-        if (!rc && usb && !st_parse_usb_id(usb, &o->usb.vid, &o->usb.pid))
-            rc = st_ydoc_error(p->doc, st_ymap_get(p->doc, node, "usb"), sub, err, ST_ERR_INVAL,
-                               "expected a USB id like 1d50:614e");
+            rc = st_job_get_usb_id(p, node, p->field, "usb", "1d50:614e", &o->usb, err);
     }
     if (!rc && !o->usb.vid && !o->can)
         rc = st_ydoc_error(p->doc, p->at, p->field, err, ST_ERR_INVAL,

@@ -59,19 +59,17 @@ static int section_parse(const st_job_parse *p, const st_ynode *k, void **out, s
                                            "response_timeout_ms", "boot_timeout_ms", "raw",
                                            "expect_stack", NULL};
         const st_ydoc *doc = p->doc;
-        const char *bl = NULL, *stack = NULL;
+        static const char *const bootloaders[] = { "auto", "gsdk3", "gsdk4", NULL };
+        const char *stack = NULL;
+        unsigned bl = 0;
         rc = st_ymap_check_strict(doc, k, "bgapi", keys, err);
         if (!rc)
-            rc = st_ymap_get_str(doc, k, "bgapi", "bootloader", false, &bl, err);
-        if (!rc && bl) {
-            if (strcmp(bl, "gsdk3") == 0)
-                s->first = ST_BGAPI_ENTRY_DFU_RESET;
-            else if (strcmp(bl, "gsdk4") != 0 && strcmp(bl, "auto") != 0)
-                rc = st_ydoc_error(doc, st_ymap_get(doc, k, "bootloader"), "bgapi.bootloader",
-                                   err, ST_ERR_INVAL,
+            rc = st_job_get_choice(p, k, "bgapi", "bootloader", bootloaders,
                                    "expected auto, gsdk3 (up to GSDK 3.2: dfu_reset first) or "
-                                   "gsdk4 (GSDK 4.0 and later: system_reset first)");
-        }
+                                   "gsdk4 (GSDK 4.0 and later: system_reset first)",
+                                   &bl, err);
+        if (bl == 1)
+            s->first = ST_BGAPI_ENTRY_DFU_RESET;
         if (!rc)
             rc = st_ymap_get_u32(doc, k, "bgapi", "chunk", false, 4, ST_BGAPI_CHUNK_MAX,
                                  &s->chunk, err);

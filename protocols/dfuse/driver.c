@@ -42,13 +42,9 @@ static int section_parse(const st_job_parse *p, const st_ynode *node, void **out
     int rc = 0;
     if (node) {
         static const char *const keys[] = { "device", "enumerate_timeout_ms", "request_timeout_ms", NULL };
-        const char *dev = NULL;
         rc = st_ymap_check_keys(p->doc, node, "dfu", keys, err);
         if (!rc)
-            rc = st_ymap_get_str(p->doc, node, "dfu", "device", false, &dev, err);
-        if (!rc && dev && !st_parse_usb_id(dev, &s->device.vid, &s->device.pid))
-            rc = st_ydoc_error(p->doc, st_ymap_get(p->doc, node, "device"), "dfu.device", err,
-                               ST_ERR_INVAL, "expected a USB id like 0483:df11");
+            rc = st_job_get_usb_id(p, node, "dfu", "device", "0483:df11", &s->device, err);
         if (!rc)
             rc = st_ymap_get_u32(p->doc, node, "dfu", "enumerate_timeout_ms", false, 1, 600000,
                                  &s->enumerate_timeout_ms, err);

@@ -53,6 +53,17 @@ typedef struct kat_session {
      * stream reaches it). A retry of enter-katapult talks to it there: Katapult with a
      * node id no longer answers QUERY, so assigning again could never find it. */
     bool can_held;
+    /* The entry reached Katapult but CONNECT failed (NACKs, no answer): the unit sits in
+     * Katapult. A retry tries CONNECT again; once the retries are spent, the recovery
+     * ladder (when the job has one) or the abandon's reset takes it out. */
+    bool stuck;
+    bool wrote;               /* katapult-flash began sending: the application may be torn */
+    char where[80];           /* how the unit is addressed: "node 129 (CAN id 0x202)" */
+    /* CAN: no answer to QUERY, so the node id was set blindly (a unit left in Katapult by
+     * an earlier run); if CONNECT finds nobody there, the QUERY's error stands. */
+    bool blind;
+    int blind_rc;
+    st_err blind_err;
     uint8_t *before;          /* the application as read before flashing (read-app) */
     size_t before_len;
     uint32_t before_addr;
@@ -78,21 +89,12 @@ static int section_parse(const st_job_parse *p, const st_ynode *k, void **out, s
         static const char *const kk[] = { "transport", "bitrate", "baud", "app_usb", "discover_ms",
                                           "timeout_ms", "tries", NULL };
         static const char *const transports[] = { "can", "usb", "uart", NULL };
-        const char *transport = NULL, *app = NULL;
         const st_ydoc *doc = p->doc;
+        unsigned t = s->transport;
         rc = st_ymap_check_keys(doc, k, "katapult", kk, err);
         if (!rc)
-            rc = st_ymap_get_str(doc, k, "katapult", "transport", false, &transport, err);
-        if (!rc && transport) {
-            size_t i = 0;
-            while (transports[i] && strcmp(transports[i], transport) != 0)
-                i++;
-            if (transports[i])
-                s->transport = (kat_transport)i;
-            else
-                rc = st_ydoc_error(doc, st_ymap_get(doc, k, "transport"), "katapult.transport",
-                                   err, ST_ERR_INVAL, "expected can, usb or uart");
-        }
+            rc = st_job_get_choice(p, k, "katapult", "transport", transports, NULL, &t, err);
+        s->transport = (kat_transport)t;
         if (!rc)
             rc = st_ymap_get_u32(doc, k, "katapult", "bitrate", false, 0, 1000000, &s->bitrate, err);
         if (!rc)
@@ -105,10 +107,7 @@ static int section_parse(const st_job_parse *p, const st_ynode *k, void **out, s
         if (!rc)
             rc = st_ymap_get_u32(doc, k, "katapult", "tries", false, 1, 20, &s->tries, err);
         if (!rc)
-            rc = st_ymap_get_str(doc, k, "katapult", "app_usb", false, &app, err);
-        if (!rc && app && !st_parse_usb_id(app, &s->app_usb.vid, &s->app_usb.pid))
-            rc = st_ydoc_error(doc, st_ymap_get(doc, k, "app_usb"), "katapult.app_usb", err,
-                               ST_ERR_INVAL, "expected a USB id like 1d50:614e");
+            rc = st_job_get_usb_id(p, k, "katapult", "app_usb", "1d50:614e", &s->app_usb, err);
     }
     if (rc) {
         free(s);
@@ -152,14 +151,26 @@ static void session_close(void *session)
     free(s);
 }
 
-/* After a failure: COMPLETE if a session is open (flashtool always sends it). */
+/* After a failure: COMPLETE if a session is open (flashtool always sends it): Katapult
+ * resets into the application it holds. A unit that refuses COMPLETE too (a NACK storm, a
+ * Katapult that stopped answering) before anything was written still holds a whole
+ * application: the slot's RESET pulse with BOOT0 low boots it (Katapult starts a valid
+ * application after a reset that was no bootloader request), so the unit is not left
+ * sitting in Katapult. A torn application is the ladder's business, not a reset's. */
 static void session_abandon(const st_step_call *c, void *session)
 {
-    (void)c;
     kat_session *s = session;
-    if (s && s->kat) {
-        st_err e;
-        st_katapult_complete(s->kat, &e); /* best effort: the run has already failed */
+    if (!s || (!s->kat && !s->stuck))
+        return;
+    st_err e;
+    int rc = s->kat ? st_katapult_complete(s->kat, &e) : ST_ERR_INVAL;
+    if (rc == 0 || s->wrote || !c->env->slot)
+        return;
+    const char *method = NULL;
+    if (st_slot_run(c->env->slot, &method, &e) == 0 && c->rec) {
+        st_rmap_str(c->rec, "rung", "reset after a refused COMPLETE");
+        st_rmap_str(c->rec, "note", "Katapult refused COMPLETE; RESET pulsed with BOOT0 low so "
+                                    "it starts the application the unit holds");
     }
 }
 
@@ -186,10 +197,32 @@ static int enter_can(st_step_call *c, kat_session *s, st_err *err)
     rc = st_canadmin_katapult_assign(s->adm, &u, ST_CANADMIN_ASSIGN_REQUEST_BOOTLOADER, nodeid,
                                      c->step->timeout_ms ? c->step->timeout_ms : ENTER_DEFAULT_MS,
                                      err);
-    if (rc)
+    if (rc == ST_ERR_NOTFOUND) {
+        /* A unit an earlier run left in Katapult (it refused COMPLETE, and no slot's RESET
+         * could take it out) holds its node id and no longer answers QUERY. Katapult takes
+         * SET_CANBOOT_NODEID for its UUID whether it holds an id or not (protocols.md 2.6):
+         * set it blindly; CONNECT decides, and if nobody answers the QUERY's error stands. */
+        s->blind = true;
+        s->blind_rc = rc;
+        if (err)
+            s->blind_err = *err;
+        else
+            st_err_set(&s->blind_err, rc, "node %s did not answer as Katapult", env->can_uuid);
+        rc = st_canadmin_set_nodeid(s->adm, ST_CANADMIN_SET_CANBOOT_NODEID, &u, nodeid, NULL);
+        if (rc < 0) {
+            if (err)
+                *err = s->blind_err;
+            return s->blind_rc;
+        }
+        st_rmap_str(c->rec, "entry_method", "can:set-node-id");
+    } else if (rc) {
         return rc;
-    st_rmap_str(c->rec, "entry_method", "can:request-bootloader");
+    } else {
+        st_rmap_str(c->rec, "entry_method", "can:request-bootloader");
+    }
     st_rmap_int(c->rec, "can_nodeid", nodeid);
+    snprintf(s->where, sizeof s->where, "node %u (CAN id 0x%03x)", nodeid,
+             st_canadmin_nodeid_tx_id(nodeid));
     rc = st_can_stream_open(s->data, st_canadmin_nodeid_tx_id(nodeid),
                             st_canadmin_nodeid_rx_id(nodeid), &s->kstream, err);
     /* With the bus's bitrate the stream reads a multi-frame answer in one wake-up (vcan
@@ -232,6 +265,7 @@ static int enter_usb(st_step_call *c, kat_session *s, st_err *err)
         return st_err_wrap(err, rc, "waiting for Katapult (%04x:%04x) at port %s", kid.vid, kid.pid,
                              port);
     st_run_identify(c->run, port);
+    snprintf(s->where, sizeof s->where, "port %s", port);
     return 0;
 }
 
@@ -249,6 +283,7 @@ static int enter_uart(st_step_call *c, kat_session *s, st_err *err)
         return rc;
     st_rmap_str(c->rec, "entry_method", "uart:request-string");
     st_run_identify(c->run, env->fslot->serial.device);
+    snprintf(s->where, sizeof s->where, "%.70s", env->fslot->serial.device);
     return 0;
 }
 
@@ -265,12 +300,16 @@ static int step_enter(st_step_call *c, st_err *err)
         st_rmap_int(c->rec, "can_nodeid", ST_CANADMIN_NODEID_KATAPULT + c->env->unit_index);
         rc = st_katapult_connect(s->kat, &s->kinfo, err);
         if (rc)
-            return rc;
+            return st_err_wrap(err, rc, "%s", s->where);
         s->can_held = false;
+        s->stuck = false;
         goto connected;
     }
     kat_close(s);
     s->can_held = false;
+    s->stuck = false;
+    s->where[0] = '\0';
+    s->blind = false;
     rc = sec->transport == KAT_CAN   ? enter_can(c, s, err)
          : sec->transport == KAT_USB ? enter_usb(c, s, err)
                                      : enter_uart(c, s, err);
@@ -294,9 +333,18 @@ static int step_enter(st_step_call *c, st_err *err)
     if (rc)
         return rc;
     rc = st_katapult_connect(s->kat, &s->kinfo, err);
+    if (rc == ST_ERR_TIMEOUT && s->blind) {
+        /* Nobody at the node id set blindly: the unit is not on the bus as Katapult. */
+        s->blind = false;
+        if (err)
+            *err = s->blind_err;
+        return s->blind_rc;
+    }
+    s->blind = false;
     if (rc) {
         s->can_held = sec->transport == KAT_CAN;
-        return rc;
+        s->stuck = true;
+        return st_err_wrap(err, rc, "%s", s->where);
     }
 connected:;
     st_rnode *k = st_rmap_map(c->rec, "katapult");
@@ -446,6 +494,7 @@ static int step_flash(st_step_call *c, st_err *err)
     }
     st_katapult_result res;
     memset(&res, 0, sizeof res);
+    s->wrote = true;
     rc = st_katapult_flash(s->kat, img, &fo, &res, err);
     st_rmap_uint(c->rec, "pages_written", res.pages);
     st_rmap_uint(c->rec, "pages_skipped", res.pages_skipped);
@@ -533,6 +582,19 @@ static st_fail_class classify_transfer(const st_step_call *c, int code)
     return st_fail_default(code);
 }
 
+/* enter-katapult: a unit that reached Katapult but refuses CONNECT through every retry
+ * (NACKs, no answer) sits in Katapult: the job's recovery ladder takes it from there when
+ * the job has one (without one, the abandon's COMPLETE or RESET pulse does). */
+static st_fail_class classify_enter(const st_step_call *c, int code)
+{
+    const kat_session *s = c->session;
+    st_fail_class fc = st_fail_default(code);
+    if (s && s->stuck && c->job->nrungs > 0 &&
+        (fc != ST_FAIL_RETRY || c->attempt > c->step->retries))
+        return ST_FAIL_LADDER;
+    return fc;
+}
+
 static int parse_flash(const st_job_parse *p, const st_ynode *node, void **out, st_err *err)
 {
     kat_opts *o = calloc(1, sizeof *o);
@@ -576,7 +638,7 @@ static const st_step_def steps[] = {
                  "string), CONNECT, MCU check, CAN UUID check",
       .records = "entry_method, can_nodeid, katapult (protocol, mcu, version, app_start, "
                  "block_size, canbus_id); unit.katapult_version",
-      .needs = needs, .run = step_enter },
+      .needs = needs, .run = step_enter, .classify = classify_enter },
     { .name = "read-app",
       .summary = "read back the application the unit holds (RMA evidence)",
       .records = "bytes, blocks, sha256, address; unit.before_sha256, before_sha1, before_bytes, "

@@ -3,6 +3,7 @@
 #include "protocols/klipper/driver.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,27 +86,18 @@ static int section_parse(const st_job_parse *p, const st_ynode *k, void **out, s
         static const char *const kk[] = { "transport", "version", "usb", "nodeid", "timeout_ms",
                                           NULL };
         const st_ydoc *doc = p->doc;
-        const char *t = NULL;
+        /* KLP_T_USB + index (absent: KLP_T_ANY). */
+        static const char *const transports[] = { "usb", "can", NULL };
+        unsigned t = UINT_MAX;
         rc = st_ymap_check_keys(doc, k, "klipper", kk, err);
         if (!rc)
-            rc = st_ymap_get_str(doc, k, "klipper", "transport", false, &t, err);
-        if (!rc && t) {
-            if (strcmp(t, "usb") == 0)
-                s->transport = KLP_T_USB;
-            else if (strcmp(t, "can") == 0)
-                s->transport = KLP_T_CAN;
-            else
-                rc = st_ydoc_error(doc, st_ymap_get(doc, k, "transport"), "klipper.transport",
-                                   err, ST_ERR_INVAL, "expected usb or can");
-        }
+            rc = st_job_get_choice(p, k, "klipper", "transport", transports, NULL, &t, err);
+        if (t != UINT_MAX)
+            s->transport = (klp_tr)(KLP_T_USB + t);
         if (!rc)
             rc = get_text(p, k, "klipper", "version", s->version, sizeof s->version, err);
-        const char *usb = NULL;
         if (!rc)
-            rc = st_ymap_get_str(doc, k, "klipper", "usb", false, &usb, err);
-        if (!rc && usb && !st_parse_usb_id(usb, &s->usb.vid, &s->usb.pid))
-            rc = st_ydoc_error(doc, st_ymap_get(doc, k, "usb"), "klipper.usb", err, ST_ERR_INVAL,
-                               "expected a USB id like 1d50:614e");
+            rc = st_job_get_usb_id(p, k, "klipper", "usb", "1d50:614e", &s->usb, err);
         if (!rc)
             rc = st_ymap_get_u32(doc, k, "klipper", "nodeid", false, 0, 100, &s->nodeid, err);
         if (!rc)

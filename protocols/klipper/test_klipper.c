@@ -20,32 +20,17 @@
 #include "protocols/klipper/klipper_model.h"
 #include "protocols/link/can_model.h"
 #include "station/core/clock.h"
+#include "station/core/testutil.h"
 
 #define SUBSET STATION_SOURCE_DIR "/protocols/klipper/testdata/cartographer-usb-subset.json"
 #define FW STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/CartographerV4_6.0.0_USB_lite_8kib_offset.bin"
 #define FW_CAN STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/CartographerV4_6.0.0_CAN_1M_full_8kib_offset.bin"
 
-static uint8_t *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 /* The subset dictionary compressed as a build does (zlib level 9). */
 static uint8_t *subset_z(size_t *zlen)
 {
     size_t n;
-    uint8_t *j = read_file(SUBSET, &n);
+    uint8_t *j = st_test_read_file(SUBSET, &n);
     assert_non_null(j);
     uLongf cap = compressBound(n);
     uint8_t *z = malloc(cap);
@@ -341,7 +326,7 @@ static void test_checks(void **state)
 static void test_real_dictionary(void **state)
 {
     size_t n;
-    uint8_t *img = read_file(FW, &n);
+    uint8_t *img = st_test_read_file(FW, &n);
     if (!img)
         skip(); /* ../shared/firmware is absent */
     rig r;
@@ -371,7 +356,7 @@ static int nodeid_of(void *ctx)
 static void test_over_can(void **state)
 {
     size_t n;
-    uint8_t *img = read_file(FW_CAN, &n);
+    uint8_t *img = st_test_read_file(FW_CAN, &n);
     if (!img)
         skip(); /* ../shared/firmware is absent */
     st_vcan_bus *bus = st_vcan_bus_new(1000000, ST_TIMING_NONE);

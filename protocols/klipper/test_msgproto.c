@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "protocols/klipper/msgproto.h"
+#include "station/core/testutil.h"
 
 #define SUBSET STATION_SOURCE_DIR "/protocols/klipper/testdata/cartographer-usb-subset.json"
 #define FWDIR STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/"
@@ -36,27 +37,10 @@ static size_t unhex(const char *s, uint8_t *out, size_t cap)
     return n;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    b[n] = '\0';
-    *len = (size_t)n;
-    return b;
-}
-
 static st_klp_dict *subset(void)
 {
     size_t n;
-    char *j = slurp(SUBSET, &n);
+    char *j = st_test_read_file(SUBSET, &n);
     assert_non_null(j);
     st_klp_dict *d = NULL;
     st_err e;
@@ -369,7 +353,7 @@ static void test_image_dictionaries(void **state)
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
         snprintf(path, sizeof path, "%s%s", FWDIR, t[i].file);
         size_t n;
-        char *img = slurp(path, &n);
+        char *img = st_test_read_file(path, &n);
         assert_non_null(img);
         st_klp_dict *d;
         st_err e;

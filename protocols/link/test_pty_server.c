@@ -17,6 +17,7 @@
 
 #include "protocols/link/pty_server.h"
 #include "station/core/clock.h"
+#include "station/core/testutil.h"
 
 typedef struct upper_model {
     st_stream_model base;
@@ -200,14 +201,16 @@ static void test_symlink(void **state)
     upper_model m = {.base.ops = &um_ops};
     st_pty_server *s;
     assert_int_equal(st_pty_server_new(&m.base, NULL, &s, NULL), 0);
-    char link[64];
-    snprintf(link, sizeof(link), "/tmp/test_pty_server.%d", (int)getpid());
+    char dir[128], link[160];
+    assert_non_null(mkdtemp(st_test_tmpl(dir, sizeof dir, "test_pty_server")));
+    snprintf(link, sizeof(link), "%s/link", dir);
     assert_int_equal(st_pty_server_symlink(s, link, NULL), 0);
     char target[64] = {0};
     assert_true(readlink(link, target, sizeof(target) - 1) > 0);
     assert_string_equal(target, st_pty_server_path(s));
     st_pty_server_free(s);
     assert_int_equal(access(link, F_OK), -1); /* removed with the server */
+    assert_int_equal(rmdir(dir), 0);
     st_err e = {0};
     assert_int_equal(st_pty_server_new(&m.base, NULL, &s, NULL), 0);
     assert_true(st_pty_server_symlink(s, "/nonexistent-dir/x", &e) < 0);

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "protocols/link/usbip_server.h"
+#include "station/core/testutil.h"
 
 /* ---- test model: vendor device, bulk echo on ep 1, interrupt IN ep 2 that NAKs ------- */
 
@@ -353,7 +354,8 @@ static void test_kernel_close_and_garbage(void **state)
 static void test_plug_writes_attach_line(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/test_usbip_vhci.XXXXXX";
+    char dir[128];
+    st_test_tmpl(dir, sizeof dir, "test_usbip_vhci");
     assert_non_null(mkdtemp(dir));
     char p[256];
     snprintf(p, sizeof(p), "%s/status", dir);

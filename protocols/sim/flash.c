@@ -15,6 +15,7 @@ struct st_flash {
     uint8_t *opt;        /* optbytes_size bytes */
     uint8_t *otp;        /* otp_size bytes */
     bool rdp;
+    bool from_flash; /* the CPU runs code from main flash: RDP level 1 does not apply */
     uint32_t corrupt_page, prog_error_page;
     unsigned slow_factor;
     bool power_armed, power_lost;
@@ -89,13 +90,27 @@ uint64_t st_flash_cost_us(const st_mcu *mcu, uint32_t pages, uint64_t bytes)
     return (uint64_t)pages * mcu->page_erase_us + (bytes + 7) / 8 * mcu->dword_program_us;
 }
 
+/* Readout protection guards flash against the ROM bootloader (and debug), not against code
+ * running from flash itself (RM0440 3.5.1: level 1). Lock held. */
+static bool protected_now(const st_flash *f)
+{
+    return f->rdp && !f->from_flash;
+}
+
+void st_flash_set_running_from_flash(st_flash *f, bool yes)
+{
+    pthread_mutex_lock(&f->lock);
+    f->from_flash = yes;
+    pthread_mutex_unlock(&f->lock);
+}
+
 int st_flash_read(st_flash *f, uint32_t addr, uint8_t *buf, size_t len)
 {
     int rc = ST_FLASH_OK;
     pthread_mutex_lock(&f->lock);
     const st_mcu *m = f->mcu;
     if (in_region(addr, len, m->flash_start, m->flash_size)) {
-        if (f->rdp)
+        if (protected_now(f))
             rc = ST_FLASH_ERR_PROTECTED;
         else
             memcpy(buf, f->main + (addr - m->flash_start), len);
@@ -125,7 +140,7 @@ int st_flash_erase_page(st_flash *f, uint32_t addr, uint64_t *cost_us)
     int rc = ST_FLASH_OK;
     if (f->power_lost) {
         rc = ST_FLASH_ERR_POWER_LOST;
-    } else if (f->rdp) {
+    } else if (protected_now(f)) {
         rc = ST_FLASH_ERR_PROTECTED;
     } else {
         uint32_t page = st_flash_page_index(f, addr);
@@ -178,7 +193,7 @@ int st_flash_program(st_flash *f, uint32_t addr, const uint8_t *data, size_t len
         rc = ST_FLASH_ERR_POWER_LOST;
         goto out;
     }
-    if (f->rdp) {
+    if (protected_now(f)) {
         rc = ST_FLASH_ERR_PROTECTED;
         goto out;
     }
@@ -329,6 +344,15 @@ void st_flash_fault_clear(st_flash *f)
     f->corrupt_page = f->prog_error_page = NO_PAGE;
     f->slow_factor = 1;
     f->power_armed = f->power_lost = false;
+    pthread_mutex_unlock(&f->lock);
+}
+
+void st_flash_fault_disarm(st_flash *f)
+{
+    pthread_mutex_lock(&f->lock);
+    f->corrupt_page = f->prog_error_page = NO_PAGE;
+    f->slow_factor = 1;
+    f->power_armed = false;
     pthread_mutex_unlock(&f->lock);
 }
 

@@ -51,6 +51,10 @@ void st_flash_preload(st_flash *f, uint32_t addr, const uint8_t *data, size_t le
 int st_flash_write_optbytes(st_flash *f, uint32_t offset, const uint8_t *data, size_t len);
 void st_flash_set_rdp(st_flash *f, bool protected_);
 bool st_flash_rdp(st_flash *f);
+/* Who accesses the flash: code running from main flash (Katapult, the application), which
+ * readout protection (level 1) does not stop, or the ROM bootloader (the default), which it
+ * does. A unit model says so at each boot. */
+void st_flash_set_running_from_flash(st_flash *f, bool yes);
 
 /* Fault injection. */
 /* After a program operation touching this page completes, flip one bit in it. */
@@ -68,6 +72,9 @@ bool st_flash_power_lost(st_flash *f);
  * loss it does nothing (an armed fault stays armed across resets). */
 void st_flash_power_restore(st_flash *f);
 void st_flash_fault_clear(st_flash *f);
+/* Disarm the faults that have not fired (corrupt/prog-error pages, slow erase, a power
+ * loss still counting down); a power loss that happened stays until st_flash_power_restore. */
+void st_flash_fault_disarm(st_flash *f);
 
 /* Accounting since creation or the last reset. */
 typedef struct st_flash_stats {

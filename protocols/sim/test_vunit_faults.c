@@ -180,6 +180,11 @@ static void test_dfu_disconnect(void **state)
     st_dfuse_result res;
     st_err e;
     assert_int_equal(dfu_write(&r, &res, &e), ST_ERR_DISCONNECT);
+    /* A disconnect is an event: after a reset the ROM is back and the write goes through
+     * (it used to vanish again at once, a unit no retry could reach). */
+    rom_again(&r);
+    if (dfu_write(&r, &res, &e) != 0)
+        fail_msg("after the disconnect and a reset: %s", e.msg);
     rig_down(&r);
 }
 
@@ -416,6 +421,23 @@ static void test_malformed_faults_refused(void **state)
     }
 }
 
+/* Readout protection (level 1) stops the ROM, not code running from flash: a protected
+ * unit boots the Katapult it holds, which writes and reads its own flash; the ROM DFU is
+ * refused. (The unit used to boot nothing: its boot logic read the flash as the ROM.) */
+static void test_rdp_code_still_runs(void **state)
+{
+    rig r;
+    rig_up(&r, "rdp", true, ST_TIMING_NONE); /* asserts that Katapult runs */
+    kat_run k = kat_flash(&r, false);
+    if (k.rc)
+        fail_msg("Katapult on a protected unit: %s", k.err.msg);
+    rom_again(&r);
+    st_dfuse_result res;
+    st_err e;
+    assert_int_not_equal(dfu_write(&r, &res, &e), 0);
+    rig_down(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_katapult_clean),
         cmocka_unit_test(test_katapult_frame_faults),
         cmocka_unit_test(test_katapult_power_loss),
+        cmocka_unit_test(test_rdp_code_still_runs),
         cmocka_unit_test(test_katapult_silent_complete),
         cmocka_unit_test(test_katapult_mcu),
         cmocka_unit_test(test_malformed_faults_refused),

@@ -21,26 +21,11 @@
 #include "protocols/link/stream_cdc.h"
 #include "protocols/sim/synth.h"
 #include "protocols/sim/vunit.h"
+#include "station/core/testutil.h"
 
 #define SUBSET STATION_SOURCE_DIR "/protocols/klipper/testdata/cartographer-usb-subset.json"
 #define FWDIR STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/"
 #define PORT "vusb-t"
-
-static uint8_t *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
 
 /* A unit on an in-memory USB bus and CAN bus. */
 typedef struct bench {
@@ -151,7 +136,7 @@ static uint8_t *synthetic_with_dictionary(size_t *len)
     uint8_t *img;
     assert_int_equal(st_synth_combined(mcu, ST_SYNTH_DEFAULT_SIZE, &img, NULL), 0);
     size_t jn;
-    uint8_t *j = read_file(SUBSET, &jn);
+    uint8_t *j = st_test_read_file(SUBSET, &jn);
     assert_non_null(j);
     uLongf zl = compressBound(jn);
     uint8_t *z = malloc(zl);
@@ -343,8 +328,8 @@ static void test_image_usb_identity(void **state)
 static void test_real_images(void **state)
 {
     size_t un, cn;
-    uint8_t *usb = read_file(FWDIR "Katapult_plus_CartographerV4_6.0.0__USB_lite.bin", &un);
-    uint8_t *can = read_file(FWDIR "Katapult_plus_CartographerV4_6.0.0__CAN_1M.bin", &cn);
+    uint8_t *usb = st_test_read_file(FWDIR "Katapult_plus_CartographerV4_6.0.0__USB_lite.bin", &un);
+    uint8_t *can = st_test_read_file(FWDIR "Katapult_plus_CartographerV4_6.0.0__CAN_1M.bin", &cn);
     if (!usb || !can) {
         free(usb);
         free(can);

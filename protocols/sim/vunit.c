@@ -36,7 +36,15 @@ struct st_vunit {
     st_vunit_usb_port port;
     st_vunit_can_port can;
     bool can_transport;
+    bool uart_transport;          /* images that do not say: Katapult and the app are UART builds */
     bool kat_on_can;              /* the Katapult build in flash speaks CAN */
+    bool kat_on_uart;             /* ... or USART1 (the UART the ROM's AN3155 uses too) */
+    bool app_on_uart;             /* the application runs a serial build on that UART */
+    /* A model's callback (the app's bootloader request, Katapult's reset) fired inside a
+     * UART call, which holds the lock: acted on when the call returns (uart_after). */
+    bool uart_busy;
+    pthread_t uart_tid;
+    bool uart_app_request, uart_kat_reset;
     st_dfu_model *dfu;
     st_klipper_app *app;
     st_cdc_acm *app_usb;
@@ -78,6 +86,12 @@ struct st_vunit {
 #define CLOCK_TICK_US 5000u
 static void katapult_rebooted(st_vunit *u);
 
+/* Inside a UART call on this thread (which holds the lock). */
+static bool in_uart_call(st_vunit *u)
+{
+    return u->uart_busy && pthread_equal(pthread_self(), u->uart_tid);
+}
+
 static void *unit_clock(void *arg)
 {
     st_vunit *u = arg;
@@ -85,7 +99,7 @@ static void *unit_clock(void *arg)
         st_sleep_us(CLOCK_TICK_US);
         pthread_mutex_lock(&u->lock);
         bool stop = u->stopping;
-        bool kat_usb = u->mode == M_KATAPULT && !u->kat_on_can;
+        bool kat_usb = u->mode == M_KATAPULT && !u->kat_on_can && !u->kat_on_uart;
         pthread_mutex_unlock(&u->lock);
         if (stop)
             return NULL;
@@ -157,10 +171,24 @@ static bool code_at(st_vunit *u, uint32_t addr, uint32_t *reset)
     return true;
 }
 
+/* Whether the Katapult build in flash carries a USB device descriptor. */
+static bool katapult_has_usb(st_vunit *u)
+{
+    size_t n;
+    uint8_t *b = flash_from(u, u->mcu->flash_start, &n);
+    if (!b)
+        return false;
+    st_image_facts f;
+    st_image_facts_of(b, u->mcu->katapult_app_offset < n ? u->mcu->katapult_app_offset : n,
+                      u->mcu, &f);
+    free(b);
+    return f.usb_device;
+}
+
 /* The transport a Katapult build speaks: USB when it carries a USB device descriptor; else
  * CAN when it is a real build (it names its MCU, as Katapult reports it, or the flash holds
  * a Klipper dictionary). The station's synthetic images carry neither and keep the face
- * their fixture names. UART builds of Katapult are not modelled. */
+ * their fixture names (CAN, USB, or with uart_transport the UART: katapult_face). */
 static bool katapult_on_can(st_vunit *u)
 {
     size_t n;
@@ -278,8 +306,11 @@ static face katapult_face(st_vunit *u)
     st_katapult_model_reboot(u->kat);
     face f = { NULL, NULL, false };
     u->kat_on_can = katapult_on_can(u);
+    u->kat_on_uart = false;
     if (u->kat_on_can)
         f.can = st_can_stream_node_base(u->kat_can);
+    else if (u->uart_transport && !katapult_has_usb(u))
+        u->kat_on_uart = true; /* its face is the UART (uart_model) */
     else
         f.usb = st_cdc_acm_usb(u->kat_usb);
     return f;
@@ -291,6 +322,7 @@ static face katapult_face(st_vunit *u)
 static face app_face(st_vunit *u, uint32_t addr)
 {
     u->mode = M_APP;
+    u->app_on_uart = false;
     face f = { NULL, NULL, true };
     st_klp_transport t = app_dictionary(u, addr);
     size_t n;
@@ -308,6 +340,13 @@ static face app_face(st_vunit *u, uint32_t addr)
         return f; /* a serial build, or one naming no transport: nothing on USB or CAN */
     else if (u->app_facts.usb_device)
         can = false; /* no dictionary, but a USB device descriptor: a USB build */
+    else if (u->uart_transport) {
+        /* A synthetic image on a UART unit: a serial build on USART1, answering the
+         * serial bootloader request string there. */
+        st_klipper_app_reset(u->app);
+        u->app_on_uart = true;
+        return f;
+    }
     if (can) {
         f.can = st_klipper_node_base(u->app_can);
     } else {
@@ -321,6 +360,7 @@ static face app_face(st_vunit *u, uint32_t addr)
 static face boot_code(st_vunit *u, uint32_t addr)
 {
     face none = { NULL, NULL, false };
+    st_flash_set_running_from_flash(u->flash, true); /* readout protection lets it run */
     uint32_t entry;
     if (!code_at(u, addr, &entry)) {
         u->mode = M_CRASHED;
@@ -347,6 +387,15 @@ static face boot_code(st_vunit *u, uint32_t addr)
 static face rom(st_vunit *u)
 {
     u->mode = M_ROM;
+    st_flash_set_running_from_flash(u->flash, false); /* readout protection stops the ROM */
+    /* A disconnect is an event, like every other fault: once the ROM has vanished, the
+     * next reset brings it back whole (the model counts class requests across resets, so
+     * re-arming it would make the unit vanish at once on every boot: a dead unit, not a
+     * glitch). */
+    st_dfu_model_counts cnt;
+    st_dfu_model_get_counts(u->dfu, &cnt);
+    if (u->dfu_faults.disconnect_after && cnt.class_reqs > u->dfu_faults.disconnect_after)
+        u->dfu_faults.disconnect_after = 0;
     st_dfu_model_reset(u->dfu);
     if (u->start_error)
         st_dfu_model_set_state(u->dfu, 10 /* dfuERROR */, 0x0E /* errUNKNOWN */);
@@ -363,6 +412,8 @@ static face boot(st_vunit *u)
     st_flash_power_restore(u->flash);
     bool ok;
     bool rom_selected = u->boot_select_low ? !u->boot0 : u->boot0;
+    /* PEMPTY is the hardware's own look at the first word, protection or not. */
+    st_flash_set_running_from_flash(u->flash, true);
     if (rom_selected || rd32(u->flash, u->mcu->flash_start, &ok) == 0xFFFFFFFFu) {
         /* BOOT0 high, or main flash empty (PEMPTY): system memory, the ROM bootloader. */
         return rom(u);
@@ -440,10 +491,22 @@ static void on_dfu_leave(void *ctx, uint32_t jump_addr)
     pthread_mutex_unlock(&u->lock);
 }
 
+static void app_bootloader_request_locked(st_vunit *u);
+
 static void on_app_bootloader_request(void *ctx)
 {
     st_vunit *u = ctx;
+    if (in_uart_call(u)) {
+        u->uart_app_request = true; /* the lock is held: uart_after acts on it */
+        return;
+    }
     pthread_mutex_lock(&u->lock);
+    app_bootloader_request_locked(u);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static void app_bootloader_request_locked(st_vunit *u)
+{
     /* Klipper's bootloader_request(): Katapult if installed, else the ROM (dfu_reboot). */
     uint32_t entry;
     if (code_at(u, u->mcu->flash_start, &entry) && is_katapult(u, entry)) {
@@ -454,7 +517,6 @@ static void on_app_bootloader_request(void *ctx)
         u->boots++;
         present(u, rom(u));
     }
-    pthread_mutex_unlock(&u->lock);
 }
 
 /* ---- UART ---------------------------------------------------------------------------- */
@@ -469,8 +531,35 @@ static void on_uart_exit(void *ctx, st_an_model *m, uint32_t addr, bool rom)
     u->uart_go_rom = rom;
 }
 
+/* What answers on the UART now: the ROM's AN3155 bootloader (silent outside the ROM), or a
+ * UART build of Katapult or of the application. */
+static st_stream_model *uart_model(st_vunit *u)
+{
+    if (u->mode == M_KATAPULT && u->kat_on_uart)
+        return st_katapult_model_stream(u->kat);
+    if (u->mode == M_APP && u->app_on_uart)
+        return st_klipper_app_stream(u->app);
+    return st_an_model_stream(u->uart_rom);
+}
+
+static void uart_enter(st_vunit *u)
+{
+    pthread_mutex_lock(&u->lock);
+    u->uart_tid = pthread_self();
+    u->uart_busy = true;
+}
+
 static void uart_after(st_vunit *u)
 {
+    u->uart_busy = false;
+    if (u->uart_app_request) {
+        u->uart_app_request = false;
+        app_bootloader_request_locked(u);
+    }
+    if (u->uart_kat_reset) {
+        u->uart_kat_reset = false;
+        katapult_rebooted(u);
+    }
     if (!u->uart_go_pending)
         return;
     u->uart_go_pending = false;
@@ -499,8 +588,9 @@ static st_vunit *uart_unit(st_stream_model *b)
 static void uart_rx(st_stream_model *b, const uint8_t *buf, size_t n, uint64_t now)
 {
     st_vunit *u = uart_unit(b);
-    pthread_mutex_lock(&u->lock);
-    st_an_model_stream(u->uart_rom)->ops->rx(st_an_model_stream(u->uart_rom), buf, n, now);
+    uart_enter(u);
+    st_stream_model *m = uart_model(u);
+    m->ops->rx(m, buf, n, now);
     uart_after(u);
     pthread_mutex_unlock(&u->lock);
 }
@@ -508,9 +598,10 @@ static void uart_rx(st_stream_model *b, const uint8_t *buf, size_t n, uint64_t n
 static size_t uart_tx(st_stream_model *b, uint8_t *buf, size_t cap, uint64_t now)
 {
     st_vunit *u = uart_unit(b);
-    pthread_mutex_lock(&u->lock);
-    size_t n = st_an_model_stream(u->uart_rom)->ops->tx(st_an_model_stream(u->uart_rom), buf,
-                                                        cap, now);
+    uart_enter(u);
+    st_stream_model *m = uart_model(u);
+    size_t n = m->ops->tx(m, buf, cap, now);
+    uart_after(u);
     pthread_mutex_unlock(&u->lock);
     return n;
 }
@@ -518,8 +609,10 @@ static size_t uart_tx(st_stream_model *b, uint8_t *buf, size_t cap, uint64_t now
 static uint64_t uart_next(st_stream_model *b)
 {
     st_vunit *u = uart_unit(b);
-    pthread_mutex_lock(&u->lock);
-    uint64_t t = st_an_model_stream(u->uart_rom)->ops->next_event_us(st_an_model_stream(u->uart_rom));
+    uart_enter(u);
+    st_stream_model *m = uart_model(u);
+    uint64_t t = m->ops->next_event_us(m);
+    uart_after(u);
     pthread_mutex_unlock(&u->lock);
     return t;
 }
@@ -597,6 +690,10 @@ static void katapult_rebooted(st_vunit *u)
 static void on_katapult_reset(void *ctx, st_katapult_model *m)
 {
     st_vunit *u = ctx;
+    if (in_uart_call(u)) {
+        u->uart_kat_reset = true; /* the lock is held: uart_after acts on it */
+        return;
+    }
     pthread_mutex_lock(&u->lock);
     if (u->clock_running && pthread_equal(pthread_self(), u->clock)) {
         /* On the clock thread the CDC model's lock is held (st_cdc_acm_poll): detaching
@@ -841,6 +938,28 @@ int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err)
     return 0;
 }
 
+void st_vunit_clear_faults(st_vunit *u)
+{
+    pthread_mutex_lock(&u->lock);
+    u->start_error = false;
+    memset(&u->dfu_faults, 0, sizeof u->dfu_faults);
+    st_dfu_model_set_faults(u->dfu, &u->dfu_faults);
+    st_flash_fault_disarm(u->flash);
+    st_flash_set_rdp(u->flash, false);
+    st_katapult_model_fault_clear(u->kat);
+    u->kat_faults_armed = false;
+    memset(&u->klp_faults, 0, sizeof u->klp_faults);
+    if (u->klp)
+        st_klp_model_set_faults(u->klp, &u->klp_faults);
+    if (u->uart_rom) {
+        static const char *const off[] = { "nack:0", "silent:0", "noise-rx:0", "noise-tx:0",
+                                           "late-start:0", NULL };
+        for (size_t i = 0; off[i]; i++)
+            st_an_model_fault(u->uart_rom, off[i]);
+    }
+    pthread_mutex_unlock(&u->lock);
+}
+
 int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
                  const st_vunit_can_port *can, st_vunit **out, st_err *err)
 {
@@ -853,6 +972,7 @@ int st_vunit_new(const st_vunit_config *cfg, const st_vunit_usb_port *port,
     if (can)
         u->can = *can;
     u->can_transport = cfg->can_transport;
+    u->uart_transport = cfg->uart_transport && !cfg->can_transport;
     u->boot_select_low = cfg->boot_select_low;
     u->dtr_wire = cfg->dtr;
     u->rts_wire = cfg->rts;

@@ -3,7 +3,8 @@
  * board would when its pins change: NRST released with BOOT0 high -> ROM DFU on its USB
  * port; BOOT0 low -> the code in flash (Katapult, which starts the application), or the
  * ROM when main flash is empty (the G4's PEMPTY rule). The ROM also answers AN3155 on the
- * unit's UART. The flash persists across reboots.
+ * unit's UART, where UART builds of Katapult and of the application show too. The flash
+ * persists across reboots.
  * The same object serves the virtual fixture, tests and the kernel-driver rig: it only
  * attaches models to and detaches them from a USB attach point. Thread-safe. */
 #ifndef STATION_PROTOCOLS_SIM_VUNIT_H
@@ -59,6 +60,10 @@ typedef struct st_vunit_config {
     st_timing_profile timing;
     const char *dfu_serial;      /* NULL: model default; at most ST_VUNIT_SERIAL_MAX chars */
     bool can_transport;          /* images that do not say: the app and Katapult speak CAN */
+    /* images that do not say: the app and Katapult are UART builds on the unit's UART (the
+     * USART the ROM's AN3155 bootloader uses; st_vunit_uart): the app answers Klipper's
+     * serial bootloader request string, Katapult its protocol, at whatever baud is set */
+    bool uart_transport;
     uint8_t can_uuid[6];         /* the unit's CAN UUID (CAN units) */
     const uint8_t *holds;        /* flash contents at arrival (copied), NULL = erased */
     size_t holds_len;
@@ -106,7 +111,8 @@ unsigned st_vunit_boots(st_vunit *u);
  *   dfu-start-error            the ROM enumerates in dfuERROR
  *   dfu-transfer-size:N        wTransferSize N (64..4096; only in st_vunit_config)
  *   dfu-stall:N                stall the Nth DFU class request
- *   dfu-disconnect:N           vanish after N DFU class requests
+ *   dfu-disconnect:N           vanish after N DFU class requests (once: the next reset
+ *                              brings the ROM back)
  *   dfu-leave:stall|vanish|stall-dnload   the leave request is not answered
  *   corrupt-page:ADDR          flip a bit in that page after it is programmed
  *   prog-error:ADDR            programming that page fails (errPROG)
@@ -143,9 +149,18 @@ unsigned st_vunit_boots(st_vunit *u);
  * time is the unit's own), and with the MCU table's Klipper id (1d50:614e) only when the
  * image carries none; an image with a descriptor and no dictionary is a USB build.
  * An image without a dictionary (the station's synthetic images) shows the face of
- * can_transport, for Katapult and application alike, and its application answers only the
- * bootloader requests. */
+ * can_transport (or uart_transport), for Katapult and application alike, and its
+ * application answers only the bootloader requests. */
 int st_vunit_apply_fault(st_vunit *u, const char *fault, st_err *err);
+
+/* Disarm every fault the unit was given (or that is still pending: a NACK storm's rest, a
+ * stall not yet reached), leaving the unit as the faults left it: its flash, its mode (a
+ * unit sitting in Katapult stays there), a power loss that happened (until the next reset
+ * or power-on, as before). Readout protection, which is the chip's state rather than an
+ * event, is turned off too (as an operator's unprotect would). katapult-mcu and
+ * dfu-transfer-size are properties of the unit and stay. The fault matrix's rerun "without
+ * the fault" (hil-tests/e2e/test_e2e_faults.c) starts here. */
+void st_vunit_clear_faults(st_vunit *u);
 
 /* Whether st_vunit_new would take this fault string for a unit with this MCU, without
  * making one: 0, or ST_ERR_INVAL with a message that quotes it and lists the faults.

@@ -28,6 +28,7 @@
 #include "reports/ship/testsrv.h"
 #include "reports/summary.h"
 #include "station/core/clock.h"
+#include "station/core/testutil.h"
 
 #include <libpq-fe.h>
 
@@ -1048,7 +1049,7 @@ int main(void)
     will_pid = fork();
     if (will_pid == 0)
         will_child();
-    strcpy(tmp, "/tmp/st-fleet-t-XXXXXX");
+    st_test_tmpl(tmp, sizeof tmp, "st-fleet-t");
     if (!mkdtemp(tmp))
         return 1;
     if (st_tpg_sql(&pg, "postgres", "CREATE DATABASE fleet", why, sizeof why) != 0) {

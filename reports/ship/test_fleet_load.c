@@ -32,6 +32,7 @@
 #include "reports/ship/ship.h"
 #include "reports/ship/testsrv.h"
 #include "station/core/clock.h"
+#include "station/core/testutil.h"
 
 #define NSTATIONS 50
 #define NSLOTS 8
@@ -371,7 +372,7 @@ int main(void)
         st_tmq_destroy(&mq);
         return 77;
     }
-    strcpy(tmp, "/tmp/st-fleet-load-XXXXXX");
+    st_test_tmpl(tmp, sizeof tmp, "st-fleet-load");
     if (!mkdtemp(tmp))
         return 1;
     st_fleetdb *d = NULL;

@@ -17,6 +17,7 @@
 #include "reports/ship/json.h"
 #include "reports/strmap.h"
 #include "reports/summary.h"
+#include "station/core/testutil.h"
 
 static void test_json_mapping(void **state)
 {
@@ -123,7 +124,8 @@ static void test_fuzz_config(void **state)
     static const char base[] = "station: line2-a\nreports: /r\nstate: /s\ndatabase:\n"
                                "  conninfo: \"dbname=f\"\n  password: p\nmqtt:\n  host: h\n"
                                "  port: 8883\n  tls:\n    cafile: /ca\n";
-    char path[] = "/tmp/st-fleet-fuzz-XXXXXX";
+    char path[256];
+    st_test_tmpl(path, sizeof path, "st-fleet-fuzz");
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);

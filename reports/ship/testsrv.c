@@ -93,6 +93,8 @@ static int run_wait(const struct passwd *pw, char *const argv[], const char *log
 
 static int make_dir(char *dir, const struct passwd *pw)
 {
+    /* Not $TMPDIR (station/core/testutil.h): the servers run as another user, who must
+     * reach this directory, and their sockets' paths must stay short. tmp-ok */
     strcpy(dir, "/tmp/st-fleet-XXXXXX");
     if (!mkdtemp(dir))
         return -1;

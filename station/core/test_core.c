@@ -20,6 +20,7 @@
 #include "station/core/mcu.h"
 #include "station/core/text.h"
 #include "station/core/yamldoc.h"
+#include "station/core/testutil.h"
 
 static void test_err_prefix_chain(void **state)
 {
@@ -148,7 +149,8 @@ static uint8_t *make_image(size_t n)
 
 static char *write_tmp(const void *data, size_t n)
 {
-    char *path = strdup("/tmp/st-core-XXXXXX");
+    char tmpl[256];
+    char *path = strdup(st_test_tmpl(tmpl, sizeof tmpl, "st-core"));
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, data, n), (ssize_t)n);
@@ -559,7 +561,8 @@ static void test_yamldoc_input_rules(void **state)
 {
     st_ydoc *d = NULL;
     st_err e;
-    char dir[] = "/tmp/st-yd-XXXXXX", p[128], want[300];
+    char dir[64], p[128], want[300];
+    st_test_tmpl(dir, sizeof dir, "st-yd");
     assert_non_null(mkdtemp(dir));
     assert_int_equal(st_ydoc_load(dir, &d, &e), ST_ERR_INVAL);
     snprintf(want, sizeof want, "%s: is a directory, not a YAML file", dir);
@@ -869,6 +872,37 @@ static void test_parse_u32(void **state)
     assert_int_equal(v, 7);
 }
 
+/* The test support every test links (testutil.h): $TMPDIR honoured, a name too long for
+ * the buffer left empty (so mkdtemp fails), a whole file read with a NUL after it. */
+static void test_testutil(void **state)
+{
+    (void)state;
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    char b[64];
+    setenv("TMPDIR", "/srv/scratch", 1);
+    assert_string_equal(st_test_tmpl(b, sizeof b, "st-x"), "/srv/scratch/st-x-XXXXXX");
+    setenv("TMPDIR", "", 1);
+    /* tmp-ok: the helper's own default */
+    assert_string_equal(st_test_tmpl(b, sizeof b, "st-x"), "/tmp/st-x-XXXXXX");
+    unsetenv("TMPDIR");
+    /* tmp-ok: the helper's own default */
+    assert_string_equal(st_test_tmpl(b, sizeof b, "st-x"), "/tmp/st-x-XXXXXX");
+    assert_string_equal(st_test_tmpl(b, 16, "st-x"), "");
+    assert_null(mkdtemp(b));
+    if (saved) {
+        setenv("TMPDIR", saved, 1);
+        free(saved);
+    }
+    size_t n = 0;
+    char *text = st_test_read_file(STATION_SOURCE_DIR "/station/core/testutil.h", &n);
+    assert_non_null(text);
+    assert_int_equal(strlen(text), n);
+    assert_non_null(strstr(text, "st_test_read_file"));
+    free(text);
+    assert_null(st_test_read_file(STATION_SOURCE_DIR "/no-such-file", &n));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -881,6 +915,7 @@ int main(void)
         cmocka_unit_test(test_yamldoc_strict_getters), cmocka_unit_test(test_parse_u32),
         cmocka_unit_test(test_virtual_clock),    cmocka_unit_test(test_yamldoc_parse_memory),
         cmocka_unit_test(test_yamldoc_input_rules),
+        cmocka_unit_test(test_testutil),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
