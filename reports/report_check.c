@@ -276,6 +276,7 @@ static const struct fspec step_f[] = {
     { "pages_erased", W_UINT, false, NULL },
     { "pages_written", W_UINT, false, NULL },
     { "pages_skipped", W_UINT, false, NULL },
+    { "pages_blank", W_UINT, false, NULL },
     { "blocks", W_UINT, false, NULL },
     { "sha256", W_HEX64, false, NULL },
     { "sha1", W_HEX40, false, NULL },

@@ -2,8 +2,10 @@
 # Builds the benchmarks (Release, -O2) and runs them one after the other, printing their
 # figures (and saving them to BUILD_DIR/bench-results.txt). First the one table of every
 # path side by side (bench_paths: DfuSe, Katapult CAN, USB-CDC and UART at 1, 4 and 8
-# units: ratio to the device limit, skip_identical on a fresh unit vs a plain flash, CPU
-# per unit as a share of the unit's wall time, peak RSS), then the detail benchmarks:
+# units: ratio to the device limit, skip_identical on a fresh unit vs a plain flash, the
+# station's own CPU per unit as a share of the unit's wall time and the simulation's apart,
+# peak RSS, each with the target and whether it is met, then why each one not met
+# is not, from that run's measurements), then the detail benchmarks:
 # bench_dfuse (DfuSe engine vs the ROM DFU model), bench_katapult_can (Katapult over CAN,
 # one and N units on one bus), bench_an3155 (USART ROM bootloader vs stm32flash on the same
 # model), bench_klipper_can (the Klipper host engine over CAN: identify and a sensor run),
@@ -19,7 +21,7 @@
 #                      station, bgapi, journal, produce or rig
 #     --rig            also the kernel-driver rig benchmarks (root, two VM boots, about two
 #                      minutes): dfu-util download + upload vs station flash + verify, and the
-#                      station's CPU per unit on SocketCAN (slcan)
+#                      station's CPU per unit on SocketCAN (slcan and vcan)
 #     --rt             run the benchmarks at real-time priority (chrt -f 5; root) so that other
 #                      work on a shared host does not delay their threads
 set -euo pipefail
@@ -38,7 +40,7 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift ;;
     --rig) rig=1 ;;
     --rt) rt="chrt -f 5" ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -99,7 +101,7 @@ else
   run produce hil-tests/bench/bench_produce
 fi
 # The rig benchmarks: the same binaries, unchanged, in a QEMU VM (one boot each): the peer
-# (dfu-util) and the station's CPU on the real SocketCAN backend (slcan).
+# (dfu-util) and the station's CPU on the real SocketCAN backend (slcan and vcan).
 if [ -z "$check" ] && { [ -n "$rig" ] || [ "$only" = rig ]; }; then
   b=$(cd "$dir" && pwd)
   for bench in peer can-cpu; do

@@ -167,12 +167,16 @@ static int run_units(const st_image *img, unsigned n, run_result *out)
         }
     }
     /* Entry and connect are outside the measured phase: it is flash + verify only. */
+    /* The bus's bitrate, as the station's Katapult driver takes it from the interface. */
+    uint32_t bitrate = 0;
+    ifc->ops->get_bitrate(ifc, &bitrate, NULL);
     for (unsigned i = 0; i < n; i++) {
         unit *u = &units[i];
         if (st_canadmin_katapult_assign(admin, &u->uuid, 0, u->nodeid, ASSIGN_MS, &err) < 0 ||
             ifc->ops->open_link(ifc, &u->link, &err) < 0 ||
             st_can_stream_open(u->link, st_canadmin_nodeid_tx_id(u->nodeid),
                                st_canadmin_nodeid_rx_id(u->nodeid), &u->stream, &err) < 0 ||
+            (st_can_stream_set_bitrate(u->stream, bitrate), false) ||
             st_katapult_open(u->stream, NULL, &u->kat, &err) < 0 ||
             st_katapult_connect(u->kat, NULL, &err) < 0)
             goto out;

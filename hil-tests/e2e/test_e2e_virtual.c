@@ -228,6 +228,15 @@ static void test_hostile_serial(void **state)
     assert_non_null(s);
     for (const char *p = s; *p; p++)
         assert_true(*p >= 0x20 && *p < 0x7f);
+    /* A fresh (erased) unit: skip_identical finds the pages the image covers whole blank
+     * and writes them without an erase; only a partial page is erased. */
+    long long written, erased, blank;
+    assert_int_equal(st_rget_int(doc, "steps.1.pages_written", &written), 0);
+    assert_int_equal(st_rget_int(doc, "steps.1.pages_erased", &erased), 0);
+    assert_int_equal(st_rget_int(doc, "steps.1.pages_blank", &blank), 0);
+    assert_true(blank > 0);
+    assert_true(erased <= 1);
+    assert_int_equal(blank + erased, written);
     e2e_expect_str(doc, "verdict", "pass");
     st_report_free(doc);
     /* Nothing escaped the report directory. */
@@ -255,6 +264,9 @@ static void test_skip_identical_and_rom_quirks(void **state)
     assert_int_equal(st_rget_int(doc, "steps.1.pages_skipped", &skipped), 0);
     assert_int_equal(written, 0);
     assert_int_equal(skipped, 18);
+    long long blank;
+    assert_int_equal(st_rget_int(doc, "steps.1.pages_blank", &blank), 0);
+    assert_int_equal(blank, 0);
     assert_non_null(st_rget_str(doc, "steps.3.note"));
     e2e_expect_str(doc, "verdict", "pass");
     st_report_free(doc);

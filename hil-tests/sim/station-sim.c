@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -84,6 +85,8 @@ static const char usage[] =
     "  --uuid HEX12         CAN UUID of the node (default 0a0b0c0d0e0f)\n"
     "  --port N             vhci port (default: first free)\n"
     "  --ifname NAME        name for the slcan interface (default can0)\n"
+    "  --socketcan          units: put the CAN units on the existing SocketCAN interface\n"
+    "                       --ifname (e.g. a vcan made with ip link) instead of an slcan one\n"
     "  --link PATH          symlink PATH to the pty\n"
     "  --gpio-sim DIR       unit model: read BOOT0/NRST from gpio-sim sim_gpioN/value in DIR\n"
     "  --boot0-line N, --nrst-line N   line offsets in that chip (default 0 and 1)\n"
@@ -149,6 +152,7 @@ typedef struct sim_opts {
     size_t nunits;
     double duration_s;
     bool once;
+    bool socketcan; /* units: CAN on the existing SocketCAN interface --ifname (a vcan) */
     bool bgm_sdk2, empty; /* bgm model */
     uint32_t baud;
     int verbose;
@@ -201,6 +205,12 @@ typedef struct sim {
     st_can_iface *iface;
     st_can_link *link;
     st_slcan_server *slcan;
+    /* --socketcan: the bus bridged to an existing SocketCAN interface by two threads */
+    st_can_iface *viface;
+    st_can_link *vlink;
+    pthread_t vcan_th[2];
+    atomic_bool vcan_stop;
+    bool vcan_running;
     st_toy_can toy_can;
     st_can_node *on_bus;       /* the node attached now (katapult/klipper swap) */
     /* pty */
@@ -280,7 +290,7 @@ static void parse_args(int argc, char **argv, sim_opts *o)
     enum { O_MODEL = 256, O_MCU, O_TIMING, O_FLASH, O_DUMP, O_SERIAL, O_UUID, O_PORT,
            O_IFNAME, O_LINK, O_GPIO, O_BOOT0, O_NRST, O_FAULT, O_READY, O_DURATION, O_ONCE,
            O_VERSION, O_TRANSPORT, O_UNIT, O_UART, O_BOOT_SELECT,
-           O_BOOTLOADER, O_BAUD, O_EMPTY, O_MODEM };
+           O_BOOTLOADER, O_BAUD, O_EMPTY, O_MODEM, O_SOCKETCAN };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, O_MODEL},
         {"mcu", required_argument, NULL, O_MCU},
@@ -299,6 +309,7 @@ static void parse_args(int argc, char **argv, sim_opts *o)
         {"ready-file", required_argument, NULL, O_READY},
         {"duration", required_argument, NULL, O_DURATION},
         {"once", no_argument, NULL, O_ONCE},
+        {"socketcan", no_argument, NULL, O_SOCKETCAN},
         {"transport", required_argument, NULL, O_TRANSPORT},
         {"unit", no_argument, NULL, O_UNIT},
         {"uart", required_argument, NULL, O_UART},
@@ -396,6 +407,7 @@ static void parse_args(int argc, char **argv, sim_opts *o)
             o->duration_s = (double)parse_long("--duration", optarg, 0, 86400);
             break;
         case O_ONCE: o->once = true; break;
+        case O_SOCKETCAN: o->socketcan = true; break;
         case 'v': o->verbose++; break;
         case 'h': fputs(usage, stdout); exit(0);
         case O_VERSION: printf("station-sim 0.1.0\n"); exit(0);
@@ -577,6 +589,7 @@ static void dfu_left(void *ctx, uint32_t jump)
 
 static int bus_open(sim *s);
 static int slcan_open(sim *s);
+static int vcan_open(sim *s);
 
 #ifdef STATION_SIM_HAVE_VUNIT
 /* A unit's USB attach point. Called from the main loop (a DFU leave, a pin change, a CAN
@@ -788,11 +801,12 @@ static int setup_units(sim *s)
     for (size_t i = 0; i < s->nunits; i++)
         if (unit_reconcile(&s->units[i]) < 0)
             return -1;
-    if (any_can && slcan_open(s) < 0)
+    if (any_can && (s->o.socketcan ? vcan_open(s) : slcan_open(s)) < 0)
         return -1;
     char n[24];
     snprintf(n, sizeof(n), "%zu", s->nunits);
-    ready(s, "units", n, any_can ? st_slcan_server_ifname(s->slcan) : "usb");
+    ready(s, "units", n,
+          !any_can ? "usb" : s->o.socketcan ? s->o.ifname : st_slcan_server_ifname(s->slcan));
     return 0;
 }
 
@@ -1038,6 +1052,58 @@ static int slcan_open(sim *s)
         fprintf(stderr, "station-sim: %s\n", e.msg);
         return -1;
     }
+    return 0;
+}
+
+/* --socketcan: frames between the in-memory bus (where the units are) and an existing
+ * SocketCAN interface (a vcan: no wire timing of its own, the bus's datasheet timing
+ * applies), one thread each way. */
+static void *vcan_down(void *arg)
+{
+    sim *s = arg;
+    while (!atomic_load(&s->vcan_stop)) {
+        st_can_frame f;
+        int rc = st_can_recv(s->link, &f, 50, NULL);
+        if (rc < 0)
+            break;
+        if (rc == 1)
+            st_can_send(s->vlink, &f, 100, NULL);
+    }
+    return NULL;
+}
+
+static void *vcan_up(void *arg)
+{
+    sim *s = arg;
+    while (!atomic_load(&s->vcan_stop)) {
+        st_can_frame f;
+        int rc = st_can_recv(s->vlink, &f, 50, NULL);
+        if (rc < 0)
+            break;
+        if (rc == 1)
+            st_can_send(s->link, &f, 1000, NULL);
+    }
+    return NULL;
+}
+
+static int vcan_open(sim *s)
+{
+    st_err e = {0};
+    if (st_can_iface_socketcan_new(s->o.ifname, &s->log, &s->viface, &e) < 0 ||
+        s->viface->ops->open_link(s->viface, &s->vlink, &e) < 0) {
+        fprintf(stderr, "station-sim: --socketcan %s: %s\n", s->o.ifname, e.msg);
+        return -1;
+    }
+    atomic_init(&s->vcan_stop, false);
+    if (pthread_create(&s->vcan_th[0], NULL, vcan_down, s) != 0)
+        return -1;
+    if (pthread_create(&s->vcan_th[1], NULL, vcan_up, s) != 0) {
+        atomic_store(&s->vcan_stop, true);
+        pthread_join(s->vcan_th[0], NULL);
+        return -1;
+    }
+    s->vcan_running = true;
+    ST_LOGI(&s->log, "sim", "CAN units on %s (SocketCAN)", s->o.ifname);
     return 0;
 }
 
@@ -1345,6 +1411,15 @@ static void teardown(sim *s)
     dump_flash(s, s->o.dump, s->flash);
     st_usbip_server_free(s->usbip);
     st_slcan_server_free(s->slcan);
+    if (s->vcan_running) {
+        atomic_store(&s->vcan_stop, true);
+        pthread_join(s->vcan_th[0], NULL);
+        pthread_join(s->vcan_th[1], NULL);
+    }
+    if (s->vlink)
+        st_can_link_close(s->vlink);
+    if (s->viface)
+        s->viface->ops->free(s->viface);
     st_pty_server_free(s->pty);
     if (s->link)
         st_can_link_close(s->link);

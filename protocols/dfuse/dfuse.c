@@ -530,7 +530,16 @@ static int write_chunk(st_dfuse *d, uint32_t addr, const uint8_t *data, uint16_t
 typedef struct page {
     uint32_t start, size;
     bool write;
+    bool blank; /* read back all 0xFF over the whole page: write it without an erase */
 } page;
+
+static bool all_ff(const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != 0xFF)
+            return false;
+    return true;
+}
 
 /* The image's part of page p: [*lo, *hi). */
 static void page_span(const page *p, const st_image *img, uint64_t *lo, uint64_t *hi)
@@ -568,10 +577,12 @@ static int probe_blocks(st_dfuse *d, const st_image *img, page *pages, size_t np
         uint64_t lo;
         page_span(&pages[i], img, &lo, &hi);
         size_t n = (size_t)(hi - lo), off = (size_t)(lo - img->load_addr);
+        /* A page the image covers whole may turn out blank: then it needs no erase. */
         bool same = true, done = false;
+        bool blank = lo == pages[i].start && hi == (uint64_t)pages[i].start + pages[i].size;
         /* Probe (unless the previous page matched), then the page whole, block by block,
-         * from its start, only while it matches. */
-        for (size_t got = 0, k = whole ? 1 : 0; rc == 0 && same && !done; k++) {
+         * from its start, only while it matches or is blank. */
+        for (size_t got = 0, k = whole ? 1 : 0; rc == 0 && (same || blank) && !done; k++) {
             size_t want = n - got < xfer ? n - got : xfer;
             if (k == 0 && want > ST_DFUSE_PROBE_BYTES)
                 want = ST_DFUSE_PROBE_BYTES;
@@ -588,15 +599,19 @@ static int probe_blocks(st_dfuse *d, const st_image *img, page *pages, size_t np
             rc = 0;
             r->bytes_read += want;
             r->bytes_probed += want;
-            same = memcmp(buf, img->data + off + got, want) == 0;
+            same = same && memcmp(buf, img->data + off + got, want) == 0;
+            blank = blank && all_ff(buf, want);
             if (k == 0 && want < n)
-                continue; /* the probe matched: read the page whole from its start */
+                continue; /* the probe matched or is blank: read the page whole */
             got += want;
             done = got >= n;
         }
         if (rc == 0 && same) {
             pages[i].write = false;
             r->pages_skipped++;
+        } else if (rc == 0 && blank && done) {
+            pages[i].blank = true;
+            r->pages_blank++;
         }
         whole = rc == 0 && same;
         st_progress_update(o->progress, "read", i + 1, npages);
@@ -649,9 +664,12 @@ static int probe_pages(st_dfuse *d, const st_image *img, page *pages, size_t npa
     if (rc == ST_ERR_STALL &&
         recover_stall(d, "read", r->fail_addr, tmo(d, o), r, err)) {
         /* Start over, page by page, from what the unit holds. */
-        for (size_t i = 0; i < npages; i++)
+        for (size_t i = 0; i < npages; i++) {
             pages[i].write = true;
+            pages[i].blank = false;
+        }
         r->pages_skipped = 0;
+        r->pages_blank = 0;
         rc = 1;
     }
     if (rc == 1)
@@ -701,7 +719,7 @@ int st_dfuse_flash(st_dfuse *d, const st_image *img, const st_dfuse_opts *o, st_
             }
             pages = np;
         }
-        pages[npages++] = (page){(uint32_t)a, seg->page_size, true};
+        pages[npages++] = (page){(uint32_t)a, seg->page_size, true, false};
         a += seg->page_size;
     }
     int rc = 0;
@@ -719,7 +737,7 @@ int st_dfuse_flash(st_dfuse *d, const st_image *img, const st_dfuse_opts *o, st_
     for (size_t i = 0; i < npages; i++) {
         if (!pages[i].write)
             continue;
-        if (st_dfuse_layout_erasable(lay, pages[i].start, 1)) {
+        if (!pages[i].blank && st_dfuse_layout_erasable(lay, pages[i].start, 1)) {
             rc = erase_page(d, pages[i].start, t, r, err);
             if (rc < 0)
                 goto out;

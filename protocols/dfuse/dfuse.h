@@ -50,7 +50,9 @@ typedef struct st_dfuse st_dfuse;
 
 typedef struct st_dfuse_opts {
     /* Erase + write only pages that differ: each page's first ST_DFUSE_PROBE_BYTES are read
-     * back, and the rest of the page only when those match. */
+     * back, and the rest of the page only when those match or are blank (0xFF). A whole
+     * page the image covers that reads back blank is written without an erase (flash that
+     * is already erased: a factory-fresh unit costs reads, not erases). */
     bool skip_identical;
     unsigned request_timeout_ms; /* per control request and busy wait; 0 = 5000 */
     const st_progress *progress; /* phases "erase", "write", "verify", "read" (bytes) */
@@ -61,6 +63,7 @@ typedef struct st_dfuse_opts {
 
 typedef struct st_dfuse_result {
     uint32_t pages_erased, pages_written, pages_skipped;
+    uint32_t pages_blank;           /* skip_identical: written without an erase (were blank) */
     uint64_t bytes_written, bytes_read;
     uint64_t bytes_probed;          /* skip_identical: read back to decide (in bytes_read) */
     uint8_t readback_sha256[32];

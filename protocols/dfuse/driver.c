@@ -209,8 +209,10 @@ static int step_flash(st_step_call *c, st_err *err)
     st_rmap_uint(c->rec, "pages_erased", res.pages_erased);
     st_rmap_uint(c->rec, "pages_written", res.pages_written);
     st_rmap_uint(c->rec, "pages_skipped", res.pages_skipped);
-    if (o.skip_identical)
+    if (o.skip_identical) {
         st_rmap_uint(c->rec, "bytes_probed", res.bytes_probed);
+        st_rmap_uint(c->rec, "pages_blank", res.pages_blank);
+    }
     st_rmap_hex32(c->rec, "address", img->load_addr);
     if (rc) {
         if (rc == ST_ERR_DISCONNECT || rc == ST_ERR_STALL || rc == ST_ERR_TIMEOUT || rc == ST_ERR_IO)
@@ -338,7 +340,7 @@ static const st_step_def steps[] = {
       .needs = needs_rom, .run = step_enter },
     { .name = "flash",
       .summary = "DfuSe erase + write of the image's pages",
-      .records = "bytes, pages_erased, pages_written, pages_skipped, bytes_probed, address; "
+      .records = "bytes, pages_erased, pages_written, pages_skipped, bytes_probed, pages_blank, address; "
                  "device_error",
       .flags = ST_STEP_TAKES_IMAGE, .opts = flash_opts, .parse = parse_flash, .free_opts = free,
       .needs = needs_rom, .run = step_flash },

@@ -223,8 +223,16 @@ static int enter_can(st_step_call *c, kat_session *s, st_err *err)
     st_rmap_int(c->rec, "can_nodeid", nodeid);
     snprintf(s->where, sizeof s->where, "node %u (CAN id 0x%03x)", nodeid,
              st_canadmin_nodeid_tx_id(nodeid));
-    return st_can_stream_open(s->data, st_canadmin_nodeid_tx_id(nodeid),
-                              st_canadmin_nodeid_rx_id(nodeid), &s->kstream, err);
+    rc = st_can_stream_open(s->data, st_canadmin_nodeid_tx_id(nodeid),
+                            st_canadmin_nodeid_rx_id(nodeid), &s->kstream, err);
+    /* With the bus's bitrate the stream reads a multi-frame answer in one wake-up (vcan
+     * has none: frame by frame). */
+    uint32_t bitrate = 0;
+    st_err ignored;
+    if (!rc && env->can->ops->get_bitrate &&
+        env->can->ops->get_bitrate(env->can, &bitrate, &ignored) == 0)
+        st_can_stream_set_bitrate(s->kstream, bitrate);
+    return rc;
 }
 
 static int enter_usb(st_step_call *c, kat_session *s, st_err *err)

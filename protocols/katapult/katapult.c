@@ -146,8 +146,16 @@ static int read_frame(st_katapult *k, st_deadline d, st_err *err)
         int left = st_clock_deadline_remaining_ms(k->s->clock, d);
         if (left == 0)
             return 0;
-        int rc = st_stream_read(k->s, k->rx + k->rx_len, sizeof k->rx - k->rx_len,
-                                (unsigned)left, err);
+        /* Once a frame's header is in, its length is known: ask for the rest at once (a
+         * CAN stream then wakes once for the batch, not at every frame). */
+        size_t need = 1;
+        if (k->rx_len >= 4 && k->rx[0] == ST_KAT_STX1 && k->rx[1] == ST_KAT_STX2) {
+            size_t len = (size_t)k->rx[3] * 4u + ST_KAT_FRAME_OVERHEAD;
+            if (len <= ST_KAT_FRAME_MAX && len > k->rx_len)
+                need = len - k->rx_len;
+        }
+        int rc = st_stream_read_min(k->s, k->rx + k->rx_len, sizeof k->rx - k->rx_len, need,
+                                    (unsigned)left, err);
         if (rc < 0)
             return rc;
         k->rx_len += (size_t)rc;

@@ -37,6 +37,15 @@ typedef struct st_can_link_ops {
     /* Receive only these ids (n == 0: everything). */
     int (*set_filter)(st_can_link *l, const uint32_t *ids, size_t n, st_err *err);
     void (*close)(st_can_link *l);
+    /* Send n frames in order within the timeout, like n sends but in fewer system calls
+     * (sendmmsg). May be NULL: st_can_send_many sends them one by one. */
+    int (*send_many)(st_can_link *l, const st_can_frame *f, size_t n, unsigned timeout_ms,
+                     st_err *err);
+    /* Wait (timeout) for a frame, then take up to cap of those already queued (recvmmsg);
+     * returns the count, 0 on timeout, < 0 on error. May be NULL: st_can_recv_many then
+     * receives one by one. */
+    int (*recv_many)(st_can_link *l, st_can_frame *f, size_t cap, unsigned timeout_ms,
+                     st_err *err);
 } st_can_link_ops;
 
 struct st_can_link {
@@ -67,6 +76,12 @@ int st_can_send(st_can_link *l, const st_can_frame *f, unsigned timeout_ms, st_e
 int st_can_recv(st_can_link *l, st_can_frame *f, unsigned timeout_ms, st_err *err);
 int st_can_set_filter(st_can_link *l, const uint32_t *ids, size_t n, st_err *err);
 void st_can_link_close(st_can_link *l);
+/* n frames in order (0, or < 0 on error); see send_many. */
+int st_can_send_many(st_can_link *l, const st_can_frame *f, size_t n, unsigned timeout_ms,
+                     st_err *err);
+/* Up to cap frames: the first waited for, the rest those already queued; see recv_many. */
+int st_can_recv_many(st_can_link *l, st_can_frame *f, size_t cap, unsigned timeout_ms,
+                     st_err *err);
 
 /* Ready an interface for a job: check it exists, bring it up at `bitrate` if it is down or
  * at another rate (0 = leave the rate alone), refuse bus-off with a clear error. */

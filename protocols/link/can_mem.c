@@ -6,8 +6,9 @@
  * stamped with its arrival time and its answer goes on the wire when it was ready, so a
  * host thread that woke late does not make the simulated unit late. Waiters are woken
  * fairly: each link has its own condition variable, signalled only when a frame is queued
- * for it, and one waiting thread at a time (the pumper) sleeps until the bus's next event;
- * CPU per unit stays flat as units are added. */
+ * for it; each waiter sleeps until its own next frame, and one waiting thread at a time
+ * (the pumper) also until the nodes' next event, so CPU per unit stays flat as units are
+ * added. */
 #include "protocols/link/can_model.h"
 
 #include <errno.h>
@@ -73,6 +74,7 @@ struct mem_link {
     st_vcan_bus *bus;
     pthread_cond_t cv;  /* signalled when a frame is queued for it, or it must pump */
     bool waiting;       /* a thread waits in mem_recv on it */
+    uint64_t wake_us;   /* when that thread's sleep ends */
     uint32_t *ids;
     size_t nids;
     st_can_frame *q;
@@ -365,18 +367,21 @@ static void bus_pump(st_vcan_bus *b)
         bus_compact_nodes(b);
 }
 
-static uint64_t bus_next_wake(st_vcan_bus *b)
+/* Arrival time of the first frame in flight that link l will take (UINT64_MAX: none). */
+static uint64_t link_next_frame(const st_vcan_bus *b, const mem_link *l)
+{
+    for (size_t i = 0; i < b->flcount; i++) {
+        const inflight *e = &b->fl[(b->flhead + i) % b->flcap];
+        if (e->src_link != l && link_accepts(l, e->f.id))
+            return e->at_us;
+    }
+    return UINT64_MAX;
+}
+
+/* The nodes' next event: when the pumper must run the bus (a unit's answer due). */
+static uint64_t nodes_next_event(st_vcan_bus *b)
 {
     uint64_t wake = UINT64_MAX;
-    /* The first frame some host link will take (frames only nodes see need no wake-up). */
-    for (size_t i = 0; i < b->flcount && wake == UINT64_MAX; i++) {
-        const inflight *e = &b->fl[(b->flhead + i) % b->flcap];
-        for (size_t j = 0; j < b->nlinks; j++)
-            if (b->links[j] != e->src_link && link_accepts(b->links[j], e->f.id)) {
-                wake = e->at_us;
-                break;
-            }
-    }
     for (size_t i = 0; i < b->nnodes; i++) {
         if (b->nodes[i].gone)
             continue;
@@ -396,14 +401,23 @@ static void link_wait_until(mem_link *l, uint64_t at_us)
     struct timespec ts = { .tv_sec = (time_t)(at_us / 1000000u),
                            .tv_nsec = (long)(at_us % 1000000u) * 1000 };
     st_clock_precise_wakeups();
+    l->wake_us = at_us;
+    l->bus->stats.sleeps++;
     pthread_cond_timedwait(&l->cv, &l->bus->mu, &ts);
 }
 
-/* After a pump by a thread that is not the pumper: if the bus now has an event earlier
- * than the pumper's wake-up (a frame just sent, a node's answer due), wake it. */
+/* After a pump or a send: a waiter whose own next frame now comes before it planned to
+ * wake is woken to sleep until that frame instead; the pumper likewise when a node's event
+ * now comes earlier. Waiters sleep only until their own frames, so a frame wakes only the
+ * thread it is for. */
 static void bus_nudge(st_vcan_bus *b, const mem_link *self)
 {
-    if (b->pumper && b->pumper != self && bus_next_wake(b) < b->pumper_wake_us)
+    for (size_t i = 0; i < b->nlinks; i++) {
+        mem_link *l = b->links[i];
+        if (l != self && l->waiting && link_next_frame(b, l) < l->wake_us)
+            pthread_cond_signal(&l->cv);
+    }
+    if (b->pumper && b->pumper != self && nodes_next_event(b) < b->pumper_wake_us)
         pthread_cond_signal(&b->pumper->cv);
 }
 
@@ -447,7 +461,7 @@ static int mem_send(st_can_link *base, const st_can_frame *f, unsigned timeout_m
         return st_err_set(err, ST_ERR_NOMEM, "CAN send");
     }
     bus_pump(b);
-    bus_nudge(b, l);
+    bus_nudge(b, NULL); /* another thread may wait on this very link */
     /* Like a SocketCAN netdev's transmit queue (txqueuelen 10 on Linux CAN devices) the
      * send returns while the frame waits behind at most MEM_TXQ - 1 others; only a sender
      * further back waits, as write() on a full queue would. */
@@ -472,6 +486,7 @@ static int mem_recv(st_can_link *base, st_can_frame *f, unsigned timeout_ms, st_
             break;
         }
         bus_pump(b);
+        bus_nudge(b, l);
         if (l->qcount) {
             *f = l->q[l->qhead];
             l->qhead = (l->qhead + 1) % MEM_LINK_QUEUE;
@@ -481,12 +496,16 @@ static int mem_recv(st_can_link *base, st_can_frame *f, unsigned timeout_ms, st_
         }
         if (st_now_us() >= deadline)
             break;
-        /* One waiter keeps the bus moving; the others sleep until a frame is theirs. */
+        /* Each waiter sleeps until its own next frame; one of them (the pumper) also
+         * wakes for the nodes' events, to put the units' answers on the wire. */
         if (!b->pumper)
             b->pumper = l;
         uint64_t until = deadline;
+        uint64_t mine = link_next_frame(b, l);
+        if (mine < until)
+            until = mine;
         if (b->pumper == l) {
-            uint64_t wake = bus_next_wake(b);
+            uint64_t wake = nodes_next_event(b);
             if (wake < until)
                 until = wake;
             b->pumper_wake_us = until;
@@ -502,8 +521,6 @@ static int mem_recv(st_can_link *base, st_can_frame *f, unsigned timeout_ms, st_
                 pthread_cond_signal(&b->links[i]->cv);
                 break;
             }
-    } else {
-        bus_nudge(b, l);
     }
     pthread_mutex_unlock(&b->mu);
     return rc;

@@ -61,6 +61,7 @@ typedef struct st_vcan_stats {
     uint64_t overruns;     /* frames lost because a host link's receive queue was full */
     uint64_t wakeups;      /* waiting host threads woken because a frame was queued for
                             * their link (each waiter is woken only for its own frames) */
+    uint64_t sleeps;       /* times a host thread went to sleep waiting on the bus */
 } st_vcan_stats;
 
 /* New bus. bitrate in bit/s (0 = "no bitrate", like vcan; only allowed with
@@ -113,6 +114,11 @@ int st_can_iface_mem_new(st_vcan_bus *bus, const char *name, const st_logger *lo
  * no baud rate or modem lines). */
 int st_can_stream_open(st_can_link *link, uint32_t tx_id, uint32_t rx_id, st_stream **out,
                        st_err *err);
+/* The bus's bitrate (0 = unknown, the default) for a stream made by st_can_stream_open:
+ * st_stream_read_min then sleeps through the frames that must still come (at their
+ * shortest wire time, so never past the last one's arrival) and takes them in one batch,
+ * instead of waking at each frame. */
+void st_can_stream_set_bitrate(st_stream *s, uint32_t bitrate);
 
 /* Device side: a CAN node hosting an st_stream_model (not owned; may be NULL for a node
  * with no data channel) and answering the admin commands on 0x3F0 with its UUID:

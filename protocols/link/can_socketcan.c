@@ -159,6 +159,118 @@ static int sc_recv(st_can_link *base, st_can_frame *f, unsigned timeout_ms, st_e
     }
 }
 
+#define SC_BATCH 16 /* frames per sendmmsg / recvmmsg */
+
+/* The frames in one sendmmsg: sent in order; a full transmit queue is waited out as in
+ * sc_send. */
+static int sc_send_many(st_can_link *base, const st_can_frame *f, size_t n, unsigned timeout_ms,
+                        st_err *err)
+{
+    sc_link *l = (sc_link *)base;
+    const char *nm = l->iface->base.name;
+    st_deadline d = st_deadline_in_ms(timeout_ms);
+    size_t done = 0;
+    while (done < n) {
+        struct can_frame cf[SC_BATCH];
+        struct iovec iov[SC_BATCH];
+        struct mmsghdr mh[SC_BATCH];
+        size_t k = n - done < SC_BATCH ? n - done : SC_BATCH;
+        for (size_t i = 0; i < k; i++) {
+            const st_can_frame *x = &f[done + i];
+            if (x->len > 8 || x->id > CAN_SFF_MASK)
+                return st_err_set(err, ST_ERR_INVAL, "%s: CAN frame id 0x%x len %u out of range",
+                                  nm, x->id, x->len);
+            memset(&cf[i], 0, sizeof cf[i]);
+            cf[i].can_id = x->id;
+            cf[i].can_dlc = x->len;
+            memcpy(cf[i].data, x->data, x->len);
+            iov[i] = (struct iovec){ .iov_base = &cf[i], .iov_len = sizeof cf[i] };
+            memset(&mh[i], 0, sizeof mh[i]);
+            mh[i].msg_hdr.msg_iov = &iov[i];
+            mh[i].msg_hdr.msg_iovlen = 1;
+        }
+        int m = sendmmsg(l->fd, mh, (unsigned)k, 0);
+        if (m > 0) {
+            done += (size_t)m;
+            continue;
+        }
+        int e = m < 0 ? errno : EAGAIN;
+        if (e == ENETDOWN)
+            return st_err_set(err, ST_ERR_IO, "CAN interface %s is down: bring it up", nm);
+        if (e != EAGAIN && e != ENOBUFS && e != EINTR)
+            return st_err_set(err, st_err_from_errno(e), "%s: send 0x%03x: %s", nm,
+                              f[done].id, strerror(e));
+        int left = st_deadline_remaining_ms(d);
+        if (left == 0)
+            return st_err_set(err, ST_ERR_TIMEOUT,
+                              "%s: send 0x%03x: transmit queue full for %u ms (no other node "
+                              "acknowledging? check wiring, termination and bitrate)",
+                              nm, f[done].id, timeout_ms);
+        struct pollfd p = { .fd = l->fd, .events = POLLOUT };
+        poll(&p, 1, e == ENOBUFS ? SEND_RETRY_MS : left);
+    }
+    return 0;
+}
+
+/* What is queued, in one recvmmsg (error and non-standard frames dropped as in sc_recv). */
+static int sc_recv_many(st_can_link *base, st_can_frame *f, size_t cap, unsigned timeout_ms,
+                        st_err *err)
+{
+    sc_link *l = (sc_link *)base;
+    const char *nm = l->iface->base.name;
+    st_deadline d = st_deadline_in_ms(timeout_ms);
+    if (cap > SC_BATCH)
+        cap = SC_BATCH;
+    for (;;) {
+        struct can_frame cf[SC_BATCH];
+        struct iovec iov[SC_BATCH];
+        struct mmsghdr mh[SC_BATCH];
+        for (size_t i = 0; i < cap; i++) {
+            iov[i] = (struct iovec){ .iov_base = &cf[i], .iov_len = sizeof cf[i] };
+            memset(&mh[i], 0, sizeof mh[i]);
+            mh[i].msg_hdr.msg_iov = &iov[i];
+            mh[i].msg_hdr.msg_iovlen = 1;
+        }
+        int m = recvmmsg(l->fd, mh, (unsigned)cap, 0, NULL);
+        if (m > 0) {
+            size_t got = 0;
+            for (int i = 0; i < m; i++) {
+                if (mh[i].msg_len != sizeof cf[i])
+                    return st_err_set(err, ST_ERR_IO, "%s: short CAN read (%u bytes)", nm,
+                                      mh[i].msg_len);
+                if (cf[i].can_id & CAN_ERR_FLAG) {
+                    if (cf[i].can_id & CAN_ERR_BUSOFF)
+                        return st_err_set(err, ST_ERR_IO,
+                                          "CAN interface %s went bus-off: restart it", nm);
+                    ST_LOGD(l->iface->base.log, "can", "%s: error frame 0x%08x", nm,
+                            (unsigned)cf[i].can_id);
+                    continue;
+                }
+                if (cf[i].can_id & (CAN_EFF_FLAG | CAN_RTR_FLAG))
+                    continue;
+                f[got].id = cf[i].can_id & CAN_SFF_MASK;
+                f[got].len = cf[i].can_dlc > 8 ? 8 : cf[i].can_dlc;
+                memset(f[got].data, 0, sizeof f[got].data);
+                memcpy(f[got].data, cf[i].data, f[got].len);
+                got++;
+            }
+            if (got)
+                return (int)got;
+            continue;
+        }
+        int e = m < 0 ? errno : EAGAIN;
+        if (e == ENETDOWN)
+            return st_err_set(err, ST_ERR_IO, "CAN interface %s is down: bring it up", nm);
+        if (e != EAGAIN && e != EINTR)
+            return st_err_set(err, st_err_from_errno(e), "%s: receive: %s", nm, strerror(e));
+        int left = st_deadline_remaining_ms(d);
+        if (left == 0)
+            return 0;
+        struct pollfd p = { .fd = l->fd, .events = POLLIN };
+        poll(&p, 1, left);
+    }
+}
+
 static int sc_set_filter(st_can_link *base, const uint32_t *ids, size_t n, st_err *err)
 {
     sc_link *l = (sc_link *)base;
@@ -199,6 +311,8 @@ static const st_can_link_ops sc_link_ops = {
     .recv = sc_recv,
     .set_filter = sc_set_filter,
     .close = sc_close,
+    .send_many = sc_send_many,
+    .recv_many = sc_recv_many,
 };
 
 /* ---- iface ------------------------------------------------------------------------- */

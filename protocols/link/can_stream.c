@@ -29,7 +29,10 @@ typedef struct can_stream {
     uint32_t tx_id, rx_id;
     uint8_t buf[8]; /* the rest of a frame the caller had no room for */
     size_t off, len;
+    uint32_t bitrate; /* of the bus, when known (read_min sleeps through whole frames) */
 } can_stream;
+
+#define CS_BATCH 16 /* frames per send_many / recv_many call */
 
 static int cs_write(st_stream *base, const uint8_t *buf, size_t n, unsigned timeout_ms,
                     st_err *err)
@@ -38,12 +41,17 @@ static int cs_write(st_stream *base, const uint8_t *buf, size_t n, unsigned time
     st_deadline d = st_deadline_in_ms(timeout_ms);
     size_t done = 0;
     while (done < n) {
-        st_can_frame f = { .id = s->tx_id, .len = (uint8_t)(n - done > 8 ? 8 : n - done) };
-        memcpy(f.data, buf + done, f.len);
-        int rc = st_can_send(s->link, &f, (unsigned)st_deadline_remaining_ms(d), err);
+        st_can_frame f[CS_BATCH];
+        size_t k = 0, at = done;
+        for (; k < CS_BATCH && at < n; k++) {
+            f[k] = (st_can_frame){ .id = s->tx_id, .len = (uint8_t)(n - at > 8 ? 8 : n - at) };
+            memcpy(f[k].data, buf + at, f[k].len);
+            at += f[k].len;
+        }
+        int rc = st_can_send_many(s->link, f, k, (unsigned)st_deadline_remaining_ms(d), err);
         if (rc < 0)
             return st_err_wrap(err, rc, "%s: write byte %zu of %zu", base->name, done, n);
-        done += f.len;
+        done = at;
     }
     return (int)n;
 }
@@ -64,24 +72,69 @@ static int cs_read(st_stream *base, uint8_t *buf, size_t cap, unsigned timeout_m
     size_t got = cs_take(s, buf, cap);
     st_deadline d = st_deadline_in_ms(timeout_ms);
     while (got < cap) {
-        /* Once we have bytes, only take frames that are already here. */
+        /* Once we have bytes, only take frames that are already here; never more frames
+         * than the room left needs (one may be cut: its rest waits in s->buf). */
         unsigned wait = got ? 0u : (unsigned)st_deadline_remaining_ms(d);
-        st_can_frame f;
+        st_can_frame f[CS_BATCH];
+        size_t want = (cap - got + 7u) / 8u;
         st_err later;
         /* With bytes in hand an error is reported by the next read, not this one. */
-        int rc = st_can_recv(s->link, &f, wait, got ? &later : err);
+        size_t ask = want < CS_BATCH ? want : CS_BATCH;
+        int rc = st_can_recv_many(s->link, f, ask, wait, got ? &later : err);
         if (rc < 0)
             return got ? (int)got : st_err_wrap(err, rc, "%s: read", base->name);
         if (rc == 0)
             break;
-        if (f.id != s->rx_id || f.len == 0)
-            continue;
-        memcpy(s->buf, f.data, f.len > 8 ? 8 : f.len);
-        s->off = 0;
-        s->len = f.len > 8 ? 8 : f.len;
-        got += cs_take(s, buf + got, cap - got);
+        for (int i = 0; i < rc; i++) {
+            if (f[i].id != s->rx_id || f[i].len == 0)
+                continue;
+            memcpy(s->buf, f[i].data, f[i].len > 8 ? 8 : f[i].len);
+            s->off = 0;
+            s->len = f[i].len > 8 ? 8 : f[i].len;
+            got += cs_take(s, buf + got, cap - got);
+        }
+        if (got && (size_t)rc < ask)
+            break; /* fewer than asked: nothing more was queued (no empty read to learn it) */
     }
     return (int)got;
+}
+
+/* Fewest bits a frame of 8 data bytes takes on the wire (no stuff bits; interframe space
+ * included): the soonest the next one can follow. */
+#define CAN_FRAME8_MIN_BITS (47u + 64u)
+
+/* Wait for at least min bytes with one wake-up per batch instead of one per frame: once
+ * some bytes are here, the r frames still missing cannot all have arrived before r - 1
+ * whole frames' wire time has passed, so sleep that long (never past when the last could
+ * arrive), then take whatever is queued. Without a known bitrate it reads frame by frame. */
+static int cs_read_min(st_stream *base, uint8_t *buf, size_t cap, size_t min, unsigned timeout_ms,
+                       st_err *err)
+{
+    can_stream *s = (can_stream *)base;
+    st_deadline d = st_deadline_in_ms(timeout_ms);
+    size_t got = 0;
+    while (got < min) {
+        if (got && s->bitrate) {
+            uint64_t r = (min - got + 7u) / 8u;
+            if (r > 1) {
+                uint64_t until = st_now_us() + (r - 1u) * CAN_FRAME8_MIN_BITS * 1000000u / s->bitrate;
+                st_sleep_until((st_deadline){ until < d.at_us ? until : d.at_us });
+            }
+        }
+        int rc = cs_read(base, buf + got, cap - got, (unsigned)st_deadline_remaining_ms(d),
+                         got ? NULL : err);
+        if (rc < 0)
+            return got ? (int)got : rc;
+        if (rc == 0)
+            break;
+        got += (size_t)rc;
+    }
+    return (int)got;
+}
+
+void st_can_stream_set_bitrate(st_stream *base, uint32_t bitrate)
+{
+    ((can_stream *)base)->bitrate = bitrate;
 }
 
 static int cs_set_line(st_stream *base, const st_stream_line *line, st_err *err)
@@ -117,6 +170,7 @@ static const st_stream_ops can_stream_ops = {
     .set_modem = cs_set_modem,
     .flush_input = cs_flush_input,
     .close = cs_close,
+    .read_min = cs_read_min,
 };
 
 int st_can_stream_open(st_can_link *link, uint32_t tx_id, uint32_t rx_id, st_stream **out,

@@ -287,8 +287,15 @@ int st_pty_server_step(st_pty_server *s, st_err *err)
     check_line(s);
     if (!s->model)
         return 0;
+    uint64_t due = s->model->ops->next_event_us(s->model), t0 = st_now_us();
+    bool counted = false;
     for (int i = 0; i < 64; i++) { /* bounded: a chatty model must not starve the loop */
         size_t n = s->model->ops->tx(s->model, buf, sizeof(buf), st_now_us());
+        if (n && !counted && due <= t0) {
+            s->stats.answers++;
+            s->stats.late_us += t0 - due;
+            counted = true;
+        }
         if (n == 0)
             break;
         if (!s->stats.connected) {

@@ -51,6 +51,9 @@ typedef struct st_pty_stats {
     uint64_t line_changes; /* line() calls */
     st_stream_line line;   /* current settings as the client set them (parity: a pty
                               drops PARENB, reference 4.3a, so this reads 'N') */
+    uint64_t answers;      /* model outputs written that the model had said were due */
+    uint64_t late_us;      /* total time those went out after they were due (this
+                              server's own wake-up latency: simulation, not client) */
 } st_pty_stats;
 void st_pty_server_stats(const st_pty_server *s, st_pty_stats *out);
 

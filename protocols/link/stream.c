@@ -22,6 +22,14 @@ int st_stream_read(st_stream *s, uint8_t *buf, size_t cap, unsigned timeout_ms, 
     return s->ops->read(s, buf, cap, timeout_ms, err);
 }
 
+int st_stream_read_min(st_stream *s, uint8_t *buf, size_t cap, size_t min, unsigned timeout_ms,
+                       st_err *err)
+{
+    if (s->ops->read_min && min > 1)
+        return s->ops->read_min(s, buf, cap, min < cap ? min : cap, timeout_ms, err);
+    return s->ops->read(s, buf, cap, timeout_ms, err);
+}
+
 int st_stream_read_exact(st_stream *s, uint8_t *buf, size_t n, unsigned timeout_ms, st_err *err)
 {
     st_deadline d = st_clock_deadline_in_ms(s->clock, timeout_ms);

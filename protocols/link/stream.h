@@ -38,6 +38,12 @@ typedef struct st_stream_ops {
     /* Send a BREAK (line held at space for at least ms milliseconds; a UART rounds it to
      * what it can do). May be NULL: the link has no BREAK (ST_ERR_UNSUPPORTED). */
     int (*send_break)(st_stream *s, unsigned ms, st_err *err);
+    /* Read up to cap bytes, waiting (until the timeout) for at least min of them when the
+     * link can do that with fewer wake-ups than one per chunk that arrives; returns > 0
+     * bytes (fewer than min at the timeout), 0 on timeout, < 0 on error. May be NULL:
+     * st_stream_read_min then reads as read does (returns as soon as anything came). */
+    int (*read_min)(st_stream *s, uint8_t *buf, size_t cap, size_t min, unsigned timeout_ms,
+                    st_err *err);
 } st_stream_ops;
 
 struct st_stream {
@@ -56,6 +62,12 @@ void st_stream_set_clock(st_stream *s, const st_clock *clock);
 /* Dispatchers (stream.c). */
 int st_stream_write(st_stream *s, const uint8_t *buf, size_t n, unsigned timeout_ms, st_err *err);
 int st_stream_read(st_stream *s, uint8_t *buf, size_t cap, unsigned timeout_ms, st_err *err);
+/* Read up to cap bytes, at least min of them unless the timeout comes first (an engine
+ * that knows how long the answer it is reading is says so: a CAN stream then sleeps
+ * through the frames it knows must still come instead of waking at each). Returns > 0
+ * bytes, possibly fewer than min; 0 on timeout; < 0 on error. */
+int st_stream_read_min(st_stream *s, uint8_t *buf, size_t cap, size_t min, unsigned timeout_ms,
+                       st_err *err);
 /* Read exactly n bytes before the deadline (timeout_ms for the whole read). */
 int st_stream_read_exact(st_stream *s, uint8_t *buf, size_t n, unsigned timeout_ms, st_err *err);
 int st_stream_set_line(st_stream *s, const st_stream_line *line, st_err *err);

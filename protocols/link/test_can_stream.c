@@ -18,6 +18,8 @@ typedef struct echo_model {
     st_stream_model base;
     uint8_t buf[4096];
     size_t head, count;
+    size_t hold; /* echo nothing until this many bytes are in (0: echo at once) */
+    bool releasing; /* hold reached: echoing until empty */
 } echo_model;
 
 static void em_rx(st_stream_model *m, const uint8_t *b, size_t n, uint64_t now)
@@ -31,6 +33,10 @@ static size_t em_tx(st_stream_model *m, uint8_t *b, size_t cap, uint64_t now)
 {
     echo_model *e = (echo_model *)m;
     size_t k = 0;
+    if (e->count >= e->hold)
+        e->releasing = true;
+    if (!e->releasing)
+        return 0;
     while (k < cap && e->count) {
         b[k++] = e->buf[e->head];
         e->head = (e->head + 1) % sizeof e->buf;
@@ -41,7 +47,10 @@ static size_t em_tx(st_stream_model *m, uint8_t *b, size_t cap, uint64_t now)
 
 static uint64_t em_next(st_stream_model *m)
 {
-    return ((echo_model *)m)->count ? 0 : UINT64_MAX;
+    echo_model *e = (echo_model *)m;
+    if (!e->count)
+        e->releasing = false;
+    return e->count && (e->releasing || e->count >= e->hold) ? 0 : UINT64_MAX;
 }
 
 static const st_stream_model_ops em_ops = { em_rx, em_tx, em_next, NULL, NULL };
@@ -373,6 +382,62 @@ static void test_two_slots_concurrently(void **state)
     }
 }
 
+/* read_min with the bus's bitrate known: a 13-frame answer (the node echoes only once all
+ * 100 bytes are in) is taken in one call that sleeps through the frames still to come
+ * instead of waking at each (counts, not timing: the thread waits on the bus a few times,
+ * not once per frame as it does without the bitrate). */
+static void test_read_min_batches_frames(void **state)
+{
+    st_vcan_bus *bus = st_vcan_bus_new(1000000, ST_TIMING_DATASHEET);
+    assert_non_null(bus);
+    st_can_iface *ifc;
+    assert_int_equal(st_can_iface_mem_new(bus, NULL, NULL, &ifc, NULL), 0);
+    st_can_link *admin;
+    assert_int_equal(ifc->ops->open_link(ifc, &admin, NULL), 0);
+    echo_model em = { .base.ops = &em_ops, .hold = 100 }; /* the answer comes after it all */
+    st_can_stream_node_cfg cfg = { .app = 0x11 };
+    memcpy(cfg.uuid, UUID_A, 6);
+    st_can_stream_node *n = st_can_stream_node_new(&em.base, &cfg);
+    assert_int_equal(st_vcan_attach(bus, st_can_stream_node_base(n), NULL), 0);
+    uint8_t set[8] = { 0x11, 0, 0, 0, 0, 0, 0, 129 };
+    memcpy(set + 1, UUID_A, 6);
+    st_can_frame f = { .id = 0x3F0, .len = 8 };
+    memcpy(f.data, set, 8);
+    assert_int_equal(st_can_send(admin, &f, 100, NULL), 0);
+    st_can_link *data;
+    assert_int_equal(ifc->ops->open_link(ifc, &data, NULL), 0);
+    st_stream *s;
+    assert_int_equal(st_can_stream_open(data, 0x202, 0x203, &s, NULL), 0);
+    uint32_t bitrate = 0;
+    assert_int_equal(ifc->ops->get_bitrate(ifc, &bitrate, NULL), 0);
+    st_can_stream_set_bitrate(s, bitrate);
+    uint8_t out[100], in[100];
+    for (size_t i = 0; i < sizeof out; i++)
+        out[i] = (uint8_t)(i * 29 + 3);
+    for (int round = 0; round < 2; round++) {
+        st_vcan_stats a, b;
+        st_vcan_get_stats(bus, &a);
+        assert_int_equal(st_stream_write(s, out, sizeof out, 500, NULL), 100);
+        size_t got = 0;
+        while (got < sizeof in) {
+            int rc = st_stream_read_min(s, in + got, sizeof in - got, sizeof in - got, 1000, NULL);
+            assert_true(rc > 0);
+            got += (size_t)rc;
+        }
+        assert_memory_equal(in, out, sizeof out);
+        st_vcan_get_stats(bus, &b);
+        if (round == 1) /* the second round: the node is settled */
+            assert_true(b.sleeps - a.sleeps <= 6);
+    }
+    st_stream_close(s);
+    st_can_link_close(data);
+    st_can_link_close(admin);
+    st_vcan_detach(bus, st_can_stream_node_base(n));
+    st_can_stream_node_free(n);
+    ifc->ops->free(ifc);
+    st_vcan_bus_free(bus);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_id_conflicts),
         cmocka_unit_test(test_stream_round_trip),
         cmocka_unit_test(test_two_slots_concurrently),
+        cmocka_unit_test(test_read_min_batches_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

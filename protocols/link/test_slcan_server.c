@@ -57,7 +57,7 @@ static void el_close(st_can_link *l)
 {
 }
 
-static const st_can_link_ops el_ops = {el_send, el_recv, el_filter, el_close};
+static const st_can_link_ops el_ops = {el_send, el_recv, el_filter, el_close, NULL, NULL};
 
 typedef struct fixture {
     echo_link link;

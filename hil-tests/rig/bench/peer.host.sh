@@ -33,4 +33,19 @@ done
 echo "ratio = station flash + verify (report step times) / dfu-util download + upload"
 echo "(process times minus the fastest dfu-util -l: start-up and enumeration); medians of 3."
 echo "Targets: fresh <= 0.8, holds <= 0.2."
+# The floors on a fresh (erased) unit (STM32G431 datasheet profile: 22 ms per 2 KiB page
+# erase, 82 us per 64-bit word): dfu-util erases every page; the station's skip_identical
+# reads each page back and writes a blank one without an erase (only a page the image
+# covers in part is still erased).
+size=$(stat -c %s "$STATION_SOURCE_DIR/../shared/firmware/cartographer-v4/6.0.0/Katapult_plus_CartographerV4_6.0.0__USB_lite.bin")
+# shellcheck disable=SC2046 # two numbers
+set -- $(peer fresh)
+if [ $# = 2 ]; then
+  awk -v s="$size" -v d="$1" -v u="$2" 'BEGIN{
+    pages = int((s + 2047) / 2048); words = int((s + 7) / 8); part = (s % 2048) ? 1 : 0;
+    erase_all = pages * 22 + words * 0.082; station = part * 22 + words * 0.082;
+    printf "fresh floors: erase + program of every page %.1f ms (dfu-util: %.3f of its download +\n", erase_all, erase_all / (d + u);
+    printf "upload); program only, %d partial page erased, %.1f ms (the station on a blank unit)\n", part, station;
+    printf "= %.3f of dfu-util download + upload (%.1f ms).\n", station / (d + u), d + u}'
+fi
 exit $fail
