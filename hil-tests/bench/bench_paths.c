@@ -282,7 +282,9 @@ static void *bridge_down(void *arg)
     return NULL;
 }
 
-/* Bridge, station to bus: every frame from the socket goes on the bus. */
+/* Bridge, station to bus: every frame from the socket goes on the bus. Woken once, it takes
+ * every frame already queued (a command's frames come in one sendmmsg), so that it does not
+ * go back to sleep between them and have the station's send wake it again at each. */
 static void *bridge_up(void *arg)
 {
     unit *u = arg;
@@ -291,9 +293,9 @@ static void *bridge_up(void *arg)
         if (poll(&p, 1, 20) <= 0)
             continue;
         st_can_frame f;
-        if (read(u->sock[1], &f, sizeof f) != (ssize_t)sizeof f ||
-            st_can_send(u->mem, &f, 1000, NULL) < 0)
-            break;
+        while (recv(u->sock[1], &f, sizeof f, MSG_DONTWAIT) == (ssize_t)sizeof f)
+            if (st_can_send(u->mem, &f, 1000, NULL) < 0)
+                return NULL;
     }
     return NULL;
 }
