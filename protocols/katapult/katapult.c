@@ -25,10 +25,10 @@ struct st_katapult {
     size_t rx_len;
     uint8_t rx[2 * ST_KAT_FRAME_MAX];
     /* Per command (code & 7): how long its last two answers took, from the end of the
-     * write to the whole frame in (us; 0 = not seen yet). The shorter is the hint for the
-     * next one (st_stream_expect_at): a CAN stream then sleeps through the command's and
-     * the answer's frames and takes the answer at one wake-up, not at each frame. */
-    uint32_t took[8][2];
+     * write to the whole frame in, and the shortest ever (us; 0 = not seen yet). They make
+     * the hint for the next one (st_stream_expect_at): a CAN stream then sleeps through
+     * the command's and the answer's frames and takes the answer at one wake-up. */
+    uint32_t took[8][3];
     unsigned reads;               /* stream reads since the last command was written */
     size_t ans_len;               /* last accepted answer frame */
     uint8_t ans[ST_KAT_FRAME_MAX];
@@ -215,12 +215,18 @@ static enum attempt classify(st_katapult *k, uint8_t cmd, const uint32_t *addr)
     return other_cmd ? AT_WRONG_CMD : AT_OK;
 }
 
-/* When the answer to cmd, written at sent, may be expected: the shorter of its last two
- * answers' times (one slow answer, a page erase, does not move it), 0 while unknown. */
+/* When the answer to cmd may be expected, from the end of its write: the shorter of its
+ * last two answers' times (one slow answer, a page erase, does not move it), but never more
+ * than an eighth above the shortest ever: on a bus shared with other units an answer's time
+ * varies with their traffic, and a hint past its arrival would leave the bus idle. 0 while
+ * fewer than two were seen. */
 static uint32_t expect_for(const st_katapult *k, uint8_t cmd)
 {
     const uint32_t *t = k->took[cmd & 7];
-    return t[0] && t[1] ? (t[0] < t[1] ? t[0] : t[1]) : 0;
+    if (!t[0] || !t[1])
+        return 0;
+    uint32_t e = t[0] < t[1] ? t[0] : t[1], cap = t[2] + t[2] / 8u;
+    return e < cap ? e : cap;
 }
 
 /* Learn how long cmd's answer took. Taken whole at the hinted wake-up (one read), it was in
@@ -234,6 +240,8 @@ static void learn(st_katapult *k, uint8_t cmd, uint32_t expect, uint64_t sent)
         took = expect;
     t[0] = t[1];
     t[1] = took == 0 ? 1u : took > UINT32_MAX ? UINT32_MAX : (uint32_t)took;
+    if (!t[2] || t[1] < t[2])
+        t[2] = t[1];
 }
 
 /* Send one command and wait for its ACK, with up to `tries` attempts (reference §2.4).
