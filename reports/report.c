@@ -31,6 +31,7 @@ struct st_rnode {
     st_rtype type;
     bool plain;      /* scalar emitted as a plain scalar (numbers, trusted formats) */
     bool oom;        /* root only: an allocation failed while building */
+    bool inline_str; /* key and text live in the node's own allocation (the reader's) */
     char *key;       /* key in the parent map, NULL otherwise */
     char *text;      /* scalar text */
     st_rnode *parent;
@@ -80,6 +81,14 @@ static size_t utf8_len(const unsigned char *s)
     return 0;
 }
 
+static bool is_ascii(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return false;
+    return true;
+}
+
 /* Copy s as valid UTF-8 (bad bytes become '?'), at most ST_REPORT_STR_MAX bytes. */
 static char *clean_dup(const char *s)
 {
@@ -90,6 +99,12 @@ static char *clean_dup(const char *s)
     char *out = malloc(cap + 1);
     if (!out)
         return NULL;
+    /* Nearly every string is short ASCII, which is already clean: one copy (report
+     * summary reads every key and value of 100,000 files through here). */
+    if (in_len <= cap && is_ascii(s, in_len)) {
+        memcpy(out, s, in_len + 1);
+        return out;
+    }
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, o = 0;
     while (i < in_len) {
@@ -129,9 +144,39 @@ static void node_free(st_rnode *n)
         node_free(n->kids[i]);
     free(n->kids);
     free(n->index);
-    free(n->key);
-    free(n->text);
+    if (!n->inline_str) {
+        free(n->key);
+        free(n->text);
+    }
     free(n);
+}
+
+/* A node, its key (NULL for none) and its text (NULL for a container) in one allocation:
+ * the reader makes about 300 per report, and `report summary` reads 100,000 reports. Both
+ * strings must already be clean (ASCII is: clean_dup would copy it unchanged). */
+static st_rnode *node_new_inline(st_rtype type, const char *key, size_t klen, const char *text,
+                                 size_t tlen)
+{
+    size_t size = sizeof(st_rnode) + (key ? klen + 1 : 0) + (text ? tlen + 1 : 0);
+    st_rnode *n = malloc(size);
+    if (!n)
+        return NULL;
+    memset(n, 0, sizeof *n);
+    n->type = type;
+    n->inline_str = true;
+    char *p = (char *)(n + 1);
+    if (key) {
+        memcpy(p, key, klen);
+        p[klen] = '\0';
+        n->key = p;
+        p += klen + 1;
+    }
+    if (text) {
+        memcpy(p, text, tlen);
+        p[tlen] = '\0';
+        n->text = p;
+    }
+    return n;
 }
 
 static void mark_oom(st_rnode *n)
@@ -607,6 +652,11 @@ st_rnode *st_rfind(st_rnode *root, const char *path)
 {
     if (!root)
         return NULL;
+    /* A short ASCII path is its own cleaned form: no copy (the schema check and the
+     * summary look up every field of every report). */
+    size_t len = strnlen(path, ST_REPORT_STR_MAX);
+    if (len < ST_REPORT_STR_MAX && is_ascii(path, len))
+        return find_clean(root, path);
     char *p = clean_dup(path);
     if (!p)
         return NULL;
@@ -771,6 +821,11 @@ static bool is_float_text(const char *t)
 
 static st_rtype resolve_plain(const char *t)
 {
+    /* Most plain scalars are words (pass, enter-bootloader, libgpiod): one that starts with
+     * a letter no null, boolean or number starts with is a string. */
+    char c0 = t[0];
+    if (((c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z')) && !strchr("nNtTfF", c0))
+        return ST_RSTR;
     if (!*t || !strcmp(t, "~") || !strcmp(t, "null") || !strcmp(t, "Null") ||
         !strcmp(t, "NULL"))
         return ST_RNULL;
@@ -1055,20 +1110,42 @@ typedef struct pctx {
 } pctx;
 
 /* Convert y into a new node (*out); depth counts the containers above it. */
-static int convert(const pctx *c, const st_ynode *y, unsigned depth, st_rnode **out)
+/* A short ASCII string is already clean: its length, else (size_t)-1. */
+static size_t clean_len(const char *s)
+{
+    if (!s)
+        return (size_t)-1;
+    size_t l = strnlen(s, ST_REPORT_STR_MAX);
+    return l < ST_REPORT_STR_MAX && is_ascii(s, l) ? l : (size_t)-1;
+}
+
+/* The node for y, keyed key (a clean string, or NULL in a list). */
+static int convert(const pctx *c, const st_ynode *y, const char *key, unsigned depth,
+                   st_rnode **out)
 {
     *out = NULL;
+    size_t klen = key ? strlen(key) : 0;
     if (st_ynode_is_scalar(y)) {
-        char *text = clean_dup(st_ynode_text(y));
-        if (!text)
-            return perr(c->err, c->name, y, ST_ERR_NOMEM, "out of memory");
+        const char *raw = st_ynode_text(y);
         bool quoted = st_ynode_is_quoted(y);
-        st_rnode *v = node_new(quoted ? ST_RSTR : resolve_plain(text));
-        if (!v) {
-            free(text);
-            return perr(c->err, c->name, y, ST_ERR_NOMEM, "out of memory");
+        size_t tlen = clean_len(raw);
+        st_rnode *v;
+        if (tlen != (size_t)-1) {
+            v = node_new_inline(quoted ? ST_RSTR : resolve_plain(raw), key, klen, raw, tlen);
+        } else {
+            char *text = clean_dup(raw);
+            char *k = key ? strdup(key) : NULL;
+            v = text && (k || !key) ? node_new(quoted ? ST_RSTR : resolve_plain(text)) : NULL;
+            if (v) {
+                v->text = text;
+                v->key = k;
+            } else {
+                free(text);
+                free(k);
+            }
         }
-        v->text = text;
+        if (!v)
+            return perr(c->err, c->name, y, ST_ERR_NOMEM, "out of memory");
         v->plain = !quoted;
         *out = v;
         return 0;
@@ -1076,46 +1153,58 @@ static int convert(const pctx *c, const st_ynode *y, unsigned depth, st_rnode **
     bool is_map = st_ynode_is_map(y);
     if (depth >= ST_REPORT_DEPTH_MAX)
         return perr(c->err, c->name, y, ST_ERR_INVAL, "nested too deeply");
-    st_rnode *v = node_new(is_map ? ST_RMAP : ST_RSEQ);
+    st_rnode *v = node_new_inline(is_map ? ST_RMAP : ST_RSEQ, key, klen, NULL, 0);
     if (!v)
         return perr(c->err, c->name, y, ST_ERR_NOMEM, "out of memory");
     size_t n = is_map ? st_ymap_len(c->doc, y) : st_yseq_len(c->doc, y);
+    /* The list of kids at its final size at once. */
+    if (n && n < SIZE_MAX / sizeof(st_rnode *)) {
+        v->kids = malloc(n * sizeof *v->kids);
+        if (!v->kids) {
+            node_free(v);
+            return perr(c->err, c->name, y, ST_ERR_NOMEM, "out of memory");
+        }
+        v->cap = n;
+    }
     for (size_t i = 0; i < n; i++) {
         const st_ynode *item;
-        char *key = NULL;
+        char *kbuf = NULL;
+        const char *k = NULL;
         const st_ynode *at = y;
         if (is_map) {
-            const st_ynode *k = st_ymap_key_at(c->doc, y, i);
-            at = k;
+            const st_ynode *ky = st_ymap_key_at(c->doc, y, i);
+            at = ky;
             st_ymap_at(c->doc, y, i, &item);
-            if (!st_ynode_is_scalar(k)) {
+            if (!st_ynode_is_scalar(ky)) {
                 node_free(v);
-                return perr(c->err, c->name, k, ST_ERR_INVAL, "a key must be a plain string");
+                return perr(c->err, c->name, ky, ST_ERR_INVAL, "a key must be a plain string");
             }
-            key = clean_dup(st_ynode_text(k));
-            if (!key) {
-                node_free(v);
-                return perr(c->err, c->name, k, ST_ERR_NOMEM, "out of memory");
+            k = st_ynode_text(ky);
+            if (clean_len(k) == (size_t)-1) {
+                k = kbuf = clean_dup(k);
+                if (!kbuf) {
+                    node_free(v);
+                    return perr(c->err, c->name, ky, ST_ERR_NOMEM, "out of memory");
+                }
             }
-            if (map_index(v, key, strlen(key)) >= 0) {
+            if (map_index(v, k, strlen(k)) >= 0) {
                 char safe[96], msg[128];
-                st_text_printable(key, safe, sizeof(safe));
+                st_text_printable(k, safe, sizeof(safe));
                 snprintf(msg, sizeof(msg), "duplicate key '%s'", safe);
-                free(key);
+                free(kbuf);
                 node_free(v);
-                return perr(c->err, c->name, k, ST_ERR_INVAL, msg);
+                return perr(c->err, c->name, ky, ST_ERR_INVAL, msg);
             }
         } else {
             item = st_yseq_at(c->doc, y, i);
         }
         st_rnode *kid;
-        int rc = convert(c, item, depth + 1, &kid);
+        int rc = convert(c, item, k, depth + 1, &kid);
+        free(kbuf);
         if (rc) {
-            free(key);
             node_free(v);
             return rc;
         }
-        kid->key = key;
         if (node_append(v, kid) != 0) {
             node_free(kid);
             node_free(v);
@@ -1142,7 +1231,7 @@ int st_report_parse(const char *buf, size_t len, const char *name, st_rnode **ou
     if (!st_ynode_is_map(root))
         rc = perr(err, name, root, ST_ERR_INVAL, "the report must be a map");
     else
-        rc = convert(&c, root, 0, out);
+        rc = convert(&c, root, NULL, 0, out);
     st_ydoc_free(doc);
     return rc;
 }
