@@ -28,6 +28,7 @@
 #include "station/core/uuid.h"
 #include "reports/journal.h"
 #include "reports/report.h"
+#include "station/scanner.h"
 #include "station/screen.h"
 #include "station/shift.h"
 
@@ -49,7 +50,8 @@ typedef struct pslot {
     size_t idx;
     pthread_t thread;
     bool started;
-    int scan_fd;
+    int scan_fd;              /* scanner.fifo */
+    st_scanner *scanner;      /* scanner.evdev (grabbed) */
     char scanbuf[256];
     size_t scanlen;
     char pending[SCAN_MAX];   /* the newest scan not yet given to a unit */
@@ -216,6 +218,15 @@ static void signal_line(pslot *s, st_slot_line_role role, bool on)
 
 static int scanner_open(pslot *s, st_err *err)
 {
+    if (s->fs->scanner.evdev[0]) {
+        /* Grabbed for as long as the station runs: scans never reach the console. */
+        int rc = st_scanner_open(s->fs->scanner.evdev, NULL, &s->scanner, err);
+        if (rc)
+            return st_err_wrap(err, rc, "slot %d: scanner.evdev", s->fs->id);
+        ST_LOGI(&s->p->logger, "produce", "slot %d: scanner %s (%s), grabbed", s->fs->id,
+                st_scanner_path(s->scanner), st_scanner_name(s->scanner));
+        return 0;
+    }
     const char *path = s->fs->scanner.fifo;
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -237,6 +248,20 @@ static int scanner_open(pslot *s, st_err *err)
 /* Read whatever was scanned; the newest complete line becomes the pending barcode. */
 static void scanner_drain(pslot *s)
 {
+    if (s->scanner) {
+        /* Keys through the same path as the FIFO's lines: the newest scan is pending. */
+        char code[ST_KEYSCAN_MAX];
+        st_err e;
+        int rc;
+        while ((rc = st_scanner_read(s->scanner, code, sizeof code, &e)) == 1)
+            st_strlcpy(s->pending, code, sizeof s->pending);
+        if (rc < 0) {
+            ST_LOGW(&s->p->logger, "produce", "slot %d: scanner: %s", s->fs->id, e.msg);
+            st_scanner_close(s->scanner); /* unplugged: the slot waits for a scan no more */
+            s->scanner = NULL;
+        }
+        return;
+    }
     if (s->scan_fd < 0)
         return;
     for (;;) {
@@ -836,7 +861,7 @@ int st_produce(const st_produce_cfg *cfg)
         st_strlcpy(s->big, "WAIT", sizeof s->big);
         if (job->barcode[0] && !fs->scanner.present) {
             fprintf(cfg->errout, "station: slot %d: job %s wants a barcode (barcode: %s) but the "
-                                 "slot has no scanner (fixture %s: scanner.fifo)\n",
+                                 "slot has no scanner (fixture %s: scanner.fifo or scanner.evdev)\n",
                     fs->id, job->name, job->barcode, fx->path);
             status = ST_EXIT_USAGE;
             goto out;
@@ -1002,6 +1027,7 @@ out:
         }
         if (p->slots[i].scan_fd >= 0)
             close(p->slots[i].scan_fd);
+        st_scanner_close(p->slots[i].scanner);
     }
     free(p->slots);
     station_fleet_end(p->fleet); /* slots idle, station offline */

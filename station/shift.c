@@ -83,7 +83,7 @@ static void scan(op *o, unsigned unit)
     for (size_t k = 0; k < sh->n_exceptions; k++)
         if (sh->exceptions[k].unit == unit && sh->exceptions[k].has_barcode)
             fmt = sh->exceptions[k].barcode;
-    if (!fmt[0] || !o->fs->scanner.present)
+    if (!fmt[0] || !o->fs->scanner.fifo[0])
         return;
     /* The format was checked at load: one %u/%x conversion at most. */
 #pragma GCC diagnostic push
