@@ -84,6 +84,7 @@ struct produce {
     char stop_why[96];
     volatile sig_atomic_t abort_flag; /* the engine's cancel flag: set by the second signal */
     unsigned started_units, finished_slots;
+    bool shift_over;          /* the simulated operators are all done (shift_over) */
     unsigned total_pass, total_fail, total_incomplete, total_refused, total_error;
     uint64_t t0_us;
     bool has_re;
@@ -591,6 +592,17 @@ static void *slot_main(void *arg)
     return NULL;
 }
 
+/* The simulated shift is over: wake the main loop now (it stops the slots), not at its next
+ * look 50 ms later. */
+static void shift_over(void *arg)
+{
+    produce *p = arg;
+    pthread_mutex_lock(&p->lock);
+    p->shift_over = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* ---- signals ---------------------------------------------------------------------------- */
 
 typedef struct sigctx {
@@ -946,7 +958,7 @@ int st_produce(const st_produce_cfg *cfg)
         }
     }
     /* The virtual fixture's simulated operators start once the slots listen. */
-    if (st_shift_start(p->ctx, cfg->slots, cfg->nslots, &shift, &e) != 0) {
+    if (st_shift_start(p->ctx, cfg->slots, cfg->nslots, shift_over, p, &shift, &e) != 0) {
         pthread_mutex_lock(&p->lock);
         p->stopping = 1;
         say_locked(p, "station: %s", e.msg);
@@ -959,7 +971,7 @@ int st_produce(const st_produce_cfg *cfg)
         struct timespec ts = abs_in(p->screen ? 100 : 50);
         pthread_mutex_lock(&p->lock);
         bool all_done = p->finished_slots == p->n;
-        if (!all_done)
+        if (!all_done && !(p->shift_over && !p->stopping))
             pthread_cond_timedwait(&p->cond, &p->lock, &ts);
         all_done = p->finished_slots == p->n;
         pthread_mutex_unlock(&p->lock);
