@@ -266,9 +266,12 @@ static long map_index(const st_rnode *map, const char *key, size_t key_len)
         }
         return -1;
     }
+    /* Small maps: the first byte rules out nearly every other key without a strlen. */
     for (size_t i = 0; i < map->n; i++) {
         const char *k = map->kids[i]->key;
-        if (k && strlen(k) == key_len && memcmp(k, key, key_len) == 0)
+        if (k && key_len && k[0] == key[0] && strncmp(k, key, key_len) == 0 && k[key_len] == '\0')
+            return (long)i;
+        if (k && !key_len && !k[0])
             return (long)i;
     }
     return -1;
