@@ -90,14 +90,15 @@ int st_keyscan_feed(st_keyscan *k, unsigned type, unsigned code, int value, char
         return 0;
     }
     if (code == KEY_ENTER || code == KEY_KPENTER) {
-        bool ok = !k->spoiled && k->len > 0;
-        if (ok && out && cap) {
+        /* A buffer of one byte cannot hold a code: an empty "scan" would not be one. */
+        bool ok = !k->spoiled && k->len > 0 && out && cap > 1;
+        if (ok) {
             size_t n = k->len < cap - 1 ? k->len : cap - 1;
             memcpy(out, k->buf, n);
             out[n] = '\0';
         }
         scan_clear(k);
-        return ok && out && cap ? 1 : 0;
+        return ok ? 1 : 0;
     }
     const keych *kc = key_of(code);
     if (!kc)

@@ -28,8 +28,8 @@ typedef struct st_keyscan {
 void st_keyscan_reset(st_keyscan *k);
 
 /* Feed one input event (struct input_event's type, code, value). Returns 1 when it ended a
- * scan and out (cap bytes, at least 1) holds the code, NUL-terminated (cut to cap - 1);
- * 0 otherwise (also for an empty or dropped scan). Never fails. */
+ * scan and out (cap bytes) holds the code, NUL-terminated, cut to cap - 1 (never empty);
+ * 0 otherwise (also for an empty or dropped scan, and when cap < 2). Never fails. */
 int st_keyscan_feed(st_keyscan *k, unsigned type, unsigned code, int value, char *out,
                     size_t cap);
 
