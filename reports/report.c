@@ -1218,8 +1218,142 @@ static int convert(const pctx *c, const st_ynode *y, const char *key, unsigned d
     return 0;
 }
 
+/* The common case in one pass over libyaml's events, straight into nodes: one document
+ * whose root is a map, no alias, no duplicate key, short ASCII keys and values, shallow.
+ * Anything else (a syntax error included) returns 1 and st_report_parse takes the full
+ * path (yamldoc, then convert), which gives the same tree for what this accepts and the
+ * one wording of every error; fuzz_report holds the two to the same result. This halves
+ * the cost of reading a report (`report summary` reads 100,000): no libyaml document to
+ * build and free, no second walk for duplicate keys. 0 and *out, or 1. */
+static int parse_fast(const char *buf, size_t len, st_rnode **out)
+{
+    enum { DEPTH = 16 }; /* reports nest 4 deep; deeper ones take the full path */
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p))
+        return 1;
+    yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+    st_rnode *stack[DEPTH], *root = NULL;
+    yaml_event_t key[DEPTH]; /* a map's key event, kept until its value arrives */
+    bool has_key[DEPTH];
+    unsigned depth = 0, docs = 0;
+    bool ok = false, fail = false;
+    while (!fail && !ok) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev))
+            break;
+        bool keep = false;
+        switch (ev.type) {
+        case YAML_DOCUMENT_START_EVENT:
+            fail = docs++ > 0;
+            break;
+        case YAML_STREAM_END_EVENT:
+            ok = root && depth == 0;
+            fail = !ok;
+            break;
+        case YAML_ALIAS_EVENT:
+            fail = true;
+            break;
+        case YAML_SCALAR_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT: {
+            st_rnode *parent = depth ? stack[depth - 1] : NULL;
+            bool scalar = ev.type == YAML_SCALAR_EVENT;
+            if (!parent && (root || ev.type != YAML_MAPPING_START_EVENT)) {
+                fail = true; /* the root is not a map (or a second root) */
+                break;
+            }
+            if (parent && parent->type == ST_RMAP && !has_key[depth - 1]) {
+                const char *k = (const char *)ev.data.scalar.value;
+                if (!scalar || strlen(k) != ev.data.scalar.length ||
+                    clean_len(k) == (size_t)-1 || map_index(parent, k, strlen(k)) >= 0) {
+                    fail = true; /* not a plain short ASCII key, or a duplicate */
+                    break;
+                }
+                key[depth - 1] = ev;
+                has_key[depth - 1] = keep = true;
+                break;
+            }
+            const char *k = parent && parent->type == ST_RMAP
+                                ? (const char *)key[depth - 1].data.scalar.value
+                                : NULL;
+            size_t klen = k ? strlen(k) : 0;
+            st_rnode *n;
+            if (scalar) {
+                const char *t = (const char *)ev.data.scalar.value;
+                size_t tl = clean_len(t);
+                if (tl == (size_t)-1 || tl != ev.data.scalar.length) {
+                    fail = true;
+                    break;
+                }
+                bool quoted = ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE &&
+                              ev.data.scalar.style != YAML_ANY_SCALAR_STYLE;
+                n = node_new_inline(quoted ? ST_RSTR : resolve_plain(t), k, klen, t, tl);
+                if (n)
+                    n->plain = !quoted;
+            } else {
+                if (depth + 1 >= DEPTH) {
+                    fail = true;
+                    break;
+                }
+                n = node_new_inline(ev.type == YAML_MAPPING_START_EVENT ? ST_RMAP : ST_RSEQ, k,
+                                    klen, NULL, 0);
+            }
+            if (!n) {
+                fail = true;
+                break;
+            }
+            if (!parent) {
+                root = n;
+            } else if (node_append(parent, n) != 0) {
+                node_free(n);
+                fail = true;
+                break;
+            }
+            if (k) {
+                yaml_event_delete(&key[depth - 1]);
+                has_key[depth - 1] = false;
+            }
+            if (!scalar) {
+                stack[depth] = n;
+                has_key[depth] = false;
+                depth++;
+            }
+            break;
+        }
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            if (depth)
+                depth--;
+            break;
+        default:
+            break;
+        }
+        if (!keep)
+            yaml_event_delete(&ev);
+    }
+    for (unsigned i = 0; i < depth; i++)
+        if (has_key[i])
+            yaml_event_delete(&key[i]);
+    yaml_parser_delete(&p);
+    if (!ok) {
+        node_free(root);
+        return 1;
+    }
+    *out = root;
+    return 0;
+}
+
 int st_report_parse(const char *buf, size_t len, const char *name, st_rnode **out,
                     st_err *err)
+{
+    *out = NULL;
+    if (parse_fast(buf ? buf : "", len, out) == 0)
+        return 0;
+    return st_report_parse_full(buf, len, name, out, err);
+}
+
+int st_report_parse_full(const char *buf, size_t len, const char *name, st_rnode **out,
+                         st_err *err)
 {
     if (!name)
         name = "<report>";
