@@ -5,7 +5,8 @@
 # `scanner: { evdev: "Station Rig Scanner" }` (found by name) must grab it (a second grab
 # is refused with EBUSY, a plain reader that saw its keys before sees none now), read the
 # good barcode the keyboard types and run that unit (its report carries it), refuse the
-# bad one with the job's pattern in the message, and release the grab when it exits.
+# bad one with the job's pattern in the message, and release the grab when it exits. Then
+# the same by the event device's path: one scan, one unit run.
 set -u
 . "$RIG_DIR/guest-lib.sh"
 . "$STATION_SOURCE_DIR/hil-tests/rig/scenarios/lib.sh"
@@ -30,6 +31,36 @@ devices() {
     kbd "type XYZ-1" && kbd_wait '^typed XYZ-1 ([1-9][0-9]* key events seen by another reader)'
 }
 
+# write_line SCANNER UNITS: the one-slot line whose scanner is SCANNER (a name or a path).
+write_line() {
+  cat > "$W/fixture.yaml" <<EOT
+name: scanner-line
+gpio: { backend: virtual }
+timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }
+slots:
+  - id: 1
+    lines: { boot0: B1, reset: { name: R1, active_low: true }, button: BTN1, present: P1,
+             led_pass: LP1, led_fail: LF1, led_busy: LB1 }
+    usb_port: vusb-1
+    scanner: { evdev: "$1" }
+    unit:
+      serial: "0A1B2C3D4E01"
+      timing: none
+      operator: { units: $2, arrive_ms: 200, press_ms: 10, remove_ms: 10 }
+EOT
+}
+
+# wait_grab PID: until the station holds the scanner (a second grab is refused).
+wait_grab() {
+  t=0
+  until [ "$(grep '^grab:' "$RIG_OUT/keyboard.out" | tail -1)" = "grab: busy" ]; do
+    t=$((t + 1)); [ $t -le 100 ] || { echo "the station never grabbed the scanner"; kill "$1"; return 1; }
+    kill -0 "$1" 2>/dev/null || { echo "station produce ended before grabbing"; return 1; }
+    kbd "grab?"; sleep 0.2
+  done
+  echo "grabbed by the station"
+}
+
 produce() {
   station image generate "$W/img.bin" > "$W/gen.out" || return 1
   sha=$(sed -n 's/.*sha256 \([0-9a-f]\{64\}\).*/\1/p' "$W/gen.out")
@@ -45,32 +76,12 @@ steps:
   - verify: { image: combined }
   - start: { image: combined }
 EOT
-  cat > "$W/fixture.yaml" <<EOT
-name: scanner-line
-gpio: { backend: virtual }
-timing: { reset_pulse_ms: 1, boot_settle_ms: 1 }
-slots:
-  - id: 1
-    lines: { boot0: B1, reset: { name: R1, active_low: true }, button: BTN1, present: P1,
-             led_pass: LP1, led_fail: LF1, led_busy: LB1 }
-    usb_port: vusb-1
-    scanner: { evdev: "Station Rig Scanner" }
-    unit:
-      serial: "0A1B2C3D4E01"
-      timing: none
-      operator: { units: 2, arrive_ms: 200, press_ms: 10, remove_ms: 10 }
-EOT
+  write_line "Station Rig Scanner" 2
   station produce "$W/job.yaml" -f "$W/fixture.yaml" --reports "$RIG_OUT/reports" \
     > "$RIG_OUT/produce.out" 2>&1 &
   P=$!
   # Grabbed: a second grab is refused.
-  t=0
-  until grep -q '^grab: busy' "$RIG_OUT/keyboard.out"; do
-    t=$((t + 1)); [ $t -le 100 ] || { echo "the station never grabbed the scanner"; cat "$RIG_OUT/produce.out"; kill $P; return 1; }
-    kill -0 $P 2>/dev/null || { echo "station produce ended:"; cat "$RIG_OUT/produce.out"; return 1; }
-    kbd "grab?"; sleep 0.2
-  done
-  echo "grabbed by the station"
+  wait_grab $P || { cat "$RIG_OUT/produce.out"; return 1; }
   kbd "type CV4-000001"
   kbd_wait '^typed CV4-000001 (0 key events seen by another reader)' || { cat "$RIG_OUT/keyboard.out"; kill $P; return 1; }
   rig_wait_for 60 grep -q 'barcode CV4-000001' "$RIG_OUT/produce.out" || { cat "$RIG_OUT/produce.out"; kill $P; return 1; }
@@ -92,8 +103,24 @@ EOT
   kbd "grab?" && rig_wait_for 20 sh -c "grep '^grab:' '$RIG_OUT/keyboard.out' | tail -1 | grep -q free"
 }
 
+# The same scanner named by its event device's path: one good scan, one unit run.
+by_path() {
+  write_line "$(cat "$W/kbd.ready")" 1
+  station produce "$W/job.yaml" -f "$W/fixture.yaml" --reports "$RIG_OUT/reports-path" \
+    > "$RIG_OUT/produce-path.out" 2>&1 &
+  P=$!
+  wait_grab $P || { cat "$RIG_OUT/produce-path.out"; return 1; }
+  kbd "type CV4-000002"
+  rig_wait_for 90 sh -c "! kill -0 $P" || { echo "station produce did not end"; cat "$RIG_OUT/produce-path.out"; kill $P; return 1; }
+  wait $P; rc=$?
+  cat "$RIG_OUT/produce-path.out"
+  [ $rc = 0 ] || { echo "station produce exited $rc"; return 1; }
+  grep -q "barcode: CV4-000002" "$RIG_OUT"/reports-path/*.yaml || { echo "no barcode in the report"; return 1; }
+}
+
 part devices devices
 part produce produce
+part by-path by_path
 exec 3>&-
 [ -n "${KBD:-}" ] && wait "$KBD"
 rm -rf "$W"
