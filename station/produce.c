@@ -51,7 +51,8 @@ typedef struct pslot {
     pthread_t thread;
     bool started;
     int scan_fd;              /* scanner.fifo */
-    st_scanner *scanner;      /* scanner.evdev (grabbed) */
+    st_scanner *scanner;      /* scanner.evdev (grabbed); NULL while it is unplugged */
+    uint64_t scanner_retry_us;/* when to look for an unplugged scanner again */
     char scanbuf[256];
     size_t scanlen;
     char pending[SCAN_MAX];   /* the newest scan not yet given to a unit */
@@ -249,17 +250,36 @@ static int scanner_open(pslot *s, st_err *err)
 /* Read whatever was scanned; the newest complete line becomes the pending barcode. */
 static void scanner_drain(pslot *s)
 {
-    if (s->scanner) {
+    if (s->fs->scanner.evdev[0]) {
+        produce *p = s->p;
+        st_err e;
+        if (!s->scanner) {
+            /* Unplugged: look for it again once a second (a scanner plugged back in, or
+             * another of the same name, is taken and grabbed). */
+            uint64_t now = st_now_us();
+            if (now < s->scanner_retry_us)
+                return;
+            s->scanner_retry_us = now + 1000000u;
+            if (st_scanner_open(s->fs->scanner.evdev, NULL, &s->scanner, &e) != 0)
+                return;
+            pthread_mutex_lock(&p->lock);
+            say_locked(p, "slot %d: scanner back: %s (%s), grabbed", s->fs->id,
+                       st_scanner_path(s->scanner), st_scanner_name(s->scanner));
+            pthread_mutex_unlock(&p->lock);
+        }
         /* Keys through the same path as the FIFO's lines: the newest scan is pending. */
         char code[ST_KEYSCAN_MAX];
-        st_err e;
         int rc;
         while ((rc = st_scanner_read(s->scanner, code, sizeof code, &e)) == 1)
             st_strlcpy(s->pending, code, sizeof s->pending);
         if (rc < 0) {
-            ST_LOGW(&s->p->logger, "produce", "slot %d: scanner: %s", s->fs->id, e.msg);
-            st_scanner_close(s->scanner); /* unplugged: the slot waits for a scan no more */
+            st_scanner_close(s->scanner);
             s->scanner = NULL;
+            s->scanner_retry_us = st_now_us() + 1000000u;
+            pthread_mutex_lock(&p->lock);
+            say_locked(p, "slot %d: scanner lost: %s; looking for it again every second",
+                       s->fs->id, e.msg);
+            pthread_mutex_unlock(&p->lock);
         }
         return;
     }
@@ -434,7 +454,9 @@ static int take_barcode(pslot *s, char *code, size_t cap)
         return 1;
     scanner_drain(s);
     while (!s->pending[0]) {
-        set_state(s, "SCAN", "scan the unit's barcode");
+        set_state(s, "SCAN", s->fs->scanner.evdev[0] && !s->scanner
+                                 ? "plug the barcode scanner back in"
+                                 : "scan the unit's barcode");
         if (tick(p, TICK_MS * 4))
             return -1;
         scanner_drain(s);

@@ -7,7 +7,8 @@
  *                device before typing, which sees nothing while the station holds a grab;
  *   grab?        prints "grab: busy" when another reader holds the device grabbed
  *                (EVIOCGRAB answers EBUSY), else "grab: free";
- * and exits 0 at end of input (the device goes away).
+ *   quit         destroys the device (the scanner is unplugged) and exits 0,
+ * as it does at end of input.
  *   rig-keyboard NAME READY_FILE */
 #include <errno.h>
 #include <fcntl.h>
@@ -124,6 +125,8 @@ int main(int argc, char **argv)
             if (wfd >= 0)
                 close(wfd);
             printf("typed %s (%ld key events seen by another reader)\n", line + 5, seen);
+        } else if (strcmp(line, "quit") == 0) {
+            break;
         } else if (strcmp(line, "grab?") == 0) {
             int fd = open(node, O_RDONLY | O_NONBLOCK);
             struct libevdev *probe = NULL;

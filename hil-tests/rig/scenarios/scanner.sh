@@ -6,7 +6,8 @@
 # is refused with EBUSY, a plain reader that saw its keys before sees none now), read the
 # good barcode the keyboard types and run that unit (its report carries it), refuse the
 # bad one with the job's pattern in the message, and release the grab when it exits. Then
-# the same by the event device's path: one scan, one unit run.
+# the same by the event device's path: one scan, one unit run; and unplugged while the slot
+# waits for a scan, then plugged back in: found again, grabbed, its scan taken.
 set -u
 . "$RIG_DIR/guest-lib.sh"
 . "$STATION_SOURCE_DIR/hil-tests/rig/scenarios/lib.sh"
@@ -50,10 +51,12 @@ slots:
 EOT
 }
 
-# wait_grab PID: until the station holds the scanner (a second grab is refused).
+# wait_grab PID: until the station holds the scanner (a second grab is refused), by the
+# answers to questions asked from now on (not an earlier run's).
 wait_grab() {
-  t=0
-  until [ "$(grep '^grab:' "$RIG_OUT/keyboard.out" | tail -1)" = "grab: busy" ]; do
+  t=0 n0=$(grep -c '^grab:' "$RIG_OUT/keyboard.out")
+  until [ "$(grep -c '^grab:' "$RIG_OUT/keyboard.out")" -gt "$n0" ] &&
+        [ "$(grep '^grab:' "$RIG_OUT/keyboard.out" | tail -1)" = "grab: busy" ]; do
     t=$((t + 1)); [ $t -le 100 ] || { echo "the station never grabbed the scanner"; kill "$1"; return 1; }
     kill -0 "$1" 2>/dev/null || { echo "station produce ended before grabbing"; return 1; }
     kbd "grab?"; sleep 0.2
@@ -118,10 +121,40 @@ by_path() {
   grep -q "barcode: CV4-000002" "$RIG_OUT"/reports-path/*.yaml || { echo "no barcode in the report"; return 1; }
 }
 
+# Unplugged while the slot waits for a scan: the station says so, finds the scanner again
+# when it comes back (a new device of the same name), grabs it and takes its scan.
+replug() {
+  write_line "Station Rig Scanner" 1
+  station produce "$W/job.yaml" -f "$W/fixture.yaml" --reports "$RIG_OUT/reports-replug" \
+    > "$RIG_OUT/produce-replug.out" 2>&1 &
+  P=$!
+  wait_grab $P || { cat "$RIG_OUT/produce-replug.out"; return 1; }
+  # Unplugged: the keyboard destroys its device and exits.
+  kbd quit
+  rig_wait_for 20 sh -c "! kill -0 $KBD" || { echo "the keyboard did not go away"; kill $P; return 1; }
+  wait "$KBD"; KBD=
+  rig_wait_for 30 grep -q 'slot 1: scanner lost: .*went away' "$RIG_OUT/produce-replug.out" ||
+    { cat "$RIG_OUT/produce-replug.out"; kill $P; return 1; }
+  mkfifo "$W/kbd2"
+  "$RIG_KEYBOARD" "Station Rig Scanner" "$W/kbd2.ready" < "$W/kbd2" >> "$RIG_OUT/keyboard.out" 2>&1 &
+  KBD=$!
+  exec 3> "$W/kbd2"
+  rig_wait_for 20 test -s "$W/kbd2.ready" || { kill $P; return 1; }
+  rig_wait_for 30 grep -q 'slot 1: scanner back: .*(Station Rig Scanner), grabbed' "$RIG_OUT/produce-replug.out" ||
+    { cat "$RIG_OUT/produce-replug.out"; kill $P; return 1; }
+  kbd "type CV4-000003"
+  rig_wait_for 90 sh -c "! kill -0 $P" || { echo "station produce did not end"; cat "$RIG_OUT/produce-replug.out"; kill $P; return 1; }
+  wait $P; rc=$?
+  cat "$RIG_OUT/produce-replug.out"
+  [ $rc = 0 ] || { echo "station produce exited $rc"; return 1; }
+  grep -q "barcode: CV4-000003" "$RIG_OUT"/reports-replug/*.yaml || { echo "no barcode in the report"; return 1; }
+}
+
 part devices devices
 part produce produce
 part by-path by_path
+part replug replug
+[ -n "${KBD:-}" ] && kbd quit && wait "$KBD"
 exec 3>&-
-[ -n "${KBD:-}" ] && wait "$KBD"
 rm -rf "$W"
 exit $fail
