@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "station/core/testutil.h"
 #include "station/scanner.h"
 
 /* The key that types c on a US keyboard, and whether it needs Shift. */
@@ -155,8 +156,8 @@ static void test_open_errors(void **state)
     assert_true(rc < 0);
     assert_non_null(strstr(e.msg, "/dev/null: not an input event device"));
     /* By name, in a directory without such a device. */
-    char dir[] = "/tmp/test-scanner-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[256];
+    assert_non_null(mkdtemp(st_test_tmpl(dir, sizeof dir, "test-scanner")));
     assert_int_equal(st_scanner_open("Barcode Scanner 9000", dir, &s, &e), ST_ERR_NOTFOUND);
     assert_non_null(strstr(e.msg, "no input device named \"Barcode Scanner 9000\""));
     rmdir(dir);
