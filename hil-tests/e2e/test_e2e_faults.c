@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "fixtures/slot.h"
+#include "hil-tests/e2e/e2e.h"
 #include "jobs/engine.h"
 #include "jobs/job.h"
 #include "reports/report.h"
@@ -55,18 +56,6 @@ static void write_text(const char *path, const char *text)
     fclose(f);
 }
 
-static void sha_of_file(const char *path, char hex[65])
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    static uint8_t buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    uint8_t md[32];
-    st_sha256(buf, n, md);
-    st_hex(md, 32, false, hex);
-}
-
 static bool have_real_firmware(void)
 {
     return access(REAL_USB_COMBINED, R_OK) == 0;
@@ -82,11 +71,11 @@ static void write_jobs(void)
              " ble image %s/bgm.gbl --stack 5.0.1 >/dev/null", base, base, base);
     assert_int_equal(system(cmd), 0);
     snprintf(p, sizeof p, "%s/app.bin", base);
-    sha_of_file(p, app_sha);
+    e2e_sha256_file(p, app_sha, NULL);
     snprintf(p, sizeof p, "%s/combined.bin", base);
-    sha_of_file(p, comb_sha);
+    e2e_sha256_file(p, comb_sha, NULL);
     snprintf(p, sizeof p, "%s/bgm.gbl", base);
-    sha_of_file(p, gbl_sha);
+    e2e_sha256_file(p, gbl_sha, NULL);
 
     snprintf(job, sizeof job,
              "name: matrix-rom-dfu\ntarget: stm32g431xx\n"
