@@ -110,7 +110,7 @@ set(CPACK_DEBIAN_PACKAGE_SECTION electronics)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE ${STATION_DEB_ARCH})
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-  "libc6 (>= 2.34), ${gpiod_dep}, libusb-1.0-0 (>= 2:1.0.22), libsocketcan2 (>= 0.0.11), libyaml-0-2, libssl3 (>= 3.0.0), zlib1g (>= 1:1.2.0), libjson-c5 (>= 0.15), libuuid1 (>= 2.16), libpq5, libmosquitto1 (>= 1.6), libncurses6 (>= 6), libtinfo6 (>= 6)")
+  "libc6 (>= 2.34), ${gpiod_dep}, libusb-1.0-0 (>= 2:1.0.22), libsocketcan2 (>= 0.0.11), libyaml-0-2, libssl3 (>= 3.0.0), zlib1g (>= 1:1.2.0), libjson-c5 (>= 0.15), libuuid1 (>= 2.16), libpq5, libmosquitto1 (>= 1.6), libncurses6 (>= 6), libtinfo6 (>= 6), libevdev2 (>= 1.9)")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
   ${CMAKE_SOURCE_DIR}/packaging/postinst ${CMAKE_SOURCE_DIR}/packaging/postrm)

@@ -380,8 +380,11 @@ void st_journal_apply(st_rnode *doc, const char *buf, size_t n, st_journal_repla
                 p = st_rget_str(rec, "p");
                 v = st_rget(rec, "v");
             }
-            /* A record that passed its CRC but cannot be applied is damage too: stop. */
-            bool ok = p && v && st_rput_copy(doc, p, v);
+            /* A record that passed its CRC but cannot be applied is damage too: stop. So is
+             * a cause or a verdict that is not text (the report would not validate). */
+            bool scalar_key = p && (strcmp(p, "cause") == 0 || strcmp(p, "verdict") == 0);
+            bool ok = p && v && (!scalar_key || st_rget_str(rec, "v")) &&
+                      st_rput_copy(doc, p, v);
             if (ok && strcmp(p, "cause") == 0)
                 cause_set = true;
             if (ok && strcmp(p, "verdict") == 0)

@@ -77,28 +77,36 @@ static const char *enum_list(const char *const *e, char *buf, size_t cap)
     return buf;
 }
 
+/* "<prefix>.<key>", or "<key>" at the top. */
+static const char *field_name(char *buf, size_t cap, const char *prefix, const char *key)
+{
+    if (prefix && *prefix)
+        snprintf(buf, cap, "%s.%s", prefix, key);
+    else
+        snprintf(buf, cap, "%s", key);
+    return buf;
+}
+
 /* Check map[key] (field name "<prefix>.<key>" or "<key>"); absent is an error only when
  * required. *found (optional) receives the node. */
 static int chk(const st_rnode *map, const char *prefix, const char *key, enum want w,
                bool required, const char *const *allowed, const st_rnode **found, st_err *err)
 {
+    /* The field's name and the value as shown are only made for an error: this runs for
+     * every field of every report `report summary` reads. */
     char field[160];
-    if (prefix && *prefix)
-        snprintf(field, sizeof(field), "%s.%s", prefix, key);
-    else
-        snprintf(field, sizeof(field), "%s", key);
     const st_rnode *n = st_rget(map, key);
     if (found)
         *found = n;
     if (!n) {
         if (required)
-            return st_err_set(err, ST_ERR_INVAL, "%s: missing", field);
+            return st_err_set(err, ST_ERR_INVAL, "%s: missing",
+                              field_name(field, sizeof field, prefix, key));
         return 0;
     }
     st_rtype t = st_rnode_type(n);
     const char *text = st_rnode_text(n);
     char shown[72];
-    st_text_printable(text ? text : "", shown, sizeof(shown));
     const char *expect = NULL;
     switch (w) {
     case W_MAP:
@@ -151,8 +159,10 @@ static int chk(const st_rnode *map, const char *prefix, const char *key, enum wa
             ok = ok || !strcmp(text, allowed[i]);
         if (!ok) {
             char list[96];
-            return st_err_set(err, ST_ERR_INVAL, "%s: expected %s, got '%s'", field,
-                              enum_list(allowed, list, sizeof(list)), shown);
+            return st_err_set(err, ST_ERR_INVAL, "%s: expected %s, got '%s'",
+                              field_name(field, sizeof field, prefix, key),
+                              enum_list(allowed, list, sizeof(list)),
+                              st_text_printable(text ? text : "", shown, sizeof(shown)));
         }
         break;
     }
@@ -166,9 +176,10 @@ static int chk(const st_rnode *map, const char *prefix, const char *key, enum wa
         break;
     }
     if (expect) {
+        field_name(field, sizeof field, prefix, key);
         if (text)
             return st_err_set(err, ST_ERR_INVAL, "%s: expected %s, got %s '%s'", field, expect,
-                              type_name(t), shown);
+                              type_name(t), st_text_printable(text, shown, sizeof(shown)));
         return st_err_set(err, ST_ERR_INVAL, "%s: expected %s, got %s", field, expect,
                           type_name(t));
     }

@@ -1078,6 +1078,61 @@ static void test_many_keys(void **state)
                   t_emit / 1000.0);
 }
 
+/* st_report_parse reads the common report in one pass and leaves the rest to the general
+ * path (st_report_parse_full): on every input both must accept or refuse it together and
+ * read the same document (fuzz_report checks the same on random inputs). */
+static void expect_same_reading(const char *yaml, size_t len)
+{
+    st_rnode *a = NULL, *b = NULL;
+    st_err ea, eb;
+    int ra = st_report_parse(yaml, len, "x.yaml", &a, &ea);
+    int rb = st_report_parse_full(yaml, len, "x.yaml", &b, &eb);
+    if ((ra == 0) != (rb == 0))
+        fail_msg("one-pass %d, general %d on:\n%.*s", ra, rb, (int)len, yaml);
+    if (ra != 0) {
+        assert_string_equal(ea.msg, eb.msg); /* errors always come from the general path */
+        return;
+    }
+    char *x = NULL, *y = NULL;
+    size_t xl = 0, yl = 0;
+    assert_int_equal(st_report_emit(a, &x, &xl, &ea), 0);
+    assert_int_equal(st_report_emit(b, &y, &yl, &eb), 0);
+    if (xl != yl || memcmp(x, y, xl) != 0)
+        fail_msg("one-pass read:\n%.*s\ngeneral read:\n%.*s", (int)xl, x, (int)yl, y);
+    free(x);
+    free(y);
+    st_report_free(a);
+    st_report_free(b);
+}
+
+static void test_one_pass_reader(void **state)
+{
+    (void)state;
+    FILE *f = fopen(EXAMPLE, "r");
+    assert_non_null(f);
+    static char ex[1 << 16];
+    size_t n = fread(ex, 1, sizeof ex - 1, f);
+    fclose(f);
+    expect_same_reading(ex, n);
+    static const char *const cases[] = {
+        "a: 1\nb: '2'\nc: \"3\"\nd: [x, 0x1F, 1.5, .nan, true, ~, '']\ne: {f: g}\n",
+        "---\na: !!str 12\nb: &x 1\n...\n",            /* tags and anchors: both ignore them */
+        "'q': 1\n\"r\": [ {s: t}, [u] ]\n'': empty key\n",
+        "a: \"caf\\xE9 \\u00e9\"\nb: \"\\x01\\n: y\"\n", /* not ASCII: the general path */
+        "a: |\n  two\n  lines\nb: >\n  folded\n",
+        "a: \"nul\\0inside\"\n",                       /* a NUL inside: the general path */
+        "a: 1\nb: 2\na: 3\n",                            /* errors: the general path's words */
+        "a: &x 1\nb: *x\n",
+        "- 1\n",
+        "a: 1\n---\nb: 2\n",
+        "a: [1, 2\n",
+        "",
+        "a: [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]\n", /* deeper than the one pass takes */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_same_reading(cases[i], strlen(cases[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1090,6 +1145,7 @@ int main(void)
         cmocka_unit_test(test_example_validates),
         cmocka_unit_test(test_validate_catches),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_one_pass_reader),
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_incremental_run),
         cmocka_unit_test(test_parse_mutations),

@@ -12,15 +12,18 @@
 # one and N units on one bus), bench_an3155 (USART ROM bootloader vs stm32flash on the same
 # model), bench_klipper_can (the Klipper host engine over CAN: identify and a sensor run),
 # bench_station (the station binary end to end, CPU and memory per unit), bench_bgapi
-# (BGAPI UART DFU engine vs the Bluetooth module model at 115200 baud) and bench_journal
+# (BGAPI UART DFU engine vs the Bluetooth module model at 115200 baud), bench_journal
 # (report upkeep per unit: full rewrites vs the journal; BENCH_JOURNAL_DIR picks the file
-# system, default /tmp). What each number means: hil-tests/bench/README.md.
+# system, default /tmp), bench_produce (station produce on 4 and 8 slots against the device
+# limit) and bench_summary (`station report summary` over 100,000 varied reports written
+# under $TMPDIR: seconds, reports/s, CPU, peak RSS). What each number means:
+# hil-tests/bench/README.md.
 #
 #   scripts/bench.sh [--check] [--build-dir DIR] [--only NAME] [--rig]
 #     --check          run each benchmark's cheap --check mode instead (results, not timing)
 #     --build-dir DIR  build directory (default build-bench-release)
 #     --only NAME      run one benchmark: paths, dfuse, katapult_can, an3155, klipper_can,
-#                      station, bgapi, journal, produce or rig
+#                      station, bgapi, journal, produce, summary or rig
 #     --rig            also the kernel-driver rig benchmarks (root, two VM boots, about two
 #                      minutes): dfu-util download + upload vs station flash + verify, and the
 #                      station's CPU per unit on SocketCAN (slcan and vcan)
@@ -42,7 +45,7 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift ;;
     --rig) rig=1 ;;
     --rt) rt="chrt -f 5" ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -53,7 +56,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DSTATION_WERROR=ON -DSTATION_SANITIZE=OFF >/dev/null
 cmake --build "$dir" -j"$jobs" --target bench_paths bench_dfuse bench_katapult_can bench_an3155 \
-  bench_klipper_can bench_station bench_bgapi bench_journal bench_produce station \
+  bench_klipper_can bench_station bench_bgapi bench_journal bench_produce bench_summary station \
   station-sim rig-usb-probe rig-check-report rig-candump-check >/dev/null
 
 results="$dir/bench-results.txt"
@@ -88,6 +91,7 @@ if [ -n "$check" ]; then
   run bgapi protocols/bgapi/bench_bgapi --check
   run journal hil-tests/bench/bench_journal --check
   run produce hil-tests/bench/bench_produce --check
+  run summary hil-tests/bench/bench_summary --check
 else
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (ratios are host time against modelled" \
        "time: a busy host makes them worse)${rt:+; run at real-time priority ($rt)}" |
@@ -101,6 +105,7 @@ else
   run bgapi protocols/bgapi/bench_bgapi
   run journal hil-tests/bench/bench_journal --units 50 ${BENCH_JOURNAL_DIR:+--dir "$BENCH_JOURNAL_DIR"}
   run produce hil-tests/bench/bench_produce
+  run summary hil-tests/bench/bench_summary
 fi
 # The rig benchmarks: the same binaries, unchanged, in a QEMU VM (one boot each): the peer
 # (dfu-util) and the station's CPU on the real SocketCAN backend (slcan and vcan).

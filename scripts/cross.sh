@@ -33,14 +33,14 @@ case $suite in
     pkgs=(libc6 libgpiod-dev libgpiod2 libusb-1.0-0-dev libusb-1.0-0 libudev1 libsocketcan-dev
           libsocketcan2 libyaml-dev libyaml-0-2 libssl-dev libssl3 zlib1g-dev zlib1g libjson-c-dev
           libjson-c5 uuid-dev libuuid1 libpq-dev libpq5 libmosquitto-dev libmosquitto1
-          libncurses-dev libncurses6 libtinfo6 libcmocka-dev libcmocka0)
+          libncurses-dev libncurses6 libtinfo6 libevdev-dev libevdev2 libcmocka-dev libcmocka0)
     build=build-$arch ;;
   trixie)
     pkgs=(libc6 libc6-dev libgcc-s1 libgpiod-dev libgpiod3 libusb-1.0-0-dev libusb-1.0-0 libudev1
           libcap2 libsocketcan-dev libsocketcan2 libyaml-dev libyaml-0-2 libssl-dev libssl3t64
           zlib1g-dev zlib1g libzstd1 libjson-c-dev libjson-c5 uuid-dev libuuid1 libpq-dev libpq5
-          libmosquitto-dev libmosquitto1 libncurses-dev libncurses6 libtinfo6 libcmocka-dev
-          libcmocka0)
+          libmosquitto-dev libmosquitto1 libncurses-dev libncurses6 libtinfo6 libevdev-dev
+          libevdev2 libcmocka-dev libcmocka0)
     build=build-trixie-$arch ;;
   *) echo "cross: unknown suite $suite" >&2; exit 2 ;;
 esac

@@ -15,6 +15,7 @@ pkgs=(
   libjson-c-dev         # Klipper data dictionaries (JSON from a unit or an image)
   libcmocka-dev         # unit tests
   libncurses-dev        # station produce: the operator screen (slot panels, block letters)
+  libevdev-dev          # station produce: barcode scanners that are keyboards (grabbed input devices)
   clang                 # second compiler: scripts/test.sh builds the tree with it (-Werror)
   libclang-rt-14-dev    # libFuzzer for clang's -DSTATION_FUZZ=ON targets (only recommended by clang)
   libpq-dev             # station ship / history: the fleet's PostgreSQL database

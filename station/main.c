@@ -850,7 +850,8 @@ static const builtin builtins[] = {
       "production mode: every slot runs the job on unit after unit until stopped",
       "Per slot: wait for a unit (start button, unit-present line, its USB device or CAN node "
       "appearing, as the fixture's slot start: says), read its barcode when the slot has a "
-      "scanner (a barcode that does not match the job's barcode: pattern is refused: the unit "
+      "scanner (scanner.evdev: a keyboard-like input device, grabbed; scanner.fifo: one line "
+      "per scan; a barcode that does not match the job's barcode: pattern is refused: the unit "
       "is not run), run the job, show the verdict on the LEDs and the operator screen, wait for "
       "the unit to leave, and again. Slots are independent. Ctrl-C or SIGTERM finishes the "
       "units in flight and stops; a second one stops them at their next step (their reports "

@@ -28,6 +28,7 @@
 #include "station/core/uuid.h"
 #include "reports/journal.h"
 #include "reports/report.h"
+#include "station/scanner.h"
 #include "station/screen.h"
 #include "station/shift.h"
 
@@ -49,7 +50,9 @@ typedef struct pslot {
     size_t idx;
     pthread_t thread;
     bool started;
-    int scan_fd;
+    int scan_fd;              /* scanner.fifo */
+    st_scanner *scanner;      /* scanner.evdev (grabbed); NULL while it is unplugged */
+    uint64_t scanner_retry_us;/* when to look for an unplugged scanner again */
     char scanbuf[256];
     size_t scanlen;
     char pending[SCAN_MAX];   /* the newest scan not yet given to a unit */
@@ -82,6 +85,7 @@ struct produce {
     char stop_why[96];
     volatile sig_atomic_t abort_flag; /* the engine's cancel flag: set by the second signal */
     unsigned started_units, finished_slots;
+    bool shift_over;          /* the simulated operators are all done (shift_over) */
     unsigned total_pass, total_fail, total_incomplete, total_refused, total_error;
     uint64_t t0_us;
     bool has_re;
@@ -216,6 +220,15 @@ static void signal_line(pslot *s, st_slot_line_role role, bool on)
 
 static int scanner_open(pslot *s, st_err *err)
 {
+    if (s->fs->scanner.evdev[0]) {
+        /* Grabbed for as long as the station runs: scans never reach the console. */
+        int rc = st_scanner_open(s->fs->scanner.evdev, NULL, &s->scanner, err);
+        if (rc)
+            return st_err_wrap(err, rc, "slot %d: scanner.evdev", s->fs->id);
+        ST_LOGI(&s->p->logger, "produce", "slot %d: scanner %s (%s), grabbed", s->fs->id,
+                st_scanner_path(s->scanner), st_scanner_name(s->scanner));
+        return 0;
+    }
     const char *path = s->fs->scanner.fifo;
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -237,6 +250,39 @@ static int scanner_open(pslot *s, st_err *err)
 /* Read whatever was scanned; the newest complete line becomes the pending barcode. */
 static void scanner_drain(pslot *s)
 {
+    if (s->fs->scanner.evdev[0]) {
+        produce *p = s->p;
+        st_err e;
+        if (!s->scanner) {
+            /* Unplugged: look for it again once a second (a scanner plugged back in, or
+             * another of the same name, is taken and grabbed). */
+            uint64_t now = st_now_us();
+            if (now < s->scanner_retry_us)
+                return;
+            s->scanner_retry_us = now + 1000000u;
+            if (st_scanner_open(s->fs->scanner.evdev, NULL, &s->scanner, &e) != 0)
+                return;
+            pthread_mutex_lock(&p->lock);
+            say_locked(p, "slot %d: scanner back: %s (%s), grabbed", s->fs->id,
+                       st_scanner_path(s->scanner), st_scanner_name(s->scanner));
+            pthread_mutex_unlock(&p->lock);
+        }
+        /* Keys through the same path as the FIFO's lines: the newest scan is pending. */
+        char code[ST_KEYSCAN_MAX];
+        int rc;
+        while ((rc = st_scanner_read(s->scanner, code, sizeof code, &e)) == 1)
+            st_strlcpy(s->pending, code, sizeof s->pending);
+        if (rc < 0) {
+            st_scanner_close(s->scanner);
+            s->scanner = NULL;
+            s->scanner_retry_us = st_now_us() + 1000000u;
+            pthread_mutex_lock(&p->lock);
+            say_locked(p, "slot %d: scanner lost: %s; looking for it again every second",
+                       s->fs->id, e.msg);
+            pthread_mutex_unlock(&p->lock);
+        }
+        return;
+    }
     if (s->scan_fd < 0)
         return;
     for (;;) {
@@ -408,7 +454,9 @@ static int take_barcode(pslot *s, char *code, size_t cap)
         return 1;
     scanner_drain(s);
     while (!s->pending[0]) {
-        set_state(s, "SCAN", "scan the unit's barcode");
+        set_state(s, "SCAN", s->fs->scanner.evdev[0] && !s->scanner
+                                 ? "plug the barcode scanner back in"
+                                 : "scan the unit's barcode");
         if (tick(p, TICK_MS * 4))
             return -1;
         scanner_drain(s);
@@ -564,6 +612,17 @@ static void *slot_main(void *arg)
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     return NULL;
+}
+
+/* The simulated shift is over: wake the main loop now (it stops the slots), not at its next
+ * look 50 ms later. */
+static void shift_over(void *arg)
+{
+    produce *p = arg;
+    pthread_mutex_lock(&p->lock);
+    p->shift_over = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* ---- signals ---------------------------------------------------------------------------- */
@@ -836,7 +895,7 @@ int st_produce(const st_produce_cfg *cfg)
         st_strlcpy(s->big, "WAIT", sizeof s->big);
         if (job->barcode[0] && !fs->scanner.present) {
             fprintf(cfg->errout, "station: slot %d: job %s wants a barcode (barcode: %s) but the "
-                                 "slot has no scanner (fixture %s: scanner.fifo)\n",
+                                 "slot has no scanner (fixture %s: scanner.fifo or scanner.evdev)\n",
                     fs->id, job->name, job->barcode, fx->path);
             status = ST_EXIT_USAGE;
             goto out;
@@ -921,7 +980,7 @@ int st_produce(const st_produce_cfg *cfg)
         }
     }
     /* The virtual fixture's simulated operators start once the slots listen. */
-    if (st_shift_start(p->ctx, cfg->slots, cfg->nslots, &shift, &e) != 0) {
+    if (st_shift_start(p->ctx, cfg->slots, cfg->nslots, shift_over, p, &shift, &e) != 0) {
         pthread_mutex_lock(&p->lock);
         p->stopping = 1;
         say_locked(p, "station: %s", e.msg);
@@ -934,7 +993,7 @@ int st_produce(const st_produce_cfg *cfg)
         struct timespec ts = abs_in(p->screen ? 100 : 50);
         pthread_mutex_lock(&p->lock);
         bool all_done = p->finished_slots == p->n;
-        if (!all_done)
+        if (!all_done && !(p->shift_over && !p->stopping))
             pthread_cond_timedwait(&p->cond, &p->lock, &ts);
         all_done = p->finished_slots == p->n;
         pthread_mutex_unlock(&p->lock);
@@ -1002,6 +1061,7 @@ out:
         }
         if (p->slots[i].scan_fd >= 0)
             close(p->slots[i].scan_fd);
+        st_scanner_close(p->slots[i].scanner);
     }
     free(p->slots);
     station_fleet_end(p->fleet); /* slots idle, station offline */

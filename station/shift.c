@@ -34,6 +34,8 @@ struct st_shift {
     char error[ST_ERR_MSG_MAX + 64];
     op *ops;
     size_t n;
+    void (*on_done)(void *arg);
+    void *on_done_arg;
 };
 
 /* Wait ms (or until stopped): false when stopped. */
@@ -83,7 +85,7 @@ static void scan(op *o, unsigned unit)
     for (size_t k = 0; k < sh->n_exceptions; k++)
         if (sh->exceptions[k].unit == unit && sh->exceptions[k].has_barcode)
             fmt = sh->exceptions[k].barcode;
-    if (!fmt[0] || !o->fs->scanner.present)
+    if (!fmt[0] || !o->fs->scanner.fifo[0])
         return;
     /* The format was checked at load: one %u/%x conversion at most. */
 #pragma GCC diagnostic push
@@ -171,7 +173,14 @@ static void *op_thread(void *arg)
     pthread_mutex_lock(&sh->lock);
     o->done = true;
     pthread_cond_broadcast(&sh->cond);
+    bool all = true;
+    for (size_t i = 0; i < sh->n; i++)
+        all &= sh->ops[i].done;
+    /* Exactly one operator sees them all done: the others were done before her. */
+    bool tell = all && sh->on_done && !sh->stop;
     pthread_mutex_unlock(&sh->lock);
+    if (tell)
+        sh->on_done(sh->on_done_arg);
     return NULL;
 }
 
@@ -185,7 +194,8 @@ static bool chosen(const int *slots, size_t n, int id)
     return false;
 }
 
-int st_shift_start(st_ctx *ctx, const int *slots, size_t nslots, st_shift **out, st_err *err)
+int st_shift_start(st_ctx *ctx, const int *slots, size_t nslots, void (*on_done)(void *arg),
+                   void *arg, st_shift **out, st_err *err)
 {
     *out = NULL;
     const st_fixture *fx = st_ctx_fixture(ctx);
@@ -200,6 +210,8 @@ int st_shift_start(st_ctx *ctx, const int *slots, size_t nslots, st_shift **out,
         return st_err_set(err, ST_ERR_NOMEM, "out of memory");
     }
     sh->ctx = ctx;
+    sh->on_done = on_done;
+    sh->on_done_arg = arg;
     pthread_mutex_init(&sh->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

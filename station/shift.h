@@ -20,8 +20,11 @@
 typedef struct st_shift st_shift;
 
 /* Start the operators of the chosen slots (slot ids; nslots 0 = every slot). *out NULL
- * when the fixture has none. */
-int st_shift_start(st_ctx *ctx, const int *slots, size_t nslots, st_shift **out, st_err *err);
+ * when the fixture has none. on_done (optional) is called once, from the last operator's
+ * thread and holding no lock of the shift, when every operator is done: the station stops
+ * then instead of noticing it at its next look. */
+int st_shift_start(st_ctx *ctx, const int *slots, size_t nslots, void (*on_done)(void *arg),
+                   void *arg, st_shift **out, st_err *err);
 
 /* Every operator has run all her units (or gave up because the station stopped). */
 bool st_shift_done(st_shift *s);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "hil-tests/e2e/e2e.h"
+#include "station/core/digest.h"
 #include "station/core/testutil.h"
 
 char e2e_dir[64];
@@ -167,4 +168,18 @@ void e2e_expect_str(const st_rnode *doc, const char *path, const char *want)
     const char *got = st_rget_str(doc, path);
     if (!got || strcmp(got, want) != 0)
         fail_msg("%s: got \"%s\", want \"%s\"\n%s", path, got ? got : "(absent)", want, e2e_out);
+}
+
+void e2e_sha256_file(const char *path, char hex[65], size_t *len)
+{
+    size_t n = 0;
+    uint8_t *buf = st_test_read_file(path, &n);
+    if (!buf)
+        fail_msg("cannot read %s", path);
+    uint8_t md[ST_SHA256_LEN];
+    st_sha256(buf, n, md);
+    st_hex(md, sizeof md, false, hex);
+    free(buf);
+    if (len)
+        *len = n;
 }

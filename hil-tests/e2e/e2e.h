@@ -75,6 +75,10 @@ st_rnode *e2e_load_report(const char *sub, const char *needle, char *path_out);
 /* How many reports (*.yaml) e2e_dir/sub holds (0 when it does not exist). */
 size_t e2e_count_reports(const char *sub);
 
+/* The SHA-256 of the file at path, as 64 lowercase hex digits (+ NUL), and its length
+ * (len may be NULL); fails the test when it cannot be read. */
+void e2e_sha256_file(const char *path, char hex[65], size_t *len);
+
 /* Fails the test, with the last output, unless the report's string at path is want. */
 void e2e_expect_str(const st_rnode *doc, const char *path, const char *want);
 

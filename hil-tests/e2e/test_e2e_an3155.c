@@ -36,20 +36,6 @@ static int setup(void **state)
                    " image generate --mcu stm32f401xc --seed 4 --size 49152 " IMAGE) == 0 ? 0 : -1;
 }
 
-static void sha_file(const char *path, char hex[65], size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    static uint8_t buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    uint8_t md[32];
-    st_sha256(buf, n, md);
-    st_hex(md, 32, false, hex);
-    *len = n;
-}
-
 /* What the unit's flash holds on arrival: synthetic:3 for the F401, the rest erased. */
 static void arrival_sha(char hex[65])
 {
@@ -92,7 +78,7 @@ static void test_neptune_job(void **state)
     e2e_expect_str(doc, "steps.2.sha256", want);
     e2e_expect_str(doc, "unit.backup_sha256", want);
     size_t len;
-    sha_file(st_rget_str(doc, "steps.2.file"), got, &len);
+    e2e_sha256_file(st_rget_str(doc, "steps.2.file"), got, &len);
     assert_int_equal(len, 256 * 1024);
     assert_string_equal(got, want);
     /* Flash: the bootloader sectors are identical and skipped, the application's is not. */
@@ -102,7 +88,7 @@ static void test_neptune_job(void **state)
     assert_int_equal(st_rget_int(doc, "steps.3.units_written", &written), 0);
     assert_true(skipped >= 1 && written >= 1);
     /* Verify read back the new image. */
-    sha_file(IMAGE, want, &len);
+    e2e_sha256_file(IMAGE, want, &len);
     e2e_expect_str(doc, "steps.4.sha256", want);
     e2e_expect_str(doc, "steps.5.entry_method", "uart:exit-sequence");
     e2e_expect_str(doc, "steps.5.sequence", "2,-1,,,1");
@@ -186,7 +172,7 @@ static void test_cli_commands(void **state)
     char path[160], got[65];
     size_t len;
     snprintf(path, sizeof path, "%s/b.bin", e2e_dir);
-    sha_file(path, got, &len);
+    e2e_sha256_file(path, got, &len);
     assert_int_equal(len, 65536);
     doc = e2e_load_report("r-backup", NULL, NULL);
     e2e_expect_str(doc, "steps.2.sha256", got);
@@ -195,7 +181,7 @@ static void test_cli_commands(void **state)
     if (rc)
         fail_msg("uart flash: %d\n%s", rc, e2e_out);
     doc = e2e_load_report("r-flash", NULL, NULL);
-    sha_file(IMAGE, got, &len);
+    e2e_sha256_file(IMAGE, got, &len);
     e2e_expect_str(doc, "steps.3.sha256", got);
     st_report_free(doc);
     rc = e2e_run(STATION " uart go --addr 0x08000000%s --reports %s/r-go", common, e2e_dir);
@@ -399,7 +385,7 @@ static void test_modem_line_plan(void **state)
     e2e_expect_str(doc, "unit.usart_pid", "0x423");
     char want[65];
     size_t len;
-    sha_file(IMAGE, want, &len);
+    e2e_sha256_file(IMAGE, want, &len);
     e2e_expect_str(doc, "steps.3.sha256", want);
     e2e_expect_str(doc, "steps.4.entry_method", "uart:exit-sequence");
     e2e_expect_str(doc, "steps.4.sequence", "rts,-dtr,dtr");

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "fixtures/slot.h"
+#include "hil-tests/e2e/e2e.h"
 #include "jobs/engine.h"
 #include "jobs/job.h"
 #include "reports/report.h"
@@ -55,18 +56,6 @@ static void write_text(const char *path, const char *text)
     fclose(f);
 }
 
-static void sha_of_file(const char *path, char hex[65])
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    static uint8_t buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    uint8_t md[32];
-    st_sha256(buf, n, md);
-    st_hex(md, 32, false, hex);
-}
-
 static bool have_real_firmware(void)
 {
     return access(REAL_USB_COMBINED, R_OK) == 0;
@@ -82,11 +71,11 @@ static void write_jobs(void)
              " ble image %s/bgm.gbl --stack 5.0.1 >/dev/null", base, base, base);
     assert_int_equal(system(cmd), 0);
     snprintf(p, sizeof p, "%s/app.bin", base);
-    sha_of_file(p, app_sha);
+    e2e_sha256_file(p, app_sha, NULL);
     snprintf(p, sizeof p, "%s/combined.bin", base);
-    sha_of_file(p, comb_sha);
+    e2e_sha256_file(p, comb_sha, NULL);
     snprintf(p, sizeof p, "%s/bgm.gbl", base);
-    sha_of_file(p, gbl_sha);
+    e2e_sha256_file(p, gbl_sha, NULL);
 
     snprintf(job, sizeof job,
              "name: matrix-rom-dfu\ntarget: stm32g431xx\n"
@@ -222,6 +211,7 @@ typedef struct cell_result {
     char rerun_cause[512];
     char state[16];        /* the unit's state after the faulty run */
     char how[96];          /* the faulty run's retries and recovery rung, from its report */
+    char note[256];        /* the faulty run's last step note, from its report */
 } cell_result;
 
 /* Run the job once on slot 1 as `station run` would (run_job in station/main.c), on the
@@ -229,7 +219,7 @@ typedef struct cell_result {
  * (closing the slot would let its lines fall to their pulls, and that resets the unit). */
 static outcome run_once(st_ctx *ctx, st_slot *slot, const st_job *job, st_image *const *images,
                         const char *reports, char *cause, size_t cap, bool *report_ok,
-                        char *how, size_t hcap)
+                        char *how, size_t hcap, char *note, size_t ncap)
 {
     const st_fixture *fx = st_ctx_fixture(ctx);
     const st_fixture_slot *fs = st_fixture_slot_by_id(fx, 1);
@@ -293,6 +283,13 @@ static outcome run_once(st_ctx *ctx, st_slot *slot, const st_job *job, st_image 
             if (st_rget_int(doc, q, &a) == 0 && a > 1)
                 extra += a - 1;
         }
+        for (size_t i = 0; note && steps && i < st_rnode_len(steps); i++) {
+            char q[48];
+            snprintf(q, sizeof q, "steps.%zu.note", i);
+            const char *n = st_rget_str(doc, q);
+            if (n)
+                snprintf(note, ncap, "%s", n);
+        }
         const char *rung = st_rget_str(doc, "recovery.rung");
         snprintf(how, hcap, "%lld retries%s%s", extra, rung ? ", rung " : "", rung ? rung : "");
     }
@@ -329,12 +326,12 @@ static void run_cell_child(const char *dir, const char *job_file, path_id pid, c
         return;
     }
     r->first = run_once(ctx, cell_no_pins ? NULL : slot, job, images, rep, r->cause, sizeof r->cause, &r->report_ok, r->how,
-                        sizeof r->how);
+                        sizeof r->how, r->note, sizeof r->note);
     const char *st = st_ctx_virtual_state(ctx, 1);
     snprintf(r->state, sizeof r->state, "%s", st ? st : "-");
     if (st_ctx_virtual_clear_faults(ctx, 1, &e) == 0)
         r->rerun = run_once(ctx, cell_no_pins ? NULL : slot, job, images, rep2, r->rerun_cause, sizeof r->rerun_cause,
-                            &r->rerun_report_ok, NULL, 0);
+                            &r->rerun_report_ok, NULL, 0, NULL, 0);
     st_slot_close(slot);
     for (size_t i = 0; i < ST_JOB_MAX_IMAGES; i++)
         st_image_free(images[i]);
@@ -765,6 +762,9 @@ static void nack_storm(path_id pid, const char *job_file, outcome want, const ch
             !strstr(r.cause, recovery) || strstr(r.cause, "did not answer as Katapult"))
             fail_msg("%s: cause: %s", job_file, r.cause);
     }
+    /* A unit no pin reaches stays in Katapult: the report says how to reach it again. */
+    if (no_pins && !strstr(r.note, "--uuid "))
+        fail_msg("%s: no way back named in the report (note: %s)", job_file, r.note);
     if (r.rerun != O_PASS || !r.rerun_report_ok)
         fail_msg("%s: stranded: the unit was left %s; the rerun: %s: %s", job_file, r.state,
                  outcome_names[r.rerun], r.rerun_cause);

@@ -164,7 +164,19 @@ static void session_abandon(const st_step_call *c, void *session)
         return;
     st_err e;
     int rc = s->kat ? st_katapult_complete(s->kat, &e) : ST_ERR_INVAL;
-    if (rc == 0 || s->wrote || !c->env->slot)
+    if (rc == 0)
+        return;
+    if (!c->env->slot && c->rec && c->env->can_uuid && c->env->can_uuid[0]) {
+        /* No pin reaches it and discovery no longer sees it (it holds its node id): say
+         * how it is reached again. */
+        char note[160];
+        snprintf(note, sizeof note,
+                 "Katapult refused COMPLETE: the unit stays in Katapult; "
+                 "`station can flash IMAGE --uuid %s` reaches it",
+                 c->env->can_uuid);
+        st_rmap_str(c->rec, "note", note);
+    }
+    if (s->wrote || !c->env->slot)
         return;
     const char *method = NULL;
     if (st_slot_run(c->env->slot, &method, &e) == 0 && c->rec) {

@@ -355,26 +355,53 @@ static int dupkey_cmp(const void *a, const void *b)
 
 #define WALK_DEPTH_MAX 64
 
+/* Where walk_dups is: a chain up to the root on its stack. The field path text
+ * ("steps[2].attempt_log") is only built when there is an error to report: building it for
+ * every node cost more than the walk itself (report summary reads 100,000 files). */
+typedef struct walk_at {
+    const struct walk_at *up;
+    const char *key; /* a map's key, or NULL for a list item */
+    size_t index;
+} walk_at;
+
+static void walk_field(const walk_at *at, char *buf, size_t cap)
+{
+    if (!at) {
+        buf[0] = '\0';
+        return;
+    }
+    char up[256];
+    walk_field(at->up, up, sizeof up);
+    if (!at->key) {
+        snprintf(buf, cap, "%s[%zu]", up, at->index);
+    } else {
+        char kp[64];
+        st_yfield(buf, cap, up, st_text_printable(at->key, kp, sizeof kp));
+    }
+}
+
 /* Refuse a map with two equal scalar keys, anywhere in the document ("duplicate key "k"
  * (first at line N)" at the second one, with the map's field path), as PyYAML would have
  * silently taken the last and libyaml's document API keeps both. Each node is checked once
  * (aliases share nodes: no blow-up), and nesting is bounded. */
-static int walk_dups(const st_ydoc *d, int id, const char *field, unsigned depth,
+static int walk_dups(const st_ydoc *d, int id, const walk_at *at, unsigned depth,
                      unsigned char *seen, st_err *err)
 {
     const yaml_node_t *n = yaml_document_get_node((yaml_document_t *)&d->doc, id);
     if (!n || seen[id])
         return 0;
     seen[id] = 1;
-    if (depth > WALK_DEPTH_MAX)
+    char field[256];
+    if (depth > WALK_DEPTH_MAX) {
+        walk_field(at, field, sizeof field);
         return st_ynode_error(d, (const st_ynode *)n, field, err, ST_ERR_INVAL,
                               "nested more than %d levels deep", WALK_DEPTH_MAX);
-    char sub[256];
+    }
     if (n->type == YAML_SEQUENCE_NODE) {
         size_t len = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
         for (size_t i = 0; i < len; i++) {
-            snprintf(sub, sizeof sub, "%s[%zu]", field, i);
-            int rc = walk_dups(d, n->data.sequence.items.start[i], sub, depth + 1, seen, err);
+            walk_at sub = { at, NULL, i };
+            int rc = walk_dups(d, n->data.sequence.items.start[i], &sub, depth + 1, seen, err);
             if (rc)
                 return rc;
         }
@@ -384,39 +411,54 @@ static int walk_dups(const st_ydoc *d, int id, const char *field, unsigned depth
         return 0;
     const yaml_node_pair_t *pairs = n->data.mapping.pairs.start;
     size_t len = (size_t)(n->data.mapping.pairs.top - pairs), nk = 0;
-    dupkey *keys = len ? calloc(len, sizeof *keys) : NULL;
-    if (len && !keys)
+    /* Small maps (nearly all of them) compare their keys pairwise on the stack; big ones
+     * sort a copy. */
+    dupkey small[16];
+    dupkey *keys = len <= 16 ? small : calloc(len, sizeof *keys);
+    if (!keys)
         return st_err_set(err, ST_ERR_NOMEM, "%s: out of memory", d->path);
     for (size_t i = 0; i < len; i++) {
         const st_ynode *k = node_at(d, pairs[i].key);
         if (st_ynode_is_scalar(k))
             keys[nk++] = (dupkey){ st_ynode_text(k), i, st_ynode_line(k) };
     }
-    if (nk > 1)
-        qsort(keys, nk, sizeof *keys, dupkey_cmp);
     const dupkey *first = NULL, *second = NULL;
-    for (size_t i = 1; i < nk; i++) {
-        if (strcmp(keys[i].text, keys[i - 1].text) != 0 || (i >= 2 && !strcmp(keys[i].text, keys[i - 2].text)))
-            continue;
-        if (!second || keys[i].index < second->index) {
-            first = &keys[i - 1];
-            second = &keys[i];
+    if (len <= 16) {
+        /* The earliest second occurrence, and the first one of its key. */
+        for (size_t i = 1; i < nk && !second; i++)
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(keys[i].text, keys[j].text) == 0) {
+                    first = &keys[j];
+                    second = &keys[i];
+                    break;
+                }
+    } else {
+        if (nk > 1)
+            qsort(keys, nk, sizeof *keys, dupkey_cmp);
+        for (size_t i = 1; i < nk; i++) {
+            if (strcmp(keys[i].text, keys[i - 1].text) != 0 || (i >= 2 && !strcmp(keys[i].text, keys[i - 2].text)))
+                continue;
+            if (!second || keys[i].index < second->index) {
+                first = &keys[i - 1];
+                second = &keys[i];
+            }
         }
     }
     int rc = 0;
     if (second) {
         char kk[48];
+        walk_field(at, field, sizeof field);
         rc = st_ynode_error(d, node_at(d, pairs[second->index].key), field, err, ST_ERR_INVAL,
                             "duplicate key \"%s\" (first at line %u)",
                             st_text_printable(second->text, kk, sizeof kk), first->line);
     }
     for (size_t i = 0; rc == 0 && i < len; i++) {
         const char *kt = st_ynode_text(node_at(d, pairs[i].key));
-        char kp[64];
-        st_yfield(sub, sizeof sub, field, st_text_printable(kt ? kt : "?", kp, sizeof kp));
-        rc = walk_dups(d, pairs[i].value, sub, depth + 1, seen, err);
+        walk_at sub = { at, kt ? kt : "?", 0 };
+        rc = walk_dups(d, pairs[i].value, &sub, depth + 1, seen, err);
     }
-    free(keys);
+    if (keys != small)
+        free(keys);
     return rc;
 }
 
@@ -426,7 +468,7 @@ static int check_dups(const st_ydoc *d, st_err *err)
     unsigned char *seen = calloc(nodes + 2, 1);
     if (!seen)
         return st_err_set(err, ST_ERR_NOMEM, "%s: out of memory", d->path);
-    int rc = walk_dups(d, 1, "", 0, seen, err); /* node ids start at 1: the root */
+    int rc = walk_dups(d, 1, NULL, 0, seen, err); /* node ids start at 1: the root */
     free(seen);
     return rc;
 }
