@@ -4,8 +4,10 @@
 # path side by side (bench_paths: DfuSe, Katapult CAN, USB-CDC and UART at 1, 4 and 8
 # units: ratio to the device limit, skip_identical on a fresh unit vs a plain flash, the
 # station's own CPU per unit as a share of the unit's wall time and the simulation's apart,
-# peak RSS, each with the target and whether it is met, then why each one not met
-# is not, from that run's measurements), then the detail benchmarks:
+# peak RSS, each with the target and whether it is met; the station thread's sleeps
+# per Katapult CAN command/answer pair; the UART gap split into the pty's hops, stamped at
+# both ends, the simulated unit's lateness and the station's own time; then why each one
+# not met is not, from that run's measurements), then the detail benchmarks:
 # bench_dfuse (DfuSe engine vs the ROM DFU model), bench_katapult_can (Katapult over CAN,
 # one and N units on one bus), bench_an3155 (USART ROM bootloader vs stm32flash on the same
 # model), bench_klipper_can (the Klipper host engine over CAN: identify and a sensor run),

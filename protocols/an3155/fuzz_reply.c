@@ -63,7 +63,7 @@ static void fz_close(st_stream *s)
 }
 
 static const st_stream_ops fz_ops = {fz_write, fz_read, fz_line, fz_modem, fz_flush, fz_close,
-                                     NULL, NULL};
+                                     NULL, NULL, NULL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

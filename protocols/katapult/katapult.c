@@ -24,6 +24,12 @@ struct st_katapult {
     unsigned stale;
     size_t rx_len;
     uint8_t rx[2 * ST_KAT_FRAME_MAX];
+    /* Per command (code & 7): how long its last two answers took, from the end of the
+     * write to the whole frame in, and the shortest ever (us; 0 = not seen yet). They make
+     * the hint for the next one (st_stream_expect_at): a CAN stream then sleeps through
+     * the command's and the answer's frames and takes the answer at one wake-up. */
+    uint32_t took[8][3];
+    unsigned reads;               /* stream reads since the last command was written */
     size_t ans_len;               /* last accepted answer frame */
     uint8_t ans[ST_KAT_FRAME_MAX];
     uint8_t tx[ST_KAT_FRAME_MAX];
@@ -154,6 +160,7 @@ static int read_frame(st_katapult *k, st_deadline d, st_err *err)
             if (len <= ST_KAT_FRAME_MAX && len > k->rx_len)
                 need = len - k->rx_len;
         }
+        k->reads++;
         int rc = st_stream_read_min(k->s, k->rx + k->rx_len, sizeof k->rx - k->rx_len, need,
                                     (unsigned)left, err);
         if (rc < 0)
@@ -208,6 +215,35 @@ static enum attempt classify(st_katapult *k, uint8_t cmd, const uint32_t *addr)
     return other_cmd ? AT_WRONG_CMD : AT_OK;
 }
 
+/* When the answer to cmd may be expected, from the end of its write: the shorter of its
+ * last two answers' times (one slow answer, a page erase, does not move it), but never more
+ * than an eighth above the shortest ever: on a bus shared with other units an answer's time
+ * varies with their traffic, and a hint past its arrival would leave the bus idle. 0 while
+ * fewer than two were seen. */
+static uint32_t expect_for(const st_katapult *k, uint8_t cmd)
+{
+    const uint32_t *t = k->took[cmd & 7];
+    if (!t[0] || !t[1])
+        return 0;
+    uint32_t e = t[0] < t[1] ? t[0] : t[1], cap = t[2] + t[2] / 8u;
+    return e < cap ? e : cap;
+}
+
+/* Learn how long cmd's answer took. Taken whole at the hinted wake-up (one read), it was in
+ * by then and counts as the hint itself (how much earlier is not known); otherwise the
+ * time it was complete. */
+static void learn(st_katapult *k, uint8_t cmd, uint32_t expect, uint64_t sent)
+{
+    uint32_t *t = k->took[cmd & 7];
+    uint64_t took = st_clock_now_us(k->s->clock) - sent;
+    if (expect && k->reads == 1)
+        took = expect;
+    t[0] = t[1];
+    t[1] = took == 0 ? 1u : took > UINT32_MAX ? UINT32_MAX : (uint32_t)took;
+    if (!t[2] || t[1] < t[2])
+        t[2] = t[1];
+}
+
 /* Send one command and wait for its ACK, with up to `tries` attempts (reference §2.4).
  * On success k->ans holds the ACK frame. A NACK says the device lost frame sync (garbage
  * on the line before our frame, or our frame damaged): the command is resent at once, not
@@ -237,6 +273,11 @@ static int transact(st_katapult *k, uint8_t cmd, const uint8_t *payload, size_t 
         int rc = st_stream_write(k->s, k->tx, n, timeout_ms, err);
         if (rc < 0)
             return rc;
+        uint64_t sent = st_clock_now_us(k->s->clock);
+        uint32_t expect = t == 0 ? expect_for(k, cmd) : 0;
+        if (expect)
+            st_stream_expect_at(k->s, sent + expect);
+        k->reads = 0;
         st_deadline d = st_clock_deadline_in_ms(k->s->clock, timeout_ms);
         do {
             rc = read_frame(k, d, err);
@@ -244,8 +285,11 @@ static int transact(st_katapult *k, uint8_t cmd, const uint8_t *payload, size_t 
                 return rc;
             last = rc == 0 ? AT_TIMEOUT : rc == 2 ? AT_BAD_FRAME : classify(k, cmd, addr);
         } while (last == AT_STALE);
-        if (last == AT_OK)
+        if (last == AT_OK) {
+            if (t == 0)
+                learn(k, cmd, expect, sent);
             return 0;
+        }
     }
     return st_err_set(err, attempt_code(last), "%s after %u %s", attempt_name(last), tries,
                       tries == 1 ? "try" : "tries");

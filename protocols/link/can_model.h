@@ -119,6 +119,9 @@ int st_can_stream_open(st_can_link *link, uint32_t tx_id, uint32_t rx_id, st_str
  * shortest wire time, so never past the last one's arrival) and takes them in one batch,
  * instead of waking at each frame. */
 void st_can_stream_set_bitrate(st_stream *s, uint32_t bitrate);
+/* Reads of a stream made by st_can_stream_open that slept until an st_stream_expect_at
+ * hint before their first look (for tests and benchmarks). */
+unsigned st_can_stream_expect_sleeps(st_stream *s);
 
 /* Device side: a CAN node hosting an st_stream_model (not owned; may be NULL for a node
  * with no data channel) and answering the admin commands on 0x3F0 with its UUID:

@@ -30,6 +30,8 @@ typedef struct can_stream {
     uint8_t buf[8]; /* the rest of a frame the caller had no room for */
     size_t off, len;
     uint32_t bitrate; /* of the bus, when known (read_min sleeps through whole frames) */
+    uint64_t expect_us; /* the next read's first look, on base.clock (0: none; st_stream_expect_at) */
+    unsigned expect_sleeps; /* reads that slept until expect_us first (for tests) */
 } can_stream;
 
 #define CS_BATCH 16 /* frames per send_many / recv_many call */
@@ -40,6 +42,7 @@ static int cs_write(st_stream *base, const uint8_t *buf, size_t n, unsigned time
     can_stream *s = (can_stream *)base;
     st_deadline d = st_deadline_in_ms(timeout_ms);
     size_t done = 0;
+    s->expect_us = 0; /* a hint is about the answer to the write before it */
     while (done < n) {
         st_can_frame f[CS_BATCH];
         size_t k = 0, at = done;
@@ -70,6 +73,19 @@ static int cs_read(st_stream *base, uint8_t *buf, size_t cap, unsigned timeout_m
     if (cap == 0)
         return 0;
     size_t got = cs_take(s, buf, cap);
+    if (!got && s->expect_us) {
+        /* The answer is not expected before then: sleep through its frames (no wake-up at
+         * each) and take them in one call below; never past this read's own timeout. */
+        uint64_t now = st_clock_now_us(base->clock), end = now + (uint64_t)timeout_ms * 1000u;
+        uint64_t at = s->expect_us < end ? s->expect_us : end;
+        s->expect_us = 0;
+        if (at > now) {
+            s->expect_sleeps++;
+            st_clock_sleep_until_us(base->clock, at);
+            uint64_t slept = st_clock_now_us(base->clock) - now;
+            timeout_ms = slept / 1000u >= timeout_ms ? 0 : timeout_ms - (unsigned)(slept / 1000u);
+        }
+    }
     st_deadline d = st_deadline_in_ms(timeout_ms);
     while (got < cap) {
         /* Once we have bytes, only take frames that are already here; never more frames
@@ -132,6 +148,16 @@ static int cs_read_min(st_stream *base, uint8_t *buf, size_t cap, size_t min, un
     return (int)got;
 }
 
+static void cs_expect_at(st_stream *base, uint64_t at_us)
+{
+    ((can_stream *)base)->expect_us = at_us;
+}
+
+unsigned st_can_stream_expect_sleeps(st_stream *base)
+{
+    return ((can_stream *)base)->expect_sleeps;
+}
+
 void st_can_stream_set_bitrate(st_stream *base, uint32_t bitrate)
 {
     ((can_stream *)base)->bitrate = bitrate;
@@ -171,6 +197,7 @@ static const st_stream_ops can_stream_ops = {
     .flush_input = cs_flush_input,
     .close = cs_close,
     .read_min = cs_read_min,
+    .expect_at = cs_expect_at,
 };
 
 int st_can_stream_open(st_can_link *link, uint32_t tx_id, uint32_t rx_id, st_stream **out,

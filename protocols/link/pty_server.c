@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 
 #define MOD "pty"
 #define RETRY_MS 10 /* how often a port with no client is looked at again */
+#define LEAD_MAX_US 500u /* the most st_pty_server_run wakes before an answer is due */
 
 struct st_pty_server {
     st_stream_model *model;
@@ -27,6 +29,8 @@ struct st_pty_server {
     char path[64];
     char *symlink;
     bool have_line;
+    uint64_t wake_late_us; /* run: how late its timed wake-ups come, a running mean */
+    bool heard;            /* input read since the model's last output was written */
     st_pty_stats stats;
 };
 
@@ -260,7 +264,13 @@ int st_pty_server_step(st_pty_server *s, st_err *err)
             /* Packet mode: first byte 0 = data follows; else status bits (TIOCPKT_IOCTL
              * after a tcsetattr, flush/stop/start notices) and no data. */
             if (buf[0] == TIOCPKT_DATA && r > 1 && s->model) {
-                s->model->ops->rx(s->model, buf + 1, (size_t)r - 1, st_now_us());
+                uint64_t now = st_now_us();
+                if (!s->heard) {
+                    s->heard = true;
+                    s->stats.first_reads++;
+                    s->stats.first_read_sum_us += now;
+                }
+                s->model->ops->rx(s->model, buf + 1, (size_t)r - 1, now);
                 s->stats.rx_bytes += (uint64_t)r - 1;
             }
             continue;
@@ -291,9 +301,14 @@ int st_pty_server_step(st_pty_server *s, st_err *err)
     bool counted = false;
     for (int i = 0; i < 64; i++) { /* bounded: a chatty model must not starve the loop */
         size_t n = s->model->ops->tx(s->model, buf, sizeof(buf), st_now_us());
-        if (n && !counted && due <= t0) {
-            s->stats.answers++;
-            s->stats.late_us += t0 - due;
+        if (n && !counted) {
+            if (due <= t0) {
+                s->stats.answers++;
+                s->stats.late_us += t0 - due;
+            }
+            s->stats.first_writes++;
+            s->stats.first_write_sum_us += st_now_us();
+            s->heard = false;
             counted = true;
         }
         if (n == 0)
@@ -307,6 +322,14 @@ int st_pty_server_step(st_pty_server *s, st_err *err)
             return rc;
     }
     return 0;
+}
+
+/* How long before an answer is due st_pty_server_run wakes for it: twice its timed
+ * wake-ups' running lateness plus 20 us, at most LEAD_MAX_US. */
+static uint64_t wake_lead_us(const st_pty_server *s)
+{
+    uint64_t lead = 2u * s->wake_late_us + 20u;
+    return lead < LEAD_MAX_US ? lead : LEAD_MAX_US;
 }
 
 int st_pty_server_run(st_pty_server *s, unsigned ms, st_err *err)
@@ -323,19 +346,42 @@ int st_pty_server_run(st_pty_server *s, unsigned ms, st_err *err)
         st_pty_server_pollfd(s, &p);
         /* Wait to the microsecond for the model's next answer (a millisecond timeout
          * rounded up would add up to 1 ms to every simulated exchange). */
-        uint64_t now = st_now_us(), until = d.at_us;
+        uint64_t now = st_now_us(), until = d.at_us, due = UINT64_MAX;
         if (s->model) {
             uint64_t next = s->model->ops->next_event_us(s->model);
             if (next < until)
-                until = next;
+                until = due = next;
         }
         if (!s->stats.connected && now + RETRY_MS * 1000u < until)
             until = now + RETRY_MS * 1000u;
-        uint64_t us = until > now ? until - now : 0;
+        /* A timed wake-up comes late (tens of us on a busy or virtual host, more than a
+         * byte's time at 250000 baud): for an answer, wake that much before it is due and
+         * hold it until then, so the simulated unit answers on time, never early. */
+        bool answer = until == due && s->stats.connected;
+        uint64_t wake = until;
+        if (answer)
+            wake = until > now + wake_lead_us(s) ? until - wake_lead_us(s) : now;
+        uint64_t us = wake > now ? wake - now : 0;
         struct timespec ts = { .tv_sec = (time_t)(us / 1000000u),
                                .tv_nsec = (long)(us % 1000000u) * 1000 };
         st_clock_precise_wakeups();
-        if (ppoll(&p, 1, &ts, NULL) < 0 && errno != EINTR)
+        int n = ppoll(&p, 1, &ts, NULL);
+        if (n < 0 && errno != EINTR)
             return st_err_set(err, st_err_from_errno(errno), "pty: poll: %s", strerror(errno));
+        if (n == 0 && answer) {
+            uint64_t t = st_now_us();
+            if (us) {
+                uint64_t late = t > wake ? t - wake : 0;
+                s->wake_late_us = (s->wake_late_us * 7u + late) / 8u;
+            }
+            if (t < due)
+                s->stats.early_wakes++;
+            /* Bounded by the lead; yielding lets a thread of the same real-time priority
+             * (the station's, under bench.sh --rt) run meanwhile. */
+            while (t < due) {
+                sched_yield();
+                t = st_now_us();
+            }
+        }
     }
 }

@@ -40,7 +40,10 @@ int st_pty_server_timeout_ms(const st_pty_server *s);
  * it has ready. Bytes the model sends while no client is connected are dropped, as on a
  * wire nobody listens to. Never blocks on input. 0 or < 0. */
 int st_pty_server_step(st_pty_server *s, st_err *err);
-/* Convenience: poll and step for ms milliseconds. */
+/* Convenience: poll and step for ms milliseconds. It wakes a little before the model's
+ * next answer is due (twice its timed wake-ups' running lateness + 20 us, at most 0.5 ms)
+ * and holds the answer until it is due: the simulated unit answers on time, never early,
+ * on a host whose timers fire late. */
 int st_pty_server_run(st_pty_server *s, unsigned ms, st_err *err);
 
 typedef struct st_pty_stats {
@@ -54,6 +57,12 @@ typedef struct st_pty_stats {
     uint64_t answers;      /* model outputs written that the model had said were due */
     uint64_t late_us;      /* total time those went out after they were due (this
                               server's own wake-up latency: simulation, not client) */
+    uint64_t early_wakes;  /* run: answers it woke for early and held until due */
+    /* For telling a conversation's time apart (bench_paths): the first input read after
+     * each output, and the first output written after each input, counted and their
+     * st_now_us() times summed (a client that stamps its own writes and reads the same
+     * way gets each direction's pty hop: sum of reads here - sum of its writes). */
+    uint64_t first_reads, first_read_sum_us, first_writes, first_write_sum_us;
 } st_pty_stats;
 void st_pty_server_stats(const st_pty_server *s, st_pty_stats *out);
 

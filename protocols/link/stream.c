@@ -30,6 +30,12 @@ int st_stream_read_min(st_stream *s, uint8_t *buf, size_t cap, size_t min, unsig
     return s->ops->read(s, buf, cap, timeout_ms, err);
 }
 
+void st_stream_expect_at(st_stream *s, uint64_t at_us)
+{
+    if (s->ops->expect_at)
+        s->ops->expect_at(s, at_us);
+}
+
 int st_stream_read_exact(st_stream *s, uint8_t *buf, size_t n, unsigned timeout_ms, st_err *err)
 {
     st_deadline d = st_clock_deadline_in_ms(s->clock, timeout_ms);

@@ -44,6 +44,12 @@ typedef struct st_stream_ops {
      * st_stream_read_min then reads as read does (returns as soon as anything came). */
     int (*read_min)(st_stream *s, uint8_t *buf, size_t cap, size_t min, unsigned timeout_ms,
                     st_err *err);
+    /* The answer to what was just written is not expected to be complete before at_us
+     * (this stream's clock): the next read may sleep until then before it first looks, so
+     * that it takes the whole answer at one wake-up instead of waking as it arrives. A
+     * write cancels it. May be NULL: the hint is dropped (a tty hands over an answer that
+     * came in one piece at one wake-up anyway). */
+    void (*expect_at)(st_stream *s, uint64_t at_us);
 } st_stream_ops;
 
 struct st_stream {
@@ -68,6 +74,11 @@ int st_stream_read(st_stream *s, uint8_t *buf, size_t cap, unsigned timeout_ms, 
  * bytes, possibly fewer than min; 0 on timeout; < 0 on error. */
 int st_stream_read_min(st_stream *s, uint8_t *buf, size_t cap, size_t min, unsigned timeout_ms,
                        st_err *err);
+/* Hint for the next read after a write: its answer is not expected before at_us (on the
+ * stream's clock; the caller's estimate, e.g. learnt from earlier answers). A CAN stream
+ * sleeps until then before its first look, then takes every frame already there in one
+ * call; other links ignore it. Never delays a read past its own timeout. */
+void st_stream_expect_at(st_stream *s, uint64_t at_us);
 /* Read exactly n bytes before the deadline (timeout_ms for the whole read). */
 int st_stream_read_exact(st_stream *s, uint8_t *buf, size_t n, unsigned timeout_ms, st_err *err);
 int st_stream_set_line(st_stream *s, const st_stream_line *line, st_err *err);
