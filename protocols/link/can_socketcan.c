@@ -119,46 +119,6 @@ static int sc_send(st_can_link *base, const st_can_frame *f, unsigned timeout_ms
     }
 }
 
-static int sc_recv(st_can_link *base, st_can_frame *f, unsigned timeout_ms, st_err *err)
-{
-    sc_link *l = (sc_link *)base;
-    const char *nm = l->iface->base.name;
-    st_deadline d = st_deadline_in_ms(timeout_ms);
-    for (;;) {
-        struct can_frame cf;
-        ssize_t n = read(l->fd, &cf, sizeof cf);
-        if (n == (ssize_t)sizeof cf) {
-            if (cf.can_id & CAN_ERR_FLAG) {
-                if (cf.can_id & CAN_ERR_BUSOFF)
-                    return st_err_set(err, ST_ERR_IO,
-                                      "CAN interface %s went bus-off: restart it", nm);
-                ST_LOGD(l->iface->base.log, "can", "%s: error frame 0x%08x", nm,
-                        (unsigned)cf.can_id);
-                continue;
-            }
-            if (cf.can_id & (CAN_EFF_FLAG | CAN_RTR_FLAG))
-                continue; /* our protocols use standard data frames only */
-            f->id = cf.can_id & CAN_SFF_MASK;
-            f->len = cf.can_dlc > 8 ? 8 : cf.can_dlc;
-            memset(f->data, 0, sizeof f->data);
-            memcpy(f->data, cf.data, f->len);
-            return 1;
-        }
-        if (n >= 0)
-            return st_err_set(err, ST_ERR_IO, "%s: short CAN read (%zd bytes)", nm, n);
-        int e = errno;
-        if (e == ENETDOWN)
-            return st_err_set(err, ST_ERR_IO, "CAN interface %s is down: bring it up", nm);
-        if (e != EAGAIN && e != EINTR)
-            return st_err_set(err, st_err_from_errno(e), "%s: receive: %s", nm, strerror(e));
-        int left = st_deadline_remaining_ms(d);
-        if (left == 0)
-            return 0;
-        struct pollfd p = { .fd = l->fd, .events = POLLIN };
-        poll(&p, 1, left);
-    }
-}
-
 #define SC_BATCH 16 /* frames per sendmmsg / recvmmsg */
 
 /* The frames in one sendmmsg: sent in order; a full transmit queue is waited out as in
@@ -212,7 +172,8 @@ static int sc_send_many(st_can_link *base, const st_can_frame *f, size_t n, unsi
     return 0;
 }
 
-/* What is queued, in one recvmmsg (error and non-standard frames dropped as in sc_recv). */
+/* What is queued, in one recvmmsg: error frames are dropped (bus-off is an error) and so are
+ * extended and remote frames (our protocols use standard data frames only). */
 static int sc_recv_many(st_can_link *base, st_can_frame *f, size_t cap, unsigned timeout_ms,
                         st_err *err)
 {
@@ -269,6 +230,12 @@ static int sc_recv_many(st_can_link *base, st_can_frame *f, size_t cap, unsigned
         struct pollfd p = { .fd = l->fd, .events = POLLIN };
         poll(&p, 1, left);
     }
+}
+
+/* One frame: what sc_recv_many does with room for one. */
+static int sc_recv(st_can_link *base, st_can_frame *f, unsigned timeout_ms, st_err *err)
+{
+    return sc_recv_many(base, f, 1, timeout_ms, err);
 }
 
 static int sc_set_filter(st_can_link *base, const uint32_t *ids, size_t n, st_err *err)
