@@ -31,35 +31,21 @@
 #include "station/core/mcu.h"
 #include "station/core/testutil.h"
 
+/* What the station's run used, in the units this benchmark prints. */
 typedef struct child {
     int exit_code;
     double wall_s, cpu_s;
     long maxrss_kib;
 } child;
 
-/* Run argv with stdout+stderr to log; fill *c from wait4. */
+/* Run argv with stdout+stderr to log (st_test_spawn). */
 static int spawn(char *const argv[], const char *log, child *c)
 {
-    fflush(stdout); /* the child must not print our buffered lines again */
-    uint64_t t0 = st_now_us();
-    pid_t pid = fork();
-    if (pid < 0)
+    st_test_child t;
+    if (st_test_spawn(argv[0], argv, log, NULL, &t))
         return -1;
-    if (pid == 0) {
-        if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
-            _exit(127);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    struct rusage ru;
-    if (wait4(pid, &st, 0, &ru) != pid)
-        return -1;
-    c->wall_s = (double)(st_now_us() - t0) / 1e6;
-    c->cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-               (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-    c->maxrss_kib = ru.ru_maxrss;
-    c->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    *c = (child){ .exit_code = t.exit_code, .wall_s = (double)t.wall_us / 1e6,
+                  .cpu_s = t.user_s + t.sys_s, .maxrss_kib = t.maxrss_kib };
     return 0;
 }
 

@@ -94,29 +94,13 @@ static char *read_text(const char *path)
  * exit code, wall time and the child's resource usage. */
 static int spawn(const bench *b, char *const argv[], const char *log, station_run *out)
 {
-    uint64_t t0 = st_now_us();
-    pid_t pid = fork();
-    if (pid < 0)
+    st_test_child t;
+    if (st_test_spawn(b->station, argv, log, NULL, &t))
         return -1;
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execv(b->station, argv);
-        _exit(127);
-    }
-    int status = 0;
-    struct rusage ru;
-    if (wait4(pid, &status, 0, &ru) != pid)
-        return -1;
-    out->wall_us = st_now_us() - t0;
-    out->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    out->cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000.0 +
-                  (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
-    out->maxrss_kib = ru.ru_maxrss;
+    out->wall_us = t.wall_us;
+    out->exit_code = t.exit_code;
+    out->cpu_ms = (t.user_s + t.sys_s) * 1000.0;
+    out->maxrss_kib = t.maxrss_kib;
     return 0;
 }
 

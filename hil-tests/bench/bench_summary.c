@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "station/core/clock.h"
+#include "station/core/testutil.h"
 
 /* A small deterministic generator: the same reports on every run. */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -258,27 +259,12 @@ typedef struct child {
 
 static int spawn(char *const argv[], const char *out, const char *errlog, child *c)
 {
-    fflush(stdout);
-    uint64_t t0 = st_now_us();
-    pid_t pid = fork();
-    if (pid < 0)
+    st_test_child t;
+    if (st_test_spawn(argv[0], argv, out, errlog, &t))
         return -1;
-    if (pid == 0) {
-        if (!freopen(out, "w", stdout) || !freopen(errlog, "w", stderr))
-            _exit(127);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    struct rusage ru;
-    if (wait4(pid, &st, 0, &ru) != pid)
-        return -1;
-    c->wall_s = (double)(st_now_us() - t0) / 1e6;
-    c->user_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
-    c->sys_s = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    c->cpu_s = c->user_s + c->sys_s;
-    c->maxrss_kib = ru.ru_maxrss;
-    c->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    *c = (child){ .exit_code = t.exit_code, .wall_s = (double)t.wall_us / 1e6,
+                  .user_s = t.user_s, .sys_s = t.sys_s, .cpu_s = t.user_s + t.sys_s,
+                  .maxrss_kib = t.maxrss_kib };
     return 0;
 }
 
@@ -328,10 +314,8 @@ int main(int argc, char **argv)
     }
     if (check)
         n = 400;
-    const char *tmpdir = getenv("TMPDIR");
     char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s/bench-summary-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-    if (!mkdtemp(tmp)) {
+    if (!mkdtemp(st_test_tmpl(tmp, sizeof tmp, "bench-summary"))) {
         perror("bench_summary: mkdtemp");
         return 1;
     }

@@ -901,6 +901,34 @@ static void test_testutil(void **state)
     assert_non_null(strstr(text, "st_test_read_file"));
     free(text);
     assert_null(st_test_read_file(STATION_SOURCE_DIR "/no-such-file", &n));
+
+    /* A program's stdout and stderr apart, then together; its exit code; one not found. */
+    char dir[256], o[300], e[300];
+    assert_non_null(mkdtemp(st_test_tmpl(dir, sizeof dir, "st-spawn")));
+    snprintf(o, sizeof o, "%s/out", dir);
+    snprintf(e, sizeof e, "%s/err", dir);
+    char *const argv[] = { "sh", "-c", "echo to-out; echo to-err >&2; exit 3", NULL };
+    st_test_child c;
+    assert_int_equal(st_test_spawn("/bin/sh", argv, o, e, &c), 0);
+    assert_int_equal(c.exit_code, 3);
+    assert_true(c.maxrss_kib > 0);
+    text = st_test_read_file(o, NULL);
+    assert_string_equal(text, "to-out\n");
+    free(text);
+    text = st_test_read_file(e, NULL);
+    assert_string_equal(text, "to-err\n");
+    free(text);
+    assert_int_equal(st_test_spawn("/bin/sh", argv, o, NULL, &c), 0);
+    text = st_test_read_file(o, NULL);
+    assert_non_null(strstr(text, "to-out"));
+    assert_non_null(strstr(text, "to-err"));
+    free(text);
+    char *const none[] = { "no-such-program", NULL };
+    assert_int_equal(st_test_spawn("/no-such-program", none, o, NULL, &c), 0);
+    assert_int_equal(c.exit_code, 127);
+    unlink(o);
+    unlink(e);
+    rmdir(dir);
 }
 
 int main(void)

@@ -1,8 +1,15 @@
-/* Test and benchmark support: scratch names under $TMPDIR, whole files (see testutil.h). */
+/* Test and benchmark support: scratch names under $TMPDIR, whole files, running a program
+ * and measuring it (see testutil.h). */
 #include "station/core/testutil.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "station/core/clock.h"
 
 char *st_test_tmpl(char *buf, size_t cap, const char *name)
 {
@@ -48,4 +55,32 @@ void *st_test_read_file(const char *path, size_t *len)
     if (len)
         *len = n;
     return buf;
+}
+
+int st_test_spawn(const char *path, char *const argv[], const char *out, const char *err,
+                  st_test_child *c)
+{
+    fflush(stdout);
+    uint64_t t0 = st_now_us();
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int fe = err ? open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : fo;
+        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+            _exit(127);
+        execv(path, argv);
+        _exit(127);
+    }
+    int st;
+    struct rusage ru;
+    if (wait4(pid, &st, 0, &ru) != pid)
+        return -1;
+    c->wall_us = st_now_us() - t0;
+    c->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    c->user_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+    c->sys_s = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    c->maxrss_kib = ru.ru_maxrss;
+    return 0;
 }
