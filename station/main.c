@@ -535,25 +535,35 @@ static void free_images(st_image **images)
         st_image_free(images[i]);
 }
 
-static int cmd_run(const opts *o, char *const args[])
+/* The job named on the command line (through the search path) and its images, every one
+ * checked before any pin moves; 0, or -1 when refused (already reported). */
+static int load_job(const char *name, st_job **job, st_image *images[ST_JOB_MAX_IMAGES])
 {
     st_err e;
     st_err_clear(&e);
-    st_job *job = NULL;
     char path[4096];
-    if (!find_file(ST_PATH_JOB, args[0], path, sizeof path))
-        return EXIT_USAGE;
-    if (st_job_load(path, st_drivers_registry(), &job, &e)) {
+    *job = NULL;
+    if (!find_file(ST_PATH_JOB, name, path, sizeof path))
+        return -1;
+    if (st_job_load(path, st_drivers_registry(), job, &e)) {
         err_line("job", &e);
-        return EXIT_USAGE;
+        return -1;
     }
-    /* Every image is checked before any pin moves. */
-    st_image *images[ST_JOB_MAX_IMAGES];
-    if (st_job_load_images(job, images, &e)) {
+    if (st_job_load_images(*job, images, &e)) {
         err_line("job refused", &e);
-        st_job_free(job);
-        return EXIT_USAGE;
+        st_job_free(*job);
+        *job = NULL;
+        return -1;
     }
+    return 0;
+}
+
+static int cmd_run(const opts *o, char *const args[])
+{
+    st_job *job = NULL;
+    st_image *images[ST_JOB_MAX_IMAGES];
+    if (load_job(args[0], &job, images))
+        return EXIT_USAGE;
     int status = run_job(job, images, o);
     free_images(images);
     st_job_free(job);
@@ -563,19 +573,10 @@ static int cmd_run(const opts *o, char *const args[])
 /* `station produce JOB`: production mode (station/produce.c). */
 static int cmd_produce(const opts *o, char *const args[])
 {
-    st_err e;
-    st_err_clear(&e);
     st_job *job = NULL;
-    if (st_job_load(args[0], st_drivers_registry(), &job, &e)) {
-        err_line("job", &e);
-        return EXIT_USAGE;
-    }
     st_image *images[ST_JOB_MAX_IMAGES];
-    if (st_job_load_images(job, images, &e)) {
-        err_line("job refused", &e);
-        st_job_free(job);
+    if (load_job(args[0], &job, images))
         return EXIT_USAGE;
-    }
     const char *units = opt_get(o, "units");
     char *end = NULL;
     unsigned long max_units = units ? strtoul(units, &end, 10) : 0;

@@ -49,6 +49,13 @@ moved_job_fails() {
     ! grep -q "$STATION_SOURCE_DIR" "$T/j.out"
 }
 check moved-job-not-found moved_job_fails
+# `station produce` looks its job up the same way as `run` and `job check`.
+moved_produce_fails() {
+  st produce demo-usb-dfu > "$T/p.out" 2>&1; rc=$?
+  cat "$T/p.out"
+  [ $rc = 2 ] && grep -q 'job "demo-usb-dfu" not found' "$T/p.out"
+}
+check moved-produce-job-not-found moved_produce_fails
 
 # 3. A share directory beside the moved binary: its virtual fixture is the default.
 mkdir -p "$T/p/share/station/fixtures"
