@@ -18,6 +18,7 @@
 #include "protocols/sim/flash.h"
 #include "protocols/sim/synth.h"
 #include "station/core/clock.h"
+#include "station/core/testutil.h"
 #include "station/core/digest.h"
 
 #define FW STATION_SHARED_DIR \
@@ -60,15 +61,6 @@ typedef struct run_result {
     uint64_t exchanges;   /* Katapult command/answer pairs (blocks sent + read + EOF) */
     uint64_t cpu_us;      /* process CPU (user + system) in the phase: engines and models */
 } run_result;
-
-static uint64_t cpu_now_us(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return 0;
-    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
-           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-}
 
 static void *unit_thread(void *arg)
 {
@@ -184,7 +176,7 @@ static int run_units(const st_image *img, unsigned n, run_result *out)
     }
     st_vcan_stats before, after;
     st_vcan_get_stats(bus, &before);
-    uint64_t cpu0 = cpu_now_us();
+    uint64_t cpu0 = st_test_cpu_us();
     for (; started < n; started++)
         if (pthread_create(&units[started].thread, NULL, unit_thread, &units[started]) != 0) {
             st_err_set(&err, ST_ERR_IO, "cannot start a unit thread");
@@ -198,7 +190,7 @@ static int run_units(const st_image *img, unsigned n, run_result *out)
     for (unsigned i = 0; i < n; i++)
         pthread_join(units[i].thread, NULL);
     st_vcan_get_stats(bus, &after);
-    out->cpu_us = cpu_now_us() - cpu0;
+    out->cpu_us = st_test_cpu_us() - cpu0;
     out->bus_us = after.busy_us - before.busy_us;
     out->frames = after.frames - before.frames;
     uint64_t first = UINT64_MAX, last = 0;

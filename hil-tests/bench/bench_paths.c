@@ -36,6 +36,7 @@
 #include "protocols/sim/flash.h"
 #include "protocols/sim/synth.h"
 #include "station/core/clock.h"
+#include "station/core/testutil.h"
 
 #define FW_DIR STATION_SHARED_DIR "/firmware/cartographer-v4/6.0.0/"
 #define USB_COMBINED FW_DIR "Katapult_plus_CartographerV4_6.0.0__USB_lite.bin"
@@ -133,15 +134,6 @@ typedef struct unit {
     st_err err;
     pthread_t thread;
 } unit;
-
-static uint64_t cpu_now_us(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return 0;
-    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
-           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-}
 
 /* Voluntary context switches of the calling thread: how often it went to sleep. */
 static uint64_t thread_sleeps(void)
@@ -698,7 +690,7 @@ static void run_config(path p, unsigned n, const st_image *img, int skip, bool s
     st_vcan_stats b0, b1;
     if (bus)
         st_vcan_get_stats(bus, &b0);
-    uint64_t cpu0 = cpu_now_us();
+    uint64_t cpu0 = st_test_cpu_us();
     for (unsigned i = 0; i < n; i++)
         if (pthread_create(&units[i].thread, NULL, unit_thread, &units[i]) != 0) {
             fprintf(stderr, "bench_paths: cannot start a thread\n");
@@ -706,7 +698,7 @@ static void run_config(path p, unsigned n, const st_image *img, int skip, bool s
         }
     for (unsigned i = 0; i < n; i++)
         pthread_join(units[i].thread, NULL);
-    out->cpu_us = cpu_now_us() - cpu0;
+    out->cpu_us = st_test_cpu_us() - cpu0;
     uint64_t first = UINT64_MAX, last = 0, dev_max = 0;
     for (unsigned i = 0; i < n; i++) {
         unit *u = &units[i];

@@ -912,6 +912,12 @@ static void test_testutil(void **state)
     assert_int_equal(st_test_spawn("/bin/sh", argv, o, e, &c), 0);
     assert_int_equal(c.exit_code, 3);
     assert_true(c.maxrss_kib > 0);
+    /* Our own CPU clock moves when we work. */
+    uint64_t cpu0 = st_test_cpu_us();
+    volatile uint64_t spin = 0;
+    while (st_test_cpu_us() == cpu0)
+        spin++;
+    assert_true(st_test_cpu_us() > cpu0);
     text = st_test_read_file(o, NULL);
     assert_string_equal(text, "to-out\n");
     free(text);

@@ -84,3 +84,12 @@ int st_test_spawn(const char *path, char *const argv[], const char *out, const c
     c->maxrss_kib = ru.ru_maxrss;
     return 0;
 }
+
+uint64_t st_test_cpu_us(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}

@@ -34,4 +34,8 @@ typedef struct st_test_child {
 int st_test_spawn(const char *path, char *const argv[], const char *out, const char *err,
                   st_test_child *c);
 
+/* This process's CPU time so far (user + system, all threads), in microseconds; 0 when it
+ * cannot be read. */
+uint64_t st_test_cpu_us(void);
+
 #endif
